@@ -1,0 +1,3 @@
+"""PerFRDiff reference implementation built on :mod:`weditlib`."""
+
+__version__ = "0.1.0"

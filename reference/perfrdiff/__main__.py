@@ -1,0 +1,5 @@
+import sys
+
+from perfrdiff.cli import main
+
+sys.exit(main())

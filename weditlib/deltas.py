@@ -1,0 +1,237 @@
+"""What a weight shift is.
+
+A *shift* holds ``l`` edits of one ``(n, k)`` weight. Two kinds exist:
+
+* :class:`DenseDelta` — ``weight: (l, n, k)``;
+* :class:`LowRankDelta` — ``up: (l, n, r)`` and ``down: (l, r, k)``, i.e. ``ΔW = up @ down``.
+
+Each is applied in one of two modes: ``"shift"`` gives ``W + ΔW`` (the paper's default) and
+``"scale"`` gives ``W ⊙ (1 + ΔW)``.
+
+Which sample uses which of the ``l`` shifts is said by an ``index: (b,)`` of integers in
+``[0, l)`` (``None`` means ``l == b``, one shift per sample). :class:`Grouping` is the sorted view
+of such an index that the grouped algorithms use; it is computed once per forward pass and can be
+shared by every edited layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+Mode = Literal["shift", "scale"]
+MODES: tuple[str, ...] = ("shift", "scale")
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+
+
+@dataclass(frozen=True)
+class DenseDelta:
+    """``l`` full-size shifts of an ``(n, k)`` weight.
+
+    Args:
+        weight: ``(l, n, k)`` the shifts ``ΔW``.
+        mode: ``"shift"`` (``W + ΔW``) or ``"scale"`` (``W ⊙ (1 + ΔW)``).
+    """
+
+    weight: Tensor
+    mode: Mode = "shift"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.weight, Tensor):
+            raise TypeError(f"DenseDelta.weight must be a Tensor, got {type(self.weight).__name__}")
+        if self.weight.dim() != 3:
+            raise ValueError(
+                f"DenseDelta.weight must have shape (l, n, k), got {tuple(self.weight.shape)}"
+            )
+        _check_mode(self.mode)
+
+    @property
+    def num_shifts(self) -> int:
+        return self.weight.shape[0]
+
+    @property
+    def out_features(self) -> int:
+        return self.weight.shape[1]
+
+    @property
+    def in_features(self) -> int:
+        return self.weight.shape[2]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.weight.device
+
+    def tensors(self) -> tuple[Tensor, ...]:
+        return (self.weight,)
+
+    def to_dense(self) -> DenseDelta:
+        return self
+
+    def matrix(self) -> Tensor:
+        """``(l, n, k)`` the shifts as full matrices."""
+        return self.weight
+
+    def rows(self, start: int, stop: int) -> DenseDelta:
+        """The shifts of output rows ``[start, stop)``: ``(l, stop - start, k)`` (a view)."""
+        return DenseDelta(self.weight[:, start:stop], mode=self.mode)
+
+
+@dataclass(frozen=True)
+class LowRankDelta:
+    """``l`` rank-``r`` shifts ``ΔW = up @ down`` of an ``(n, k)`` weight.
+
+    Args:
+        up: ``(l, n, r)`` left factors ``U``.
+        down: ``(l, r, k)`` right factors ``V``.
+        mode: ``"shift"`` (``W + U V``) or ``"scale"`` (``W ⊙ (1 + U V)``).
+    """
+
+    up: Tensor
+    down: Tensor
+    mode: Mode = "shift"
+
+    def __post_init__(self) -> None:
+        for name, t in (("up", self.up), ("down", self.down)):
+            if not isinstance(t, Tensor):
+                raise TypeError(f"LowRankDelta.{name} must be a Tensor, got {type(t).__name__}")
+            if t.dim() != 3:
+                expected = "(l, n, r)" if name == "up" else "(l, r, k)"
+                raise ValueError(
+                    f"LowRankDelta.{name} must have shape {expected}, got {tuple(t.shape)}"
+                )
+        if self.up.shape[0] != self.down.shape[0] or self.up.shape[2] != self.down.shape[1]:
+            raise ValueError(
+                "LowRankDelta.up (l, n, r) and down (l, r, k) disagree on l or r: "
+                f"up {tuple(self.up.shape)}, down {tuple(self.down.shape)}"
+            )
+        if self.up.dtype != self.down.dtype:
+            raise TypeError(
+                f"LowRankDelta.up and down must share a dtype, got {self.up.dtype} "
+                f"and {self.down.dtype}"
+            )
+        if self.up.device != self.down.device:
+            raise ValueError(
+                f"LowRankDelta.up and down must share a device, got {self.up.device} "
+                f"and {self.down.device}"
+            )
+        _check_mode(self.mode)
+
+    @property
+    def num_shifts(self) -> int:
+        return self.up.shape[0]
+
+    @property
+    def out_features(self) -> int:
+        return self.up.shape[1]
+
+    @property
+    def in_features(self) -> int:
+        return self.down.shape[2]
+
+    @property
+    def rank(self) -> int:
+        return self.up.shape[2]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.up.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.up.device
+
+    def tensors(self) -> tuple[Tensor, ...]:
+        return (self.up, self.down)
+
+    def matrix(self) -> Tensor:
+        """``(l, n, k)`` the shifts as full matrices ``up @ down``."""
+        return torch.bmm(self.up, self.down)
+
+    def to_dense(self) -> DenseDelta:
+        return DenseDelta(self.matrix(), mode=self.mode)
+
+    def rows(self, start: int, stop: int) -> LowRankDelta:
+        """The shifts of output rows ``[start, stop)``: ``up[:, start:stop] @ down`` (views)."""
+        return LowRankDelta(self.up[:, start:stop], self.down, mode=self.mode)
+
+
+Delta = DenseDelta | LowRankDelta
+
+
+@dataclass(frozen=True)
+class Grouping:
+    """Samples sorted by the shift they use: the layout of the grouped algorithms.
+
+    Attributes:
+        index: ``(b,)`` int64, the shift of each sample.
+        order: ``(b,)`` int64, a stable permutation that sorts samples by shift.
+        counts: ``(l,)`` int64, number of samples using each shift (zeros allowed).
+        max_count: largest entry of ``counts`` (a Python int, computed once).
+        uniform: every shift is used by the same number of samples and ``index`` is already
+            sorted, so ``x`` can be viewed as ``(l, count * t, k)`` without any copy.
+    """
+
+    index: Tensor
+    order: Tensor
+    counts: Tensor
+    max_count: int
+    uniform: bool
+
+    @property
+    def num_shifts(self) -> int:
+        return self.counts.shape[0]
+
+    @property
+    def batch_size(self) -> int:
+        return self.index.shape[0]
+
+    @property
+    def identity(self) -> bool:
+        """One shift per sample, in order (``index == arange(b)``)."""
+        return self.uniform and self.max_count == 1
+
+    @staticmethod
+    def from_index(
+        index: Tensor | None,
+        num_shifts: int,
+        batch_size: int,
+        device: torch.device | str | None = None,
+    ) -> Grouping:
+        """Build the grouping of ``index`` (``None`` means ``arange(batch_size)``).
+
+        The caller has validated ``index`` (see :func:`weditlib.functional.check_index`).
+        """
+        if index is None:
+            ar = torch.arange(batch_size, device=device)
+            ones = torch.ones(batch_size, dtype=torch.long, device=device)
+            return Grouping(ar, ar, ones, 1, True)
+        index = index.long() if device is None else index.long().to(device)
+        counts = torch.bincount(index, minlength=num_shifts)
+        order = torch.argsort(index, stable=True)
+        counts_list = counts.tolist()
+        max_count = max(counts_list) if counts_list else 0
+        is_sorted = bool((index[1:] >= index[:-1]).all()) if batch_size > 1 else True
+        uniform = is_sorted and bool(counts_list) and min(counts_list) == max_count
+        return Grouping(index, order, counts, max_count, uniform)
+
+    def to(self, device: torch.device) -> Grouping:
+        if self.index.device == device:
+            return self
+        return Grouping(
+            self.index.to(device),
+            self.order.to(device),
+            self.counts.to(device),
+            self.max_count,
+            self.uniform,
+        )

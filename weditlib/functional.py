@@ -1,0 +1,186 @@
+"""``edited_linear``: the one op that applies per-sample weight shifts.
+
+Everything else in the library (layers, attention, the edit context) calls it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from weditlib import planner
+from weditlib.deltas import Delta, DenseDelta, Grouping, LowRankDelta
+from weditlib.kernels.base import Problem
+
+_INDEX_DTYPES = (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8)
+
+
+def check_index(index: Tensor | None, num_shifts: int, batch_size: int | None) -> Tensor | None:
+    """Validate ``index`` and return it as int64 (``None`` stays ``None``).
+
+    Args:
+        index: ``(b,)`` integers in ``[0, num_shifts)``, or ``None`` meaning one shift per sample.
+        num_shifts: ``l``.
+        batch_size: ``b``, or ``None`` when any length is allowed (``None`` index then means
+            ``b == l``).
+
+    Raises:
+        TypeError: ``index`` is not an integer tensor.
+        ValueError: wrong shape, or out-of-range values, or ``None`` with ``l != b``.
+    """
+    if index is None:
+        if batch_size is not None and num_shifts != batch_size:
+            raise ValueError(
+                f"index=None means one shift per sample, so the shift count ({num_shifts}) must "
+                f"equal the batch size ({batch_size}); pass index (b,) to share shifts"
+            )
+        return None
+    if not isinstance(index, Tensor):
+        raise TypeError(
+            f"index must be an integer Tensor of shape (b,), got {type(index).__name__}"
+        )
+    if index.dtype not in _INDEX_DTYPES:
+        raise TypeError(f"index must have an integer dtype, got {index.dtype}")
+    if index.dim() != 1 or (batch_size is not None and index.shape[0] != batch_size):
+        expected = "(b,)" if batch_size is None else f"(b,) = ({batch_size},)"
+        raise ValueError(f"index must have shape {expected}, got {tuple(index.shape)}")
+    if index.numel() and (int(index.min()) < 0 or int(index.max()) >= num_shifts):
+        raise ValueError(
+            f"index values must lie in [0, {num_shifts}) (the number of shifts), "
+            f"got min {int(index.min())}, max {int(index.max())}"
+        )
+    return index.long()
+
+
+def _check_inputs(x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta) -> None:
+    for name, value in (("x", x), ("weight", weight)):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"{name} must be a Tensor, got {type(value).__name__}")
+    if not isinstance(delta, DenseDelta | LowRankDelta):
+        raise TypeError(f"delta must be a DenseDelta or LowRankDelta, got {type(delta).__name__}")
+    if weight.dim() != 2:
+        raise ValueError(f"weight must have shape (n, k), got {tuple(weight.shape)}")
+    n, k = weight.shape
+    if x.dim() < 2:
+        raise ValueError(f"x must have shape (b, *t, k) with at least 2 dims, got {tuple(x.shape)}")
+    if x.shape[-1] != k:
+        raise ValueError(f"x's last dim must equal weight's k={k}, got x shape {tuple(x.shape)}")
+    if (delta.out_features, delta.in_features) != (n, k):
+        raise ValueError(
+            f"delta edits a ({delta.out_features}, {delta.in_features}) weight, "
+            f"but weight has shape ({n}, {k})"
+        )
+    if bias is not None:
+        if not isinstance(bias, Tensor):
+            raise TypeError(f"bias must be a Tensor or None, got {type(bias).__name__}")
+        if bias.shape != (n,):
+            raise ValueError(f"bias must have shape (n,) = ({n},), got {tuple(bias.shape)}")
+    named = [("x", x), ("weight", weight), ("delta", delta)]
+    if bias is not None:
+        named.append(("bias", bias))
+    for name, value in named[1:]:
+        if value.dtype != x.dtype:
+            raise TypeError(f"{name} dtype {value.dtype} does not match x dtype {x.dtype}")
+        if value.device != x.device:
+            raise ValueError(f"{name} is on {value.device} but x is on {x.device}")
+    if not x.dtype.is_floating_point:
+        raise TypeError(f"x must have a floating dtype, got {x.dtype}")
+
+
+def _check_finite(delta: Delta) -> None:
+    for position, tensor in enumerate(delta.tensors()):
+        if not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ValueError(
+                f"delta tensor {position} (shape {tuple(tensor.shape)}) has {bad} non-finite values"
+            )
+
+
+def prepare(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    delta: Delta,
+    index: Tensor | None = None,
+    grouping: Grouping | None = None,
+) -> tuple[Tensor, Grouping, Problem]:
+    """Validate the inputs and describe the problem: ``(x3 (b, t, k), grouping, problem)``."""
+    _check_inputs(x, weight, bias, delta)
+    batch = x.shape[0]
+    if grouping is None:
+        index = check_index(index, delta.num_shifts, batch)
+        grouping = Grouping.from_index(index, delta.num_shifts, batch, device=x.device)
+    elif grouping.batch_size != batch or grouping.num_shifts != delta.num_shifts:
+        raise ValueError(
+            f"grouping is for b={grouping.batch_size}, l={grouping.num_shifts}; "
+            f"got b={batch}, l={delta.num_shifts}"
+        )
+    x3 = x.reshape(batch, -1, x.shape[-1])
+    return x3, grouping, Problem.describe(x3, delta, grouping, bias is not None)
+
+
+def plan(
+    x: Tensor,
+    weight: Tensor,
+    delta: Delta,
+    index: Tensor | None = None,
+    bias: Tensor | None = None,
+) -> planner.Plan:
+    """What :func:`edited_linear` would run for these inputs, with its cost estimate.
+
+    Returns:
+        a :class:`~weditlib.planner.Plan`: the chosen algorithm's name, its estimated seconds and
+        cost, and the estimate of every supported candidate.
+    """
+    _, _, problem = prepare(x, weight, bias, delta, index)
+    return planner.choose(problem)[1]
+
+
+def edited_linear(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    delta: Delta | None,
+    index: Tensor | None = None,
+    *,
+    algorithm: str | None = None,
+    check_finite: bool = False,
+    grouping: Grouping | None = None,
+) -> Tensor:
+    """Linear map with a per-sample edited weight.
+
+    For every sample ``b``: ``y[b] = F.linear(x[b], W ⊕ ΔW[index[b]], bias)`` where ``⊕`` is
+    ``W + ΔW`` (``delta.mode == "shift"``) or ``W ⊙ (1 + ΔW)`` (``"scale"``).
+
+    Args:
+        x: ``(b, *t, k)`` input; any number of token dims (possibly none).
+        weight: ``(n, k)`` base weight, shared by all samples.
+        bias: ``(n,)`` or ``None``.
+        delta: ``l`` shifts (:class:`~weditlib.deltas.DenseDelta` ``(l, n, k)`` or
+            :class:`~weditlib.deltas.LowRankDelta` ``(l, n, r) @ (l, r, k)``); ``None`` is the
+            plain ``F.linear``.
+        index: ``(b,)`` integers in ``[0, l)``: the shift of each sample (unsorted and repeated
+            values allowed). ``None`` means ``l == b`` and sample ``b`` uses shift ``b``.
+        algorithm: force one algorithm by name (see :func:`weditlib.planner.algorithm_names`);
+            ``None`` lets the planner choose by cost.
+        check_finite: raise if the shift holds NaN or infinity instead of propagating it.
+        grouping: a precomputed :class:`~weditlib.deltas.Grouping` of ``index`` (e.g. shared by
+            all layers of one forward pass); overrides ``index``.
+
+    Returns:
+        ``(b, *t, n)``; differentiable with respect to ``x``, ``weight``, ``bias`` and the shift.
+
+    Raises:
+        TypeError: non-tensor inputs, mismatched dtypes, non-integer ``index``.
+        ValueError: mismatched ``k``/``n``, wrong ranks, ``index`` of wrong length or out of
+            range, device mismatch, unknown or unsupported ``algorithm``, non-finite shift when
+            ``check_finite``.
+    """
+    if delta is None:
+        return torch.nn.functional.linear(x, weight, bias)
+    x3, grouping, problem = prepare(x, weight, bias, delta, index, grouping)
+    if check_finite:
+        _check_finite(delta)
+    chosen, _ = planner.choose(problem, algorithm)
+    y3 = chosen.run(x3, weight, bias, delta, grouping)
+    return y3.reshape(*x.shape[:-1], weight.shape[0])

@@ -1,0 +1,267 @@
+"""Exact algorithms in plain torch: they run anywhere and autograd differentiates them.
+
+Four ways to compute ``y_b = x_b (W ⊕ ΔW_index[b])ᵀ + bias``:
+
+* ``materialise`` — build ``W ⊕ ΔW`` once per shift, then one batched GEMM over the groups of
+  samples that share it (compute-bound regime: many tokens per shift).
+* ``materialise_gather`` — build ``W ⊕ ΔW`` once per shift and gather it per sample; no padding
+  when groups are very unequal.
+* ``split`` — ``x Wᵀ + bmm(x, ΔWᵀ)``: reads each shift once and never writes ``W + ΔW``
+  (memory-bound regime: few tokens per shift). Dense shifts in ``shift`` mode only.
+* ``lowrank`` — ``x Wᵀ + (x Vᵀ) Uᵀ``: never builds an ``(n, k)`` matrix per shift.
+* ``lowrank_scale`` — ``W ⊙ (1 + U V)`` applied as ``x Wᵀ + Σ_r u_r ⊙ ((x ⊙ v_r) Wᵀ)``: ``r``
+  extra GEMMs against the shared ``W`` instead of ``l`` materialised matrices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from einops import rearrange
+from torch import Tensor
+
+from weditlib.deltas import Delta, DenseDelta, Grouping, LowRankDelta
+from weditlib.kernels.base import Cost, Problem, combine
+
+
+@dataclass(frozen=True)
+class GroupedLayout:
+    """Where each sample sits in a ``(l, max_count, t, k)`` padded, shift-major buffer."""
+
+    shift: Tensor  # (b,) the group of each sample, in `order`
+    slot: Tensor  # (b,) its position inside the group, in `order`
+    order: Tensor  # (b,)
+
+    @staticmethod
+    def of(grouping: Grouping) -> GroupedLayout:
+        shift = grouping.index[grouping.order]
+        starts = torch.cumsum(grouping.counts, 0) - grouping.counts
+        slot = torch.arange(shift.shape[0], device=shift.device) - starts[shift]
+        return GroupedLayout(shift, slot, grouping.order)
+
+
+def to_groups(x: Tensor, grouping: Grouping) -> Tensor:
+    """Arrange samples by shift: ``(b, t, k) -> (l, max_count * t, k)``.
+
+    A free view when the grouping is uniform; otherwise a zero-padded copy.
+    """
+    _, t, k = x.shape
+    lcount = grouping.num_shifts
+    if grouping.uniform:
+        return x.reshape(lcount, grouping.max_count * t, k)
+    layout = GroupedLayout.of(grouping)
+    buffer = x.new_zeros(lcount, grouping.max_count, t, k)
+    buffer = buffer.index_put((layout.shift, layout.slot), x[layout.order])
+    return buffer.reshape(lcount, grouping.max_count * t, k)
+
+
+def from_groups(y: Tensor, grouping: Grouping, tokens: int) -> Tensor:
+    """Inverse of :func:`to_groups`: ``(l, max_count * t, n) -> (b, t, n)``."""
+    lcount, _, n = y.shape
+    y = y.reshape(lcount, grouping.max_count, tokens, n)
+    if grouping.uniform:
+        return y.reshape(grouping.batch_size, tokens, n)
+    layout = GroupedLayout.of(grouping)
+    # `order` is a permutation, so its inverse puts sorted samples back in batch order.
+    inverse = torch.empty_like(layout.order)
+    inverse[layout.order] = torch.arange(layout.order.shape[0], device=layout.order.device)
+    return y[layout.shift, layout.slot][inverse]
+
+
+def _per_sample(tensor: Tensor, grouping: Grouping) -> Tensor:
+    """``(l, ...) -> (b, ...)``: the shift tensor of each sample (a view when identity)."""
+    return tensor if grouping.identity else tensor[grouping.index]
+
+
+def _io_bytes(p: Problem) -> float:
+    """Bytes of reading ``x``, ``W`` and the bias and writing ``y`` once."""
+    rows = p.batch * p.tokens
+    return p.element_size * (
+        rows * p.in_features + rows * p.out_features + p.out_features * p.in_features
+    )
+
+
+def _shift_bytes(p: Problem) -> float:
+    if p.dense:
+        return p.element_size * p.num_shifts * p.out_features * p.in_features
+    assert p.rank is not None
+    return p.element_size * p.num_shifts * p.rank * (p.out_features + p.in_features)
+
+
+def _regroup_bytes(p: Problem) -> float:
+    """Copies into and out of the padded group layout (free when uniform)."""
+    if p.uniform:
+        return 0.0
+    return 2 * p.element_size * p.padded_rows * (p.in_features + p.out_features)
+
+
+class Materialise:
+    """``W ⊕ ΔW`` per shift, then one batched GEMM per group of samples."""
+
+    name = "materialise"
+
+    def supported(self, problem: Problem) -> bool:
+        return True
+
+    def cost(self, p: Problem) -> Cost:
+        nk = p.out_features * p.in_features
+        build_flops = 0 if p.dense else 2 * p.num_shifts * nk * p.rank
+        # read ΔW (or U, V), write W ⊕ ΔW, read it again in the GEMM
+        traffic = _io_bytes(p) + _shift_bytes(p) + 2 * p.element_size * p.num_shifts * nk
+        return Cost(
+            flops=2.0 * p.padded_rows * nk + build_flops + p.num_shifts * nk,
+            bytes=traffic + _regroup_bytes(p),
+            launches=3 if p.uniform else 6,
+            gemm_rows=p.max_group * p.tokens,
+        )
+
+    def run(
+        self, x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta, grouping: Grouping
+    ) -> Tensor:
+        effective = combine(weight, delta.matrix(), delta.mode)  # (l, n, k)
+        xg = to_groups(x, grouping)  # (l, c*t, k)
+        if bias is None:
+            yg = torch.bmm(xg, effective.transpose(1, 2))
+        else:
+            yg = torch.baddbmm(bias, xg, effective.transpose(1, 2))
+        return from_groups(yg, grouping, x.shape[1])
+
+
+class MaterialiseGather:
+    """``W ⊕ ΔW`` per shift, gathered per sample: no padding for unequal groups."""
+
+    name = "materialise_gather"
+
+    def supported(self, problem: Problem) -> bool:
+        return True
+
+    def cost(self, p: Problem) -> Cost:
+        nk = p.out_features * p.in_features
+        build_flops = 0 if p.dense else 2 * p.num_shifts * nk * p.rank
+        gathered = 0 if p.num_shifts == p.batch and p.uniform else 2 * p.batch * nk
+        traffic = (
+            _io_bytes(p)
+            + _shift_bytes(p)
+            + p.element_size * (p.num_shifts * nk + gathered + p.batch * nk)
+        )
+        return Cost(
+            flops=2.0 * p.batch * p.tokens * nk + build_flops + p.num_shifts * nk,
+            bytes=traffic,
+            launches=3,
+            gemm_rows=p.tokens,
+        )
+
+    def run(
+        self, x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta, grouping: Grouping
+    ) -> Tensor:
+        effective = _per_sample(combine(weight, delta.matrix(), delta.mode), grouping)
+        if bias is None:
+            return torch.bmm(x, effective.transpose(1, 2))
+        return torch.baddbmm(bias, x, effective.transpose(1, 2))
+
+
+class Split:
+    """``x Wᵀ + bias + bmm(x, ΔWᵀ)`` with samples grouped by shift."""
+
+    name = "split"
+
+    def supported(self, problem: Problem) -> bool:
+        return problem.dense and problem.mode == "shift"
+
+    def cost(self, p: Problem) -> Cost:
+        nk = p.out_features * p.in_features
+        rows = p.batch * p.tokens
+        return Cost(
+            flops=2.0 * rows * nk + 2.0 * p.padded_rows * nk,
+            # the base output is written once and read back by the accumulating bmm
+            bytes=_io_bytes(p)
+            + _shift_bytes(p)
+            + 2 * p.element_size * rows * p.out_features
+            + _regroup_bytes(p),
+            launches=2 if p.uniform else 5,
+            gemm_rows=p.max_group * p.tokens,
+        )
+
+    def run(
+        self, x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta, grouping: Grouping
+    ) -> Tensor:
+        assert isinstance(delta, DenseDelta)
+        b, t, _ = x.shape
+        base = torch.nn.functional.linear(x, weight, bias)  # (b, t, n)
+        if grouping.uniform:
+            lcount = grouping.num_shifts
+            xg = x.reshape(lcount, grouping.max_count * t, -1)
+            base_g = base.reshape(lcount, grouping.max_count * t, -1)
+            return torch.baddbmm(base_g, xg, delta.weight.transpose(1, 2)).reshape(b, t, -1)
+        change = torch.bmm(to_groups(x, grouping), delta.weight.transpose(1, 2))
+        return base + from_groups(change, grouping, t)
+
+
+class LowRank:
+    """``x Wᵀ + bias + (x Vᵀ) Uᵀ``, the factors gathered per sample."""
+
+    name = "lowrank"
+
+    def supported(self, problem: Problem) -> bool:
+        return not problem.dense and problem.mode == "shift"
+
+    def cost(self, p: Problem) -> Cost:
+        assert p.rank is not None
+        rows = p.batch * p.tokens
+        nk = p.out_features * p.in_features
+        per_sample_factors = p.element_size * p.batch * p.rank * (p.out_features + p.in_features)
+        return Cost(
+            flops=2.0 * rows * nk + 2.0 * rows * p.rank * (p.out_features + p.in_features),
+            bytes=_io_bytes(p)
+            + _shift_bytes(p)
+            + 2 * per_sample_factors
+            + 2 * p.element_size * rows * p.out_features,
+            launches=5,
+            gemm_rows=rows,
+        )
+
+    def run(
+        self, x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta, grouping: Grouping
+    ) -> Tensor:
+        assert isinstance(delta, LowRankDelta)
+        up = _per_sample(delta.up, grouping)  # (b, n, r)
+        down = _per_sample(delta.down, grouping)  # (b, r, k)
+        base = torch.nn.functional.linear(x, weight, bias)  # (b, t, n)
+        inner = torch.bmm(x, down.transpose(1, 2))  # (b, t, r)
+        return torch.baddbmm(base, inner, up.transpose(1, 2))
+
+
+class LowRankScale:
+    """``W ⊙ (1 + U V)`` as ``x Wᵀ + Σ_r u_r ⊙ ((x ⊙ v_r) Wᵀ)``: ``r`` GEMMs against shared W."""
+
+    name = "lowrank_scale"
+
+    def supported(self, problem: Problem) -> bool:
+        return not problem.dense and problem.mode == "scale"
+
+    def cost(self, p: Problem) -> Cost:
+        assert p.rank is not None
+        rows = p.batch * p.tokens
+        nk = p.out_features * p.in_features
+        scaled_inputs = p.element_size * rows * p.rank * (p.in_features + p.out_features)
+        return Cost(
+            flops=2.0 * rows * (1 + p.rank) * nk,
+            bytes=_io_bytes(p) + _shift_bytes(p) + 2 * scaled_inputs,
+            launches=5,
+            gemm_rows=rows * p.rank,
+        )
+
+    def run(
+        self, x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta, grouping: Grouping
+    ) -> Tensor:
+        assert isinstance(delta, LowRankDelta)
+        up = _per_sample(delta.up, grouping)  # (b, n, r)
+        down = _per_sample(delta.down, grouping)  # (b, r, k)
+        base = torch.nn.functional.linear(x, weight, bias)  # (b, t, n)
+        scaled = rearrange(x, "b t k -> b 1 t k") * rearrange(down, "b r k -> b r 1 k")
+        per_rank = torch.nn.functional.linear(scaled, weight)  # (b, r, t, n)
+        return base + torch.einsum("brtn,bnr->btn", per_rank, up)
+
+
+ALGORITHMS: tuple = (Materialise(), MaterialiseGather(), Split(), LowRank(), LowRankScale())

@@ -1,0 +1,303 @@
+"""Editable layers: drop-in subclasses of ``nn.Linear`` and ``nn.MultiheadAttention``.
+
+An editable layer owns (or, built with ``from_module``, *shares*) the base parameters and applies
+shifts given at call time or made active by :func:`weditlib.edit`. With no shift it runs the base
+class's own forward, so its output is bit-identical to the module it replaced. Parameter names
+are the base class's, so state dicts load either way.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TypeVar
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from weditlib.deltas import Delta, Grouping
+from weditlib.functional import edited_linear
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+
+def _share_state(cls: type[ModuleT], base: nn.Module) -> ModuleT:
+    """An instance of ``cls`` whose parameters, buffers and children *are* ``base``'s."""
+    module = cls.__new__(cls)
+    for key, value in base.__dict__.items():
+        # own containers, same Parameter/Module objects inside: nothing is copied
+        module.__dict__[key] = type(value)(value) if isinstance(value, dict) else value
+    return module
+
+
+class EditableMixin:
+    """Bookkeeping of active shifts shared by every editable layer.
+
+    ``editable_weights`` maps the layer's local weight names (``""`` for a linear layer;
+    ``"in_proj"``, ``"out_proj"``, ... for attention) to their ``(n, k)`` shapes.
+    """
+
+    editable_weights: dict[str, tuple[int, int]]
+    _active: dict[str, tuple[Delta, Grouping | None]]
+
+    def _init_edit_state(self) -> None:
+        self._active = {}
+
+    def set_shift(self, name: str, delta: Delta, grouping: Grouping | None = None) -> None:
+        """Make ``delta`` active for the local weight ``name`` until :meth:`clear_shifts`."""
+        if name not in self.editable_weights:
+            raise KeyError(
+                f"{type(self).__name__} has no editable weight {name!r}; "
+                f"editable: {sorted(self.editable_weights)}"
+            )
+        expected = self.editable_weights[name]
+        got = (delta.out_features, delta.in_features)
+        if got != expected:
+            raise ValueError(f"shift for {name!r} edits a {got} weight, expected {expected}")
+        self._active[name] = (delta, grouping)
+
+    def clear_shifts(self) -> None:
+        """Return to the base layer."""
+        self._active = {}
+
+    @property
+    def active_shifts(self) -> dict[str, tuple[Delta, Grouping | None]]:
+        return dict(self._active)
+
+
+class EditableLinear(EditableMixin, nn.Linear):
+    """``nn.Linear`` whose weight can be edited per sample.
+
+    Args (as ``nn.Linear``), plus:
+        batch_dim: which dim of the input indexes samples (``1`` inside a sequence-first
+            transformer).
+
+    Shapes: ``x: (b, *t, k) -> (b, *t, n)`` when ``batch_dim == 0``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, batch_dim: int = 0,
+                 device=None, dtype=None) -> None:  # fmt: skip
+        super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
+        self._configure(batch_dim)
+
+    @classmethod
+    def from_module(cls, base: nn.Linear, batch_dim: int = 0) -> EditableLinear:
+        """Wrap ``base`` without copying: the new layer shares its weight and bias."""
+        if not isinstance(base, nn.Linear):
+            raise TypeError(f"base must be an nn.Linear, got {type(base).__name__}")
+        module = _share_state(cls, base)
+        module._configure(batch_dim)
+        return module
+
+    def _configure(self, batch_dim: int) -> None:
+        self.batch_dim = batch_dim
+        self.editable_weights = {"": (self.out_features, self.in_features)}
+        self._init_edit_state()
+
+    def forward(
+        self, input: Tensor, delta: Delta | None = None, index: Tensor | None = None
+    ) -> Tensor:
+        """``F.linear`` with ``delta`` (or the active shift) applied per sample.
+
+        Args:
+            input: ``(b, *t, k)`` (sample dim at ``batch_dim``).
+            delta: ``l`` shifts of the weight; overrides the active one.
+            index: ``(b,)`` shift of each sample; ``None`` means one shift per sample.
+        """
+        grouping = None
+        if delta is None and "" in self._active:
+            delta, grouping = self._active[""]
+        if delta is None:
+            return super().forward(input)
+        x = input.movedim(self.batch_dim, 0) if self.batch_dim else input
+        y = edited_linear(x, self.weight, self.bias, delta, index, grouping=grouping)
+        return y.movedim(0, self.batch_dim) if self.batch_dim else y
+
+
+class EditableFeedForward(nn.Module):
+    """Transformer feed-forward block ``linear2(dropout(act(linear1(x))))`` with editable linears.
+
+    Shapes: ``x: (b, *t, d_model) -> (b, *t, d_model)``; editable weights ``linear1``
+    ``(d_ff, d_model)`` and ``linear2`` ``(d_model, d_ff)`` (through :func:`weditlib.edit` or
+    :func:`weditlib.make_editable` names).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_ff: int,
+        activation: Callable[[Tensor], Tensor] = F.gelu,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.linear1 = EditableLinear(d_model, d_ff)
+        self.linear2 = EditableLinear(d_ff, d_model)
+        self.activation = activation
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear2(self.dropout(self.activation(self.linear1(x))))
+
+
+class EditableMultiheadAttention(EditableMixin, nn.MultiheadAttention):
+    """``nn.MultiheadAttention`` whose projections can be edited per sample.
+
+    Editable weights: ``in_proj`` ``(3·e, e)`` (joint q/k/v, when q, k and v share the embedding
+    size) or ``q_proj`` ``(e, e)``, ``k_proj`` ``(e, kdim)``, ``v_proj`` ``(e, vdim)`` when
+    ``split_in_proj``; and ``out_proj`` ``(e, e)``. Works for self- and cross-attention and both
+    ``batch_first`` layouts. With no active shift, ``forward`` is ``nn.MultiheadAttention``'s.
+    """
+
+    def __init__(self, *args, split_in_proj: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._configure(split_in_proj)
+
+    @classmethod
+    def from_module(
+        cls, base: nn.MultiheadAttention, split_in_proj: bool = False
+    ) -> EditableMultiheadAttention:
+        """Wrap ``base`` without copying its parameters."""
+        if not isinstance(base, nn.MultiheadAttention):
+            raise TypeError(f"base must be an nn.MultiheadAttention, got {type(base).__name__}")
+        module = _share_state(cls, base)
+        module._configure(split_in_proj)
+        return module
+
+    def _configure(self, split_in_proj: bool) -> None:
+        if self.bias_k is not None or self.add_zero_attn:
+            raise ValueError(
+                "EditableMultiheadAttention does not support add_bias_kv=True or add_zero_attn=True"
+            )
+        if not split_in_proj and not self._qkv_same_embed_dim:
+            raise ValueError(
+                "the joint in_proj is not editable when kdim/vdim differ from embed_dim; "
+                "use split_in_proj=True"
+            )
+        e = self.embed_dim
+        if split_in_proj:
+            self.editable_weights = {
+                "q_proj": (e, e),
+                "k_proj": (e, self.kdim),
+                "v_proj": (e, self.vdim),
+            }
+        else:
+            self.editable_weights = {"in_proj": (3 * e, e)}
+        self.editable_weights["out_proj"] = (e, e)
+        self._init_edit_state()
+
+    def _projection_weights(self) -> tuple[Tensor, Tensor, Tensor]:
+        if self._qkv_same_embed_dim:
+            return tuple(self.in_proj_weight.chunk(3))  # type: ignore[return-value]
+        return self.q_proj_weight, self.k_proj_weight, self.v_proj_weight
+
+    def _project(self, which: int, x: Tensor) -> Tensor:
+        """Project ``x: (b, t, ·)`` to queries (0), keys (1) or values (2), edited if active."""
+        e = self.embed_dim
+        weight = self._projection_weights()[which]
+        bias = None if self.in_proj_bias is None else self.in_proj_bias[which * e : (which + 1) * e]
+        local = ("q_proj", "k_proj", "v_proj")[which]
+        if local in self._active:
+            delta, grouping = self._active[local]
+        elif "in_proj" in self._active:
+            joint, grouping = self._active["in_proj"]
+            delta = joint.rows(which * e, (which + 1) * e)
+        else:
+            return F.linear(x, weight, bias)
+        return edited_linear(x, weight, bias, delta, grouping=grouping)
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        key_padding_mask: Tensor | None = None,
+        need_weights: bool = True,
+        attn_mask: Tensor | None = None,
+        average_attn_weights: bool = True,
+        is_causal: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """As ``nn.MultiheadAttention.forward``; active shifts edit the projections.
+
+        Shapes: ``query (b, s, e)``, ``key (b, u, kdim)``, ``value (b, u, vdim)`` when
+        ``batch_first`` (else sequence first); returns ``(b, s, e)`` and the attention weights
+        ``(b, s, u)`` (or ``(b, heads, s, u)`` when not averaged) if ``need_weights``.
+        """
+        if not self._active:
+            return super().forward(
+                query, key, value, key_padding_mask, need_weights, attn_mask,
+                average_attn_weights, is_causal,
+            )  # fmt: skip
+        if query.dim() != 3:
+            raise ValueError(
+                f"edited attention needs batched 3-d inputs, got query shape {tuple(query.shape)}"
+            )
+        if not self.batch_first:
+            query, key, value = (t.transpose(0, 1) for t in (query, key, value))
+        b, s, _ = query.shape
+        u = key.shape[1]
+        heads = self.num_heads
+        q, k, v = (
+            rearrange(self._project(i, t), "b t (h d) -> b h t d", h=heads)
+            for i, t in enumerate((query, key, value))
+        )
+        mask = _merge_masks(attn_mask, key_padding_mask, (b, heads, s, u), q, is_causal)
+        dropout = self.dropout if self.training else 0.0
+        if need_weights:
+            scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+            if mask is not None:
+                scores = scores + mask
+            weights = torch.softmax(scores, dim=-1)
+            attended = F.dropout(weights, dropout) @ v if dropout else weights @ v
+        else:
+            weights = None
+            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        out = rearrange(attended, "b h t d -> b t (h d)")
+        out_delta = self._active.get("out_proj")
+        if out_delta is None:
+            out = F.linear(out, self.out_proj.weight, self.out_proj.bias)
+        else:
+            delta, grouping = out_delta
+            out = edited_linear(
+                out, self.out_proj.weight, self.out_proj.bias, delta, grouping=grouping
+            )
+        if not self.batch_first:
+            out = out.transpose(0, 1)
+        if weights is not None and average_attn_weights:
+            weights = weights.mean(dim=1)
+        return out, weights
+
+
+def _merge_masks(
+    attn_mask: Tensor | None,
+    key_padding_mask: Tensor | None,
+    sizes: tuple[int, int, int, int],
+    like: Tensor,
+    is_causal: bool,
+) -> Tensor | None:
+    """One additive float mask ``(b, h, s, u)`` (or broadcastable) from MHA's mask arguments.
+
+    Boolean masks follow ``nn.MultiheadAttention``: ``True`` means *not allowed*.
+    """
+    batch, heads, queries, keys = sizes
+    dtype = like.dtype
+
+    def additive(mask: Tensor) -> Tensor:
+        if mask.dtype == torch.bool:
+            return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(
+                mask, float("-inf")
+            )
+        return mask.to(dtype)
+
+    if attn_mask is None and is_causal:
+        attn_mask = torch.ones(queries, keys, dtype=torch.bool, device=like.device).triu(1)
+    merged = None
+    if attn_mask is not None:
+        merged = additive(attn_mask)
+        if merged.dim() == 3:  # (b·h, s, u)
+            merged = merged.reshape(batch, heads, queries, keys)
+    if key_padding_mask is not None:
+        padding = additive(key_padding_mask).reshape(batch, 1, 1, keys)
+        merged = padding if merged is None else merged + padding
+    return merged

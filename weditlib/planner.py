@@ -1,0 +1,150 @@
+"""Pick the cheapest exact algorithm for one ``edited_linear`` call.
+
+Each candidate reports its :class:`~weditlib.kernels.base.Cost` (flops, bytes, launches, GEMM
+rows); a :class:`MachineModel` turns that into seconds with a roofline::
+
+    seconds = max(flops / (peak_flops · efficiency(gemm_rows)), bytes / bandwidth)
+              + launches · launch_overhead
+
+``efficiency`` models that a GEMM with few rows cannot reach peak (it degenerates to a GEMV that is
+bandwidth-bound): ``rows / (rows + half_rows)``. The estimate only has to rank the candidates, not
+predict wall time; :func:`calibrate` measures the two rates on the current machine.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from weditlib.kernels import reference
+from weditlib.kernels.base import Algorithm, Cost, Problem
+
+
+@dataclass(frozen=True)
+class MachineModel:
+    """Rates of one device class.
+
+    Attributes:
+        peak_flops: sustained GEMM rate for large matrices, flop/s.
+        bandwidth: main-memory copy bandwidth, byte/s.
+        launch_overhead: fixed cost of one op/kernel, s.
+        half_rows: GEMM rows at which half of ``peak_flops`` is reached.
+    """
+
+    peak_flops: float
+    bandwidth: float
+    launch_overhead: float
+    half_rows: float = 8.0
+
+    def seconds(self, cost: Cost) -> float:
+        efficiency = cost.gemm_rows / (cost.gemm_rows + self.half_rows)
+        compute = cost.flops / (self.peak_flops * max(efficiency, 1e-6))
+        memory = cost.bytes / self.bandwidth
+        return max(compute, memory) + cost.launches * self.launch_overhead
+
+
+# Conservative defaults; `calibrate` replaces the CPU model with measured rates.
+_MACHINES: dict[str, MachineModel] = {
+    "cpu": MachineModel(peak_flops=1.0e11, bandwidth=1.0e10, launch_overhead=5e-6),
+    # H100 SXM: 3.35 TB/s HBM3; ~60 TFLOP/s fp32 CUDA-core rate is the safe assumption.
+    "cuda": MachineModel(peak_flops=6.0e13, bandwidth=3.35e12, launch_overhead=4e-6, half_rows=64),
+}
+
+
+def machine_model(device_type: str) -> MachineModel:
+    """The model used for ``device_type`` (``"cpu"``, ``"cuda"``, ...)."""
+    return _MACHINES.get(device_type, _MACHINES["cpu"])
+
+
+def set_machine_model(device_type: str, model: MachineModel) -> None:
+    """Replace the model used for ``device_type`` (e.g. with :func:`calibrate`'s result)."""
+    _MACHINES[device_type] = model
+
+
+def calibrate(
+    device: str | torch.device = "cpu", size: int = 1024, repeats: int = 5
+) -> MachineModel:
+    """Measure GEMM rate and copy bandwidth on ``device`` (about a second on a CPU)."""
+    device = torch.device(device)
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    big = torch.empty(32 * 2**20 // 4, device=device)
+    out = torch.empty_like(big)
+
+    def best(fn) -> float:
+        fn()
+        times = []
+        for _ in range(repeats):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    gemm = best(lambda: torch.mm(a, b))
+    copy = best(lambda: out.copy_(big))
+    base = machine_model(device.type)
+    return replace(base, peak_flops=2 * size**3 / gemm, bandwidth=2 * big.numel() * 4 / copy)
+
+
+def candidate_algorithms(problem: Problem) -> list[Algorithm]:
+    """Every registered algorithm that supports ``problem``, reference backends last on ties."""
+    from weditlib.kernels import triton_backend_algorithms
+
+    pool: Iterable[Algorithm] = (*triton_backend_algorithms(), *reference.ALGORITHMS)
+    return [algorithm for algorithm in pool if algorithm.supported(problem)]
+
+
+def algorithm_names() -> list[str]:
+    """Names accepted by ``edited_linear(..., algorithm=...)``."""
+    from weditlib.kernels import triton_backend_algorithms
+
+    return [a.name for a in (*triton_backend_algorithms(), *reference.ALGORITHMS)]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The planner's decision for one problem.
+
+    Attributes:
+        algorithm: name of the chosen algorithm.
+        seconds: its estimated time.
+        cost: its cost.
+        candidates: estimated seconds of every supported algorithm, by name.
+        problem: the sizes the decision was made for.
+    """
+
+    algorithm: str
+    seconds: float
+    cost: Cost
+    candidates: dict[str, float] = field(default_factory=dict)
+    problem: Problem | None = None
+
+
+def choose(problem: Problem, algorithm: str | None = None) -> tuple[Algorithm, Plan]:
+    """Pick the cheapest supported algorithm, or check and return the one named by the caller."""
+    machine = machine_model(problem.device_type)
+    candidates = candidate_algorithms(problem)
+    estimates = {a.name: machine.seconds(a.cost(problem)) for a in candidates}
+    if algorithm is None:
+        chosen = min(candidates, key=lambda a: estimates[a.name])
+    else:
+        by_name = {a.name: a for a in candidates}
+        if algorithm not in by_name:
+            known = algorithm_names()
+            if algorithm in known:
+                raise ValueError(
+                    f"algorithm={algorithm!r} does not support this problem "
+                    f"(kind={'dense' if problem.dense else 'low-rank'}, mode={problem.mode!r}, "
+                    f"device={problem.device_type!r}); supported: {sorted(by_name)}"
+                )
+            raise ValueError(f"algorithm must be one of {known} or None, got {algorithm!r}")
+        chosen = by_name[algorithm]
+    cost = chosen.cost(problem)
+    return chosen, Plan(chosen.name, estimates[chosen.name], cost, estimates, problem)
