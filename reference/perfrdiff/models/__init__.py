@@ -1,0 +1,24 @@
+"""PerFRDiff models: speaker encoders, emotion VAE, GAFRG denoiser, schedule, PSSL, PWSG."""
+
+from perfrdiff.models.denoiser import GAFRG
+from perfrdiff.models.emotion_vae import EmotionVAE, vae_loss
+from perfrdiff.models.encoders import SpeakerEncoder, sinusoidal_embedding
+from perfrdiff.models.losses import supervised_contrastive_loss, x0_loss
+from perfrdiff.models.personalised import PerFRDiff, build_generator
+from perfrdiff.models.schedule import DDIMSchedule, cosine_alphas_cumprod
+from perfrdiff.models.style_encoder import StyleEncoder
+
+__all__ = [
+    "GAFRG",
+    "DDIMSchedule",
+    "EmotionVAE",
+    "PerFRDiff",
+    "SpeakerEncoder",
+    "StyleEncoder",
+    "build_generator",
+    "cosine_alphas_cumprod",
+    "sinusoidal_embedding",
+    "supervised_contrastive_loss",
+    "vae_loss",
+    "x0_loss",
+]

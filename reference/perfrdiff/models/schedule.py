@@ -1,0 +1,134 @@
+"""Cosine noise schedule and DDIM sampler for an ``x0``-predicting model (diffusers style).
+
+A standalone object with no network inside: :meth:`add_noise` for training, :meth:`set_timesteps`
+and :meth:`step` for sampling, :meth:`inverse_step` for DDIM inversion.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def cosine_alphas_cumprod(num_steps: int, s: float = 0.008, max_beta: float = 0.999) -> Tensor:
+    """``(num_steps,)`` float64 ``ᾱ_t`` of the cosine schedule (Nichol & Dhariwal, 2021).
+
+    Betas are capped at ``max_beta`` so the last step is not a pure-noise singularity.
+    """
+
+    def f(t: float) -> float:
+        return math.cos((t / num_steps + s) / (1 + s) * math.pi / 2) ** 2
+
+    betas = torch.tensor(
+        [min(1 - f(i + 1) / f(i), max_beta) for i in range(num_steps)], dtype=torch.float64
+    )
+    return torch.cumprod(1 - betas, dim=0)
+
+
+class DDIMSchedule:
+    """Cosine schedule with ``num_train_steps`` steps and DDIM sampling over a subset of them.
+
+    Args:
+        num_train_steps: diffusion steps used in training (the paper: 1000).
+        eta: DDIM stochasticity (0: deterministic DDIM, 1: DDPM-like).
+    """
+
+    def __init__(self, num_train_steps: int = 1000, eta: float = 0.0) -> None:
+        if num_train_steps < 2:
+            raise ValueError(f"num_train_steps must be >= 2, got {num_train_steps}")
+        if eta < 0:
+            raise ValueError(f"eta must be >= 0, got {eta}")
+        self.num_train_steps = num_train_steps
+        self.eta = eta
+        self.alphas_cumprod = cosine_alphas_cumprod(num_train_steps)
+        self.timesteps = torch.arange(num_train_steps - 1, -1, -1)
+
+    def set_timesteps(self, num_steps: int) -> Tensor:
+        """Choose ``num_steps`` evenly spaced timesteps, descending; returns them as ``(s,)``."""
+        if not 1 <= num_steps <= self.num_train_steps:
+            raise ValueError(f"num_steps must be in [1, {self.num_train_steps}], got {num_steps}")
+        ratio = self.num_train_steps // num_steps
+        self.timesteps = (torch.arange(num_steps - 1, -1, -1) * ratio).long()
+        return self.timesteps
+
+    def _alpha(self, t: Tensor | int, like: Tensor) -> Tensor:
+        """``ᾱ_t`` broadcastable against ``like`` (``t = -1`` means ``ᾱ = 1``, the clean end)."""
+        t = torch.as_tensor(t, device=self.alphas_cumprod.device).long()
+        a = torch.where(
+            t >= 0, self.alphas_cumprod[t.clamp(min=0)], torch.ones((), dtype=torch.float64)
+        )
+        a = a.to(device=like.device, dtype=like.dtype)
+        return a.reshape(a.shape + (1,) * (like.dim() - a.dim()))
+
+    def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        """Forward process ``x_t = √ᾱ_t x0 + √(1-ᾱ_t) ε``.
+
+        Args:
+            x0: ``(b, *s)`` clean samples.
+            noise: ``(b, *s)`` standard normal noise.
+            t: ``(b,)`` integer timesteps in ``[0, num_train_steps)``.
+        """
+        if noise.shape != x0.shape:
+            raise ValueError(
+                f"noise must have x0's shape {tuple(x0.shape)}, got {tuple(noise.shape)}"
+            )
+        if t.dim() != 1 or t.shape[0] != x0.shape[0]:
+            raise ValueError(f"t must have shape ({x0.shape[0]},), got {tuple(t.shape)}")
+        a = self._alpha(t, x0)
+        return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+    def predicted_noise(self, sample: Tensor, x0: Tensor, t: Tensor | int) -> Tensor:
+        """``ε`` implied by ``x_t`` and a prediction of ``x0``."""
+        a = self._alpha(t, sample)
+        return (sample - a.sqrt() * x0) / (1 - a).sqrt()
+
+    def previous_timestep(self, t: int) -> int:
+        """The next (smaller) timestep of the sampling grid, or -1 after the last one."""
+        ratio = self.num_train_steps // len(self.timesteps)
+        return t - ratio if t - ratio >= 0 else -1
+
+    def step(
+        self,
+        x0: Tensor,
+        t: int,
+        sample: Tensor,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """One DDIM step from ``x_t`` to ``x_{t'}`` (``t'`` the previous grid timestep).
+
+        Args:
+            x0: ``(b, *s)`` the model's prediction of the clean sample.
+            t: current timestep (an element of :attr:`timesteps`).
+            sample: ``(b, *s)`` the current ``x_t``.
+            generator: noise source when ``eta > 0``.
+        """
+        prev = self.previous_timestep(t)
+        a_t, a_prev = self._alpha(t, sample), self._alpha(prev, sample)
+        eps = self.predicted_noise(sample, x0, t)
+        sigma = self.eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).sqrt()
+        direction = (1 - a_prev - sigma**2).clamp(min=0).sqrt() * eps
+        out = a_prev.sqrt() * x0 + direction
+        if self.eta > 0 and prev >= 0:
+            noise = torch.randn(
+                sample.shape, generator=generator, device=sample.device, dtype=sample.dtype
+            )
+            out = out + sigma * noise
+        return out
+
+    def inverse_step(self, x0: Tensor, t: int, sample: Tensor) -> Tensor:
+        """Deterministic DDIM inversion from ``x_{t'}`` (``t'`` the previous grid step) to ``x_t``.
+
+        Args:
+            x0: ``(b, *s)`` the model's prediction of the clean sample at ``x_{t'}``.
+            t: the timestep to move to (an element of :attr:`timesteps`).
+            sample: ``(b, *s)`` the current ``x_{t'}``.
+        """
+        prev = self.previous_timestep(t)
+        if prev < 0:
+            # At the clean end the noise is undetermined; DDIM inversion uses the model's x0.
+            raise ValueError("inverse_step cannot start from the clean end (t' = -1)")
+        eps = self.predicted_noise(sample, x0, prev)
+        a_t = self._alpha(t, sample)
+        return a_t.sqrt() * x0 + (1 - a_t).sqrt() * eps

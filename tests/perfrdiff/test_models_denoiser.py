@@ -1,0 +1,84 @@
+"""GAFRG denoiser, classifier-free guidance, speaker encoders and emotion VAE."""
+
+import pytest
+import torch
+from perfrdiff.config import load_config
+from perfrdiff.generation import guided_x0
+from perfrdiff.models import GAFRG, EmotionVAE
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return GAFRG(load_config("tiny")).eval()
+
+
+def speaker(b, w=50, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return (
+        torch.randn(b, w, 78, generator=g),
+        torch.randn(b, w, 58, generator=g),
+        torch.randn(b, w, 25, generator=g),
+    )
+
+
+def test_condition_has_time_free_tokens_for_speaker_and_previous_window(model):
+    memory = model.condition(*speaker(3), torch.zeros(3, 50, 25), torch.tensor([1, 0, 1]).bool())
+    assert memory.shape == (3, 3 * 50 + 1, 64)
+
+
+def test_denoiser_predicts_a_window(model):
+    memory = model.condition(*speaker(2))
+    x0 = model(torch.randn(2, 50, 25), torch.tensor([10, 900]), memory)
+    assert x0.shape == (2, 50, 25)
+
+
+def test_dropped_conditions_make_the_output_ignore_the_speaker(model):
+    x_t, t = torch.randn(2, 50, 25), torch.tensor([500, 500])
+    keep = torch.zeros(2, dtype=torch.bool)
+    a = model(x_t, t, model.condition(*speaker(2, seed=1)), keep)
+    b = model(x_t, t, model.condition(*speaker(2, seed=2)), keep)
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, model(x_t, t, model.condition(*speaker(2, seed=1))))
+
+
+def test_guidance_one_is_the_conditional_prediction(model):
+    x_t, t, memory = torch.randn(2, 50, 25), torch.tensor([300, 300]), model.condition(*speaker(2))
+    torch.testing.assert_close(guided_x0(model, x_t, t, memory, 1.0), model(x_t, t, memory))
+
+
+def test_guidance_extrapolates_from_unconditional_to_conditional(model):
+    x_t, t, memory = torch.randn(2, 50, 25), torch.tensor([300, 300]), model.condition(*speaker(2))
+    cond = model(x_t, t, memory)
+    uncond = model(x_t, t, memory, torch.zeros(2, dtype=torch.bool))
+    guided = guided_x0(model, x_t, t, memory, 3.0)
+    torch.testing.assert_close(guided, uncond + 3.0 * (cond - uncond), atol=1e-5, rtol=1e-5)
+
+
+def test_previous_window_changes_the_prediction_only_when_enabled():
+    torch.manual_seed(0)
+    config = load_config("tiny", ["denoiser.use_prev_window=false"])
+    model = GAFRG(config).eval()
+    a = model.condition(*speaker(1), torch.zeros(1, 50, 25))
+    b = model.condition(*speaker(1), torch.ones(1, 50, 25))
+    assert a.shape == (1, 101, 64)
+    torch.testing.assert_close(a, b)
+
+
+def test_speaker_encoder_rejects_mismatched_streams(model):
+    audio, face, emotion = speaker(2)
+    with pytest.raises(ValueError, match="share"):
+        model.condition(audio, face[:, :10], emotion)
+
+
+def test_emotion_vae_reconstructs_the_window_shape_and_is_deterministic_in_eval():
+    vae = EmotionVAE(25, 16, 8).eval()
+    x = torch.randn(3, 50, 25)
+    recon, mu, logvar = vae(x)
+    assert recon.shape == x.shape and mu.shape == (3, 8) and logvar.shape == (3, 8)
+    torch.testing.assert_close(vae(x)[0], recon)
+
+
+def test_emotion_vae_names_the_bad_input():
+    with pytest.raises(ValueError, match="x must have shape"):
+        EmotionVAE(25, 16, 8).encode(torch.randn(3, 50, 24))

@@ -1,0 +1,103 @@
+"""PSSL style encoder and PerFRDiff: editable targets, zero-initialised shifts, mixed batches."""
+
+import pytest
+import torch
+from perfrdiff.config import load_config
+from perfrdiff.models import GAFRG, PerFRDiff, StyleEncoder
+
+
+def build(overrides=()):
+    torch.manual_seed(0)
+    config = load_config("tiny", list(overrides))
+    return PerFRDiff(config, GAFRG(config).eval(), StyleEncoder(config.style).eval())
+
+
+def inputs(model, b=4):
+    g = torch.Generator().manual_seed(3)
+    memory = model.gafrg.condition(
+        torch.randn(b, 50, 78, generator=g),
+        torch.randn(b, 50, 58, generator=g),
+        torch.randn(b, 50, 25, generator=g),
+    )
+    return torch.randn(b, 50, 25, generator=g), torch.full((b,), 400), memory
+
+
+def randomise(shifts):
+    for delta in shifts.values():
+        for tensor in delta.tensors():
+            tensor.data.normal_(0, 0.1)
+    return shifts
+
+
+def test_style_is_unit_norm_for_histories_of_any_length():
+    encoder = StyleEncoder(load_config("tiny").style).eval()
+    for frames in (250, 375):
+        style = encoder(torch.randn(3, frames, 58))
+        assert style.shape == (3, 32)
+        torch.testing.assert_close(style.norm(dim=-1), torch.ones(3))
+
+
+def test_style_encoder_names_the_expected_input_width():
+    encoder = StyleEncoder(load_config("tiny").style)
+    with pytest.raises(ValueError, match=r"style\.input='face'"):
+        encoder(torch.randn(2, 250, 25))
+
+
+def test_default_targets_are_cross_attention_and_output():
+    model = build()
+    assert set(model.targets) == {
+        "decoder.layers.0.multihead_attn.in_proj",
+        "decoder.layers.0.multihead_attn.out_proj",
+        "decoder.layers.1.multihead_attn.in_proj",
+        "decoder.layers.1.multihead_attn.out_proj",
+        "output",
+    }
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        ("decoder.layers.*.self_attn", {"self_attn.in_proj", "self_attn.out_proj"}),
+        ("decoder.layers.*.linear[12]", {"linear1", "linear2"}),
+        ("decoder.layers.*.multihead_attn.out_proj", {"multihead_attn.out_proj"}),
+    ],
+)
+def test_any_subset_of_layers_is_selectable_by_pattern(pattern, expected):
+    model = build([f"pwsg.targets=[{pattern!r}]"])
+    assert {name.split(".", 3)[3] for name in model.targets} == expected
+
+
+def test_untrained_generator_leaves_the_denoiser_unchanged():
+    model = build()
+    x_t, t, memory = inputs(model)
+    shifts = model.listener_shifts(torch.randn(2, 250, 58))
+    edited = model(x_t, t, memory, None, shifts, torch.tensor([0, 0, 1, 1]))
+    torch.testing.assert_close(edited, model.gafrg(x_t, t, memory))
+
+
+def test_mixed_listener_batch_equals_each_listener_alone():
+    model = build()
+    x_t, t, memory = inputs(model)
+    shifts = randomise(model.listener_shifts(torch.randn(2, 250, 58)))
+    index = torch.tensor([1, 0, 1, 0])
+    mixed = model(x_t, t, memory, None, shifts, index)
+    for listener in (0, 1):
+        rows = index == listener
+        alone = model(x_t[rows], t[rows], memory[rows], None, shifts, index[rows])
+        torch.testing.assert_close(mixed[rows], alone, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(mixed[0], model.gafrg(x_t, t, memory)[0], atol=1e-3)
+
+
+def test_leaving_the_edit_restores_the_generic_model():
+    model = build()
+    x_t, t, memory = inputs(model)
+    before = model.gafrg(x_t, t, memory)
+    shifts = randomise(model.listener_shifts(torch.randn(4, 250, 58)))
+    model(x_t, t, memory, None, shifts, torch.arange(4))
+    torch.testing.assert_close(model.gafrg(x_t, t, memory), before)
+
+
+def test_dense_heads_are_available_for_paper_fidelity():
+    model = build(["pwsg.rank=null"])
+    shifts = model.listener_shifts(torch.randn(1, 250, 58))
+    assert shifts["output"].weight.shape == (1, 25, 64)

@@ -1,0 +1,84 @@
+"""Cosine schedule and DDIM sampler (no network involved)."""
+
+import math
+
+import pytest
+import torch
+from perfrdiff.models.schedule import DDIMSchedule, cosine_alphas_cumprod
+
+
+def test_cosine_alphas_decrease_from_one_to_near_zero():
+    a = cosine_alphas_cumprod(1000)
+    assert a.shape == (1000,)
+    assert bool((a[1:] < a[:-1]).all())
+    assert a[0] > 0.999 and a[-1] < 1e-4
+
+
+def test_cosine_alpha_matches_closed_form_in_the_middle():
+    s = 0.008
+    f = lambda t: math.cos((t / 1000 + s) / (1 + s) * math.pi / 2) ** 2  # noqa: E731
+    assert cosine_alphas_cumprod(1000)[499].item() == pytest.approx(f(500) / f(0), rel=1e-9)
+
+
+def test_add_noise_has_unit_variance_for_unit_variance_data():
+    torch.manual_seed(0)
+    schedule = DDIMSchedule(1000)
+    x0, noise = torch.randn(20000, 4), torch.randn(20000, 4)
+    x_t = schedule.add_noise(x0, noise, torch.full((20000,), 600))
+    a = schedule.alphas_cumprod[600].item()
+    assert x_t.var().item() == pytest.approx(1.0, abs=0.03)
+    assert torch.allclose(x_t, math.sqrt(a) * x0 + math.sqrt(1 - a) * noise, atol=1e-6)
+
+
+def test_set_timesteps_is_descending_and_evenly_spaced():
+    schedule = DDIMSchedule(1000)
+    steps = schedule.set_timesteps(50)
+    assert steps[0] == 980 and steps[-1] == 0
+    assert bool((steps[:-1] - steps[1:] == 20).all())
+
+
+def test_ddim_with_an_oracle_recovers_x0_from_noise():
+    torch.manual_seed(0)
+    schedule = DDIMSchedule(1000)
+    timesteps = schedule.set_timesteps(10)
+    x0 = torch.randn(3, 50, 25)
+    x = schedule.add_noise(x0, torch.randn_like(x0), torch.full((3,), int(timesteps[0])))
+    for t in timesteps.tolist():
+        x = schedule.step(x0, t, x)
+    torch.testing.assert_close(x, x0, atol=1e-5, rtol=0)
+
+
+def test_ddim_inversion_matches_forward_noising_and_samples_back():
+    # With an oracle x0 the implied noise is the same at every step, so inverting from the
+    # smallest noisy step must land exactly on the forward-noised sample at the largest step,
+    # and DDIM sampling from there must return x0.
+    torch.manual_seed(0)
+    schedule = DDIMSchedule(1000)
+    timesteps = schedule.set_timesteps(20)
+    x0, noise = (
+        torch.randn(2, 50, 25, dtype=torch.float64),
+        torch.randn(2, 50, 25, dtype=torch.float64),
+    )
+    at = lambda t: schedule.add_noise(x0, noise, torch.full((2,), t))  # noqa: E731
+    x = at(int(timesteps[-1]))
+    for t in reversed(timesteps[:-1].tolist()):
+        x = schedule.inverse_step(x0, t, x)
+    torch.testing.assert_close(x, at(int(timesteps[0])))
+    for t in timesteps.tolist():
+        x = schedule.step(x0, t, x)
+    torch.testing.assert_close(x, x0)
+
+
+def test_inverse_step_rejects_the_clean_end():
+    schedule = DDIMSchedule(1000)
+    schedule.set_timesteps(10)
+    with pytest.raises(ValueError, match="clean end"):
+        schedule.inverse_step(torch.zeros(1, 2), 0, torch.zeros(1, 2))
+
+
+def test_add_noise_names_the_bad_argument():
+    schedule = DDIMSchedule(1000)
+    with pytest.raises(ValueError, match="noise"):
+        schedule.add_noise(torch.zeros(2, 3), torch.zeros(2, 4), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="t must"):
+        schedule.add_noise(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(3, dtype=torch.long))
