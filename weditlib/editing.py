@@ -35,7 +35,7 @@ def _attention_weight_names(module: nn.MultiheadAttention, split_in_proj: bool) 
     return [*projections, "out_proj"]
 
 
-def _infer_batch_dim(parent: nn.Module | None) -> int:
+def _infer_batch_dim(parent: nn.Module) -> int:
     """Sample dim of a linear inside ``parent``: a sequence-first transformer layer uses 1."""
     attention = getattr(parent, "self_attn", None)
     if isinstance(attention, nn.MultiheadAttention) and not attention.batch_first:
@@ -73,7 +73,8 @@ def make_editable(
             sequence-first ``nn.Transformer*Layer``, else 0).
 
     Returns:
-        every editable weight of the model after the call: name → ``(n, k)``.
+        every selected weight of the model after the call (this call's and earlier calls'),
+        name → ``(n, k)``, in module order.
 
     Raises:
         TypeError: ``targets`` is a string instead of a sequence of patterns.
@@ -86,7 +87,7 @@ def make_editable(
     patterns = list(targets)
     used = dict.fromkeys(patterns, False)
     available: list[str] = []
-    swaps: list[tuple[str, nn.Module]] = []
+    swaps: list[tuple[str, nn.Module, list[str]]] = []
     inside_attention: set[str] = set()
     modules = dict(model.named_modules())
     for path, module in modules.items():
@@ -106,35 +107,41 @@ def make_editable(
                 path, pattern
             ):
                 used[pattern] = True
-        if chosen and not isinstance(module, EditableMixin):
-            swaps.append((path, module))
+        if chosen:
+            swaps.append((path, module, [n[len(path) + 1 :] if path else n for n in chosen]))
     unused = [p for p, hit in used.items() if not hit]
     if unused:
         raise ValueError(
             f"targets {unused} select no linear or attention weight; available names include "
             f"{available[:12]}{' ...' if len(available) > 12 else ''}"
         )
-    for path, module in swaps:
+    for path, module, locals_ in swaps:
+        if isinstance(module, EditableMixin):  # already editable: extend its selection
+            module.selected_weights += [n for n in locals_ if n not in module.selected_weights]
+            continue
+        if not path:
+            raise ValueError("the model itself cannot be swapped; wrap it in a container module")
         parent_path, _, child = path.rpartition(".")
-        parent = modules[parent_path] if parent_path else None
+        parent = modules[parent_path]
         if isinstance(module, nn.MultiheadAttention):
-            replacement: nn.Module = EditableMultiheadAttention.from_module(module, split_in_proj)
+            replacement: EditableMixin = EditableMultiheadAttention.from_module(
+                module, split_in_proj
+            )
         else:
             dim = _infer_batch_dim(parent) if batch_dim is None else batch_dim
             replacement = EditableLinear.from_module(module, batch_dim=dim)
-        if parent is None:
-            raise ValueError("the model itself cannot be swapped; wrap it in a container module")
+        replacement.selected_weights = [n for n in replacement.editable_weights if n in locals_]
         setattr(parent, child, replacement)
     return {name: shape for name, (_, _, shape) in editable_modules(model).items()}
 
 
 def editable_modules(model: nn.Module) -> dict[str, tuple[EditableMixin, str, tuple[int, int]]]:
-    """Every editable weight of ``model``: name → ``(module, local name, (n, k))``."""
+    """Every selected editable weight of ``model``: name → ``(module, local name, (n, k))``."""
     found: dict[str, tuple[EditableMixin, str, tuple[int, int]]] = {}
     for path, module in model.named_modules():
         if isinstance(module, EditableMixin):
-            for local, shape in module.editable_weights.items():
-                found[_weight_name(path, local)] = (module, local, shape)
+            for local in module.selected_weights:
+                found[_weight_name(path, local)] = (module, local, module.editable_weights[local])
     return found
 
 

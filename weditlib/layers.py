@@ -36,14 +36,18 @@ class EditableMixin:
     """Bookkeeping of active shifts shared by every editable layer.
 
     ``editable_weights`` maps the layer's local weight names (``""`` for a linear layer;
-    ``"in_proj"``, ``"out_proj"``, ... for attention) to their ``(n, k)`` shapes.
+    ``"in_proj"``, ``"out_proj"``, ... for attention) to their ``(n, k)`` shapes;
+    ``selected_weights`` are those that :func:`weditlib.make_editable` was asked to edit (all of
+    them for a layer built directly).
     """
 
     editable_weights: dict[str, tuple[int, int]]
+    selected_weights: list[str]
     _active: dict[str, tuple[Delta, Grouping | None]]
 
     def _init_edit_state(self) -> None:
         self._active = {}
+        self.selected_weights = list(self.editable_weights)
 
     def set_shift(self, name: str, delta: Delta, grouping: Grouping | None = None) -> None:
         """Make ``delta`` active for the local weight ``name`` until :meth:`clear_shifts`."""

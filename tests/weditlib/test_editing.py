@@ -1,0 +1,195 @@
+"""make_editable on real models, and the edit context."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from weditlib import (
+    DenseDelta,
+    EditableLinear,
+    EditableMultiheadAttention,
+    LowRankDelta,
+    MultiBranchDeltaGenerator,
+    edit,
+    edited_call,
+    make_editable,
+)
+
+
+def decoder(batch_first: bool) -> nn.TransformerDecoder:
+    torch.manual_seed(0)
+    layer = nn.TransformerDecoderLayer(16, 4, 32, dropout=0.0, batch_first=batch_first)
+    return nn.TransformerDecoder(layer, num_layers=2).double().eval()
+
+
+def test_make_editable_on_a_transformer_decoder_names_and_shapes():
+    model = decoder(batch_first=True)
+    names = make_editable(model, ["layers.*.multihead_attn.in_proj", "layers.1.linear2"])
+    assert names == {
+        "layers.0.multihead_attn.in_proj": (48, 16),
+        "layers.1.multihead_attn.in_proj": (48, 16),
+        "layers.1.linear2": (16, 32),
+    }
+    assert isinstance(model.layers[0].multihead_attn, EditableMultiheadAttention)
+    assert not isinstance(model.layers[0].self_attn, EditableMultiheadAttention)
+    assert isinstance(model.layers[1].linear2, EditableLinear)
+    assert not isinstance(model.layers[0].linear2, EditableLinear)
+
+
+def test_make_editable_shares_parameters_and_keeps_state_dict_keys():
+    model = decoder(batch_first=True)
+    before = {name: p for name, p in model.named_parameters()}
+    keys = set(model.state_dict())
+    make_editable(model, ["layers.*"])
+    after = dict(model.named_parameters())
+    assert set(model.state_dict()) == keys
+    assert all(after[name] is before[name] for name in before)
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_edited_decoder_equals_per_sample_weight_copies(batch_first):
+    base = decoder(batch_first)
+    model = copy.deepcopy(base)
+    names = make_editable(model, ["layers.*.multihead_attn", "layers.*.linear1"])
+    torch.manual_seed(1)
+    shifts = {
+        n: DenseDelta(0.05 * torch.randn(2, *s, dtype=torch.float64)) for n, s in names.items()
+    }
+    index = torch.tensor([0, 1, 1])
+    tgt, memory = (
+        torch.randn(3, 5, 16, dtype=torch.float64),
+        torch.randn(3, 7, 16, dtype=torch.float64),
+    )
+    layout = (lambda t: t) if batch_first else (lambda t: t.transpose(0, 1))
+    with edit(model, shifts, index=index):
+        y = layout(model(layout(tgt), layout(memory)))
+    for b in range(3):
+        clone = copy.deepcopy(base)
+        params = dict(clone.named_parameters())
+        with torch.no_grad():
+            for name, delta in shifts.items():
+                key = name.replace(".in_proj", ".in_proj_weight")
+                key = key if key.endswith("_weight") else key + ".weight"
+                params[key] += delta.weight[index[b]]
+        expected = layout(clone(layout(tgt[b : b + 1]), layout(memory[b : b + 1])))
+        torch.testing.assert_close(y[b], expected[0])
+    # leaving the context restores the base model exactly
+    assert torch.equal(model(layout(tgt), layout(memory)), base(layout(tgt), layout(memory)))
+
+
+def test_make_editable_on_a_model_with_nested_attention():
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attention = nn.ModuleDict({"inner": nn.MultiheadAttention(8, 2, batch_first=True)})
+            self.proj = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 4))
+
+        def forward(self, x):
+            h, _ = self.attention["inner"](x, x, x)
+            return self.proj(h)
+
+    model = nn.Sequential(Block(), Block().proj[0].__class__(4, 4))
+    names = make_editable(model, ["0.attention.inner.out_proj", "0.proj.2", "1"])
+    assert names == {
+        "0.attention.inner.out_proj": (8, 8),
+        "0.proj.2": (4, 8),
+        "1": (4, 4),
+    }
+    x = torch.randn(2, 3, 8)
+    shifts = {n: DenseDelta(torch.zeros(2, *s)) for n, s in names.items()}
+    with edit(model, shifts):
+        y = model(x)
+    assert torch.allclose(y, model(x), atol=1e-6)
+
+
+def test_make_editable_is_idempotent_and_extends_selection():
+    model = decoder(batch_first=True)
+    first = make_editable(model, ["layers.0.linear1"])
+    second = make_editable(model, ["layers.0.linear1", "layers.1.linear1"])
+    assert list(first) == ["layers.0.linear1"]
+    assert list(second) == ["layers.0.linear1", "layers.1.linear1"]
+
+
+def test_a_pattern_that_selects_nothing_is_an_error():
+    model = decoder(batch_first=True)
+    with pytest.raises(ValueError, match=r"targets \['layers.\*.cross_attn'\] select no"):
+        make_editable(model, ["layers.*.linear1", "layers.*.cross_attn"])
+    with pytest.raises(TypeError, match="sequence of glob patterns"):
+        make_editable(model, "layers.*")
+
+
+def test_edit_restores_the_base_model_when_the_forward_raises():
+    model = decoder(batch_first=True)
+    names = make_editable(model, ["layers.0.linear1"])
+    shifts = {n: DenseDelta(torch.ones(2, *s, dtype=torch.float64)) for n, s in names.items()}
+    with pytest.raises(ValueError), edit(model, shifts):
+        assert model.layers[0].linear1.active_shifts
+        model(
+            torch.randn(3, 5, 16, dtype=torch.float64), torch.randn(3, 5, 16, dtype=torch.float64)
+        )
+    assert model.layers[0].linear1.active_shifts == {}
+    assert torch.backends.mha.get_fastpath_enabled()
+
+
+def test_edit_rejects_unknown_names_and_inconsistent_counts():
+    model = decoder(batch_first=True)
+    names = make_editable(model, ["layers.*.linear1"])
+    unknown = {"layers.0.linear9": DenseDelta(torch.zeros(1, 32, 16))}
+    with pytest.raises(KeyError, match="not editable weights"), edit(model, unknown):
+        pass
+    a, b = list(names)
+    with (
+        pytest.raises(ValueError, match="same number l of shifts"),
+        edit(model, {a: DenseDelta(torch.zeros(1, 32, 16)), b: DenseDelta(torch.zeros(2, 32, 16))}),
+    ):
+        pass
+
+
+def test_nested_edits_restore_the_outer_shift():
+    model = decoder(batch_first=True)
+    (name,) = make_editable(model, ["layers.0.linear1"])
+    outer = {name: DenseDelta(torch.zeros(1, 32, 16, dtype=torch.float64))}
+    inner = {name: DenseDelta(torch.ones(1, 32, 16, dtype=torch.float64))}
+    layer = model.layers[0].linear1
+    with edit(model, outer):
+        with edit(model, inner):
+            assert layer.active_shifts[""][0] is inner[name]
+        assert layer.active_shifts[""][0] is outer[name]
+    assert layer.active_shifts == {}
+
+
+def test_encoder_fast_path_cannot_bypass_an_edit():
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, batch_first=True)
+    model = nn.TransformerEncoder(layer, 1, enable_nested_tensor=False).eval()
+    base = copy.deepcopy(model)
+    names = make_editable(model, ["layers.0.self_attn.in_proj"])
+    shift = {n: DenseDelta(torch.randn(2, *s)) for n, s in names.items()}
+    x = torch.randn(2, 5, 16)
+    with torch.no_grad():
+        edited = edited_call(model, shift, x)
+        assert not torch.allclose(edited, base(x))
+        clone = copy.deepcopy(base)
+        clone.layers[0].self_attn.in_proj_weight += shift["layers.0.self_attn.in_proj"].weight[1]
+        torch.testing.assert_close(edited[1], clone(x[1:2])[0], atol=1e-5, rtol=1e-5)
+
+
+def test_generator_shifts_leave_the_model_unchanged_at_initialisation():
+    model = decoder(batch_first=True)
+    names = make_editable(model, ["layers.*.multihead_attn", "layers.*.linear2"])
+    for rank in (None, 3):
+        generator = MultiBranchDeltaGenerator(6, names, hidden_dim=12, rank=rank).double()
+        tgt, memory = (
+            torch.randn(4, 5, 16, dtype=torch.float64),
+            torch.randn(4, 3, 16, dtype=torch.float64),
+        )
+        shifts = generator(torch.randn(2, 6, dtype=torch.float64))
+        kind = DenseDelta if rank is None else LowRankDelta
+        assert all(isinstance(d, kind) and d.num_shifts == 2 for d in shifts.values())
+        with edit(model, shifts, index=torch.tensor([0, 1, 1, 0])):
+            y = model(tgt, memory)
+        torch.testing.assert_close(y, model(tgt, memory))

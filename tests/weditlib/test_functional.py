@@ -1,0 +1,254 @@
+"""edited_linear: every algorithm equals the per-sample loop, differentiates, rejects bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import weditlib
+from weditlib import DenseDelta, LowRankDelta, edited_linear
+from weditlib.kernels import reference
+
+from .reference_loop import loop_edited_linear
+
+REFERENCE_NAMES = [a.name for a in reference.ALGORITHMS]
+
+
+def make_index(pattern: str, batch: int, num_shifts: int, generator: torch.Generator):
+    if pattern == "none":
+        return None
+    if pattern == "equal":
+        return torch.zeros(batch, dtype=torch.long)
+    if pattern == "distinct":
+        return torch.randperm(num_shifts, generator=generator)[:batch]
+    values = torch.randint(0, num_shifts, (batch,), generator=generator)
+    return values.sort().values if pattern == "sorted" else values
+
+
+@st.composite
+def problems(draw):
+    pattern = draw(st.sampled_from(["none", "equal", "distinct", "sorted", "unsorted"]))
+    batch = draw(st.integers(1, 6))
+    if pattern == "none":
+        num_shifts = batch
+    elif pattern == "equal":
+        num_shifts = draw(st.integers(1, 3))
+    elif pattern == "distinct":
+        num_shifts = draw(st.integers(batch, batch + 2))
+    else:
+        num_shifts = draw(st.integers(1, batch))
+    token_dims = draw(st.lists(st.integers(1, 3), min_size=0, max_size=2))
+    return {
+        "pattern": pattern,
+        "batch": batch,
+        "num_shifts": num_shifts,
+        "token_dims": token_dims,
+        "n": draw(st.integers(1, 9)),
+        "k": draw(st.integers(1, 9)),
+        "rank": draw(st.one_of(st.none(), st.integers(1, 4))),
+        "mode": draw(st.sampled_from(["shift", "scale"])),
+        "bias": draw(st.booleans()),
+        "dtype": draw(st.sampled_from([torch.float32, torch.float64])),
+        "seed": draw(st.integers(0, 2**16)),
+    }
+
+
+def build(spec):
+    g = torch.Generator().manual_seed(spec["seed"])
+    dtype, n, k, num_shifts = spec["dtype"], spec["n"], spec["k"], spec["num_shifts"]
+    x = torch.randn(spec["batch"], *spec["token_dims"], k, generator=g, dtype=dtype)
+    weight = torch.randn(n, k, generator=g, dtype=dtype)
+    bias = torch.randn(n, generator=g, dtype=dtype) if spec["bias"] else None
+    if spec["rank"] is None:
+        delta = DenseDelta(torch.randn(num_shifts, n, k, generator=g, dtype=dtype), spec["mode"])
+    else:
+        r = spec["rank"]
+        delta = LowRankDelta(
+            torch.randn(num_shifts, n, r, generator=g, dtype=dtype),
+            torch.randn(num_shifts, r, k, generator=g, dtype=dtype),
+            spec["mode"],
+        )
+    index = make_index(spec["pattern"], spec["batch"], num_shifts, g)
+    return x, weight, bias, delta, index
+
+
+def supported_names(x, weight, bias, delta, index):
+    return list(weditlib.plan(x, weight, delta, index, bias).candidates)
+
+
+def tolerance(dtype):
+    return (
+        {"atol": 1e-4, "rtol": 1e-4} if dtype == torch.float32 else {"atol": 1e-10, "rtol": 1e-10}
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(problems())
+def test_every_algorithm_matches_the_per_sample_loop(spec):
+    x, weight, bias, delta, index = build(spec)
+    expected = loop_edited_linear(x, weight, bias, delta, index)
+    names = supported_names(x, weight, bias, delta, index)
+    assert "materialise" in names and "materialise_gather" in names
+    for name in names:
+        y = edited_linear(x, weight, bias, delta, index, algorithm=name)
+        assert y.shape == (*x.shape[:-1], weight.shape[0])
+        assert y.dtype == x.dtype
+        torch.testing.assert_close(y.double(), expected, **tolerance(spec["dtype"]), msg=name)
+
+
+@settings(max_examples=60, deadline=None)
+@given(problems())
+def test_planner_choice_matches_the_per_sample_loop(spec):
+    x, weight, bias, delta, index = build(spec)
+    y = edited_linear(x, weight, bias, delta, index)
+    expected = loop_edited_linear(x, weight, bias, delta, index)
+    torch.testing.assert_close(y.double(), expected, **tolerance(spec["dtype"]))
+
+
+@pytest.mark.parametrize("rank", [None, 2])
+@pytest.mark.parametrize("mode", ["shift", "scale"])
+@pytest.mark.parametrize("pattern", ["none", "unsorted"])
+def test_gradcheck_on_every_algorithm(rank, mode, pattern):
+    spec = {
+        "pattern": pattern, "batch": 4, "num_shifts": 4 if pattern == "none" else 3,
+        "token_dims": [2], "n": 3, "k": 4, "rank": rank, "mode": mode, "bias": True,
+        "dtype": torch.float64, "seed": 7,
+    }  # fmt: skip
+    x, weight, bias, delta, index = build(spec)
+    if pattern == "unsorted":
+        index = torch.tensor([2, 0, 2, 1])  # unequal groups: the padded layout
+    for name in supported_names(x, weight, bias, delta, index):
+        tensors = [t.clone().requires_grad_() for t in (x, weight, bias, *delta.tensors())]
+
+        def fn(x_, w_, b_, *shift, name=name):
+            d = DenseDelta(shift[0], mode) if rank is None else LowRankDelta(*shift, mode=mode)
+            return edited_linear(x_, w_, b_, d, index, algorithm=name)
+
+        assert torch.autograd.gradcheck(fn, tensors), name
+
+
+def test_gradients_agree_across_algorithms_on_a_larger_problem():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(8, 5, 16, generator=g, dtype=torch.float64)
+    weight = torch.randn(12, 16, generator=g, dtype=torch.float64)
+    shift = torch.randn(3, 12, 16, generator=g, dtype=torch.float64)
+    index = torch.tensor([1, 0, 2, 2, 1, 0, 0, 2])
+    grads = {}
+    for name in ("materialise", "materialise_gather", "split"):
+        tensors = [t.clone().requires_grad_() for t in (x, weight, shift)]
+        y = edited_linear(
+            tensors[0], tensors[1], None, DenseDelta(tensors[2]), index, algorithm=name
+        )
+        (y.sin().sum()).backward()
+        grads[name] = [t.grad for t in tensors]
+    for name in ("materialise_gather", "split"):
+        for a, b in zip(grads["materialise"], grads[name], strict=True):
+            torch.testing.assert_close(a, b)
+
+
+def test_no_delta_is_plain_linear():
+    x, weight, bias = torch.randn(2, 3, 4), torch.randn(5, 4), torch.randn(5)
+    assert torch.equal(
+        edited_linear(x, weight, bias, None), torch.nn.functional.linear(x, weight, bias)
+    )
+
+
+def test_zero_shift_gives_the_base_output():
+    x, weight, bias = torch.randn(4, 3, 6), torch.randn(5, 6), torch.randn(5)
+    base = torch.nn.functional.linear(x, weight, bias)
+    for name in REFERENCE_NAMES[:3]:
+        y = edited_linear(x, weight, bias, DenseDelta(torch.zeros(4, 5, 6)), algorithm=name)
+        torch.testing.assert_close(y, base)
+
+
+def test_unused_shifts_are_allowed():
+    x, weight = torch.randn(3, 2, 4, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64)
+    delta = DenseDelta(torch.randn(6, 5, 4, dtype=torch.float64))
+    index = torch.tensor([5, 0, 5])
+    expected = loop_edited_linear(x, weight, None, delta, index)
+    for name in supported_names(x, weight, None, delta, index):
+        torch.testing.assert_close(
+            edited_linear(x, weight, None, delta, index, algorithm=name), expected
+        )
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+
+def args(**override):
+    values = {
+        "x": torch.randn(4, 3, 6),
+        "weight": torch.randn(5, 6),
+        "bias": torch.randn(5),
+        "delta": DenseDelta(torch.randn(2, 5, 6)),
+        "index": torch.tensor([0, 1, 1, 0]),
+    }
+    values.update(override)
+    return values
+
+
+@pytest.mark.parametrize(
+    ("override", "error", "match"),
+    [
+        ({"x": torch.randn(4, 3, 7)}, ValueError, "last dim must equal weight's k=6"),
+        ({"x": torch.randn(6)}, ValueError, "at least 2 dims"),
+        ({"weight": torch.randn(5, 6, 1)}, ValueError, r"weight must have shape \(n, k\)"),
+        ({"weight": torch.randn(4, 6)}, ValueError, r"delta edits a \(5, 6\) weight"),
+        ({"bias": torch.randn(4)}, ValueError, r"bias must have shape \(n,\) = \(5,\)"),
+        ({"delta": torch.randn(2, 5, 6)}, TypeError, "delta must be a DenseDelta"),
+        ({"index": torch.tensor([0, 1, 2, 0])}, ValueError, r"index values must lie in \[0, 2\)"),
+        ({"index": torch.tensor([0, -1, 1, 0])}, ValueError, r"index values must lie in \[0, 2\)"),
+        ({"index": torch.tensor([0, 1, 1])}, ValueError, r"index must have shape \(b,\) = \(4,\)"),
+        ({"index": torch.tensor([0.0, 1, 1, 0])}, TypeError, "integer dtype"),
+        ({"index": [0, 1, 1, 0]}, TypeError, "index must be an integer Tensor"),
+        ({"index": None}, ValueError, r"shift count \(2\) must equal the batch size \(4\)"),
+        ({"weight": torch.randn(5, 6, dtype=torch.float64)}, TypeError, "weight dtype"),
+        ({"bias": torch.randn(5, dtype=torch.float64)}, TypeError, "bias dtype"),
+        (
+            {"delta": DenseDelta(torch.randn(2, 5, 6, dtype=torch.float64))},
+            TypeError,
+            "delta dtype torch.float64 does not match x dtype torch.float32",
+        ),
+        ({"x": torch.randint(0, 3, (4, 3, 6))}, TypeError, "weight dtype"),
+    ],
+)
+def test_bad_input_raises_a_named_error(override, error, match):
+    with pytest.raises(error, match=match):
+        edited_linear(**args(**override))
+
+
+def test_device_mismatch_is_named():
+    values = args()
+    values["delta"] = DenseDelta(torch.randn(2, 5, 6, device="meta"))
+    with pytest.raises(ValueError, match="delta is on meta but x is on cpu"):
+        edited_linear(**values)
+
+
+def test_unknown_and_unsupported_algorithms_are_named():
+    with pytest.raises(ValueError, match="algorithm must be one of"):
+        edited_linear(**args(), algorithm="fastest")
+    with pytest.raises(ValueError, match="algorithm='lowrank' does not support"):
+        edited_linear(**args(), algorithm="lowrank")
+
+
+def test_delta_constructors_validate_shapes():
+    with pytest.raises(ValueError, match=r"DenseDelta.weight must have shape \(l, n, k\)"):
+        DenseDelta(torch.randn(5, 6))
+    with pytest.raises(ValueError, match="disagree on l or r"):
+        LowRankDelta(torch.randn(2, 5, 3), torch.randn(2, 2, 6))
+    with pytest.raises(ValueError, match="mode must be one of"):
+        DenseDelta(torch.randn(2, 5, 6), mode="add")
+    with pytest.raises(TypeError, match="share a dtype"):
+        LowRankDelta(torch.randn(2, 5, 3), torch.randn(2, 3, 6, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_shifts_raise_when_checking(bad):
+    shift = torch.randn(2, 5, 6)
+    shift[1, 2, 3] = bad
+    with pytest.raises(ValueError, match="1 non-finite values"):
+        edited_linear(**args(delta=DenseDelta(shift)), check_finite=True)
+    # without checking the value propagates, as in F.linear
+    assert not torch.isfinite(edited_linear(**args(delta=DenseDelta(shift)))).all()
