@@ -1,0 +1,75 @@
+"""REACT 2024 data: layout loader, audio features, datasets per training stage, synthetic twin.
+
+Shapes use einops notation; all tensors are float32 unless stated. See :mod:`perfrdiff.data.layout`
+for the on-disk layout and :mod:`perfrdiff.data.synthetic` for the synthetic generative model.
+"""
+
+from perfrdiff.data.audio import audio_features, mfcc_features, read_wave
+from perfrdiff.data.datasets import (
+    ClipDataset,
+    ListenerBatchSampler,
+    ListenerClipDataset,
+    WindowDataset,
+    collate_clips,
+)
+from perfrdiff.data.index import SplitIndex
+from perfrdiff.data.layout import (
+    AUDIO_DIM,
+    CLIP_FRAMES,
+    EMOTION_DIM,
+    FACE_DIM,
+    FPS,
+    SPLITS,
+    WINDOW,
+    ClipPair,
+    DataError,
+    MissingFileError,
+    alternative_role,
+    clip_file,
+    person_of,
+    read_emotion,
+    read_face,
+    read_neighbour_matrix,
+    read_split_csv,
+)
+from perfrdiff.data.store import ClipStore
+from perfrdiff.data.synthetic import (
+    SyntheticConfig,
+    appropriateness_matrix,
+    load_ground_truth_style,
+    write_synthetic_dataset,
+)
+
+__all__ = [
+    "AUDIO_DIM",
+    "CLIP_FRAMES",
+    "EMOTION_DIM",
+    "FACE_DIM",
+    "FPS",
+    "SPLITS",
+    "WINDOW",
+    "ClipDataset",
+    "ClipPair",
+    "ClipStore",
+    "DataError",
+    "ListenerBatchSampler",
+    "ListenerClipDataset",
+    "MissingFileError",
+    "SplitIndex",
+    "SyntheticConfig",
+    "WindowDataset",
+    "alternative_role",
+    "appropriateness_matrix",
+    "audio_features",
+    "clip_file",
+    "collate_clips",
+    "load_ground_truth_style",
+    "mfcc_features",
+    "person_of",
+    "read_emotion",
+    "read_face",
+    "read_neighbour_matrix",
+    "read_split_csv",
+    "read_wave",
+    "write_synthetic_dataset",
+]

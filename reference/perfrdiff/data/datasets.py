@@ -1,0 +1,319 @@
+"""PyTorch datasets for the three PerFRDiff stages, on :class:`SplitIndex` and :class:`ClipStore`.
+
+* :class:`WindowDataset`: training windows (speaker past -> listener reaction) for the denoiser and
+  the shift generator.
+* :class:`ClipDataset`: full clips with every appropriate real reaction, for evaluation.
+* :class:`ListenerClipDataset` + :class:`ListenerBatchSampler`: listener behaviour segments for the
+  contrastive style encoder, two or more segments per listener in every batch.
+
+Randomness: random draws use a NumPy generator seeded from ``(seed, torch.initial_seed())``, so they
+are reproducible after ``torch.manual_seed`` and differ between DataLoader workers and epochs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from perfrdiff.data.index import SplitIndex
+from perfrdiff.data.layout import CLIP_FRAMES, WINDOW, person_of
+from perfrdiff.data.store import ClipStore
+
+
+class _Seeded:
+    """Lazily (re)creates a NumPy generator whenever the process's torch seed changes."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self._key: int | None = None
+        self._rng = np.random.default_rng(seed)
+
+    def rng(self) -> np.random.Generator:
+        key = torch.initial_seed()
+        if key != self._key:
+            self._key = key
+            self._rng = np.random.default_rng([self.seed, key % 2**63])
+        return self._rng
+
+
+def _tensor(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+
+
+def _segment_away_from(rng: np.random.Generator, length: int, avoid: tuple[int, int]) -> int:
+    """Start of a ``length``-frame segment of a clip not overlapping ``[avoid[0], avoid[1])``.
+
+    When no such segment exists, the start farthest from the avoided span is used.
+    """
+    starts = np.arange(CLIP_FRAMES - length + 1)
+    free = starts[(starts + length <= avoid[0]) | (starts >= avoid[1])]
+    if free.size:
+        return int(rng.choice(free))
+    centre = (avoid[0] + avoid[1]) / 2
+    return int(starts[np.argmax(np.abs(starts + length / 2 - centre))])
+
+
+class WindowDataset(Dataset):
+    """Random ``w``-frame listener windows with the speaker's behaviour of the ``w`` frames before.
+
+    Item ``k`` is mirrored item ``k`` of the split with a window start ``s`` drawn from
+    ``[0, 750 - w]`` (fixed per item when ``random_start`` is False, for validation). Online
+    setting with a 2 s delay: the listener window ``[s, s + w)`` is conditioned on speaker frames
+    ``[s - w, s)``.
+
+    Item keys (float32 unless stated):
+        ``speaker_audio (w, 78)``, ``speaker_face (w, 58)``, ``speaker_emotion (w, 25)``: speaker
+        frames ``[s - w, s)``; ``listener_emotion (w, 25)``: target frames ``[s, s + w)``;
+        ``listener_prev_emotion (w, 25)``: the listener's frames ``[s - w, s)``;
+        ``has_past`` bool scalar: False when ``s < w``; then the four past tensors are all zeros
+        (padding at the clip start, not a substitute for bad data);
+        ``listener_id`` int64 scalar (dense over the split's listeners);
+        ``history_face (h, 58)``, ``history_emotion (h, 25)``: ``h = history_frames`` frames of the
+        same listener from a different clip when one exists, else from a part of the same clip that
+        does not overlap ``[s - w, s + w)``;
+        ``start`` int64 scalar ``s``.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        window: int = WINDOW,
+        history_frames: int = 250,
+        seed: int = 0,
+        random_start: bool = True,
+        cache_audio: bool = True,
+    ) -> None:
+        if not 0 < window <= CLIP_FRAMES:
+            raise ValueError(f"window: expected in [1, {CLIP_FRAMES}], got {window}")
+        if not 0 < history_frames <= CLIP_FRAMES:
+            raise ValueError(
+                f"history_frames: expected in [1, {CLIP_FRAMES}], got {history_frames}"
+            )
+        self.index = SplitIndex(root, split)
+        self.store = ClipStore(root, split, cache_audio=cache_audio)
+        self.window = window
+        self.history_frames = history_frames
+        self.seed = seed
+        self.random_start = random_start
+        self._seeded = _Seeded(seed)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _rng(self, item: int) -> np.random.Generator:
+        if self.random_start:
+            return self._seeded.rng()
+        return np.random.default_rng([self.seed, item])
+
+    def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
+        pair = self.index.items[item]
+        rng = self._rng(item)
+        w = self.window
+        start = int(rng.integers(0, CLIP_FRAMES - w + 1))
+        has_past = start >= w
+        past = slice(start - w, start)
+
+        def past_of(array: np.ndarray) -> torch.Tensor:
+            if not has_past:
+                return torch.zeros(w, array.shape[1])
+            return _tensor(array[past])
+
+        listener_emotion = self.store.emotion(pair.listener)
+        history_face, history_emotion = self._history(pair.listener, start, rng)
+        return {
+            "speaker_audio": past_of(self.store.audio(pair.speaker)),
+            "speaker_face": past_of(self.store.face(pair.speaker)),
+            "speaker_emotion": past_of(self.store.emotion(pair.speaker)),
+            "listener_emotion": _tensor(listener_emotion[start : start + w]),
+            "listener_prev_emotion": past_of(listener_emotion),
+            "has_past": torch.tensor(has_past),
+            "listener_id": torch.tensor(self.index.listener_ids[item]),
+            "history_face": history_face,
+            "history_emotion": history_emotion,
+            "start": torch.tensor(start, dtype=torch.int64),
+        }
+
+    def _history(
+        self, clip: str, start: int, rng: np.random.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.history_frames
+        others = self.index.other_clips(clip)
+        if others:
+            source = others[int(rng.integers(len(others)))]
+            begin = int(rng.integers(0, CLIP_FRAMES - h + 1))
+        else:
+            source = clip
+            begin = _segment_away_from(rng, h, (start - self.window, start + self.window))
+        span = slice(begin, begin + h)
+        return _tensor(self.store.face(source)[span]), _tensor(self.store.emotion(source)[span])
+
+
+class ClipDataset(Dataset):
+    """Full clips of a split, in mirrored order, for evaluation.
+
+    Item keys (float32 unless stated): ``speaker_audio (750, 78)``, ``speaker_face (750, 58)``,
+    ``speaker_emotion (750, 25)``, ``listener_emotion (750, 25)`` (the real reaction),
+    ``listener_face (750, 58)``, ``listener_id`` int64 scalar, ``history_face (h, 58)`` and
+    ``history_emotion (h, 25)`` (the first ``h`` frames of another clip of the listener; of the
+    same clip for a listener with a single clip), ``appropriate (m,)`` int64 indices of the items
+    whose real reaction is appropriate for this speaker, and ``index`` int64 scalar. Use
+    :func:`collate_clips` in a DataLoader (``appropriate`` has a different length per item).
+    """
+
+    def __init__(
+        self, root: str | Path, split: str, history_frames: int = 250, cache_audio: bool = True
+    ) -> None:
+        if not 0 < history_frames <= CLIP_FRAMES:
+            raise ValueError(
+                f"history_frames: expected in [1, {CLIP_FRAMES}], got {history_frames}"
+            )
+        self.index = SplitIndex(root, split)
+        self.store = ClipStore(root, split, cache_audio=cache_audio)
+        self.history_frames = history_frames
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
+        pair = self.index.items[item]
+        others = self.index.other_clips(pair.listener)
+        source = others[0] if others else pair.listener
+        history = slice(0, self.history_frames)
+        return {
+            "speaker_audio": _tensor(self.store.audio(pair.speaker)),
+            "speaker_face": _tensor(self.store.face(pair.speaker)),
+            "speaker_emotion": _tensor(self.store.emotion(pair.speaker)),
+            "listener_emotion": _tensor(self.store.emotion(pair.listener)),
+            "listener_face": _tensor(self.store.face(pair.listener)),
+            "listener_id": torch.tensor(self.index.listener_ids[item]),
+            "history_face": _tensor(self.store.face(source)[history]),
+            "history_emotion": _tensor(self.store.emotion(source)[history]),
+            "appropriate": torch.from_numpy(self.index.appropriate(item)),
+            "index": torch.tensor(item, dtype=torch.int64),
+        }
+
+
+def collate_clips(items: Sequence[dict[str, torch.Tensor]]) -> dict:
+    """Stack :class:`ClipDataset` items; ``appropriate`` stays a list of ``(m_b,)`` tensors."""
+    batch: dict = {
+        key: torch.stack([item[key] for item in items]) for key in items[0] if key != "appropriate"
+    }
+    batch["appropriate"] = [item["appropriate"] for item in items]
+    return batch
+
+
+class ListenerClipDataset(Dataset):
+    """Segments of listeners' behaviour labelled by listener, for the contrastive style encoder.
+
+    There are two items per distinct listener clip: item ``2 c + half`` draws a random
+    ``frames``-long segment from half ``half`` of clip ``c`` (from anywhere in the clip when
+    ``frames > 375``), so the two items of a single-clip listener are different segments.
+
+    Item keys: ``face (frames, 58)``, ``emotion (frames, 25)`` float32; ``label`` int64 scalar, the
+    same dense listener id as :class:`WindowDataset`'s ``listener_id``.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        frames: int = 250,
+        seed: int = 0,
+        cache_audio: bool = True,
+    ) -> None:
+        if not 0 < frames <= CLIP_FRAMES:
+            raise ValueError(f"frames: expected in [1, {CLIP_FRAMES}], got {frames}")
+        self.index = SplitIndex(root, split)
+        self.store = ClipStore(root, split, cache_audio=cache_audio)
+        self.frames = frames
+        dense = {name: i for i, name in enumerate(self.index.listeners)}
+        self.clips = sorted({p.listener for p in self.index.items})
+        self.labels = np.array([dense[person_of(c)] for c in self.clips], dtype=np.int64)
+        self._seeded = _Seeded(seed)
+
+    def __len__(self) -> int:
+        return 2 * len(self.clips)
+
+    def items_of_listener(self) -> dict[int, list[int]]:
+        """Listener label -> its item indices (two per clip)."""
+        result: dict[int, list[int]] = {}
+        for c, label in enumerate(self.labels):
+            result.setdefault(int(label), []).extend((2 * c, 2 * c + 1))
+        return result
+
+    def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
+        clip_number, half = divmod(item, 2)
+        clip = self.clips[clip_number]
+        rng = self._seeded.rng()
+        half_length = CLIP_FRAMES // 2
+        if self.frames <= half_length:
+            start = half * half_length + int(rng.integers(0, half_length - self.frames + 1))
+        else:
+            start = int(rng.integers(0, CLIP_FRAMES - self.frames + 1))
+        span = slice(start, start + self.frames)
+        return {
+            "face": _tensor(self.store.face(clip)[span]),
+            "emotion": _tensor(self.store.emotion(clip)[span]),
+            "label": torch.tensor(self.labels[clip_number]),
+        }
+
+
+class ListenerBatchSampler(Sampler[list[int]]):
+    """Batches of ``listeners_per_batch`` listeners x ``segments_per_listener`` segments each.
+
+    A listener with several clips contributes segments of different clips (as many distinct clips
+    as possible); a listener with one clip contributes both halves of it. Every listener of the
+    split appears once per epoch; call :meth:`set_epoch` to reshuffle.
+    """
+
+    def __init__(
+        self,
+        dataset: ListenerClipDataset,
+        listeners_per_batch: int = 8,
+        segments_per_listener: int = 2,
+        seed: int = 0,
+    ) -> None:
+        if listeners_per_batch < 1:
+            raise ValueError(f"listeners_per_batch: expected >= 1, got {listeners_per_batch}")
+        if segments_per_listener < 2:
+            raise ValueError(
+                f"segments_per_listener: expected >= 2 (contrastive positives), "
+                f"got {segments_per_listener}"
+            )
+        self.items = dataset.items_of_listener()
+        self.listeners_per_batch = listeners_per_batch
+        self.segments_per_listener = segments_per_listener
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.items) / self.listeners_per_batch)
+
+    def _segments(self, rng: np.random.Generator, items: list[int]) -> list[int]:
+        # items are (2c, 2c+1) per clip: pick clips round-robin over a shuffled clip order so that
+        # as many different clips as possible are used, alternating halves.
+        clips = rng.permutation(len(items) // 2)
+        chosen = []
+        for n in range(self.segments_per_listener):
+            clip = clips[n % len(clips)]
+            half = (n // len(clips) + int(rng.integers(2))) % 2 if len(clips) > 1 else n % 2
+            chosen.append(items[2 * clip + half])
+        return chosen
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        listeners = rng.permutation(sorted(self.items))
+        for begin in range(0, len(listeners), self.listeners_per_batch):
+            batch = []
+            for label in listeners[begin : begin + self.listeners_per_batch]:
+                batch.extend(self._segments(rng, self.items[int(label)]))
+            yield batch
