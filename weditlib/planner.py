@@ -4,7 +4,7 @@ Each candidate reports its :class:`~weditlib.kernels.base.Cost` (flops, bytes, l
 rows); a :class:`MachineModel` turns that into seconds with a roofline::
 
     seconds = max(flops / (peak_flops · efficiency(gemm_rows)), bytes / bandwidth)
-              + launches · launch_overhead
+              + extra_bytes / bandwidth + launches · launch_overhead
 
 ``efficiency`` models that a GEMM with few rows cannot reach peak (it degenerates to a GEMV that is
 bandwidth-bound): ``rows / (rows + half_rows)``. The estimate only has to rank the candidates, not
@@ -43,7 +43,8 @@ class MachineModel:
         efficiency = cost.gemm_rows / (cost.gemm_rows + self.half_rows)
         compute = cost.flops / (self.peak_flops * max(efficiency, 1e-6))
         memory = cost.bytes / self.bandwidth
-        return max(compute, memory) + cost.launches * self.launch_overhead
+        passes = cost.extra_bytes / self.bandwidth
+        return max(compute, memory) + passes + cost.launches * self.launch_overhead
 
 
 # Conservative defaults; `calibrate` replaces the CPU model with measured rates.

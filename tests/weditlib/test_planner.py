@@ -32,9 +32,15 @@ def test_one_token_per_shift_splits():
     assert plan.algorithm == "split"
 
 
-def test_low_rank_never_materialises_when_the_rank_is_small():
-    _, plan = choose(problem(160, 50, 16, rank=8))
+def test_low_rank_with_few_tokens_per_shift_never_builds_full_matrices():
+    _, plan = choose(problem(160, 1, 160, rank=8))
     assert plan.algorithm == "lowrank"
+
+
+def test_low_rank_with_many_tokens_per_shift_materialises():
+    # 500 rows share each listener's matrix: building it costs less than re-reading y
+    _, plan = choose(problem(160, 50, 16, rank=8))
+    assert plan.algorithm == "materialise"
 
 
 def test_forced_algorithm_is_reported():
@@ -49,6 +55,8 @@ def test_estimates_follow_the_roofline():
 
     assert machine.seconds(Cost(flops=2e9, bytes=1e9, launches=0, gemm_rows=10)) == 2.0
     assert machine.seconds(Cost(flops=1e9, bytes=3e9, launches=0, gemm_rows=10)) == 3.0
+    passes = Cost(flops=1e9, bytes=3e9, launches=0, gemm_rows=10, extra_bytes=1e9)
+    assert machine.seconds(passes) == 4.0
 
 
 def test_plan_describes_the_call():

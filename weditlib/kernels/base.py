@@ -86,17 +86,20 @@ class Cost:
     """What an algorithm moves and computes, and how many kernels it launches.
 
     Attributes:
-        flops: floating-point operations (a multiply-add counts 2).
-        bytes: bytes read and written from main memory, assuming no reuse through caches of
-            anything larger than a tile.
+        flops: floating-point operations of the matrix products (a multiply-add counts 2).
+        bytes: bytes the matrix products read and write (their operands and results), which
+            overlaps with their compute.
         launches: number of separate kernels/ops (each pays a fixed overhead).
         gemm_rows: the ``m`` of the main GEMMs, which decides how close to peak they run.
+        extra_bytes: bytes of memory-bound passes outside the products (building ``W + ΔW``,
+            gathering or padding, adding a partial result), which do not overlap with compute.
     """
 
     flops: float
     bytes: float
     launches: int
     gemm_rows: int
+    extra_bytes: float = 0.0
 
 
 @runtime_checkable

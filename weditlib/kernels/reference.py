@@ -75,14 +75,13 @@ def _per_sample(tensor: Tensor, grouping: Grouping) -> Tensor:
 
 
 def _io_bytes(p: Problem) -> float:
-    """Bytes of reading ``x``, ``W`` and the bias and writing ``y`` once."""
+    """Bytes of reading ``x`` and writing ``y`` once."""
     rows = p.batch * p.tokens
-    return p.element_size * (
-        rows * p.in_features + rows * p.out_features + p.out_features * p.in_features
-    )
+    return p.element_size * rows * (p.in_features + p.out_features)
 
 
 def _shift_bytes(p: Problem) -> float:
+    """Bytes of reading every shift once (``l·n·k`` dense, ``l·r·(n+k)`` low-rank)."""
     if p.dense:
         return p.element_size * p.num_shifts * p.out_features * p.in_features
     assert p.rank is not None
@@ -96,6 +95,12 @@ def _regroup_bytes(p: Problem) -> float:
     return 2 * p.element_size * p.padded_rows * (p.in_features + p.out_features)
 
 
+def _build_bytes(p: Problem) -> float:
+    """Reading ``W`` and the shifts and writing ``l`` matrices ``W ⊕ ΔW``."""
+    nk = p.out_features * p.in_features
+    return _shift_bytes(p) + p.element_size * (nk + p.num_shifts * nk)
+
+
 class Materialise:
     """``W ⊕ ΔW`` per shift, then one batched GEMM per group of samples."""
 
@@ -107,13 +112,12 @@ class Materialise:
     def cost(self, p: Problem) -> Cost:
         nk = p.out_features * p.in_features
         build_flops = 0 if p.dense else 2 * p.num_shifts * nk * p.rank
-        # read ΔW (or U, V), write W ⊕ ΔW, read it again in the GEMM
-        traffic = _io_bytes(p) + _shift_bytes(p) + 2 * p.element_size * p.num_shifts * nk
         return Cost(
-            flops=2.0 * p.padded_rows * nk + build_flops + p.num_shifts * nk,
-            bytes=traffic + _regroup_bytes(p),
+            flops=2.0 * p.padded_rows * nk + build_flops,
+            bytes=_io_bytes(p) + p.element_size * p.num_shifts * nk,
             launches=3 if p.uniform else 6,
             gemm_rows=p.max_group * p.tokens,
+            extra_bytes=_build_bytes(p) + _regroup_bytes(p),
         )
 
     def run(
@@ -139,17 +143,13 @@ class MaterialiseGather:
     def cost(self, p: Problem) -> Cost:
         nk = p.out_features * p.in_features
         build_flops = 0 if p.dense else 2 * p.num_shifts * nk * p.rank
-        gathered = 0 if p.num_shifts == p.batch and p.uniform else 2 * p.batch * nk
-        traffic = (
-            _io_bytes(p)
-            + _shift_bytes(p)
-            + p.element_size * (p.num_shifts * nk + gathered + p.batch * nk)
-        )
+        gather = 0 if p.num_shifts == p.batch and p.uniform else 2 * p.batch * nk
         return Cost(
-            flops=2.0 * p.batch * p.tokens * nk + build_flops + p.num_shifts * nk,
-            bytes=traffic,
+            flops=2.0 * p.batch * p.tokens * nk + build_flops,
+            bytes=_io_bytes(p) + p.element_size * p.batch * nk,
             launches=3,
             gemm_rows=p.tokens,
+            extra_bytes=_build_bytes(p) + p.element_size * gather,
         )
 
     def run(
@@ -174,13 +174,13 @@ class Split:
         rows = p.batch * p.tokens
         return Cost(
             flops=2.0 * rows * nk + 2.0 * p.padded_rows * nk,
-            # the base output is written once and read back by the accumulating bmm
-            bytes=_io_bytes(p)
-            + _shift_bytes(p)
-            + 2 * p.element_size * rows * p.out_features
-            + _regroup_bytes(p),
+            # two products: x Wᵀ, then x ΔWᵀ accumulated onto it (reads x and y twice)
+            bytes=2 * _io_bytes(p)
+            + p.element_size * (nk + rows * p.out_features)
+            + _shift_bytes(p),
             launches=2 if p.uniform else 5,
             gemm_rows=p.max_group * p.tokens,
+            extra_bytes=_regroup_bytes(p),
         )
 
     def run(
@@ -210,24 +210,29 @@ class LowRank:
         assert p.rank is not None
         rows = p.batch * p.tokens
         nk = p.out_features * p.in_features
-        per_sample_factors = p.element_size * p.batch * p.rank * (p.out_features + p.in_features)
+        gathered = 0 if p.uniform else p.batch * p.rank * (p.out_features + p.in_features)
         return Cost(
             flops=2.0 * rows * nk + 2.0 * rows * p.rank * (p.out_features + p.in_features),
-            bytes=_io_bytes(p)
-            + _shift_bytes(p)
-            + 2 * per_sample_factors
-            + 2 * p.element_size * rows * p.out_features,
-            launches=5,
+            bytes=_io_bytes(p) + p.element_size * nk + _shift_bytes(p),
+            launches=3 if p.uniform else 5,
             gemm_rows=rows,
+            # the rank-r update re-reads and re-writes y: memory-bound, not overlapped
+            extra_bytes=p.element_size * (2 * rows * p.out_features + 2 * gathered),
         )
 
     def run(
         self, x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta, grouping: Grouping
     ) -> Tensor:
         assert isinstance(delta, LowRankDelta)
-        up = _per_sample(delta.up, grouping)  # (b, n, r)
-        down = _per_sample(delta.down, grouping)  # (b, r, k)
         base = torch.nn.functional.linear(x, weight, bias)  # (b, t, n)
+        if grouping.uniform:  # one (c·t)-row product per shift instead of b small ones
+            b, t, _ = x.shape
+            xg = x.reshape(grouping.num_shifts, grouping.max_count * t, -1)
+            base_g = base.reshape(grouping.num_shifts, grouping.max_count * t, -1)
+            inner = torch.bmm(xg, delta.down.transpose(1, 2))  # (l, c·t, r)
+            return torch.baddbmm(base_g, inner, delta.up.transpose(1, 2)).reshape(b, t, -1)
+        up = delta.up[grouping.index]  # (b, n, r)
+        down = delta.down[grouping.index]  # (b, r, k)
         inner = torch.bmm(x, down.transpose(1, 2))  # (b, t, r)
         return torch.baddbmm(base, inner, up.transpose(1, 2))
 
@@ -247,9 +252,10 @@ class LowRankScale:
         scaled_inputs = p.element_size * rows * p.rank * (p.in_features + p.out_features)
         return Cost(
             flops=2.0 * rows * (1 + p.rank) * nk,
-            bytes=_io_bytes(p) + _shift_bytes(p) + 2 * scaled_inputs,
+            bytes=_io_bytes(p) + p.element_size * nk + scaled_inputs,
             launches=5,
             gemm_rows=rows * p.rank,
+            extra_bytes=2 * scaled_inputs + _shift_bytes(p),
         )
 
     def run(

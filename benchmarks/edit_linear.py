@@ -1,0 +1,242 @@
+"""Benchmark ``edited_linear`` against the usual ways of running per-sample weights.
+
+For each case it times, in the same run: the planner's choice, naive per-sample materialise
+(``W + ΔW[index]`` for every sample, then ``bmm``), ``torch.func.vmap(functional_call)`` over an
+``nn.Linear``, and a per-group Python loop (PEFT's mixed-batch strategy). It also measures this
+machine's GEMM rate and copy bandwidth and prints each case's floor,
+``max(flops / GEMM rate, bytes / bandwidth)``, with ``bytes`` = every distinct shift read once plus
+``W``, ``x`` and ``y``. On a CUDA device with Triton, the fused kernels get a column too.
+
+    python benchmarks/edit_linear.py --json benchmarks/results/edit_linear.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+import weditlib
+from weditlib import DenseDelta, LowRankDelta, edited_linear
+from weditlib.deltas import Delta
+from weditlib.kernels import triton_backend_algorithms
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    listeners: int
+    samples: int
+    tokens: int
+    features: int = 512
+    rank: int | None = None
+
+    @property
+    def batch(self) -> int:
+        return self.listeners * self.samples
+
+
+CASES = (
+    Case("dense 16x10, T=50", listeners=16, samples=10, tokens=50),
+    Case("dense 160x1, T=1", listeners=160, samples=1, tokens=1),
+    Case("low-rank r=8 16x10, T=50", listeners=16, samples=10, tokens=50, rank=8),
+)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_ms(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
+    fn()  # warm up (allocator, kernel selection)
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def machine_rates(device: torch.device, repeats: int) -> tuple[float, float]:
+    """(GEMM flop/s on 1024² matrices, copy bandwidth byte/s on 128 MiB)."""
+    a = torch.randn(1024, 1024, device=device)
+    b = torch.randn(1024, 1024, device=device)
+    gemm_ms = min(median_ms(lambda: a @ b, device, repeats) for _ in range(3))
+    big = torch.empty(32 * 2**20, device=device)
+    out = torch.empty_like(big)
+    copy_ms = min(median_ms(lambda: out.copy_(big), device, repeats) for _ in range(3))
+    return 2 * 1024**3 / (gemm_ms / 1e3), 2 * big.numel() * 4 / (copy_ms / 1e3)
+
+
+def make_inputs(case: Case, device: torch.device, seed: int = 0):
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    n = k = case.features
+    x = torch.randn(case.batch, case.tokens, k, generator=g).to(device)
+    weight = (torch.randn(n, k, generator=g) / k**0.5).to(device)
+    bias = torch.randn(n, generator=g).to(device)
+    if case.rank is None:
+        delta: Delta = DenseDelta(
+            (0.01 * torch.randn(case.listeners, n, k, generator=g)).to(device)
+        )
+    else:
+        delta = LowRankDelta(
+            (0.1 * torch.randn(case.listeners, n, case.rank, generator=g)).to(device),
+            (0.1 * torch.randn(case.listeners, case.rank, k, generator=g)).to(device),
+        )
+    index = torch.arange(case.listeners, device=device).repeat_interleave(case.samples)
+    return x, weight, bias, delta, index
+
+
+def naive_materialise(x: Tensor, weight: Tensor, bias: Tensor, delta: Delta, index: Tensor):
+    effective = weight + delta.matrix()[index]  # (b, n, k): one copy per sample
+    return torch.baddbmm(bias, x, effective.transpose(1, 2))
+
+
+def vmap_functional_call(linear: nn.Linear):
+    def one(x_b: Tensor, shift_b: Tensor) -> Tensor:
+        params = {"weight": linear.weight + shift_b, "bias": linear.bias}
+        return torch.func.functional_call(linear, params, (x_b,))
+
+    batched = torch.func.vmap(one)
+
+    def run(x: Tensor, weight: Tensor, bias: Tensor, delta: Delta, index: Tensor):
+        return batched(x, delta.matrix()[index])
+
+    return run
+
+
+def per_group_loop(x: Tensor, weight: Tensor, bias: Tensor, delta: Delta, index: Tensor):
+    """PEFT's mixed-batch forward: base output for all, then each group's own adapter."""
+    y = F.linear(x, weight, bias)
+    for shift in torch.unique(index).tolist():
+        rows = (index == shift).nonzero().squeeze(1)
+        x_g = x[rows]
+        if isinstance(delta, LowRankDelta):
+            change = (x_g @ delta.down[shift].T) @ delta.up[shift].T
+        else:
+            change = x_g @ delta.weight[shift].T
+        y[rows] += change
+    return y
+
+
+def floor_ms(case: Case, flop_rate: float, bandwidth: float, element_size: int = 4) -> float:
+    n = k = case.features
+    rows = case.batch * case.tokens
+    flops = 2 * rows * n * k
+    if case.rank is None:
+        shift_elements = case.listeners * n * k
+    else:
+        flops += 2 * rows * case.rank * (n + k)
+        shift_elements = case.listeners * case.rank * (n + k)
+    data = element_size * (shift_elements + n * k + rows * (n + k))
+    return 1e3 * max(flops / flop_rate, data / bandwidth)
+
+
+def run(repeats: int, device: torch.device) -> dict:
+    torch.manual_seed(0)
+    flop_rate, bandwidth = machine_rates(device, repeats)
+    triton_names = [a.name for a in triton_backend_algorithms()] if device.type == "cuda" else []
+    results = []
+    for case in CASES:
+        x, weight, bias, delta, index = make_inputs(case, device)
+        linear = nn.Linear(case.features, case.features).to(device)
+        with torch.no_grad():
+            linear.weight.copy_(weight)
+            linear.bias.copy_(bias)
+        plan = weditlib.plan(x, weight, delta, index, bias)
+        methods: dict[str, Callable] = {
+            "planner": lambda *a: edited_linear(*a[:4], a[4]),
+            "naive": naive_materialise,
+            "vmap": vmap_functional_call(linear),
+            "group_loop": per_group_loop,
+        }
+        for name in triton_names:
+            if name in plan.candidates:
+                methods[name] = lambda *a, name=name: edited_linear(*a[:4], a[4], algorithm=name)
+        reference = naive_materialise(x, weight, bias, delta, index)
+        timings = {}
+        with torch.no_grad():
+            for method, fn in methods.items():
+                out = fn(x, weight, bias, delta, index)
+                torch.testing.assert_close(out, reference, atol=1e-3, rtol=1e-3)
+                timings[method] = median_ms(
+                    lambda fn=fn: fn(x, weight, bias, delta, index), device, repeats
+                )
+        floor = floor_ms(case, flop_rate, bandwidth)
+        results.append(
+            {
+                "case": asdict(case) | {"name": case.name},
+                "planner_choice": plan.algorithm,
+                "median_ms": timings,
+                "floor_ms": floor,
+                "vmap_over_planner": timings["vmap"] / timings["planner"],
+                "naive_over_planner": timings["naive"] / timings["planner"],
+                "group_loop_over_planner": timings["group_loop"] / timings["planner"],
+                "planner_over_floor": timings["planner"] / floor,
+            }
+        )
+    return {
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or "cpu",
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "gemm_gflops": flop_rate / 1e9,
+        "copy_gbps": bandwidth / 1e9,
+        "triton": "measured" if triton_names else "not measured (no CUDA device with Triton)",
+        "results": results,
+    }
+
+
+def print_table(report: dict) -> None:
+    print(
+        f"device {report['device']}, {report['threads']} threads, torch {report['torch']}: "
+        f"GEMM {report['gemm_gflops']:.1f} GFLOP/s, copy {report['copy_gbps']:.1f} GB/s"
+    )
+    header = (
+        f"{'case':<26}{'choice':<20}{'planner':>9}{'naive':>9}{'vmap':>9}{'loop':>9}"
+        f"{'floor':>9}{'vmap/pl':>9}{'pl/floor':>9}"
+    )
+    print(header + "   (median ms)")
+    for r in report["results"]:
+        t = r["median_ms"]
+        print(
+            f"{r['case']['name']:<26}{r['planner_choice']:<20}{t['planner']:>9.2f}{t['naive']:>9.2f}"
+            f"{t['vmap']:>9.2f}{t['group_loop']:>9.2f}{r['floor_ms']:>9.2f}"
+            f"{r['vmap_over_planner']:>8.1f}x{r['planner_over_floor']:>8.2f}x"
+        )
+        extra = {k: v for k, v in t.items() if k not in {"planner", "naive", "vmap", "group_loop"}}
+        for name, ms in extra.items():
+            print(f"{'':<26}{name:<20}{ms:>9.2f}")
+    print(f"Triton backend: {report['triton']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15, help="timed runs per method (median)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--json", type=Path, default=None, help="write the report here")
+    args = parser.parse_args(argv)
+    report = run(args.repeats, torch.device(args.device))
+    print_table(report)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
