@@ -1,0 +1,37 @@
+"""The seven REACT 2024 metrics, vectorised and exact; see each module for its definition.
+
+Inputs are numpy arrays or torch tensors: predictions ``(n, k, t, d)``, real listener emotions
+``(n, t, d)``, speaker emotions ``(n, t, d)``, appropriateness ``(n, n)`` bool.
+"""
+
+from perfrdiff.metrics.ccc import ccc_matrix, frcorr, frcorr_per_speaker
+from perfrdiff.metrics.diversity import frdiv, frdvs, frvar
+from perfrdiff.metrics.dtw import COMPONENTS, dtw_distance, min_cost
+from perfrdiff.metrics.evaluate import METRICS, evaluate_all, markdown_table, write_report
+from perfrdiff.metrics.frdist import frdist, frdist_per_speaker
+from perfrdiff.metrics.realism import dynamics_features, frechet_distance, frrea
+from perfrdiff.metrics.synchrony import frsyn, frsyn_offsets, lag_correlations
+
+__all__ = [
+    "COMPONENTS",
+    "METRICS",
+    "ccc_matrix",
+    "dtw_distance",
+    "dynamics_features",
+    "evaluate_all",
+    "frcorr",
+    "frcorr_per_speaker",
+    "frdist",
+    "frdist_per_speaker",
+    "frdiv",
+    "frdvs",
+    "frechet_distance",
+    "frrea",
+    "frsyn",
+    "frsyn_offsets",
+    "frvar",
+    "lag_correlations",
+    "markdown_table",
+    "min_cost",
+    "write_report",
+]

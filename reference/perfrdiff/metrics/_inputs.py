@@ -1,0 +1,60 @@
+"""Validation of metric inputs at the public entry points; internals trust what passes here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def as_array(name: str, value: Any, ndim: int, layout: str) -> np.ndarray:
+    """``value`` (numpy array or torch tensor) as a finite real array with ``ndim`` dimensions."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    if not isinstance(value, np.ndarray):
+        raise TypeError(
+            f"{name}: expected a numpy array or torch tensor, got {type(value).__name__}"
+        )
+    if not np.issubdtype(value.dtype, np.number) or np.issubdtype(value.dtype, np.complexfloating):
+        raise TypeError(f"{name}: expected a real numeric dtype, got {value.dtype}")
+    if value.ndim != ndim:
+        raise ValueError(f"{name}: expected shape {layout}, got {tuple(value.shape)}")
+    if 0 in value.shape:
+        raise ValueError(f"{name}: expected non-empty {layout}, got {tuple(value.shape)}")
+    if not np.isfinite(value).all():
+        raise ValueError(f"{name}: contains NaN or infinite values")
+    return value
+
+
+def predictions_array(predictions: Any) -> np.ndarray:
+    """``predictions`` validated as ``(n, k, t, d)``."""
+    return as_array("predictions", predictions, 4, "(n, k, t, d)")
+
+
+def sequences_array(name: str, value: Any, predictions: np.ndarray) -> np.ndarray:
+    """A per-item sequence array ``(n, t, d)`` matching ``predictions`` ``(n, k, t, d)``."""
+    array = as_array(name, value, 3, "(n, t, d)")
+    n, _, t, d = predictions.shape
+    if array.shape != (n, t, d):
+        raise ValueError(
+            f"{name}: expected shape (n, t, d) = {(n, t, d)} to match predictions "
+            f"{tuple(predictions.shape)}, got {tuple(array.shape)}"
+        )
+    return array
+
+
+def neighbour_array(neighbours: Any, n: int) -> np.ndarray:
+    """The appropriateness matrix validated as boolean ``(n, n)`` with no empty row."""
+    if hasattr(neighbours, "detach"):
+        neighbours = neighbours.detach().cpu().numpy()
+    neighbours = np.asarray(neighbours)
+    if neighbours.shape != (n, n):
+        raise ValueError(f"neighbours: expected shape (n, n) = {(n, n)}, got {neighbours.shape}")
+    if neighbours.dtype != np.bool_:
+        if not np.isin(neighbours, (0, 1)).all():
+            raise ValueError("neighbours: expected a boolean or 0/1 matrix")
+        neighbours = neighbours.astype(bool)
+    empty = np.flatnonzero(~neighbours.any(axis=1))
+    if empty.size:
+        raise ValueError(f"neighbours: row {int(empty[0])} has no appropriate reaction")
+    return neighbours

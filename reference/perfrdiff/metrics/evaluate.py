@@ -1,0 +1,87 @@
+"""All seven REACT metrics in one call, and their JSON / Markdown reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+from perfrdiff.metrics._inputs import neighbour_array, predictions_array, sequences_array
+from perfrdiff.metrics.ccc import frcorr
+from perfrdiff.metrics.diversity import frdiv, frdvs, frvar
+from perfrdiff.metrics.frdist import frdist
+from perfrdiff.metrics.realism import frrea
+from perfrdiff.metrics.synchrony import frsyn
+
+METRICS = ("FRCorr", "FRdist", "FRDiv", "FRDvs", "FRVar", "FRSyn", "FRRea")
+HIGHER_IS_BETTER = {
+    "FRCorr": True, "FRdist": False, "FRDiv": True, "FRDvs": True, "FRVar": True,
+    "FRSyn": False, "FRRea": False,
+}  # fmt: skip
+
+
+def evaluate_all(
+    predictions: Any,
+    listener_emotion: Any,
+    speaker_emotion: Any,
+    neighbours: Any,
+    n_jobs: int | None = None,
+    nan_policy: Literal["ignore", "challenge"] = "ignore",
+    progress: bool = False,
+) -> dict[str, float]:
+    """The seven metrics of generated reactions.
+
+    Args:
+        predictions: ``(n, k, t, 25)`` generated listener emotions, ``k`` samples per speaker.
+        listener_emotion: ``(n, t, 25)`` real listener emotions (item order of ``neighbours``).
+        speaker_emotion: ``(n, t, 25)`` speaker emotions.
+        neighbours: ``(n, n)`` bool appropriateness matrix.
+        n_jobs: processes for FRdist (None: all CPUs).
+        nan_policy: FRSyn's handling of constant channels (see :mod:`.synchrony`).
+
+    Returns:
+        ``{"FRCorr", "FRdist", "FRDiv", "FRDvs", "FRVar", "FRSyn", "FRRea"} -> float``; FRDiv,
+        FRDvs and FRVar unscaled (papers print them x100).
+    """
+    p = predictions_array(predictions)
+    listener = sequences_array("listener_emotion", listener_emotion, p)
+    speaker = sequences_array("speaker_emotion", speaker_emotion, p)
+    neighbours = neighbour_array(neighbours, p.shape[0])
+    return {
+        "FRCorr": frcorr(p, listener, neighbours, progress),
+        "FRdist": frdist(p, listener, neighbours, n_jobs=n_jobs, progress=progress),
+        "FRDiv": frdiv(p),
+        "FRDvs": frdvs(p),
+        "FRVar": frvar(p),
+        "FRSyn": frsyn(p, speaker, nan_policy, progress),
+        "FRRea": frrea(p, listener),
+    }
+
+
+def markdown_table(results: dict[str, dict[str, float]]) -> str:
+    """A Markdown table with one row per named result and one column per metric."""
+    columns = [m for m in METRICS if any(m in r for r in results.values())]
+    arrows = [f"{m} {'↑' if HIGHER_IS_BETTER[m] else '↓'}" for m in columns]
+    lines = ["| run | " + " | ".join(arrows) + " |", "|---" * (len(columns) + 1) + "|"]
+    for name, values in results.items():
+        cells = [f"{values[m]:.4f}" if m in values else "" for m in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(results: dict[str, dict[str, float]], directory: str | Path) -> tuple[Path, Path]:
+    """Write ``metrics.json`` and ``metrics.md`` into ``directory`` atomically; return the paths."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    outputs = (
+        (directory / "metrics.json", json.dumps(results, indent=2) + "\n"),
+        (directory / "metrics.md", markdown_table(results)),
+    )
+    for path, text in outputs:
+        handle, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
+        with os.fdopen(handle, "w") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    return outputs[0][0], outputs[1][0]
