@@ -9,7 +9,7 @@ from perfrdiff.metrics.diversity import frdiv, frdvs, frvar
 from perfrdiff.metrics.dtw import COMPONENTS, dtw_distance, min_cost
 from perfrdiff.metrics.evaluate import METRICS, evaluate_all, markdown_table, write_report
 from perfrdiff.metrics.frdist import frdist, frdist_per_speaker
-from perfrdiff.metrics.realism import dynamics_features, frechet_distance, frrea
+from perfrdiff.metrics.realism import dynamics_features, frechet_distance, frrea, gaussian_fit
 from perfrdiff.metrics.synchrony import frsyn, frsyn_offsets, lag_correlations
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "frsyn",
     "frsyn_offsets",
     "frvar",
+    "gaussian_fit",
     "lag_correlations",
     "markdown_table",
     "min_cost",

@@ -50,8 +50,10 @@ def frdist_per_speaker(
         n_jobs: worker processes (None: all CPUs; 1: in this process).
         prune: exact pruning (see :mod:`perfrdiff.metrics.dtw`); False is exhaustive.
     """
-    predictions = predictions_array(predictions).astype(np.float32)
-    reals = sequences_array("listener_emotion", listener_emotion, predictions).astype(np.float32)
+    predictions = np.asarray(predictions_array(predictions), dtype=np.float32)
+    reals = np.asarray(
+        sequences_array("listener_emotion", listener_emotion, predictions), dtype=np.float32
+    )
     if predictions.shape[-1] != 25:
         raise ValueError(f"predictions: FRdist needs d = 25 channels, got {predictions.shape[-1]}")
     neighbours = neighbour_array(neighbours, predictions.shape[0])

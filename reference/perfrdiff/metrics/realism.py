@@ -26,16 +26,30 @@ def dynamics_features(sequences: np.ndarray) -> np.ndarray:
     return features.reshape(-1, features.shape[-1])
 
 
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Fréchet distance between Gaussians fitted to ``a (m1, f)`` and ``b (m2, f)``."""
-    mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
-    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+def gaussian_fit(sequences: np.ndarray, chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Mean ``(f,)`` and unbiased covariance ``(f, f)`` of :func:`dynamics_features` of
+    ``sequences (b, ..., t, d)``, accumulated ``chunk`` leading rows at a time."""
+    total, outer, count = 0.0, 0.0, 0
+    for begin in range(0, sequences.shape[0], chunk):
+        features = dynamics_features(sequences[begin : begin + chunk])
+        total = total + features.sum(axis=0)
+        outer = outer + features.T @ features
+        count += features.shape[0]
+    mean = total / count
+    covariance = (outer - count * np.outer(mean, mean)) / (count - 1)
+    return mean, covariance
+
+
+def frechet_distance(
+    mean_a: np.ndarray, cov_a: np.ndarray, mean_b: np.ndarray, cov_b: np.ndarray
+) -> float:
+    """Fréchet distance between the Gaussians ``N(mean_a, cov_a)`` and ``N(mean_b, cov_b)``."""
     root = linalg.sqrtm(cov_a @ cov_b)
     if not np.isfinite(root).all():
         offset = np.eye(cov_a.shape[0]) * 1e-6
         root = linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
     trace = np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(np.real(root))
-    return float(max(((mu_a - mu_b) ** 2).sum() + trace, 0.0))
+    return float(max(((mean_a - mean_b) ** 2).sum() + trace, 0.0))
 
 
 def frrea(predictions: Any, listener_emotion: Any) -> float:
@@ -52,4 +66,4 @@ def frrea(predictions: Any, listener_emotion: Any) -> float:
         )
     if p.shape[2] < 3:
         raise ValueError(f"predictions: FRRea needs t >= 3 frames, got {p.shape[2]}")
-    return frechet_distance(dynamics_features(p), dynamics_features(real))
+    return frechet_distance(*gaussian_fit(p), *gaussian_fit(real))
