@@ -13,6 +13,7 @@ machine's GEMM rate and copy bandwidth and prints each case's floor,
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import statistics
@@ -171,9 +172,8 @@ def run(repeats: int, device: torch.device) -> dict:
             for method, fn in methods.items():
                 out = fn(x, weight, bias, delta, index)
                 torch.testing.assert_close(out, reference, atol=1e-3, rtol=1e-3)
-                timings[method] = median_ms(
-                    lambda fn=fn: fn(x, weight, bias, delta, index), device, repeats
-                )
+                call = functools.partial(fn, x, weight, bias, delta, index)
+                timings[method] = median_ms(call, device, repeats)
         floor = floor_ms(case, flop_rate, bandwidth)
         results.append(
             {
