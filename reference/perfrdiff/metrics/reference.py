@@ -93,14 +93,20 @@ def frdiv_loop(predictions) -> float:
     return total / n / (k * (k - 1) * t * d)
 
 
-def frdvs_loop(predictions) -> float:
-    n, k, t, d = predictions.shape
+def frdvs_rows(predictions, rows) -> float:
+    """Part of FRDvs' numerator: squared distances from the speakers in ``rows`` to all others."""
+    n, k = predictions.shape[:2]
     total = 0.0
     for i in range(k):
         flat = predictions[:, i].reshape(n, -1).astype(np.float64)
-        for a in range(n):
+        for a in rows:
             total += ((flat[a] - flat) ** 2).sum()
-    return total / (k * n * (n - 1) * t * d)
+    return total
+
+
+def frdvs_loop(predictions) -> float:
+    n, k, t, d = predictions.shape
+    return frdvs_rows(predictions, range(n)) / (k * n * (n - 1) * t * d)
 
 
 def frvar_loop(predictions) -> float:

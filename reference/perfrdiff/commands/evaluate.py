@@ -1,0 +1,47 @@
+"""Compute the seven REACT metrics of saved predictions; writes metrics.json and metrics.md.
+
+Predictions are a ``.npy`` (or ``.npz`` with key ``predictions``) of shape (n, k, 750, 25) in the
+split's mirrored item order: the CSV's rows, then the same rows with speaker and listener swapped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from perfrdiff.metrics.report import EvaluateConfig, evaluate_saved_predictions
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("predictions", type=Path, help="predictions .npy / .npz")
+    parser.add_argument("--root", type=Path, default=EvaluateConfig.root, help="dataset root")
+    parser.add_argument("--split", default=EvaluateConfig.split, help="split (default: test)")
+    parser.add_argument("--output", type=Path, default=None, help="report folder")
+    parser.add_argument("--name", default=None, help="row label in the report")
+    parser.add_argument("--n-jobs", type=int, default=None, help="FRdist processes (all CPUs)")
+    parser.add_argument(
+        "--nan-policy",
+        choices=("ignore", "challenge"),
+        default=EvaluateConfig.nan_policy,
+        help="FRSyn with constant channels: our definition or the challenge code's behaviour",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    config = EvaluateConfig(
+        predictions=args.predictions,
+        root=args.root,
+        split=args.split,
+        output=args.output,
+        name=args.name,
+        n_jobs=args.n_jobs,
+        nan_policy=args.nan_policy,
+    )
+    results, json_path, markdown_path = evaluate_saved_predictions(config)
+    for name, value in results.items():
+        logger.info("%s = %.4f", name, value)
+    logger.info("wrote %s and %s", json_path, markdown_path)
+    return 0
