@@ -1,0 +1,20 @@
+"""Shared fixtures for the PerFRDiff tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from perfrdiff.data import SyntheticConfig, write_synthetic_dataset
+
+#: The tiny dataset behind ``synthetic_root``: train has a listener with several clips and one
+#: with a single clip; every split has at least 2 pairs (4 mirrored items).
+TINY = SyntheticConfig(seed=3, sessions={"train": 2, "val": 1, "test": 1}, clips_per_session=(1, 2))
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny synthetic REACT-layout dataset (written once per test session, ~1 s)."""
+    root = tmp_path_factory.mktemp("synthetic")
+    write_synthetic_dataset(root, TINY)
+    return root
