@@ -1,0 +1,119 @@
+"""Reactions for a whole evaluation split: generic, personalised, and a chance baseline.
+
+Predictions are ``(n, M, T, 25)`` float32 arrays in :class:`~perfrdiff.data.ClipDataset` order
+(the mirrored item order of the split's appropriateness matrix), saved as ``.npy``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from perfrdiff.config import Config
+from perfrdiff.generation.streaming import ReactionSampler, SamplerConfig, generate_dataset
+from perfrdiff.models import DDIMSchedule
+from perfrdiff.training.stages import load_gafrg, load_perfrdiff
+
+log = logging.getLogger(__name__)
+
+MODES = ("generic", "personalised")
+
+
+@dataclass
+class EvaluationSet:
+    """Everything the metrics need about a split, plus the generation inputs."""
+
+    clips: list[dict[str, torch.Tensor]]  # speaker_* (T, c) and history (h, c) per item
+    listener_emotion: np.ndarray  # (n, T, 25) real reactions
+    speaker_emotion: np.ndarray  # (n, T, 25)
+    neighbours: np.ndarray  # (n, n) bool appropriateness
+
+
+def load_evaluation_set(config: Config, split: str, limit: int | None = None) -> EvaluationSet:
+    """Read the ``split`` clips (the first ``limit`` items, all if ``None``)."""
+    from perfrdiff.data import ClipDataset
+
+    dataset = ClipDataset(config.data.root, split, history_frames=config.data.history_frames)
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    items = [dataset[i] for i in range(n)]
+    history_key = f"history_{config.style.input}"
+    clips = [
+        {
+            "speaker_audio": it["speaker_audio"],
+            "speaker_face": it["speaker_face"],
+            "speaker_emotion": it["speaker_emotion"],
+            "history": it[history_key],
+        }
+        for it in items
+    ]
+    neighbours = dataset.index.neighbours[:n, :n]
+    return EvaluationSet(
+        clips=clips,
+        listener_emotion=np.stack([it["listener_emotion"].numpy() for it in items]),
+        speaker_emotion=np.stack([it["speaker_emotion"].numpy() for it in items]),
+        neighbours=np.asarray(neighbours, dtype=bool),
+    )
+
+
+def build_sampler(config: Config, run_dir: str | Path, personalised: bool) -> ReactionSampler:
+    model = load_perfrdiff(config, run_dir) if personalised else load_gafrg(config, run_dir)
+    schedule = DDIMSchedule(config.diffusion.train_steps, eta=config.diffusion.eta)
+    sampler_config = SamplerConfig(config.diffusion.sample_steps, config.diffusion.guidance)
+    return ReactionSampler(model, schedule, sampler_config)
+
+
+def generate_split(
+    config: Config,
+    run_dir: str | Path,
+    data: EvaluationSet,
+    mode: str,
+    samples: int,
+    seed: int = 0,
+) -> np.ndarray:
+    """``(n, M, T, 25)`` reactions of ``mode`` (``"generic"`` or ``"personalised"``)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    sampler = build_sampler(config, run_dir, mode == "personalised")
+    predictions = generate_dataset(
+        sampler,
+        data.clips,
+        samples,
+        personalised=mode == "personalised",
+        clips_per_batch=config.generate.clips_per_batch,
+        seed=seed,
+    )
+    return predictions.numpy().astype(np.float32)
+
+
+def chance_predictions(data: EvaluationSet, samples: int, seed: int = 0) -> np.ndarray:
+    """Real reactions of *inappropriate* items, ``M`` per speaker: ``(n, M, T, 25)``.
+
+    Realistic behaviour unrelated to the speaker. Appropriate items are excluded: copying one of
+    them would score a perfect CCC against itself, which is not chance.
+    """
+    rng = np.random.default_rng(seed)
+    n = data.listener_emotion.shape[0]
+    out = np.empty((n, samples, *data.listener_emotion.shape[1:]), dtype=np.float32)
+    for k in range(n):
+        pool = np.flatnonzero(~data.neighbours[k])
+        if pool.size == 0:
+            pool = np.array([j for j in range(n) if j != k])
+        out[k] = data.listener_emotion[rng.choice(pool, size=samples, replace=True)]
+    return out
+
+
+def save_predictions(predictions: np.ndarray, path: str | Path, meta: dict) -> Path:
+    """Write ``predictions`` to ``path`` (``.npy``) and ``meta`` next to it (``.json``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.npy")
+    np.save(tmp, predictions)
+    tmp.replace(path)
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+    log.info("predictions %s -> %s", tuple(predictions.shape), path)
+    return path

@@ -1,0 +1,270 @@
+"""Online generation of listener reactions: DDIM sampling with classifier-free guidance, streamed
+window by window, generic (GAFRG) or personalised (PerFRDiff with a listener's shifts).
+
+Listener window ``k`` covers frames ``[k·w, (k+1)·w)`` and is conditioned on the speaker frames
+``[(k-1)·w, k·w)`` (zeros for ``k = 0``), i.e. on speaker behaviour up to ``t - w`` for a window
+ending at ``t``, and, if configured, on the previously generated window of the same sample.
+:class:`StreamingGenerator` accepts speaker frames as they arrive and yields each new window for
+``M`` samples; :func:`generate_clips` drives it offline over whole clips, so streaming and offline
+generation are the same computation.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from perfrdiff.models.denoiser import AUDIO_DIM, EMOTION_DIM, FACE_DIM, GAFRG
+from perfrdiff.models.personalised import PerFRDiff
+from perfrdiff.models.schedule import DDIMSchedule
+
+log = logging.getLogger(__name__)
+
+Denoise = Callable[[Tensor, Tensor, Tensor, Tensor | None], Tensor]
+
+
+def guided_x0(denoise: Denoise, x_t: Tensor, t: Tensor, memory: Tensor, guidance: float) -> Tensor:
+    """Classifier-free guidance on ``x0``: ``u + g·(c - u)`` (``g = 1``: conditional only).
+
+    The conditional and unconditional passes run as one batch of ``2b``.
+
+    Args:
+        denoise: ``(x_t, t, memory, keep) -> x0``, all batched over ``b``.
+        x_t: ``(b, w, e)``; t: ``(b,)``; memory: ``(b, m, d)``.
+        guidance: scale ``g``.
+    """
+    if guidance == 1.0:
+        return denoise(x_t, t, memory, None)
+    b = x_t.shape[0]
+    keep = torch.cat([torch.ones(b, dtype=torch.bool), torch.zeros(b, dtype=torch.bool)])
+    both = denoise(
+        torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([memory, memory]), keep.to(x_t.device)
+    )
+    cond, uncond = both[:b], both[b:]
+    return uncond + guidance * (cond - uncond)
+
+
+@dataclass
+class SamplerConfig:
+    steps: int = 50
+    guidance: float = 1.0
+
+
+class ReactionSampler:
+    """DDIM sampling of ``(b, w, 25)`` windows with a generic or personalised denoiser.
+
+    Args:
+        model: :class:`GAFRG` (generic) or :class:`PerFRDiff` (personalised when shifts given).
+        schedule: the diffusion schedule the model was trained with.
+        config: DDIM steps and guidance scale.
+    """
+
+    def __init__(
+        self, model: GAFRG | PerFRDiff, schedule: DDIMSchedule, config: SamplerConfig
+    ) -> None:
+        self.model = model
+        self.gafrg = model.gafrg if isinstance(model, PerFRDiff) else model
+        self.schedule = schedule
+        self.config = config
+        self.timesteps = schedule.set_timesteps(config.steps)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        memory: Tensor,
+        generator: torch.Generator,
+        shifts: dict[str, object] | None = None,
+        index: Tensor | None = None,
+    ) -> Tensor:
+        """``memory: (b, m, d)`` -> ``(b, w, 25)`` sampled windows.
+
+        Args:
+            generator: source of the initial noise (and of DDIM noise when ``eta > 0``).
+            shifts: per-listener shifts from :meth:`PerFRDiff.listener_shifts` (``None``: generic).
+            index: ``(b,)`` listener of each sample.
+        """
+        b = memory.shape[0]
+        shape = (b, self.gafrg.window, EMOTION_DIM)
+        x = torch.randn(shape, generator=generator, dtype=memory.dtype).to(memory.device)
+        guided_index = index if self.config.guidance == 1.0 or index is None else index.repeat(2)
+        if shifts is not None and index is None:
+            raise ValueError("index is required with shifts (the listener of each sample)")
+
+        def denoise(x_t: Tensor, t: Tensor, mem: Tensor, keep: Tensor | None) -> Tensor:
+            if shifts is None:
+                return self.gafrg(x_t, t, mem, keep)
+            return self.model(x_t, t, mem, keep, shifts, guided_index)
+
+        for t in self.timesteps.tolist():
+            t_batch = torch.full((b,), t, dtype=torch.long, device=memory.device)
+            x0 = guided_x0(denoise, x, t_batch, memory, self.config.guidance)
+            x = self.schedule.step(x0, t, x, generator)
+        return x
+
+
+class StreamingGenerator:
+    """Online generation for ``n`` speakers at once, ``M`` samples each.
+
+    Speaker frames are pushed as they arrive; each call returns the listener windows that became
+    computable. A listener's shifts are computed once, here, and reused for all windows, samples
+    and denoising steps.
+
+    Args:
+        sampler: the DDIM sampler (generic or personalised model).
+        samples: ``M``.
+        history: ``(n, h, c)`` listener histories for personalised generation, else ``None``.
+        seed: seed of the noise; the same seed gives the same reactions, whatever the chunking.
+        max_frames: stop after the window that ends at this frame (``None``: unbounded).
+        batch: ``n`` (only needed without ``history``).
+    """
+
+    def __init__(
+        self,
+        sampler: ReactionSampler,
+        samples: int,
+        history: Tensor | None = None,
+        seed: int = 0,
+        max_frames: int | None = None,
+        batch: int | None = None,
+    ) -> None:
+        if samples < 1:
+            raise ValueError(f"samples must be >= 1, got {samples}")
+        self.sampler = sampler
+        self.samples = samples
+        self.window = sampler.gafrg.window
+        self.max_windows = None if max_frames is None else max_frames // self.window
+        self.generator = torch.Generator().manual_seed(seed)
+        self.n = history.shape[0] if history is not None else (batch or 1)
+        self.device = next(sampler.gafrg.parameters()).device
+        self.shifts = None
+        self.index = None
+        if history is not None:
+            if not isinstance(sampler.model, PerFRDiff):
+                raise TypeError("history given but the sampler's model is not a PerFRDiff")
+            with torch.no_grad():
+                self.shifts = sampler.model.listener_shifts(history.to(self.device))
+            self.index = torch.arange(self.n, device=self.device).repeat_interleave(samples)
+        self.frames: list[Tensor] = []  # received speaker frames, chunks of (n, f, 78+58+25)
+        self.received = 0
+        self.next_window = 0
+        self.prev: Tensor | None = None  # (n·M, w, 25) the last generated window
+
+    def _speaker(self, start: int, end: int) -> Tensor:
+        """``(n, end - start, 161)`` received speaker frames (zeros before frame 0)."""
+        if end <= 0:
+            return torch.zeros(self.n, end - start, AUDIO_DIM + FACE_DIM + EMOTION_DIM)
+        frames = torch.cat(self.frames, dim=1)
+        self.frames = [frames]
+        return frames[:, start:end]
+
+    def _generate(self, k: int) -> Tensor:
+        w, m = self.window, self.samples
+        speaker = self._speaker((k - 1) * w, k * w).to(self.device).repeat_interleave(m, dim=0)
+        audio, face, emotion = speaker.split([AUDIO_DIM, FACE_DIM, EMOTION_DIM], dim=-1)
+        has_past = torch.full((self.n * m,), k > 0, dtype=torch.bool, device=self.device)
+        prev = self.prev if self.prev is not None else torch.zeros_like(emotion)
+        with torch.no_grad():
+            memory = self.sampler.gafrg.condition(audio, face, emotion, prev, has_past)
+        window = self.sampler.sample(memory, self.generator, self.shifts, self.index)
+        self.prev = window
+        return window.reshape(self.n, m, w, EMOTION_DIM)
+
+    def push(self, audio: Tensor, face: Tensor, emotion: Tensor) -> list[Tensor]:
+        """Add speaker frames ``audio: (n, f, 78)``, ``face: (n, f, 58)``, ``emotion: (n, f, 25)``.
+
+        Returns:
+            the newly computable listener windows, each ``(n, M, w, 25)``, in time order (the
+            first call also returns window 0, which needs no speaker frames).
+        """
+        if not (audio.shape[:2] == face.shape[:2] == emotion.shape[:2]) or audio.shape[0] != self.n:
+            raise ValueError(
+                f"audio, face, emotion must be (n={self.n}, f, c) with the same f, got "
+                f"{tuple(audio.shape)}, {tuple(face.shape)}, {tuple(emotion.shape)}"
+            )
+        self.frames.append(torch.cat([audio, face, emotion], dim=-1).float().cpu())
+        self.received += audio.shape[1]
+        out = []
+        while self.next_window * self.window <= self.received and (
+            self.max_windows is None or self.next_window < self.max_windows
+        ):
+            out.append(self._generate(self.next_window))
+            self.next_window += 1
+        return out
+
+
+def generate_clips(
+    sampler: ReactionSampler,
+    audio: Tensor,
+    face: Tensor,
+    emotion: Tensor,
+    samples: int,
+    history: Tensor | None = None,
+    seed: int = 0,
+) -> Tensor:
+    """Offline generation for whole clips (the streaming computation over all frames at once).
+
+    Args:
+        audio: ``(n, T, 78)``; face: ``(n, T, 58)``; emotion: ``(n, T, 25)`` speaker behaviour.
+        samples: ``M``.
+        history: ``(n, h, c)`` listener histories (personalised) or ``None`` (generic).
+
+    Returns:
+        ``(n, M, T', 25)`` reactions, ``T' = w·⌊T / w⌋``.
+    """
+    stream = StreamingGenerator(
+        sampler, samples, history, seed, max_frames=audio.shape[1], batch=audio.shape[0]
+    )
+    return torch.cat(stream.push(audio, face, emotion), dim=2)
+
+
+def iter_batches(n: int, size: int) -> Iterator[Sequence[int]]:
+    for start in range(0, n, size):
+        yield range(start, min(n, start + size))
+
+
+def generate_dataset(
+    sampler: ReactionSampler,
+    clips: Sequence[dict[str, Tensor]],
+    samples: int,
+    personalised: bool,
+    clips_per_batch: int,
+    seed: int = 0,
+) -> Tensor:
+    """Reactions for every evaluation clip: ``(N, M, T, 25)``.
+
+    Args:
+        clips: items with ``speaker_audio (T, 78)``, ``speaker_face (T, 58)``,
+            ``speaker_emotion (T, 25)`` and, for personalised generation, ``history (h, c)``.
+        personalised: use each item's listener history to edit the denoiser.
+    """
+    out = []
+    batches = list(iter_batches(len(clips), clips_per_batch))
+    label = "personalised" if personalised else "generic"
+    for i, batch in enumerate(tqdm(batches, desc=f"generate ({label})", unit="batch")):
+        items = [clips[j] for j in batch]
+        stack = {
+            key: torch.stack([torch.as_tensor(it[key]) for it in items]).float()
+            for key in ("speaker_audio", "speaker_face", "speaker_emotion")
+        }
+        history = (
+            torch.stack([torch.as_tensor(it["history"]) for it in items]).float()
+            if personalised
+            else None
+        )
+        out.append(
+            generate_clips(
+                sampler,
+                stack["speaker_audio"],
+                stack["speaker_face"],
+                stack["speaker_emotion"],
+                samples,
+                history,
+                seed=seed + i,
+            )
+        )
+    return torch.cat(out)

@@ -1,0 +1,216 @@
+"""Atomic checkpoints: ``safetensors`` tensors plus JSON, enough to resume bit-for-bit.
+
+A checkpoint is a directory ``step_<8 digits>`` holding
+
+* ``model.safetensors`` — the trained module's ``state_dict``;
+* ``optimizer.safetensors`` + the optimiser's non-tensor state in ``state.json``;
+* ``rng.safetensors`` — torch CPU (and CUDA) generator states, one set per process;
+* ``state.json`` — step, LR scheduler state, Python/NumPy RNG states, the config, extras.
+
+It is written under a temporary name and renamed into place, so a process killed at any moment
+leaves either the previous checkpoint or the new one, never a partial one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+log = logging.getLogger(__name__)
+
+PREFIX = "step_"
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and ``os.replace``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def save_weights(module: nn.Module, path: str | Path, metadata: Mapping[str, Any]) -> None:
+    """Export ``module``'s weights to ``path`` (safetensors) and ``metadata`` to ``path``.json,
+    atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    save_file(_contiguous(module.state_dict()), str(tmp))
+    os.replace(tmp, path)
+    atomic_write_text(path.with_suffix(".json"), json.dumps(metadata, indent=2))
+
+
+def load_weights(module: nn.Module, path: str | Path) -> dict[str, Any]:
+    """Load weights written by :func:`save_weights`; returns the JSON metadata."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights at {path} (train the stage that writes it first)")
+    module.load_state_dict(load_file(str(path)))
+    meta = path.with_suffix(".json")
+    return json.loads(meta.read_text()) if meta.is_file() else {}
+
+
+def _contiguous(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    # safetensors refuses shared or non-contiguous storage; clone keeps the file self-contained.
+    return {k: v.detach().contiguous().clone() for k, v in tensors.items()}
+
+
+def _split_optimizer_state(state: dict[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    tensors: dict[str, Tensor] = {}
+    plain: dict[str, Any] = {"param_groups": state["param_groups"], "state": {}}
+    for idx, entry in state["state"].items():
+        plain["state"][str(idx)] = {}
+        for key, value in entry.items():
+            if isinstance(value, Tensor):
+                tensors[f"{idx}/{key}"] = value
+            else:
+                plain["state"][str(idx)][key] = value
+    return tensors, plain
+
+
+def _join_optimizer_state(tensors: dict[str, Tensor], plain: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {int(k): dict(v) for k, v in plain["state"].items()}
+    for name, value in tensors.items():
+        idx, key = name.split("/", 1)
+        state.setdefault(int(idx), {})[key] = value
+    return {"param_groups": plain["param_groups"], "state": state}
+
+
+def rng_state() -> dict[str, Any]:
+    """This process's RNG states: torch tensors and JSON-able Python/NumPy states."""
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda{i}"] = s
+    np_state = np.random.get_state()
+    plain = {
+        "python": _jsonable(random.getstate()),
+        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+    }
+    return {"tensors": tensors, "plain": plain}
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    tensors, plain = state["tensors"], state["plain"]
+    torch.set_rng_state(tensors["torch"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("cuda")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    version, internal, gauss = plain["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np_state = plain["numpy"]
+    np.random.set_state((np_state[0], np.array(np_state[1], dtype=np.uint32), *np_state[2:]))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+@dataclass
+class TrainingState:
+    """What a resumed run restores."""
+
+    step: int
+    extra: dict[str, Any]
+
+
+def save_checkpoint(
+    directory: str | Path,
+    step: int,
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    rng_states: list[dict[str, Any]],
+    config: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
+    keep: int = 2,
+) -> Path:
+    """Write checkpoint ``directory/step_<step>`` atomically; keep the newest ``keep``.
+
+    Args:
+        rng_states: one :func:`rng_state` per process (rank order).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / f"{PREFIX}{step:08d}"
+    tmp = directory / f".{final.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_file(_contiguous(module.state_dict()), str(tmp / "model.safetensors"))
+    opt_tensors, opt_plain = _split_optimizer_state(optimizer.state_dict())
+    save_file(_contiguous(opt_tensors), str(tmp / "optimizer.safetensors"))
+    rng_tensors = {
+        f"{rank}/{k}": v for rank, s in enumerate(rng_states) for k, v in s["tensors"].items()
+    }
+    save_file(_contiguous(rng_tensors), str(tmp / "rng.safetensors"))
+    state = {
+        "step": step,
+        "optimizer": opt_plain,
+        "scheduler": scheduler.state_dict(),
+        "rng": [s["plain"] for s in rng_states],
+        "config": dict(config),
+        "extra": dict(extra or {}),
+    }
+    (tmp / "state.json").write_text(json.dumps(state))
+    if final.exists():  # re-saving a step after a resume: replace it whole
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+    for old in list_checkpoints(directory)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    log.info("checkpoint step %d -> %s", step, final)
+    return final
+
+
+def list_checkpoints(directory: str | Path) -> list[Path]:
+    """Complete checkpoints under ``directory``, oldest first."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if p.is_dir() and p.name.startswith(PREFIX))
+
+
+def load_checkpoint(
+    path: str | Path,
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    rank: int = 0,
+    world_size: int = 1,
+) -> TrainingState:
+    """Restore module, optimiser, scheduler and this rank's RNG from checkpoint ``path``."""
+    path = Path(path)
+    state = json.loads((path / "state.json").read_text())
+    module.load_state_dict(load_file(str(path / "model.safetensors")))
+    optimizer.load_state_dict(
+        _join_optimizer_state(load_file(str(path / "optimizer.safetensors")), state["optimizer"])
+    )
+    scheduler.load_state_dict(state["scheduler"])
+    saved_ranks = len(state["rng"])
+    if saved_ranks != world_size:
+        log.warning(
+            "checkpoint has RNG states for %d processes, this run has %d: RNG is reseeded, "
+            "so the continuation will not match an uninterrupted run exactly",
+            saved_ranks,
+            world_size,
+        )
+        torch.manual_seed(state["step"] * 7919 + rank)
+    else:
+        rng = load_file(str(path / "rng.safetensors"))
+        prefix = f"{rank}/"
+        tensors = {k[len(prefix) :]: v for k, v in rng.items() if k.startswith(prefix)}
+        set_rng_state({"tensors": tensors, "plain": state["rng"][rank]})
+    return TrainingState(step=state["step"], extra=state["extra"])

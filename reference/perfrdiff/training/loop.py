@@ -1,0 +1,296 @@
+"""The one training loop every stage uses.
+
+A stage provides an :class:`Objective`: an ``nn.Module`` whose ``forward(batch)`` returns the loss
+and whose ``trained`` submodule is what gets optimised and saved (frozen parts have
+``requires_grad=False``). The loop adds the optimiser and LR schedule, DDP, validation, a JSONL
+metrics log, tqdm progress and resumable checkpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import random
+import shutil
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
+
+from perfrdiff.config import StageConfig
+from perfrdiff.training.checkpoint import (
+    list_checkpoints,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    save_weights,
+    set_rng_state,
+)
+from perfrdiff.training.distributed import (
+    Distributed,
+    gather_objects,
+    mean_scalar,
+    replica_divergence,
+)
+from perfrdiff.training.sampler import Reseeded, StepBatchSampler
+
+log = logging.getLogger(__name__)
+
+Batch = Mapping[str, Tensor]
+BatchSamplerFactory = Callable[[Dataset, int, int, int, int], Sampler[list[int]]]
+
+
+class Objective(nn.Module):
+    """A stage's loss. Subclasses set ``self.trained`` and implement ``forward``."""
+
+    trained: nn.Module
+
+    def forward(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:  # pragma: no cover
+        raise NotImplementedError
+
+
+@dataclass
+class StageRun:
+    """Where a stage writes and how it behaves."""
+
+    out_dir: Path
+    config: StageConfig
+    seed: int = 0
+    resume: bool = False
+    num_workers: int = 0
+    metadata: Mapping[str, Any] | None = None  # saved next to the final weights
+    # Called after each optimiser step with the step count; tests use it to simulate a kill.
+    on_step: Callable[[int], None] | None = None
+
+
+def default_batch_sampler(
+    dataset: Dataset, batch_size: int, seed: int, start: int, env_rank_world: tuple[int, int]
+) -> Sampler[list[int]]:
+    rank, world = env_rank_world
+    return StepBatchSampler(len(dataset), batch_size, seed, start, rank, world)
+
+
+def _lr_lambda(config: StageConfig) -> Callable[[int], float]:
+    """Linear warm-up, then cosine decay to 10 % of the base rate."""
+
+    def f(step: int) -> float:
+        if step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return f
+
+
+def _optimizer(params: list[nn.Parameter], config: StageConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, weight_decay=config.weight_decay)
+    raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {config.optimizer!r}")
+
+
+def _to(batch: Batch, device: torch.device) -> dict[str, Tensor]:
+    return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class MetricsLog:
+    """Append-only JSONL of training/validation metrics; a resume drops lines past its step."""
+
+    def __init__(self, path: Path, enabled: bool, resume_step: int) -> None:
+        self.path = path
+        self.enabled = enabled
+        if not enabled:
+            return
+        kept = []
+        if resume_step and path.is_file():
+            kept = [
+                ln for ln in path.read_text().splitlines() if json.loads(ln)["step"] <= resume_step
+            ]
+        path.write_text("".join(ln + "\n" for ln in kept))
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        if self.enabled:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+@torch.no_grad()
+def validate(objective: Objective, batches: list[Batch], seed: int) -> dict[str, float]:
+    """Mean loss and metrics over fixed batches with fixed noise, without touching training RNG."""
+    was_training = objective.training
+    objective.eval()
+    totals: dict[str, float] = {}
+    with preserved_rng():
+        torch.manual_seed(seed)
+        for batch in batches:
+            loss, metrics = objective(batch)
+            for k, v in {"loss": loss.item(), **metrics}.items():
+                totals[k] = totals.get(k, 0.0) + v / len(batches)
+    objective.train(was_training)
+    return totals
+
+
+@contextlib.contextmanager
+def preserved_rng() -> Iterator[None]:
+    """Run a block without consuming any RNG the training steps see (torch, NumPy, Python)."""
+    state = rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(state)
+
+
+def train_stage(
+    name: str,
+    objective: Objective,
+    train_set: Dataset,
+    val_set: Dataset | None,
+    run: StageRun,
+    env: Distributed | None = None,
+    batch_sampler: BatchSamplerFactory | None = None,
+) -> Path:
+    """Train ``objective.trained`` for ``run.config.steps`` steps; returns the exported weights.
+
+    Writes ``run.out_dir/{checkpoints/, metrics.jsonl, model.safetensors, model.json}``.
+    With ``run.resume`` it continues from the newest checkpoint (model, optimiser, scheduler,
+    RNG, step) and reaches the same weights as an uninterrupted run.
+    """
+    env = env or Distributed()
+    cfg = run.config
+    out_dir = Path(run.out_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    make_sampler = batch_sampler or (
+        lambda ds, bs, seed, start, rw: default_batch_sampler(ds, bs, seed, start, rw)
+    )
+    seed_everything(run.seed * 1000 + env.rank)
+    objective.to(env.device).train()
+    params = [p for p in objective.trained.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError(f"stage {name!r}: the trained module has no trainable parameters")
+    optimizer = _optimizer(params, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
+
+    start = 0
+    existing = list_checkpoints(ckpt_dir)
+    if run.resume and existing:
+        state = load_checkpoint(
+            existing[-1], objective.trained, optimizer, scheduler, env.rank, env.world_size
+        )
+        start = state.step
+        log.info("%s: resumed from %s at step %d", name, existing[-1], start)
+    elif existing and env.is_main:
+        log.info("%s: starting fresh, removing %d old checkpoints", name, len(existing))
+        shutil.rmtree(ckpt_dir)
+    if env.enabled:
+        torch.distributed.barrier()
+    if env.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    metrics_log = MetricsLog(out_dir / "metrics.jsonl", env.is_main, start)
+
+    model: nn.Module = objective
+    if env.enabled:
+        model = DistributedDataParallel(
+            objective, device_ids=[env.device.index] if env.device.type == "cuda" else None
+        )
+    loader = DataLoader(
+        Reseeded(train_set, run.seed),
+        batch_sampler=make_sampler(
+            train_set, cfg.batch_size, run.seed, start, (env.rank, env.world_size)
+        ),
+        num_workers=run.num_workers,
+    )
+    val_batches: list[Batch] = []
+    if val_set is not None and cfg.val_batches > 0 and len(val_set) >= 2:
+        with preserved_rng():
+            val_batch = min(cfg.batch_size, len(val_set))  # small validation splits
+            val_sampler = make_sampler(val_set, val_batch, run.seed + 1, 0, (0, 1))
+            val_loader = DataLoader(Reseeded(val_set, run.seed + 1), batch_sampler=val_sampler)
+            val_iter = iter(val_loader)
+            val_batches = [_to(next(val_iter), env.device) for _ in range(cfg.val_batches)]
+
+    def checkpoint(step: int, extra: dict[str, Any]) -> None:
+        states = gather_objects(env, rng_state())
+        if env.is_main:
+            save_checkpoint(
+                ckpt_dir,
+                step,
+                objective.trained,
+                optimizer,
+                scheduler,
+                states,
+                {"stage": name, **(run.metadata or {})},
+                extra,
+            )
+        if env.enabled:
+            torch.distributed.barrier()
+
+    last_val: dict[str, float] = {}
+    progress = tqdm(total=cfg.steps, initial=start, desc=name, unit="step", disable=not env.is_main)
+    with preserved_rng():  # creating a DataLoader iterator draws a seed from the global RNG
+        batches = iter(loader)  # infinite: the batch sampler never ends
+    for step in range(start + 1, cfg.steps + 1):
+        batch = _to(next(batches), env.device)
+        loss, metrics = model(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        progress.update(1)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            record = {"loss": mean_scalar(env, loss.item()), **metrics}
+            progress.set_postfix(loss=f"{record['loss']:.4f}")
+            metrics_log.write(
+                {"step": step, "split": "train", "lr": scheduler.get_last_lr()[0], **record}
+            )
+        if val_batches and (step % cfg.val_every == 0 or step == cfg.steps):
+            last_val = validate(objective, val_batches, run.seed)
+            metrics_log.write({"step": step, "split": "val", **last_val})
+            if env.is_main:
+                log.info(
+                    "%s step %d: val %s",
+                    name,
+                    step,
+                    ", ".join(f"{k}={v:.4f}" for k, v in last_val.items()),
+                )
+        if step % cfg.ckpt_every == 0 or step == cfg.steps:
+            checkpoint(step, {"val": last_val})
+        if run.on_step is not None:
+            run.on_step(step)
+    progress.close()
+
+    divergence = replica_divergence(env, objective.trained)
+    if env.enabled:
+        log.info("%s: replicas differ by at most %.3g after %d steps", name, divergence, cfg.steps)
+    final = out_dir / "model.safetensors"
+    if env.is_main:
+        meta = {
+            "stage": name,
+            "step": cfg.steps,
+            "val": last_val,
+            "replica_divergence": divergence,
+            "world_size": env.world_size,
+            **(run.metadata or {}),
+        }
+        save_weights(objective.trained, final, meta)
+        log.info("%s: weights -> %s", name, final)
+    if env.enabled:
+        torch.distributed.barrier()
+    return final

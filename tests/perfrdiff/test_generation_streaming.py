@@ -1,0 +1,116 @@
+"""Online generation: streaming equals offline, the delay is respected, shifts are cached."""
+
+import pytest
+import torch
+from perfrdiff.config import load_config
+from perfrdiff.generation import ReactionSampler, SamplerConfig, StreamingGenerator, generate_clips
+from perfrdiff.models import GAFRG, DDIMSchedule, PerFRDiff, StyleEncoder
+
+T = 200  # 4 windows of 50 frames
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny ops: one thread avoids contention on a shared CPU
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def model(one_thread):
+    torch.manual_seed(0)
+    config = load_config("tiny")
+    model = PerFRDiff(config, GAFRG(config), StyleEncoder(config.style)).eval()
+    for p in model.generator.parameters():  # untrained heads are zero: make the edit visible
+        torch.nn.init.normal_(p, std=0.05)
+    return model
+
+
+def sampler(model, guidance=1.0, steps=3):
+    return ReactionSampler(model, DDIMSchedule(1000), SamplerConfig(steps, guidance))
+
+
+def speaker(n, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return (
+        torch.randn(n, T, 78, generator=g),
+        torch.randn(n, T, 58, generator=g),
+        torch.randn(n, T, 25, generator=g),
+    )
+
+
+@pytest.mark.parametrize("chunks", [[T], [1] * 20 + [T - 20], [49, 1, 75, 75]])
+def test_streaming_in_any_chunks_equals_offline_for_the_same_seed(model, chunks):
+    audio, face, emotion = speaker(2)
+    history = torch.randn(2, 250, 58)
+    s = sampler(model, guidance=2.0)
+    offline = generate_clips(s, audio, face, emotion, samples=3, history=history, seed=7)
+    stream = StreamingGenerator(s, samples=3, history=history, seed=7, max_frames=T)
+    windows, at = [], 0
+    for size in chunks:
+        windows += stream.push(
+            audio[:, at : at + size], face[:, at : at + size], emotion[:, at : at + size]
+        )
+        at += size
+    assert offline.shape == (2, 3, T, 25)
+    torch.testing.assert_close(torch.cat(windows, dim=2), offline, rtol=0, atol=0)
+
+
+def test_a_window_is_released_once_the_speaker_frames_before_it_arrived(model):
+    audio, face, emotion = speaker(1)
+    stream = StreamingGenerator(sampler(model), samples=2, seed=0, batch=1)
+    assert len(stream.push(audio[:, :1], face[:, :1], emotion[:, :1])) == 1  # window 0
+    assert len(stream.push(audio[:, 1:49], face[:, 1:49], emotion[:, 1:49])) == 0
+    released = stream.push(audio[:, 49:50], face[:, 49:50], emotion[:, 49:50])
+    assert len(released) == 1 and released[0].shape == (1, 2, 50, 25)
+
+
+def test_a_window_ignores_speaker_frames_after_its_start(model):
+    # Window k may only use speaker frames before k·w (the 2 s delay of the online setting).
+    audio, face, emotion = speaker(1)
+    changed = [x.clone() for x in (audio, face, emotion)]
+    for x in changed:
+        x[:, 100:] = 0
+    a = generate_clips(sampler(model), audio, face, emotion, samples=2, seed=3)
+    b = generate_clips(sampler(model), *changed, samples=2, seed=3)
+    torch.testing.assert_close(a[:, :, :150], b[:, :, :150], rtol=0, atol=0)
+    assert not torch.allclose(a[:, :, 150:], b[:, :, 150:])
+
+
+def test_different_seeds_give_different_samples(model):
+    audio, face, emotion = speaker(1)
+    a = generate_clips(sampler(model), audio, face, emotion, samples=2, seed=0)
+    b = generate_clips(sampler(model), audio, face, emotion, samples=2, seed=1)
+    assert not torch.allclose(a, b)
+
+
+def test_the_shift_generator_runs_once_per_listener_batch(model):
+    calls = []
+    handle = model.generator.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    try:
+        audio, face, emotion = speaker(2)
+        generate_clips(
+            sampler(model, guidance=2.0),
+            audio,
+            face,
+            emotion,
+            samples=4,
+            history=torch.randn(2, 250, 58),
+            seed=0,
+        )
+    finally:
+        handle.remove()
+    assert calls == [2]  # one call, one style per listener, reused for 4 windows x 3 steps x M
+
+
+def test_personalised_samples_depend_on_the_listener_history(model):
+    audio, face, emotion = speaker(1)
+    a = generate_clips(sampler(model), audio, face, emotion, 2, torch.randn(1, 250, 58), seed=0)
+    b = generate_clips(sampler(model), audio, face, emotion, 2, torch.randn(1, 250, 58), seed=0)
+    assert not torch.allclose(a, b)
+
+
+def test_a_generic_model_rejects_a_history(model):
+    with pytest.raises(TypeError, match="PerFRDiff"):
+        StreamingGenerator(sampler(model.gafrg), samples=1, history=torch.randn(1, 250, 58))

@@ -1,0 +1,116 @@
+"""Checkpoints and resume: a run killed at any step continues to the uninterrupted result."""
+
+import json
+
+import pytest
+import torch
+from perfrdiff.config import StageConfig, load_config
+from perfrdiff.models import GAFRG, DDIMSchedule
+from perfrdiff.training.checkpoint import list_checkpoints
+from perfrdiff.training.loop import StageRun, train_stage
+from perfrdiff.training.objectives import GAFRGObjective
+from torch.utils.data import Dataset
+
+
+class RandomWindows(Dataset):
+    """WindowDataset-shaped items, fixed by their index."""
+
+    def __len__(self):
+        return 16
+
+    def __getitem__(self, i):
+        g = torch.Generator().manual_seed(i)
+        r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+        return {
+            "speaker_audio": r(50, 78),
+            "speaker_face": r(50, 58),
+            "speaker_emotion": r(50, 25),
+            "listener_emotion": r(50, 25),
+            "listener_prev_emotion": r(50, 25),
+            "has_past": torch.tensor(i % 2 == 0),
+        }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small ops: one thread is faster on a shared CPU
+    yield
+    torch.set_num_threads(threads)
+
+
+class Killed(Exception):
+    pass
+
+
+def objective():
+    config = load_config("tiny", ["denoiser.dropout=0.1"])  # dropout: RNG must be restored too
+    torch.manual_seed(0)
+    return GAFRGObjective(GAFRG(config), DDIMSchedule(1000), cond_drop=0.2)
+
+
+def stage_config(**kw):
+    base = dict(steps=6, batch_size=4, lr=1e-3, ckpt_every=2, val_every=3, val_batches=1,
+                log_every=1, warmup_steps=2)
+    return StageConfig(**{**base, **kw})
+
+
+def train(out_dir, resume=False, kill_at=None, **kw):
+    def on_step(step):
+        if step == kill_at:
+            raise Killed
+
+    run = StageRun(out_dir, stage_config(**kw), seed=3, resume=resume, on_step=on_step)
+    obj = objective()
+    try:
+        train_stage("gafrg", obj, RandomWindows(), RandomWindows(), run)
+    except Killed:
+        return None
+    return {k: v.clone() for k, v in obj.trained.state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    return train(tmp_path_factory.mktemp("full"))
+
+
+@pytest.mark.parametrize("kill_at", [2, 3, 5])
+def test_resumed_run_matches_uninterrupted_run(tmp_path, uninterrupted, kill_at):
+    assert train(tmp_path, kill_at=kill_at) is None
+    resumed = train(tmp_path, resume=True)
+    for name, value in uninterrupted.items():
+        torch.testing.assert_close(resumed[name], value, rtol=0, atol=0, msg=name)
+
+
+def test_runs_with_different_seeds_differ(tmp_path, uninterrupted):
+    run = StageRun(tmp_path, stage_config(), seed=4)
+    obj = objective()
+    train_stage("gafrg", obj, RandomWindows(), None, run)
+    assert not torch.equal(obj.trained.output.weight, uninterrupted["output.weight"])
+
+
+def test_only_the_newest_complete_checkpoints_are_kept(tmp_path):
+    train(tmp_path)
+    names = [p.name for p in list_checkpoints(tmp_path / "checkpoints")]
+    assert names == ["step_00000004", "step_00000006"]
+    assert not [p for p in (tmp_path / "checkpoints").iterdir() if ".tmp" in p.name]
+
+
+def test_resume_drops_metrics_logged_after_the_checkpoint(tmp_path):
+    train(tmp_path, kill_at=5)
+    train(tmp_path, resume=True)
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train_steps = [x["step"] for x in lines if x["split"] == "train"]
+    assert train_steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_final_weights_and_metadata_are_exported(tmp_path):
+    train(tmp_path)
+    meta = json.loads((tmp_path / "model.json").read_text())
+    assert meta["step"] == 6 and "loss" in meta["val"]
+    assert (tmp_path / "model.safetensors").is_file()
+
+
+def test_unknown_optimizer_is_named(tmp_path):
+    with pytest.raises(ValueError, match="optimizer"):
+        train(tmp_path, optimizer="lion")
