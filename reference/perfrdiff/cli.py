@@ -16,6 +16,9 @@ from collections.abc import Sequence
 COMMANDS: dict[str, str] = {
     "make-synthetic": "make_synthetic",
     "evaluate": "evaluate",
+    "train": "train",
+    "generate": "generate",
+    "demo": "demo",
 }
 
 
