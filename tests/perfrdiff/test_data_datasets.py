@@ -1,0 +1,145 @@
+"""Datasets of the three stages, on the tiny synthetic dataset."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from perfrdiff.data import (
+    ClipDataset,
+    ClipStore,
+    ListenerBatchSampler,
+    ListenerClipDataset,
+    SplitIndex,
+    WindowDataset,
+    collate_clips,
+    person_of,
+)
+from torch.utils.data import DataLoader
+
+
+@pytest.fixture(scope="module")
+def windows(synthetic_root):
+    return WindowDataset(synthetic_root, "train", random_start=False, seed=1)
+
+
+def test_window_item_shapes_and_dtypes(windows):
+    item = windows[0]
+    shapes = {key: tuple(value.shape) for key, value in item.items()}
+    assert shapes == {
+        "speaker_audio": (50, 78), "speaker_face": (50, 58), "speaker_emotion": (50, 25),
+        "listener_emotion": (50, 25), "listener_prev_emotion": (50, 25), "has_past": (),
+        "listener_id": (), "history_face": (250, 58), "history_emotion": (250, 25), "start": (),
+    }  # fmt: skip
+    assert item["speaker_audio"].dtype == torch.float32
+    assert item["listener_id"].dtype == torch.int64 and item["has_past"].dtype == torch.bool
+
+
+def test_window_pairs_speaker_past_with_listener_future(synthetic_root, windows):
+    store = ClipStore(synthetic_root, "train")
+    for k in range(len(windows)):
+        item, pair = windows[k], windows.index.items[k]
+        s = int(item["start"])
+        np.testing.assert_array_equal(
+            item["listener_emotion"], store.emotion(pair.listener)[s : s + 50]
+        )
+        if item["has_past"]:
+            np.testing.assert_array_equal(
+                item["speaker_face"], store.face(pair.speaker)[s - 50 : s]
+            )
+            np.testing.assert_array_equal(
+                item["speaker_audio"], store.audio(pair.speaker)[s - 50 : s]
+            )
+            np.testing.assert_array_equal(
+                item["listener_prev_emotion"], store.emotion(pair.listener)[s - 50 : s]
+            )
+
+
+def test_window_without_past_has_zero_past_and_flag_false(synthetic_root):
+    dataset = WindowDataset(synthetic_root, "train", window=400, random_start=False)
+    item = dataset[0]
+    assert int(item["start"]) < 400 and not item["has_past"]
+    assert not item["speaker_emotion"].any() and not item["listener_prev_emotion"].any()
+
+
+def test_deterministic_windows_repeat_and_random_windows_vary(synthetic_root, windows):
+    assert int(windows[2]["start"]) == int(windows[2]["start"])
+    random = WindowDataset(synthetic_root, "train", seed=1)
+    assert len({int(random[0]["start"]) for _ in range(8)}) > 1
+
+
+def test_history_comes_from_another_clip_of_the_same_listener(synthetic_root, windows):
+    store = ClipStore(synthetic_root, "train")
+    index = windows.index
+    k = next(k for k, p in enumerate(index.items) if index.other_clips(p.listener))
+    other = index.other_clips(index.items[k].listener)[0]
+    history = windows[k]["history_emotion"].numpy()
+    source = store.emotion(other)
+    assert any(np.array_equal(history, source[b : b + 250]) for b in range(750 - 250 + 1))
+
+
+def test_single_clip_history_avoids_the_target_and_past_windows(synthetic_root, windows):
+    store = ClipStore(synthetic_root, "train")
+    index = windows.index
+    k = next(k for k, p in enumerate(index.items) if not index.other_clips(p.listener))
+    item = windows[k]
+    s = int(item["start"])
+    emotion = store.emotion(index.items[k].listener)
+    begins = [
+        b for b in range(501) if np.array_equal(item["history_emotion"], emotion[b : b + 250])
+    ]
+    assert begins and all(b + 250 <= s - 50 or b >= s + 50 for b in begins)
+
+
+def test_clip_dataset_lists_appropriate_items_from_the_matrix(synthetic_root):
+    dataset = ClipDataset(synthetic_root, "test")
+    index = SplitIndex(synthetic_root, "test")
+    for k in range(len(dataset)):
+        np.testing.assert_array_equal(
+            dataset[k]["appropriate"], np.flatnonzero(index.neighbours[k])
+        )
+
+
+def test_clip_batches_keep_appropriate_as_a_list(synthetic_root):
+    batch = next(iter(DataLoader(ClipDataset(synthetic_root, "test"), 3, collate_fn=collate_clips)))
+    assert batch["speaker_audio"].shape == (3, 750, 78)
+    assert isinstance(batch["appropriate"], list) and len(batch["appropriate"]) == 3
+
+
+def test_listener_segments_of_one_clip_come_from_different_halves(synthetic_root):
+    dataset = ListenerClipDataset(synthetic_root, "train", frames=250)
+    store = ClipStore(synthetic_root, "train")
+    emotion = store.emotion(dataset.clips[0])
+    for half in (0, 1):
+        segment = dataset[half]["emotion"].numpy()
+        begins = [b for b in range(501) if np.array_equal(segment, emotion[b : b + 250])]
+        assert begins and all(half * 375 <= b <= half * 375 + 125 for b in begins)
+
+
+def test_listener_batches_hold_two_segments_of_every_listener(synthetic_root):
+    dataset = ListenerClipDataset(synthetic_root, "train")
+    sampler = ListenerBatchSampler(dataset, listeners_per_batch=3, seed=0)
+    seen = set()
+    for batch in sampler:
+        labels = dataset.labels[np.array(batch) // 2]
+        assert all((labels == label).sum() == 2 for label in set(labels.tolist()))
+        assert len(set(batch)) == len(batch)
+        seen |= set(labels.tolist())
+    assert seen == set(range(len(dataset.index.listeners)))
+
+
+def test_multi_clip_listener_segments_come_from_different_clips(synthetic_root):
+    dataset = ListenerClipDataset(synthetic_root, "train")
+    sampler = ListenerBatchSampler(dataset, listeners_per_batch=8, seed=0)
+    multi = {label for label, items in dataset.items_of_listener().items() if len(items) > 2}
+    assert multi
+    for batch in sampler:
+        for label in multi:
+            clips = {i // 2 for i in batch if dataset.labels[i // 2] == label}
+            assert len(clips) in (0, 2)
+
+
+def test_listener_labels_match_window_listener_ids(synthetic_root, windows):
+    dataset = ListenerClipDataset(synthetic_root, "train")
+    for c, clip in enumerate(dataset.clips):
+        assert windows.index.listeners[dataset.labels[c]] == person_of(clip)

@@ -1,0 +1,119 @@
+"""The synthetic twin: layout, determinism, documented appropriateness, known styles."""
+
+from __future__ import annotations
+
+import filecmp
+
+import numpy as np
+import pytest
+from perfrdiff.cli import main
+from perfrdiff.data import (
+    ClipStore,
+    SplitIndex,
+    SyntheticConfig,
+    appropriateness_matrix,
+    load_ground_truth_style,
+    write_synthetic_dataset,
+)
+
+ONE = SyntheticConfig(seed=11, sessions={"test": 1}, clips_per_session=(1, 1))
+
+
+def test_every_item_of_every_split_loads(synthetic_root):
+    for split in ("train", "val", "test"):
+        index = SplitIndex(synthetic_root, split)
+        store = ClipStore(synthetic_root, split, cache_audio=False)
+        assert index.neighbours.shape == (len(index), len(index))
+        for pair in index.items:
+            assert store.emotion(pair.listener).shape == (750, 25)
+            assert store.face(pair.speaker).shape == (750, 58)
+
+
+def test_same_seed_writes_identical_files(tmp_path):
+    write_synthetic_dataset(tmp_path / "a", ONE)
+    write_synthetic_dataset(tmp_path / "b", ONE)
+    for relative in ("test.csv", "neighbour_emotion_test.npy",
+                     "test/Emotion/NoXI/000_synthetic/Novice_video/1.csv",
+                     "test/Audio_files/NoXI/000_synthetic/Expert_video/1.wav"):  # fmt: skip
+        assert filecmp.cmp(tmp_path / "a" / relative, tmp_path / "b" / relative, shallow=False)
+
+
+def test_emotions_lie_in_react_ranges(synthetic_root):
+    index = SplitIndex(synthetic_root, "val")
+    emotion = ClipStore(synthetic_root, "val").emotion(index.items[0].listener)
+    assert (emotion[:, :15] >= 0).all() and (emotion[:, :15] <= 1).all()
+    assert (np.abs(emotion[:, 15:17]) <= 1).all()
+    np.testing.assert_allclose(emotion[:, 17:].sum(axis=1), 1, atol=1e-4)
+
+
+def test_ground_truth_lists_every_listener_with_its_style(synthetic_root):
+    persons = load_ground_truth_style(synthetic_root)["persons"]
+    for split in ("train", "val", "test"):
+        for listener in SplitIndex(synthetic_root, split).listeners:
+            style = persons[listener]
+            assert style["split"] == split and 3 <= style["delay_frames"] <= 30
+            mixing = np.array(style["mixing"])
+            np.testing.assert_array_equal(np.abs(mixing).sum(axis=0), 1)  # signed permutation
+
+
+def test_listener_emotion_follows_the_speaker_more_than_chance(synthetic_root):
+    # The style model makes reactions depend on the speaker: real pairs correlate more than
+    # mismatched pairs on average (valence/arousal channels, best lag within 2 s).
+    index = SplitIndex(synthetic_root, "train")
+    store = ClipStore(synthetic_root, "train")
+
+    def coupling(speaker, listener):
+        a, b = store.emotion(speaker)[:, 15:17], store.emotion(listener)[:, 15:17]
+        return max(
+            abs(np.corrcoef(a[: 750 - lag, c], b[lag:, c])[0, 1])
+            for lag in range(0, 40, 3)
+            for c in (0, 1)
+        )
+
+    matched = np.mean([coupling(p.speaker, p.listener) for p in index.items])
+    shuffled = np.mean(
+        [coupling(p.speaker, q.listener) for p in index.items for q in index.items
+         if q.listener.rsplit("/", 2)[0] != p.listener.rsplit("/", 2)[0]]
+    )  # fmt: skip
+    assert matched > shuffled
+
+
+def test_appropriateness_is_symmetric_with_true_diagonal():
+    speaker = np.random.default_rng(0).random((12, 30, 25))
+    matrix = appropriateness_matrix(speaker, 0.2)
+    assert (matrix == matrix.T).all() and matrix.diagonal().all()
+    off = matrix[~np.eye(12, dtype=bool)]
+    assert 0.15 <= off.mean() <= 0.25
+
+
+def test_appropriateness_links_similar_speakers():
+    rng = np.random.default_rng(1)
+    speaker = rng.random((6, 30, 25))
+    speaker[1] = speaker[0] + 1e-3 * rng.random((30, 25))
+    assert appropriateness_matrix(speaker, 1 / 30)[0, 1]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"frames": 700},
+        {"sessions": {"dev": 1}},
+        {"clips_per_session": (2, 1)},
+        {"sample_rate": 16001},
+    ],
+)
+def test_invalid_config_is_rejected(bad):
+    with pytest.raises(ValueError):
+        SyntheticConfig(**bad)
+
+
+def test_make_synthetic_command_writes_the_layout(tmp_path):
+    sizes = ["--train-sessions", "1", "--val-sessions", "1", "--test-sessions", "1"]
+    code = main(["make-synthetic", "--root", str(tmp_path), *sizes, "--max-clips", "1", "--stereo"])
+    assert code == 0
+    for name in ("train.csv", "val.csv", "test.csv", "neighbour_emotion_test.npy",
+                 "ground_truth_style.json"):  # fmt: skip
+        assert (tmp_path / name).is_file()
+    assert ClipStore(tmp_path, "test").audio(
+        SplitIndex(tmp_path, "test").items[0].speaker
+    ).shape == (750, 78)
