@@ -14,7 +14,8 @@ permutation costs one small integer load per row and saves writing and re-readin
   ``G_g ⊙ W``) while ``dW = Σ_g G_g`` (or ``Σ_g G_g ⊙ (1 + ΔW_g)``) accumulates in registers of
   the same program: no atomics, deterministic, and ``G_g`` is never stored twice.
 
-Launchers accept an optional ``out`` so tests can poison it and check every element is written.
+Every buffer a launcher returns is allocated by :func:`empty`, which tests replace with a
+NaN-filling version to check that the kernels write every element.
 """
 
 from __future__ import annotations
@@ -78,6 +79,11 @@ _OUTER_BLOCKS = [
 ]
 MATMUL_CONFIGS = _configs(_MATMUL_BLOCKS, ("BLOCK_M", "BLOCK_N", "BLOCK_K"))
 OUTER_CONFIGS = _configs(_OUTER_BLOCKS, ("BLOCK_P", "BLOCK_Q", "BLOCK_M"))
+
+
+def empty(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
+    """Allocate a kernel output (uninitialised: the kernels write every element)."""
+    return torch.empty(shape, dtype=dtype, device=device)
 
 
 @dataclass(frozen=True)
@@ -190,7 +196,6 @@ def edited_matmul(
     bias: Tensor | None,
     segments: Segments,
     scale: bool,
-    out: Tensor | None = None,
 ) -> Tensor:
     """``out[s] = a[s] @ (W ⊕ ΔW_g)ᵀ + bias`` for every sample ``s`` of every group ``g``.
 
@@ -201,15 +206,13 @@ def edited_matmul(
         bias: ``(n,)`` or ``None``.
         segments: which samples use which shift.
         scale: ``W ⊙ (1 + ΔW)`` instead of ``W + ΔW``.
-        out: ``(b, t, n)`` to write into; allocated when ``None``.
 
     Returns:
         ``(b, t, n)`` in ``a``'s dtype, accumulated in float32 (float64 for float64 inputs).
     """
     b, t, k = a.shape
     n = weight.shape[0]
-    if out is None:
-        out = torch.empty(b, t, n, dtype=a.dtype, device=a.device)
+    out = empty((b, t, n), a.dtype, a.device)
     max_rows = segments.max_count * t
     if max_rows == 0 or n == 0:
         return out
@@ -329,8 +332,6 @@ def grouped_outer(
     need_shift: bool = True,
     need_weight: bool = True,
     splits: int | None = None,
-    out_shift: Tensor | None = None,
-    out_partial: Tensor | None = None,
 ) -> tuple[Tensor | None, Tensor | None]:
     """Gradients of ``W`` and ``ΔW`` from ``G_g = Σ_{rows of g} a_rowᵀ b_row``.
 
@@ -345,9 +346,6 @@ def grouped_outer(
         need_shift, need_weight: which of the two results to write.
         splits: programs per output tile, each reducing a share of the groups into its own
             partial ``dW``; ``None`` picks :func:`default_splits`.
-        out_shift: ``(l, p, q)`` to write ``dΔW`` into; allocated when ``None``.
-        out_partial: ``(splits, p, q)`` accumulator-dtype partial sums of ``dW``; allocated when
-            ``None``.
 
     Returns:
         ``(dΔW (l, p, q) in shift's dtype or None, dW (p, q) in weight's dtype or None)``.
@@ -358,13 +356,9 @@ def grouped_outer(
     acc_dtype, acc_torch = accumulator(a.dtype)
     if splits is None:
         splits = default_splits(lcount, p, q, a.device)
-    if out_shift is None and need_shift:
-        out_shift = torch.empty(lcount, p, q, dtype=shift.dtype, device=a.device)
-    if out_partial is None and need_weight:
-        out_partial = torch.empty(splits, p, q, dtype=acc_torch, device=a.device)
     # Unused outputs still need a pointer and strides; the kernel never touches them.
-    dd = out_shift if need_shift else shift
-    partial = out_partial if need_weight else shift
+    dd = empty((lcount, p, q), shift.dtype, a.device) if need_shift else shift
+    partial = empty((splits, p, q), acc_torch, a.device) if need_weight else shift
     if p and q and (need_shift or need_weight):
 
         def grid(meta: dict) -> tuple[int, int]:
@@ -378,5 +372,5 @@ def grouped_outer(
             SCALE=scale, WRITE_SHIFT=need_shift, WRITE_WEIGHT=need_weight,
             ACC_DTYPE=acc_dtype, PRECISION=dot_precision(a.dtype),
         )  # fmt: skip
-    grad_weight = out_partial.sum(0).to(weight.dtype) if need_weight else None
-    return (out_shift if need_shift else None), grad_weight
+    grad_weight = partial.sum(0).to(weight.dtype) if need_weight else None
+    return (dd if need_shift else None), grad_weight

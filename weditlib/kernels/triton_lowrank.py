@@ -17,17 +17,12 @@ With transposed views (``W → Wᵀ``, ``U → Vᵀ``, ``V → Uᵀ``) the same 
 
 from __future__ import annotations
 
-import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
-from weditlib.kernels.triton_dense import (
-    MATMUL_CONFIGS,
-    Segments,
-    accumulator,
-    dot_precision,
-)
+from weditlib.kernels import triton_dense
+from weditlib.kernels.triton_dense import MATMUL_CONFIGS, Segments, accumulator, dot_precision
 
 
 def rank_block(rank: int) -> int:
@@ -126,7 +121,6 @@ def lowrank_matmul(
     bias: Tensor | None,
     segments: Segments,
     scale: bool,
-    out: Tensor | None = None,
 ) -> Tensor:
     """``out[s] = a[s] @ (W ⊕ U_g V_g)ᵀ + bias`` for every sample ``s`` of every group ``g``.
 
@@ -139,7 +133,6 @@ def lowrank_matmul(
         bias: ``(n,)`` or ``None``.
         segments: which samples use which shift.
         scale: ``W ⊙ (1 + U V)`` instead of ``W + U V``.
-        out: ``(b, t, n)`` to write into; allocated when ``None``.
 
     Returns:
         ``(b, t, n)`` in ``a``'s dtype, accumulated in float32 (float64 for float64 inputs).
@@ -147,8 +140,8 @@ def lowrank_matmul(
     b, t, k = a.shape
     n = weight.shape[0]
     rank = up.shape[2]
-    if out is None:
-        out = torch.empty(b, t, n, dtype=a.dtype, device=a.device)
+    # Looked up on the module at call time so that tests can poison the allocation.
+    out = triton_dense.empty((b, t, n), a.dtype, a.device)
     max_rows = segments.max_count * t
     if max_rows == 0 or n == 0:
         return out

@@ -1,0 +1,296 @@
+"""The Triton backend, run on CPU tensors in Triton's interpreter (``TRITON_INTERPRET=1``).
+
+Every kernel output is allocated NaN-filled (see the ``poisoned`` fixture) and compared with a
+float64 torch reference, so a test fails both on a wrong value and on an element never written.
+
+Tolerances (``torch.testing.assert_close``) against the float64 reference:
+
+* float64 inputs (the kernels accumulate in float64): ``rtol = atol = 1e-10``;
+* float32 inputs (float32 accumulation): ``rtol = atol = 1e-4``;
+* float16 inputs (float32 accumulation, float16 operands and outputs): ``rtol = atol = 2e-2``.
+
+bfloat16 is not tested: Triton 3.9's interpreter computes wrong bfloat16 dot products on CPU.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+# Triton chooses interpreter or compiler when a kernel is *decorated*, i.e. when the kernel
+# modules are imported: the switch must be set before that. Other test modules are unaffected
+# (no other module defines Triton kernels, and the backend is CUDA-only for the planner).
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+pytest.importorskip("triton", reason="triton is not installed (CI installs it with the dev extra)")
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from triton.runtime.interpreter import InterpretedFunction
+
+from weditlib import planner
+from weditlib.deltas import DenseDelta, Grouping, LowRankDelta
+from weditlib.kernels import triton_backend, triton_dense, triton_lowrank
+from weditlib.kernels.base import Problem, combine
+
+if triton_dense.interpreting() and not isinstance(
+    triton_dense._edited_matmul_kernel.fn, InterpretedFunction
+):
+    # Imported (compiled mode) by an earlier test module before the switch above was set.
+    for module in (triton_dense, triton_lowrank, triton_backend):
+        importlib.reload(module)
+
+pytestmark = pytest.mark.skipif(
+    not triton_dense.interpreting(),
+    reason="these tests run the kernels on CPU in Triton's interpreter; TRITON_INTERPRET is off",
+)
+
+TOLERANCE = {
+    torch.float64: {"rtol": 1e-10, "atol": 1e-10},
+    torch.float32: {"rtol": 1e-4, "atol": 1e-4},
+    torch.float16: {"rtol": 2e-2, "atol": 2e-2},
+}
+# The interpreter is slow: few examples, tiny shapes (still several 16-wide tiles and masks).
+FEW = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+dense_algorithm = triton_backend.TritonDense()
+lowrank_algorithm = triton_backend.TritonLowRank()
+
+
+@pytest.fixture(autouse=True)
+def poisoned(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kernel outputs start as NaN, so an element a kernel forgets to write fails the check."""
+
+    def empty_nan(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device):
+        return torch.full(shape, float("nan"), dtype=dtype, device=device)
+
+    monkeypatch.setattr(triton_dense, "empty", empty_nan)
+
+
+@st.composite
+def problems(draw: st.DrawFn, low_rank: bool) -> dict:
+    """Small sizes, a mode and an index: identity (l = b), one shared shift (l = 1), or
+    unsorted/repeated values with possibly unused shifts."""
+    b = draw(st.integers(1, 6))
+    layout = draw(st.sampled_from(["identity", "single", "random"]))
+    if layout == "identity":
+        num_shifts, index = b, None
+    elif layout == "single":
+        num_shifts, index = 1, [0] * b
+    else:
+        num_shifts = draw(st.integers(1, 4))
+        index = draw(st.lists(st.integers(0, num_shifts - 1), min_size=b, max_size=b))
+    return {
+        "b": b,
+        "t": draw(st.integers(1, 5)),
+        "n": draw(st.integers(1, 40)),
+        "k": draw(st.integers(1, 40)),
+        "l": num_shifts,
+        "index": index,
+        "r": draw(st.integers(1, 5)) if low_rank else None,
+        "mode": draw(st.sampled_from(["shift", "scale"])),
+        "bias": draw(st.booleans()),
+        "seed": draw(st.integers(0, 2**16)),
+    }
+
+
+def make_inputs(p: dict, dtype: torch.dtype = torch.float64):
+    """``(x, weight, bias, delta, grouping)`` for problem ``p``, leaves requiring grad."""
+    gen = torch.Generator().manual_seed(p["seed"])
+
+    def leaf(*shape: int, scale: float = 1.0) -> torch.Tensor:
+        value = torch.randn(*shape, generator=gen, dtype=torch.float64) * scale
+        return value.to(dtype).requires_grad_()
+
+    x = leaf(p["b"], p["t"], p["k"])
+    weight = leaf(p["n"], p["k"], scale=p["k"] ** -0.5)
+    bias = leaf(p["n"]) if p["bias"] else None
+    if p["r"] is None:
+        delta = DenseDelta(leaf(p["l"], p["n"], p["k"], scale=0.5 * p["k"] ** -0.5), p["mode"])
+    else:
+        up = leaf(p["l"], p["n"], p["r"], scale=0.5)
+        down = leaf(p["l"], p["r"], p["k"], scale=0.5 * p["k"] ** -0.5)
+        delta = LowRankDelta(up, down, p["mode"])
+    index = None if p["index"] is None else torch.tensor(p["index"])
+    grouping = Grouping.from_index(index, p["l"], p["b"])
+    return x, weight, bias, delta, grouping
+
+
+def reference(x, weight, bias, delta, grouping) -> torch.Tensor:
+    """Float64 ``y_b = x_b (W ⊕ ΔW_index[b])ᵀ + bias``, differentiable by autograd."""
+    edited = combine(weight.double(), delta.matrix().double(), delta.mode)[grouping.index]
+    y = torch.einsum("btk,bnk->btn", x.double(), edited)
+    return y if bias is None else y + bias.double()
+
+
+def leaves(x, weight, bias, delta) -> dict[str, torch.Tensor]:
+    """Every differentiable input, by name."""
+    named = {"x": x, "weight": weight, "bias": bias}
+    if isinstance(delta, DenseDelta):
+        named["shift"] = delta.weight
+    else:
+        named["up"], named["down"] = delta.up, delta.down
+    return {name: tensor for name, tensor in named.items() if tensor is not None}
+
+
+def check_forward(p: dict, algorithm, dtype: torch.dtype) -> None:
+    x, weight, bias, delta, grouping = make_inputs(p, dtype)
+    with torch.no_grad():
+        y = algorithm.run(x, weight, bias, delta, grouping)
+        expected = reference(x, weight, bias, delta, grouping)
+    assert y.dtype == dtype and y.shape == expected.shape
+    torch.testing.assert_close(y.double(), expected, **TOLERANCE[dtype])
+
+
+def check_gradients(p: dict, algorithm, dtype: torch.dtype) -> None:
+    inputs = make_inputs(p, dtype)
+    params = leaves(*inputs[:4])
+    gen = torch.Generator().manual_seed(p["seed"] + 1)
+    dy = torch.randn(p["b"], p["t"], p["n"], generator=gen, dtype=torch.float64)
+    got = torch.autograd.grad(algorithm.run(*inputs), list(params.values()), dy.to(dtype))
+    expected = torch.autograd.grad(reference(*inputs), list(params.values()), dy)
+    for name, g, e in zip(params, got, expected, strict=True):
+        assert g.dtype == dtype, name
+        torch.testing.assert_close(
+            g.double(), e.double(), **TOLERANCE[dtype], msg=lambda m, name=name: f"d{name}: {m}"
+        )
+
+
+@FEW
+@given(problems(low_rank=False))
+def test_dense_forward_matches_float64_reference(p: dict) -> None:
+    check_forward(p, dense_algorithm, torch.float64)
+
+
+@FEW
+@given(problems(low_rank=True))
+def test_lowrank_forward_matches_float64_reference(p: dict) -> None:
+    check_forward(p, lowrank_algorithm, torch.float64)
+
+
+@FEW
+@given(problems(low_rank=False))
+def test_dense_gradients_match_float64_reference(p: dict) -> None:
+    check_gradients(p, dense_algorithm, torch.float64)
+
+
+@FEW
+@given(problems(low_rank=True))
+def test_lowrank_gradients_match_float64_reference(p: dict) -> None:
+    check_gradients(p, lowrank_algorithm, torch.float64)
+
+
+FIXED = {"b": 5, "t": 3, "n": 37, "k": 21, "l": 3, "index": [2, 0, 2, 2, 0], "bias": True}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("mode", ["shift", "scale"])
+@pytest.mark.parametrize("rank", [None, 4], ids=["dense", "lowrank"])
+def test_low_precision_forward_within_tolerance(dtype, mode, rank) -> None:
+    algorithm = dense_algorithm if rank is None else lowrank_algorithm
+    check_forward({**FIXED, "r": rank, "mode": mode, "seed": 0}, algorithm, dtype)
+
+
+@pytest.mark.parametrize("mode", ["shift", "scale"])
+@pytest.mark.parametrize("rank", [None, 4], ids=["dense", "lowrank"])
+def test_float32_gradients_within_tolerance(mode, rank) -> None:
+    algorithm = dense_algorithm if rank is None else lowrank_algorithm
+    check_gradients({**FIXED, "r": rank, "mode": mode, "seed": 1}, algorithm, torch.float32)
+
+
+@pytest.mark.parametrize("rank", [None, 2], ids=["dense", "lowrank"])
+@pytest.mark.parametrize("mode", ["shift", "scale"])
+def test_gradcheck_float64(mode, rank) -> None:
+    # Finite differences launch the kernel twice per input element: keep the problem tiny.
+    p = {"b": 3, "t": 1, "n": 3, "k": 2, "l": 2, "index": [1, 0, 1], "bias": True}
+    x, weight, bias, delta, grouping = make_inputs({**p, "r": rank, "mode": mode, "seed": 2})
+    algorithm = dense_algorithm if rank is None else lowrank_algorithm
+
+    def fn(x, weight, bias, *shift):
+        rebuilt = DenseDelta(*shift, mode) if rank is None else LowRankDelta(*shift, mode)
+        return algorithm.run(x, weight, bias, rebuilt, grouping)
+
+    assert torch.autograd.gradcheck(fn, tuple(leaves(x, weight, bias, delta).values()))
+
+
+def test_shift_gradient_alone_when_base_is_frozen() -> None:
+    # Stage 2 of PerFRDiff trains only the shift generator: W, bias and x need no gradient.
+    p = {**FIXED, "r": None, "mode": "scale", "seed": 3}
+    x, weight, bias, delta, grouping = make_inputs(p)
+    for frozen in (x, weight, bias):
+        frozen.requires_grad_(False)
+    dy = torch.randn(p["b"], p["t"], p["n"], dtype=torch.float64)
+    (got,) = torch.autograd.grad(
+        dense_algorithm.run(x, weight, bias, delta, grouping), delta.weight, dy
+    )
+    (expected,) = torch.autograd.grad(reference(x, weight, bias, delta, grouping), delta.weight, dy)
+    torch.testing.assert_close(got, expected, **TOLERANCE[torch.float64])
+
+
+@pytest.mark.parametrize("splits", [2, 3, 5])
+def test_weight_gradient_is_independent_of_splits(splits: int) -> None:
+    p = {**FIXED, "l": 4, "index": [3, 0, 3, 1, 0], "r": None, "mode": "scale", "seed": 4}
+    x, weight, _, delta, grouping = make_inputs(p)
+    segments = triton_dense.Segments.of(grouping)
+    dy = torch.randn(p["b"], p["t"], p["n"], dtype=torch.float64)
+    with torch.no_grad():
+        args = (dy, x, weight, delta.weight, segments, True)
+        one_shift, one_weight = triton_dense.grouped_outer(*args, splits=1)
+        many_shift, many_weight = triton_dense.grouped_outer(*args, splits=splits)
+    torch.testing.assert_close(many_weight, one_weight, **TOLERANCE[torch.float64])
+    torch.testing.assert_close(many_shift, one_shift, rtol=0, atol=0)
+
+
+def problem(device_type: str, dtype: torch.dtype = torch.float32, rank: int | None = None):
+    return Problem(
+        batch=160, tokens=50, in_features=512, out_features=512, num_shifts=16, rank=rank,
+        mode="shift", max_group=10, uniform=True, has_bias=True, dtype=dtype,
+        device_type=device_type,
+    )  # fmt: skip
+
+
+def test_backend_is_never_supported_on_cpu() -> None:
+    assert not any(
+        a.supported(problem("cpu", rank=r)) for a in triton_backend.ALGORITHMS for r in (None, 8)
+    )
+    names = {a.name for a in planner.candidate_algorithms(problem("cpu"))}
+    assert names.isdisjoint(a.name for a in triton_backend.ALGORITHMS)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_backend_is_supported_on_cuda_for_its_dtypes(dtype: torch.dtype) -> None:
+    assert dense_algorithm.supported(problem("cuda", dtype))
+    assert lowrank_algorithm.supported(problem("cuda", dtype, rank=8))
+    assert not dense_algorithm.supported(problem("cuda", dtype, rank=8))
+    assert not lowrank_algorithm.supported(problem("cuda", dtype))
+
+
+def test_backend_is_not_supported_for_float64_on_cuda() -> None:
+    assert not dense_algorithm.supported(problem("cuda", torch.float64))
+
+
+def test_import_without_triton_disables_the_backend() -> None:
+    code = (
+        "import sys; sys.modules['triton'] = None\n"
+        "from weditlib.kernels import triton_backend as tb\n"
+        "from weditlib.kernels.base import Problem\n"
+        "import torch\n"
+        "p = Problem(2, 3, 4, 5, 2, None, 'shift', 1, True, False, torch.float32, 'cuda')\n"
+        "assert not tb.TRITON_AVAILABLE\n"
+        "assert not any(a.supported(p) for a in tb.ALGORITHMS)\n"
+    )
+    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+
+
+def test_benchmark_says_not_measured_without_gpu() -> None:
+    x, weight, bias, delta, _ = make_inputs({**FIXED, "r": None, "mode": "shift", "seed": 5})
+    timing = triton_backend.benchmark(x, weight, bias, delta, torch.tensor(FIXED["index"]))
+    assert timing.milliseconds is None
+    assert timing.note.startswith("not measured")
