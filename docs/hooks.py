@@ -1,0 +1,309 @@
+"""mkdocs hooks: benchmark results rendered from JSON at build time, optional pages in the nav.
+
+* ``benchmarks.md`` holds placeholders ``<!-- benchmark: NAME -->``; each is replaced by the
+  tables of ``benchmarks/results/NAME.json`` (and a plot, for the benchmarks that have one), or by
+  "not measured yet" when that file does not exist. Numbers are never written by hand.
+* ``docs/roofline.md`` is written separately; it joins the nav (after the fused-kernel guide) and
+  ``<!-- roofline-link -->`` becomes a link to it only once the file exists, so the strict build
+  passes either way.
+
+Registered in ``mkdocs.yml`` under ``hooks:``; excluded from the pages by ``exclude_docs``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+PLACEHOLDER = re.compile(r"<!--\s*benchmark:\s*([\w-]+)\s*-->")
+ROOFLINE_PAGE = "roofline.md"
+ROOFLINE_AFTER = "guides/fused-kernel.md"
+ROOFLINE_LINK = "<!-- roofline-link -->"
+NOT_MEASURED = "*Not measured yet*: `benchmarks/results/{name}.json` has not been committed."
+
+
+def fmt(value: Any) -> str:
+    """A table cell: floats to 4 significant digits, everything else as text."""
+    if isinstance(value, bool) or value is None:
+        return "—" if value is None else str(value).lower()
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        return f"{value:.4g}"
+    if isinstance(value, list | tuple):
+        return ", ".join(fmt(v) for v in value)
+    return str(value).replace("|", "\\|")
+
+
+def flatten(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    flat: dict[str, Any] = {}
+    for key, value in row.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]] | None = None) -> str:
+    """A Markdown table; ``columns`` are ``(key, header)`` pairs (default: every key, in order)."""
+    flat = [flatten(r) for r in rows]
+    if columns is None:
+        keys = list(dict.fromkeys(k for r in flat for k in r))
+        columns = [(k, k) for k in keys]
+    lines = [
+        "| " + " | ".join(header for _, header in columns) + " |",
+        "|" + "|".join(":--" if i == 0 else "--:" for i in range(len(columns))) + "|",
+    ]
+    for r in flat:
+        lines.append("| " + " | ".join(fmt(r.get(key)) for key, _ in columns) + " |")
+    return "\n".join(lines)
+
+
+def metadata(report: dict[str, Any]) -> str:
+    """Top-level scalars of a report as a compact list."""
+    items = [
+        f"**{key}**: {fmt(value)}"
+        for key, value in report.items()
+        if not isinstance(value, dict | list)
+    ]
+    return " · ".join(items)
+
+
+def render_generic(report: Any) -> str:
+    """Any report: its scalars, then one table per list of records (nested keys dotted)."""
+    if isinstance(report, list):
+        report = {"results": report}
+    parts = [metadata(report)] if metadata(report) else []
+    for key, value in report.items():
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            parts.append(f"**{key}**\n\n{table(value)}")
+        elif isinstance(value, dict) and value:
+            parts.append(f"**{key}**\n\n{table([value])}")
+    return "\n\n".join(parts)
+
+
+EDIT_LINEAR_METHODS = (
+    ("planner", "planner"),
+    ("naive", "naive per-sample"),
+    ("vmap", "vmap(functional_call)"),
+    ("group_loop", "per-group loop"),
+)
+
+
+def render_edit_linear(report: dict[str, Any]) -> str:
+    """``benchmarks/edit_linear.py`` report: machine line, timing table, ratio table."""
+    results = report["results"]
+    known = {m for m, _ in EDIT_LINEAR_METHODS}
+    extra = list(dict.fromkeys(m for r in results for m in r["median_ms"] if m not in known))
+    timing_columns = [("case.name", "case"), ("planner_choice", "planner's choice")]
+    timing_columns += [(f"median_ms.{m}", f"{label} (ms)") for m, label in EDIT_LINEAR_METHODS]
+    timing_columns += [(f"median_ms.{m}", f"{m} (ms)") for m in extra]
+    timing_columns += [("floor_ms", "floor (ms)")]
+    ratio_columns = [
+        ("case.name", "case"),
+        ("naive_over_planner", "naive / planner"),
+        ("vmap_over_planner", "vmap / planner"),
+        ("group_loop_over_planner", "loop / planner"),
+        ("planner_over_floor", "planner / floor"),
+    ]
+    machine = (
+        f"Measured on **{fmt(report.get('device'))}**, {fmt(report.get('threads'))} threads, "
+        f"torch {fmt(report.get('torch'))}: GEMM {fmt(report.get('gemm_gflops'))} GFLOP/s, "
+        f"copy {fmt(report.get('copy_gbps'))} GB/s. Triton: {fmt(report.get('triton'))}."
+    )
+    return "\n\n".join(
+        [
+            machine,
+            "Median time per call (lower is better):",
+            table(results, timing_columns),
+            "Ratios (above 1: the planner is that many times faster; planner / floor: how far "
+            "from the physical floor):",
+            table(results, ratio_columns),
+        ]
+    )
+
+
+def plot_edit_linear(report: dict[str, Any]) -> str:
+    """Grouped bars of median ms per method and case, with each case's floor; SVG text."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = report["results"]
+    methods = list(dict.fromkeys(m for r in results for m in r["median_ms"]))
+    width = 0.8 / len(methods)
+    figure, axes = plt.subplots(figsize=(8, 3.6))
+    for i, method in enumerate(methods):
+        xs = [c + (i - (len(methods) - 1) / 2) * width for c in range(len(results))]
+        ys = [r["median_ms"].get(method, float("nan")) for r in results]
+        axes.bar(xs, ys, width, label=method)
+    for c, r in enumerate(results):
+        axes.hlines(r["floor_ms"], c - 0.45, c + 0.45, colors="black", linestyles="dashed")
+    axes.plot([], [], "k--", label="floor")
+    axes.set_xticks(range(len(results)), [r["case"]["name"] for r in results])
+    axes.set_yscale("log")
+    axes.set_ylabel("median ms (log)")
+    axes.legend(fontsize="small", ncols=3)
+    figure.tight_layout()
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "weditlib"}):
+        figure.savefig(buffer, format="svg", metadata={"Date": None})
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def render_metrics(report: dict[str, Any]) -> str:
+    """``benchmarks/metrics.py`` report: per-metric times, totals, configuration and checks."""
+    rows = [
+        {**row, "ratio": row["loop_s"] / row["fast_s"] if row["fast_s"] else float("nan")}
+        for row in report["rows"]
+    ]
+    columns = [
+        ("metric", "metric"),
+        ("fast_s", "perfrdiff.metrics (s)"),
+        ("loop_s", "per-speaker loop (s, extrapolated)"),
+        ("ratio", "loop / ours"),
+    ]
+    config = report.get("config", {})
+    size = ", ".join(f"{key} = {fmt(value)}" for key, value in config.items())
+    parts = [
+        f"Configuration: {size}; mean appropriate reactions per speaker "
+        f"{fmt(report.get('mean_appropriate'))}.",
+        table(rows, columns),
+        f"Total: {fmt(report.get('total_fast_s'))} s against {fmt(report.get('total_loop_s'))} s "
+        f"(**{fmt(report.get('ratio'))}×**). FRdist started {fmt(report.get('dtw_started'))} of "
+        f"{fmt(report.get('dtw_exhaustive'))} component DTWs of an exhaustive search.",
+    ]
+    if report.get("checks"):
+        checks = [{"check": key, "value": value} for key, value in report["checks"].items()]
+        parts += ["Agreement with the loop implementation on the baseline subset:", table(checks)]
+    return "\n\n".join(parts)
+
+
+RENDERERS = {"edit_linear": render_edit_linear, "metrics": render_metrics}
+PLOTTERS = {"edit_linear": plot_edit_linear}
+
+
+def load(name: str, results: Path = RESULTS) -> Any | None:
+    path = results / f"{name}.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
+
+
+def render(name: str, results: Path = RESULTS) -> str:
+    """The Markdown that replaces ``<!-- benchmark: name -->``."""
+    report = load(name, results)
+    if report is None:
+        return NOT_MEASURED.format(name=name)
+    body = RENDERERS.get(name, render_generic)(report)
+    source = f"*Source: `benchmarks/results/{name}.json`, rendered when the site is built.*"
+    if name in PLOTTERS:
+        body += f"\n\n![{name} timings](benchmarks/{name}.svg)"
+    return f"{body}\n\n{source}"
+
+
+def render_page(markdown: str, results: Path = RESULTS) -> str:
+    return PLACEHOLDER.sub(lambda match: render(match.group(1), results), markdown)
+
+
+CLI_PLACEHOLDER = "<!-- perfrdiff-cli-help -->"
+
+
+def cli_help(columns: int = 100) -> str:
+    """One section per ``perfrdiff`` sub-command with its ``--help``, from the real parsers."""
+    import argparse
+    import importlib
+    import logging
+    import os
+
+    from perfrdiff import cli
+
+    previous = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(columns)  # argparse wraps help text to the terminal width
+    try:
+        sections = []
+        for name, module_name in cli.COMMANDS.items():
+            try:
+                module = importlib.import_module(f"perfrdiff.commands.{module_name}")
+            except ImportError as error:
+                logging.getLogger("mkdocs.hooks").info("perfrdiff %s: %s", name, error)
+                sections.append(
+                    f'## `perfrdiff {name}`\n\n!!! warning "Not available in this build"\n'
+                    f"    `perfrdiff.commands.{module_name}` could not be imported: {error}."
+                )
+                continue
+            parser = argparse.ArgumentParser(prog=f"perfrdiff {name}", description=module.__doc__)
+            module.add_arguments(parser)
+            text = parser.format_help().rstrip()
+            sections.append(f"## `perfrdiff {name}`\n\n```text\n{text}\n```")
+        return "\n\n".join(sections)
+    finally:
+        if previous is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = previous
+
+
+# ---- mkdocs events -------------------------------------------------------------------------
+
+
+def _walk(nav: list, visit) -> None:
+    for index, entry in enumerate(nav):
+        value = next(iter(entry.values())) if isinstance(entry, dict) else entry
+        if isinstance(value, list):
+            _walk(value, visit)
+        else:
+            visit(nav, index, value)
+
+
+def on_config(config, **kwargs):
+    docs = Path(config["docs_dir"])
+    if (docs / ROOFLINE_PAGE).is_file():
+        inserted = []
+
+        def visit(section: list, index: int, page: str) -> None:
+            if page == ROOFLINE_AFTER and not inserted:
+                section.insert(index + 1, {"Roofline of the fused kernel": ROOFLINE_PAGE})
+                inserted.append(True)
+
+        _walk(config["nav"], visit)
+        if not inserted:
+            config["nav"].append({"Roofline of the fused kernel": ROOFLINE_PAGE})
+    return config
+
+
+def on_files(files, config, **kwargs):
+    from mkdocs.structure.files import File
+
+    for name, plot in PLOTTERS.items():
+        report = load(name)
+        if report is not None:
+            files.append(File.generated(config, f"benchmarks/{name}.svg", content=plot(report)))
+    return files
+
+
+def on_page_markdown(markdown, page, config, files, **kwargs):
+    markdown = render_page(markdown)
+    if CLI_PLACEHOLDER in markdown:
+        markdown = markdown.replace(CLI_PLACEHOLDER, cli_help())
+    if ROOFLINE_LINK in markdown:
+        docs = Path(config["docs_dir"])
+        here = Path(page.file.src_uri).parent
+        if (docs / ROOFLINE_PAGE).is_file():
+            target = Path(*[".."] * len(here.parts), ROOFLINE_PAGE).as_posix()
+            link = f"The roofline analysis of the fused kernel is on [its own page]({target})."
+        else:
+            link = "The roofline analysis of the fused kernel will be published here."
+        markdown = markdown.replace(ROOFLINE_LINK, link)
+    return markdown
