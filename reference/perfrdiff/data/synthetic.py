@@ -24,6 +24,11 @@ Generative model (all draws from one seeded generator, so a config reproduces th
   standardised over the split; ``M[k, j]`` is True when the Euclidean distance between the summaries
   of items ``k`` and ``j`` is at most the ``appropriate_quantile`` quantile of all off-diagonal
   distances, and always for ``j == k``.
+
+Personalisation is measurable but not trivial: on the default config's train split, a ridge
+regression from the speaker's emotion at lags 0..35 frames to the listener's emotion, fitted on
+each clip's first 460 frames and scored on the rest, has MSE 0.076 when shared by all listeners,
+0.054 when fitted per listener, against 0.062 for predicting each listener's mean.
 """
 
 from __future__ import annotations
