@@ -49,6 +49,10 @@ class DiffusionConfig:
     train_steps: int = 1000
     sample_steps: int = 50
     cond_drop: float = 0.2
+    # Probability of hiding the real previous window in training. Generation conditions on the
+    # model's own previous window (none for the first one), so the real past shown in training
+    # lets the model read the listener's level off it instead of learning it from the style.
+    prev_drop: float = 0.0
     guidance: float = 1.0
     eta: float = 0.0
 

@@ -89,9 +89,9 @@ def demo(
     timings = {"data": time.perf_counter() - start}
     train(config, run_dir, list(STAGES))
     timings["train"] = time.perf_counter() - start - sum(timings.values())
-    paths = generate(config, run_dir, out / "generate", split="test", seed=seed)
-    timings["generate"] = time.perf_counter() - start - sum(timings.values())
     data = load_evaluation_set(config, "test")
+    paths = generate(config, run_dir, out / "generate", split="test", seed=seed, data=data)
+    timings["generate"] = time.perf_counter() - start - sum(timings.values())
     predictions = {mode: np.load(path) for mode, path in paths.items()}
     predictions["chance"] = chance_predictions(data, config.generate.samples, seed)
     results = evaluate_predictions(predictions, data)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from perfrdiff.config import Config, apply_runtime, load_config
 from perfrdiff.generation import (
+    EvaluationSet,
     generate_split,
     load_evaluation_set,
     plot_reactions,
@@ -59,10 +60,14 @@ def generate(
     limit: int | None = None,
     plots: int = 3,
     seed: int = 0,
+    data: EvaluationSet | None = None,
 ) -> dict[str, Path]:
-    """Generate, save and plot reactions for ``modes``; returns mode -> predictions path."""
+    """Generate, save and plot reactions for ``modes``; returns mode -> predictions path.
+
+    ``data`` is the split, if already loaded (see :func:`load_evaluation_set`).
+    """
     apply_runtime(config)
-    data = load_evaluation_set(config, split, limit)
+    data = data or load_evaluation_set(config, split, limit)
     out = Path(out)
     paths = {}
     for mode in modes:

@@ -241,6 +241,8 @@ def train_stage(
             torch.distributed.barrier()
 
     last_val: dict[str, float] = {}
+    if val_batches and start == 0:  # the untrained reference point of the validation curve
+        metrics_log.write({"step": 0, "split": "val", **validate(objective, val_batches, run.seed)})
     progress = tqdm(total=cfg.steps, initial=start, desc=name, unit="step", disable=not env.is_main)
     with preserved_rng():  # creating a DataLoader iterator draws a seed from the global RNG
         batches = iter(loader)  # infinite: the batch sampler never ends

@@ -60,34 +60,41 @@ class StyleObjective(Objective):
 
 
 def diffusion_inputs(
-    gafrg: GAFRG, schedule: DDIMSchedule, batch: Batch, cond_drop: float
+    gafrg: GAFRG, schedule: DDIMSchedule, batch: Batch, cond_drop: float, prev_drop: float = 0.0
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Noised targets and conditions of a training batch: ``(x0, x_t, t, memory, keep)``."""
+    """Noised targets and conditions of a training batch: ``(x0, x_t, t, memory, keep)``.
+
+    The real previous window is hidden with probability ``prev_drop`` (as at a clip's start).
+    """
     x0 = batch["listener_emotion"].float()
     b = x0.shape[0]
     t = torch.randint(0, schedule.num_train_steps, (b,), device=x0.device)
     x_t = schedule.add_noise(x0, torch.randn_like(x0), t)
+    has_past = batch["has_past"].bool() & (torch.rand(b, device=x0.device) >= prev_drop)
     memory = gafrg.condition(
         batch["speaker_audio"].float(),
         batch["speaker_face"].float(),
         batch["speaker_emotion"].float(),
-        batch["listener_prev_emotion"].float(),
-        batch["has_past"],
+        batch["listener_prev_emotion"].float() * has_past[:, None, None],
+        has_past,
     )
     keep = torch.rand(b, device=x0.device) >= cond_drop
     return x0, x_t, t, memory, keep
 
 
 class GAFRGObjective(Objective):
-    def __init__(self, gafrg: GAFRG, schedule: DDIMSchedule, cond_drop: float) -> None:
+    def __init__(
+        self, gafrg: GAFRG, schedule: DDIMSchedule, cond_drop: float, prev_drop: float = 0.0
+    ) -> None:
         super().__init__()
         self.trained = gafrg
         self.schedule = schedule
         self.cond_drop = cond_drop
+        self.prev_drop = prev_drop
 
     def forward(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
         x0, x_t, t, memory, keep = diffusion_inputs(
-            self.trained, self.schedule, batch, self.cond_drop
+            self.trained, self.schedule, batch, self.cond_drop, self.prev_drop
         )
         return x0_loss(self.trained(x_t, t, memory, keep), x0), {}
 
@@ -101,6 +108,7 @@ class PWSGObjective(Objective):
         self.trained = model.generator
         self.schedule = schedule
         self.cond_drop = config.diffusion.cond_drop
+        self.prev_drop = config.diffusion.prev_drop
         self.history_key = f"history_{config.style.input}"
         model.gafrg.requires_grad_(False)
         model.style_encoder.requires_grad_(False)
@@ -115,7 +123,9 @@ class PWSGObjective(Objective):
         gafrg = self.model.gafrg
         with torch.no_grad():
             style = self.model.style_encoder(batch[self.history_key].float())
-            x0, x_t, t, memory, keep = diffusion_inputs(gafrg, self.schedule, batch, self.cond_drop)
+            x0, x_t, t, memory, keep = diffusion_inputs(
+                gafrg, self.schedule, batch, self.cond_drop, self.prev_drop
+            )
         shifts = self.trained(style)  # one shift per sample: the batch mixes listeners
         loss = x0_loss(self.model(x_t, t, memory, keep, shifts, None), x0)
         with torch.no_grad():

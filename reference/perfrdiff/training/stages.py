@@ -151,7 +151,9 @@ def run_training(
     elif stage == "gafrg":
         gafrg = GAFRG(config)
         load_weights(gafrg.vae, stage_weights(run_dir, "emotion-vae"))
-        objective = GAFRGObjective(gafrg, schedule, config.diffusion.cond_drop)
+        objective = GAFRGObjective(
+            gafrg, schedule, config.diffusion.cond_drop, config.diffusion.prev_drop
+        )
         train_set, val_set = window_datasets(config)
     elif stage == "pwsg":
         model = load_perfrdiff(config, run_dir, with_generator=False)
