@@ -39,6 +39,16 @@ def test_python_blocks_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monke
     torch = pytest.importorskip("torch")
     monkeypatch.chdir(tmp_path)
     torch.manual_seed(0)
+    # The examples use tiny tensors: one thread avoids oversubscribing a shared CPU.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _run_page(page, tmp_path)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_page(page: Path, tmp_path: Path) -> None:
     namespace: dict = {"__name__": "__docs__"}
     ran = 0
     for block in python_blocks(page):

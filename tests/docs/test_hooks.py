@@ -1,0 +1,100 @@
+"""docs/hooks.py: benchmark tables come from the JSON, and a missing JSON says so."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.docs.markdown_blocks import DOCS
+
+
+@pytest.fixture(scope="module")
+def hooks():
+    spec = importlib.util.spec_from_file_location("docs_hooks", DOCS / "hooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+EDIT_LINEAR = {
+    "device": "cpu",
+    "threads": 2,
+    "torch": "2.13.0",
+    "gemm_gflops": 101.5,
+    "copy_gbps": 9.87,
+    "triton": "not measured (no CUDA device with Triton)",
+    "results": [
+        {
+            "case": {"name": "dense 16x10, T=50", "listeners": 16, "samples": 10, "tokens": 50},
+            "planner_choice": "materialise",
+            "median_ms": {"planner": 20.25, "naive": 87.5, "vmap": 68.0, "group_loop": 30.0},
+            "floor_ms": 19.0,
+            "vmap_over_planner": 3.358,
+            "naive_over_planner": 4.321,
+            "group_loop_over_planner": 1.481,
+            "planner_over_floor": 1.066,
+        }
+    ],
+}
+
+
+def test_missing_results_say_not_measured(hooks, tmp_path: Path):
+    page = "## A\n\n<!-- benchmark: edit_linear -->\n\n## B\n\n<!-- benchmark: generation -->\n"
+    rendered = hooks.render_page(page, tmp_path)
+    assert rendered.count("Not measured yet") == 2
+    assert "benchmarks/results/generation.json" in rendered
+    assert "<!--" not in rendered
+
+
+def test_edit_linear_table_is_read_from_the_json(hooks, tmp_path: Path):
+    (tmp_path / "edit_linear.json").write_text(json.dumps(EDIT_LINEAR))
+    rendered = hooks.render_page("<!-- benchmark: edit_linear -->", tmp_path)
+    assert "| dense 16x10, T=50 | materialise | 20.25 | 87.5 | 68 | 30 | 19 |" in rendered
+    assert "| dense 16x10, T=50 | 4.321 | 3.358 | 1.481 | 1.066 |" in rendered
+    assert "GEMM 101.5 GFLOP/s" in rendered
+    assert "![edit_linear timings](benchmarks/edit_linear.svg)" in rendered
+
+
+def test_edit_linear_plot_is_an_svg(hooks):
+    svg = hooks.plot_edit_linear(EDIT_LINEAR)
+    assert svg.lstrip().startswith("<?xml") and "</svg>" in svg
+    assert "dense 16x10, T=50" in svg
+
+
+def test_unknown_report_gets_generic_tables(hooks, tmp_path: Path):
+    report = {"device": "cpu", "rows": [{"what": "x", "ms": 1.23456}], "config": {"n": 3}}
+    (tmp_path / "generation.json").write_text(json.dumps(report))
+    rendered = hooks.render_page("<!-- benchmark: generation -->", tmp_path)
+    assert "**device**: cpu" in rendered
+    assert "| x | 1.235 |" in rendered
+    assert "| 3 |" in rendered
+
+
+def test_metrics_report(hooks, tmp_path: Path):
+    report = {
+        "config": {"speakers": 806, "samples": 10},
+        "mean_appropriate": 10.2,
+        "rows": [{"metric": "FRdist", "fast_s": 2.0, "loop_s": 200.0}],
+        "total_fast_s": 2.0,
+        "total_loop_s": 200.0,
+        "ratio": 100.0,
+        "dtw_started": 10,
+        "dtw_exhaustive": 100,
+        "checks": {"FRdist max |diff|": 0.0},
+    }
+    (tmp_path / "metrics.json").write_text(json.dumps(report))
+    rendered = hooks.render_page("<!-- benchmark: metrics -->", tmp_path)
+    assert "| FRdist | 2 | 200 | 100 |" in rendered
+    assert "FRdist max \\|diff\\|" in rendered  # pipes escaped inside table cells
+
+
+def test_cli_help_covers_every_command(hooks):
+    from perfrdiff import cli
+
+    text = hooks.cli_help()
+    for name in cli.COMMANDS:
+        assert f"## `perfrdiff {name}`" in text
+    assert "Not available" not in text
