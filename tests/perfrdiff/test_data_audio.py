@@ -8,7 +8,15 @@ import librosa
 import numpy as np
 import pytest
 import soundfile
-from perfrdiff.data import AUDIO_DIM, CLIP_FRAMES, audio_features, mfcc_features, read_wave
+from perfrdiff.data import (
+    AUDIO_DIM,
+    CLIP_FRAMES,
+    audio_features,
+    mfcc_features,
+    read_split_csv,
+    read_wave,
+    warm_audio_cache,
+)
 from perfrdiff.data.audio import min_samples
 
 
@@ -68,3 +76,9 @@ def test_cache_is_reused_and_invalidated_when_source_changes(tmp_path, wave16k):
     np.testing.assert_array_equal(
         audio_features(source, cache), mfcc_features(wave16k[::-1], 16000)
     )
+
+
+def test_warm_audio_cache_writes_one_file_per_clip(synthetic_root):
+    count = warm_audio_cache(synthetic_root, "val", progress=False)
+    cached = list((synthetic_root / "val" / "Audio_features").rglob("*.npz"))
+    assert count == len(cached) == len(read_split_csv(synthetic_root, "val"))  # 2 clips a row

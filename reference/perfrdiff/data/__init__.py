@@ -32,7 +32,7 @@ from perfrdiff.data.layout import (
     read_neighbour_matrix,
     read_split_csv,
 )
-from perfrdiff.data.store import ClipStore
+from perfrdiff.data.store import ClipStore, warm_audio_cache
 from perfrdiff.data.synthetic import (
     SyntheticConfig,
     appropriateness_matrix,
@@ -71,5 +71,6 @@ __all__ = [
     "read_neighbour_matrix",
     "read_split_csv",
     "read_wave",
+    "warm_audio_cache",
     "write_synthetic_dataset",
 ]

@@ -6,8 +6,10 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from perfrdiff.data.audio import CACHE_DIR, audio_features
+from perfrdiff.data.index import SplitIndex
 from perfrdiff.data.layout import clip_file, read_emotion, read_face
 
 
@@ -56,3 +58,16 @@ class ClipStore:
     def audio(self, clip: str) -> np.ndarray:
         """``(750, 78)`` MFCC features of ``clip``'s audio."""
         return self._get("audio", clip)
+
+
+def warm_audio_cache(root: str | Path, split: str, progress: bool = True) -> int:
+    """Compute and cache the audio features of every clip of a split; returns the clip count.
+
+    Run once before training so that DataLoader workers only read ``.npz`` files.
+    """
+    index = SplitIndex(root, split)
+    store = ClipStore(root, split, capacity=0)
+    clips = sorted({clip for pair in index.items for clip in (pair.speaker, pair.listener)})
+    for clip in tqdm(clips, desc=f"audio features {split}", disable=not progress):
+        store.audio(clip)
+    return len(clips)
