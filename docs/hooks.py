@@ -1,11 +1,9 @@
-"""mkdocs hooks: benchmark results rendered from JSON at build time, optional pages in the nav.
+"""mkdocs hooks: benchmark results and CLI help rendered at build time, so they cannot go stale.
 
 * ``benchmarks.md`` holds placeholders ``<!-- benchmark: NAME -->``; each is replaced by the
   tables of ``benchmarks/results/NAME.json`` (and a plot, for the benchmarks that have one), or by
   "not measured yet" when that file does not exist. Numbers are never written by hand.
-* ``docs/roofline.md`` is written separately; it joins the nav (after the fused-kernel guide) and
-  ``<!-- roofline-link -->`` becomes a link to it only once the file exists, so the strict build
-  passes either way.
+* ``<!-- perfrdiff-cli-help -->`` becomes the ``--help`` of every ``perfrdiff`` sub-command.
 
 Registered in ``mkdocs.yml`` under ``hooks:``; excluded from the pages by ``exclude_docs``.
 """
@@ -22,9 +20,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 PLACEHOLDER = re.compile(r"<!--\s*benchmark:\s*([\w-]+)\s*-->")
-ROOFLINE_PAGE = "roofline.md"
-ROOFLINE_AFTER = "guides/fused-kernel.md"
-ROOFLINE_LINK = "<!-- roofline-link -->"
 NOT_MEASURED = "*Not measured yet*: `benchmarks/results/{name}.json` has not been committed."
 
 
@@ -87,7 +82,13 @@ def render_generic(report: Any) -> str:
         if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
             parts.append(f"**{key}**\n\n{table(value)}")
         elif isinstance(value, dict) and value:
-            parts.append(f"**{key}**\n\n{table([value])}")
+            records = {k: v for k, v in value.items() if isinstance(v, dict)}
+            if records:  # a dict of records: one row per key
+                rows = [{"": name, **record} for name, record in records.items()]
+                parts.append(f"**{key}**\n\n{table(rows)}")
+            scalars = {k: v for k, v in value.items() if not isinstance(v, dict)}
+            if scalars:
+                parts.append(f"**{key}**\n\n{table([scalars])}")
     return "\n\n".join(parts)
 
 
@@ -190,7 +191,54 @@ def render_metrics(report: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
-RENDERERS = {"edit_linear": render_edit_linear, "metrics": render_metrics}
+def render_generation(report: dict[str, Any]) -> str:
+    """``benchmarks/generation.py`` report: real-time factor, and the size of the PWSG heads."""
+    rtf = [{"config": name, **row} for name, row in report.get("rtf", {}).items()]
+    rtf_columns = [
+        ("config", "config"),
+        ("threads", "threads"),
+        ("samples", "samples M"),
+        ("ddim_steps", "DDIM steps"),
+        ("guidance", "guidance"),
+        ("seconds_per_window", "s / window"),
+        ("rtf", "RTF (≤ 1: real time)"),
+        ("denoiser_parameters", "denoiser parameters"),
+    ]
+    pwsg = report.get("pwsg", {})
+    heads = [row for row in pwsg.values() if isinstance(row, dict)]
+    for row in heads:
+        row["weights_gib"] = row.get("weights_bytes_fp32", float("nan")) / 2**30
+        row["adam_gib"] = row.get("adam_training_bytes_fp32", float("nan")) / 2**30
+        row["shift_mib"] = row.get("shift_bytes_per_listener", float("nan")) / 2**20
+    pwsg_columns = [
+        ("heads", "PWSG heads"),
+        ("parameters", "parameters"),
+        ("weights_gib", "weights fp32 (GiB)"),
+        ("adam_gib", "AdamW training state (GiB)"),
+        ("shift_mib", "shifts per listener (MiB)"),
+        ("edited_weights", "edited weights"),
+    ]
+    parts = [
+        f"Measured on **{fmt(report.get('machine'))}**, {fmt(report.get('threads'))} threads.",
+        "Streaming personalised generation: compute time per generated window divided by the "
+        "window's duration (2 s).",
+        table(rtf, rtf_columns) if rtf else "*No real-time factor in this report.*",
+        "The shift generator for the paper's edit set (cross-attention and output mapping of "
+        "the 7-layer, d = 512 denoiser):",
+        table(heads, pwsg_columns) if heads else "*No PWSG sizes in this report.*",
+    ]
+    if "low_rank_over_dense" in pwsg:
+        parts.append(f"Low-rank / dense parameters: **{pwsg['low_rank_over_dense']:.4%}**.")
+    if report.get("frcorr"):
+        parts += ["PMAFRG FRCorr, low-rank vs dense heads:", render_generic(report["frcorr"])]
+    return "\n\n".join(parts)
+
+
+RENDERERS = {
+    "edit_linear": render_edit_linear,
+    "metrics": render_metrics,
+    "generation": render_generation,
+}
 PLOTTERS = {"edit_linear": plot_edit_linear}
 
 
@@ -258,31 +306,6 @@ def cli_help(columns: int = 100) -> str:
 # ---- mkdocs events -------------------------------------------------------------------------
 
 
-def _walk(nav: list, visit) -> None:
-    for index, entry in enumerate(nav):
-        value = next(iter(entry.values())) if isinstance(entry, dict) else entry
-        if isinstance(value, list):
-            _walk(value, visit)
-        else:
-            visit(nav, index, value)
-
-
-def on_config(config, **kwargs):
-    docs = Path(config["docs_dir"])
-    if (docs / ROOFLINE_PAGE).is_file():
-        inserted = []
-
-        def visit(section: list, index: int, page: str) -> None:
-            if page == ROOFLINE_AFTER and not inserted:
-                section.insert(index + 1, {"Roofline of the fused kernel": ROOFLINE_PAGE})
-                inserted.append(True)
-
-        _walk(config["nav"], visit)
-        if not inserted:
-            config["nav"].append({"Roofline of the fused kernel": ROOFLINE_PAGE})
-    return config
-
-
 def on_files(files, config, **kwargs):
     from mkdocs.structure.files import File
 
@@ -297,13 +320,4 @@ def on_page_markdown(markdown, page, config, files, **kwargs):
     markdown = render_page(markdown)
     if CLI_PLACEHOLDER in markdown:
         markdown = markdown.replace(CLI_PLACEHOLDER, cli_help())
-    if ROOFLINE_LINK in markdown:
-        docs = Path(config["docs_dir"])
-        here = Path(page.file.src_uri).parent
-        if (docs / ROOFLINE_PAGE).is_file():
-            target = Path(*[".."] * len(here.parts), ROOFLINE_PAGE).as_posix()
-            link = f"The roofline analysis of the fused kernel is on [its own page]({target})."
-        else:
-            link = "The roofline analysis of the fused kernel will be published here."
-        markdown = markdown.replace(ROOFLINE_LINK, link)
     return markdown

@@ -65,12 +65,43 @@ def test_edit_linear_plot_is_an_svg(hooks):
 
 
 def test_unknown_report_gets_generic_tables(hooks, tmp_path: Path):
-    report = {"device": "cpu", "rows": [{"what": "x", "ms": 1.23456}], "config": {"n": 3}}
-    (tmp_path / "generation.json").write_text(json.dumps(report))
-    rendered = hooks.render_page("<!-- benchmark: generation -->", tmp_path)
+    report = {
+        "device": "cpu",
+        "rows": [{"what": "x", "ms": 1.23456}],
+        "config": {"n": 3},
+        "by_size": {"small": {"ms": 1.0}, "large": {"ms": 20.0}},
+    }
+    (tmp_path / "other.json").write_text(json.dumps(report))
+    rendered = hooks.render_page("<!-- benchmark: other -->", tmp_path)
     assert "**device**: cpu" in rendered
     assert "| x | 1.235 |" in rendered
     assert "| 3 |" in rendered
+    assert "| small | 1 |" in rendered and "| large | 20 |" in rendered
+
+
+def test_generation_report(hooks, tmp_path: Path):
+    report = {
+        "machine": "x86_64",
+        "threads": 2,
+        "rtf": {
+            "tiny": {
+                "windows": 3, "samples": 10, "ddim_steps": 10, "guidance": 1.0,
+                "seconds_per_window": 0.5, "rtf": 0.25, "denoiser_parameters": 1000,
+                "threads": 1,
+            }
+        },
+        "pwsg": {
+            "dense": {"heads": "dense", "parameters": 2**30, "weights_bytes_fp32": 2**32,
+                      "adam_training_bytes_fp32": 2**34, "shift_bytes_per_listener": 2**20,
+                      "edited_weights": 15},
+            "low_rank_over_dense": 0.001,
+        },
+    }  # fmt: skip
+    (tmp_path / "generation.json").write_text(json.dumps(report))
+    rendered = hooks.render_page("<!-- benchmark: generation -->", tmp_path)
+    assert "| tiny | 1 | 10 | 10 | 1 | 0.5 | 0.25 | 1000 |" in rendered
+    assert "| dense | 1073741824 | 4 | 16 | 1 | 15 |" in rendered
+    assert "0.1000%" in rendered
 
 
 def test_metrics_report(hooks, tmp_path: Path):
