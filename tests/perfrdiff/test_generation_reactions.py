@@ -1,0 +1,41 @@
+"""Split-level helpers: the chance baseline and the reaction plots."""
+
+import numpy as np
+import pytest
+from perfrdiff.generation import EvaluationSet, chance_predictions, plot_reactions
+
+
+def evaluation_set(n=6, t=20):
+    rng = np.random.default_rng(0)
+    neighbours = np.eye(n, dtype=bool)
+    neighbours[0, 1] = neighbours[1, 0] = True
+    return EvaluationSet(
+        clips=[],
+        listener_emotion=np.arange(n, dtype=np.float32)[:, None, None] * np.ones((n, t, 25)),
+        speaker_emotion=rng.normal(size=(n, t, 25)).astype(np.float32),
+        neighbours=neighbours,
+    )
+
+
+def test_chance_uses_only_inappropriate_real_reactions():
+    data = evaluation_set()
+    predictions = chance_predictions(data, samples=50, seed=0)
+    assert predictions.shape == (6, 50, 20, 25)
+    for k in range(6):
+        sources = set(predictions[k, :, 0, 0].astype(int).tolist())
+        assert not sources & set(np.flatnonzero(data.neighbours[k]).tolist())
+
+
+def test_chance_is_reproducible_for_a_seed():
+    data = evaluation_set()
+    np.testing.assert_array_equal(chance_predictions(data, 5, 1), chance_predictions(data, 5, 1))
+
+
+def test_plot_is_written(tmp_path):
+    path = plot_reactions(np.zeros((3, 40, 25)), np.ones((40, 25)), tmp_path / "p.png", "t")
+    assert path.stat().st_size > 1000
+
+
+def test_plot_names_mismatched_shapes(tmp_path):
+    with pytest.raises(ValueError, match="samples must be"):
+        plot_reactions(np.zeros((3, 40, 25)), np.ones((41, 25)), tmp_path / "p.png")
