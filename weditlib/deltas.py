@@ -38,6 +38,10 @@ class DenseDelta:
     Args:
         weight: ``(l, n, k)`` the shifts ``ΔW``.
         mode: ``"shift"`` (``W + ΔW``) or ``"scale"`` (``W ⊙ (1 + ΔW)``).
+
+    Raises:
+        TypeError: ``weight`` is not a tensor.
+        ValueError: ``weight`` is not 3-d, or ``mode`` is unknown.
     """
 
     weight: Tensor
@@ -95,6 +99,11 @@ class LowRankDelta:
         up: ``(l, n, r)`` left factors ``U``.
         down: ``(l, r, k)`` right factors ``V``.
         mode: ``"shift"`` (``W + U V``) or ``"scale"`` (``W ⊙ (1 + U V)``).
+
+    Raises:
+        TypeError: a factor is not a tensor, or the factors' dtypes differ.
+        ValueError: a factor is not 3-d, they disagree on ``l`` or ``r``, they are on different
+            devices, or ``mode`` is unknown.
     """
 
     up: Tensor

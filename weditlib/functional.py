@@ -128,9 +128,20 @@ def plan(
 ) -> planner.Plan:
     """What :func:`edited_linear` would run for these inputs, with its cost estimate.
 
+    Args:
+        x: ``(b, *t, k)`` input.
+        weight: ``(n, k)`` base weight.
+        delta: ``l`` shifts of the weight.
+        index: ``(b,)`` shift of each sample, or ``None`` (``l == b``).
+        bias: ``(n,)`` or ``None``.
+
     Returns:
         a :class:`~weditlib.planner.Plan`: the chosen algorithm's name, its estimated seconds and
         cost, and the estimate of every supported candidate.
+
+    Raises:
+        TypeError: as :func:`edited_linear`.
+        ValueError: as :func:`edited_linear`.
     """
     _, _, problem = prepare(x, weight, bias, delta, index)
     return planner.choose(problem)[1]

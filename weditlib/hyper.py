@@ -86,6 +86,10 @@ class MultiBranchDeltaGenerator(nn.Module):
         branch_dim: optional per-branch bottleneck width before low-rank heads.
 
     Shapes: ``style: (l, d)`` → each shift holds ``l`` edits of its ``(n, k)`` weight.
+
+    Raises:
+        ValueError: empty ``targets``, unknown ``mode``, ``rank < 1``, or ``branch_dim`` with
+            dense heads.
     """
 
     def __init__(
@@ -128,6 +132,10 @@ class MultiBranchDeltaGenerator(nn.Module):
 
         Returns:
             name → :class:`DenseDelta` ``(l, n, k)`` or :class:`LowRankDelta`.
+
+        Raises:
+            TypeError: ``style`` is not a tensor.
+            ValueError: ``style`` is not ``(l, d)``.
         """
         if not isinstance(style, Tensor):
             raise TypeError(f"style must be a Tensor, got {type(style).__name__}")

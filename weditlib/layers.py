@@ -50,7 +50,12 @@ class EditableMixin:
         self.selected_weights = list(self.editable_weights)
 
     def set_shift(self, name: str, delta: Delta, grouping: Grouping | None = None) -> None:
-        """Make ``delta`` active for the local weight ``name`` until :meth:`clear_shifts`."""
+        """Make ``delta`` active for the local weight ``name`` until :meth:`clear_shifts`.
+
+        Raises:
+            KeyError: ``name`` is not an editable weight of this layer.
+            ValueError: ``delta`` edits a weight of another shape.
+        """
         if name not in self.editable_weights:
             raise KeyError(
                 f"{type(self).__name__} has no editable weight {name!r}; "
@@ -88,7 +93,11 @@ class EditableLinear(EditableMixin, nn.Linear):
 
     @classmethod
     def from_module(cls, base: nn.Linear, batch_dim: int = 0) -> EditableLinear:
-        """Wrap ``base`` without copying: the new layer shares its weight and bias."""
+        """Wrap ``base`` without copying: the new layer shares its weight and bias.
+
+        Raises:
+            TypeError: ``base`` is not an ``nn.Linear``.
+        """
         if not isinstance(base, nn.Linear):
             raise TypeError(f"base must be an nn.Linear, got {type(base).__name__}")
         module = _share_state(cls, base)
@@ -152,6 +161,10 @@ class EditableMultiheadAttention(EditableMixin, nn.MultiheadAttention):
     size) or ``q_proj`` ``(e, e)``, ``k_proj`` ``(e, kdim)``, ``v_proj`` ``(e, vdim)`` when
     ``split_in_proj``; and ``out_proj`` ``(e, e)``. Works for self- and cross-attention and both
     ``batch_first`` layouts. With no active shift, ``forward`` is ``nn.MultiheadAttention``'s.
+
+    Raises:
+        ValueError: ``add_bias_kv`` or ``add_zero_attn`` is set, or the joint ``in_proj`` is
+            requested while ``kdim``/``vdim`` differ from ``embed_dim`` (use ``split_in_proj``).
     """
 
     def __init__(self, *args, split_in_proj: bool = False, **kwargs) -> None:
@@ -162,7 +175,12 @@ class EditableMultiheadAttention(EditableMixin, nn.MultiheadAttention):
     def from_module(
         cls, base: nn.MultiheadAttention, split_in_proj: bool = False
     ) -> EditableMultiheadAttention:
-        """Wrap ``base`` without copying its parameters."""
+        """Wrap ``base`` without copying its parameters.
+
+        Raises:
+            TypeError: ``base`` is not an ``nn.MultiheadAttention``.
+            ValueError: as the class.
+        """
         if not isinstance(base, nn.MultiheadAttention):
             raise TypeError(f"base must be an nn.MultiheadAttention, got {type(base).__name__}")
         module = _share_state(cls, base)
