@@ -299,13 +299,14 @@ class ListenerBatchSampler(Sampler[list[int]]):
         return math.ceil(len(self.items) / self.listeners_per_batch)
 
     def _segments(self, rng: np.random.Generator, items: list[int]) -> list[int]:
-        # items are (2c, 2c+1) per clip: pick clips round-robin over a shuffled clip order so that
-        # as many different clips as possible are used, alternating halves.
+        # items are (2c, 2c + 1) per clip. Walk a shuffled clip order so that as many different
+        # clips as possible are used; each further pass over the clips takes the other half.
         clips = rng.permutation(len(items) // 2)
+        first_half = int(rng.integers(2))
         chosen = []
         for n in range(self.segments_per_listener):
             clip = clips[n % len(clips)]
-            half = (n // len(clips) + int(rng.integers(2))) % 2 if len(clips) > 1 else n % 2
+            half = (first_half + n // len(clips)) % 2
             chosen.append(items[2 * clip + half])
         return chosen
 
