@@ -7,7 +7,8 @@ synthetic dataset's (speaker-behaviour similarity) with ``--appropriate`` reacti
 average. The fast path runs on everything; the loop baseline (``perfrdiff.metrics.reference``, the
 challenge's structure with tslearn's ``dtw``) runs on the first ``--baseline-speakers`` speakers and
 its time is scaled by ``n / baseline_speakers`` (every loop is per speaker). Per-speaker values of
-both paths are compared on that subset.
+both paths are compared on that subset. Wall time and CPU time (including FRdist's worker
+processes) are both reported: on a shared machine the CPU-time ratio is the stable one.
 
     python benchmarks/metrics.py                      # full size (minutes)
     python benchmarks/metrics.py --speakers 40 --baseline-speakers 8   # quick look
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import time
 from pathlib import Path
 
@@ -63,10 +65,18 @@ def make_inputs(n: int, k: int, frames: int, appropriate: float, seed: int):
     return predictions, listener, speaker, neighbours
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the FRdist workers)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def timed(function, *args, **kwargs):
-    start = time.perf_counter()
+    """``(value, wall seconds, cpu seconds)`` of one call."""
+    wall, cpu = time.perf_counter(), cpu_seconds()
     value = function(*args, **kwargs)
-    return value, time.perf_counter() - start
+    return value, time.perf_counter() - wall, cpu_seconds() - cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,23 +96,26 @@ def main(argv: list[str] | None = None) -> int:
     scale = n / b
     print(f"n={n} k={args.samples} t={args.frames}, mean |A_k| = {m.sum(1).mean():.1f}")
 
-    fast, fast_time = {}, {}
-    fast["FRCorr"], fast_time["FRCorr"] = timed(frcorr_per_speaker, p, g, m)
-    (fast["FRdist"], dtws), fast_time["FRdist"] = timed(frdist_per_speaker, p, g, m, args.n_jobs)
-    fast["FRDiv"], fast_time["FRDiv"] = timed(frdiv, p)
-    fast["FRDvs"], fast_time["FRDvs"] = timed(frdvs, p)
-    fast["FRVar"], fast_time["FRVar"] = timed(frvar, p)
-    fast["FRSyn"], fast_time["FRSyn"] = timed(frsyn_offsets, p, s)
-    fast["FRRea"], fast_time["FRRea"] = timed(frrea, p, g)
-
-    slow, slow_time = {}, {}
-    slow["FRCorr"], slow_time["FRCorr"] = timed(loop.frcorr_loop, p[:b], g, m[:b])
-    slow["FRdist"], slow_time["FRdist"] = timed(loop.frdist_loop, p[:b], g, m[:b])
-    slow["FRDiv"], slow_time["FRDiv"] = timed(loop.frdiv_loop, p[:b])
-    _, slow_time["FRDvs"] = timed(loop.frdvs_rows, p, range(b))
-    slow["FRVar"], slow_time["FRVar"] = timed(loop.frvar_loop, p[:b])
-    slow["FRSyn"], slow_time["FRSyn"] = timed(loop.frsyn_loop, p[:b], s[:b])
-    _, slow_time["FRRea"] = timed(frrea, p[:b], g)
+    loop.frdist_loop(p[:1, :1, :5], g[:, :5], m[:1])  # compile tslearn's numba code untimed
+    fast, fast_time, fast_cpu = {}, {}, {}
+    slow, slow_time, slow_cpu = {}, {}, {}
+    runs = [
+        ("FRCorr", frcorr_per_speaker, (p, g, m), loop.frcorr_loop, (p[:b], g, m[:b])),
+        ("FRdist", frdist_per_speaker, (p, g, m, args.n_jobs), loop.frdist_loop, (p[:b], g, m[:b])),
+        ("FRDiv", frdiv, (p,), loop.frdiv_loop, (p[:b],)),
+        ("FRDvs", frdvs, (p,), loop.frdvs_rows, (p, range(b))),
+        ("FRVar", frvar, (p,), loop.frvar_loop, (p[:b],)),
+        ("FRSyn", frsyn_offsets, (p, s), loop.frsyn_loop, (p[:b], s[:b])),
+        ("FRRea", frrea, (p, g), frrea, (p[:b], g)),
+    ]
+    for name, fast_function, fast_args, loop_function, loop_args in runs:
+        fast[name], fast_time[name], fast_cpu[name] = timed(fast_function, *fast_args)
+        slow[name], slow_time[name], slow_cpu[name] = timed(loop_function, *loop_args)
+        print(
+            f"{name}: fast {fast_time[name]:.1f} s, loop (subset) {slow_time[name]:.1f} s",
+            flush=True,
+        )
+    fast["FRdist"], dtws = fast["FRdist"]
 
     checks = {
         "FRCorr max |diff|": float(np.abs(fast["FRCorr"][:b] - slow["FRCorr"]).max()),
@@ -112,16 +125,30 @@ def main(argv: list[str] | None = None) -> int:
         "FRVar |diff| on subset": abs(frvar(p[:b]) - slow["FRVar"]),
     }
     rows = []
-    print(
-        f"\n{'metric':8} {'fast s':>9} {'loop s (x' + format(scale, '.1f') + ')':>16} {'ratio':>8}"
-    )
+    header = f"{'metric':8} {'fast s':>8} {'loop s':>9} {'ratio':>6}"
+    header += f" {'fast cpu':>9} {'loop cpu':>9} {'ratio':>6}"
+    print(f"\n(loop times scaled by n / baseline speakers = {scale:.1f})\n{header}")
     for name in fast_time:
-        baseline = slow_time[name] * scale
-        rows.append({"metric": name, "fast_s": fast_time[name], "loop_s": baseline})
-        print(f"{name:8} {fast_time[name]:9.2f} {baseline:16.2f} {baseline / fast_time[name]:8.1f}")
-    total_fast = sum(fast_time.values())
-    total_slow = sum(r["loop_s"] for r in rows)
-    print(f"{'total':8} {total_fast:9.2f} {total_slow:16.2f} {total_slow / total_fast:8.1f}")
+        row = {
+            "metric": name,
+            "fast_s": fast_time[name],
+            "loop_s": slow_time[name] * scale,
+            "fast_cpu_s": fast_cpu[name],
+            "loop_cpu_s": slow_cpu[name] * scale,
+        }
+        rows.append(row)
+        wall_ratio = row["loop_s"] / row["fast_s"]
+        cpu_ratio = row["loop_cpu_s"] / row["fast_cpu_s"]
+        print(
+            f"{name:8} {row['fast_s']:8.2f} {row['loop_s']:9.2f} {wall_ratio:6.1f}"
+            f" {row['fast_cpu_s']:9.2f} {row['loop_cpu_s']:9.2f} {cpu_ratio:6.1f}"
+        )
+    totals = {key: sum(row[key] for row in rows) for key in rows[0] if key != "metric"}
+    print(
+        f"{'total':8} {totals['fast_s']:8.2f} {totals['loop_s']:9.2f}"
+        f" {totals['loop_s'] / totals['fast_s']:6.1f} {totals['fast_cpu_s']:9.2f}"
+        f" {totals['loop_cpu_s']:9.2f} {totals['loop_cpu_s'] / totals['fast_cpu_s']:6.1f}"
+    )
     pairs = int(m.sum()) * args.samples
     share = dtws / (3 * pairs)
     print(f"\nFRdist: {dtws} component DTWs started of {3 * pairs} exhaustive ({share:.1%})")
@@ -132,9 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         "config": {k: v for k, v in vars(args).items() if k != "json"},
         "mean_appropriate": float(m.sum(1).mean()),
         "rows": rows,
-        "total_fast_s": total_fast,
-        "total_loop_s": total_slow,
-        "ratio": total_slow / total_fast,
+        "totals": totals,
+        "ratio_wall": totals["loop_s"] / totals["fast_s"],
+        "ratio_cpu": totals["loop_cpu_s"] / totals["fast_cpu_s"],
         "dtw_started": dtws,
         "dtw_exhaustive": 3 * pairs,
         "checks": checks,
