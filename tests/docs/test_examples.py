@@ -10,6 +10,7 @@ must set an environment variable before an import).
 
 from __future__ import annotations
 
+import ast
 import os
 import shlex
 import subprocess
@@ -112,6 +113,50 @@ def test_documented_cli_commands_parse():
                 raise AssertionError(
                     f"{where}: `perfrdiff {shlex.join(argv)}` does not parse"
                 ) from error
+
+
+def _documented_scripts() -> dict[tuple[str, ...], list[tuple[str, str]]]:
+    """``python benchmarks/x.py …`` and ``python -m weditlib.demo …`` lines: script -> flags."""
+    found: dict[tuple[str, ...], list[tuple[str, str]]] = {}
+    for page in doc_files():
+        for block in shell_blocks(page):
+            for line in block.code.replace("\\\n", " ").splitlines():
+                words = shlex.split(line, comments=True)
+                if len(words) < 2 or words[0] not in ("python", "python3"):
+                    continue
+                if words[1].startswith("benchmarks/") and words[1].endswith(".py"):
+                    script, rest = (words[1],), words[2:]
+                elif words[1:3] == ["-m", "weditlib.demo"]:
+                    script, rest = ("-m", "weditlib.demo"), words[3:]
+                else:
+                    continue
+                flags = found.setdefault(script, [])
+                flags += [(block.where, w.split("=")[0]) for w in rest if w.startswith("--")]
+    return found
+
+
+def _argparse_flags(path: Path) -> set[str]:
+    """Option strings passed to ``add_argument`` anywhere in ``path`` (read, not imported)."""
+    flags = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "add_argument":
+            flags |= {
+                arg.value
+                for arg in node.args
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+            }
+    return flags
+
+
+def test_documented_script_flags_exist():
+    scripts = _documented_scripts()
+    assert scripts, "the docs show no benchmark or demo command"
+    for script, flags in scripts.items():
+        path = ROOT / (script[0] if len(script) == 1 else script[1].replace(".", "/") + ".py")
+        assert path.is_file(), f"documented script {shlex.join(script)} does not exist"
+        known = _argparse_flags(path) | {"--help"}
+        for where, flag in flags:
+            assert flag in known, f"{where}: {shlex.join(script)} has no flag {flag}"
 
 
 def test_readme_and_ci_run_the_same_test_command():
