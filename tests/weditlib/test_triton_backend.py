@@ -289,6 +289,64 @@ def test_import_without_triton_disables_the_backend() -> None:
     assert result.returncode == 0, result.stderr
 
 
+# Lowers every kernel variant to Triton IR for an sm_90 target, in a fresh process without the
+# interpreter (under it, triton.language's own helpers are interpreted and cannot be lowered).
+# The interpreter runs kernels as Python, so it misses what only the compiler rejects: a name
+# defined in a loop body used after it, a constexpr branch that does not type-check, ...
+LOWER_ALL_VARIANTS = """
+import itertools, triton.language as tl
+from triton._C.libtriton import ir
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource, make_backend
+from weditlib.kernels import triton_dense, triton_lowrank
+
+target = GPUTarget("cuda", 90, 32)
+backend = make_backend(target)
+options = backend.parse_options({})
+common = dict(ACC_DTYPE=tl.float32, PRECISION="ieee")
+kernels = {
+    triton_dense._edited_matmul_kernel: dict(HAS_BIAS=True, BLOCK_M=64, BLOCK_N=64, BLOCK_K=32),
+    triton_dense._grouped_outer_kernel: dict(
+        WRITE_SHIFT=True, WRITE_WEIGHT=True, BLOCK_P=64, BLOCK_Q=64, BLOCK_M=32
+    ),
+    triton_lowrank._lowrank_matmul_kernel: dict(
+        HAS_BIAS=True, BLOCK_R=16, BLOCK_M=64, BLOCK_N=64, BLOCK_K=32
+    ),
+}
+for (kernel, extra), dtype, scale in itertools.product(
+    kernels.items(), ["bf16", "fp16", "fp32"], [False, True]
+):
+    constants = dict(common, SCALE=scale, **extra)
+    fn = kernel.fn  # the JITFunction under the autotuner
+    signature, constexprs = {}, {}
+    for i, name in enumerate(fn.arg_names):
+        if name in constants:
+            signature[name], constexprs[(i,)] = "constexpr", constants[name]
+        elif name in ("order_ptr", "starts_ptr", "counts_ptr"):
+            signature[name] = "*i64"
+        elif name == "dw_ptr":
+            signature[name] = "*fp32"
+        else:
+            signature[name] = "*" + dtype if name.endswith("_ptr") else "i32"
+    context = ir.context()
+    ir.load_dialects(context)
+    backend.load_dialects(context)
+    source = ASTSource(fn=fn, signature=signature, constexprs=constexprs)
+    source.make_ir(
+        target, options, backend.get_codegen_implementation(options),
+        backend.get_module_map(), context,
+    )
+"""
+
+
+def test_kernels_lower_to_triton_ir_for_hopper() -> None:
+    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    result = subprocess.run(
+        [sys.executable, "-c", LOWER_ALL_VARIANTS], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
 def test_benchmark_says_not_measured_without_gpu() -> None:
     x, weight, bias, delta, _ = make_inputs({**FIXED, "r": None, "mode": "shift", "seed": 5})
     timing = triton_backend.benchmark(x, weight, bias, delta, torch.tensor(FIXED["index"]))

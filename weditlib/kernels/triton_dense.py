@@ -158,6 +158,7 @@ def _edited_matmul_kernel(
     sample = tl.load(order_ptr + first + rm // T, mask=row_ok, other=0)
     token = rm % T
     a_rows = a_ptr + sample * stride_ab + token * stride_at
+    operand = a_ptr.dtype.element_ty  # dtype fed to the tensor cores
     # W and ΔW tiles are loaded as (BLOCK_K, BLOCK_N): the dot's B operand needs no transpose.
     w_cols = w_ptr + rn * stride_wn
     d_cols = d_ptr + group * stride_dl + rn * stride_dn
@@ -178,7 +179,7 @@ def _edited_matmul_kernel(
         w = w.to(ACC_DTYPE)
         d = d.to(ACC_DTYPE)
         edited = w + w * d if SCALE else w + d
-        acc = tl.dot(a, edited.to(a.dtype), acc, input_precision=PRECISION, out_dtype=ACC_DTYPE)
+        acc = tl.dot(a, edited.to(operand), acc, input_precision=PRECISION, out_dtype=ACC_DTYPE)
     if HAS_BIAS:
         acc += tl.load(bias_ptr + rn, mask=n_ok, other=0.0).to(ACC_DTYPE)[None, :]
     out_rows = out_ptr + sample * stride_ob + token * stride_ot

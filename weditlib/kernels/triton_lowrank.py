@@ -64,6 +64,7 @@ def _lowrank_matmul_kernel(
     sample = tl.load(order_ptr + first + rm // T, mask=row_ok, other=0)
     token = rm % T
     a_rows = a_ptr + sample * stride_ab + token * stride_at
+    operand = a_ptr.dtype.element_ty  # dtype fed to the tensor cores
     w_cols = w_ptr + rn * stride_wn
     v_rows = v_ptr + group * stride_vl + rr * stride_vr
     # U_gᵀ tile (BLOCK_R, BLOCK_N): read once, used by the expand (shift) or every rebuild (scale).
@@ -95,14 +96,14 @@ def _lowrank_matmul_kernel(
         if SCALE:
             delta = tl.dot(vt, ut, input_precision=PRECISION, out_dtype=ACC_DTYPE)
             w32 = w.to(ACC_DTYPE)
-            edited = (w32 + w32 * delta).to(a.dtype)
+            edited = (w32 + w32 * delta).to(operand)
             acc = tl.dot(a, edited, acc, input_precision=PRECISION, out_dtype=ACC_DTYPE)
         else:
             acc = tl.dot(a, w, acc, input_precision=PRECISION, out_dtype=ACC_DTYPE)
             shrunk = tl.dot(a, vt, shrunk, input_precision=PRECISION, out_dtype=ACC_DTYPE)
     if not SCALE:
         # Rounded to the operand dtype, as torch's (x Vᵀ) Uᵀ rounds its intermediate.
-        acc = tl.dot(shrunk.to(a.dtype), ut, acc, input_precision=PRECISION, out_dtype=ACC_DTYPE)
+        acc = tl.dot(shrunk.to(operand), ut, acc, input_precision=PRECISION, out_dtype=ACC_DTYPE)
     if HAS_BIAS:
         acc += tl.load(bias_ptr + rn, mask=n_ok, other=0.0).to(ACC_DTYPE)[None, :]
     out_rows = out_ptr + sample * stride_ob + token * stride_ot
