@@ -79,11 +79,16 @@ class EditableMixin:
 class EditableLinear(EditableMixin, nn.Linear):
     """``nn.Linear`` whose weight can be edited per sample.
 
-    Args (as ``nn.Linear``), plus:
+    Shapes: ``x: (b, *t, k) -> (b, *t, n)`` when ``batch_dim == 0``.
+
+    Args:
+        in_features: ``k``.
+        out_features: ``n``.
+        bias: whether to learn a bias ``(n,)``.
         batch_dim: which dim of the input indexes samples (``1`` inside a sequence-first
             transformer).
-
-    Shapes: ``x: (b, *t, k) -> (b, *t, n)`` when ``batch_dim == 0``.
+        device: as ``nn.Linear``.
+        dtype: as ``nn.Linear``.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, batch_dim: int = 0,
