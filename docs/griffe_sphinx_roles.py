@@ -65,3 +65,22 @@ class SphinxRoles(griffe.Extension):
     def on_object(self, *, obj: griffe.Object, **kwargs: Any) -> None:
         if obj.docstring is not None and ":" in obj.docstring.value:
             obj.docstring.value = convert(obj, obj.docstring.value)
+
+
+class HideUndocumentedInstanceAttributes(griffe.Extension):
+    """Drop attributes assigned in methods (``self.x = x``) that have no docstring.
+
+    They are implementation state, not API: without this, ``show_if_no_docstring`` would list
+    every ``self.seed = seed``. Documented ones, dataclass fields and class attributes stay.
+    """
+
+    def on_class_members(self, *, cls: griffe.Class, **kwargs: Any) -> None:
+        for name, member in list(cls.members.items()):
+            if (
+                not member.is_alias
+                and member.is_attribute
+                and "instance-attribute" in member.labels
+                and "class-attribute" not in member.labels
+                and member.docstring is None
+            ):
+                del cls.members[name]
