@@ -232,6 +232,34 @@ def test_shift_gradient_alone_when_base_is_frozen() -> None:
     torch.testing.assert_close(got, expected, **TOLERANCE[torch.float64])
 
 
+@pytest.mark.parametrize("rank", [None, 3], ids=["dense", "lowrank"])
+def test_forward_reads_strided_inputs_without_copies(rank) -> None:
+    # edited_linear hands over reshaped views; the kernels take strides instead of copying.
+    p = {**FIXED, "r": rank, "mode": "scale", "seed": 6}
+    x, weight, bias, delta, grouping = make_inputs(p)
+    with torch.no_grad():
+        x_view = x.transpose(1, 2).contiguous().transpose(1, 2)  # (b, t, k), stride(2) != 1
+        weight_view = weight.t().contiguous().t()  # (n, k), column-major
+        algorithm = dense_algorithm if rank is None else lowrank_algorithm
+        y = algorithm.run(x_view, weight_view, bias, delta, grouping)
+        expected = reference(x, weight, bias, delta, grouping)
+    assert x_view.stride(2) != 1 and weight_view.stride(1) != 1
+    torch.testing.assert_close(y, expected, **TOLERANCE[torch.float64])
+
+
+@pytest.mark.parametrize("rank", [None, 3], ids=["dense", "lowrank"])
+def test_backward_accepts_a_broadcast_output_gradient(rank) -> None:
+    # y.sum() hands backward an expanded dy whose strides are all zero.
+    p = {**FIXED, "r": rank, "mode": "shift", "seed": 7}
+    inputs = make_inputs(p)
+    params = list(leaves(*inputs[:4]).values())
+    algorithm = dense_algorithm if rank is None else lowrank_algorithm
+    got = torch.autograd.grad(algorithm.run(*inputs).sum(), params)
+    expected = torch.autograd.grad(reference(*inputs).sum(), params)
+    for g, e in zip(got, expected, strict=True):
+        torch.testing.assert_close(g, e, **TOLERANCE[torch.float64])
+
+
 @pytest.mark.parametrize("splits", [2, 3, 5])
 def test_weight_gradient_is_independent_of_splits(splits: int) -> None:
     p = {**FIXED, "l": 4, "index": [3, 0, 3, 1, 0], "r": None, "mode": "scale", "seed": 4}
