@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
 import re
 from pathlib import Path
@@ -54,9 +55,16 @@ def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]] | None = No
     if columns is None:
         keys = list(dict.fromkeys(k for r in flat for k in r))
         columns = [(k, k) for k in keys]
+
+    def numeric(key: str) -> bool:
+        values = [r[key] for r in flat if r.get(key) is not None]
+        return bool(values) and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in values
+        )
+
     lines = [
         "| " + " | ".join(header for _, header in columns) + " |",
-        "|" + "|".join(":--" if i == 0 else "--:" for i in range(len(columns))) + "|",
+        "|" + "|".join("--:" if numeric(key) else ":--" for key, _ in columns) + "|",
     ]
     for r in flat:
         lines.append("| " + " | ".join(fmt(r.get(key)) for key, _ in columns) + " |")
@@ -117,7 +125,7 @@ def render_edit_linear(report: dict[str, Any]) -> str:
         ("planner_over_floor", "planner / floor"),
     ]
     machine = (
-        f"Measured on **{fmt(report.get('device'))}**, {fmt(report.get('threads'))} threads, "
+        f"Measured on **{fmt(report.get('device'))}** (threads: {fmt(report.get('threads'))}), "
         f"torch {fmt(report.get('torch'))}: GEMM {fmt(report.get('gemm_gflops'))} GFLOP/s, "
         f"copy {fmt(report.get('copy_gbps'))} GB/s. Triton: {fmt(report.get('triton'))}."
     )
@@ -175,6 +183,8 @@ def render_metrics(report: dict[str, Any]) -> str:
         ("loop_s", "per-speaker loop (s, extrapolated)"),
         ("ratio", "loop / ours"),
     ]
+    if all("fast_cpu_s" in row and "loop_cpu_s" in row for row in rows):
+        columns += [("fast_cpu_s", "ours, CPU (s)"), ("loop_cpu_s", "loop, CPU (s)")]
     config = report.get("config", {})
     size = ", ".join(f"{key} = {fmt(value)}" for key, value in config.items())
     parts = [
@@ -182,7 +192,9 @@ def render_metrics(report: dict[str, Any]) -> str:
         f"{fmt(report.get('mean_appropriate'))}.",
         table(rows, columns),
         f"Total: {fmt(report.get('total_fast_s'))} s against {fmt(report.get('total_loop_s'))} s "
-        f"(**{fmt(report.get('ratio'))}×**). FRdist started {fmt(report.get('dtw_started'))} of "
+        f"(**{fmt(report.get('ratio'))}×** wall"
+        + (f", {fmt(report['ratio_cpu'])}× CPU time" if "ratio_cpu" in report else "")
+        + f"). FRdist started {fmt(report.get('dtw_started'))} of "
         f"{fmt(report.get('dtw_exhaustive'))} component DTWs of an exhaustive search.",
     ]
     if report.get("checks"):
@@ -219,7 +231,7 @@ def render_generation(report: dict[str, Any]) -> str:
         ("edited_weights", "edited weights"),
     ]
     parts = [
-        f"Measured on **{fmt(report.get('machine'))}**, {fmt(report.get('threads'))} threads.",
+        f"Measured on **{fmt(report.get('machine'))}** (threads: {fmt(report.get('threads'))}).",
         "Streaming personalised generation: compute time per generated window divided by the "
         "window's duration (2 s).",
         table(rtf, rtf_columns) if rtf else "*No real-time factor in this report.*",
@@ -232,6 +244,24 @@ def render_generation(report: dict[str, Any]) -> str:
     if report.get("frcorr"):
         parts += ["PMAFRG FRCorr, low-rank vs dense heads:", render_generic(report["frcorr"])]
     return "\n\n".join(parts)
+
+
+_SVG_CACHE: dict[str, str | None] = {}
+
+
+def plot(name: str, report: Any) -> str | None:
+    """The SVG plot of a report, or None when the benchmark has none or its JSON cannot be
+    plotted (drawn once per build, for both the page and the generated file)."""
+    if name not in PLOTTERS:
+        return None
+    key = f"{name}:{json.dumps(report, sort_keys=True)}"
+    if key not in _SVG_CACHE:
+        try:
+            _SVG_CACHE[key] = PLOTTERS[name](report)
+        except (KeyError, TypeError, ValueError, IndexError) as error:
+            logging.getLogger("mkdocs.hooks").info("%s.json: no plot (%r)", name, error)
+            _SVG_CACHE[key] = None
+    return _SVG_CACHE[key]
 
 
 RENDERERS = {
@@ -254,9 +284,14 @@ def render(name: str, results: Path = RESULTS) -> str:
     report = load(name, results)
     if report is None:
         return NOT_MEASURED.format(name=name)
-    body = RENDERERS.get(name, render_generic)(report)
+    try:
+        body = RENDERERS.get(name, render_generic)(report)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError) as error:
+        # The script's JSON changed shape: still show its numbers, as generic tables.
+        logging.getLogger("mkdocs.hooks").info("%s.json: generic tables (%r)", name, error)
+        body = render_generic(report)
     source = f"*Source: `benchmarks/results/{name}.json`, rendered when the site is built.*"
-    if name in PLOTTERS:
+    if plot(name, report) is not None:
         body += f"\n\n![{name} timings](benchmarks/{name}.svg)"
     return f"{body}\n\n{source}"
 
@@ -272,7 +307,6 @@ def cli_help(columns: int = 100) -> str:
     """One section per ``perfrdiff`` sub-command with its ``--help``, from the real parsers."""
     import argparse
     import importlib
-    import logging
     import os
 
     from perfrdiff import cli
@@ -309,10 +343,11 @@ def cli_help(columns: int = 100) -> str:
 def on_files(files, config, **kwargs):
     from mkdocs.structure.files import File
 
-    for name, plot in PLOTTERS.items():
+    for name in PLOTTERS:
         report = load(name)
-        if report is not None:
-            files.append(File.generated(config, f"benchmarks/{name}.svg", content=plot(report)))
+        svg = None if report is None else plot(name, report)
+        if svg is not None:
+            files.append(File.generated(config, f"benchmarks/{name}.svg", content=svg))
     return files
 
 

@@ -58,6 +58,14 @@ def test_edit_linear_table_is_read_from_the_json(hooks, tmp_path: Path):
     assert "![edit_linear timings](benchmarks/edit_linear.svg)" in rendered
 
 
+def test_a_report_of_another_shape_still_shows_its_numbers(hooks, tmp_path: Path):
+    changed = {"device": "cpu", "results": [{"case": "dense", "ms": 12.5}]}
+    (tmp_path / "edit_linear.json").write_text(json.dumps(changed))
+    rendered = hooks.render_page("<!-- benchmark: edit_linear -->", tmp_path)
+    assert "| dense | 12.5 |" in rendered
+    assert "edit_linear.svg" not in rendered  # no plot of a report it cannot read
+
+
 def test_edit_linear_plot_is_an_svg(hooks):
     svg = hooks.plot_edit_linear(EDIT_LINEAR)
     assert svg.lstrip().startswith("<?xml") and "</svg>" in svg
