@@ -12,7 +12,7 @@ DOCS = ROOT / "docs"
 SKIP_MARK = "<!-- docs-test: skip"
 PROCESS_MARK = "<!-- docs-test: fresh-process"
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n`]*)$")
-PYTHON = ("python", "py", "pycon")
+PYTHON = ("python", "py")
 
 
 @dataclass(frozen=True)
