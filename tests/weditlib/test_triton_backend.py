@@ -14,7 +14,6 @@ bfloat16 is not tested: Triton 3.9's interpreter computes wrong bfloat16 dot pro
 
 from __future__ import annotations
 
-import importlib
 import os
 import subprocess
 import sys
@@ -22,9 +21,10 @@ import sys
 import pytest
 import torch
 
-# Triton chooses interpreter or compiler when a kernel is *decorated*, i.e. when the kernel
-# modules are imported: the switch must be set before that. Other test modules are unaffected
-# (no other module defines Triton kernels, and the backend is CUDA-only for the planner).
+# Triton chooses interpreter or compiler when a kernel is *decorated*, i.e. when triton.language
+# and the kernel modules are first imported: the switch must be set before that. Other test
+# modules are unaffected (no other module defines Triton kernels, and the planner offers the
+# backend for CUDA tensors only).
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
 pytest.importorskip("triton", reason="triton is not installed (CI installs it with the dev extra)")
@@ -35,19 +35,20 @@ from triton.runtime.interpreter import InterpretedFunction
 
 from weditlib import planner
 from weditlib.deltas import DenseDelta, Grouping, LowRankDelta
-from weditlib.kernels import triton_backend, triton_dense, triton_lowrank
+from weditlib.kernels import triton_backend, triton_dense
 from weditlib.kernels.base import Problem, combine
 
-if triton_dense.interpreting() and not isinstance(
-    triton_dense._edited_matmul_kernel.fn, InterpretedFunction
-):
-    # Imported (compiled mode) by an earlier test module before the switch above was set.
-    for module in (triton_dense, triton_lowrank, triton_backend):
-        importlib.reload(module)
-
+INTERPRETED = isinstance(triton_dense._edited_matmul_kernel.fn, InterpretedFunction)
+if not INTERPRETED and not torch.cuda.is_available():
+    # Not recoverable in this process: triton.language's own helpers were compiled-mode too.
+    raise RuntimeError(
+        "triton was imported in compiled mode before this module could set TRITON_INTERPRET=1 "
+        "(torch._dynamo imports it, for one), and there is no GPU to compile for: export "
+        "TRITON_INTERPRET=1, or set it in tests/conftest.py"
+    )
 pytestmark = pytest.mark.skipif(
-    not triton_dense.interpreting(),
-    reason="these tests run the kernels on CPU in Triton's interpreter; TRITON_INTERPRET is off",
+    not INTERPRETED,
+    reason="TRITON_INTERPRET is off: these tests run the kernels on CPU in Triton's interpreter",
 )
 
 TOLERANCE = {
