@@ -102,9 +102,9 @@ def render_generic(report: Any) -> str:
 
 EDIT_LINEAR_METHODS = (
     ("planner", "planner"),
-    ("naive", "naive per-sample"),
-    ("vmap", "vmap(functional_call)"),
-    ("group_loop", "per-group loop"),
+    ("naive", "naive"),
+    ("vmap", "vmap"),
+    ("group_loop", "loop"),
 )
 
 
@@ -113,7 +113,7 @@ def render_edit_linear(report: dict[str, Any]) -> str:
     results = report["results"]
     known = {m for m, _ in EDIT_LINEAR_METHODS}
     extra = list(dict.fromkeys(m for r in results for m in r["median_ms"] if m not in known))
-    timing_columns = [("case.name", "case"), ("planner_choice", "planner's choice")]
+    timing_columns = [("case.name", "case"), ("planner_choice", "choice")]
     timing_columns += [(f"median_ms.{m}", f"{label} (ms)") for m, label in EDIT_LINEAR_METHODS]
     timing_columns += [(f"median_ms.{m}", f"{m} (ms)") for m in extra]
     timing_columns += [("floor_ms", "floor (ms)")]
@@ -132,7 +132,9 @@ def render_edit_linear(report: dict[str, Any]) -> str:
     return "\n\n".join(
         [
             machine,
-            "Median time per call (lower is better):",
+            "Median time per call (lower is better). *choice*: the planner's algorithm; *naive*: "
+            "per-sample materialise; *vmap*: `torch.func.vmap(functional_call)`; *loop*: "
+            "per-group Python loop (PEFT's mixed batches); *floor*: the physical floor.",
             table(results, timing_columns),
             "Ratios (above 1: the planner is that many times faster; planner / floor: how far "
             "from the physical floor):",
@@ -155,14 +157,16 @@ def plot_edit_linear(report: dict[str, Any]) -> str:
     for i, method in enumerate(methods):
         xs = [c + (i - (len(methods) - 1) / 2) * width for c in range(len(results))]
         ys = [r["median_ms"].get(method, float("nan")) for r in results]
-        axes.bar(xs, ys, width, label=method)
+        axes.bar(xs, ys, width, label=dict(EDIT_LINEAR_METHODS).get(method, method))
     for c, r in enumerate(results):
         axes.hlines(r["floor_ms"], c - 0.45, c + 0.45, colors="black", linestyles="dashed")
     axes.plot([], [], "k--", label="floor")
     axes.set_xticks(range(len(results)), [r["case"]["name"] for r in results])
     axes.set_yscale("log")
     axes.set_ylabel("median ms (log)")
-    axes.legend(fontsize="small", ncols=3)
+    axes.legend(
+        fontsize="small", ncols=len(methods) + 1, loc="lower center", bbox_to_anchor=(0.5, 1.0)
+    )
     figure.tight_layout()
     buffer = io.StringIO()
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "weditlib"}):

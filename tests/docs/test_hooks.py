@@ -53,6 +53,9 @@ def test_edit_linear_table_is_read_from_the_json(hooks, tmp_path: Path):
     (tmp_path / "edit_linear.json").write_text(json.dumps(EDIT_LINEAR))
     rendered = hooks.render_page("<!-- benchmark: edit_linear -->", tmp_path)
     assert "| dense 16x10, T=50 | materialise | 20.25 | 87.5 | 68 | 30 | 19 |" in rendered
+    assert "| case | choice | planner (ms) | naive (ms) | vmap (ms) | loop (ms) | floor (ms) |" in (
+        rendered
+    )
     assert "| dense 16x10, T=50 | 4.321 | 3.358 | 1.481 | 1.066 |" in rendered
     assert "GEMM 101.5 GFLOP/s" in rendered
     assert "![edit_linear timings](benchmarks/edit_linear.svg)" in rendered
