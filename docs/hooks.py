@@ -32,6 +32,8 @@ def fmt(value: Any) -> str:
         if math.isnan(value):
             return "NaN"
         return f"{value:.4g}"
+    if isinstance(value, int) and abs(value) >= 10_000:
+        return f"{value:,}"
     if isinstance(value, list | tuple):
         return ", ".join(fmt(v) for v in value)
     return str(value).replace("|", "\\|")

@@ -111,7 +111,7 @@ def test_generation_report(hooks, tmp_path: Path):
     (tmp_path / "generation.json").write_text(json.dumps(report))
     rendered = hooks.render_page("<!-- benchmark: generation -->", tmp_path)
     assert "| tiny | 1 | 10 | 10 | 1 | 0.5 | 0.25 | 1000 |" in rendered
-    assert "| dense | 1073741824 | 4 | 16 | 1 | 15 |" in rendered
+    assert "| dense | 1,073,741,824 | 4 | 16 | 1 | 15 |" in rendered
     assert "0.1000%" in rendered
 
 
