@@ -299,6 +299,14 @@ def test_backend_is_supported_on_cuda_for_its_dtypes(dtype: torch.dtype) -> None
     assert not lowrank_algorithm.supported(problem("cuda", dtype))
 
 
+@pytest.mark.parametrize("rank", [None, 8], ids=["dense", "lowrank"])
+def test_planner_offers_the_fused_kernel_for_cuda_tensors(rank) -> None:
+    # Which candidate wins is the planner's cost model's business; being a candidate is ours.
+    _, plan = planner.choose(problem("cuda", torch.bfloat16, rank=rank))
+    expected = "triton_dense" if rank is None else "triton_lowrank"
+    assert expected in plan.candidates
+
+
 def test_backend_is_not_supported_for_float64_on_cuda() -> None:
     assert not dense_algorithm.supported(problem("cuda", torch.float64))
 
