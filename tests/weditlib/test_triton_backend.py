@@ -9,9 +9,10 @@ Tolerances (``torch.testing.assert_close``) against the float64 reference:
 * float32 inputs (float32 accumulation): ``rtol = atol = 1e-4``;
 * float16 inputs (float32 accumulation, float16 operands and outputs): ``rtol = atol = 2e-2``.
 
-Not covered here: bfloat16 values (Triton 3.9's interpreter computes wrong bfloat16 dot products
-on CPU; bfloat16 is covered only by lowering every kernel to Triton IR for sm_90), compiled-mode
-execution, autotuning and speed (no GPU).
+Not covered here: bfloat16 values (the interpreter stores bfloat16 as uint16 and its ``tl.dot``
+multiplies the bit patterns, triton-lang/triton#11584, "not supported yet"; bfloat16 is covered
+only by lowering every kernel to Triton IR for sm_90), compiled-mode execution, autotuning and
+speed (no GPU).
 """
 
 from __future__ import annotations
