@@ -28,20 +28,29 @@ class MachineModel:
     """Rates of one device class.
 
     Attributes:
-        peak_flops: sustained GEMM rate for large matrices, flop/s.
+        peak_flops: sustained GEMM rate for large float32 matrices, flop/s.
         bandwidth: main-memory copy bandwidth, byte/s.
         launch_overhead: fixed cost of one op/kernel, s.
-        half_rows: GEMM rows at which half of ``peak_flops`` is reached.
+        half_rows: GEMM rows at which half of the peak rate is reached.
+        half_precision_flops: GEMM rate for float16/bfloat16 inputs (tensor cores); ``None``
+            means the same as ``peak_flops``.
     """
 
     peak_flops: float
     bandwidth: float
     launch_overhead: float
     half_rows: float = 8.0
+    half_precision_flops: float | None = None
 
-    def seconds(self, cost: Cost) -> float:
+    def peak(self, dtype: torch.dtype | None = None) -> float:
+        """GEMM rate for inputs of ``dtype``."""
+        if dtype in (torch.float16, torch.bfloat16) and self.half_precision_flops is not None:
+            return self.half_precision_flops
+        return self.peak_flops
+
+    def seconds(self, cost: Cost, dtype: torch.dtype | None = None) -> float:
         efficiency = cost.gemm_rows / (cost.gemm_rows + self.half_rows)
-        compute = cost.flops / (self.peak_flops * max(efficiency, 1e-6))
+        compute = cost.flops / (self.peak(dtype) * max(efficiency, 1e-6))
         memory = cost.bytes / self.bandwidth
         passes = cost.extra_bytes / self.bandwidth
         return max(compute, memory) + passes + cost.launches * self.launch_overhead
@@ -50,8 +59,14 @@ class MachineModel:
 # Conservative defaults; `calibrate` replaces the CPU model with measured rates.
 _MACHINES: dict[str, MachineModel] = {
     "cpu": MachineModel(peak_flops=1.0e11, bandwidth=1.0e10, launch_overhead=5e-6),
-    # H100 SXM: 3.35 TB/s HBM3; ~60 TFLOP/s fp32 CUDA-core rate is the safe assumption.
-    "cuda": MachineModel(peak_flops=6.0e13, bandwidth=3.35e12, launch_overhead=4e-6, half_rows=64),
+    # H100 SXM: 3.35 TB/s HBM3, ~60 TFLOP/s fp32 on CUDA cores, ~990 TFLOP/s bf16/fp16 dense.
+    "cuda": MachineModel(
+        peak_flops=6.0e13,
+        bandwidth=3.35e12,
+        launch_overhead=4e-6,
+        half_rows=64,
+        half_precision_flops=9.9e14,
+    ),
 }
 
 
@@ -132,7 +147,7 @@ def choose(problem: Problem, algorithm: str | None = None) -> tuple[Algorithm, P
     """Pick the cheapest supported algorithm, or check and return the one named by the caller."""
     machine = machine_model(problem.device_type)
     candidates = candidate_algorithms(problem)
-    estimates = {a.name: machine.seconds(a.cost(problem)) for a in candidates}
+    estimates = {a.name: machine.seconds(a.cost(problem), problem.dtype) for a in candidates}
     if algorithm is None:
         chosen = min(candidates, key=lambda a: estimates[a.name])
     else:

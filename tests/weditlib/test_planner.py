@@ -84,3 +84,15 @@ def test_dense_planner_choice_is_exact_on_a_benchmark_shape():
     y = weditlib.edited_linear(x, weight, None, delta, index)
     expected = torch.einsum("btk,bnk->btn", x, weight + delta.weight[index])
     torch.testing.assert_close(y, expected)
+
+
+def test_half_precision_uses_the_tensor_core_rate():
+    machine = MachineModel(
+        peak_flops=1e12, bandwidth=1e15, launch_overhead=0.0, half_rows=0.0,
+        half_precision_flops=1e13,
+    )  # fmt: skip
+    from weditlib.kernels.base import Cost
+
+    cost = Cost(flops=1e12, bytes=0.0, launches=0, gemm_rows=10)
+    assert machine.seconds(cost, torch.float32) == 1.0
+    assert machine.seconds(cost, torch.bfloat16) == 0.1
