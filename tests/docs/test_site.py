@@ -13,6 +13,7 @@ import importlib
 import inspect
 import json
 import os
+import pkgutil
 import shutil
 import subprocess
 import sys
@@ -26,17 +27,21 @@ import pytest
 from tests.docs.markdown_blocks import ROOT
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-#: Packages whose ``__all__`` lists their public names.
-PACKAGES = (
-    "weditlib",
-    "perfrdiff.data",
-    "perfrdiff.models",
-    "perfrdiff.training",
-    "perfrdiff.generation",
-    "perfrdiff.metrics",
-)
 #: Modules without ``__all__``: their public names are those defined in them without a leading _.
-MODULES = ("perfrdiff.config",)
+MODULES = ("perfrdiff.config", "perfrdiff.cli")
+#: Subpackages that are not API: the CLI's command modules are documented by their --help.
+NOT_API = ("perfrdiff.commands",)
+
+
+def api_packages() -> list[str]:
+    """``weditlib`` and every ``perfrdiff`` subpackage that declares ``__all__``."""
+    import perfrdiff
+
+    packages = ["weditlib"]
+    for info in pkgutil.iter_modules(perfrdiff.__path__, "perfrdiff."):
+        if info.ispkg and info.name not in NOT_API:
+            packages.append(info.name)
+    return packages
 
 
 @pytest.fixture(scope="session")
@@ -66,8 +71,9 @@ def inventory(site: Path) -> set[str]:
 
 def public_names() -> list[str]:
     names = []
-    for package in PACKAGES:
+    for package in api_packages():
         module = importlib.import_module(package)
+        assert hasattr(module, "__all__"), f"{package} must list its public names in __all__"
         names += [f"{package}.{name}" for name in module.__all__]
     for module_name in MODULES:
         module = importlib.import_module(module_name)
