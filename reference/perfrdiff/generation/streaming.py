@@ -20,7 +20,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from perfrdiff.models.denoiser import AUDIO_DIM, EMOTION_DIM, FACE_DIM, GAFRG
-from perfrdiff.models.personalised import PerFRDiff
+from perfrdiff.models.personalised import PerFRDiff, Shifts
 from perfrdiff.models.schedule import DDIMSchedule
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class ReactionSampler:
         self,
         memory: Tensor,
         generator: torch.Generator,
-        shifts: dict[str, object] | None = None,
+        shifts: Shifts | None = None,
         index: Tensor | None = None,
     ) -> Tensor:
         """``memory: (b, m, d)`` -> ``(b, w, 25)`` sampled windows.

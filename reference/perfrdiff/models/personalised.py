@@ -16,9 +16,16 @@ from torch import Tensor, nn
 from perfrdiff.config import Config
 from perfrdiff.models.denoiser import GAFRG
 from perfrdiff.models.style_encoder import StyleEncoder
-from weditlib import MultiBranchDeltaGenerator, edit, editable_modules, make_editable
+from weditlib import (
+    DenseDelta,
+    LowRankDelta,
+    MultiBranchDeltaGenerator,
+    edit,
+    editable_modules,
+    make_editable,
+)
 
-Shifts = Mapping[str, object]
+Shifts = Mapping[str, DenseDelta | LowRankDelta]
 
 
 def build_generator(
@@ -70,7 +77,7 @@ class PerFRDiff(nn.Module):
         self.targets = make_editable_denoiser(gafrg, config.pwsg.targets)
         self.generator = build_generator(config, self.targets)
 
-    def listener_shifts(self, history: Tensor) -> dict[str, object]:
+    def listener_shifts(self, history: Tensor) -> dict[str, DenseDelta | LowRankDelta]:
         """``history: (l, h, c)`` of ``l`` listeners -> name -> shift holding ``l`` edits."""
         return self.generator(self.style_encoder(history))
 

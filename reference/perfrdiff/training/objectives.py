@@ -24,7 +24,7 @@ from perfrdiff.models import (
     x0_loss,
 )
 from perfrdiff.training.loop import Batch, Objective
-from weditlib import LowRankDelta
+from weditlib import DenseDelta, LowRankDelta
 
 
 class EmotionVAEObjective(Objective):
@@ -133,7 +133,7 @@ class PWSGObjective(Objective):
         return loss, {"shift_norm": size.sqrt().item()}
 
 
-def squared_norm(delta: object) -> Tensor:
+def squared_norm(delta: DenseDelta | LowRankDelta) -> Tensor:
     """``Σ_l ‖ΔW_l‖²_F`` without building low-rank shifts: ``‖UV‖² = Σ (UᵀU) ⊙ (VVᵀ)``."""
     if isinstance(delta, LowRankDelta):
         gram_up = delta.up.transpose(1, 2) @ delta.up
