@@ -166,6 +166,7 @@ def test_api_page_renders_in_chromium(served: str, tmp_path: Path):
     signature = dom[dom.index('id="weditlib.edited_linear"') :][:20000]
     for text in ("edited_linear", "weight", "bias", "delta", "index", "Raises"):
         assert text in signature, text
-    # material's JavaScript ran: the search component was initialised
-    assert 'data-md-component="search"' in dom
+    # the theme's JavaScript ran: it replaces the "no-js" class and adds copy buttons to code
+    assert 'class="no-js"' not in dom
+    assert "md-code__button" in dom
     assert "md-search__input" in dom
