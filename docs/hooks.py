@@ -145,29 +145,39 @@ def render_edit_linear(report: dict[str, Any]) -> str:
     )
 
 
-def plot_edit_linear(report: dict[str, Any]) -> str:
-    """Grouped bars of median ms per method and case, with each case's floor; SVG text."""
+def grouped_bars(
+    groups: list[str],
+    series: dict[str, list[float]],
+    ylabel: str,
+    lines: list[tuple[float, float, float, str]] = (),
+    log: bool = True,
+) -> str:
+    """SVG of bars for each series in each group; ``lines`` are ``(y, x0, x1, label)`` dashes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    results = report["results"]
-    methods = list(dict.fromkeys(m for r in results for m in r["median_ms"]))
-    width = 0.8 / len(methods)
+    width = min(0.8 / max(len(series), 1), 0.5)
     figure, axes = plt.subplots(figsize=(8, 3.6))
-    for i, method in enumerate(methods):
-        xs = [c + (i - (len(methods) - 1) / 2) * width for c in range(len(results))]
-        ys = [r["median_ms"].get(method, float("nan")) for r in results]
-        axes.bar(xs, ys, width, label=dict(EDIT_LINEAR_METHODS).get(method, method))
-    for c, r in enumerate(results):
-        axes.hlines(r["floor_ms"], c - 0.45, c + 0.45, colors="black", linestyles="dashed")
-    axes.plot([], [], "k--", label="floor")
-    axes.set_xticks(range(len(results)), [r["case"]["name"] for r in results])
-    axes.set_yscale("log")
-    axes.set_ylabel("median ms (log)")
+    for i, (label, ys) in enumerate(series.items()):
+        xs = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]
+        axes.bar(xs, ys, width, label=label)
+    labels = set()
+    for y, x0, x1, label in lines:
+        axes.hlines(y, x0, x1, colors="black", linestyles="dashed")
+        labels.add(label)
+    for label in sorted(labels):
+        axes.plot([], [], "k--", label=label)
+    axes.set_xticks(range(len(groups)), groups)
+    if log:
+        axes.set_yscale("log")
+    axes.set_ylabel(ylabel)
     axes.legend(
-        fontsize="small", ncols=len(methods) + 1, loc="lower center", bbox_to_anchor=(0.5, 1.0)
+        fontsize="small",
+        ncols=len(series) + len(labels),
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
     )
     figure.tight_layout()
     buffer = io.StringIO()
@@ -175,6 +185,37 @@ def plot_edit_linear(report: dict[str, Any]) -> str:
         figure.savefig(buffer, format="svg", metadata={"Date": None})
     plt.close(figure)
     return buffer.getvalue()
+
+
+def plot_edit_linear(report: dict[str, Any]) -> str:
+    """Median ms per method and case (log), with each case's floor."""
+    results = report["results"]
+    methods = list(dict.fromkeys(m for r in results for m in r["median_ms"]))
+    labels = dict(EDIT_LINEAR_METHODS)
+    series = {
+        labels.get(m, m): [r["median_ms"].get(m, float("nan")) for r in results] for m in methods
+    }
+    floors = [(r["floor_ms"], c - 0.45, c + 0.45, "floor") for c, r in enumerate(results)]
+    return grouped_bars([r["case"]["name"] for r in results], series, "median ms (log)", floors)
+
+
+def plot_metrics(report: dict[str, Any]) -> str:
+    """Seconds per metric (log): vectorised against the per-speaker loop."""
+    rows = report["rows"]
+    series = {
+        "perfrdiff.metrics": [r["fast_s"] for r in rows],
+        "per-speaker loop": [r["loop_s"] for r in rows],
+    }
+    return grouped_bars([r["metric"] for r in rows], series, "seconds (log)")
+
+
+def plot_generation(report: dict[str, Any]) -> str:
+    """Real-time factor per config (log), with the real-time line at 1."""
+    rtf = report["rtf"]
+    names = list(rtf)
+    series = {"RTF": [rtf[name]["rtf"] for name in names]}
+    real_time = [(1.0, -0.5, len(names) - 0.5, "real time")]
+    return grouped_bars(names, series, "compute time / window duration (log)", real_time)
 
 
 def render_metrics(report: dict[str, Any]) -> str:
@@ -275,7 +316,11 @@ RENDERERS = {
     "metrics": render_metrics,
     "generation": render_generation,
 }
-PLOTTERS = {"edit_linear": plot_edit_linear}
+PLOTTERS = {
+    "edit_linear": plot_edit_linear,
+    "metrics": plot_metrics,
+    "generation": plot_generation,
+}
 
 
 def load(name: str, results: Path = RESULTS) -> Any | None:
@@ -298,7 +343,7 @@ def render(name: str, results: Path = RESULTS) -> str:
         body = render_generic(report)
     source = f"*Source: `benchmarks/results/{name}.json`, rendered when the site is built.*"
     if plot(name, report) is not None:
-        body += f"\n\n![{name} timings](benchmarks/{name}.svg)"
+        body += f"\n\n![{name} benchmark plot](benchmarks/{name}.svg)"
     return f"{body}\n\n{source}"
 
 

@@ -58,7 +58,7 @@ def test_edit_linear_table_is_read_from_the_json(hooks, tmp_path: Path):
     )
     assert "| dense 16x10, T=50 | 4.321 | 3.358 | 1.481 | 1.066 |" in rendered
     assert "GEMM 101.5 GFLOP/s" in rendered
-    assert "![edit_linear timings](benchmarks/edit_linear.svg)" in rendered
+    assert "![edit_linear benchmark plot](benchmarks/edit_linear.svg)" in rendered
 
 
 def test_a_report_of_another_shape_still_shows_its_numbers(hooks, tmp_path: Path):
@@ -113,6 +113,7 @@ def test_generation_report(hooks, tmp_path: Path):
     assert "| tiny | 1 | 10 | 10 | 1 | 0.5 | 0.25 | 1000 |" in rendered
     assert "| dense | 1,073,741,824 | 4 | 16 | 1 | 15 |" in rendered
     assert "0.1000%" in rendered
+    assert "(benchmarks/generation.svg)" in rendered
 
 
 def test_metrics_report(hooks, tmp_path: Path):
@@ -131,6 +132,8 @@ def test_metrics_report(hooks, tmp_path: Path):
     rendered = hooks.render_page("<!-- benchmark: metrics -->", tmp_path)
     assert "| FRdist | 2 | 200 | 100 |" in rendered
     assert "FRdist max \\|diff\\|" in rendered  # pipes escaped inside table cells
+    assert "(benchmarks/metrics.svg)" in rendered
+    assert "</svg>" in hooks.plot_metrics(report)
 
 
 def test_cli_help_covers_every_command(hooks):
