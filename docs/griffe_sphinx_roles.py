@@ -59,12 +59,35 @@ def convert(obj: griffe.Object, text: str) -> str:
     return ROLE.sub(replace, text)
 
 
+CODE_SPAN = re.compile(r"(`+).*?\1", re.S)
+#: ``](`` followed by a destination with a space or comma: maths such as ``[a + b](x, y)``, which
+#: Markdown would otherwise turn into a link to "x, y".
+NOT_A_LINK = re.compile(r"\]\((?=[^)\n]*[ ,])")
+
+
+def escape_false_links(text: str) -> str:
+    """Escape ``[...](a, b)`` outside code spans so that it prints as written."""
+    parts, last = [], 0
+    for match in CODE_SPAN.finditer(text):
+        parts += [NOT_A_LINK.sub(r"\\](", text[last : match.start()]), match.group(0)]
+        last = match.end()
+    parts.append(NOT_A_LINK.sub(r"\\](", text[last:]))
+    return "".join(parts)
+
+
 class SphinxRoles(griffe.Extension):
-    """Rewrite Sphinx roles in every docstring once the object tree is complete."""
+    """Rewrite Sphinx roles in every docstring once the object tree is complete, and keep maths
+    that looks like a Markdown link from becoming one."""
 
     def on_object(self, *, obj: griffe.Object, **kwargs: Any) -> None:
-        if obj.docstring is not None and ":" in obj.docstring.value:
-            obj.docstring.value = convert(obj, obj.docstring.value)
+        if obj.docstring is None:
+            return
+        text = obj.docstring.value
+        if ":" in text:
+            text = convert(obj, text)
+        if "](" in text:
+            text = escape_false_links(text)
+        obj.docstring.value = text
 
 
 class HideUndocumentedInstanceAttributes(griffe.Extension):
@@ -75,12 +98,15 @@ class HideUndocumentedInstanceAttributes(griffe.Extension):
     """
 
     def on_class_members(self, *, cls: griffe.Class, **kwargs: Any) -> None:
+        if "dataclass" in cls.labels:
+            return  # annotation-only fields are the dataclass's parameters
         for name, member in list(cls.members.items()):
             if (
                 not member.is_alias
                 and member.is_attribute
                 and "instance-attribute" in member.labels
                 and "class-attribute" not in member.labels
+                and member.value is not None  # an assignment, not a `name: type` declaration
                 and member.docstring is None
             ):
                 del cls.members[name]

@@ -87,8 +87,8 @@ class EditableLinear(EditableMixin, nn.Linear):
         bias: whether to learn a bias ``(n,)``.
         batch_dim: which dim of the input indexes samples (``1`` inside a sequence-first
             transformer).
-        device: as ``nn.Linear``.
-        dtype: as ``nn.Linear``.
+
+    ``device`` and ``dtype`` are passed to ``nn.Linear``.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, batch_dim: int = 0,
