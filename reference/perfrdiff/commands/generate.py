@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run-dir", default="runs/demo", help="trained run (default: runs/demo)")
+    parser.add_argument(
+        "--run-dir", default="runs/demo/run", help="trained run (default: runs/demo/run)"
+    )
     parser.add_argument("--config", default=None, help="config (default: the run's config.yaml)")
     parser.add_argument("--data-root", default=None, help="dataset root (default: from config)")
     parser.add_argument("--split", default="test", help="split to generate for (default: test)")

@@ -46,7 +46,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("stage", choices=[*STAGES, "all"], help="stage to train, or all in order")
     add_config_arguments(parser)
-    parser.add_argument("--run-dir", default="runs/demo", help="run directory (default: runs/demo)")
+    parser.add_argument(
+        "--run-dir", default="runs/demo/run", help="run directory (default: runs/demo/run)"
+    )
     parser.add_argument(
         "--resume", action="store_true", help="continue each stage from its newest checkpoint"
     )
