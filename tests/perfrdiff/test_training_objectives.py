@@ -1,0 +1,64 @@
+"""Stage objectives: what each stage trains and what it keeps frozen."""
+
+import pytest
+import torch
+from perfrdiff.config import load_config
+from perfrdiff.models import GAFRG, DDIMSchedule, PerFRDiff, StyleEncoder
+from perfrdiff.training.objectives import GAFRGObjective, PWSGObjective
+from perfrdiff.training.stages import run_training
+
+
+def batch(b=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    return {
+        "speaker_audio": r(b, 50, 78), "speaker_face": r(b, 50, 58),
+        "speaker_emotion": r(b, 50, 25), "listener_emotion": r(b, 50, 25),
+        "listener_prev_emotion": r(b, 50, 25), "has_past": torch.ones(b, dtype=torch.bool),
+        "history_face": r(b, 250, 58), "history_emotion": r(b, 250, 25),
+    }  # fmt: skip
+
+
+def snapshot(module):
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def changed(before, module):
+    return {k for k, v in module.state_dict().items() if not torch.equal(v, before[k])}
+
+
+def step(objective, data):
+    params = [p for p in objective.trained.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=0.1)
+    loss, _ = objective(data)
+    loss.backward()
+    optimizer.step()
+
+
+def test_pwsg_stage_trains_only_the_shift_generator():
+    torch.manual_seed(0)
+    config = load_config("tiny")
+    model = PerFRDiff(config, GAFRG(config), StyleEncoder(config.style))
+    objective = PWSGObjective(model, DDIMSchedule(1000), config).train()
+    frozen = snapshot(model.gafrg), snapshot(model.style_encoder)
+    generator = snapshot(model.generator)
+    for i in range(2):  # the first step only moves the zero-initialised up-projections
+        step(objective, batch(seed=i))
+    assert not changed(frozen[0], model.gafrg) and not changed(frozen[1], model.style_encoder)
+    assert changed(generator, model.generator)
+    assert not model.gafrg.training and not model.style_encoder.training
+
+
+def test_gafrg_stage_keeps_the_emotion_vae_frozen():
+    torch.manual_seed(0)
+    gafrg = GAFRG(load_config("tiny"))
+    vae = snapshot(gafrg.vae)
+    step(GAFRGObjective(gafrg, DDIMSchedule(1000), cond_drop=0.2).train(), batch())
+    assert not changed(vae, gafrg.vae)
+    assert not gafrg.vae.training
+
+
+def test_pwsg_stage_needs_the_trained_gafrg_and_style_encoder(tmp_path, synthetic_root):
+    config = load_config("tiny", [f"data.root={synthetic_root}"])
+    with pytest.raises(FileNotFoundError, match="gafrg"):
+        run_training("pwsg", config, tmp_path)
