@@ -22,6 +22,11 @@ as soon as it must exceed a threshold (``max_dist``; PrunedDTW, exact below the 
 Thresholds carry a relative slack of 1e-9, so rounding can only cost work, never a wrong minimum:
 the candidate attaining the minimum is always computed exactly, with the same arithmetic as an
 exhaustive search.
+
+How much this saves depends on the data. When one appropriate reaction is much closer than the rest
+almost all other DTWs are skipped or abandoned early; when all candidates are about equally far (as
+for ``benchmarks/metrics.py``'s independent random predictions, 10 candidates per speaker) 90% of
+the component DTWs still start and most run nearly to the end, so the saving is ~15% of the work.
 """
 
 from __future__ import annotations
