@@ -43,7 +43,7 @@ def speaker(n, seed=1):
 @pytest.mark.parametrize("chunks", [[T], [1] * 20 + [T - 20], [49, 1, 75, 75]])
 def test_streaming_in_any_chunks_equals_offline_for_the_same_seed(model, chunks):
     audio, face, emotion = speaker(2)
-    history = torch.randn(2, 250, 58)
+    history = torch.randn(2, 250, 25)
     s = sampler(model, guidance=2.0)
     offline = generate_clips(s, audio, face, emotion, samples=3, history=history, seed=7)
     stream = StreamingGenerator(s, samples=3, history=history, seed=7, max_frames=T)
@@ -96,7 +96,7 @@ def test_the_shift_generator_runs_once_per_listener_batch(model):
             face,
             emotion,
             samples=4,
-            history=torch.randn(2, 250, 58),
+            history=torch.randn(2, 250, 25),
             seed=0,
         )
     finally:
@@ -106,11 +106,11 @@ def test_the_shift_generator_runs_once_per_listener_batch(model):
 
 def test_personalised_samples_depend_on_the_listener_history(model):
     audio, face, emotion = speaker(1)
-    a = generate_clips(sampler(model), audio, face, emotion, 2, torch.randn(1, 250, 58), seed=0)
-    b = generate_clips(sampler(model), audio, face, emotion, 2, torch.randn(1, 250, 58), seed=0)
+    a = generate_clips(sampler(model), audio, face, emotion, 2, torch.randn(1, 250, 25), seed=0)
+    b = generate_clips(sampler(model), audio, face, emotion, 2, torch.randn(1, 250, 25), seed=0)
     assert not torch.allclose(a, b)
 
 
 def test_a_generic_model_rejects_a_history(model):
     with pytest.raises(TypeError, match="PerFRDiff"):
-        StreamingGenerator(sampler(model.gafrg), samples=1, history=torch.randn(1, 250, 58))
+        StreamingGenerator(sampler(model.gafrg), samples=1, history=torch.randn(1, 250, 25))

@@ -32,15 +32,15 @@ def randomise(shifts):
 def test_style_is_unit_norm_for_histories_of_any_length():
     encoder = StyleEncoder(load_config("tiny").style).eval()
     for frames in (250, 375):
-        style = encoder(torch.randn(3, frames, 58))
+        style = encoder(torch.randn(3, frames, 25))
         assert style.shape == (3, 32)
         torch.testing.assert_close(style.norm(dim=-1), torch.ones(3))
 
 
 def test_style_encoder_names_the_expected_input_width():
     encoder = StyleEncoder(load_config("tiny").style)
-    with pytest.raises(ValueError, match=r"style\.input='face'"):
-        encoder(torch.randn(2, 250, 25))
+    with pytest.raises(ValueError, match=r"style\.input=.emotion."):
+        encoder(torch.randn(2, 250, 58))
 
 
 def test_default_targets_are_cross_attention_and_output():
@@ -70,7 +70,7 @@ def test_any_subset_of_layers_is_selectable_by_pattern(pattern, expected):
 def test_untrained_generator_leaves_the_denoiser_unchanged():
     model = build()
     x_t, t, memory = inputs(model)
-    shifts = model.listener_shifts(torch.randn(2, 250, 58))
+    shifts = model.listener_shifts(torch.randn(2, 250, 25))
     edited = model(x_t, t, memory, None, shifts, torch.tensor([0, 0, 1, 1]))
     torch.testing.assert_close(edited, model.gafrg(x_t, t, memory))
 
@@ -78,7 +78,7 @@ def test_untrained_generator_leaves_the_denoiser_unchanged():
 def test_mixed_listener_batch_equals_each_listener_alone():
     model = build()
     x_t, t, memory = inputs(model)
-    shifts = randomise(model.listener_shifts(torch.randn(2, 250, 58)))
+    shifts = randomise(model.listener_shifts(torch.randn(2, 250, 25)))
     index = torch.tensor([1, 0, 1, 0])
     mixed = model(x_t, t, memory, None, shifts, index)
     for listener in (0, 1):
@@ -92,12 +92,12 @@ def test_leaving_the_edit_restores_the_generic_model():
     model = build()
     x_t, t, memory = inputs(model)
     before = model.gafrg(x_t, t, memory)
-    shifts = randomise(model.listener_shifts(torch.randn(4, 250, 58)))
+    shifts = randomise(model.listener_shifts(torch.randn(4, 250, 25)))
     model(x_t, t, memory, None, shifts, torch.arange(4))
     torch.testing.assert_close(model.gafrg(x_t, t, memory), before)
 
 
 def test_dense_heads_are_available_for_paper_fidelity():
     model = build(["pwsg.rank=null"])
-    shifts = model.listener_shifts(torch.randn(1, 250, 58))
+    shifts = model.listener_shifts(torch.randn(1, 250, 25))
     assert shifts["output"].weight.shape == (1, 25, 64)
