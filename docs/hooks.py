@@ -341,6 +341,10 @@ def render(name: str, results: Path = RESULTS) -> str:
         # The script's JSON changed shape: still show its numbers, as generic tables.
         logging.getLogger("mkdocs.hooks").info("%s.json: generic tables (%r)", name, error)
         body = render_generic(report)
+    if name in RENDERERS and isinstance(report, dict) and report.get("notes"):
+        notes = report["notes"]
+        notes = notes if isinstance(notes, str) else " ".join(map(str, notes))
+        body += f"\n\n**Notes** (from the report): {notes}"
     source = f"*Source: `benchmarks/results/{name}.json`, rendered when the site is built.*"
     if plot(name, report) is not None:
         body += f"\n\n![{name} benchmark plot](benchmarks/{name}.svg)"

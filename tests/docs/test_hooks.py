@@ -107,6 +107,7 @@ def test_generation_report(hooks, tmp_path: Path):
                       "edited_weights": 15},
             "low_rank_over_dense": 0.001,
         },
+        "notes": "measured on a quiet CPU",
     }  # fmt: skip
     (tmp_path / "generation.json").write_text(json.dumps(report))
     rendered = hooks.render_page("<!-- benchmark: generation -->", tmp_path)
@@ -114,6 +115,7 @@ def test_generation_report(hooks, tmp_path: Path):
     assert "| dense | 1,073,741,824 | 4 | 16 | 1 | 15 |" in rendered
     assert "0.1000%" in rendered
     assert "(benchmarks/generation.svg)" in rendered
+    assert "**Notes** (from the report): measured on a quiet CPU" in rendered
 
 
 def test_metrics_report(hooks, tmp_path: Path):
