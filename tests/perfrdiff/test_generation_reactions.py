@@ -2,7 +2,14 @@
 
 import numpy as np
 import pytest
-from perfrdiff.generation import EvaluationSet, chance_predictions, plot_reactions
+import torch
+from perfrdiff.config import load_config
+from perfrdiff.generation import (
+    EvaluationSet,
+    chance_predictions,
+    plot_reactions,
+    with_listener_history,
+)
 
 
 def evaluation_set(n=6, t=20):
@@ -39,3 +46,13 @@ def test_plot_is_written(tmp_path):
 def test_plot_names_mismatched_shapes(tmp_path):
     with pytest.raises(ValueError, match="samples must be"):
         plot_reactions(np.zeros((3, 40, 25)), np.ones((41, 25)), tmp_path / "p.png")
+
+
+def test_one_listener_history_can_personalise_every_item():
+    data = evaluation_set()
+    data.clips = [{"history": torch.zeros(250, 25)} for _ in range(6)]
+    history = np.ones((250, 25), dtype=np.float32)
+    replaced = with_listener_history(data, history, load_config("tiny"))
+    assert all(torch.equal(c["history"], torch.ones(250, 25)) for c in replaced.clips)
+    with pytest.raises(ValueError, match=r"history must have shape \(h, 25\)"):
+        with_listener_history(data, np.ones((250, 58)), load_config("tiny"))

@@ -11,6 +11,8 @@ import argparse
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from perfrdiff.config import Config, apply_runtime, load_config
 from perfrdiff.generation import (
     EvaluationSet,
@@ -18,6 +20,7 @@ from perfrdiff.generation import (
     load_evaluation_set,
     plot_reactions,
     save_predictions,
+    with_listener_history,
 )
 
 log = logging.getLogger(__name__)
@@ -39,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, default=None, help="M (default: config, 10)")
     parser.add_argument("--steps", type=int, default=None, help="DDIM steps (default: config)")
     parser.add_argument("--guidance", type=float, default=None, help="CFG scale (default: config)")
+    parser.add_argument(
+        "--history",
+        default=None,
+        help="a listener history .npy (h, 58 or 25, per style.input) to personalise every item "
+        "to that listener (default: each item's own listener, from another clip)",
+    )
     parser.add_argument("--limit", type=int, default=None, help="only the first N items")
     parser.add_argument("--plots", type=int, default=3, help="items to plot (default: 3)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
@@ -63,13 +72,17 @@ def generate(
     plots: int = 3,
     seed: int = 0,
     data: EvaluationSet | None = None,
+    history: np.ndarray | None = None,
 ) -> dict[str, Path]:
     """Generate, save and plot reactions for ``modes``; returns mode -> predictions path.
 
-    ``data`` is the split, if already loaded (see :func:`load_evaluation_set`).
+    ``data`` is the split, if already loaded (see :func:`load_evaluation_set`); ``history``
+    ``(h, c)`` personalises every item to one listener instead of each item's own.
     """
     apply_runtime(config)
     data = data or load_evaluation_set(config, split, limit)
+    if history is not None:
+        data = with_listener_history(data, history, config)
     out = Path(out)
     paths = {}
     for mode in modes:
@@ -107,8 +120,17 @@ def run(args: argparse.Namespace) -> int:
     config = run_config(args.run_dir, args.config, overrides)
     modes = ("generic", "personalised") if args.mode == "both" else (args.mode,)
     out = args.out or Path(args.run_dir) / "generate"
+    history = np.load(args.history) if args.history else None
     for mode, path in generate(
-        config, args.run_dir, out, args.split, modes, args.limit, args.plots, args.seed
+        config,
+        args.run_dir,
+        out,
+        args.split,
+        modes,
+        args.limit,
+        args.plots,
+        args.seed,
+        history=history,
     ).items():
         print(f"{mode}: {path}")
     return 0

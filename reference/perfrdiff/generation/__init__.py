@@ -8,6 +8,7 @@ from perfrdiff.generation.reactions import (
     generate_split,
     load_evaluation_set,
     save_predictions,
+    with_listener_history,
 )
 from perfrdiff.generation.streaming import (
     ReactionSampler,
@@ -32,4 +33,5 @@ __all__ = [
     "load_evaluation_set",
     "plot_reactions",
     "save_predictions",
+    "with_listener_history",
 ]

@@ -6,6 +6,7 @@ Predictions are ``(n, M, T, 25)`` float32 arrays in :class:`~perfrdiff.data.Clip
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -117,3 +118,18 @@ def save_predictions(predictions: np.ndarray, path: str | Path, meta: dict) -> P
     path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
     log.info("predictions %s -> %s", tuple(predictions.shape), path)
     return path
+
+
+def with_listener_history(
+    data: EvaluationSet, history: np.ndarray, config: Config
+) -> EvaluationSet:
+    """``data`` with every item's listener history replaced by ``history: (h, c)``."""
+    channels = {"face": 58, "emotion": 25}[config.style.input]
+    if history.ndim != 2 or history.shape[1] != channels:
+        raise ValueError(
+            f"history must have shape (h, {channels}) for style.input={config.style.input!r}, "
+            f"got {history.shape}"
+        )
+    tensor = torch.from_numpy(np.ascontiguousarray(history, dtype=np.float32))
+    clips = [{**clip, "history": tensor} for clip in data.clips]
+    return dataclasses.replace(data, clips=clips)
