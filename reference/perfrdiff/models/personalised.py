@@ -21,7 +21,6 @@ from weditlib import (
     LowRankDelta,
     MultiBranchDeltaGenerator,
     edit,
-    editable_modules,
     make_editable,
 )
 
@@ -45,16 +44,12 @@ def build_generator(
 
 
 def make_editable_denoiser(gafrg: GAFRG, targets: list[str]) -> dict[str, tuple[int, int]]:
-    """``make_editable`` on the denoiser, names relative to it (e.g. ``"output"``).
+    """Make the denoiser's weights named by ``targets`` editable; returns name -> ``(n, k)``.
 
-    weditlib cannot swap a direct child of the model it is given (it looks up the parent of
-    ``"output"`` as ``None``), so the surgery runs on a throw-away container and the names are
-    read back relative to the denoiser, which is what :func:`weditlib.edit` is called on.
+    Names are relative to the denoiser (e.g. ``"output"``), which is what :func:`weditlib.edit`
+    is called on.
     """
-    holder = nn.Module()
-    holder.gafrg = gafrg
-    make_editable(holder, [f"gafrg.{pattern}" for pattern in targets])
-    return {name: shape for name, (_, _, shape) in editable_modules(gafrg).items()}
+    return make_editable(gafrg, targets)
 
 
 class PerFRDiff(nn.Module):
