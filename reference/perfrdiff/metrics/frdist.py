@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -63,24 +64,23 @@ def frdist_per_speaker(
     scores = np.empty(n)
     started = 0
     bar = tqdm(total=n, desc="FRdist", disable=not progress, leave=False)
-    if jobs == 1:
-        _init_worker(reals)
-        for k in range(n):
-            scores[k], count = _speaker_task(predictions[k], candidates[k], prune)
-            started += count
-            bar.update()
-    else:
-        # fork: workers only run numpy and dtaidistance, and inherit the reals without a copy
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        context = multiprocessing.get_context(method)
-        with ProcessPoolExecutor(jobs, context, _init_worker, (reals,)) as pool:
+    with contextlib.ExitStack() as stack:
+        if jobs == 1:
+            _init_worker(reals)
+            results = (_speaker_task(predictions[k], candidates[k], prune) for k in range(n))
+        else:
+            # fork: workers only run numpy and dtaidistance, and inherit the reals without a copy
+            method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+            context = multiprocessing.get_context(method)
+            pool = stack.enter_context(ProcessPoolExecutor(jobs, context, _init_worker, (reals,)))
             futures = [
                 pool.submit(_speaker_task, predictions[k], candidates[k], prune) for k in range(n)
             ]
-            for k, future in enumerate(futures):
-                scores[k], count = future.result()
-                started += count
-                bar.update()
+            results = (future.result() for future in futures)
+        for k, (score, count) in enumerate(results):
+            scores[k] = score
+            started += count
+            bar.update()
     bar.close()
     return scores, started
 
