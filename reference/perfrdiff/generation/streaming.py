@@ -35,7 +35,9 @@ def guided_x0(denoise: Denoise, x_t: Tensor, t: Tensor, memory: Tensor, guidance
 
     Args:
         denoise: ``(x_t, t, memory, keep) -> x0``, all batched over ``b``.
-        x_t: ``(b, w, e)``; t: ``(b,)``; memory: ``(b, m, d)``.
+        x_t: ``(b, w, e)`` noisy windows.
+        t: ``(b,)`` timesteps.
+        memory: ``(b, m, d)`` condition tokens.
         guidance: scale ``g``.
     """
     if guidance == 1.0:
@@ -209,7 +211,9 @@ def generate_clips(
     """Offline generation for whole clips (the streaming computation over all frames at once).
 
     Args:
-        audio: ``(n, T, 78)``; face: ``(n, T, 58)``; emotion: ``(n, T, 25)`` speaker behaviour.
+        audio: ``(n, T, 78)`` speaker audio features.
+        face: ``(n, T, 58)`` speaker 3DMM.
+        emotion: ``(n, T, 25)`` speaker emotion.
         samples: ``M``.
         history: ``(n, h, c)`` listener histories (personalised) or ``None`` (generic).
 

@@ -47,7 +47,9 @@ def frdist_per_speaker(
     """``(n,)`` per speaker ``sum_i min_{j in A_k} cost(P_ki, G_j)``, and the DTWs started.
 
     Args:
-        predictions: ``(n, k, t, 25)``; listener_emotion: ``(n, t, 25)``; neighbours: ``(n, n)``.
+        predictions: ``(n, k, t, 25)``.
+        listener_emotion: ``(n, t, 25)`` real reactions.
+        neighbours: ``(n, n)`` boolean appropriateness matrix.
         n_jobs: worker processes (None: all CPUs; 1: in this process).
         prune: exact pruning (see :mod:`perfrdiff.metrics.dtw`); False is exhaustive.
     """

@@ -56,7 +56,8 @@ def frrea(predictions: Any, listener_emotion: Any) -> float:
     """FRRea (ours): Fréchet distance of emotion dynamics, generated vs real (module docstring).
 
     Args:
-        predictions: ``(n, k, t, d)``; listener_emotion: ``(m, t, d)`` real reactions (any ``m``).
+        predictions: ``(n, k, t, d)``.
+        listener_emotion: ``(m, t, d)`` real reactions (any ``m``).
     """
     p = predictions_array(predictions)
     real = as_array("listener_emotion", listener_emotion, 3, "(m, t, d)")

@@ -72,8 +72,9 @@ class GAFRG(nn.Module):
         """Condition tokens of one window, computed once and reused at every denoising step.
 
         Args:
-            speaker_audio: ``(b, w, 78)``; speaker_face: ``(b, w, 58)``;
-            speaker_emotion: ``(b, w, 25)``: the speaker frames before the listener window.
+            speaker_audio: ``(b, w, 78)`` audio of the speaker frames before the listener window.
+            speaker_face: ``(b, w, 58)`` 3DMM of those frames.
+            speaker_emotion: ``(b, w, 25)`` emotion of those frames.
             prev_emotion: ``(b, w, 25)`` the previous listener window (zeros if none).
             has_past: ``(b,)`` bool, whether ``prev_emotion`` is real.
 
