@@ -101,12 +101,9 @@ def make_editable(
         else:
             continue
         available.extend(names)
-        chosen = _selected(names, path, patterns)
-        for pattern in patterns:
-            if any(fnmatch.fnmatchcase(n, pattern) for n in names) or fnmatch.fnmatchcase(
-                path, pattern
-            ):
-                used[pattern] = True
+        hits = [p for p in patterns if _selected(names, path, [p])]
+        used.update(dict.fromkeys(hits, True))
+        chosen = _selected(names, path, hits)
         if chosen:
             swaps.append((path, module, [n[len(path) + 1 :] if path else n for n in chosen]))
     unused = [p for p, hit in used.items() if not hit]

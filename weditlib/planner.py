@@ -14,12 +14,11 @@ predict wall time; :func:`calibrate` measures the two rates on the current machi
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 import torch
 
-from weditlib.kernels import reference
+from weditlib.kernels import reference, triton_backend_algorithms
 from weditlib.kernels.base import Algorithm, Cost, Problem
 
 
@@ -109,19 +108,19 @@ def calibrate(
     return replace(base, peak_flops=2 * size**3 / gemm, bandwidth=2 * big.numel() * 4 / copy)
 
 
+def _all_algorithms() -> tuple[Algorithm, ...]:
+    """Every registered algorithm, fused backends first (they win ties)."""
+    return (*triton_backend_algorithms(), *reference.ALGORITHMS)
+
+
 def candidate_algorithms(problem: Problem) -> list[Algorithm]:
     """Every registered algorithm that supports ``problem``, reference backends last on ties."""
-    from weditlib.kernels import triton_backend_algorithms
-
-    pool: Iterable[Algorithm] = (*triton_backend_algorithms(), *reference.ALGORITHMS)
-    return [algorithm for algorithm in pool if algorithm.supported(problem)]
+    return [algorithm for algorithm in _all_algorithms() if algorithm.supported(problem)]
 
 
 def algorithm_names() -> list[str]:
     """Names accepted by ``edited_linear(..., algorithm=...)``."""
-    from weditlib.kernels import triton_backend_algorithms
-
-    return [a.name for a in (*triton_backend_algorithms(), *reference.ALGORITHMS)]
+    return [algorithm.name for algorithm in _all_algorithms()]
 
 
 @dataclass(frozen=True)

@@ -187,15 +187,13 @@ class Split:
         self, x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta, grouping: Grouping
     ) -> Tensor:
         assert isinstance(delta, DenseDelta)
-        b, t, _ = x.shape
+        t = x.shape[1]
         base = torch.nn.functional.linear(x, weight, bias)  # (b, t, n)
-        if grouping.uniform:
-            lcount = grouping.num_shifts
-            xg = x.reshape(lcount, grouping.max_count * t, -1)
-            base_g = base.reshape(lcount, grouping.max_count * t, -1)
-            return torch.baddbmm(base_g, xg, delta.weight.transpose(1, 2)).reshape(b, t, -1)
-        change = torch.bmm(to_groups(x, grouping), delta.weight.transpose(1, 2))
-        return base + from_groups(change, grouping, t)
+        xg = to_groups(x, grouping)  # (l, c·t, k)
+        shift_t = delta.weight.transpose(1, 2)
+        if grouping.uniform:  # free views: accumulate onto the base output in one product
+            return from_groups(torch.baddbmm(to_groups(base, grouping), xg, shift_t), grouping, t)
+        return base + from_groups(torch.bmm(xg, shift_t), grouping, t)
 
 
 class LowRank:
@@ -226,13 +224,12 @@ class LowRank:
         assert isinstance(delta, LowRankDelta)
         base = torch.nn.functional.linear(x, weight, bias)  # (b, t, n)
         if grouping.uniform:  # one (c·t)-row product per shift instead of b small ones
-            b, t, _ = x.shape
-            xg = x.reshape(grouping.num_shifts, grouping.max_count * t, -1)
-            base_g = base.reshape(grouping.num_shifts, grouping.max_count * t, -1)
-            inner = torch.bmm(xg, delta.down.transpose(1, 2))  # (l, c·t, r)
-            return torch.baddbmm(base_g, inner, delta.up.transpose(1, 2)).reshape(b, t, -1)
-        up = delta.up[grouping.index]  # (b, n, r)
-        down = delta.down[grouping.index]  # (b, r, k)
+            t = x.shape[1]
+            inner = torch.bmm(to_groups(x, grouping), delta.down.transpose(1, 2))  # (l, c·t, r)
+            y = torch.baddbmm(to_groups(base, grouping), inner, delta.up.transpose(1, 2))
+            return from_groups(y, grouping, t)
+        up = _per_sample(delta.up, grouping)  # (b, n, r)
+        down = _per_sample(delta.down, grouping)  # (b, r, k)
         inner = torch.bmm(x, down.transpose(1, 2))  # (b, t, r)
         return torch.baddbmm(base, inner, up.transpose(1, 2))
 
