@@ -56,12 +56,39 @@ def emotion_like(rng: np.random.Generator, rows: int, frames: int) -> np.ndarray
     ).astype(np.float32)
 
 
-def make_inputs(n: int, k: int, frames: int, appropriate: float, seed: int):
+#: Channel ranges for clipping perturbed reactions: AU and expression probabilities, VA.
+LOW = np.array([0.0] * 15 + [-1.0] * 2 + [0.0] * 8, dtype=np.float32)
+HIGH = np.ones(25, dtype=np.float32)
+
+
+def near_appropriate(
+    rng: np.random.Generator, listener: np.ndarray, neighbours: np.ndarray, k: int
+) -> np.ndarray:
+    """``(n, k, t, 25)`` samples that each copy one appropriate reaction of their speaker, delayed
+    by 0-19 frames, plus Gaussian noise (sd 0.05): what a model that has learnt the task emits."""
+    n, frames, _ = listener.shape
+    predictions = np.empty((n, k, frames, 25), dtype=np.float32)
+    for speaker in range(n):
+        for sample in range(k):
+            source = listener[rng.choice(np.flatnonzero(neighbours[speaker]))]
+            delay = int(rng.integers(0, 20))
+            delayed = np.concatenate([np.repeat(source[:1], delay, axis=0), source])[:frames]
+            noisy = delayed + rng.normal(0, 0.05, delayed.shape)
+            predictions[speaker, sample] = np.clip(noisy, LOW, HIGH)
+    return predictions
+
+
+def make_inputs(n: int, k: int, frames: int, appropriate: float, seed: int, kind: str):
+    """Predictions ``(n, k, t, 25)``, real listener and speaker emotion ``(n, t, 25)`` and the
+    appropriateness matrix; ``kind`` is ``independent`` (predictions unrelated to every real
+    reaction: the hardest case for FRdist's pruning) or ``near-appropriate``."""
     rng = np.random.default_rng(seed)
     predictions = np.stack([emotion_like(rng, k, frames) for _ in range(n)])
     listener = emotion_like(rng, n, frames)
     speaker = emotion_like(rng, n, frames)
     neighbours = appropriateness_matrix(speaker, min(1.0, max(appropriate - 1, 0) / (n - 1)))
+    if kind == "near-appropriate":
+        predictions = near_appropriate(rng, listener, neighbours, k)
     return predictions, listener, speaker, neighbours
 
 
@@ -88,10 +115,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-speakers", type=int, default=16)
     parser.add_argument("--n-jobs", type=int, default=None, help="FRdist processes (all CPUs)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--predictions",
+        choices=["independent", "near-appropriate"],
+        default="independent",
+        help="samples unrelated to the real reactions, or each a noisy, delayed copy of one "
+        "appropriate reaction",
+    )
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/metrics.json"))
     args = parser.parse_args(argv)
 
-    p, g, s, m = make_inputs(args.speakers, args.samples, args.frames, args.appropriate, args.seed)
+    p, g, s, m = make_inputs(
+        args.speakers, args.samples, args.frames, args.appropriate, args.seed, args.predictions
+    )
     n, b = args.speakers, min(args.baseline_speakers, args.speakers)
     scale = n / b
     print(f"n={n} k={args.samples} t={args.frames}, mean |A_k| = {m.sum(1).mean():.1f}")
