@@ -314,11 +314,13 @@ def plot(name: str, report: Any) -> str | None:
 RENDERERS = {
     "edit_linear": render_edit_linear,
     "metrics": render_metrics,
+    "metrics_near": render_metrics,
     "generation": render_generation,
 }
 PLOTTERS = {
     "edit_linear": plot_edit_linear,
     "metrics": plot_metrics,
+    "metrics_near": plot_metrics,
     "generation": plot_generation,
 }
 

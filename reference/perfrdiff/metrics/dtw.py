@@ -11,7 +11,7 @@ as soon as it must exceed a threshold (``max_dist``; PrunedDTW, exact below the 
 
 1. bounds per candidate and component, all vectorised: the lock-step Euclidean distance is an upper
    bound (the diagonal is a warping path), and so, for the candidate where that is smallest, is the
-   DTW restricted to a band of ±20 frames around the diagonal; a lower bound is the largest of (a)
+   DTW restricted to a band of ±19 frames around the diagonal; a lower bound is the largest of (a)
    the first-and-last cells (every path contains both), (b) each frame of ``x`` to the per-channel
    bounding box of ``y`` (every frame is matched at least once, and a match lies in the box), and
    (c) the same with the roles swapped;
@@ -46,7 +46,7 @@ COMPONENTS: tuple[tuple[slice, float], ...] = (
 #: (2 channels) and carries most of the cost (weight 1 against 1/15 and 1/8), so its exact value
 #: decides most candidates before the 8- and 15-channel DTWs start.
 EVALUATION_ORDER = (1, 2, 0)
-#: Half-width in frames (0.8 s) of the Sakoe-Chiba band whose DTW, on the candidate with the
+#: Band (``|i - j| < 20``: lags up to 19 frames, 0.76 s) of the DTW that, on the candidate with the
 #: smallest lock-step distance, starts the running best: much tighter than the lock-step distance
 #: when a prediction follows a real reaction with a delay, for ~5% of one unconstrained DTW.
 UPPER_BOUND_BAND = 20
@@ -62,9 +62,9 @@ def dtw_distance(
         x: ``(t1, d)`` float64, C-contiguous.
         y: ``(t2, d)`` float64, C-contiguous.
         max_dist: abandon and return ``inf`` once the distance must exceed this (must be > 0).
-        window: if given, only warping paths within ``window`` frames of the diagonal (a
-            Sakoe-Chiba band; must be >= 1). The result is then an upper bound of the
-            unconstrained DTW: the same sums over a subset of the paths.
+        window: if given, only warping paths whose cells have ``|i - j| < window`` (a
+            Sakoe-Chiba band; 1 is the lock-step distance). The result is then an upper bound
+            of the unconstrained DTW: the same sums over a subset of the paths.
     """
     if max_dist is not None and not max_dist > 0:
         raise ValueError(
