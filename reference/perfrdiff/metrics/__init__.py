@@ -6,9 +6,8 @@ Inputs are numpy arrays or torch tensors: predictions ``(n, k, t, d)``, real lis
 
 from perfrdiff.metrics.ccc import ccc_matrix, frcorr, frcorr_per_speaker
 from perfrdiff.metrics.diversity import frdiv, frdvs, frvar
-from perfrdiff.metrics.dtw import COMPONENTS, dtw_distance, min_cost
+from perfrdiff.metrics.dtw import COMPONENTS, dtw_distance, frdist, frdist_per_speaker, min_cost
 from perfrdiff.metrics.evaluate import METRICS, evaluate_all, markdown_table, write_report
-from perfrdiff.metrics.frdist import frdist, frdist_per_speaker
 from perfrdiff.metrics.realism import dynamics_features, frechet_distance, frrea, gaussian_fit
 from perfrdiff.metrics.synchrony import frsyn, frsyn_offsets, lag_correlations
 

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from perfrdiff.metrics._inputs import neighbour_array, predictions_array, sequences_array
 from perfrdiff.metrics.ccc import frcorr
 from perfrdiff.metrics.diversity import frdiv, frdvs, frvar
-from perfrdiff.metrics.frdist import frdist
+from perfrdiff.metrics.dtw import frdist
 from perfrdiff.metrics.realism import frrea
 from perfrdiff.metrics.synchrony import frsyn
 
