@@ -187,7 +187,7 @@ def edit_set_totals(rows: list[Row]) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--element-bytes", type=int, default=2, help="bytes per element (bf16: 2)")
     parser.add_argument(
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--bandwidth-tbs", type=float, default=3.35, help="HBM bandwidth, TB/s (H100 SXM: 3.35)"
     )
-    parser.add_argument("--json", default="roofline.json", help="where to write the rows as JSON")
+    parser.add_argument("--json", help="also write the rows as JSON to this file")
     args = parser.parse_args(argv)
     peak, bandwidth = args.peak_tflops * 1e12, args.bandwidth_tbs * 1e12
     rows = roofline(CASES, args.element_bytes, peak, bandwidth)
@@ -207,6 +207,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(markdown(rows))
     print(edit_set_totals(rows))
+    if args.json is None:
+        return 0
     with open(args.json, "w") as f:
         json.dump(
             {
@@ -218,7 +220,8 @@ def main(argv: list[str] | None = None) -> None:
             indent=2,
         )
     print(f"\nwrote {args.json}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
