@@ -2,8 +2,8 @@
 
 Sums of squared pairwise distances use ``sum_{a != b} |u_a - u_b|^2 = 2 m sum_a |u_a - c|^2`` for
 ``m`` vectors with mean ``c`` (centring first keeps it accurate): linear in the data instead of
-quadratic, and equal to the challenge's ``cdist(...)**2`` sums. Work is done in float64, a chunk of
-speakers at a time, so a REACT-test-sized input (600 MB in float32) is never copied whole.
+quadratic, and equal to the challenge's ``cdist(...)**2`` sums. Sums are accumulated in float64, a
+chunk of speakers at a time, so a REACT-test-sized input (600 MB in float32) is never copied whole.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ def frdiv(predictions: Any) -> float:
         raise ValueError(f"predictions: FRDiv needs k >= 2 samples per speaker, got k = {k}")
     total = 0.0
     for begin in _chunks(n):
-        chunk = p[begin : begin + CHUNK].astype(np.float64)
-        total += 2 * k * ((chunk - chunk.mean(axis=1, keepdims=True)) ** 2).sum()
+        chunk = p[begin : begin + CHUNK]
+        centre = chunk.mean(axis=1, keepdims=True, dtype=np.float64)
+        total += 2 * k * ((chunk - centre) ** 2).sum()  # float64: the centre promotes the chunk
     return float(total / n / (k * (k - 1) * t * d))
 
 
@@ -59,5 +60,6 @@ def frvar(predictions: Any) -> float:
     n, k, t, d = p.shape
     if t < 2:
         raise ValueError(f"predictions: FRVar needs t >= 2 frames, got t = {t}")
-    total = sum(p[b : b + CHUNK].astype(np.float64).var(axis=2, ddof=1).sum() for b in _chunks(n))
+    # dtype=float64 accumulates in float64 without first copying the chunk to float64
+    total = sum(p[b : b + CHUNK].var(axis=2, ddof=1, dtype=np.float64).sum() for b in _chunks(n))
     return float(total / (n * k * d))
