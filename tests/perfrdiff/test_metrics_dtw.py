@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from perfrdiff.metrics import dtw_distance, min_cost
-from perfrdiff.metrics.dtw import cost
+from perfrdiff.metrics.dtw import COMPONENTS, _bounds, _c64, _starting_bound, cost
 from tslearn.metrics import dtw as tslearn_dtw
 
 
@@ -43,11 +43,11 @@ def test_zero_threshold_is_rejected_since_the_library_reads_it_as_no_limit():
 
 
 def test_banded_dtw_hand_computed():
-    # the best unconstrained path waits two frames on y[0]; a band of one frame forbids that
+    # the best unconstrained path matches x[0..2] to y[0]; |i - j| < 2 forbids cell (2, 0)
     x = np.array([[0.0], [0.0], [0.0], [5.0]])
     y = np.array([[0.0], [5.0], [5.0], [5.0]])
     assert dtw_distance(x, y) == 0.0
-    assert dtw_distance(x, y, window=2) == 5.0  # (2, 1) is outside: one zero frame meets 5
+    assert dtw_distance(x, y, window=2) == 5.0  # so x[2] = 0 must meet a 5
     assert dtw_distance(x, y, window=4) == 0.0
 
 
@@ -90,16 +90,28 @@ def test_pruning_skips_work_when_one_candidate_is_much_closer():
     assert started == 3  # only the close candidate is computed
 
 
-def test_banded_upper_bound_prunes_a_delayed_copy_among_similar_candidates():
-    # every candidate is as far as x in lock-step, but ys[2] is x delayed by 3 frames: the banded
-    # bound finds it, so the others are abandoned in their first (valence/arousal) DTW
-    rng = np.random.default_rng(2)
-    frames = 80
-    walk = np.cumsum(rng.normal(0, 0.3, (6, frames + 3, 25)), axis=1).astype(np.float32)
-    x = walk[0, 3:]
-    ys = walk[:, :frames].copy()
-    ys[2] = walk[0, :frames]
-    ys[0] = walk[5, :frames]
-    value, started = min_cost(x, ys)
-    assert value == min_cost(x, ys, prune=False)[0] == cost(x, ys[2])
-    assert started <= 3 + (len(ys) - 1)
+def smooth_sequences(rng: np.random.Generator, rows: int, frames: int) -> np.ndarray:
+    """``(rows, frames, 25)`` AR(1) sequences (coefficient 0.9): slowly varying, like emotions."""
+    out = np.empty((rows, frames, 25), dtype=np.float32)
+    state = rng.normal(0, 1, (rows, 25))
+    for t in range(frames):
+        state = 0.9 * state + np.sqrt(1 - 0.9**2) * rng.normal(0, 1, (rows, 25))
+        out[:, t] = state
+    return out
+
+
+def test_starting_bound_of_a_delayed_copy_is_its_exact_cost_where_lock_step_is_loose():
+    # ys[2] is x delayed by 10 frames: the closest candidate, also in lock-step, where it is still
+    # several times its DTW; the DTW within the band finds the delay, so pruning starts tight
+    rng = np.random.default_rng(0)
+    walks = smooth_sequences(rng, 6, 130)
+    x, ys = walks[0, 10:], walks[1:, :120].copy()
+    ys[2] = walks[0, :120]
+    parts = [(_c64(x[:, c]), _c64(ys[:, :, c]), w) for c, w in COMPONENTS]
+    lock_step = sum(w * _bounds(xc, yc)[1] for xc, yc, w in parts)
+    exact = min_cost(x, ys, prune=False)[0]
+    assert np.argmin(lock_step) == 2 and exact == cost(x, ys[2])
+    assert lock_step[2] > 2 * exact
+    bound = _starting_bound(parts, 2, float(lock_step[2]))
+    assert exact <= bound <= exact * (1 + 1e-12)
+    assert min_cost(x, ys)[0] == exact

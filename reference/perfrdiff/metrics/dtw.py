@@ -114,6 +114,17 @@ def _bounds(x: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lower, upper
 
 
+def _starting_bound(
+    parts: list[tuple[np.ndarray, np.ndarray, float]], first: int, lock_step: float
+) -> float:
+    """An upper bound of the minimum cost: the smaller of candidate ``first``'s lock-step distance
+    and its DTW within :data:`UPPER_BOUND_BAND` frames of the diagonal."""
+    banded = 0.0
+    for xc, yc, weight in parts:
+        banded += weight * dtw_distance(xc, yc[first], window=UPPER_BOUND_BAND)
+    return min(lock_step, banded)
+
+
 def min_cost(x: np.ndarray, ys: np.ndarray, prune: bool = True) -> tuple[float, int]:
     """Exact ``min_j cost(x, ys[j])`` and how many unconstrained component DTWs were started
     (the three banded DTWs of the upper bound are not counted).
@@ -142,11 +153,7 @@ def min_cost(x: np.ndarray, ys: np.ndarray, prune: bool = True) -> tuple[float, 
     lower = np.stack([weight * b[0] for b, (_, _, weight) in zip(bounds, parts, strict=True)])
     upper = sum(weight * b[1] for b, (_, _, weight) in zip(bounds, parts, strict=True))
     order = np.argsort(upper, kind="stable")
-    first = order[0]
-    banded = 0.0
-    for xc, yc, weight in parts:
-        banded += weight * dtw_distance(xc, yc[first], window=UPPER_BOUND_BAND)
-    best = min(float(upper[first]), banded) * (1 + SLACK) + SLACK
+    best = _starting_bound(parts, order[0], float(upper[order[0]])) * (1 + SLACK) + SLACK
     exact = np.inf
     started = 0
     for j in order:
