@@ -28,10 +28,10 @@ exhaustive search.
 How much this saves depends on the data (``benchmarks/metrics.py``, 806 speakers x 10 samples, 10
 candidates each). When every sample is a noisy, delayed copy of one appropriate reaction, as a
 model that has learnt the task would emit, 40% of the component DTWs start and most of those are
-abandoned early: FRdist takes 12x less CPU time than tslearn in a loop. When samples are unrelated
+abandoned early: FRdist takes ~13x less CPU time than tslearn in a loop. When samples are unrelated
 to every real reaction, all candidates are about equally far, 94% of the DTWs start and run nearly
-to the end, and FRdist takes only 1.2x less CPU time: the cost is then the DTW engine's
-(dtaidistance and tslearn take about the same 9-11 ms per candidate on these inputs).
+to the end, and FRdist takes only ~1.3x less CPU time: the cost is then the DTW engine's
+(dtaidistance and tslearn take about the same 9-12 ms per candidate on these inputs).
 :func:`frdist_per_speaker` also spreads speakers over worker processes.
 """
 
