@@ -113,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=750)
     parser.add_argument("--appropriate", type=float, default=10.0, help="mean set size")
     parser.add_argument("--baseline-speakers", type=int, default=16)
-    parser.add_argument("--n-jobs", type=int, default=None, help="FRdist processes (all CPUs)")
+    parser.add_argument(
+        "--n-jobs", type=int, default=None, help="FRdist processes (default: one per usable CPU)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--predictions",

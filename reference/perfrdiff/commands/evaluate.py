@@ -21,7 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default=EvaluateConfig.split, help="split (default: test)")
     parser.add_argument("--output", type=Path, default=None, help="report folder")
     parser.add_argument("--name", default=None, help="row label in the report")
-    parser.add_argument("--n-jobs", type=int, default=None, help="FRdist processes (all CPUs)")
+    parser.add_argument(
+        "--n-jobs", type=int, default=None, help="FRdist processes (default: one per usable CPU)"
+    )
     parser.add_argument(
         "--nan-policy",
         choices=("ignore", "challenge"),

@@ -182,6 +182,13 @@ def min_cost(x: np.ndarray, ys: np.ndarray, prune: bool = True) -> tuple[float, 
     return exact, started
 
 
+def _usable_cpus() -> int:
+    """CPUs this process may run on (a container or ``taskset`` can allow fewer than exist)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 _REALS: np.ndarray | None = None  # worker-global real reactions, sent once per worker
 
 
@@ -218,7 +225,7 @@ def frdist_per_speaker(
         predictions: ``(n, k, t, 25)``.
         listener_emotion: ``(n, t, 25)`` real reactions.
         neighbours: ``(n, n)`` boolean appropriateness matrix.
-        n_jobs: worker processes (None: all CPUs; 1: in this process).
+        n_jobs: worker processes (None: one per CPU this process may use; 1: in this process).
         prune: exact pruning (see :mod:`perfrdiff.metrics.dtw`); False is exhaustive.
     """
     predictions = np.asarray(predictions_array(predictions), dtype=np.float32)
@@ -229,7 +236,7 @@ def frdist_per_speaker(
         raise ValueError(f"predictions: FRdist needs d = 25 channels, got {predictions.shape[-1]}")
     neighbours = neighbour_array(neighbours, predictions.shape[0])
     n = predictions.shape[0]
-    jobs = n_jobs or os.cpu_count() or 1
+    jobs = n_jobs or _usable_cpus()
     candidates = [np.flatnonzero(row) for row in neighbours]
     scores = np.empty(n)
     started = 0

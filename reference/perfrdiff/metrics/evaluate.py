@@ -38,7 +38,7 @@ def evaluate_all(
         listener_emotion: ``(n, t, 25)`` real listener emotions (item order of ``neighbours``).
         speaker_emotion: ``(n, t, 25)`` speaker emotions.
         neighbours: ``(n, n)`` bool appropriateness matrix.
-        n_jobs: processes for FRdist (None: all CPUs).
+        n_jobs: processes for FRdist (None: one per CPU this process may use).
         nan_policy: FRSyn's handling of constant channels (see :mod:`.synchrony`).
 
     Returns:
