@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from perfrdiff.metrics import dtw as dtw_module
 from perfrdiff.metrics import dtw_distance, min_cost
-from perfrdiff.metrics.dtw import COMPONENTS, _bounds, _c64, _starting_bound, cost
+from perfrdiff.metrics.dtw import _bounds, _components, _starting_bound, cost
 from tslearn.metrics import dtw as tslearn_dtw
 
 
@@ -110,7 +110,7 @@ def test_starting_bound_of_a_delayed_copy_is_its_exact_cost_where_lock_step_is_l
     walks = smooth_sequences(rng, 6, 130)
     x, ys = walks[0, 10:], walks[1:, :120].copy()
     ys[2] = walks[0, :120]
-    parts = [(_c64(x[:, c]), _c64(ys[:, :, c]), w) for c, w in COMPONENTS]
+    parts = _components(x, ys)
     lock_step = sum(w * _bounds(xc, yc)[1] for xc, yc, w in parts)
     exact = min_cost(x, ys, prune=False)[0]
     assert np.argmin(lock_step) == 2 and exact == cost(x, ys[2])

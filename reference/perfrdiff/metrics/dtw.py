@@ -114,6 +114,17 @@ def _bounds(x: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lower, upper
 
 
+def _components(x: np.ndarray, ys: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """``(x channels (t, c), ys channels (m, t, c), weight)`` per FRdist component: float32 values
+    (as the challenge passes them) in C-contiguous float64 copies (as the DTW reads them)."""
+    x32 = np.asarray(x, dtype=np.float32)
+    ys32 = np.asarray(ys, dtype=np.float32)
+    return [
+        (_c64(x32[:, channels]), _c64(ys32[:, :, channels]), weight)
+        for channels, weight in COMPONENTS
+    ]
+
+
 def _starting_bound(
     parts: list[tuple[np.ndarray, np.ndarray, float]], first: int, lock_step: float
 ) -> float:
@@ -134,13 +145,8 @@ def min_cost(x: np.ndarray, ys: np.ndarray, prune: bool = True) -> tuple[float, 
         ys: ``(m, t, 25)`` the appropriate real reactions.
         prune: False evaluates every candidate fully (the exhaustive reference).
     """
-    x32 = np.asarray(x, dtype=np.float32)
-    ys32 = np.asarray(ys, dtype=np.float32)
-    parts = [
-        (_c64(x32[:, channels]), _c64(ys32[:, :, channels]), weight)
-        for channels, weight in COMPONENTS
-    ]
-    m = ys32.shape[0]
+    parts = _components(x, ys)
+    m = len(ys)
     if not prune:
         costs = []
         for j in range(m):
