@@ -75,6 +75,17 @@ class EditableMixin:
     def active_shifts(self) -> dict[str, tuple[Delta, Grouping | None]]:
         return dict(self._active)
 
+    def _active_shift(self, name: str) -> tuple[Delta, Grouping | None] | None:
+        """The shift (and its grouping) active for local weight ``name`` now, or ``None``.
+
+        Layers read the edit state only through this method and :meth:`_is_edited`.
+        """
+        return self._active.get(name)
+
+    def _is_edited(self) -> bool:
+        """Whether any shift is active for this layer now."""
+        return bool(self._active)
+
 
 class EditableLinear(EditableMixin, nn.Linear):
     """``nn.Linear`` whose weight can be edited per sample.
@@ -125,8 +136,8 @@ class EditableLinear(EditableMixin, nn.Linear):
             index: ``(b,)`` shift of each sample; ``None`` means one shift per sample.
         """
         grouping = None
-        if delta is None and "" in self._active:
-            delta, grouping = self._active[""]
+        if delta is None and (active := self._active_shift("")) is not None:
+            delta, grouping = active
         if delta is None:
             return super().forward(input)
         x = input.movedim(self.batch_dim, 0) if self.batch_dim else input
@@ -225,10 +236,10 @@ class EditableMultiheadAttention(EditableMixin, nn.MultiheadAttention):
         weight = self._projection_weights()[which]
         bias = None if self.in_proj_bias is None else self.in_proj_bias[which * e : (which + 1) * e]
         local = ("q_proj", "k_proj", "v_proj")[which]
-        if local in self._active:
-            delta, grouping = self._active[local]
-        elif "in_proj" in self._active:
-            joint, grouping = self._active["in_proj"]
+        if (active := self._active_shift(local)) is not None:
+            delta, grouping = active
+        elif (joint_active := self._active_shift("in_proj")) is not None:
+            joint, grouping = joint_active
             delta = joint.rows(which * e, (which + 1) * e)
         else:
             return F.linear(x, weight, bias)
@@ -251,7 +262,7 @@ class EditableMultiheadAttention(EditableMixin, nn.MultiheadAttention):
         ``batch_first`` (else sequence first); returns ``(b, s, e)`` and the attention weights
         ``(b, s, u)`` (or ``(b, heads, s, u)`` when not averaged) if ``need_weights``.
         """
-        if not self._active:
+        if not self._is_edited():
             return super().forward(
                 query, key, value, key_padding_mask, need_weights, attn_mask,
                 average_attn_weights, is_causal,
@@ -281,7 +292,7 @@ class EditableMultiheadAttention(EditableMixin, nn.MultiheadAttention):
             weights = None
             attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         out = rearrange(attended, "b h t d -> b t (h d)")
-        out_delta = self._active.get("out_proj")
+        out_delta = self._active_shift("out_proj")
         if out_delta is None:
             out = F.linear(out, self.out_proj.weight, self.out_proj.bias)
         else:
