@@ -24,9 +24,11 @@ from pathlib import Path
 
 import torch
 from perfrdiff.config import Config, load_config
+from perfrdiff.features import history_dim
 from perfrdiff.generation import ReactionSampler, SamplerConfig, StreamingGenerator
-from perfrdiff.models import GAFRG, DDIMSchedule, PerFRDiff, StyleEncoder
-from perfrdiff.models.personalised import build_generator, make_editable_denoiser
+from perfrdiff.models import build_gafrg, build_generator, build_perfrdiff, build_schedule
+
+from weditlib import make_editable
 
 FPS = 25
 
@@ -34,14 +36,14 @@ FPS = 25
 def streaming_rtf(config: Config, windows: int, samples: int, chunk: int, seed: int = 0) -> dict:
     """Time ``windows`` windows of streaming generation, pushing ``chunk`` speaker frames a time."""
     torch.manual_seed(seed)
-    model = PerFRDiff(config, GAFRG(config), StyleEncoder(config.style)).eval()
-    schedule = DDIMSchedule(config.diffusion.train_steps)
+    model = build_perfrdiff(config).eval()
+    schedule = build_schedule(config)
     sampler = ReactionSampler(
         model, schedule, SamplerConfig(config.diffusion.sample_steps, config.diffusion.guidance)
     )
     w = config.data.window
     frames = windows * w
-    history = torch.randn(1, config.data.history_frames, 58 if config.style.input == "face" else 25)
+    history = torch.randn(1, config.data.history_frames, history_dim(config.style.input))
     audio, face, emotion = (
         torch.randn(1, frames, 78),
         torch.randn(1, frames, 58),
@@ -72,10 +74,10 @@ def streaming_rtf(config: Config, windows: int, samples: int, chunk: int, seed: 
 def pwsg_size(config: Config, rank: int | None, branch_dim: int | None) -> dict:
     """Parameters, fp32 weight bytes and per-listener shift bytes of a PWSG for ``config``."""
     with torch.device("meta"):
-        gafrg = GAFRG(config)
-        targets = make_editable_denoiser(gafrg, config.pwsg.targets)
+        gafrg = build_gafrg(config)
+        targets = make_editable(gafrg, config.pwsg.targets)
         config.pwsg.rank, config.pwsg.branch_dim = rank, branch_dim
-        generator = build_generator(config, targets)
+        generator = build_generator(config.pwsg, config.style.style_dim, targets)
     report = generator.parameter_report()
     shift_values = sum(n * k if rank is None else rank * (n + k) for n, k in targets.values())
     return {
@@ -90,23 +92,22 @@ def pwsg_size(config: Config, rank: int | None, branch_dim: int | None) -> dict:
 
 def frcorr_dense_vs_lowrank(run_dir: Path, out: Path) -> dict:
     """Train a dense-head PWSG next to the low-rank one of ``run_dir``; PMAFRG FRCorr of both."""
-    from perfrdiff.commands.demo import evaluate_predictions
-    from perfrdiff.generation import generate_split, load_evaluation_set
-    from perfrdiff.training.stages import run_training
+    from perfrdiff import Run
 
-    config = load_config(run_dir / "config.yaml")
     dense_dir = out / "dense_run"
     dense_dir.mkdir(parents=True, exist_ok=True)
     for stage in ("emotion-vae", "style", "gafrg"):
         shutil.copytree(run_dir / stage, dense_dir / stage, dirs_exist_ok=True)
+    low_rank = Run.load(run_dir, device="cpu")
     dense_config = load_config(run_dir / "config.yaml", ["pwsg.rank=null"])
-    run_training("pwsg", dense_config, dense_dir)
-    data = load_evaluation_set(config, "test")
+    dense = Run(dense_config, dense_dir, device="cpu")
+    dense.train(["pwsg"])
+    data = low_rank.evaluation_set("test")
     predictions = {
-        "low-rank": generate_split(config, run_dir, data, "personalised", 10),
-        "dense": generate_split(dense_config, dense_dir, data, "personalised", 10),
+        "low-rank": low_rank.generate("test", ["personalised"], 10, data=data)["personalised"],
+        "dense": dense.generate("test", ["personalised"], 10, data=data)["personalised"],
     }
-    results = evaluate_predictions(predictions, data)
+    results = low_rank.evaluate(predictions, "test", data=data)
     return {name: r["FRCorr"] for name, r in results.items()}
 
 

@@ -110,7 +110,8 @@ class DataConfig:
     root: str = "data/synthetic"
     window: int = 50
     history_frames: int = 250
-    num_workers: int = 0
+    # DataLoader workers; None: 0 on the CPU (the model needs the cores), up to 4 on CUDA.
+    num_workers: int | None = None
 
 
 @dataclass

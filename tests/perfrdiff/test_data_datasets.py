@@ -116,27 +116,27 @@ def test_listener_segments_of_one_clip_come_from_different_halves(synthetic_root
         assert begins and all(half * 375 <= b <= half * 375 + 125 for b in begins)
 
 
-def test_listener_batches_hold_two_segments_of_every_listener(synthetic_root):
+def test_listener_batches_hold_several_items_of_each_chosen_listener(synthetic_root):
     dataset = ListenerClipDataset(synthetic_root, "train")
-    sampler = ListenerBatchSampler(dataset, listeners_per_batch=3, seed=0)
-    seen = set()
-    for batch in sampler:
-        labels = dataset.labels[np.array(batch) // 2]
-        assert all((labels == label).sum() == 2 for label in set(labels.tolist()))
-        assert len(set(batch)) == len(batch)
-        seen |= set(labels.tolist())
-    assert seen == set(range(len(dataset.index.listeners)))
+    groups = dataset.items_of_listener()
+    sampler = ListenerBatchSampler(groups, len(dataset), batch_size=8, per_listener=4, seed=0)
+    batches = iter(sampler)
+    for step in range(5):
+        batch = next(batches)
+        tags, items = np.divmod(np.array(batch), len(dataset))
+        assert (tags == step).all()  # tagged with the step (see Reseeded)
+        labels = dataset.labels[items // 2]
+        counts = {label: int((labels == label).sum()) for label in set(labels.tolist())}
+        assert len(counts) >= 2 and all(c == 4 for c in counts.values())
 
 
-def test_multi_clip_listener_segments_come_from_different_clips(synthetic_root):
+def test_listener_batches_resume_at_any_step(synthetic_root):
     dataset = ListenerClipDataset(synthetic_root, "train")
-    sampler = ListenerBatchSampler(dataset, listeners_per_batch=8, seed=0)
-    multi = {label for label, items in dataset.items_of_listener().items() if len(items) > 2}
-    assert multi
-    for batch in sampler:
-        for label in multi:
-            clips = {i // 2 for i in batch if dataset.labels[i // 2] == label}
-            assert len(clips) in (0, 2)
+    groups = dataset.items_of_listener()
+    full = iter(ListenerBatchSampler(groups, len(dataset), 8, 4, seed=1))
+    expected = [next(full) for _ in range(6)]
+    resumed = iter(ListenerBatchSampler(groups, len(dataset), 8, 4, seed=1, start_step=4))
+    assert [next(resumed), next(resumed)] == expected[4:]
 
 
 def test_listener_labels_match_window_listener_ids(synthetic_root, windows):

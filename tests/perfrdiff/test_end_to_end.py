@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from perfrdiff import Run
 from perfrdiff.cli import main
 from perfrdiff.config import STAGES
 
@@ -42,6 +43,8 @@ def trained_run(synthetic_root, tmp_path_factory):
         str(synthetic_root),
         "--run-dir",
         str(run_dir),
+        "--device",
+        "cpu",
         *quick_overrides(),
     ]
     assert main(argv) == 0
@@ -75,6 +78,8 @@ def test_generate_then_evaluate_writes_predictions_plots_and_metrics(
         "1",
         "--out",
         str(out),
+        "--device",
+        "cpu",
     ]
     assert main(argv) == 0
     n = len((synthetic_root / "test.csv").read_text().splitlines()) - 1
@@ -83,11 +88,16 @@ def test_generate_then_evaluate_writes_predictions_plots_and_metrics(
         assert predictions.shape == (2 * n, 2, 750, 25)
         assert np.isfinite(predictions).all()
         assert (out / mode / "item_0000.png").stat().st_size > 0
+    # A finished run reopened from its directory reproduces the saved predictions.
+    overrides = ["generate.samples=2", "diffusion.sample_steps=2"]  # as --samples/--steps
+    reopened = Run.load(trained_run, device="cpu", overrides=overrides)
+    again = reopened.generate("test", ["personalised"], seed=0)["personalised"]
+    np.testing.assert_array_equal(again, np.load(out / "personalised" / "predictions.npy"))
     report = tmp_path / "report"
     argv = [
         "evaluate",
         str(out / "personalised" / "predictions.npy"),
-        "--root",
+        "--data-root",
         str(synthetic_root),
         "--split",
         "test",

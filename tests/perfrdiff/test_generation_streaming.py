@@ -4,7 +4,7 @@ import pytest
 import torch
 from perfrdiff.config import load_config
 from perfrdiff.generation import ReactionSampler, SamplerConfig, StreamingGenerator, generate_clips
-from perfrdiff.models import GAFRG, DDIMSchedule, PerFRDiff, StyleEncoder
+from perfrdiff.models import DDIMSchedule, build_perfrdiff
 
 T = 200  # 4 windows of 50 frames
 
@@ -21,7 +21,7 @@ def one_thread():
 def model(one_thread):
     torch.manual_seed(0)
     config = load_config("tiny")
-    model = PerFRDiff(config, GAFRG(config), StyleEncoder(config.style)).eval()
+    model = build_perfrdiff(config).eval()
     for p in model.generator.parameters():  # untrained heads are zero: make the edit visible
         torch.nn.init.normal_(p, std=0.05)
     return model

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from perfrdiff.metrics import dtw as dtw_module
 from perfrdiff.metrics import dtw_distance, min_cost
 from perfrdiff.metrics.dtw import _bounds, _components, _starting_bound, cost
 from tslearn.metrics import dtw as tslearn_dtw
@@ -118,11 +115,3 @@ def test_starting_bound_of_a_delayed_copy_is_its_exact_cost_where_lock_step_is_l
     bound = _starting_bound(parts, 2, float(lock_step[2]))
     assert exact <= bound <= exact * (1 + 1e-12)
     assert min_cost(x, ys)[0] == exact
-
-
-def test_worker_count_follows_the_cpus_this_process_may_use(monkeypatch):
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)
-    assert dtw_module._usable_cpus() == 1
-    monkeypatch.delattr(os, "sched_getaffinity")
-    monkeypatch.setattr(os, "cpu_count", lambda: 6)
-    assert dtw_module._usable_cpus() == 6

@@ -2,15 +2,15 @@
 
 import pytest
 import torch
-from perfrdiff.config import load_config
+from perfrdiff.config import EmotionVAEConfig, load_config
 from perfrdiff.generation import guided_x0
-from perfrdiff.models import GAFRG, EmotionVAE
+from perfrdiff.models import EmotionVAE, build_gafrg
 
 
 @pytest.fixture
 def model():
     torch.manual_seed(0)
-    return GAFRG(load_config("tiny")).eval()
+    return build_gafrg(load_config("tiny")).eval()
 
 
 def speaker(b, w=50, seed=1):
@@ -44,21 +44,23 @@ def test_dropped_conditions_make_the_output_ignore_the_speaker(model):
 
 def test_guidance_one_is_the_conditional_prediction(model):
     x_t, t, memory = torch.randn(2, 50, 25), torch.tensor([300, 300]), model.condition(*speaker(2))
-    torch.testing.assert_close(guided_x0(model, x_t, t, memory, 1.0), model(x_t, t, memory))
+    guided = guided_x0(lambda x, t: model(x, t, memory), x_t, t, 1.0)
+    torch.testing.assert_close(guided, model(x_t, t, memory))
 
 
 def test_guidance_extrapolates_from_unconditional_to_conditional(model):
     x_t, t, memory = torch.randn(2, 50, 25), torch.tensor([300, 300]), model.condition(*speaker(2))
     cond = model(x_t, t, memory)
     uncond = model(x_t, t, memory, torch.zeros(2, dtype=torch.bool))
-    guided = guided_x0(model, x_t, t, memory, 3.0)
+    keep = torch.tensor([True, True, False, False])  # conditional rows, then unconditional
+    guided = guided_x0(lambda x, t: model(x, t, torch.cat([memory, memory]), keep), x_t, t, 3.0)
     torch.testing.assert_close(guided, uncond + 3.0 * (cond - uncond), atol=1e-5, rtol=1e-5)
 
 
 def test_previous_window_changes_the_prediction_only_when_enabled():
     torch.manual_seed(0)
     config = load_config("tiny", ["denoiser.use_prev_window=false"])
-    model = GAFRG(config).eval()
+    model = build_gafrg(config).eval()
     a = model.condition(*speaker(1), torch.zeros(1, 50, 25))
     b = model.condition(*speaker(1), torch.ones(1, 50, 25))
     assert a.shape == (1, 101, 64)
@@ -72,7 +74,7 @@ def test_speaker_encoder_rejects_mismatched_streams(model):
 
 
 def test_emotion_vae_reconstructs_the_window_shape_and_is_deterministic_in_eval():
-    vae = EmotionVAE(25, 16, 8).eval()
+    vae = EmotionVAE(EmotionVAEConfig(hidden_dim=16, latent_dim=8)).eval()
     x = torch.randn(3, 50, 25)
     recon, mu, logvar = vae(x)
     assert recon.shape == x.shape and mu.shape == (3, 8) and logvar.shape == (3, 8)
@@ -81,4 +83,4 @@ def test_emotion_vae_reconstructs_the_window_shape_and_is_deterministic_in_eval(
 
 def test_emotion_vae_names_the_bad_input():
     with pytest.raises(ValueError, match="x must have shape"):
-        EmotionVAE(25, 16, 8).encode(torch.randn(3, 50, 24))
+        EmotionVAE(EmotionVAEConfig(hidden_dim=16, latent_dim=8)).encode(torch.randn(3, 50, 24))

@@ -3,13 +3,13 @@
 import pytest
 import torch
 from perfrdiff.config import load_config
-from perfrdiff.models import GAFRG, PerFRDiff, StyleEncoder
+from perfrdiff.models import StyleEncoder, build_perfrdiff
 
 
 def build(overrides=()):
     torch.manual_seed(0)
     config = load_config("tiny", list(overrides))
-    return PerFRDiff(config, GAFRG(config).eval(), StyleEncoder(config.style).eval())
+    return build_perfrdiff(config).eval()
 
 
 def inputs(model, b=4):

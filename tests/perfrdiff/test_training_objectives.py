@@ -3,9 +3,9 @@
 import pytest
 import torch
 from perfrdiff.config import load_config
-from perfrdiff.models import GAFRG, DDIMSchedule, PerFRDiff, StyleEncoder
+from perfrdiff.models import DDIMSchedule, build_gafrg, build_perfrdiff
+from perfrdiff.run import Run
 from perfrdiff.training.objectives import GAFRGObjective, PWSGObjective
-from perfrdiff.training.stages import run_training
 
 
 def batch(b=4, seed=0):
@@ -38,7 +38,7 @@ def step(objective, data):
 def test_pwsg_stage_trains_only_the_shift_generator():
     torch.manual_seed(0)
     config = load_config("tiny")
-    model = PerFRDiff(config, GAFRG(config), StyleEncoder(config.style))
+    model = build_perfrdiff(config)
     objective = PWSGObjective(model, DDIMSchedule(1000), config).train()
     frozen = snapshot(model.gafrg), snapshot(model.style_encoder)
     generator = snapshot(model.generator)
@@ -51,7 +51,7 @@ def test_pwsg_stage_trains_only_the_shift_generator():
 
 def test_gafrg_stage_keeps_the_emotion_vae_frozen():
     torch.manual_seed(0)
-    gafrg = GAFRG(load_config("tiny"))
+    gafrg = build_gafrg(load_config("tiny"))
     vae = snapshot(gafrg.vae)
     step(GAFRGObjective(gafrg, DDIMSchedule(1000), cond_drop=0.2).train(), batch())
     assert not changed(vae, gafrg.vae)
@@ -61,4 +61,4 @@ def test_gafrg_stage_keeps_the_emotion_vae_frozen():
 def test_pwsg_stage_needs_the_trained_gafrg_and_style_encoder(tmp_path, synthetic_root):
     config = load_config("tiny", [f"data.root={synthetic_root}"])
     with pytest.raises(FileNotFoundError, match="gafrg"):
-        run_training("pwsg", config, tmp_path)
+        Run(config, tmp_path, device="cpu").train(["pwsg"])

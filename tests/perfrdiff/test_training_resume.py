@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 from perfrdiff.config import StageConfig, load_config
-from perfrdiff.models import GAFRG, DDIMSchedule
+from perfrdiff.models import DDIMSchedule, build_gafrg
 from perfrdiff.training.checkpoint import list_checkpoints
 from perfrdiff.training.loop import StageRun, train_stage
 from perfrdiff.training.objectives import GAFRGObjective
@@ -46,7 +46,7 @@ class Killed(Exception):
 def objective():
     config = load_config("tiny", ["denoiser.dropout=0.1"])  # dropout: RNG must be restored too
     torch.manual_seed(0)
-    return GAFRGObjective(GAFRG(config), DDIMSchedule(1000), cond_drop=0.2)
+    return GAFRGObjective(build_gafrg(config), DDIMSchedule(1000), cond_drop=0.2)
 
 
 def stage_config(**kw):
@@ -151,3 +151,12 @@ def test_resume_matches_with_the_real_window_dataset(tmp_path, synthetic_root):
     resumed = run(tmp_path / "killed", resume=True)
     for name, value in full.items():
         torch.testing.assert_close(resumed[name], value, rtol=0, atol=0, msg=name)
+
+
+def test_bf16_autocast_steps_train_float32_master_weights(tmp_path):
+    run = StageRun(tmp_path, stage_config(steps=2, val_batches=0), seed=3, precision="bf16")
+    obj = objective()
+    train_stage("gafrg", obj, RandomWindows(), None, run)
+    assert all(p.dtype == torch.float32 for p in obj.trained.parameters())
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(lines) == 2 and all(torch.isfinite(torch.tensor(x["loss"])) for x in lines)

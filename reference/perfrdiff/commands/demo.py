@@ -13,8 +13,7 @@ import logging
 import time
 from pathlib import Path
 
-from perfrdiff.commands.generate import generate
-from perfrdiff.commands.train import train
+from perfrdiff.commands.common import add_device_arguments
 from perfrdiff.config import STAGES, load_config
 
 log = logging.getLogger(__name__)
@@ -40,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override a config value, e.g. --set train.gafrg.steps=300 (repeatable)",
     )
+    add_device_arguments(parser)
 
 
 def ensure_dataset(root: Path, sessions: tuple[int, int, int], seed: int) -> None:
@@ -56,27 +56,19 @@ def ensure_dataset(root: Path, sessions: tuple[int, int, int], seed: int) -> Non
     write_synthetic_dataset(root, config)
 
 
-def evaluate_predictions(predictions: dict, data) -> dict[str, dict[str, float]]:
-    from perfrdiff.metrics import evaluate_all
-
-    return {
-        name: evaluate_all(p, data.listener_emotion, data.speaker_emotion, data.neighbours)
-        for name, p in predictions.items()
-    }
-
-
 def demo(
     out: str | Path,
     config_name: str = "tiny",
     sessions: tuple[int, int, int] = (30, 4, 6),
     seed: int = 0,
     overrides: list[str] | None = None,
+    device: str = "auto",
+    precision: str = "fp32",
 ) -> dict[str, dict[str, float]]:
     """The README's pipeline; returns ``{"generic" | "personalised" | "chance": metrics}``."""
-    import numpy as np
-
-    from perfrdiff.generation import chance_predictions, load_evaluation_set
+    from perfrdiff.generation import chance_predictions, write_generation
     from perfrdiff.metrics import markdown_table, write_report
+    from perfrdiff.run import Run
 
     start = time.perf_counter()
     out = Path(out)
@@ -85,23 +77,24 @@ def demo(
     config = load_config(
         config_name, [f"data.root={data_root}", f"seed={seed}", *(overrides or [])]
     )
-    run_dir = out / "run"
+    run = Run(config, out / "run", device, precision)
     timings = {"data": time.perf_counter() - start}
-    train(config, run_dir, list(STAGES))
+    run.train(STAGES)
     timings["train"] = time.perf_counter() - start - sum(timings.values())
-    data = load_evaluation_set(config, "test")
-    paths = generate(config, run_dir, out / "generate", split="test", seed=seed, data=data)
+    data = run.evaluation_set("test")
+    predictions = run.generate("test", seed=seed, data=data)
+    meta = {"run_dir": str(run.directory), "seed": seed, **run.sampling_info()}
+    write_generation(predictions, data, out / "generate", "test", meta=meta)
     timings["generate"] = time.perf_counter() - start - sum(timings.values())
-    predictions = {mode: np.load(path) for mode, path in paths.items()}
     predictions["chance"] = chance_predictions(data, config.generate.samples, seed)
-    results = evaluate_predictions(predictions, data)
+    results = run.evaluate(predictions, "test", data=data)
     timings["evaluate"] = time.perf_counter() - start - sum(timings.values())
     json_path, _ = write_report(results, out / "results")
     total = time.perf_counter() - start
     print()
     print(
         f"PerFRDiff demo ({config_name} config, synthetic test split: "
-        f"{len(data.clips)} speakers x {config.generate.samples} samples)"
+        f"{len(data.clips)} speakers x {config.generate.samples} samples, on {run.device})"
     )
     print(markdown_table(results))
     print("FRDiv/FRDvs/FRVar unscaled (papers print x100); FRRea: see perfrdiff.metrics.realism")
@@ -116,5 +109,13 @@ def demo(
 
 
 def run(args: argparse.Namespace) -> int:
-    demo(args.out, args.config, tuple(args.sessions), args.seed, args.overrides)
+    demo(
+        args.out,
+        args.config,
+        tuple(args.sessions),
+        args.seed,
+        args.overrides,
+        args.device,
+        args.precision,
+    )
     return 0

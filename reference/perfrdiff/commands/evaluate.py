@@ -2,12 +2,15 @@
 
 Predictions are a ``.npy`` (or ``.npz`` with key ``predictions``) of shape (n, k, 750, 25) in the
 split's mirrored item order: the CSV's rows, then the same rows with speaker and listener swapped.
+The metrics run in NumPy on the CPU (there is no model to place on a device). ``--root`` is a
+deprecated alias of ``--data-root``.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 from perfrdiff.metrics.report import EvaluateConfig, evaluate_saved_predictions
@@ -17,7 +20,14 @@ logger = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("predictions", type=Path, help="predictions .npy / .npz")
-    parser.add_argument("--root", type=Path, default=EvaluateConfig.root, help="dataset root")
+    parser.add_argument(
+        "--data-root",
+        "--root",  # deprecated spelling, kept so existing scripts keep working
+        dest="data_root",
+        type=Path,
+        default=EvaluateConfig.root,
+        help=f"dataset root (default: {EvaluateConfig.root}; --root is a deprecated alias)",
+    )
     parser.add_argument("--split", default=EvaluateConfig.split, help="split (default: test)")
     parser.add_argument("--output", type=Path, default=None, help="report folder")
     parser.add_argument("--name", default=None, help="row label in the report")
@@ -33,9 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if "--root" in sys.argv[1:]:
+        logger.warning("--root is deprecated: use --data-root")
     config = EvaluateConfig(
         predictions=args.predictions,
-        root=args.root,
+        root=args.data_root,
         split=args.split,
         output=args.output,
         name=args.name,

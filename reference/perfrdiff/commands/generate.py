@@ -8,30 +8,25 @@ sidecar, and PNG plots of the samples' AU12 / valence / arousal curves against t
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 import numpy as np
 
-from perfrdiff.config import Config, apply_runtime, load_config
-from perfrdiff.generation import (
-    EvaluationSet,
-    generate_split,
-    load_evaluation_set,
-    plot_reactions,
-    save_predictions,
-    with_listener_history,
+from perfrdiff.commands.common import (
+    add_config_arguments,
+    add_device_arguments,
+    overrides_from_args,
 )
-
-log = logging.getLogger(__name__)
+from perfrdiff.generation import write_generation
+from perfrdiff.run import Run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--run-dir", default="runs/demo/run", help="trained run (default: runs/demo/run)"
     )
-    parser.add_argument("--config", default=None, help="config (default: the run's config.yaml)")
-    parser.add_argument("--data-root", default=None, help="dataset root (default: from config)")
+    add_config_arguments(parser, default=None)
+    add_device_arguments(parser)
     parser.add_argument("--split", default="test", help="split to generate for (default: test)")
     parser.add_argument(
         "--mode",
@@ -54,83 +49,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="output dir (default: <run-dir>/generate)")
 
 
-def run_config(run_dir: str | Path, config: str | None, overrides: list[str]) -> Config:
-    """The config a run was trained with (its ``config.yaml``), with ``overrides`` applied."""
-    path = Path(config) if config else Path(run_dir) / "config.yaml"
-    if config is None and not path.is_file():
-        raise FileNotFoundError(f"{path} not found: train the run first or pass --config")
-    return load_config(path if config is None else config, overrides)
-
-
-def generate(
-    config: Config,
-    run_dir: str | Path,
-    out: str | Path,
-    split: str = "test",
-    modes: tuple[str, ...] = ("generic", "personalised"),
-    limit: int | None = None,
-    plots: int = 3,
-    seed: int = 0,
-    data: EvaluationSet | None = None,
-    history: np.ndarray | None = None,
-) -> dict[str, Path]:
-    """Generate, save and plot reactions for ``modes``; returns mode -> predictions path.
-
-    ``data`` is the split, if already loaded (see :func:`load_evaluation_set`); ``history``
-    ``(h, c)`` personalises every item to one listener instead of each item's own.
-    """
-    apply_runtime(config)
-    data = data or load_evaluation_set(config, split, limit)
-    if history is not None:
-        data = with_listener_history(data, history, config)
-    out = Path(out)
-    paths = {}
-    for mode in modes:
-        predictions = generate_split(config, run_dir, data, mode, config.generate.samples, seed)
-        meta = {
-            "mode": mode,
-            "split": split,
-            "run_dir": str(run_dir),
-            "seed": seed,
-            "shape": list(predictions.shape),
-            "sample_steps": config.diffusion.sample_steps,
-            "guidance": config.diffusion.guidance,
-        }
-        paths[mode] = save_predictions(predictions, out / mode / "predictions.npy", meta)
-        for item in range(min(plots, len(predictions))):
-            plot_reactions(
-                predictions[item],
-                data.listener_emotion[item],
-                out / mode / f"item_{item:04d}.png",
-                title=f"{mode}: {split} item {item}, {predictions.shape[1]} samples vs real",
-            )
-    return paths
-
-
 def run(args: argparse.Namespace) -> int:
-    overrides = []
-    if args.data_root:
-        overrides.append(f"data.root={args.data_root}")
+    overrides = overrides_from_args(args)
     if args.samples:
         overrides.append(f"generate.samples={args.samples}")
     if args.steps:
         overrides.append(f"diffusion.sample_steps={args.steps}")
     if args.guidance is not None:
         overrides.append(f"diffusion.guidance={args.guidance}")
-    config = run_config(args.run_dir, args.config, overrides)
+    trained = Run.load(args.run_dir, args.device, args.precision, overrides, args.config)
     modes = ("generic", "personalised") if args.mode == "both" else (args.mode,)
-    out = args.out or Path(args.run_dir) / "generate"
+    data = trained.evaluation_set(args.split, args.limit)
     history = np.load(args.history) if args.history else None
-    for mode, path in generate(
-        config,
-        args.run_dir,
-        out,
-        args.split,
-        modes,
-        args.limit,
-        args.plots,
-        args.seed,
-        history=history,
+    predictions = trained.generate(args.split, modes, seed=args.seed, data=data, history=history)
+    out = Path(args.out) if args.out else Path(args.run_dir) / "generate"
+    meta = {"run_dir": str(args.run_dir), "seed": args.seed, **trained.sampling_info()}
+    for mode, path in write_generation(
+        predictions, data, out, args.split, args.plots, meta
     ).items():
         print(f"{mode}: {path}")
     return 0

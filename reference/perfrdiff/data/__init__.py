@@ -7,20 +7,13 @@ for the on-disk layout and :mod:`perfrdiff.data.synthetic` for the synthetic gen
 from perfrdiff.data.audio import audio_features, mfcc_features, read_wave
 from perfrdiff.data.datasets import (
     ClipDataset,
-    ListenerBatchSampler,
     ListenerClipDataset,
     WindowDataset,
     collate_clips,
 )
 from perfrdiff.data.index import SplitIndex
 from perfrdiff.data.layout import (
-    AUDIO_DIM,
-    CLIP_FRAMES,
-    EMOTION_DIM,
-    FACE_DIM,
-    FPS,
     SPLITS,
-    WINDOW,
     ClipPair,
     DataError,
     MissingFileError,
@@ -32,6 +25,7 @@ from perfrdiff.data.layout import (
     read_neighbour_matrix,
     read_split_csv,
 )
+from perfrdiff.data.samplers import ListenerBatchSampler, Reseeded, StepBatchSampler
 from perfrdiff.data.store import ClipStore, warm_audio_cache
 from perfrdiff.data.synthetic import (
     SyntheticConfig,
@@ -39,6 +33,7 @@ from perfrdiff.data.synthetic import (
     load_ground_truth_style,
     write_synthetic_dataset,
 )
+from perfrdiff.features import AUDIO_DIM, CLIP_FRAMES, EMOTION_DIM, FACE_DIM, FPS, WINDOW
 
 __all__ = [
     "AUDIO_DIM",
@@ -55,7 +50,9 @@ __all__ = [
     "ListenerBatchSampler",
     "ListenerClipDataset",
     "MissingFileError",
+    "Reseeded",
     "SplitIndex",
+    "StepBatchSampler",
     "SyntheticConfig",
     "WindowDataset",
     "alternative_role",

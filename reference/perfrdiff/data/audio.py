@@ -11,14 +11,14 @@ source file's size and modification time; a changed source invalidates it.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import soundfile
 
-from perfrdiff.data.layout import AUDIO_DIM, CLIP_FRAMES, FPS, DataError
+from perfrdiff.atomic import atomic_open
+from perfrdiff.data.layout import DataError
+from perfrdiff.features import AUDIO_DIM, CLIP_FRAMES, FPS
 
 N_MFCC = 13
 HOPS_PER_FRAME = 2
@@ -113,18 +113,7 @@ def audio_features(path: Path, cache_dir: Path | None) -> np.ndarray:
     except ValueError as error:
         raise DataError(f"{path}: {error}") from error
     if cache_dir is not None:
-        _write_atomic(cache_dir, features=features, key=key)
+        # Several DataLoader workers may fill the cache at once: each writes its own temp file.
+        with atomic_open(cache_dir, "wb") as file:
+            np.savez(file, features=features, key=key)
     return features
-
-
-def _write_atomic(path: Path, **arrays: np.ndarray) -> None:
-    # Several DataLoader workers may fill the cache at once: write a temp file, then rename.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.savez(file, **arrays)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -3,8 +3,9 @@
 * :class:`WindowDataset`: training windows (speaker past -> listener reaction) for the denoiser and
   the shift generator.
 * :class:`ClipDataset`: full clips with every appropriate real reaction, for evaluation.
-* :class:`ListenerClipDataset` + :class:`ListenerBatchSampler`: listener behaviour segments for the
-  contrastive style encoder, two or more segments per listener in every batch.
+* :class:`ListenerClipDataset`: listener behaviour segments for the contrastive style encoder
+  (batched by :class:`~perfrdiff.data.samplers.ListenerBatchSampler`, several segments per
+  listener in every batch).
 
 Randomness: random draws use a NumPy generator seeded from ``(seed, torch.initial_seed())``, so they
 are reproducible after ``torch.manual_seed`` and differ between DataLoader workers and epochs.
@@ -12,17 +13,17 @@ are reproducible after ``torch.manual_seed`` and differ between DataLoader worke
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset
 
 from perfrdiff.data.index import SplitIndex
-from perfrdiff.data.layout import CLIP_FRAMES, WINDOW, person_of
+from perfrdiff.data.layout import person_of
 from perfrdiff.data.store import ClipStore
+from perfrdiff.features import CLIP_FRAMES, WINDOW
 
 
 class _Seeded:
@@ -262,59 +263,3 @@ class ListenerClipDataset(Dataset):
             "emotion": _tensor(self.store.emotion(clip)[span]),
             "label": torch.tensor(self.labels[clip_number]),
         }
-
-
-class ListenerBatchSampler(Sampler[list[int]]):
-    """Batches of ``listeners_per_batch`` listeners x ``segments_per_listener`` segments each.
-
-    A listener with several clips contributes segments of different clips (as many distinct clips
-    as possible); a listener with one clip contributes both halves of it. Every listener of the
-    split appears once per epoch; call :meth:`set_epoch` to reshuffle.
-    """
-
-    def __init__(
-        self,
-        dataset: ListenerClipDataset,
-        listeners_per_batch: int = 8,
-        segments_per_listener: int = 2,
-        seed: int = 0,
-    ) -> None:
-        if listeners_per_batch < 1:
-            raise ValueError(f"listeners_per_batch: expected >= 1, got {listeners_per_batch}")
-        if segments_per_listener < 2:
-            raise ValueError(
-                f"segments_per_listener: expected >= 2 (contrastive positives), "
-                f"got {segments_per_listener}"
-            )
-        self.items = dataset.items_of_listener()
-        self.listeners_per_batch = listeners_per_batch
-        self.segments_per_listener = segments_per_listener
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.items) / self.listeners_per_batch)
-
-    def _segments(self, rng: np.random.Generator, items: list[int]) -> list[int]:
-        # items are (2c, 2c + 1) per clip. Walk a shuffled clip order so that as many different
-        # clips as possible are used; each further pass over the clips takes the other half.
-        clips = rng.permutation(len(items) // 2)
-        first_half = int(rng.integers(2))
-        chosen = []
-        for n in range(self.segments_per_listener):
-            clip = clips[n % len(clips)]
-            half = (first_half + n // len(clips)) % 2
-            chosen.append(items[2 * clip + half])
-        return chosen
-
-    def __iter__(self) -> Iterator[list[int]]:
-        rng = np.random.default_rng([self.seed, self.epoch])
-        listeners = rng.permutation(sorted(self.items))
-        for begin in range(0, len(listeners), self.listeners_per_batch):
-            batch = []
-            for label in listeners[begin : begin + self.listeners_per_batch]:
-                batch.extend(self._segments(rng, self.items[int(label)]))
-            yield batch

@@ -23,12 +23,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-FPS = 25
-CLIP_FRAMES = 750
-WINDOW = 50
-EMOTION_DIM = 25
-FACE_DIM = 58
-AUDIO_DIM = 78
+from perfrdiff.features import CLIP_FRAMES, EMOTION_DIM, FACE_DIM
+
 SPLITS = ("train", "val", "test")
 
 AUDIO_DIR = "Audio_files"

@@ -42,16 +42,8 @@ import numpy as np
 import soundfile
 from tqdm import tqdm
 
-from perfrdiff.data.layout import (
-    AUDIO_DIR,
-    CLIP_FRAMES,
-    EMOTION_DIM,
-    EMOTION_DIR,
-    FACE_DIM,
-    FACE_DIR,
-    FPS,
-    SPLITS,
-)
+from perfrdiff.data.layout import AUDIO_DIR, EMOTION_DIR, FACE_DIR, SPLITS
+from perfrdiff.features import CLIP_FRAMES, EMOTION_DIM, FACE_DIM, FPS
 
 GROUND_TRUTH_FILE = "ground_truth_style.json"
 EMOTION_COLUMNS = [

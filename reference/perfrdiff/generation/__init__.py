@@ -1,37 +1,39 @@
-"""Generation of listener reactions: online DDIM sampling, whole splits, baselines, plots."""
+"""Generation of listener reactions: online DDIM sampling, whole splits, baselines, plots.
+
+Inference only: nothing here imports :mod:`perfrdiff.training`. Trained models come from a
+:class:`perfrdiff.Run`.
+"""
 
 from perfrdiff.generation.plots import plot_reactions
 from perfrdiff.generation.reactions import (
+    MODES,
     EvaluationSet,
-    build_sampler,
     chance_predictions,
-    generate_split,
     load_evaluation_set,
     save_predictions,
     with_listener_history,
+    write_generation,
 )
+from perfrdiff.generation.sampler import ReactionSampler, SamplerConfig, guided_x0
 from perfrdiff.generation.streaming import (
-    ReactionSampler,
-    SamplerConfig,
     StreamingGenerator,
     generate_clips,
     generate_dataset,
-    guided_x0,
 )
 
 __all__ = [
+    "MODES",
     "EvaluationSet",
     "ReactionSampler",
     "SamplerConfig",
     "StreamingGenerator",
-    "build_sampler",
     "chance_predictions",
     "generate_clips",
     "generate_dataset",
-    "generate_split",
     "guided_x0",
     "load_evaluation_set",
     "plot_reactions",
     "save_predictions",
     "with_listener_history",
+    "write_generation",
 ]

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from perfrdiff.features import FPS
+
 # (channel index, label) in REACT's 25-d emotion: AU12 (lip corner puller), valence, arousal.
 DEFAULT_CHANNELS: tuple[tuple[int, str], ...] = ((7, "AU12"), (15, "valence"), (16, "arousal"))
-FPS = 25
 
 
 def plot_reactions(

@@ -15,10 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from perfrdiff.atomic import atomic_open, atomic_write_text
 from perfrdiff.config import Config
-from perfrdiff.generation.streaming import ReactionSampler, SamplerConfig, generate_dataset
-from perfrdiff.models import DDIMSchedule
-from perfrdiff.training.stages import load_gafrg, load_perfrdiff
+from perfrdiff.features import history_dim
 
 log = logging.getLogger(__name__)
 
@@ -61,36 +60,6 @@ def load_evaluation_set(config: Config, split: str, limit: int | None = None) ->
     )
 
 
-def build_sampler(config: Config, run_dir: str | Path, personalised: bool) -> ReactionSampler:
-    model = load_perfrdiff(config, run_dir) if personalised else load_gafrg(config, run_dir)
-    schedule = DDIMSchedule(config.diffusion.train_steps, eta=config.diffusion.eta)
-    sampler_config = SamplerConfig(config.diffusion.sample_steps, config.diffusion.guidance)
-    return ReactionSampler(model, schedule, sampler_config)
-
-
-def generate_split(
-    config: Config,
-    run_dir: str | Path,
-    data: EvaluationSet,
-    mode: str,
-    samples: int,
-    seed: int = 0,
-) -> np.ndarray:
-    """``(n, M, T, 25)`` reactions of ``mode`` (``"generic"`` or ``"personalised"``)."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    sampler = build_sampler(config, run_dir, mode == "personalised")
-    predictions = generate_dataset(
-        sampler,
-        data.clips,
-        samples,
-        personalised=mode == "personalised",
-        clips_per_batch=config.generate.clips_per_batch,
-        seed=seed,
-    )
-    return predictions.numpy().astype(np.float32)
-
-
 def chance_predictions(data: EvaluationSet, samples: int, seed: int = 0) -> np.ndarray:
     """Real reactions of *inappropriate* items, ``M`` per speaker: ``(n, M, T, 25)``.
 
@@ -111,11 +80,9 @@ def chance_predictions(data: EvaluationSet, samples: int, seed: int = 0) -> np.n
 def save_predictions(predictions: np.ndarray, path: str | Path, meta: dict) -> Path:
     """Write ``predictions`` to ``path`` (``.npy``) and ``meta`` next to it (``.json``)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.npy")
-    np.save(tmp, predictions)
-    tmp.replace(path)
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+    with atomic_open(path, "wb") as file:
+        np.save(file, predictions)
+    atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2))
     log.info("predictions %s -> %s", tuple(predictions.shape), path)
     return path
 
@@ -124,7 +91,7 @@ def with_listener_history(
     data: EvaluationSet, history: np.ndarray, config: Config
 ) -> EvaluationSet:
     """``data`` with every item's listener history replaced by ``history: (h, c)``."""
-    channels = {"face": 58, "emotion": 25}[config.style.input]
+    channels = history_dim(config.style.input)
     if history.ndim != 2 or history.shape[1] != channels:
         raise ValueError(
             f"history must have shape (h, {channels}) for style.input={config.style.input!r}, "
@@ -133,3 +100,31 @@ def with_listener_history(
     tensor = torch.from_numpy(np.ascontiguousarray(history, dtype=np.float32))
     clips = [{**clip, "history": tensor} for clip in data.clips]
     return dataclasses.replace(data, clips=clips)
+
+
+def write_generation(
+    predictions: dict[str, np.ndarray],
+    data: EvaluationSet,
+    out: str | Path,
+    split: str,
+    plots: int = 3,
+    meta: dict | None = None,
+) -> dict[str, Path]:
+    """Save each mode's predictions as ``<out>/<mode>/predictions.npy`` (+ ``.json`` with
+    ``meta``) and plot its first ``plots`` items against the real reactions; returns mode ->
+    predictions path."""
+    from perfrdiff.generation.plots import plot_reactions
+
+    out = Path(out)
+    paths = {}
+    for mode, array in predictions.items():
+        info = {"mode": mode, "split": split, "shape": list(array.shape), **(meta or {})}
+        paths[mode] = save_predictions(array, out / mode / "predictions.npy", info)
+        for item in range(min(plots, len(array))):
+            plot_reactions(
+                array[item],
+                data.listener_emotion[item],
+                out / mode / f"item_{item:04d}.png",
+                title=f"{mode}: {split} item {item}, {array.shape[1]} samples vs real",
+            )
+    return paths

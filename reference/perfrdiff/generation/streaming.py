@@ -12,101 +12,17 @@ generation are the same computation.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from perfrdiff.models.denoiser import AUDIO_DIM, EMOTION_DIM, FACE_DIM, GAFRG
-from perfrdiff.models.personalised import PerFRDiff, Shifts
-from perfrdiff.models.schedule import DDIMSchedule
+from perfrdiff.features import AUDIO_DIM, EMOTION_DIM, FACE_DIM
+from perfrdiff.generation.sampler import ReactionSampler
+from perfrdiff.models.personalised import PerFRDiff
 
 log = logging.getLogger(__name__)
-
-Denoise = Callable[[Tensor, Tensor, Tensor, Tensor | None], Tensor]
-
-
-def guided_x0(denoise: Denoise, x_t: Tensor, t: Tensor, memory: Tensor, guidance: float) -> Tensor:
-    """Classifier-free guidance on ``x0``: ``u + g·(c - u)`` (``g = 1``: conditional only).
-
-    The conditional and unconditional passes run as one batch of ``2b``.
-
-    Args:
-        denoise: ``(x_t, t, memory, keep) -> x0``, all batched over ``b``.
-        x_t: ``(b, w, e)`` noisy windows.
-        t: ``(b,)`` timesteps.
-        memory: ``(b, m, d)`` condition tokens.
-        guidance: scale ``g``.
-    """
-    if guidance == 1.0:
-        return denoise(x_t, t, memory, None)
-    b = x_t.shape[0]
-    keep = torch.cat([torch.ones(b, dtype=torch.bool), torch.zeros(b, dtype=torch.bool)])
-    both = denoise(
-        torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([memory, memory]), keep.to(x_t.device)
-    )
-    cond, uncond = both[:b], both[b:]
-    return uncond + guidance * (cond - uncond)
-
-
-@dataclass
-class SamplerConfig:
-    steps: int = 50
-    guidance: float = 1.0
-
-
-class ReactionSampler:
-    """DDIM sampling of ``(b, w, 25)`` windows with a generic or personalised denoiser.
-
-    Args:
-        model: :class:`GAFRG` (generic) or :class:`PerFRDiff` (personalised when shifts given).
-        schedule: the diffusion schedule the model was trained with.
-        config: DDIM steps and guidance scale.
-    """
-
-    def __init__(
-        self, model: GAFRG | PerFRDiff, schedule: DDIMSchedule, config: SamplerConfig
-    ) -> None:
-        self.model = model
-        self.gafrg = model.gafrg if isinstance(model, PerFRDiff) else model
-        self.schedule = schedule
-        self.config = config
-        self.timesteps = schedule.set_timesteps(config.steps)
-
-    @torch.no_grad()
-    def sample(
-        self,
-        memory: Tensor,
-        generator: torch.Generator,
-        shifts: Shifts | None = None,
-        index: Tensor | None = None,
-    ) -> Tensor:
-        """``memory: (b, m, d)`` -> ``(b, w, 25)`` sampled windows.
-
-        Args:
-            generator: source of the initial noise (and of DDIM noise when ``eta > 0``).
-            shifts: per-listener shifts from :meth:`PerFRDiff.listener_shifts` (``None``: generic).
-            index: ``(b,)`` listener of each sample.
-        """
-        b = memory.shape[0]
-        shape = (b, self.gafrg.window, EMOTION_DIM)
-        x = torch.randn(shape, generator=generator, dtype=memory.dtype).to(memory.device)
-        guided_index = index if self.config.guidance == 1.0 or index is None else index.repeat(2)
-        if shifts is not None and index is None:
-            raise ValueError("index is required with shifts (the listener of each sample)")
-
-        def denoise(x_t: Tensor, t: Tensor, mem: Tensor, keep: Tensor | None) -> Tensor:
-            if shifts is None:
-                return self.gafrg(x_t, t, mem, keep)
-            return self.model(x_t, t, mem, keep, shifts, guided_index)
-
-        for t in self.timesteps.tolist():
-            t_batch = torch.full((b,), t, dtype=torch.long, device=memory.device)
-            x0 = guided_x0(denoise, x, t_batch, memory, self.config.guidance)
-            x = self.schedule.step(x0, t, x, generator)
-        return x
 
 
 class StreamingGenerator:
@@ -140,9 +56,9 @@ class StreamingGenerator:
         self.samples = samples
         self.window = sampler.gafrg.window
         self.max_windows = None if max_frames is None else max_frames // self.window
-        self.generator = torch.Generator().manual_seed(seed)
         self.n = history.shape[0] if history is not None else (batch or 1)
         self.device = next(sampler.gafrg.parameters()).device
+        self.generator = torch.Generator(self.device).manual_seed(seed)
         self.shifts = None
         self.index = None
         if history is not None:
@@ -166,7 +82,8 @@ class StreamingGenerator:
 
     def _generate(self, k: int) -> Tensor:
         w, m = self.window, self.samples
-        speaker = self._speaker((k - 1) * w, k * w).to(self.device).repeat_interleave(m, dim=0)
+        speaker = self._speaker((k - 1) * w, k * w).to(self.device, non_blocking=True)
+        speaker = speaker.repeat_interleave(m, dim=0)
         audio, face, emotion = speaker.split([AUDIO_DIM, FACE_DIM, EMOTION_DIM], dim=-1)
         has_past = torch.full((self.n * m,), k > 0, dtype=torch.bool, device=self.device)
         prev = self.prev if self.prev is not None else torch.zeros_like(emotion)

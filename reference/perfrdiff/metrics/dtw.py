@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
-import os
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -47,6 +46,7 @@ import numpy as np
 from dtaidistance import dtw_ndim
 from tqdm import tqdm
 
+from perfrdiff.host import usable_cpus
 from perfrdiff.metrics._inputs import neighbour_array, predictions_array, sequences_array
 
 #: (channels, weight) of the three FRdist components: 15 AUs, valence/arousal, 8 expressions.
@@ -188,13 +188,6 @@ def min_cost(x: np.ndarray, ys: np.ndarray, prune: bool = True) -> tuple[float, 
     return exact, started
 
 
-def _usable_cpus() -> int:
-    """CPUs this process may run on (a container or ``taskset`` can allow fewer than exist)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
 _REALS: np.ndarray | None = None  # worker-global real reactions, sent once per worker
 
 
@@ -242,7 +235,7 @@ def frdist_per_speaker(
         raise ValueError(f"predictions: FRdist needs d = 25 channels, got {predictions.shape[-1]}")
     neighbours = neighbour_array(neighbours, predictions.shape[0])
     n = predictions.shape[0]
-    jobs = n_jobs or _usable_cpus()
+    jobs = n_jobs or usable_cpus()
     candidates = [np.flatnonzero(row) for row in neighbours]
     scores = np.empty(n)
     started = 0

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
+from perfrdiff.atomic import atomic_write_text
 from perfrdiff.metrics._inputs import neighbour_array, predictions_array, sequences_array
 from perfrdiff.metrics.ccc import frcorr
 from perfrdiff.metrics.diversity import frdiv, frdvs, frvar
@@ -80,8 +79,5 @@ def write_report(results: dict[str, dict[str, float]], directory: str | Path) ->
         (directory / "metrics.md", markdown_table(results)),
     )
     for path, text in outputs:
-        handle, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
-        os.replace(temporary, path)
+        atomic_write_text(path, text)
     return outputs[0][0], outputs[1][0]

@@ -1,6 +1,13 @@
 """PerFRDiff models: speaker encoders, emotion VAE, GAFRG denoiser, schedule, PSSL, PWSG."""
 
-from perfrdiff.models.denoiser import GAFRG
+from perfrdiff.models.build import (
+    build_gafrg,
+    build_perfrdiff,
+    build_schedule,
+    build_style_encoder,
+    build_vae,
+)
+from perfrdiff.models.denoiser import GAFRG, MemoryCache
 from perfrdiff.models.emotion_vae import EmotionVAE, vae_loss
 from perfrdiff.models.encoders import SpeakerEncoder, sinusoidal_embedding
 from perfrdiff.models.losses import supervised_contrastive_loss, x0_loss
@@ -12,10 +19,16 @@ __all__ = [
     "GAFRG",
     "DDIMSchedule",
     "EmotionVAE",
+    "MemoryCache",
     "PerFRDiff",
     "SpeakerEncoder",
     "StyleEncoder",
+    "build_gafrg",
     "build_generator",
+    "build_perfrdiff",
+    "build_schedule",
+    "build_style_encoder",
+    "build_vae",
     "cosine_alphas_cumprod",
     "sinusoidal_embedding",
     "supervised_contrastive_loss",

@@ -6,38 +6,61 @@ listener window. All layers are plain ``torch.nn`` modules (``nn.TransformerDeco
 ``nn.Linear``) so :func:`weditlib.make_editable` can swap any subset of self-attention
 (``decoder.layers.*.self_attn``), cross-attention (``decoder.layers.*.multihead_attn``), FFN
 (``decoder.layers.*.linear1``/``linear2``) and the output mapping (``output``).
+
+Sampling uses :meth:`GAFRG.memory_cache` + :meth:`GAFRG.denoise`: the cross-attention keys and
+values of the memory tokens are computed once per window, and each DDIM step only projects the
+time token; the result equals :meth:`GAFRG.forward` to float rounding.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from perfrdiff.config import Config
+from perfrdiff.config import DenoiserConfig
+from perfrdiff.features import AUDIO_DIM, EMOTION_DIM, FACE_DIM
+from perfrdiff.models.attention import output, project
 from perfrdiff.models.emotion_vae import EmotionVAE
 from perfrdiff.models.encoders import SpeakerEncoder, sinusoidal_embedding
 
-EMOTION_DIM, AUDIO_DIM, FACE_DIM = 25, 78, 58
+
+@dataclass(frozen=True)
+class MemoryCache:
+    """Cross-attention keys and values of a window's memory tokens, one pair per decoder layer.
+
+    ``keys[i], values[i]: (b, heads, m, d / heads)``; valid only under the same edit (listener
+    shifts and index) they were computed under.
+    """
+
+    keys: tuple[Tensor, ...]
+    values: tuple[Tensor, ...]
+
+    @property
+    def batch_size(self) -> int:
+        return self.keys[0].shape[0]
 
 
 class GAFRG(nn.Module):
-    """Denoiser ``(x_t, t, condition) -> x0`` for ``(b, w, e)`` listener windows.
+    """Denoiser ``(x_t, t, condition) -> x0`` for ``(b, w, 25)`` listener windows.
 
     Args:
-        config: model sizes (``config.denoiser``, ``config.emotion_vae``, ``config.data.window``).
+        config: decoder sizes.
+        vae: the speaker-emotion VAE (trained in its own stage; frozen here).
+        window: ``w``, frames per listener window.
     """
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: DenoiserConfig, vae: EmotionVAE, window: int) -> None:
         super().__init__()
-        d, w = config.denoiser.d_model, config.data.window
+        d, w = config.d_model, window
         self.window = w
-        self.use_prev_window = config.denoiser.use_prev_window
+        self.use_prev_window = config.use_prev_window
         # Frozen after its own stage; owned here so one checkpoint holds the whole generic model.
-        self.vae = EmotionVAE(
-            EMOTION_DIM, config.emotion_vae.hidden_dim, config.emotion_vae.latent_dim
-        )
+        self.vae = vae
         self.vae.requires_grad_(False)
-        self.speaker = SpeakerEncoder(d, AUDIO_DIM, FACE_DIM, config.emotion_vae.latent_dim, w)
+        self.speaker = SpeakerEncoder(d, AUDIO_DIM, FACE_DIM, vae.latent_dim, w)
         self.prev = nn.Linear(EMOTION_DIM, d)
         self.no_past = nn.Parameter(torch.zeros(d))
         self.time = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
@@ -46,14 +69,9 @@ class GAFRG(nn.Module):
         self.query = nn.Linear(EMOTION_DIM, d)
         self.register_buffer("positions", sinusoidal_embedding(torch.arange(w), d))
         layer = nn.TransformerDecoderLayer(
-            d,
-            config.denoiser.heads,
-            config.denoiser.ffn_dim,
-            config.denoiser.dropout,
-            batch_first=True,
-            norm_first=True,
+            d, config.heads, config.ffn_dim, config.dropout, batch_first=True, norm_first=True
         )
-        self.decoder = nn.TransformerDecoder(layer, config.denoiser.layers, norm=nn.LayerNorm(d))
+        self.decoder = nn.TransformerDecoder(layer, config.layers, norm=nn.LayerNorm(d))
         self.output = nn.Linear(d, EMOTION_DIM)
 
     def train(self, mode: bool = True) -> GAFRG:
@@ -93,6 +111,15 @@ class GAFRG(nn.Module):
         prev = self.prev(prev_emotion) + self.positions[: prev_emotion.shape[1]]
         return torch.cat([tokens, prev + missing * self.no_past], dim=1)
 
+    def _time(self, t: Tensor, like: Tensor) -> Tensor:
+        """``t: (b,)`` -> ``(b, d)`` time embedding."""
+        return self.time(sinusoidal_embedding(t, like.shape[-1]).to(like.dtype))
+
+    def _queries(self, x_t: Tensor, time: Tensor) -> Tensor:
+        # The time embedding also shifts the queries: the query must know the noise level
+        # before its first cross-attention, not only after reading the time token.
+        return self.query(x_t) + self.positions[: x_t.shape[1]] + time.unsqueeze(1)
+
     def forward(self, x_t: Tensor, t: Tensor, memory: Tensor, keep: Tensor | None = None) -> Tensor:
         """Predict the clean window.
 
@@ -106,16 +133,64 @@ class GAFRG(nn.Module):
         Returns:
             ``(b, w, 25)`` predicted ``x0``.
         """
-        b, w, _ = x_t.shape
+        b = x_t.shape[0]
         if memory.shape[0] != b or t.shape != (b,):
             raise ValueError(
                 f"x_t (b={b}), t {tuple(t.shape)} and memory {tuple(memory.shape)} disagree on b"
             )
         if keep is not None:
             memory = torch.where(keep.bool()[:, None, None], memory, self.null)
-        time = self.time(sinusoidal_embedding(t, memory.shape[-1]).to(memory.dtype))
+        time = self._time(t, memory)
         memory = torch.cat([time.unsqueeze(1), memory], dim=1)
-        # The time embedding also shifts the queries: the query must know the noise level
-        # before its first cross-attention, not only after reading the time token.
-        query = self.query(x_t) + self.positions[:w] + time.unsqueeze(1)
-        return self.output(self.decoder(query, memory))
+        return self.output(self.decoder(self._queries(x_t, time), memory))
+
+    def memory_cache(self, memory: Tensor, keep: Tensor | None = None) -> MemoryCache:
+        """Cross-attention keys and values of ``memory: (b, m, d)`` for every decoder layer.
+
+        Compute it inside the same :func:`weditlib.edit` block as the :meth:`denoise` calls that
+        use it (edited projections give edited keys and values).
+
+        Args:
+            memory: condition tokens from :meth:`condition`.
+            keep: ``(b,)`` bool, as in :meth:`forward`.
+        """
+        if keep is not None:
+            memory = torch.where(keep.bool()[:, None, None], memory, self.null)
+        keys, values = [], []
+        for layer in self.decoder.layers:
+            keys.append(project(layer.multihead_attn, 1, memory))
+            values.append(project(layer.multihead_attn, 2, memory))
+        return MemoryCache(tuple(keys), tuple(values))
+
+    def denoise(self, x_t: Tensor, t: Tensor, cache: MemoryCache) -> Tensor:
+        """:meth:`forward` with the memory tokens' keys and values taken from ``cache``.
+
+        Args:
+            x_t: ``(b, w, 25)`` noisy listener window.
+            t: ``(b,)`` integer diffusion timesteps.
+            cache: from :meth:`memory_cache` for the same ``b`` windows.
+
+        Returns:
+            ``(b, w, 25)`` predicted ``x0`` (equal to :meth:`forward` to float rounding; in eval
+            mode, as dropout is not applied to the cached path).
+        """
+        b = x_t.shape[0]
+        if cache.batch_size != b or t.shape != (b,):
+            raise ValueError(
+                f"x_t (b={b}), t {tuple(t.shape)} and the cache (b={cache.batch_size}) disagree"
+            )
+        if self.training:
+            raise RuntimeError("GAFRG.denoise is for sampling: call .eval() first")
+        time = self._time(t, self.null).unsqueeze(1)  # (b, 1, d): the one changing memory token
+        x = self._queries(x_t, time[:, 0])
+        for layer, k, v in zip(self.decoder.layers, cache.keys, cache.values, strict=True):
+            h = layer.norm1(x)
+            x = x + layer.self_attn(h, h, h, need_weights=False)[0]
+            attention = layer.multihead_attn
+            h = layer.norm2(x)
+            keys = torch.cat([project(attention, 1, time), k], dim=2)
+            values = torch.cat([project(attention, 2, time), v], dim=2)
+            attended = F.scaled_dot_product_attention(project(attention, 0, h), keys, values)
+            x = x + output(attention, attended)
+            x = x + layer.linear2(layer.activation(layer.linear1(layer.norm3(x))))
+        return self.output(self.decoder.norm(x))

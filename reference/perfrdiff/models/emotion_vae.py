@@ -10,18 +10,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from perfrdiff.config import EmotionVAEConfig
+from perfrdiff.features import EMOTION_DIM
+
 
 class EmotionVAE(nn.Module):
-    """``(b, w, e)`` emotion windows <-> ``(b, z)`` latents.
+    """``(b, w, e)`` emotion windows <-> ``(b, z)`` latents, ``e`` = 25 emotion channels.
 
     Args:
-        emotion_dim: ``e``, channels per frame (25).
-        hidden_dim: GRU width.
-        latent_dim: ``z``.
+        config: ``hidden_dim`` (GRU width) and ``latent_dim`` (``z``); ``kl_weight`` is the
+            training objective's.
     """
 
-    def __init__(self, emotion_dim: int = 25, hidden_dim: int = 256, latent_dim: int = 256) -> None:
+    def __init__(self, config: EmotionVAEConfig) -> None:
         super().__init__()
+        emotion_dim, hidden_dim, latent_dim = EMOTION_DIM, config.hidden_dim, config.latent_dim
         self.emotion_dim = emotion_dim
         self.latent_dim = latent_dim
         self.encoder = nn.GRU(emotion_dim, hidden_dim, batch_first=True, bidirectional=True)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from torch import Tensor, nn
 
-from perfrdiff.config import Config
+from perfrdiff.config import PWSGConfig
 from perfrdiff.models.denoiser import GAFRG
 from perfrdiff.models.style_encoder import StyleEncoder
 from weditlib import (
@@ -28,49 +28,41 @@ Shifts = Mapping[str, DenseDelta | LowRankDelta]
 
 
 def build_generator(
-    config: Config, targets: Mapping[str, tuple[int, int]]
+    config: PWSGConfig, style_dim: int, targets: Mapping[str, tuple[int, int]]
 ) -> MultiBranchDeltaGenerator:
-    """PWSG for the editable weights ``targets`` (name -> ``(n, k)``) with the config's heads."""
-    p = config.pwsg
+    """PWSG from ``style_dim``-d styles to shifts of the editable weights ``targets``
+    (name -> ``(n, k)``), with the heads ``config`` describes."""
     return MultiBranchDeltaGenerator(
-        config.style.style_dim,
+        style_dim,
         targets,
-        hidden_dim=p.hidden_dim,
-        trunk_layers=p.trunk_layers,
-        rank=p.rank,
-        mode=p.mode,
-        branch_dim=p.branch_dim if p.rank is not None else None,
+        hidden_dim=config.hidden_dim,
+        trunk_layers=config.trunk_layers,
+        rank=config.rank,
+        mode=config.mode,
+        branch_dim=config.branch_dim if config.rank is not None else None,
     )
-
-
-def make_editable_denoiser(gafrg: GAFRG, targets: list[str]) -> dict[str, tuple[int, int]]:
-    """Make the denoiser's weights named by ``targets`` editable; returns name -> ``(n, k)``.
-
-    Names are relative to the denoiser (e.g. ``"output"``), which is what :func:`weditlib.edit`
-    is called on.
-    """
-    return make_editable(gafrg, targets)
 
 
 class PerFRDiff(nn.Module):
     """Generic denoiser + style encoder + shift generator.
 
-    The denoiser is made editable in place for ``config.pwsg.targets``; load its weights before
+    The denoiser is made editable in place for ``config.targets``; load its weights before
     constructing this (``EditableLinear`` keeps ``nn.Linear``'s parameter names, so loading
     afterwards works too).
 
     Args:
-        config: model configuration.
         gafrg: the generic denoiser (trained, frozen in stage 2).
         style_encoder: PSSL (trained, frozen in stage 2).
+        config: which denoiser weights to edit and the generator's heads.
     """
 
-    def __init__(self, config: Config, gafrg: GAFRG, style_encoder: StyleEncoder) -> None:
+    def __init__(self, gafrg: GAFRG, style_encoder: StyleEncoder, config: PWSGConfig) -> None:
         super().__init__()
         self.gafrg = gafrg
         self.style_encoder = style_encoder
-        self.targets = make_editable_denoiser(gafrg, config.pwsg.targets)
-        self.generator = build_generator(config, self.targets)
+        # Names are relative to the denoiser (e.g. "output"), which edit() is called on.
+        self.targets = make_editable(gafrg, config.targets)
+        self.generator = build_generator(config, style_encoder.style_dim, self.targets)
 
     def listener_shifts(self, history: Tensor) -> dict[str, DenseDelta | LowRankDelta]:
         """``history: (l, h, c)`` of ``l`` listeners -> name -> shift holding ``l`` edits."""

@@ -44,6 +44,9 @@ class DDIMSchedule:
         self.eta = eta
         self.alphas_cumprod = cosine_alphas_cumprod(num_train_steps)
         self.timesteps = torch.arange(num_train_steps - 1, -1, -1)
+        # ᾱ of one timestep on a device, in a dtype: sampling reuses them every window, so the
+        # DDIM loop does no host-to-device copy after the first window.
+        self._scalar_alphas: dict[tuple[int, torch.device, torch.dtype], Tensor] = {}
 
     def set_timesteps(self, num_steps: int) -> Tensor:
         """Choose ``num_steps`` evenly spaced timesteps, descending; returns them as ``(s,)``."""
@@ -55,6 +58,11 @@ class DDIMSchedule:
 
     def _alpha(self, t: Tensor | int, like: Tensor) -> Tensor:
         """``ᾱ_t`` broadcastable against ``like`` (``t = -1`` means ``ᾱ = 1``, the clean end)."""
+        if isinstance(t, int):
+            key = (t, like.device, like.dtype)
+            if key not in self._scalar_alphas:
+                self._scalar_alphas[key] = self._alpha(torch.tensor(t), like).reshape(())
+            return self._scalar_alphas[key]
         t = torch.as_tensor(t, device=self.alphas_cumprod.device).long()
         a = torch.where(
             t >= 0, self.alphas_cumprod[t.clamp(min=0)], torch.ones((), dtype=torch.float64)

@@ -11,9 +11,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from perfrdiff.config import StyleConfig
+from perfrdiff.features import history_dim
 from perfrdiff.models.encoders import sinusoidal_embedding
-
-INPUT_DIMS = {"face": 58, "emotion": 25}
 
 
 class StyleEncoder(nn.Module):
@@ -25,12 +24,8 @@ class StyleEncoder(nn.Module):
 
     def __init__(self, config: StyleConfig) -> None:
         super().__init__()
-        if config.input not in INPUT_DIMS:
-            raise ValueError(
-                f"style.input must be one of {sorted(INPUT_DIMS)}, got {config.input!r}"
-            )
+        self.input_dim = history_dim(config.input)
         self.input_name = config.input
-        self.input_dim = INPUT_DIMS[config.input]
         self.style_dim = config.style_dim
         d = config.d_model
         self.embed = nn.Linear(self.input_dim, d)

@@ -1,33 +1,17 @@
-"""Training: one loop, one objective per stage, atomic resumable checkpoints, DDP helpers."""
+"""Training: the stage registry, one loop, one objective per stage, resumable checkpoints, DDP."""
 
-from perfrdiff.training.checkpoint import (
-    load_checkpoint,
-    load_weights,
-    save_checkpoint,
-    save_weights,
-)
+from perfrdiff.training.checkpoint import load_checkpoint, save_checkpoint
 from perfrdiff.training.loop import Objective, StageRun, train_stage
-from perfrdiff.training.stages import (
-    load_gafrg,
-    load_perfrdiff,
-    load_style_encoder,
-    load_vae,
-    run_training,
-    stage_weights,
-)
+from perfrdiff.training.stages import STAGE_REGISTRY, Stage, run_training, stage
 
 __all__ = [
+    "STAGE_REGISTRY",
     "Objective",
+    "Stage",
     "StageRun",
     "load_checkpoint",
-    "load_gafrg",
-    "load_perfrdiff",
-    "load_style_encoder",
-    "load_vae",
-    "load_weights",
     "run_training",
     "save_checkpoint",
-    "save_weights",
-    "stage_weights",
+    "stage",
     "train_stage",
 ]

@@ -28,43 +28,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from perfrdiff.weights import contiguous
+
 log = logging.getLogger(__name__)
 
 PREFIX = "step_"
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and ``os.replace``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def save_weights(module: nn.Module, path: str | Path, metadata: Mapping[str, Any]) -> None:
-    """Export ``module``'s weights to ``path`` (safetensors) and ``metadata`` to ``path``.json,
-    atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file(_contiguous(module.state_dict()), str(tmp))
-    os.replace(tmp, path)
-    atomic_write_text(path.with_suffix(".json"), json.dumps(metadata, indent=2))
-
-
-def load_weights(module: nn.Module, path: str | Path) -> dict[str, Any]:
-    """Load weights written by :func:`save_weights`; returns the JSON metadata."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no weights at {path} (train the stage that writes it first)")
-    module.load_state_dict(load_file(str(path)))
-    meta = path.with_suffix(".json")
-    return json.loads(meta.read_text()) if meta.is_file() else {}
-
-
-def _contiguous(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    # safetensors refuses shared or non-contiguous storage; clone keeps the file self-contained.
-    return {k: v.detach().contiguous().clone() for k, v in tensors.items()}
 
 
 def _split_optimizer_state(state: dict[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -150,13 +118,13 @@ def save_checkpoint(
     tmp = directory / f".{final.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_file(_contiguous(module.state_dict()), str(tmp / "model.safetensors"))
+    save_file(contiguous(module.state_dict()), str(tmp / "model.safetensors"))
     opt_tensors, opt_plain = _split_optimizer_state(optimizer.state_dict())
-    save_file(_contiguous(opt_tensors), str(tmp / "optimizer.safetensors"))
+    save_file(contiguous(opt_tensors), str(tmp / "optimizer.safetensors"))
     rng_tensors = {
         f"{rank}/{k}": v for rank, s in enumerate(rng_states) for k, v in s["tensors"].items()
     }
-    save_file(_contiguous(rng_tensors), str(tmp / "rng.safetensors"))
+    save_file(contiguous(rng_tensors), str(tmp / "rng.safetensors"))
     state = {
         "step": step,
         "optimizer": opt_plain,

@@ -1,6 +1,7 @@
 """``torch.distributed`` helpers for DDP runs launched by ``torchrun`` (gloo on CPU, NCCL on GPU).
 
-Without ``torchrun`` (no ``WORLD_SIZE`` in the environment) everything degrades to one process.
+Without ``torchrun`` (no ``WORLD_SIZE`` in the environment) everything degrades to one process on
+the run's device (CUDA when ``--device auto`` finds it).
 """
 
 from __future__ import annotations
@@ -34,13 +35,23 @@ class Distributed:
         return self.rank == 0
 
 
-def init_distributed() -> Distributed:
-    """Join the process group described by ``torchrun``'s environment, if any."""
+def init_distributed(device: torch.device | None = None) -> Distributed:
+    """Join the process group described by ``torchrun``'s environment, if any.
+
+    Args:
+        device: the run's device. One process computes on it; under ``torchrun`` a CUDA device
+            means one GPU per process (``cuda:LOCAL_RANK``, NCCL), the CPU means gloo.
+            ``None``: CUDA when available.
+    """
+    if device is None:
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
-        return Distributed()
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        return Distributed(device=device)
     rank = int(os.environ["RANK"])
-    if torch.cuda.is_available():
+    if device.type == "cuda":
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local_rank)
         device, backend = torch.device("cuda", local_rank), "nccl"

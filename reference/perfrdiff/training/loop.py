@@ -2,8 +2,9 @@
 
 A stage provides an :class:`Objective`: an ``nn.Module`` whose ``forward(batch)`` returns the loss
 and whose ``trained`` submodule is what gets optimised and saved (frozen parts have
-``requires_grad=False``). The loop adds the optimiser and LR schedule, DDP, validation, a JSONL
-metrics log, tqdm progress and resumable checkpoints.
+``requires_grad=False``). The loop adds the optimiser and LR schedule, the device (batches in
+pinned memory, copied without blocking on CUDA), bf16 autocast with float32 master weights, DDP,
+validation, a JSONL metrics log, tqdm progress and resumable checkpoints.
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from perfrdiff.config import StageConfig
+from perfrdiff.data.samplers import Reseeded, StepBatchSampler
+from perfrdiff.device import autocast, check_precision
 from perfrdiff.training.checkpoint import (
     list_checkpoints,
     load_checkpoint,
     rng_state,
     save_checkpoint,
-    save_weights,
     set_rng_state,
 )
 from perfrdiff.training.distributed import (
@@ -41,7 +43,7 @@ from perfrdiff.training.distributed import (
     mean_scalar,
     replica_divergence,
 )
-from perfrdiff.training.sampler import Reseeded, StepBatchSampler
+from perfrdiff.weights import save_weights
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,7 @@ class StageRun:
     metadata: Mapping[str, Any] | None = None  # saved next to the final weights
     # Called after each optimiser step with the step count; tests use it to simulate a kill.
     on_step: Callable[[int], None] | None = None
+    precision: str = "fp32"  # "bf16": forward passes under bf16 autocast, fp32 weights
 
 
 def default_batch_sampler(
@@ -100,7 +103,10 @@ def _optimizer(params: list[nn.Parameter], config: StageConfig) -> torch.optim.O
 
 
 def _to(batch: Batch, device: torch.device) -> dict[str, Tensor]:
-    return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+    # From pinned memory the copy is asynchronous: the host goes on to the next batch.
+    return {
+        k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()
+    }
 
 
 def seed_everything(seed: int) -> None:
@@ -131,15 +137,19 @@ class MetricsLog:
 
 
 @torch.no_grad()
-def validate(objective: Objective, batches: list[Batch], seed: int) -> dict[str, float]:
+def validate(
+    objective: Objective, batches: list[Batch], seed: int, precision: str = "fp32"
+) -> dict[str, float]:
     """Mean loss and metrics over fixed batches with fixed noise, without touching training RNG."""
     was_training = objective.training
     objective.eval()
     totals: dict[str, float] = {}
+    device = next(objective.parameters()).device
     with preserved_rng():
         torch.manual_seed(seed)
         for batch in batches:
-            loss, metrics = objective(batch)
+            with autocast(device, precision):
+                loss, metrics = objective(batch)
             for k, v in {"loss": loss.item(), **metrics}.items():
                 totals[k] = totals.get(k, 0.0) + v / len(batches)
     objective.train(was_training)
@@ -173,6 +183,7 @@ def train_stage(
     """
     env = env or Distributed()
     cfg = run.config
+    check_precision(run.precision)
     out_dir = Path(run.out_dir)
     ckpt_dir = out_dir / "checkpoints"
     make_sampler = batch_sampler or (
@@ -214,6 +225,8 @@ def train_stage(
             train_set, cfg.batch_size, run.seed, start, (env.rank, env.world_size)
         ),
         num_workers=run.num_workers,
+        pin_memory=env.device.type == "cuda",
+        persistent_workers=run.num_workers > 0,
     )
     val_batches: list[Batch] = []
     if val_set is not None and cfg.val_batches > 0 and len(val_set) >= 2:
@@ -242,13 +255,16 @@ def train_stage(
 
     last_val: dict[str, float] = {}
     if val_batches and start == 0:  # the untrained reference point of the validation curve
-        metrics_log.write({"step": 0, "split": "val", **validate(objective, val_batches, run.seed)})
+        metrics_log.write(
+            {"step": 0, "split": "val", **validate(objective, val_batches, run.seed, run.precision)}
+        )
     progress = tqdm(total=cfg.steps, initial=start, desc=name, unit="step", disable=not env.is_main)
     with preserved_rng():  # creating a DataLoader iterator draws a seed from the global RNG
         batches = iter(loader)  # infinite: the batch sampler never ends
     for step in range(start + 1, cfg.steps + 1):
         batch = _to(next(batches), env.device)
-        loss, metrics = model(batch)
+        with autocast(env.device, run.precision):
+            loss, metrics = model(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:
@@ -263,7 +279,7 @@ def train_stage(
                 {"step": step, "split": "train", "lr": scheduler.get_last_lr()[0], **record}
             )
         if val_batches and (step % cfg.val_every == 0 or step == cfg.steps):
-            last_val = validate(objective, val_batches, run.seed)
+            last_val = validate(objective, val_batches, run.seed, run.precision)
             metrics_log.write({"step": step, "split": "val", **last_val})
             if env.is_main:
                 log.info(

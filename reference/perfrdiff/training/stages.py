@@ -1,66 +1,64 @@
-"""One trainer per stage, in the paper's order, and the loaders of trained models.
+"""The registry of training stages, in the paper's order.
 
 ``emotion-vae`` → ``style`` → ``gafrg`` (loads the VAE, frozen) → ``pwsg`` (loads GAFRG and PSSL,
-frozen; the authors' release forgot to, training stage 2 on a random generator). Each stage writes
-``<run_dir>/<stage>/model.safetensors`` (+ ``.json``), checkpoints and a metrics log.
+frozen; the authors' release forgot to, training stage 2 on a random generator). Each entry says
+which stages it needs, how to build its objective (the model it trains and its loss), its datasets
+and its batch sampler; the optimiser comes from the stage's
+:class:`~perfrdiff.config.StageConfig`. :func:`run_training` is the one dispatcher. Each stage
+writes ``<run_dir>/<stage>/model.safetensors`` (+ ``.json``), checkpoints and a metrics log.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch.utils.data import Dataset, Sampler
 
 from perfrdiff.config import Config, config_to_dict
-from perfrdiff.models import GAFRG, DDIMSchedule, EmotionVAE, PerFRDiff, StyleEncoder
-from perfrdiff.training.checkpoint import load_weights
+from perfrdiff.data.samplers import ListenerBatchSampler
+from perfrdiff.models import build_schedule, build_style_encoder, build_vae
 from perfrdiff.training.distributed import Distributed
-from perfrdiff.training.loop import StageRun, train_stage
+from perfrdiff.training.loop import BatchSamplerFactory, Objective, StageRun, train_stage
 from perfrdiff.training.objectives import (
     EmotionVAEObjective,
     GAFRGObjective,
     PWSGObjective,
     StyleObjective,
 )
-from perfrdiff.training.sampler import ListenerBatchSampler
+
+if TYPE_CHECKING:
+    from perfrdiff.run import Run
 
 log = logging.getLogger(__name__)
 
-
-def stage_weights(run_dir: str | Path, stage: str) -> Path:
-    return Path(run_dir) / stage / "model.safetensors"
+Datasets = tuple[Dataset, Dataset | None]
 
 
-def load_vae(config: Config, run_dir: str | Path) -> EmotionVAE:
-    vae = EmotionVAE(25, config.emotion_vae.hidden_dim, config.emotion_vae.latent_dim)
-    load_weights(vae, stage_weights(run_dir, "emotion-vae"))
-    return vae.eval()
+@dataclass(frozen=True)
+class Stage:
+    """One training stage of the registry.
+
+    Attributes:
+        requires: stages whose trained weights this stage loads (frozen).
+        objective: ``run -> Objective``; the objective's ``trained`` module is what is optimised
+            and exported. Earlier stages are loaded through ``run``.
+        datasets: ``config -> (train, validation or None)``.
+        batch_sampler: ``None`` for uniform batches, else how to batch (see
+            :data:`~perfrdiff.training.loop.BatchSamplerFactory`).
+    """
+
+    requires: tuple[str, ...]
+    objective: Callable[[Run], Objective]
+    datasets: Callable[[Config], Datasets]
+    batch_sampler: BatchSamplerFactory | None = None
 
 
-def load_gafrg(config: Config, run_dir: str | Path) -> GAFRG:
-    gafrg = GAFRG(config)
-    load_weights(gafrg, stage_weights(run_dir, "gafrg"))
-    return gafrg.eval()
-
-
-def load_style_encoder(config: Config, run_dir: str | Path) -> StyleEncoder:
-    encoder = StyleEncoder(config.style)
-    load_weights(encoder, stage_weights(run_dir, "style"))
-    return encoder.eval()
-
-
-def load_perfrdiff(config: Config, run_dir: str | Path, with_generator: bool = True) -> PerFRDiff:
-    """GAFRG + PSSL from their stages and, if ``with_generator``, the trained PWSG."""
-    model = PerFRDiff(config, load_gafrg(config, run_dir), load_style_encoder(config, run_dir))
-    if with_generator:
-        load_weights(model.generator, stage_weights(run_dir, "pwsg"))
-    return model.eval()
-
-
-def window_datasets(config: Config) -> tuple[Dataset, Dataset | None]:
+def window_datasets(config: Config) -> Datasets:
     from perfrdiff.data import WindowDataset
 
     d = config.data
@@ -98,7 +96,7 @@ class StyleClips(Dataset):
         }
 
 
-def style_datasets(config: Config) -> tuple[Dataset, Dataset | None]:
+def style_datasets(config: Config) -> Datasets:
     from perfrdiff.data import ListenerClipDataset
 
     key = config.style.input
@@ -118,47 +116,66 @@ def listener_batches(
     )
 
 
+def _vae_objective(run: Run) -> Objective:
+    return EmotionVAEObjective(build_vae(run.config), run.config.emotion_vae.kl_weight)
+
+
+def _style_objective(run: Run) -> Objective:
+    return StyleObjective(build_style_encoder(run.config), run.config.style.temperature)
+
+
+def _gafrg_objective(run: Run) -> Objective:
+    d = run.config.diffusion
+    gafrg = run.build("gafrg", trained=False)  # around the trained, frozen VAE
+    return GAFRGObjective(gafrg, build_schedule(run.config), d.cond_drop, d.prev_drop)
+
+
+def _pwsg_objective(run: Run) -> Objective:
+    model = run.build("pwsg", trained=False)  # trained GAFRG + PSSL, a new generator
+    return PWSGObjective(model, build_schedule(run.config), run.config)
+
+
+STAGE_REGISTRY: dict[str, Stage] = {
+    "emotion-vae": Stage((), _vae_objective, window_datasets),
+    "style": Stage((), _style_objective, style_datasets, listener_batches),
+    "gafrg": Stage(("emotion-vae",), _gafrg_objective, window_datasets),
+    "pwsg": Stage(("gafrg", "style"), _pwsg_objective, window_datasets),
+}
+
+
+def stage(name: str) -> Stage:
+    """The registry entry of stage ``name``.
+
+    Raises:
+        ValueError: no such stage.
+    """
+    if name not in STAGE_REGISTRY:
+        raise ValueError(f"stage must be one of {list(STAGE_REGISTRY)}; got {name!r}")
+    return STAGE_REGISTRY[name]
+
+
 def run_training(
-    stage: str,
-    config: Config,
-    run_dir: str | Path,
+    name: str,
+    run: Run,
     resume: bool = False,
     env: Distributed | None = None,
     on_step: Callable[[int], None] | None = None,
 ) -> Path:
-    """Train ``stage`` of the run in ``run_dir``; returns the exported weights' path."""
-    env = env or Distributed()
-    run = StageRun(
-        out_dir=Path(run_dir) / stage,
-        config=config.stage(stage),
+    """Train stage ``name`` of ``run``; returns the exported weights' path."""
+    entry = stage(name)
+    config = run.config
+    env = env or Distributed(device=run.device)
+    stage_run = StageRun(
+        out_dir=run.directory / name,
+        config=config.stage(name),
         seed=config.seed,
         resume=resume,
-        num_workers=config.data.num_workers,
+        num_workers=run.loader_workers,
         metadata={"config": config_to_dict(config)},
         on_step=on_step,
+        precision=run.precision,
     )
-    schedule = DDIMSchedule(config.diffusion.train_steps)
     torch.manual_seed(config.seed)  # identical initial weights on every DDP rank
-    sampler = None
-    if stage == "emotion-vae":
-        vae = EmotionVAE(25, config.emotion_vae.hidden_dim, config.emotion_vae.latent_dim)
-        objective = EmotionVAEObjective(vae, config.emotion_vae.kl_weight)
-        train_set, val_set = window_datasets(config)
-    elif stage == "style":
-        objective = StyleObjective(StyleEncoder(config.style), config.style.temperature)
-        train_set, val_set = style_datasets(config)
-        sampler = listener_batches
-    elif stage == "gafrg":
-        gafrg = GAFRG(config)
-        load_weights(gafrg.vae, stage_weights(run_dir, "emotion-vae"))
-        objective = GAFRGObjective(
-            gafrg, schedule, config.diffusion.cond_drop, config.diffusion.prev_drop
-        )
-        train_set, val_set = window_datasets(config)
-    elif stage == "pwsg":
-        model = load_perfrdiff(config, run_dir, with_generator=False)
-        objective = PWSGObjective(model, schedule, config)
-        train_set, val_set = window_datasets(config)
-    else:
-        raise ValueError(f"stage must be one of emotion-vae, style, gafrg, pwsg; got {stage!r}")
-    return train_stage(stage, objective, train_set, val_set, run, env, sampler)
+    objective = entry.objective(run)
+    train_set, val_set = entry.datasets(config)
+    return train_stage(name, objective, train_set, val_set, stage_run, env, entry.batch_sampler)

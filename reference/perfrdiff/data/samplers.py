@@ -1,4 +1,5 @@
-"""Stateless batch order: the batch of step ``s`` is a pure function of ``(seed, s, rank)``.
+"""The batch samplers of every training stage, stateless: the batch of step ``s`` is a pure
+function of ``(seed, s, rank)``.
 
 Resuming at step ``s`` therefore sees exactly the batches an uninterrupted run would have seen,
 without saving any data-loader state, and DDP ranks see disjoint batches.
@@ -47,7 +48,8 @@ class StepBatchSampler(Sampler[list[int]]):
         batch_size: per-process batch size.
         seed: shuffling seed.
         start_step: first step to produce (the resumed step).
-        rank, world_size: this process's share of each global batch.
+        rank: which share of each global batch this process takes.
+        world_size: number of processes sharing each global batch.
     """
 
     def __init__(
@@ -98,7 +100,11 @@ class ListenerBatchSampler(Sampler[list[int]]):
         groups: listener -> its item indices.
         length: dataset size ``n`` (for tagging).
         batch_size: items per batch and process.
-        per_listener: items drawn per listener (with replacement if a listener has fewer).
+        per_listener: items drawn per listener (uniformly, with replacement).
+        seed: sampling seed.
+        start_step: first step to produce (the resumed step).
+        rank: this process's rank; it seeds the process's own draws.
+        world_size: number of processes (every rank draws independently).
     """
 
     def __init__(
