@@ -120,3 +120,16 @@ def test_cache_of_another_batch_is_refused(model):
         model.gafrg.denoise(
             torch.zeros(2, 50, 25, dtype=torch.float64), torch.zeros(2).long(), cache
         )
+
+
+def test_low_rank_shifts_are_multiplied_out_once_per_window_within_the_limit(model, monkeypatch):
+    import perfrdiff.generation.sampler as sampler_module
+    from weditlib import DenseDelta, LowRankDelta
+
+    _, shifts, _ = inputs(model)
+    dense = sampler_module.per_window(shifts)
+    for name, delta in shifts.items():
+        assert isinstance(dense[name], DenseDelta)
+        torch.testing.assert_close(dense[name].matrix(), delta.matrix(), rtol=0, atol=1e-12)
+    monkeypatch.setattr(sampler_module, "DENSE_LIMIT", 0)
+    assert all(isinstance(d, LowRankDelta) for d in sampler_module.per_window(shifts).values())
