@@ -124,6 +124,7 @@ def test_cache_of_another_batch_is_refused(model):
 
 def test_low_rank_shifts_are_multiplied_out_once_per_window_within_the_limit(model, monkeypatch):
     import perfrdiff.generation.sampler as sampler_module
+
     from weditlib import DenseDelta, LowRankDelta
 
     _, shifts, _ = inputs(model)
