@@ -12,12 +12,7 @@ from weditlib import edit
 EVERY_KIND = ["decoder.layers.*.multihead_attn", "decoder.layers.*.self_attn", "output"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny ops: one thread avoids contention on a shared CPU
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
