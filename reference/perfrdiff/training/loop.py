@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from perfrdiff.config import StageConfig
 from perfrdiff.training.checkpoint import (
     list_checkpoints,
-    load_checkpoint,
+    load_latest_checkpoint,
     rng_state,
     save_checkpoint,
     save_weights,
@@ -189,11 +189,11 @@ def train_stage(
     start = 0
     existing = list_checkpoints(ckpt_dir)
     if run.resume and existing:
-        state = load_checkpoint(
-            existing[-1], objective.trained, optimizer, scheduler, env.rank, env.world_size
+        resumed_from, state = load_latest_checkpoint(
+            ckpt_dir, objective.trained, optimizer, scheduler, env.rank, env.world_size
         )
         start = state.step
-        log.info("%s: resumed from %s at step %d", name, existing[-1], start)
+        log.info("%s: resumed from %s at step %d", name, resumed_from, start)
     elif existing and env.is_main:
         log.info("%s: starting fresh, removing %d old checkpoints", name, len(existing))
         shutil.rmtree(ckpt_dir)
