@@ -16,9 +16,11 @@ import numpy as np
 from perfrdiff.config import Config, apply_runtime, load_config
 from perfrdiff.generation import (
     EvaluationSet,
+    check_generation_options,
     generate_split,
     load_evaluation_set,
     plot_reactions,
+    read_history,
     save_predictions,
     with_listener_history,
 )
@@ -108,19 +110,22 @@ def generate(
 
 
 def run(args: argparse.Namespace) -> int:
+    check_generation_options(
+        args.samples, args.steps, args.guidance, args.limit, args.plots, args.seed
+    )
     overrides = []
     if args.data_root:
         overrides.append(f"data.root={args.data_root}")
-    if args.samples:
+    if args.samples is not None:
         overrides.append(f"generate.samples={args.samples}")
-    if args.steps:
+    if args.steps is not None:
         overrides.append(f"diffusion.sample_steps={args.steps}")
     if args.guidance is not None:
         overrides.append(f"diffusion.guidance={args.guidance}")
     config = run_config(args.run_dir, args.config, overrides)
     modes = ("generic", "personalised") if args.mode == "both" else (args.mode,)
     out = args.out or Path(args.run_dir) / "generate"
-    history = np.load(args.history) if args.history else None
+    history = read_history(args.history, config.style.input) if args.history else None
     for mode, path in generate(
         config,
         args.run_dir,

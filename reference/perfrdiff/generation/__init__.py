@@ -1,5 +1,6 @@
 """Generation of listener reactions: online DDIM sampling, whole splits, baselines, plots."""
 
+from perfrdiff.generation.inputs import check_generation_options, check_history, read_history
 from perfrdiff.generation.plots import plot_reactions
 from perfrdiff.generation.reactions import (
     EvaluationSet,
@@ -26,12 +27,15 @@ __all__ = [
     "StreamingGenerator",
     "build_sampler",
     "chance_predictions",
+    "check_generation_options",
+    "check_history",
     "generate_clips",
     "generate_dataset",
     "generate_split",
     "guided_x0",
     "load_evaluation_set",
     "plot_reactions",
+    "read_history",
     "save_predictions",
     "with_listener_history",
 ]
