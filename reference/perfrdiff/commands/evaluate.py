@@ -18,7 +18,11 @@ logger = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("predictions", type=Path, help="predictions .npy / .npz")
     parser.add_argument("--root", type=Path, default=EvaluateConfig.root, help="dataset root")
-    parser.add_argument("--split", default=EvaluateConfig.split, help="split (default: test)")
+    parser.add_argument(
+        "--split",
+        default=EvaluateConfig.split,
+        help="split (default: the one in the predictions' .json sidecar, else test)",
+    )
     parser.add_argument("--output", type=Path, default=None, help="report folder")
     parser.add_argument("--name", default=None, help="row label in the report")
     parser.add_argument(
