@@ -13,6 +13,8 @@ from pathlib import Path
 
 from perfrdiff.config import STAGES, Config, apply_runtime, load_config, save_config
 from perfrdiff.training.distributed import init_distributed, shutdown
+from perfrdiff.training.resume import check_resume
+from perfrdiff.training.rundir import run_dir_lock
 from perfrdiff.training.stages import run_training
 
 log = logging.getLogger(__name__)
@@ -60,13 +62,15 @@ def train(config: Config, run_dir: str | Path, stages: list[str], resume: bool =
     env = init_distributed()
     try:
         run_dir = Path(run_dir)
-        if env.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(config, run_dir / "config.yaml")
-        for stage in stages:
-            path = run_training(stage, config, run_dir, resume=resume, env=env)
+        with run_dir_lock(run_dir, enabled=env.is_main):
+            if resume:
+                check_resume(config, run_dir, stages)  # before config.yaml is rewritten
             if env.is_main:
-                log.info("stage %s done: %s", stage, path)
+                save_config(config, run_dir / "config.yaml")
+            for stage in stages:
+                path = run_training(stage, config, run_dir, resume=resume, env=env)
+                if env.is_main:
+                    log.info("stage %s done: %s", stage, path)
     finally:
         shutdown(env)
 

@@ -1,33 +1,53 @@
 """Training: one loop, one objective per stage, atomic resumable checkpoints, DDP helpers."""
 
 from perfrdiff.training.checkpoint import (
+    CheckpointError,
     load_checkpoint,
     load_weights,
+    newest_intact_checkpoint,
     save_checkpoint,
     save_weights,
+    verify_checkpoint,
 )
 from perfrdiff.training.loop import Objective, StageRun, train_stage
+from perfrdiff.training.resume import ResumeError, check_resume, plan_resume
+from perfrdiff.training.rundir import (
+    RunDirLocked,
+    StageMismatch,
+    check_stage,
+    run_dir_lock,
+    stage_weights,
+)
 from perfrdiff.training.stages import (
     load_gafrg,
     load_perfrdiff,
     load_style_encoder,
     load_vae,
     run_training,
-    stage_weights,
 )
 
 __all__ = [
+    "CheckpointError",
     "Objective",
+    "ResumeError",
+    "RunDirLocked",
+    "StageMismatch",
     "StageRun",
+    "check_resume",
+    "check_stage",
     "load_checkpoint",
     "load_gafrg",
     "load_perfrdiff",
     "load_style_encoder",
     "load_vae",
     "load_weights",
+    "newest_intact_checkpoint",
+    "plan_resume",
+    "run_dir_lock",
     "run_training",
     "save_checkpoint",
     "save_weights",
     "stage_weights",
     "train_stage",
+    "verify_checkpoint",
 ]

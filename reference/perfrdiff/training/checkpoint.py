@@ -10,7 +10,7 @@ A checkpoint is a directory ``step_<8 digits>`` holding
 
 It is written under a temporary name and renamed into place, so a process killed at any moment
 leaves either the previous checkpoint or the new one, never a partial one. A file damaged later
-(truncated, overwritten, zeroed) fails its checksum; :func:`load_latest_checkpoint` then says so
+(truncated, overwritten, zeroed) fails its checksum; :func:`newest_intact_checkpoint` then says so
 and falls back to the newest intact checkpoint. Exported weights carry their SHA-256 in the JSON
 beside them and are verified by :func:`load_weights` the same way.
 """
@@ -289,7 +289,8 @@ def load_checkpoint(
 def verify_checkpoint(path: str | Path) -> None:
     """Check every file of checkpoint ``path`` against its ``checksums.json``.
 
-    Checkpoints written before checksums existed (no ``checksums.json``) pass with a warning.
+    Checkpoints written before checksums existed (no ``checksums.json``) are only checked to
+    be readable, with a warning.
 
     Raises:
         CheckpointError: naming the first file that is missing or whose SHA-256 differs.
@@ -299,7 +300,11 @@ def verify_checkpoint(path: str | Path) -> None:
         if not (path / name).is_file():
             raise CheckpointError(f"{path / name}: file is missing")
     if not (path / CHECKSUMS).is_file():
-        log.warning("%s has no %s (an older format): its files are not verified", path, CHECKSUMS)
+        log.warning("%s has no %s (an older format): only checked to be readable", path, CHECKSUMS)
+        _read_json(path / "state.json")
+        for name in FILES:
+            if name.endswith(".safetensors"):
+                _load_tensors(path / name)
         return
     expected = _read_json(path / CHECKSUMS)
     if not isinstance(expected, dict) or set(expected) != set(FILES):
@@ -312,27 +317,21 @@ def verify_checkpoint(path: str | Path) -> None:
             )
 
 
-def load_latest_checkpoint(
-    directory: str | Path,
-    module: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    rank: int = 0,
-    world_size: int = 1,
-) -> tuple[Path, TrainingState] | None:
-    """Restore the newest intact checkpoint under ``directory``; None when there is none at all.
+def newest_intact_checkpoint(directory: str | Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint under ``directory`` that passes :func:`verify_checkpoint`, with its
+    ``state.json``; None when there is no checkpoint at all.
 
-    A damaged checkpoint is skipped with a warning that names the file, and the next older one is
-    tried.
+    A damaged checkpoint is skipped with a warning that names the file, and the next older one
+    is tried.
 
     Raises:
         CheckpointError: every checkpoint is damaged (the message lists each one's problem).
     """
-    checkpoints = list_checkpoints(directory)
     problems = []
-    for path in reversed(checkpoints):
+    for path in reversed(list_checkpoints(directory)):
         try:
-            state = load_checkpoint(path, module, optimizer, scheduler, rank, world_size)
+            verify_checkpoint(path)
+            state = _read_json(path / "state.json")
         except CheckpointError as error:
             problems.append(str(error))
             log.warning("skipping damaged checkpoint: %s", error)
@@ -345,16 +344,4 @@ def load_latest_checkpoint(
             f"no intact checkpoint in {directory}: " + "; ".join(problems) + " (train without "
             "--resume to start the stage again)"
         )
-    return None
-
-
-def newest_intact_checkpoint(directory: str | Path) -> tuple[Path, dict[str, Any]] | None:
-    """The newest checkpoint under ``directory`` that passes :func:`verify_checkpoint`, with its
-    ``state.json``; None when there is none."""
-    for path in reversed(list_checkpoints(directory)):
-        try:
-            verify_checkpoint(path)
-            return path, _read_json(path / "state.json")
-        except CheckpointError:
-            continue
     return None

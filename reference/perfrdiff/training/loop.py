@@ -12,8 +12,8 @@ import contextlib
 import json
 import logging
 import math
+import os
 import random
-import shutil
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +29,8 @@ from tqdm.auto import tqdm
 from perfrdiff.config import StageConfig
 from perfrdiff.training.checkpoint import (
     list_checkpoints,
-    load_latest_checkpoint,
+    load_checkpoint,
+    newest_intact_checkpoint,
     rng_state,
     save_checkpoint,
     save_weights,
@@ -41,6 +42,7 @@ from perfrdiff.training.distributed import (
     mean_scalar,
     replica_divergence,
 )
+from perfrdiff.training.resume import apply_settings, plan_resume, training_record
 from perfrdiff.training.sampler import Reseeded, StepBatchSampler
 
 log = logging.getLogger(__name__)
@@ -110,24 +112,41 @@ def seed_everything(seed: int) -> None:
 
 
 class MetricsLog:
-    """Append-only JSONL of training/validation metrics; a resume drops lines past its step."""
+    """Append-only JSONL of training/validation metrics; a resume drops lines past its step.
+
+    A fresh run writes to a hidden file that replaces the old log at :meth:`commit` (its first
+    checkpoint), so a run that fails before then leaves the previous log intact.
+    """
 
     def __init__(self, path: Path, enabled: bool, resume_step: int) -> None:
         self.path = path
         self.enabled = enabled
+        self.pending: Path | None = None
         if not enabled:
             return
-        kept = []
-        if resume_step and path.is_file():
-            kept = [
-                ln for ln in path.read_text().splitlines() if json.loads(ln)["step"] <= resume_step
-            ]
-        path.write_text("".join(ln + "\n" for ln in kept))
+        if resume_step:
+            kept = []
+            if path.is_file():
+                kept = [
+                    ln
+                    for ln in path.read_text().splitlines()
+                    if json.loads(ln)["step"] <= resume_step
+                ]
+            path.write_text("".join(ln + "\n" for ln in kept))
+        else:
+            self.pending = path.with_name(f".{path.name}.new")
+            self.pending.write_text("")
 
     def write(self, record: Mapping[str, Any]) -> None:
         if self.enabled:
-            with open(self.path, "a") as f:
+            with open(self.pending or self.path, "a") as f:
                 f.write(json.dumps(record) + "\n")
+
+    def commit(self) -> None:
+        """Make a fresh run's log the stage's log (replacing the previous run's)."""
+        if self.pending is not None:
+            os.replace(self.pending, self.path)
+            self.pending = None
 
 
 @torch.no_grad()
@@ -186,19 +205,22 @@ def train_stage(
     optimizer = _optimizer(params, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
 
-    start = 0
-    existing = list_checkpoints(ckpt_dir)
-    if run.resume and existing:
-        resumed_from, state = load_latest_checkpoint(
-            ckpt_dir, objective.trained, optimizer, scheduler, env.rank, env.world_size
+    record = training_record(name, run.seed, cfg, run.metadata)
+    start, resumes = 0, []
+    found = newest_intact_checkpoint(ckpt_dir) if run.resume else None
+    if found is not None:
+        path, saved = found
+        plan = plan_resume(name, saved["config"], record, saved["step"], path, env.is_main)
+        state = load_checkpoint(
+            path, objective.trained, optimizer, scheduler, env.rank, env.world_size
         )
-        start = state.step
-        log.info("%s: resumed from %s at step %d", name, resumed_from, start)
-    elif existing and env.is_main:
-        log.info("%s: starting fresh, removing %d old checkpoints", name, len(existing))
-        shutil.rmtree(ckpt_dir)
-    if env.enabled:
-        torch.distributed.barrier()
+        apply_settings(optimizer, scheduler, cfg)
+        start, resumes = state.step, list(state.extra.get("resumes", []))
+        if plan.applied:
+            resumes.append({"step": start, "changed": plan.applied})
+        log.info("%s: resumed from %s at step %d", name, path, start)
+    # A fresh run replaces the old checkpoints and metrics only once its first checkpoint exists.
+    superseded = [] if found is not None else list_checkpoints(ckpt_dir)
     if env.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
     metrics_log = MetricsLog(out_dir / "metrics.jsonl", env.is_main, start)
@@ -208,12 +230,14 @@ def train_stage(
         model = DistributedDataParallel(
             objective, device_ids=[env.device.index] if env.device.type == "cuda" else None
         )
-    loader = DataLoader(
-        Reseeded(train_set, run.seed),
-        batch_sampler=make_sampler(
+    try:
+        train_batches = make_sampler(
             train_set, cfg.batch_size, run.seed, start, (env.rank, env.world_size)
-        ),
-        num_workers=run.num_workers,
+        )
+    except ValueError as error:
+        raise ValueError(f"train.{name}.batch_size = {cfg.batch_size}: {error}") from error
+    loader = DataLoader(
+        Reseeded(train_set, run.seed), batch_sampler=train_batches, num_workers=run.num_workers
     )
     val_batches: list[Batch] = []
     if val_set is not None and cfg.val_batches > 0 and len(val_set) >= 2:
@@ -234,9 +258,12 @@ def train_stage(
                 optimizer,
                 scheduler,
                 states,
-                {"stage": name, **(run.metadata or {})},
-                extra,
+                record,
+                {**extra, "resumes": resumes},
+                supersedes=superseded,
             )
+            metrics_log.commit()
+        superseded.clear()
         if env.enabled:
             torch.distributed.barrier()
 
@@ -289,6 +316,7 @@ def train_stage(
             "val": last_val,
             "replica_divergence": divergence,
             "world_size": env.world_size,
+            "resumes": resumes,
             **(run.metadata or {}),
         }
         save_weights(objective.trained, final, meta)

@@ -14,9 +14,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from perfrdiff.config import Config, config_to_dict
+from perfrdiff.config import Config
 from perfrdiff.models import GAFRG, DDIMSchedule, EmotionVAE, PerFRDiff, StyleEncoder
-from perfrdiff.training.checkpoint import load_weights
 from perfrdiff.training.distributed import Distributed
 from perfrdiff.training.loop import StageRun, train_stage
 from perfrdiff.training.objectives import (
@@ -25,30 +24,27 @@ from perfrdiff.training.objectives import (
     PWSGObjective,
     StyleObjective,
 )
+from perfrdiff.training.rundir import load_stage_weights, run_dir_lock, stage_record
 from perfrdiff.training.sampler import ListenerBatchSampler
 
 log = logging.getLogger(__name__)
 
 
-def stage_weights(run_dir: str | Path, stage: str) -> Path:
-    return Path(run_dir) / stage / "model.safetensors"
-
-
 def load_vae(config: Config, run_dir: str | Path) -> EmotionVAE:
     vae = EmotionVAE(25, config.emotion_vae.hidden_dim, config.emotion_vae.latent_dim)
-    load_weights(vae, stage_weights(run_dir, "emotion-vae"))
+    load_stage_weights(vae, run_dir, "emotion-vae", config)
     return vae.eval()
 
 
 def load_gafrg(config: Config, run_dir: str | Path) -> GAFRG:
     gafrg = GAFRG(config)
-    load_weights(gafrg, stage_weights(run_dir, "gafrg"))
+    load_stage_weights(gafrg, run_dir, "gafrg", config)
     return gafrg.eval()
 
 
 def load_style_encoder(config: Config, run_dir: str | Path) -> StyleEncoder:
     encoder = StyleEncoder(config.style)
-    load_weights(encoder, stage_weights(run_dir, "style"))
+    load_stage_weights(encoder, run_dir, "style", config)
     return encoder.eval()
 
 
@@ -56,7 +52,7 @@ def load_perfrdiff(config: Config, run_dir: str | Path, with_generator: bool = T
     """GAFRG + PSSL from their stages and, if ``with_generator``, the trained PWSG."""
     model = PerFRDiff(config, load_gafrg(config, run_dir), load_style_encoder(config, run_dir))
     if with_generator:
-        load_weights(model.generator, stage_weights(run_dir, "pwsg"))
+        load_stage_weights(model.generator, run_dir, "pwsg", config)
     return model.eval()
 
 
@@ -134,7 +130,7 @@ def run_training(
         seed=config.seed,
         resume=resume,
         num_workers=config.data.num_workers,
-        metadata={"config": config_to_dict(config)},
+        metadata=stage_record(config, run_dir, stage),
         on_step=on_step,
     )
     schedule = DDIMSchedule(config.diffusion.train_steps)
@@ -150,7 +146,7 @@ def run_training(
         sampler = listener_batches
     elif stage == "gafrg":
         gafrg = GAFRG(config)
-        load_weights(gafrg.vae, stage_weights(run_dir, "emotion-vae"))
+        load_stage_weights(gafrg.vae, run_dir, "emotion-vae", config)
         objective = GAFRGObjective(
             gafrg, schedule, config.diffusion.cond_drop, config.diffusion.prev_drop
         )
@@ -161,4 +157,5 @@ def run_training(
         train_set, val_set = window_datasets(config)
     else:
         raise ValueError(f"stage must be one of emotion-vae, style, gafrg, pwsg; got {stage!r}")
-    return train_stage(stage, objective, train_set, val_set, run, env, sampler)
+    with run_dir_lock(run_dir, enabled=env.is_main):
+        return train_stage(stage, objective, train_set, val_set, run, env, sampler)
