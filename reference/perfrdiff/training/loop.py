@@ -135,7 +135,7 @@ class MetricsLog:
             path.write_text("".join(ln + "\n" for ln in kept))
         else:
             self.pending = path.with_name(f".{path.name}.new")
-            self.pending.write_text("")
+            self.pending.unlink(missing_ok=True)  # left by a run that died before its checkpoint
 
     def write(self, record: Mapping[str, Any]) -> None:
         if self.enabled:
@@ -145,6 +145,7 @@ class MetricsLog:
     def commit(self) -> None:
         """Make a fresh run's log the stage's log (replacing the previous run's)."""
         if self.pending is not None:
+            self.pending.touch()
             os.replace(self.pending, self.path)
             self.pending = None
 
@@ -205,12 +206,12 @@ def train_stage(
     optimizer = _optimizer(params, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
 
-    record = training_record(name, run.seed, cfg, run.metadata)
+    how_trained = training_record(name, run.seed, cfg, run.metadata)
     start, resumes = 0, []
     found = newest_intact_checkpoint(ckpt_dir) if run.resume else None
     if found is not None:
         path, saved = found
-        plan = plan_resume(name, saved["config"], record, saved["step"], path, env.is_main)
+        plan = plan_resume(name, saved["config"], how_trained, saved["step"], path, env.is_main)
         state = load_checkpoint(
             path, objective.trained, optimizer, scheduler, env.rank, env.world_size
         )
@@ -258,7 +259,7 @@ def train_stage(
                 optimizer,
                 scheduler,
                 states,
-                record,
+                how_trained,
                 {**extra, "resumes": resumes},
                 supersedes=superseded,
             )
