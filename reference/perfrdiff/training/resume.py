@@ -99,7 +99,8 @@ def plan_resume(
     """Compare a checkpoint's record (:func:`training_record`) with the new run's.
 
     Args:
-        saved, current: the checkpoint's and the new run's records.
+        saved: the checkpoint's record.
+        current: the new run's record.
         step: the checkpoint's step.
         where: the checkpoint (for messages).
         announce: log the applied changes.
