@@ -148,3 +148,8 @@ def test_resume_refusal_happens_before_config_yaml_is_rewritten(run_500, synthet
     with pytest.raises(ResumeError, match=r"train\.gafrg\.batch_size: 4 -> 2"):
         main(argv)
     assert (run_500 / "config.yaml").read_text() == saved
+
+
+def test_values_that_only_shape_training_may_differ(run_500, synthetic_root):
+    changed = ["diffusion.train_steps=500", "emotion_vae.kl_weight=0.5", "denoiser.dropout=0.3"]
+    check_stage(run_500, "gafrg", config(synthetic_root, *changed))

@@ -50,6 +50,17 @@ DEFINED_BY: dict[str, tuple[str, ...]] = {
 }
 
 
+#: Values inside those sections that only shape training (losses, regularisation, crops), not
+#: the weights' meaning: a later stage may use the weights under other values.
+TRAINING_ONLY: tuple[str, ...] = (
+    "emotion_vae.kl_weight",
+    "denoiser.dropout",
+    "style.dropout",
+    "style.temperature",
+    "style.frames",
+)
+
+
 class RunDirLocked(RuntimeError):
     """Another process is training into the same run directory."""
 
@@ -146,15 +157,19 @@ def flat_keys(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def config_differences(
-    old: Mapping[str, Any], new: Mapping[str, Any], keys: tuple[str, ...]
+    old: Mapping[str, Any],
+    new: Mapping[str, Any],
+    keys: tuple[str, ...],
+    ignore: tuple[str, ...] = (),
 ) -> dict[str, tuple[Any, Any]]:
-    """``dotted key -> (old, new)`` for the values under ``keys`` that differ (nested dicts)."""
+    """``dotted key -> (old, new)`` for the values under ``keys`` (sections or dotted values),
+    except ``ignore``, that both nested mappings hold and that differ."""
     flat_old, flat_new = flat_keys(old), flat_keys(new)
     selected = lambda k: any(k == s or k.startswith(f"{s}.") for s in keys)  # noqa: E731
     return {
-        k: (flat_old.get(k), flat_new.get(k))
-        for k in sorted(set(flat_old) | set(flat_new))
-        if selected(k) and k in flat_old and k in flat_new and flat_old[k] != flat_new[k]
+        k: (flat_old[k], flat_new[k])
+        for k in sorted(set(flat_old) & set(flat_new))
+        if selected(k) and k not in ignore and flat_old[k] != flat_new[k]
     }
 
 
@@ -166,8 +181,8 @@ def check_stage(run_dir: str | Path, stage: str, config: Config) -> None:
     Raises:
         FileNotFoundError: the stage has not been trained.
         StageMismatch: the stage was trained under other values of the keys that define it
-            (:data:`DEFINED_BY`), or an earlier stage it was trained against has changed since;
-            the message names each key (old -> new) or stage.
+            (:data:`DEFINED_BY`, except :data:`TRAINING_ONLY`), or an earlier stage it was
+            trained against has changed since; the message names each key (old -> new) or stage.
     """
     weights = stage_weights(run_dir, stage)
     meta_path = weights.with_suffix(".json")
@@ -177,7 +192,9 @@ def check_stage(run_dir: str | Path, stage: str, config: Config) -> None:
     if "config" not in meta:
         log.warning("%s records no training config: not checked against this run", meta_path)
         return
-    changed = config_differences(meta["config"], config_to_dict(config), DEFINED_BY[stage])
+    changed = config_differences(
+        meta["config"], config_to_dict(config), DEFINED_BY[stage], TRAINING_ONLY
+    )
     problems = [f"{key}: trained with {old!r}, now {new!r}" for key, (old, new) in changed.items()]
     for upstream, sha in meta.get("depends_on", {}).items():
         now = _weights_sha256(run_dir, upstream)
