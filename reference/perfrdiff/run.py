@@ -33,7 +33,7 @@ from perfrdiff.generation import (
     with_listener_history,
 )
 from perfrdiff.models import STAGE_MODELS, DDIMSchedule, build_schedule
-from perfrdiff.weights import load_weights, stage_weights
+from perfrdiff.rundir import load_stage_weights, run_dir_lock
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +120,8 @@ class Run:
         # Required stages load their trained weights, unless this stage's own weights hold them.
         required = not (trained and entry.exports_requirements)
         model = entry.build(self.config, *(self.build(r, required) for r in entry.requires))
-        if trained:
-            load_weights(entry.exported(model), stage_weights(self.directory, stage))
+        if trained:  # checked against the config and the stages it was trained with
+            load_stage_weights(entry.exported(model), self.directory, stage, self.config)
         return model
 
     def model(self, stage: str) -> nn.Module:
@@ -136,6 +136,7 @@ class Run:
         """Train ``stages`` in order (``torchrun`` for several processes); returns stage ->
         exported weights."""
         from perfrdiff.training.distributed import init_distributed, shutdown
+        from perfrdiff.training.resume import check_resume
         from perfrdiff.training.stages import run_training, stage
 
         for name in stages:
@@ -143,14 +144,16 @@ class Run:
         env = init_distributed(self.device)
         paths = {}
         try:
-            if env.is_main:
-                self.directory.mkdir(parents=True, exist_ok=True)
-                save_config(self.config, self.directory / CONFIG_FILE)
-            for name in stages:
-                paths[name] = run_training(name, self, resume=resume, env=env)
-                self._models.pop(name, None)
+            with run_dir_lock(self.directory, enabled=env.is_main):
+                if resume:
+                    check_resume(self.config, self.directory, stages)  # before config.yaml
                 if env.is_main:
-                    log.info("stage %s done: %s", name, paths[name])
+                    save_config(self.config, self.directory / CONFIG_FILE)
+                for name in stages:
+                    paths[name] = run_training(name, self, resume=resume, env=env)
+                    self._models.pop(name, None)
+                    if env.is_main:
+                        log.info("stage %s done: %s", name, paths[name])
         finally:
             shutdown(env)
         return paths
@@ -217,6 +220,11 @@ class Run:
                     personalised=mode == "personalised",
                     clips_per_batch=self.config.generate.clips_per_batch,
                     seed=seed,
+                )
+            if not torch.isfinite(reactions).all():
+                raise FloatingPointError(
+                    f"{mode} generation produced NaN or infinite reactions: the weights in "
+                    f"{self.directory} are probably damaged or diverged in training"
                 )
             predictions[mode] = reactions.float().cpu().numpy()
         return predictions

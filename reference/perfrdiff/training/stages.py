@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from perfrdiff.config import Config, config_to_dict
+from perfrdiff.config import Config
 from perfrdiff.data.samplers import ListenerBatchSampler
 from perfrdiff.models import build_schedule
+from perfrdiff.rundir import run_dir_lock, stage_record
 from perfrdiff.training.distributed import Distributed
 from perfrdiff.training.loop import BatchSamplerFactory, Objective, StageRun, train_stage
 from perfrdiff.training.objectives import (
@@ -174,11 +175,12 @@ def run_training(
         seed=config.seed,
         resume=resume,
         num_workers=run.loader_workers,
-        metadata={"config": config_to_dict(config)},
+        metadata=stage_record(config, run.directory, name),
         on_step=on_step,
         precision=run.precision,
     )
     torch.manual_seed(config.seed)  # identical initial weights on every DDP rank
     objective = entry.objective(run)
     train_set, val_set = entry.datasets(config)
-    return train_stage(name, objective, train_set, val_set, stage_run, env, entry.batch_sampler)
+    with run_dir_lock(run.directory, enabled=env.is_main):
+        return train_stage(name, objective, train_set, val_set, stage_run, env, entry.batch_sampler)
