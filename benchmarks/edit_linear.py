@@ -420,6 +420,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", type=Path, default=None, help="write the report here")
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's); 1 keeps ratios meaningful on a shared, loaded "
+        "machine, where multi-threaded GEMMs stall on preempted threads",
+    )
+    parser.add_argument(
         "--serving-json", type=Path, default=None, help="write the LoRA-serving report here"
     )
     parser.add_argument(
@@ -429,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
         help="run the per-layer cases, the serving cases, or both",
     )
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     reports = []
     if args.only in ("all", "cases"):
