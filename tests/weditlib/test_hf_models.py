@@ -157,3 +157,18 @@ def test_edited_vit_equals_per_sample_weight_copies():
     assert_equals_baked_copies(
         base, model, shifts, torch.tensor([1, 0]), lambda m, s: m(pixels[s]).last_hidden_state
     )
+
+
+def test_editable_conv1d_with_weight_and_bias_shifts_equals_per_sample_copies():
+    torch.manual_seed(0)
+    base = transformers.pytorch_utils.Conv1D(6, 4).double()
+    holder = nn.Sequential(EditableConv1D.from_module(copy.deepcopy(base)))
+    weight = torch.randn(2, 6, 4, dtype=torch.float64)
+    bias = torch.randn(2, 6, dtype=torch.float64)
+    x = torch.randn(3, 5, 4, dtype=torch.float64)
+    index = torch.tensor([1, 0, 1])
+    with edit(holder, {"0": DenseDelta(weight, bias=bias)}, index=index):
+        y = holder(x)
+    for b, which in enumerate(index.tolist()):
+        expected = x[b] @ (base.weight + weight[which].T) + base.bias + bias[which]
+        torch.testing.assert_close(y[b], expected)

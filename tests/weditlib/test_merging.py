@@ -117,3 +117,28 @@ def test_merging_an_unknown_weight_is_an_error():
     model = model_with_attention()
     with pytest.raises(KeyError, match="not editable weights"):
         merge(model, {"9": DenseDelta(torch.zeros(1, 4, 4))}, which=0)
+
+
+@pytest.mark.parametrize("split_in_proj", [False, True], ids=["in_proj", "q-k-v"])
+def test_merged_bias_shifts_equal_the_edit_with_them(split_in_proj):
+    model = model_with_attention(split_in_proj)
+    shifts = {}
+    for name, (_, _, (n, k)) in editable_modules(model).items():
+        bias = None if name == "2" else torch.randn(3, n, dtype=torch.float64)  # "2" has no bias
+        shifts[name] = DenseDelta(0.1 * torch.randn(3, n, k, dtype=torch.float64), bias=bias)
+    with edit(model, shifts, index=torch.tensor([2, 2])):
+        expected = forward(model, X)
+    merge(model, shifts, which=2)
+    torch.testing.assert_close(forward(model, X), expected)
+
+
+def test_a_bias_shift_for_a_layer_without_bias_cannot_be_merged():
+    model = model_with_attention()
+    before = model[1].weight.detach().clone()
+    shifts = {
+        "1": DenseDelta(torch.ones(1, 4, 8, dtype=torch.float64)),
+        "2": DenseDelta(torch.zeros(1, 4, 4, dtype=torch.float64), bias=torch.ones(1, 4).double()),
+    }
+    with pytest.raises(ValueError, match="'2' has a bias shift, but its layer has no bias"):
+        merge(model, shifts, which=0)
+    assert torch.equal(model[1].weight, before)  # nothing was merged
