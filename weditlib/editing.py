@@ -140,7 +140,8 @@ class _BatchDims:
         )
         self.ambiguous = _sequence_first_attention(model)
 
-    def resolve(self, paths: list[str], parents: list[nn.Module]) -> int:
+    def given(self, paths: list[str]) -> int | None:
+        """The dim ``batch_dim=`` gives the layer at ``paths``, if any."""
         if isinstance(self.explicit, int):
             return self.explicit
         if isinstance(self.explicit, Mapping):
@@ -148,6 +149,12 @@ class _BatchDims:
                 if any(fnmatch.fnmatchcase(p, pattern) for p in paths):
                     self.used[pattern] = True
                     return dim
+        return None
+
+    def resolve(self, paths: list[str], parents: list[nn.Module]) -> int:
+        given = self.given(paths)
+        if given is not None:
+            return given
         inferred = {_inferred_batch_dim(parent, self.ambiguous, path) for parent, path in
                     zip(parents, paths, strict=True)}  # fmt: skip
         if len(inferred) > 1:
@@ -321,6 +328,12 @@ def _replacement(
     """The editable module to put at ``candidate``'s places, with ``selected`` selected."""
     module = candidate.module
     if candidate.entry is None:  # already editable: extend its selection
+        given = dims.given(candidate.paths) if hasattr(module, "batch_dim") else None
+        if given is not None and given != module.batch_dim:
+            raise ValueError(
+                f"the layer at {candidate.paths[0]!r} is editable already with "
+                f"batch_dim={module.batch_dim}; batch_dim= asks for {given}"
+            )
         module.selected_weights += [n for n in selected if n not in module.selected_weights]
         return module
     if "" in candidate.paths:

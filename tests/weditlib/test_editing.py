@@ -321,3 +321,12 @@ def test_print_shows_editable_and_selected_weights_and_the_batch_dim():
     text = str(model)
     assert "batch_first=True, editable(in_proj=24x8, out_proj*=8x8; *selected)" in text
     assert "out_features=4, bias=True, batch_dim=0, editable(weight*=4x8; *selected)" in text
+
+
+def test_asking_an_already_editable_layer_for_another_batch_dim_is_an_error():
+    model = nn.Sequential(nn.Linear(4, 4))
+    make_editable(model, ["0"])
+    with pytest.raises(
+        ValueError, match="editable already with batch_dim=0; batch_dim= asks for 1"
+    ):
+        make_editable(model, ["0"], batch_dim=1)
