@@ -129,11 +129,11 @@ class _BatchDims:
     """The sample dim of each wrapped layer that takes one: explicit, or inferred when certain."""
 
     def __init__(self, batch_dim: int | Mapping[str, int] | None, model: nn.Module) -> None:
-        if batch_dim is not None and not isinstance(batch_dim, int | Mapping):
-            raise TypeError(
-                f"batch_dim must be an int, a mapping glob pattern → int, or None, got "
-                f"{type(batch_dim).__name__}"
-            )
+        if isinstance(batch_dim, Mapping):
+            for pattern, dim in batch_dim.items():
+                _check_dim(dim, f"batch_dim[{pattern!r}]")
+        elif batch_dim is not None:
+            _check_dim(batch_dim, "batch_dim")
         self.explicit = batch_dim
         self.used: dict[str, bool] = (
             dict.fromkeys(batch_dim, False) if isinstance(batch_dim, Mapping) else {}
@@ -155,8 +155,8 @@ class _BatchDims:
         given = self.given(paths)
         if given is not None:
             return given
-        inferred = {_inferred_batch_dim(parent, self.ambiguous, path) for parent, path in
-                    zip(parents, paths, strict=True)}  # fmt: skip
+        places = zip(parents, paths, strict=True)
+        inferred = {_inferred_batch_dim(parent, self.ambiguous, path) for parent, path in places}
         if len(inferred) > 1:
             raise ValueError(
                 f"the layer at {paths} is used in layers with different batch dims; "
@@ -168,6 +168,16 @@ class _BatchDims:
         unused = [p for p, hit in self.used.items() if not hit]
         if unused:
             raise ValueError(f"batch_dim patterns {unused} match no layer being made editable")
+
+
+def _check_dim(value: object, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(
+            f"{name} must be an int (batch_dim may also be a mapping glob pattern → int, or "
+            f"None), got {type(value).__name__}"
+        )
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0 (a dim counted from the front), got {value}")
 
 
 def _sequence_first_attention(model: nn.Module) -> str | None:

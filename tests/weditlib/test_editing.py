@@ -295,9 +295,18 @@ def test_a_batch_dim_pattern_that_matches_no_layer_is_an_error():
         make_editable(model, ["0"], batch_dim={"enc.*": 1})
 
 
-def test_batch_dim_of_the_wrong_type_is_an_error():
-    with pytest.raises(TypeError, match="batch_dim must be an int, a mapping"):
-        make_editable(nn.Sequential(nn.Linear(4, 4)), ["0"], batch_dim="1")
+@pytest.mark.parametrize(
+    ("batch_dim", "error", "message"),
+    [
+        ("1", TypeError, "batch_dim must be an int"),
+        (True, TypeError, "batch_dim must be an int"),
+        (-1, ValueError, "batch_dim must be >= 0"),
+        ({"0": 1.0}, TypeError, r"batch_dim\['0'\] must be an int"),
+    ],
+)
+def test_a_batch_dim_of_the_wrong_type_or_value_is_an_error(batch_dim, error, message):
+    with pytest.raises(error, match=message):
+        make_editable(nn.Sequential(nn.Linear(4, 4)), ["0"], batch_dim=batch_dim)
 
 
 def test_a_linear_with_the_batch_dim_at_1_equals_per_sample_weight_copies():
