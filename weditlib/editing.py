@@ -297,7 +297,7 @@ def make_editable(
     patterns = list(targets)
     used = dict.fromkeys(patterns, False)
     available: list[str] = []
-    chosen: list[tuple[_Candidate, list[str], list[str]]] = []
+    chosen: list[tuple[_Candidate, list[str]]] = []
     for candidate in _candidates(model):
         module = candidate.module
         if candidate.entry is None:
@@ -311,17 +311,20 @@ def make_editable(
             used[pattern] = used[pattern] or bool(hits)
             picked.update(hits)
         if picked:
-            chosen.append((candidate, locals_, [n for n in locals_ if n in picked]))
+            chosen.append((candidate, [n for n in locals_ if n in picked]))
     unused = [p for p, hit in used.items() if not hit]
     if unused:
         raise ValueError(
             f"targets {unused} select no editable weight; available names include "
             f"{available[:12]}{' ...' if len(available) > 12 else ''}"
         )
+    # build (and so validate) every replacement before the model is changed at all
     dims = _BatchDims(batch_dim, model)
-    replacements = [(c, _replacement(model, c, split_in_proj, dims, s)) for c, _, s in chosen]
+    replacements = [(c, _replacement(model, c, split_in_proj, dims), s) for c, s in chosen]
     dims.check_all_used()
-    for candidate, replacement in replacements:
+    for candidate, replacement, selected in replacements:
+        extra = [n for n in selected if n not in replacement.selected_weights]
+        replacement.selected_weights += extra
         for path in candidate.paths:
             parent_path, _, child = path.rpartition(".")
             setattr(model.get_submodule(parent_path), child, replacement)
@@ -329,22 +332,17 @@ def make_editable(
 
 
 def _replacement(
-    model: nn.Module,
-    candidate: _Candidate,
-    split_in_proj: bool,
-    dims: _BatchDims,
-    selected: list[str],
-) -> nn.Module:
-    """The editable module to put at ``candidate``'s places, with ``selected`` selected."""
+    model: nn.Module, candidate: _Candidate, split_in_proj: bool, dims: _BatchDims
+) -> EditableMixin:
+    """The editable module for ``candidate``'s places, with nothing selected if it is new."""
     module = candidate.module
-    if candidate.entry is None:  # already editable: extend its selection
+    if candidate.entry is None:  # already editable: its selection will be extended
         given = dims.given(candidate.paths) if hasattr(module, "batch_dim") else None
         if given is not None and given != module.batch_dim:
             raise ValueError(
                 f"the layer at {candidate.paths[0]!r} is editable already with "
                 f"batch_dim={module.batch_dim}; batch_dim= asks for {given}"
             )
-        module.selected_weights += [n for n in selected if n not in module.selected_weights]
         return module
     if "" in candidate.paths:
         raise ValueError("the model itself cannot be swapped; wrap it in a container module")
@@ -353,7 +351,7 @@ def _replacement(
         parents = [model.get_submodule(p.rpartition(".")[0]) for p in candidate.paths]
         dim = dims.resolve(candidate.paths, parents)
     replacement = candidate.entry.wrap(module, WrapOptions(split_in_proj, dim))
-    replacement.selected_weights = [n for n in replacement.editable_weights if n in selected]
+    replacement.selected_weights = []
     return replacement
 
 

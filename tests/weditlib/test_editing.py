@@ -339,3 +339,10 @@ def test_asking_an_already_editable_layer_for_another_batch_dim_is_an_error():
         ValueError, match="editable already with batch_dim=0; batch_dim= asks for 1"
     ):
         make_editable(model, ["0"], batch_dim=1)
+
+
+def test_a_failing_make_editable_leaves_the_model_unchanged():
+    model = nn.Sequential(nn.Linear(8, 8), nn.MultiheadAttention(8, 2, add_bias_kv=True))
+    with pytest.raises(ValueError, match="add_bias_kv"):
+        make_editable(model, ["0", "1"])
+    assert type(model[0]) is nn.Linear and type(model[1]) is nn.MultiheadAttention
