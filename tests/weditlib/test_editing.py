@@ -342,7 +342,9 @@ def test_asking_an_already_editable_layer_for_another_batch_dim_is_an_error():
 
 
 def test_a_failing_make_editable_leaves_the_model_unchanged():
-    model = nn.Sequential(nn.Linear(8, 8), nn.MultiheadAttention(8, 2, add_bias_kv=True))
+    model = nn.Sequential(
+        nn.Linear(8, 8), nn.MultiheadAttention(8, 2, add_bias_kv=True, batch_first=True)
+    )
     with pytest.raises(ValueError, match="add_bias_kv"):
         make_editable(model, ["0", "1"])
     assert type(model[0]) is nn.Linear and type(model[1]) is nn.MultiheadAttention
