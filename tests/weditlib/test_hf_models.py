@@ -172,3 +172,29 @@ def test_editable_conv1d_with_weight_and_bias_shifts_equals_per_sample_copies():
     for b, which in enumerate(index.tolist()):
         expected = x[b] @ (base.weight + weight[which].T) + base.bias + bias[which]
         torch.testing.assert_close(y[b], expected)
+
+
+@pytest.mark.parametrize("reentrant", [True, False], ids=["reentrant", "non-reentrant"])
+def test_gpt2_with_gradient_checkpointing_has_the_shift_gradients_of_the_plain_model(reentrant):
+    model = gpt2().train()  # transformers checkpoints only in training mode; dropout is 0
+    names = make_editable(model, ["transformer.h.*.attn.c_attn"])
+    shifts = {
+        name: DenseDelta((0.1 * torch.randn(2, *shape, dtype=torch.float64)).requires_grad_())
+        for name, shape in names.items()
+    }
+    tokens = torch.randint(0, 40, (2, 6))
+
+    def shift_gradients() -> list[torch.Tensor]:
+        for delta in shifts.values():
+            delta.weight.grad = None
+        with edit(model, shifts):
+            loss = model(tokens, labels=tokens).loss
+        loss.backward()  # after the block: checkpoints recompute then
+        return [delta.weight.grad for delta in shifts.values()]
+
+    expected = shift_gradients()
+    # transformers >= 5 renamed the switch; older versions only have the first name
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    (enable or model.gradient_checkpointing_enable)({"use_reentrant": reentrant})
+    for got, want in zip(shift_gradients(), expected, strict=True):
+        torch.testing.assert_close(got, want)
