@@ -5,16 +5,25 @@ attention layers in batched, exact and fast ways.
 """
 
 from weditlib.deltas import DenseDelta, Grouping, LowRankDelta
-from weditlib.editing import edit, editable_modules, edited_call, make_editable
+from weditlib.editing import (
+    EditableEntry,
+    edit,
+    editable_modules,
+    edited_call,
+    make_editable,
+    register_editable,
+)
 from weditlib.functional import edited_linear, plan
 from weditlib.hyper import MultiBranchDeltaGenerator
 from weditlib.layers import EditableFeedForward, EditableLinear, EditableMultiheadAttention
+from weditlib.merging import merge, unmerge
 from weditlib.planner import MachineModel, Plan, algorithm_names, calibrate, set_machine_model
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DenseDelta",
+    "EditableEntry",
     "EditableFeedForward",
     "EditableLinear",
     "EditableMultiheadAttention",
@@ -30,6 +39,9 @@ __all__ = [
     "edited_call",
     "edited_linear",
     "make_editable",
+    "merge",
     "plan",
+    "register_editable",
     "set_machine_model",
+    "unmerge",
 ]
