@@ -1,9 +1,11 @@
 """weditlib: hypernetwork weight editing for PyTorch.
 
 Apply per-sample weight shifts ``W + ΔW_b`` (or ``W ⊙ (1 + ΔW_b)``) to any model's linear and
-attention layers in batched, exact and fast ways.
+attention and convolution layers in batched, exact and fast ways.
 """
 
+from weditlib.conv import conv_algorithm_names, edited_conv, plan_conv
+from weditlib.conv_layers import EditableConv1d, EditableConv2d
 from weditlib.deltas import DenseDelta, Grouping, LowRankDelta
 from weditlib.editing import edit, editable_modules, edited_call, make_editable
 from weditlib.functional import edited_linear, plan
@@ -15,6 +17,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DenseDelta",
+    "EditableConv1d",
+    "EditableConv2d",
     "EditableFeedForward",
     "EditableLinear",
     "EditableMultiheadAttention",
@@ -25,11 +29,14 @@ __all__ = [
     "Plan",
     "algorithm_names",
     "calibrate",
+    "conv_algorithm_names",
     "edit",
     "editable_modules",
     "edited_call",
+    "edited_conv",
     "edited_linear",
     "make_editable",
     "plan",
+    "plan_conv",
     "set_machine_model",
 ]
