@@ -17,13 +17,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from weditlib import planner
+from weditlib._autocast import autocast_inputs
 from weditlib.deltas import Delta, DenseDelta, Grouping, LowRankDelta
 from weditlib.functional import _check_finite, check_index
 from weditlib.kernels.conv import (
     ALGORITHMS,
     ConvGeometry,
     ConvProblem,
-    bias_shift,
     output_sizes,
 )
 
@@ -105,12 +105,6 @@ def _check_tensors(x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta)
             raise TypeError(f"bias must be a Tensor or None, got {type(bias).__name__}")
         if bias.shape != (n,):
             raise ValueError(f"bias must have shape (out,) = ({n},), got {tuple(bias.shape)}")
-    extra = bias_shift(delta)
-    if extra is not None and extra.shape != (delta.num_shifts, n):
-        raise ValueError(
-            f"delta.bias must have shape (l, out) = ({delta.num_shifts}, {n}), "
-            f"got {tuple(extra.shape)}"
-        )
     if not x.dtype.is_floating_point:
         raise TypeError(f"x must have a floating dtype, got {x.dtype}")
     named = [("weight", weight), ("delta", delta)] + ([("bias", bias)] if bias is not None else [])
@@ -229,7 +223,7 @@ def _empty_batch(
     weight and bias of ``F.conv*`` do on an empty batch."""
     y = geometry.conv(x, weight, bias, geometry.groups)
     picked = delta.matrix()[:0].sum(-1)  # (0, n)
-    extra = bias_shift(delta)
+    extra = delta.bias
     if extra is not None:
         picked = picked + extra[:0]
     return y + picked.reshape(0, -1, *(1,) * geometry.spatial_dims)
@@ -260,6 +254,7 @@ def plan_conv(
         TypeError: as :func:`edited_conv`.
         ValueError: as :func:`edited_conv`.
     """
+    x, weight, bias, delta = autocast_inputs(x, weight, bias, delta)
     *_, problem = _prepare(
         x, weight, bias, delta, index, None, stride, padding, dilation, groups, padding_mode
     )
@@ -328,6 +323,7 @@ def edited_conv(
         x, geometry = _geometry(x, weight, stride, padding, dilation, groups, padding_mode)
         y = geometry.conv(x, weight, bias, groups)
         return y.squeeze(0) if unbatched else y
+    x, weight, bias, delta = autocast_inputs(x, weight, bias, delta)
     x, geometry, grouping, problem = _prepare(
         x, weight, bias, delta, index, grouping, stride, padding, dilation, groups, padding_mode
     )

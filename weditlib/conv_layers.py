@@ -79,10 +79,12 @@ class _EditableConv(EditableMixin):
             grouping=grouping,
         )
 
+    def _weight_views(self, name: str) -> tuple[Tensor, Tensor | None]:
+        super()._weight_views(name)  # validates the name
+        return self.weight.view(self.editable_weights[""]), self.bias  # (n, k) view of the kernel
+
     def extra_repr(self) -> str:
-        n, k = self.editable_weights[""]
-        base = super().extra_repr()  # type: ignore[misc]
-        return f"{base}, editable: weight as ({n}, {k}), samples on dim 0"
+        return f"{super().extra_repr()}, {self._edit_repr()}"  # type: ignore[misc]
 
 
 class EditableConv1d(_EditableConv, nn.Conv1d):

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from weditlib import edit_state
+from weditlib.conv_layers import EditableConv1d, EditableConv2d
 from weditlib.deltas import Delta, DenseDelta, Grouping, LowRankDelta
 from weditlib.functional import check_index
 from weditlib.layers import EditableLinear, EditableMixin, EditableMultiheadAttention
@@ -100,6 +101,8 @@ _TABLE: list[EditableEntry] = [
         local_names=_attention_weights,
         edits_children=True,
     ),
+    EditableEntry(nn.Conv1d, EditableConv1d),
+    EditableEntry(nn.Conv2d, EditableConv2d),
     EditableEntry(
         "transformers.pytorch_utils:Conv1D",
         "weditlib.layers_hf:EditableConv1D",

@@ -41,11 +41,6 @@ from weditlib.kernels.reference import from_groups, to_groups
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 
-def bias_shift(delta: Delta) -> Tensor | None:
-    """``(l, n)`` the shift's additive bias shifts ``Δb``, or ``None``."""
-    return getattr(delta, "bias", None)
-
-
 @dataclass(frozen=True)
 class ConvGeometry:
     """How the convolution slides, as the base module's arguments (after normalisation).
@@ -167,7 +162,7 @@ class ConvProblem:
             uniform=grouping.uniform,
             identity=grouping.identity,
             has_bias=bias is not None,
-            has_bias_shift=bias_shift(delta) is not None,
+            has_bias_shift=delta.bias is not None,
             dtype=x.dtype,
             device_type=x.device.type,
         )
@@ -235,7 +230,7 @@ def shifted_kernels(weight: Tensor, delta: Delta) -> Tensor:
 
 def shifted_biases(bias: Tensor | None, delta: Delta) -> Tensor | None:
     """``(l, n)``: ``b + Δb`` per shift, ``Δb`` alone without a base bias, or ``None``."""
-    extra = bias_shift(delta)
+    extra = delta.bias
     if extra is None:
         return None if bias is None else bias.expand(delta.num_shifts, -1)
     return extra if bias is None else bias + extra
@@ -412,7 +407,7 @@ class LowRankConv:
         v_kernels = down.unsqueeze(1).expand(batch, groups, rank, -1).reshape(-1, *kernel)
         # U mixes each group's r channels into that group's outputs: (b·n, r, 1, ...)
         u_kernels = up.reshape(-1, rank, *ones)
-        extra = bias_shift(delta)
+        extra = delta.bias
         extra = None if extra is None else extra[picked].reshape(-1)  # (b·n,)
         samples_as_channels = x.reshape(1, -1, *x.shape[2:])  # (1, b·c_in, *s): a free view
         inner = geometry.conv(samples_as_channels, v_kernels, None, batch * groups)
