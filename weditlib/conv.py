@@ -226,7 +226,7 @@ def _empty_batch(
     extra = delta.bias
     if extra is not None:
         picked = picked + extra[:0]
-    return y + picked.reshape(0, -1, *(1,) * geometry.spatial_dims)
+    return y + picked.reshape(0, weight.shape[0], *(1,) * geometry.spatial_dims)
 
 
 def plan_conv(
