@@ -69,9 +69,8 @@ def conv_problems(draw):
         pads = [(p, p) for p in padding]
     elif padding_kind == "same":
         padding = "same"
-        pads = [
-            (d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2) for d, k in zip(dilation, kernel)
-        ]
+        totals = [d * (k - 1) for d, k in zip(dilation, kernel, strict=True)]
+        pads = [(total // 2, total - total // 2) for total in totals]
     else:
         padding, pads = "valid", [(0, 0)] * dims
     padding_mode = draw(st.sampled_from(["zeros", "reflect", "replicate", "circular"]))
