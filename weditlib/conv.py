@@ -18,8 +18,8 @@ from torch import Tensor
 
 from weditlib import planner
 from weditlib._autocast import autocast_inputs
-from weditlib.deltas import Delta, DenseDelta, Grouping, LowRankDelta
-from weditlib.functional import _check_finite, check_index
+from weditlib.deltas import Delta, DenseDelta, Grouping, LowRankDelta, check_index
+from weditlib.functional import _check_finite
 from weditlib.kernels.conv import (
     ALGORITHMS,
     ConvGeometry,

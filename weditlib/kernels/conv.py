@@ -36,7 +36,7 @@ from torch import Tensor
 
 from weditlib.deltas import Delta, Grouping, LowRankDelta
 from weditlib.kernels.base import Cost, combine
-from weditlib.kernels.reference import from_groups, to_groups
+from weditlib.kernels.reference import from_groups, shift_bias, to_groups
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
@@ -228,14 +228,6 @@ def shifted_kernels(weight: Tensor, delta: Delta) -> Tensor:
     return flat.reshape(delta.num_shifts, *weight.shape)
 
 
-def shifted_biases(bias: Tensor | None, delta: Delta) -> Tensor | None:
-    """``(l, n)``: ``b + Δb`` per shift, ``Δb`` alone without a base bias, or ``None``."""
-    extra = delta.bias
-    if extra is None:
-        return None if bias is None else bias.expand(delta.num_shifts, -1)
-    return extra if bias is None else bias + extra
-
-
 def _conv_flops(p: ConvProblem, samples: int) -> float:
     """Multiply-adds (×2) of convolving ``samples`` images with ``n × k`` kernels."""
     return 2.0 * samples * p.out_positions * p.out_features * p.in_features
@@ -292,8 +284,10 @@ class GroupedConv:
         lcount, count = grouping.num_shifts, grouping.max_count
         spatial = x.shape[2:]
         kernels = shifted_kernels(weight, delta).flatten(0, 1)  # (l·n, c_in/g, *kernel)
-        biases = shifted_biases(bias, delta)
-        biases = None if biases is None else biases.reshape(-1)  # (l·n,)
+        per_shift = shift_bias(bias, delta)  # (l, n) b + Δb, or None: the base bias for all
+        if per_shift is None and bias is not None:
+            per_shift = bias.expand(lcount, -1)
+        biases = None if per_shift is None else per_shift.reshape(-1)  # (l·n,)
         # (b, c_in, *s) -> (l, count, c_in·s) -> (count, l·c_in, *s)
         xg = to_groups(x.reshape(x.shape[0], 1, -1), grouping)
         xg = xg.reshape(lcount, count, -1).transpose(0, 1).reshape(count, -1, *spatial)
@@ -337,13 +331,13 @@ class PerShiftConv:
         geometry: ConvGeometry,
     ) -> Tensor:
         kernels = shifted_kernels(weight, delta)  # (l, n, c_in/g, *kernel)
-        biases = shifted_biases(bias, delta)
+        per_shift = shift_bias(bias, delta)  # (l, n) b + Δb, or None: the base bias for all
         ordered = x if grouping.uniform else x[grouping.order]
         outputs = []
         start = 0
         for shift, count in enumerate(grouping.counts.tolist()):
             if count:
-                b = None if biases is None else biases[shift]
+                b = bias if per_shift is None else per_shift[shift]
                 outputs.append(
                     geometry.conv(
                         ordered[start : start + count], kernels[shift], b, geometry.groups
