@@ -40,6 +40,12 @@ from weditlib.kernels.reference import from_groups, shift_bias, to_groups
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
+#: Launches one convolution call pays: a backend convolution (oneDNN on CPU, cuDNN) reorders its
+#: input, kernel and output into its own blocked layout around the product itself, so a conv call
+#: costs several kernel launches, not one. This is what makes one grouped conv beat a loop of small
+#: ones when images are small.
+LAUNCHES_PER_CONV = 4
+
 
 @dataclass(frozen=True)
 class ConvGeometry:
@@ -267,7 +273,7 @@ class GroupedConv:
             flops=_conv_flops(p, padded) + build_flops,
             bytes=_image_bytes(p, padded)
             + p.element_size * p.num_shifts * p.out_features * p.in_features,
-            launches=3 + 2 * copies,
+            launches=2 + LAUNCHES_PER_CONV + 2 * copies,
             gemm_rows=p.max_group * p.out_positions,
             extra_bytes=build_bytes + 2 * copies * _image_bytes(p, padded),
         )
@@ -316,7 +322,7 @@ class PerShiftConv:
             flops=_conv_flops(p, p.batch) + build_flops,
             bytes=_image_bytes(p, p.batch)
             + p.element_size * p.used_shifts * p.out_features * p.in_features,
-            launches=3 + 2 * p.used_shifts + (0 if p.uniform else 2),
+            launches=2 + (1 + LAUNCHES_PER_CONV) * p.used_shifts + (0 if p.uniform else 2),
             gemm_rows=max(p.batch // max(p.used_shifts, 1), 1) * p.out_positions,
             extra_bytes=build_bytes + moved,
         )
@@ -370,7 +376,7 @@ class LowRankConv:
             bytes=_image_bytes(p, p.batch)
             + p.element_size * p.out_features * p.in_features
             + factors,
-            launches=6,
+            launches=3 + 3 * LAUNCHES_PER_CONV,
             gemm_rows=rows,
             # the correction re-reads x, writes and reads its rank-r intermediate, and is added
             # onto y: memory-bound passes
