@@ -108,24 +108,31 @@ def per_sample_loop(conv: nn.Conv2d):
     return run
 
 
+def case_methods(x: Tensor, conv: nn.Conv2d, delta: DenseDelta, index: Tensor, plan) -> dict:
+    """Every timed method of one case, as a zero-argument callable."""
+    weight, bias, padding = conv.weight, conv.bias, conv.padding
+    vmap_run, loop_run = vmap_functional_call(conv), per_sample_loop(conv)
+    methods: dict[str, Callable[[], Tensor]] = {
+        "planner": lambda: edited_conv(x, weight, bias, delta, index, padding=padding),
+        "floor": lambda: conv(x),
+        "vmap": lambda: vmap_run(x, delta, index),
+        "sample_loop": lambda: loop_run(x, delta, index),
+    }
+    for name in conv_algorithm_names():
+        if name in plan.candidates:
+            methods[name] = lambda name=name: edited_conv(
+                x, weight, bias, delta, index, padding=padding, algorithm=name
+            )
+    return methods
+
+
 def run(repeats: int, device: torch.device) -> dict:
     torch.manual_seed(0)
     results = []
     for case in CASES:
         x, conv, delta, index = make_inputs(case, device)
-        weight, bias, padding = conv.weight, conv.bias, conv.padding
-        plan = plan_conv(x, weight, delta, index, bias, padding=padding)
-        methods: dict[str, Callable[[], Tensor]] = {
-            "planner": lambda: edited_conv(x, weight, bias, delta, index, padding=padding),
-            "floor": lambda: conv(x),
-            "vmap": lambda: vmap_functional_call(conv)(x, delta, index),
-            "sample_loop": lambda: per_sample_loop(conv)(x, delta, index),
-        }
-        for name in conv_algorithm_names():
-            if name in plan.candidates:
-                methods[name] = lambda name=name: edited_conv(
-                    x, weight, bias, delta, index, padding=padding, algorithm=name
-                )
+        plan = plan_conv(x, conv.weight, delta, index, conv.bias, padding=conv.padding)
+        methods = case_methods(x, conv, delta, index, plan)
         with torch.no_grad():
             reference = per_sample_loop(conv)(x, delta, index)
             for name, fn in methods.items():
