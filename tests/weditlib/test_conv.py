@@ -348,3 +348,40 @@ def test_unknown_and_unsupported_algorithms_are_named():
     with pytest.raises(ValueError, match="algorithm='lowrank' does not support"):
         edited_conv(**conv_args(), algorithm="lowrank")
     assert weditlib.conv_algorithm_names() == ["grouped", "per_shift", "lowrank"]
+
+
+# --- the planner's decisions -------------------------------------------------------------------
+
+
+@pytest.fixture
+def default_cpu_model():
+    """The shipped CPU rates, whatever an earlier test calibrated (restored afterwards)."""
+    previous = weditlib.planner.machine_model("cpu")
+    weditlib.set_machine_model("cpu", weditlib.MachineModel(1.0e11, 1.0e10, 5e-6))
+    yield
+    weditlib.set_machine_model("cpu", previous)
+
+
+@pytest.mark.parametrize(("size", "expected"), [(4, "grouped"), (32, "per_shift")])
+def test_planner_prefers_one_grouped_conv_for_small_images_and_a_loop_for_large(
+    default_cpu_model, size, expected
+):
+    # 16 listeners x 10 samples, 64 -> 64 channels, 3 x 3 (the benchmark's cases): at 4 x 4 the
+    # launches of 16 convs dominate; at 32 x 32 they are amortised and the grouped conv's layout
+    # copies of x and y are what remains
+    x = torch.empty(160, 64, size, size)
+    delta = DenseDelta(torch.empty(16, 64, 64 * 9))
+    index = torch.arange(16).repeat_interleave(10)
+    plan = plan_conv(x, torch.empty(64, 64, 3, 3), delta, index, padding=1)
+    assert plan.algorithm == expected, plan.candidates
+
+
+def test_planner_prefers_lowrank_when_kernels_outweigh_the_images(default_cpu_model):
+    # one rank-4 shift per sample of a 256 -> 256 3 x 3 conv on 4 x 4 images: building 32 dense
+    # kernels (32 · 256 · 2304 values) costs more than the convolutions themselves
+    x = torch.empty(32, 256, 4, 4)
+    delta = LowRankDelta(torch.empty(32, 256, 4), torch.empty(32, 4, 256 * 9))
+    plan = plan_conv(x, torch.empty(256, 256, 3, 3), delta, padding=1)
+    assert plan.algorithm == "lowrank", plan.candidates
+    dense = DenseDelta(torch.empty(32, 256, 256 * 9))
+    assert plan_conv(x, torch.empty(256, 256, 3, 3), dense, padding=1).algorithm == "grouped"

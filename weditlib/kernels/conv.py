@@ -377,7 +377,9 @@ class LowRankConv:
             + p.element_size * p.out_features * p.in_features
             + factors,
             launches=3 + 3 * LAUNCHES_PER_CONV,
-            gemm_rows=rows,
+            # the correction convolves each sample alone (its factors are per-sample groups):
+            # GEMMs of one image's positions, the least efficient of its products
+            gemm_rows=p.out_positions,
             # the correction re-reads x, writes and reads its rank-r intermediate, and is added
             # onto y: memory-bound passes
             extra_bytes=p.element_size
