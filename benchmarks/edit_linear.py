@@ -5,8 +5,9 @@ For each case it times, in the same run: the planner's choice, naive per-sample 
 ``nn.Linear``, and a per-group Python loop (PEFT's mixed-batch strategy). It also measures this
 machine's GEMM rate and copy bandwidth and prints each case's floor,
 ``max(flops / GEMM rate, bytes / bandwidth)``, with ``bytes`` = every distinct shift read once plus
-``W``, ``x`` and ``y``. On a CUDA device with Triton, the fused kernels get a column too (timed by
-``triton.testing.do_bench``).
+``W``, ``x`` and ``y``; ``paired`` is the same ratio with the floor's rates re-measured in every
+round next to the call, which a shared, loaded machine disturbs less. On a CUDA device with
+Triton, the fused kernels get a column too (timed by ``triton.testing.do_bench``).
 
 A second table is the LoRA-serving case: two ``512 × 512`` linears in a row, 16 low-rank adapters
 (``r = 8``) × 10 samples each, ``T = 50`` and ``T = 1`` tokens per sample, the index sorted by
@@ -88,6 +89,32 @@ def triton_ms(fn: Callable[[], object], budget_ms: int = 100) -> float:
     return float(do_bench(fn, rep=budget_ms, return_mode="median"))
 
 
+def paired_ratio(
+    base: Callable[[], object], other: Callable[[], object], device: torch.device, repeats: int
+) -> tuple[float, float, float]:
+    """``(median of other/base per round, median base ms, median other ms)``.
+
+    The two are timed alternately, round by round, so that load from other processes on a shared
+    machine slows both sides of a ratio alike.
+    """
+    base()
+    other()
+    ratios, base_times, other_times = [], [], []
+    for _ in range(repeats):
+        times = []
+        for fn in (base, other):
+            sync(device)
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            times.append(time.perf_counter() - start)
+        base_times.append(times[0])
+        other_times.append(times[1])
+        ratios.append(times[1] / times[0])
+    median = statistics.median
+    return median(ratios), 1e3 * median(base_times), 1e3 * median(other_times)
+
+
 def machine_rates(device: torch.device, repeats: int) -> tuple[float, float]:
     """(GEMM flop/s on 1024² matrices, copy bandwidth byte/s on 128 MiB)."""
     a = torch.randn(1024, 1024, device=device)
@@ -163,6 +190,34 @@ def floor_ms(case: Case, flop_rate: float, bandwidth: float, element_size: int =
     return 1e3 * max(flops / flop_rate, data / bandwidth)
 
 
+def paired_floor_ratio(
+    case: Case, fn: Callable, inputs: tuple, device: torch.device, repeats: int
+) -> float:
+    """Median over rounds of ``time(fn) / floor``, the floor's GEMM rate and bandwidth measured
+    in the same round (as :func:`machine_rates` does), so that load from other processes on a
+    shared machine slows the call and its floor alike."""
+    a = torch.randn(1024, 1024, device=device)
+    b = torch.randn(1024, 1024, device=device)
+    big = torch.empty(32 * 2**20, device=device)
+    out = torch.empty_like(big)
+
+    def timed(call: Callable[[], object]) -> float:
+        sync(device)
+        start = time.perf_counter()
+        call()
+        sync(device)
+        return time.perf_counter() - start
+
+    ratios = []
+    for _ in range(repeats):
+        call_s = timed(lambda: fn(*inputs))
+        gemm_s = timed(lambda: a @ b)
+        copy_s = timed(lambda: out.copy_(big))
+        rates = (2 * 1024**3 / gemm_s, 2 * big.numel() * 4 / copy_s)
+        ratios.append(1e3 * call_s / floor_ms(case, *rates))
+    return statistics.median(ratios)
+
+
 def run(repeats: int, device: torch.device) -> dict:
     torch.manual_seed(0)
     flop_rate, bandwidth = machine_rates(device, repeats)
@@ -196,6 +251,9 @@ def run(repeats: int, device: torch.device) -> dict:
                 )
                 timings[method] = timed
         floor = floor_ms(case, flop_rate, bandwidth)
+        with torch.no_grad():
+            paired = paired_floor_ratio(case, methods["planner"], (x, weight, bias, delta, index),
+                                        device, repeats)  # fmt: skip
         results.append(
             {
                 "case": asdict(case) | {"name": case.name},
@@ -206,6 +264,7 @@ def run(repeats: int, device: torch.device) -> dict:
                 "naive_over_planner": timings["naive"] / timings["planner"],
                 "group_loop_over_planner": timings["group_loop"] / timings["planner"],
                 "planner_over_floor": timings["planner"] / floor,
+                "planner_over_floor_paired": paired,
             }
         )
     return {
@@ -290,8 +349,8 @@ def run_serving(repeats: int, device: torch.device) -> dict:
             for weight, bias, delta in layers:
                 reference = naive_materialise(reference, weight, bias, delta, index)
             torch.testing.assert_close(edited(), reference, atol=1e-3, rtol=1e-3)
-            timings = {name: median_ms(fn, device, repeats) for name, fn in
-                       (("base", base), ("edited", edited), ("group_loop", loop))}  # fmt: skip
+            ratio, base_ms, edited_ms = paired_ratio(base, edited, device, repeats)
+            loop_ms = median_ms(loop, device, repeats)
         weight, bias, delta = layers[0]
         choice = weditlib.plan(x, weight, delta, index, bias).algorithm
         rows.append(
@@ -300,10 +359,10 @@ def run_serving(repeats: int, device: torch.device) -> dict:
                 "tokens": case.tokens,
                 "shuffled": case.shuffled,
                 "planner_choice": choice,
-                "base_ms": timings["base"],
-                "edited_ms": timings["edited"],
-                "group_loop_ms": timings["group_loop"],
-                "edited_over_base": timings["edited"] / timings["base"],
+                "base_ms": base_ms,
+                "edited_ms": edited_ms,
+                "group_loop_ms": loop_ms,
+                "edited_over_base": ratio,
             }
         )
     return {
@@ -311,6 +370,7 @@ def run_serving(repeats: int, device: torch.device) -> dict:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "what": "two 512x512 linears, 16 adapters x 10 samples, rank 8; ratio vs no adapters",
+        "ratio": "median over rounds of edited/base, the two timed alternately in each round",
         "results": rows,
     }
 
@@ -337,7 +397,7 @@ def print_table(report: dict) -> None:
     )
     header = (
         f"{'case':<26}{'choice':<20}{'planner':>9}{'naive':>9}{'vmap':>9}{'loop':>9}"
-        f"{'floor':>9}{'vmap/pl':>9}{'pl/floor':>9}"
+        f"{'floor':>9}{'vmap/pl':>9}{'pl/floor':>9}{'paired':>9}"
     )
     print(header + "   (median ms)")
     for r in report["results"]:
@@ -346,6 +406,7 @@ def print_table(report: dict) -> None:
             f"{r['case']['name']:<26}{r['planner_choice']:<20}{t['planner']:>9.2f}{t['naive']:>9.2f}"
             f"{t['vmap']:>9.2f}{t['group_loop']:>9.2f}{r['floor_ms']:>9.2f}"
             f"{r['vmap_over_planner']:>8.1f}x{r['planner_over_floor']:>8.2f}x"
+            f"{r['planner_over_floor_paired']:>8.2f}x"
         )
         extra = {k: v for k, v in t.items() if k not in {"planner", "naive", "vmap", "group_loop"}}
         for name, ms in extra.items():
@@ -359,6 +420,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", type=Path, default=None, help="write the report here")
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's); 1 keeps ratios meaningful on a shared, loaded "
+        "machine, where multi-threaded GEMMs stall on preempted threads",
+    )
+    parser.add_argument(
         "--serving-json", type=Path, default=None, help="write the LoRA-serving report here"
     )
     parser.add_argument(
@@ -368,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
         help="run the per-layer cases, the serving cases, or both",
     )
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     reports = []
     if args.only in ("all", "cases"):

@@ -20,6 +20,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import torch
 import torch.utils.checkpoint as torch_checkpoint
 
 from weditlib import edit_state
@@ -28,6 +29,19 @@ from weditlib.edit_state import EditState
 _REENTRANT_FORWARD = torch_checkpoint.CheckpointFunction.forward.__code__
 _NON_REENTRANT = inspect.unwrap(torch_checkpoint.checkpoint).__code__
 _MAX_DEPTH = 256  # frames searched above an edited layer; model nesting is far shallower
+_top_saved_tensors_hooks = getattr(torch._C._autograd, "_top_saved_tensors_default_hooks", None)
+
+
+def _may_be_checkpointing() -> bool:
+    """Cheap test before searching the stack: a reentrant checkpoint runs its forward without
+    grad, a non-reentrant one under saved-tensor hooks; inference mode has no backward at all.
+    (Training without checkpointing, the common case, never searches.)
+    """
+    if torch.is_inference_mode_enabled():
+        return False
+    if not torch.is_grad_enabled():
+        return True
+    return _top_saved_tensors_hooks is None or _top_saved_tensors_hooks(False) is not None
 
 
 class _RecomputeUnder:
@@ -66,6 +80,8 @@ def _unexpected(kind: str) -> RuntimeError:
 
 def capture(state: EditState) -> None:
     """Make every checkpoint whose forward encloses the caller recompute under ``state``."""
+    if not _may_be_checkpointing():
+        return
     frame = sys._getframe(1)
     for _ in range(_MAX_DEPTH):
         if frame is None:

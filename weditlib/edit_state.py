@@ -18,7 +18,7 @@ import contextlib
 import threading
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -47,7 +47,7 @@ class EditState:
     """
 
     scopes: tuple[EditScope, ...]
-    by_module: dict[int, dict[str, ActiveShift]] = field(default_factory=dict)
+    by_module: dict[int, dict[str, ActiveShift]]
 
     @staticmethod
     def compose(scopes: tuple[EditScope, ...]) -> EditState | None:

@@ -132,18 +132,19 @@ class _BatchDims:
     """The sample dim of each wrapped layer that takes one: explicit, or inferred when certain."""
 
     def __init__(self, batch_dim: int | Mapping[str, int] | None, model: nn.Module) -> None:
-        if batch_dim is not None and not isinstance(batch_dim, int | Mapping):
-            raise TypeError(
-                f"batch_dim must be an int, a mapping glob pattern → int, or None, got "
-                f"{type(batch_dim).__name__}"
-            )
+        if isinstance(batch_dim, Mapping):
+            for pattern, dim in batch_dim.items():
+                _check_dim(dim, f"batch_dim[{pattern!r}]")
+        elif batch_dim is not None:
+            _check_dim(batch_dim, "batch_dim")
         self.explicit = batch_dim
         self.used: dict[str, bool] = (
             dict.fromkeys(batch_dim, False) if isinstance(batch_dim, Mapping) else {}
         )
         self.ambiguous = _sequence_first_attention(model)
 
-    def resolve(self, paths: list[str], parents: list[nn.Module]) -> int:
+    def given(self, paths: list[str]) -> int | None:
+        """The dim ``batch_dim=`` gives the layer at ``paths``, if any."""
         if isinstance(self.explicit, int):
             return self.explicit
         if isinstance(self.explicit, Mapping):
@@ -151,8 +152,14 @@ class _BatchDims:
                 if any(fnmatch.fnmatchcase(p, pattern) for p in paths):
                     self.used[pattern] = True
                     return dim
-        inferred = {_inferred_batch_dim(parent, self.ambiguous, path) for parent, path in
-                    zip(parents, paths, strict=True)}  # fmt: skip
+        return None
+
+    def resolve(self, paths: list[str], parents: list[nn.Module]) -> int:
+        given = self.given(paths)
+        if given is not None:
+            return given
+        places = zip(parents, paths, strict=True)
+        inferred = {_inferred_batch_dim(parent, self.ambiguous, path) for parent, path in places}
         if len(inferred) > 1:
             raise ValueError(
                 f"the layer at {paths} is used in layers with different batch dims; "
@@ -164,6 +171,16 @@ class _BatchDims:
         unused = [p for p, hit in self.used.items() if not hit]
         if unused:
             raise ValueError(f"batch_dim patterns {unused} match no layer being made editable")
+
+
+def _check_dim(value: object, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(
+            f"{name} must be an int (batch_dim may also be a mapping glob pattern → int, or "
+            f"None), got {type(value).__name__}"
+        )
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0 (a dim counted from the front), got {value}")
 
 
 def _sequence_first_attention(model: nn.Module) -> str | None:
@@ -283,7 +300,7 @@ def make_editable(
     patterns = list(targets)
     used = dict.fromkeys(patterns, False)
     available: list[str] = []
-    chosen: list[tuple[_Candidate, list[str], list[str]]] = []
+    chosen: list[tuple[_Candidate, list[str]]] = []
     for candidate in _candidates(model):
         module = candidate.module
         if candidate.entry is None:
@@ -297,17 +314,20 @@ def make_editable(
             used[pattern] = used[pattern] or bool(hits)
             picked.update(hits)
         if picked:
-            chosen.append((candidate, locals_, [n for n in locals_ if n in picked]))
+            chosen.append((candidate, [n for n in locals_ if n in picked]))
     unused = [p for p, hit in used.items() if not hit]
     if unused:
         raise ValueError(
             f"targets {unused} select no editable weight; available names include "
             f"{available[:12]}{' ...' if len(available) > 12 else ''}"
         )
+    # build (and so validate) every replacement before the model is changed at all
     dims = _BatchDims(batch_dim, model)
-    replacements = [(c, _replacement(model, c, split_in_proj, dims, s)) for c, _, s in chosen]
+    replacements = [(c, _replacement(model, c, split_in_proj, dims), s) for c, s in chosen]
     dims.check_all_used()
-    for candidate, replacement in replacements:
+    for candidate, replacement, selected in replacements:
+        extra = [n for n in selected if n not in replacement.selected_weights]
+        replacement.selected_weights += extra
         for path in candidate.paths:
             parent_path, _, child = path.rpartition(".")
             setattr(model.get_submodule(parent_path), child, replacement)
@@ -315,16 +335,17 @@ def make_editable(
 
 
 def _replacement(
-    model: nn.Module,
-    candidate: _Candidate,
-    split_in_proj: bool,
-    dims: _BatchDims,
-    selected: list[str],
-) -> nn.Module:
-    """The editable module to put at ``candidate``'s places, with ``selected`` selected."""
+    model: nn.Module, candidate: _Candidate, split_in_proj: bool, dims: _BatchDims
+) -> EditableMixin:
+    """The editable module for ``candidate``'s places, with nothing selected if it is new."""
     module = candidate.module
-    if candidate.entry is None:  # already editable: extend its selection
-        module.selected_weights += [n for n in selected if n not in module.selected_weights]
+    if candidate.entry is None:  # already editable: its selection will be extended
+        given = dims.given(candidate.paths) if hasattr(module, "batch_dim") else None
+        if given is not None and given != module.batch_dim:
+            raise ValueError(
+                f"the layer at {candidate.paths[0]!r} is editable already with "
+                f"batch_dim={module.batch_dim}; batch_dim= asks for {given}"
+            )
         return module
     if "" in candidate.paths:
         raise ValueError("the model itself cannot be swapped; wrap it in a container module")
@@ -333,7 +354,7 @@ def _replacement(
         parents = [model.get_submodule(p.rpartition(".")[0]) for p in candidate.paths]
         dim = dims.resolve(candidate.paths, parents)
     replacement = candidate.entry.wrap(module, WrapOptions(split_in_proj, dim))
-    replacement.selected_weights = [n for n in replacement.editable_weights if n in selected]
+    replacement.selected_weights = []
     return replacement
 
 

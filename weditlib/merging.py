@@ -43,7 +43,8 @@ def merge(model: nn.Module, shifts: Mapping[str, Delta], which: int) -> None:
     """Bake shift number ``which`` of every shift in ``shifts`` into the weights of ``model``.
 
     Afterwards ``model(x)`` equals what ``edit(model, shifts, index=full(which))`` computes, with
-    the base layers' own forward. The original weights are kept until :func:`unmerge`.
+    the base layers' own forward: weights become ``W ⊕ ΔW[which]`` and biases ``b + Δb[which]``.
+    The original parameters of every touched layer are kept (copied) until :func:`unmerge`.
 
     Args:
         model: a model prepared by :func:`~weditlib.make_editable`.
@@ -52,7 +53,8 @@ def merge(model: nn.Module, shifts: Mapping[str, Delta], which: int) -> None:
 
     Raises:
         KeyError, TypeError, ValueError: as :func:`~weditlib.edit` for ``shifts``; ValueError
-            also when ``shifts`` is empty or ``which`` is out of range.
+            also when ``shifts`` is empty, ``which`` is out of range, or a bias shift targets a
+            layer without a bias.
         RuntimeError: ``model`` has a merged shift already, or is being edited now.
     """
     targets = check_shifts(model, shifts)
@@ -71,14 +73,22 @@ def merge(model: nn.Module, shifts: Mapping[str, Delta], which: int) -> None:
     state = current_state()
     if state is not None and any(id(m) in state.by_module for m, _, _ in targets.values()):
         raise RuntimeError("cannot merge inside an edit() block that edits this model")
+    views = {name: targets[name][0]._weight_views(targets[name][1]) for name in shifts}
+    for name, delta in shifts.items():
+        if delta.bias is not None and views[name][1] is None:
+            raise ValueError(
+                f"shift {name!r} has a bias shift, but its layer has no bias to merge it into"
+            )
     with torch.no_grad():
         for name, delta in shifts.items():
-            module, local, _ = targets[name]
+            module = targets[name][0]
             if module._merged is None:
                 module._merged = {n: p.detach().clone() for n, p in module.named_parameters()}
-            weight, _ = module._weight_views(local)
+            weight, bias = views[name]
             shift = _shift_matrix(delta, which).to(weight.dtype)
             weight.copy_(weight + shift if delta.mode == "shift" else weight * (1 + shift))
+            if delta.bias is not None:
+                bias.add_(delta.bias[which].to(bias.dtype))
 
 
 def unmerge(model: nn.Module) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -10,14 +12,19 @@ from torch import nn
 
 from weditlib import (
     DenseDelta,
+    EditableEntry,
     EditableLinear,
     EditableMultiheadAttention,
     LowRankDelta,
     MultiBranchDeltaGenerator,
     edit,
     edited_call,
+    edited_linear,
+    editing,
     make_editable,
+    register_editable,
 )
+from weditlib.layers import EditableMixin
 
 
 def decoder(batch_first: bool) -> nn.TransformerDecoder:
@@ -193,3 +200,151 @@ def test_generator_shifts_leave_the_model_unchanged_at_initialisation():
         with edit(model, shifts, index=torch.tensor([0, 1, 1, 0])):
             y = model(tgt, memory)
         torch.testing.assert_close(y, model(tgt, memory))
+
+
+# the wrapping table ---------------------------------------------------------------------------
+
+
+class Scaler(nn.Module):
+    """A custom layer type with a weight: y = x Wᵀ (no bias)."""
+
+    def __init__(self, k: int, n: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n, k))
+
+    def forward(self, x):
+        return x @ self.weight.T
+
+
+class EditableScaler(EditableMixin, Scaler):
+    @classmethod
+    def from_module(cls, base: Scaler) -> EditableScaler:
+        module = cls.__new__(cls)
+        module.__dict__.update({k: dict(v) if isinstance(v, dict) else v
+                                for k, v in base.__dict__.items()})  # fmt: skip
+        module.editable_weights = {"": tuple(module.weight.shape)}
+        module._init_edit_state()
+        return module
+
+    def forward(self, x):
+        active = self._active_shift("")
+        if active is None:
+            return super().forward(x)
+        delta, grouping = active
+        return edited_linear(x, self.weight, None, delta, grouping=grouping)
+
+
+def test_register_editable_makes_a_custom_layer_type_editable(monkeypatch):
+    monkeypatch.setattr(editing, "_TABLE", list(editing._TABLE))
+    register_editable(EditableEntry(Scaler, EditableScaler))
+    model = nn.Sequential(Scaler(3, 2))
+    assert make_editable(model, ["0"]) == {"0": (2, 3)}
+    x, shift = torch.randn(2, 3), torch.randn(2, 2, 3)
+    with edit(model, {"0": DenseDelta(shift)}):
+        y = model(x)
+    for b in range(2):
+        torch.testing.assert_close(y[b], x[b] @ (model[0].weight + shift[b]).T)
+
+
+def test_an_entry_for_an_optional_package_does_not_match_until_it_is_imported():
+    entry = EditableEntry("weditlib_absent_package.layers:Thing", "weditlib_absent_package:Ed")
+    assert not entry.matches(nn.Linear(2, 2))
+
+
+def test_making_a_model_editable_does_not_import_transformers():
+    code = (
+        "import sys, torch, weditlib; m = torch.nn.Sequential(torch.nn.Linear(2, 2)); "
+        "weditlib.make_editable(m, ['0']); assert 'transformers' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+# batch dims -------------------------------------------------------------------------------------
+
+
+def test_linears_of_a_sequence_first_torch_transformer_layer_get_batch_dim_1():
+    layer = nn.TransformerEncoderLayer(8, 2, 16, batch_first=False)
+    model = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+    make_editable(model, ["layers.*.linear1", "layers.0.linear2"])
+    assert model.layers[0].linear1.batch_dim == 1 and model.layers[0].linear2.batch_dim == 1
+
+
+def test_a_sequence_first_attention_outside_torch_layers_needs_an_explicit_batch_dim():
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.self_attn = nn.MultiheadAttention(8, 2)  # sequence first
+            self.proj = nn.Linear(8, 8)
+
+    with pytest.raises(ValueError, match=r"cannot tell the batch dim .*'0\.proj'.*batch_dim="):
+        make_editable(nn.Sequential(Block()), ["0.proj"])
+    model = nn.Sequential(Block())
+    make_editable(model, ["0.proj"], batch_dim=1)
+    assert model[0].proj.batch_dim == 1
+
+
+def test_batch_dim_mapping_sets_each_layer_by_pattern_first_match_wins():
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 4))
+    make_editable(model, ["*"], batch_dim={"0": 1, "[01]": 2})
+    assert [layer.batch_dim for layer in model] == [1, 2, 0]
+
+
+def test_a_batch_dim_pattern_that_matches_no_layer_is_an_error():
+    model = nn.Sequential(nn.Linear(4, 4))
+    with pytest.raises(ValueError, match=r"batch_dim patterns \['enc\.\*'\] match no layer"):
+        make_editable(model, ["0"], batch_dim={"enc.*": 1})
+
+
+@pytest.mark.parametrize(
+    ("batch_dim", "error", "message"),
+    [
+        ("1", TypeError, "batch_dim must be an int"),
+        (True, TypeError, "batch_dim must be an int"),
+        (-1, ValueError, "batch_dim must be >= 0"),
+        ({"0": 1.0}, TypeError, r"batch_dim\['0'\] must be an int"),
+    ],
+)
+def test_a_batch_dim_of_the_wrong_type_or_value_is_an_error(batch_dim, error, message):
+    with pytest.raises(error, match=message):
+        make_editable(nn.Sequential(nn.Linear(4, 4)), ["0"], batch_dim=batch_dim)
+
+
+def test_a_linear_with_the_batch_dim_at_1_equals_per_sample_weight_copies():
+    model = nn.Sequential(nn.Linear(4, 3)).double()
+    make_editable(model, ["0"], batch_dim={"0": 1})
+    x = torch.randn(5, 2, 4, dtype=torch.float64)  # (t, b, k)
+    shift = torch.randn(2, 3, 4, dtype=torch.float64)
+    with edit(model, {"0": DenseDelta(shift)}):
+        y = model(x)
+    for b in range(2):
+        expected = nn.functional.linear(x[:, b], model[0].weight + shift[b], model[0].bias)
+        torch.testing.assert_close(y[:, b], expected)
+
+
+# printing -------------------------------------------------------------------------------------
+
+
+def test_print_shows_editable_and_selected_weights_and_the_batch_dim():
+    model = nn.Sequential(nn.MultiheadAttention(8, 2, batch_first=True), nn.Linear(8, 4))
+    make_editable(model, ["0.out_proj", "1"], batch_dim=0)
+    text = str(model)
+    assert "batch_first=True, editable(in_proj=24x8, out_proj*=8x8; *selected)" in text
+    assert "out_features=4, bias=True, batch_dim=0, editable(weight*=4x8; *selected)" in text
+
+
+def test_asking_an_already_editable_layer_for_another_batch_dim_is_an_error():
+    model = nn.Sequential(nn.Linear(4, 4))
+    make_editable(model, ["0"])
+    with pytest.raises(
+        ValueError, match="editable already with batch_dim=0; batch_dim= asks for 1"
+    ):
+        make_editable(model, ["0"], batch_dim=1)
+
+
+def test_a_failing_make_editable_leaves_the_model_unchanged():
+    model = nn.Sequential(
+        nn.Linear(8, 8), nn.MultiheadAttention(8, 2, add_bias_kv=True, batch_first=True)
+    )
+    with pytest.raises(ValueError, match="add_bias_kv"):
+        make_editable(model, ["0", "1"])
+    assert type(model[0]) is nn.Linear and type(model[1]) is nn.MultiheadAttention

@@ -98,3 +98,22 @@ def test_half_precision_uses_the_tensor_core_rate():
     cost = Cost(flops=1e12, bytes=0.0, launches=0, gemm_rows=10)
     assert machine.seconds(cost, torch.float32) == 1.0
     assert machine.seconds(cost, torch.bfloat16) == 0.1
+
+
+def test_backends_never_import_the_dispatcher():
+    # Data flows one way: functional -> planner -> kernels. Timing code lives in benchmarks/.
+    import ast
+    from pathlib import Path
+
+    import weditlib.kernels
+
+    upstream = {"weditlib.functional", "weditlib.planner", "weditlib.editing", "weditlib.layers"}
+    for path in Path(weditlib.kernels.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+            elif isinstance(node, ast.Import):
+                names = {a.name for a in node.names}
+            else:
+                continue
+            assert not names & upstream, f"{path.name} imports {sorted(names & upstream)}"
