@@ -45,6 +45,7 @@ class Case:
 
 
 CASES = (
+    # targets on a 2-core CPU
     Case("64ch 3x3, 32x32", size=32, vmap_over_planner_target=1.5, planner_over_floor_target=1.1),
     Case("64ch 3x3, 4x4", size=4, vmap_over_planner_target=10.0, planner_over_floor_target=1.6),
 )
@@ -192,7 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=15, help="timed rounds (median)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", type=Path, default=None, help="write the report here")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's own choice)"
+    )
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     report = run(args.repeats, torch.device(args.device))
     print_table(report)
     if args.json is not None:

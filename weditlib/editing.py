@@ -1,9 +1,10 @@
 """Model surgery and the edit context.
 
 * :func:`make_editable` swaps the editable layer types of any model (``nn.Linear``,
-  ``nn.MultiheadAttention``, Hugging Face's ``Conv1D``, and whatever :func:`register_editable`
-  adds) for their editable subclasses, in place, selected by glob patterns over qualified names
-  (like PEFT's ``target_modules``), and returns the editable weights (name → ``(n, k)``).
+  ``nn.MultiheadAttention``, ``nn.Conv1d``, ``nn.Conv2d``, Hugging Face's ``Conv1D``, and whatever
+  :func:`register_editable` adds) for their editable subclasses, in place, selected by glob
+  patterns over qualified names (like PEFT's ``target_modules``), and returns the editable
+  weights (name → ``(n, k)``).
 * :func:`edit` makes a mapping name → shift active for the forward passes inside a ``with``
   block, for the calling thread / asyncio task only; leaving it (normally or by an exception)
   removes exactly those shifts.
