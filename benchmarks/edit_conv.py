@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -162,6 +163,8 @@ def run(repeats: int, device: torch.device) -> dict:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "repeats": repeats,
+        # the machine's load when the run ended: small ops suffer most on a shared machine
+        "load_average_1min": os.getloadavg()[0],
         "results": results,
     }
 
