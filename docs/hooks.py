@@ -149,6 +149,44 @@ def render_edit_linear(report: dict[str, Any]) -> str:
     )
 
 
+def render_edit_conv(report: dict[str, Any]) -> str:
+    """``benchmarks/edit_conv.py`` report: timings, ratios against their targets."""
+    results = report["results"]
+    for r in results:
+        case = r["case"]
+        r["vmap_target"] = f"≥ {fmt(case['vmap_over_planner_target'])}"
+        r["floor_target"] = f"≤ {fmt(case['planner_over_floor_target'])}"
+    forced = list(dict.fromkeys(m for r in results for m in r.get("estimated_ms", {})))
+    timing_columns = [("case.name", "case"), ("planner_choice", "choice")]
+    timing_columns += [
+        (f"median_ms.{m}", f"{label} (ms)")
+        for m, label in (("planner", "planner"), ("floor", "floor"), ("vmap", "vmap"),
+                         ("sample_loop", "per-sample loop"))
+    ]  # fmt: skip
+    timing_columns += [(f"median_ms.{m}", f"{m} forced (ms)") for m in forced]
+    ratio_columns = [
+        ("case.name", "case"),
+        ("vmap_over_planner", "vmap / planner"),
+        ("vmap_target", "target"),
+        ("vmap_target_hit", "hit"),
+        ("planner_over_floor", "planner / floor"),
+        ("floor_target", "target"),
+        ("floor_target_hit", "hit"),
+        ("sample_loop_over_planner", "loop / planner"),
+    ]
+    return "\n\n".join(
+        [
+            f"Measured on **{fmt(report.get('device'))}** (threads: {fmt(report.get('threads'))}), "
+            f"torch {fmt(report.get('torch'))}, median of {fmt(report.get('repeats'))} rounds.",
+            "Median time per call (lower is better). *floor*: the same convolution with one "
+            "shared kernel over the whole batch.",
+            table(results, timing_columns),
+            "Ratios against the targets:",
+            table(results, ratio_columns),
+        ]
+    )
+
+
 def grouped_bars(
     groups: list[str],
     series: dict[str, list[float]],
@@ -380,6 +418,7 @@ def plot(name: str, report: Any) -> str | None:
 
 RENDERERS = {
     "edit_linear": render_edit_linear,
+    "edit_conv": render_edit_conv,
     "metrics": render_metrics,
     "metrics_near": render_metrics,
     "generation": render_generation,

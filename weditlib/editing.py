@@ -1,9 +1,10 @@
 """Model surgery and the edit context.
 
 * :func:`make_editable` swaps the editable layer types of any model (``nn.Linear``,
-  ``nn.MultiheadAttention``, Hugging Face's ``Conv1D``, and whatever :func:`register_editable`
-  adds) for their editable subclasses, in place, selected by glob patterns over qualified names
-  (like PEFT's ``target_modules``), and returns the editable weights (name → ``(n, k)``).
+  ``nn.MultiheadAttention``, ``nn.Conv1d``, ``nn.Conv2d``, Hugging Face's ``Conv1D``, and whatever
+  :func:`register_editable` adds) for their editable subclasses, in place, selected by glob
+  patterns over qualified names (like PEFT's ``target_modules``), and returns the editable
+  weights (name → ``(n, k)``).
 * :func:`edit` makes a mapping name → shift active for the forward passes inside a ``with``
   block, for the calling thread / asyncio task only; leaving it (normally or by an exception)
   removes exactly those shifts.
@@ -24,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from weditlib import edit_state
+from weditlib.conv_layers import EditableConv1d, EditableConv2d
 from weditlib.deltas import Delta, DenseDelta, Grouping, LowRankDelta
 from weditlib.functional import check_index
 from weditlib.layers import EditableLinear, EditableMixin, EditableMultiheadAttention
@@ -100,6 +102,8 @@ _TABLE: list[EditableEntry] = [
         local_names=_attention_weights,
         edits_children=True,
     ),
+    EditableEntry(nn.Conv1d, EditableConv1d),
+    EditableEntry(nn.Conv2d, EditableConv2d),
     EditableEntry(
         "transformers.pytorch_utils:Conv1D",
         "weditlib.layers_hf:EditableConv1D",
