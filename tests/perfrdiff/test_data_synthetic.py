@@ -109,7 +109,8 @@ def test_invalid_config_is_rejected(bad):
 
 def test_make_synthetic_command_writes_the_layout(tmp_path):
     sizes = ["--train-sessions", "1", "--val-sessions", "1", "--test-sessions", "1"]
-    code = main(["make-synthetic", "--root", str(tmp_path), *sizes, "--max-clips", "1", "--stereo"])
+    clips = ["--min-clips", "1", "--max-clips", "1"]
+    code = main(["make-synthetic", "--root", str(tmp_path), *sizes, *clips, "--stereo"])
     assert code == 0
     for name in ("train.csv", "val.csv", "test.csv", "neighbour_emotion_test.npy",
                  "ground_truth_style.json"):  # fmt: skip

@@ -61,7 +61,8 @@ class SyntheticConfig:
 
     seed: int = 0
     sessions: dict[str, int] = field(default_factory=lambda: {"train": 6, "val": 2, "test": 2})
-    clips_per_session: tuple[int, int] = (1, 3)
+    # At least two, so that every listener has another clip to take its evaluation history from.
+    clips_per_session: tuple[int, int] = (2, 3)
     frames: int = CLIP_FRAMES + 1
     sample_rate: int = 16000
     stereo: bool = False
