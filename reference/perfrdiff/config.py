@@ -31,6 +31,9 @@ class DenoiserConfig:
     dropout: float = 0.1
     # Condition the window on the previously generated one (the paper's online mode).
     use_prev_window: bool = True
+    # One extra memory token for the listener's style ("input p", the paper's Table 3), set by a
+    # bias shift of the "style_slot" layer; off in the paper's PerFRDiff.
+    style_token: bool = False
 
 
 @dataclass
@@ -86,6 +89,8 @@ class PWSGConfig:
     rank: int | None = 8  # None: dense heads, as in the paper
     branch_dim: int | None = None  # per-branch bottleneck before low-rank heads
     mode: str = "shift"
+    # Also generate a bias shift Δb per edited layer (the paper edits weights only).
+    bias_shifts: bool = False
 
 
 @dataclass

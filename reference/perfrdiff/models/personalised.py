@@ -40,6 +40,7 @@ def build_generator(
         rank=config.rank,
         mode=config.mode,
         branch_dim=config.branch_dim if config.rank is not None else None,
+        bias_shifts=config.bias_shifts,
     )
 
 
