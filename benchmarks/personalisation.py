@@ -15,7 +15,7 @@ For each trained run (``perfrdiff train all``), on its test split:
         --run lagged-expressive=runs/bench/expressive/run \\
         --json benchmarks/results/personalisation.json
 
-Variants and input p are trained once into ``<run>/../personalisation/`` and reused.
+Predictions, variants and input p are kept in ``<run>-personalisation/`` and reused.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
 from perfrdiff import Run
 from perfrdiff.personalisation import (
     fine_tuned_predictions,
@@ -48,11 +49,22 @@ def named(text: str) -> tuple[str, str]:
     return name, value
 
 
+def cached(path: Path, make) -> dict[str, np.ndarray]:
+    """``make()`` (name -> predictions), saved to ``path`` and read from it next time."""
+    if path.is_file():
+        with np.load(path) as archive:
+            return {name: archive[name] for name in archive.files}
+    result = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **result)
+    return result
+
+
 def benchmark_run(name: str, run_dir: Path, args: argparse.Namespace) -> dict:
     """Every measurement of one trained run."""
     start = time.perf_counter()
     run = Run.load(run_dir, device=args.device)
-    work = run_dir.parent / "personalisation"
+    work = run_dir.with_name(f"{run_dir.name}-personalisation")
     data = run.evaluation_set("test")
     report: dict = {
         "dataset": name,
@@ -62,7 +74,7 @@ def benchmark_run(name: str, run_dir: Path, args: argparse.Namespace) -> dict:
         "history": data.history,
         "retrieval": style_retrieval(run, "test"),
     }
-    predictions = run.generate("test", data=data)
+    predictions = cached(work / "generate.npz", lambda: run.generate("test", data=data))
     means = history_emotion_means(run.config, "test")
     predictions["offset"] = mean_offset_predictions(predictions["generic"], means)
     if not args.no_input_p:
@@ -75,9 +87,11 @@ def benchmark_run(name: str, run_dir: Path, args: argparse.Namespace) -> dict:
         )
     for variant, overrides in args.variant:
         trained = variant_run(run, work / variant, overrides.split(","))
-        predictions[f"variant {variant}"] = trained.generate("test", ["personalised"], data=data)[
-            "personalised"
-        ]
+        generated = cached(
+            work / variant / "generate.npz",
+            lambda trained=trained: trained.generate("test", ["personalised"], data=data),
+        )
+        predictions[f"variant {variant}"] = generated["personalised"]
     report["methods"] = [
         {
             "method": method,

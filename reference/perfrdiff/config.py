@@ -91,6 +91,9 @@ class PWSGConfig:
     mode: str = "shift"
     # Also generate a bias shift Δb per edited layer (the paper edits weights only).
     bias_shifts: bool = False
+    # Feed the generator the history's per-channel mean and std next to the style vector (the
+    # paper feeds the style vector alone).
+    history_stats: bool = False
 
 
 @dataclass

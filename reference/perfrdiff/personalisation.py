@@ -28,9 +28,10 @@ import torch
 from torch import Tensor, nn
 
 from perfrdiff.config import PWSGConfig, config_to_dict, load_config
-from perfrdiff.data import ClipDataset, ClipStore, SplitIndex, WindowDataset, person_of
+from perfrdiff.data import ClipStore, SplitIndex, WindowDataset, person_of
 from perfrdiff.features import CLIP_FRAMES
 from perfrdiff.generation import EvaluationSet, ReactionSampler, SamplerConfig, generate_dataset
+from perfrdiff.generation.reactions import clip_dataset
 from perfrdiff.metrics import frcorr, frdist
 from perfrdiff.models import PerFRDiff, build_gafrg
 from perfrdiff.run import CONFIG_FILE, Run
@@ -87,8 +88,8 @@ def style_retrieval(run: Run, split: str = "test", frames: int | None = None) ->
             ]
         )
         ranking = (gallery @ queries[q]).argsort(descending=True).tolist()
-        hits1 += ranking[0] == owner[q]
-        hits5 += owner[q] in ranking[:5]
+        hits1 += int(ranking[0] == owner[q])
+        hits5 += int(owner[q] in ranking[:5])
         asked += 1
     return {
         "top1": hits1 / max(asked, 1),
@@ -105,12 +106,7 @@ def style_retrieval(run: Run, split: str = "test", frames: int | None = None) ->
 
 def history_emotion_means(config, split: str, limit: int | None = None) -> np.ndarray:
     """``(n, 25)`` mean emotion of each item's listener history (same rule as evaluation)."""
-    dataset = ClipDataset(
-        config.data.root,
-        split,
-        history_frames=config.data.history_frames,
-        allow_same_clip_history=config.data.allow_same_clip_history,
-    )
+    dataset = clip_dataset(config, split)
     n = len(dataset) if limit is None else min(limit, len(dataset))
     return np.stack([dataset[i]["history_emotion"].numpy().mean(axis=0) for i in range(n)])
 
@@ -173,7 +169,7 @@ class _InputPObjective(nn.Module):
 
         d = self.config.diffusion
         with torch.no_grad():
-            style = self.model.style_encoder(batch[self.history_key].float())
+            style = self.model.style(batch[self.history_key].float())
             x0, x_t, t, memory, keep = diffusion_inputs(
                 self.model.gafrg, self.schedule, batch, d.cond_drop, d.prev_drop
             )
@@ -262,12 +258,7 @@ def fine_tuned_predictions(
     from perfrdiff.training.objectives import GAFRGObjective
 
     config = run.config
-    dataset = ClipDataset(
-        config.data.root,
-        split,
-        history_frames=config.data.history_frames,
-        allow_same_clip_history=config.data.allow_same_clip_history,
-    )
+    dataset = clip_dataset(config, split)
     sources = dataset.history_sources[: len(data.clips)]
     n, (t, e) = len(data.clips), data.listener_emotion.shape[1:]
     out = np.empty((n, config.generate.samples, t, e), dtype=np.float32)

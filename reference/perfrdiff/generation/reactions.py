@@ -36,6 +36,18 @@ class EvaluationSet:
     history: dict = dataclasses.field(default_factory=dict)
 
 
+def clip_dataset(config: Config, split: str):
+    """The :class:`~perfrdiff.data.ClipDataset` of ``split`` with the config's history rule."""
+    from perfrdiff.data import ClipDataset
+
+    return ClipDataset(
+        config.data.root,
+        split,
+        history_frames=config.data.history_frames,
+        allow_same_clip_history=config.data.allow_same_clip_history,
+    )
+
+
 def load_evaluation_set(config: Config, split: str, limit: int | None = None) -> EvaluationSet:
     """Read the ``split`` clips (the first ``limit`` items, all if ``None``).
 
@@ -43,15 +55,9 @@ def load_evaluation_set(config: Config, split: str, limit: int | None = None) ->
     :mod:`perfrdiff.data.history`); with ``data.allow_same_clip_history`` a listener without one
     uses the evaluated clip, and a warning says how many items did.
     """
-    from perfrdiff.data import ClipDataset
     from perfrdiff.data.history import SAME_CLIP, history_summary
 
-    dataset = ClipDataset(
-        config.data.root,
-        split,
-        history_frames=config.data.history_frames,
-        allow_same_clip_history=config.data.allow_same_clip_history,
-    )
+    dataset = clip_dataset(config, split)
     n = len(dataset) if limit is None else min(limit, len(dataset))
     items = [dataset[i] for i in range(n)]
     history_key = f"history_{config.style.input}"
