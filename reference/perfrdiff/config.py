@@ -89,11 +89,12 @@ class PWSGConfig:
     rank: int | None = 8  # None: dense heads, as in the paper
     branch_dim: int | None = None  # per-branch bottleneck before low-rank heads
     mode: str = "shift"
-    # Also generate a bias shift Δb per edited layer (the paper edits weights only).
-    bias_shifts: bool = False
-    # Feed the generator the history's per-channel mean and std next to the style vector (the
-    # paper feeds the style vector alone).
-    history_stats: bool = False
+    # Also generate a bias shift Δb per edited layer (the paper edits weights only), and feed the
+    # generator the history's per-channel mean and std next to the style vector (the paper feeds
+    # the style alone). Both on: better PMAFRG FRCorr and FRdist on both synthetic families
+    # (benchmarks/personalisation.py); configs/paper.yaml turns them off.
+    bias_shifts: bool = True
+    history_stats: bool = True
 
 
 @dataclass

@@ -118,7 +118,7 @@ def test_history_stats_append_the_history_mean_and_std_to_the_style():
 
 
 def test_without_history_stats_the_generator_sees_the_style_alone():
-    model = build()
+    model = build(["pwsg.history_stats=false"])
     history = torch.randn(2, 250, 25)
     with torch.no_grad():
         torch.testing.assert_close(model.style(history), model.style_encoder(history))
