@@ -161,6 +161,7 @@ def main() -> None:
     parser.add_argument("--no-input-p", action="store_true", help="skip the input-p variant")
     parser.add_argument("--device", default="cpu", help="device (default: cpu)")
     parser.add_argument("--json", type=Path, default=None, help="write the report here")
+    parser.add_argument("--notes", default=None, help="a sentence stored with the report")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     reports = []
@@ -179,6 +180,8 @@ def main() -> None:
             ]
         args.json.parent.mkdir(parents=True, exist_ok=True)
         report = {"datasets": kept + reports, "targets": TARGETS}
+        if args.notes:
+            report["notes"] = args.notes
         args.json.write_text(json.dumps(report, indent=2) + "\n")
 
 
