@@ -32,14 +32,7 @@ from perfrdiff.generation import (
     load_evaluation_set,
     with_listener_history,
 )
-from perfrdiff.models import (
-    DDIMSchedule,
-    build_gafrg,
-    build_perfrdiff,
-    build_schedule,
-    build_style_encoder,
-    build_vae,
-)
+from perfrdiff.models import STAGE_MODELS, DDIMSchedule, build_schedule
 from perfrdiff.weights import load_weights, stage_weights
 
 log = logging.getLogger(__name__)
@@ -121,22 +114,14 @@ class Run:
             ValueError: unknown stage.
             FileNotFoundError: a needed stage has not been trained.
         """
-        config = self.config
-        if stage == "emotion-vae":
-            model: nn.Module = build_vae(config)
-        elif stage == "style":
-            model = build_style_encoder(config)
-        elif stage == "gafrg":
-            # Its own weights include the VAE's: the VAE stage is only read to train GAFRG.
-            model = build_gafrg(config, self.build("emotion-vae", trained=not trained))
-        elif stage == "pwsg":
-            model = build_perfrdiff(config, self.build("gafrg"), self.build("style"))
-        else:
-            raise ValueError(f"stage must be one of {list(STAGES)}, got {stage!r}")
+        if stage not in STAGE_MODELS:
+            raise ValueError(f"stage must be one of {list(STAGE_MODELS)}, got {stage!r}")
+        entry = STAGE_MODELS[stage]
+        # Required stages load their trained weights, unless this stage's own weights hold them.
+        required = not (trained and entry.exports_requirements)
+        model = entry.build(self.config, *(self.build(r, required) for r in entry.requires))
         if trained:
-            # The pwsg stage exports only the generator (the rest is the earlier stages').
-            target = model.generator if stage == "pwsg" else model
-            load_weights(target, stage_weights(self.directory, stage))
+            load_weights(entry.exported(model), stage_weights(self.directory, stage))
         return model
 
     def model(self, stage: str) -> nn.Module:

@@ -194,3 +194,47 @@ def test_ablation_report(hooks, tmp_path: Path):
     page = hooks.render("ablation", tmp_path)
     assert "**Table 3: how the style enters**" in page and "**Table 4" in page
     assert "| cross-attn | 0.5 | 90 | 0.55 | 89 |" in page
+
+
+def test_gpu_check_says_plainly_when_no_gpu_was_measured(hooks, tmp_path: Path):
+    rendered = hooks.render_page("<!-- benchmark: gpu/gpu_check -->", tmp_path)
+    assert "Not measured on a GPU yet" in rendered and "gpu_check.py" in rendered
+    (tmp_path / "gpu").mkdir()
+    dry_run = {"measured_on_gpu": False, "note": "CPU dry run", "steps": {}}
+    (tmp_path / "gpu" / "gpu_check.json").write_text(json.dumps(dry_run))
+    assert "Not measured on a GPU" in hooks.render_page(
+        "<!-- benchmark: gpu/gpu_check -->", tmp_path
+    )
+
+
+def test_gpu_check_tables_are_read_from_the_json(hooks, tmp_path: Path):
+    (tmp_path / "gpu").mkdir()
+    report = {
+        "measured_on_gpu": True, "device": "NVIDIA H200", "torch": "2.13.0", "total_seconds": 300,
+        "steps": {
+            "kernels": {"ok": True, "seconds": 40, "result": {
+                "algorithms": ["triton_dense"], "cases": 8, "passed": 8, "details": []}},
+            "training": {"ok": True, "seconds": 60, "result": [
+                {"stage": "gafrg", "precision": "bf16", "steps_per_s": 12.5}]},
+            "metrics": {"ok": False, "seconds": 1, "error": "RuntimeError('x')"},
+        },
+    }  # fmt: skip
+    (tmp_path / "gpu" / "gpu_check.json").write_text(json.dumps(report))
+    rendered = hooks.render_page("<!-- benchmark: gpu/gpu_check -->", tmp_path)
+    assert "NVIDIA H200" in rendered and "**8 / 8**" in rendered
+    assert "| gafrg | bf16 | 12.5 |" in rendered
+    assert "RuntimeError('x')" in rendered
+
+
+def test_generation_shows_generic_rtf_and_the_compute_floor(hooks, tmp_path: Path):
+    report = {
+        "machine": "x86_64", "threads": 2,
+        "rtf": {"paper": {"threads": 2, "samples": 10, "ddim_steps": 50, "rtf": 3.4}},
+        "rtf_generic": {"paper": {"rtf": 3.2}}, "personalised_over_generic": {"paper": 1.0625},
+        "floor": {"paper": {"floor_rtf": 1.9, "window_gflop": 940.0, "gemm_gflops": 250.0}},
+        "rtf_by_steps": {"10": 0.7},
+    }  # fmt: skip
+    (tmp_path / "generation.json").write_text(json.dumps(report))
+    rendered = hooks.render_page("<!-- benchmark: generation -->", tmp_path)
+    assert "compute floor RTF" in rendered and "| 3.2 | 1.062 | 1.9 | 940 |" in rendered
+    assert "10 steps RTF **0.7**" in rendered
