@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from perfrdiff.commands.common import add_device_arguments
+from perfrdiff.commands.common import add_device_arguments, add_overrides_argument
 from perfrdiff.run import Run
 
 
@@ -24,14 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--tables", nargs="+", choices=["3", "4"], default=["3", "4"], help="which tables"
     )
     parser.add_argument("--limit", type=int, default=None, help="only the first N test items")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override for the retrained rows, e.g. --set train.pwsg.steps=200 (repeatable)",
-    )
+    add_overrides_argument(parser)  # applied to the retrained rows
     add_device_arguments(parser)
 
 
