@@ -358,6 +358,48 @@ def render_generation(report: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+def render_personalisation(report: dict[str, Any]) -> str:
+    """``benchmarks/personalisation.py`` report: per dataset, retrieval, methods and targets."""
+    method_columns = [
+        ("method", "method"),
+        ("task", "task"),
+        ("FRCorr", "FRCorr ↑"),
+        ("FRCorr_over_generic", "FRCorr / generic"),
+        ("FRdist", "FRdist ↓"),
+    ]
+    parts = []
+    for dataset in report["datasets"]:
+        r = dataset["retrieval"]
+        targets = [{"target": key, "value": value} for key, value in dataset["targets"].items()]
+        history = dataset.get("history", {}).get("items", {})
+        parts += [
+            f"### {dataset['dataset']}",
+            f"{fmt(dataset['test_items'])} test items × {fmt(dataset['samples'])} samples; "
+            f"histories: {fmt(', '.join(f'{k} {v}' for k, v in history.items()))}. Style "
+            f"retrieval ({fmt(r['input'])}, {fmt(r['frames'])} frames, {fmt(r['queries'])} "
+            f"held-out clips, {fmt(r['listeners'])} listeners): **top-1 {fmt(r['top1'])}**, "
+            f"top-5 {fmt(r['top5'])}.",
+            table(dataset["methods"], method_columns),
+            table(targets),
+        ]
+    return "\n\n".join(parts)
+
+
+def render_ablation(report: dict[str, Any]) -> str:
+    """``perfrdiff ablate`` report: one table per paper table."""
+    columns = [("row", "row")] + [
+        (f"{task} {metric}", f"{task} {metric} {arrow}")
+        for task in ("MAFRG", "PMAFRG")
+        for metric, arrow in (("FRCorr", "↑"), ("FRdist", "↓"))
+    ]
+    titles = {"3": "Table 3: how the style enters", "4": "Table 4: which weights are edited"}
+    parts = [f"Overrides of the retrained rows: {fmt(report.get('overrides') or 'none')}."]
+    for name in dict.fromkeys(row["table"] for row in report["rows"]):
+        rows = [row for row in report["rows"] if row["table"] == name]
+        parts += [f"**{titles.get(name, name)}**", table(rows, columns)]
+    return "\n\n".join(parts)
+
+
 def render_gpu_check(report: dict[str, Any]) -> str:
     """``benchmarks/gpu_check.py`` report; a CPU dry run is never presented as a GPU number."""
     if not report.get("measured_on_gpu"):
@@ -422,6 +464,8 @@ RENDERERS = {
     "metrics": render_metrics,
     "metrics_near": render_metrics,
     "generation": render_generation,
+    "personalisation": render_personalisation,
+    "ablation": render_ablation,
     "gpu/gpu_check": render_gpu_check,
 }
 PLOTTERS = {

@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "train": "train",
     "generate": "generate",
     "demo": "demo",
+    "ablate": "ablate",
 }
 
 

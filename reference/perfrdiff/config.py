@@ -177,6 +177,9 @@ class DenoiserConfig(_Checked):
     dropout: float = _setting(0.1, _below_one)
     # Condition the window on the previously generated one (the paper's online mode).
     use_prev_window: bool = True
+    # One extra memory token for the listener's style ("input p", the paper's Table 3), set by a
+    # bias shift of the "style_slot" layer; off in the paper's PerFRDiff.
+    style_token: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -249,6 +252,13 @@ class PWSGConfig(_Checked):
     rank: int | None = _setting(8, _at_least(1))  # None: dense heads, as in the paper
     branch_dim: int | None = _setting(None, _at_least(1))  # bottleneck before low-rank heads
     mode: str = _setting("shift", _one_of("shift", "scale"))
+    # Also generate a bias shift Δb per edited layer (the paper edits weights only), and feed the
+    # generator the history's per-channel mean and std next to the style vector (the paper feeds
+    # the style alone). The tiny preset turns both on (better PMAFRG FRCorr and FRdist on both
+    # synthetic families, benchmarks/personalisation.py); off by default so that run
+    # directories written before these options existed load as they were trained.
+    bias_shifts: bool = False
+    history_stats: bool = False
 
 
 @dataclass
@@ -273,6 +283,9 @@ class DataConfig(_Checked):
     root: str = "data/synthetic"
     window: int = _setting(50, _at_least(1))
     history_frames: int = _setting(250, _at_least(1))
+    # Evaluation: a listener with no other clip in any split takes its history from the evaluated
+    # clip itself (which then leaks the target into the condition). Off: such a split fails.
+    allow_same_clip_history: bool = False
     # DataLoader workers; None: 0 on the CPU (the model needs the cores), up to 4 on CUDA.
     num_workers: int | None = _setting(None, _at_least(0))
 

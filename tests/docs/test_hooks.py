@@ -147,6 +147,55 @@ def test_cli_help_covers_every_command(hooks):
     assert "Not available" not in text
 
 
+def test_personalisation_report(hooks, tmp_path: Path):
+    methods = [
+        {"method": "generic", "task": "MAFRG", "FRCorr": 0.5, "FRdist": 90.0,
+         "FRCorr_over_generic": 1.0},
+        {"method": "personalised", "task": "PMAFRG", "FRCorr": 0.56, "FRdist": 88.0,
+         "FRCorr_over_generic": 1.12},
+    ]  # fmt: skip
+    report = {
+        "datasets": [
+            {
+                "dataset": "coupled-latent",
+                "test_items": 48,
+                "samples": 10,
+                "history": {"items": {"same-split": 48, "other-split": 0, "same-clip": 0}},
+                "retrieval": {
+                    "top1": 0.9375,
+                    "top5": 1.0,
+                    "queries": 32,
+                    "listeners": 12,
+                    "frames": 250,
+                    "input": "emotion",
+                },
+                "methods": methods,
+                "targets": {"frcorr_over_generic": 1.12, "frcorr_over_generic_hit": True},
+            }
+        ]
+    }
+    (tmp_path / "personalisation.json").write_text(json.dumps(report))
+    page = hooks.render("personalisation", tmp_path)
+    assert "### coupled-latent" in page and "top-1 0.9375" in page
+    assert "| personalised | PMAFRG | 0.56 | 1.12 | 88 |" in page
+    assert "| frcorr_over_generic_hit | true |" in page
+
+
+def test_ablation_report(hooks, tmp_path: Path):
+    row = {"MAFRG FRCorr": 0.5, "MAFRG FRdist": 90.0, "PMAFRG FRCorr": 0.55, "PMAFRG FRdist": 89.0}
+    report = {
+        "overrides": [],
+        "rows": [
+            {"table": "3", "row": "weight editing", **row},
+            {"table": "4", "row": "cross-attn", **row},
+        ],
+    }
+    (tmp_path / "ablation.json").write_text(json.dumps(report))
+    page = hooks.render("ablation", tmp_path)
+    assert "**Table 3: how the style enters**" in page and "**Table 4" in page
+    assert "| cross-attn | 0.5 | 90 | 0.55 | 89 |" in page
+
+
 def test_gpu_check_says_plainly_when_no_gpu_was_measured(hooks, tmp_path: Path):
     rendered = hooks.render_page("<!-- benchmark: gpu/gpu_check -->", tmp_path)
     assert "Not measured on a GPU yet" in rendered and "gpu_check.py" in rendered

@@ -101,3 +101,24 @@ def test_dense_heads_are_available_for_paper_fidelity():
     model = build(["pwsg.rank=null"])
     shifts = model.listener_shifts(torch.randn(1, 250, 25))
     assert shifts["output"].weight.shape == (1, 25, 64)
+
+
+def test_history_stats_append_the_history_mean_and_std_to_the_style():
+    model = build(["pwsg.history_stats=true", "pwsg.bias_shifts=true"])
+    history = torch.randn(3, 250, 25)
+    with torch.no_grad():
+        features = model.style(history)
+        style = model.style_encoder(history)
+    assert features.shape == (3, 32 + 2 * 25)
+    torch.testing.assert_close(features[:, :32], style)
+    torch.testing.assert_close(features[:, 32:57], history.mean(dim=1))
+    torch.testing.assert_close(features[:, 57:], history.std(dim=1, correction=0))
+    shifts = model.listener_shifts(history)
+    assert shifts["output"].bias.shape == (3, 25)  # bias shifts of the output mapping
+
+
+def test_without_history_stats_the_generator_sees_the_style_alone():
+    model = build(["pwsg.history_stats=false"])
+    history = torch.randn(2, 250, 25)
+    with torch.no_grad():
+        torch.testing.assert_close(model.style(history), model.style_encoder(history))

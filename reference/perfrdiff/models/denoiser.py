@@ -75,6 +75,10 @@ class GAFRG(nn.Module):
         )
         self.decoder = nn.TransformerDecoder(layer, config.layers, norm=nn.LayerNorm(d))
         self.output = nn.Linear(d, EMOTION_DIM)
+        # "Input p" (the paper's Table 3): one more memory token, the output of a bias-only map of
+        # a constant. Unedited it is a learned "no style" token; a bias shift Δb from the
+        # listener's style (weditlib.edit on "style_slot") makes it the style token.
+        self.style_slot = nn.Linear(1, d) if config.style_token else None
 
     def train(self, mode: bool = True) -> GAFRG:
         super().train(mode)
@@ -113,6 +117,13 @@ class GAFRG(nn.Module):
         prev = self.prev(prev_emotion) + self.positions[: prev_emotion.shape[1]]
         return torch.cat([tokens, prev + missing * self.no_past], dim=1)
 
+    def _with_style(self, memory: Tensor) -> Tensor:
+        """``(b, m, d)`` -> ``(b, m + 1, d)`` with the style token last (when configured)."""
+        if self.style_slot is None:
+            return memory
+        slot = self.style_slot(memory.new_ones(memory.shape[0], 1, 1))
+        return torch.cat([memory, slot], dim=1)
+
     def _time(self, t: Tensor, like: Tensor) -> Tensor:
         """``t: (b,)`` -> ``(b, d)`` time embedding."""
         return self.time(sinusoidal_embedding(t, like.shape[-1]).to(like.dtype))
@@ -140,6 +151,7 @@ class GAFRG(nn.Module):
             raise ValueError(
                 f"x_t (b={b}), t {tuple(t.shape)} and memory {tuple(memory.shape)} disagree on b"
             )
+        memory = self._with_style(memory)
         if keep is not None:
             memory = torch.where(keep.bool()[:, None, None], memory, self.null)
         time = self._time(t, memory)
@@ -156,6 +168,7 @@ class GAFRG(nn.Module):
             memory: condition tokens from :meth:`condition`.
             keep: ``(b,)`` bool, as in :meth:`forward`.
         """
+        memory = self._with_style(memory)
         if keep is not None:
             memory = torch.where(keep.bool()[:, None, None], memory, self.null)
         keys, values = [], []

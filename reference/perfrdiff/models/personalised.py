@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import torch
 from torch import Tensor, nn
 
 from perfrdiff.config import PWSGConfig
@@ -40,6 +41,7 @@ def build_generator(
         rank=config.rank,
         mode=config.mode,
         branch_dim=config.branch_dim if config.rank is not None else None,
+        bias_shifts=config.bias_shifts,
     )
 
 
@@ -62,11 +64,22 @@ class PerFRDiff(nn.Module):
         self.style_encoder = style_encoder
         # Names are relative to the denoiser (e.g. "output"), which edit() is called on.
         self.targets = make_editable(gafrg, config.targets)
-        self.generator = build_generator(config, style_encoder.style_dim, self.targets)
+        self.history_stats = config.history_stats
+        extra = 2 * style_encoder.input_dim if config.history_stats else 0
+        self.generator = build_generator(config, style_encoder.style_dim + extra, self.targets)
+
+    def style(self, history: Tensor) -> Tensor:
+        """``history: (l, h, c)`` -> the generator's input ``(l, s)``: the style vector, then
+        (with ``pwsg.history_stats``) the history's per-channel mean and std ``(l, 2c)``."""
+        style = self.style_encoder(history)
+        if not self.history_stats:
+            return style
+        history = history.to(style.dtype)
+        return torch.cat([style, history.mean(dim=1), history.std(dim=1, correction=0)], dim=1)
 
     def listener_shifts(self, history: Tensor) -> dict[str, DenseDelta | LowRankDelta]:
         """``history: (l, h, c)`` of ``l`` listeners -> name -> shift holding ``l`` edits."""
-        return self.generator(self.style_encoder(history))
+        return self.generator(self.style(history))
 
     def forward(
         self,

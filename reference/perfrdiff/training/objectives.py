@@ -122,7 +122,7 @@ class PWSGObjective(Objective):
     def forward(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
         gafrg = self.model.gafrg
         with torch.no_grad():
-            style = self.model.style_encoder(batch[self.history_key].float())
+            style = self.model.style(batch[self.history_key].float())
             x0, x_t, t, memory, keep = diffusion_inputs(
                 gafrg, self.schedule, batch, self.cond_drop, self.prev_drop
             )

@@ -1,0 +1,189 @@
+"""Does personalisation help? Diagnostics of trained PerFRDiff runs against honest references.
+
+For each trained run (``perfrdiff train all``), on its test split:
+
+* style-encoder listener retrieval top-1 / top-5 from 10 s of history of held-out clips;
+* FRCorr (higher is better) and FRdist (lower) of: generic GAFRG (MAFRG), PerFRDiff (PMAFRG), the
+  trivial per-listener mean offset of the generic samples, the paper's "input p" (style as an
+  extra condition token, trained from the generic denoiser for the shift generator's steps), an
+  upper bound (the generic denoiser fine-tuned per listener on the clip its history comes from),
+  and any ``--variant`` (a PWSG retrained under config overrides);
+* the issue's targets: personalised/generic FRCorr >= 1.10, personalised >= offset, personalised
+  FRdist < generic, retrieval top-1 >= 0.9.
+
+    python benchmarks/personalisation.py --run coupled-latent=runs/bench/coupled/run \\
+        --run lagged-expressive=runs/bench/expressive/run \\
+        --json benchmarks/results/personalisation.json
+
+Predictions, variants and input p are kept in ``<run>-personalisation/`` and reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+from perfrdiff import Run
+from perfrdiff.personalisation import (
+    fine_tuned_predictions,
+    history_emotion_means,
+    mean_offset_predictions,
+    sample,
+    scores,
+    style_retrieval,
+    train_input_p,
+    variant_run,
+)
+
+TARGETS = {"frcorr_ratio": 1.10, "retrieval_top1": 0.9}
+
+
+def named(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    name, value = text.split("=", 1)
+    return name, value
+
+
+def cached(path: Path, make) -> dict[str, np.ndarray]:
+    """``make()`` (name -> predictions), saved to ``path`` and read from it next time."""
+    if path.is_file():
+        with np.load(path) as archive:
+            return {name: archive[name] for name in archive.files}
+    result = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **result)
+    return result
+
+
+def benchmark_run(name: str, run_dir: Path, args: argparse.Namespace) -> dict:
+    """Every measurement of one trained run."""
+    start = time.perf_counter()
+    run = Run.load(run_dir, device=args.device)
+    work = run_dir.with_name(f"{run_dir.name}-personalisation")
+    data = run.evaluation_set("test")
+    report: dict = {
+        "dataset": name,
+        "run_dir": str(run_dir),
+        "test_items": len(data.clips),
+        "samples": run.config.generate.samples,
+        "history": data.history,
+        "retrieval": style_retrieval(run, "test"),
+    }
+    predictions = cached(work / "generate.npz", lambda: run.generate("test", data=data))
+    means = history_emotion_means(run.config, "test")
+    predictions["offset"] = mean_offset_predictions(predictions["generic"], means)
+    if not args.no_input_p:
+        input_p = train_input_p(run, work / "input-p")
+        predictions["input-p (MAFRG, no style)"] = sample(run, input_p, data, personalised=False)
+        predictions["input-p"] = sample(run, input_p, data, personalised=True)
+    if args.upper_bound_steps:
+        predictions["upper bound (fine-tuned per listener)"] = fine_tuned_predictions(
+            run, "test", data, args.upper_bound_steps
+        )
+    for variant, overrides in args.variant:
+        trained = variant_run(run, work / variant, overrides.split(","))
+        generated = cached(
+            work / variant / "generate.npz",
+            lambda trained=trained: trained.generate("test", ["personalised"], data=data),
+        )
+        predictions[f"variant {variant}"] = generated["personalised"]
+    report["methods"] = [
+        {
+            "method": method,
+            "task": "MAFRG" if method.startswith(("generic", "input-p (")) else "PMAFRG",
+            **values,
+        }
+        for method, values in scores(predictions, data).items()
+    ]
+    by = {row["method"]: row for row in report["methods"]}
+    generic, personalised, offset = by["generic"], by["personalised"], by["offset"]
+    for row in report["methods"]:
+        row["FRCorr_over_generic"] = row["FRCorr"] / generic["FRCorr"]
+    report["targets"] = {
+        "frcorr_over_generic": personalised["FRCorr"] / generic["FRCorr"],
+        "frcorr_over_generic_hit": personalised["FRCorr"]
+        >= TARGETS["frcorr_ratio"] * generic["FRCorr"],
+        "frcorr_over_offset": personalised["FRCorr"] / offset["FRCorr"],
+        "frcorr_over_offset_hit": personalised["FRCorr"] >= offset["FRCorr"],
+        "frdist_below_generic_hit": personalised["FRdist"] < generic["FRdist"],
+        "retrieval_top1_hit": report["retrieval"]["top1"] >= TARGETS["retrieval_top1"],
+    }
+    report["seconds"] = time.perf_counter() - start
+    return report
+
+
+def print_report(report: dict) -> None:
+    r = report["retrieval"]
+    print(f"\n{report['dataset']}: {report['test_items']} test items x {report['samples']} samples")
+    print(
+        f"style retrieval ({r['input']}, {r['frames']} frames, {r['queries']} queries, "
+        f"{r['listeners']} listeners): top-1 {r['top1']:.3f}, top-5 {r['top5']:.3f}"
+    )
+    print(f"{'method':42} {'task':7} {'FRCorr':>8} {'/generic':>9} {'FRdist':>9}")
+    for row in report["methods"]:
+        print(
+            f"{row['method']:42} {row['task']:7} {row['FRCorr']:8.4f} "
+            f"{row['FRCorr_over_generic']:9.3f} {row['FRdist']:9.3f}"
+        )
+    print("targets:", json.dumps(report["targets"]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--run",
+        type=named,
+        action="append",
+        required=True,
+        metavar="NAME=RUN_DIR",
+        help="a trained run and its dataset's name",
+    )
+    parser.add_argument(
+        "--variant",
+        type=named,
+        action="append",
+        default=[],
+        metavar="NAME=KEY=VALUE[,KEY=VALUE]",
+        help="also retrain the PWSG with these overrides, e.g. "
+        "bias=pwsg.bias_shifts=true (repeatable)",
+    )
+    parser.add_argument(
+        "--upper-bound-steps",
+        type=int,
+        default=60,
+        help="fine-tuning steps per listener for the upper bound (0: skip)",
+    )
+    parser.add_argument("--no-input-p", action="store_true", help="skip the input-p variant")
+    parser.add_argument("--device", default="cpu", help="device (default: cpu)")
+    parser.add_argument("--json", type=Path, default=None, help="write the report here")
+    parser.add_argument("--notes", default=None, help="a sentence stored with the report")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    reports = []
+    for name, run_dir in args.run:
+        reports.append(benchmark_run(name, Path(run_dir), args))
+        print_report(reports[-1])
+    if args.json:
+        # Datasets measured in earlier invocations stay, unless measured again now.
+        kept = []
+        if args.json.is_file():
+            names = {r["dataset"] for r in reports}
+            kept = [
+                r
+                for r in json.loads(args.json.read_text())["datasets"]
+                if r["dataset"] not in names
+            ]
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        report = {"datasets": kept + reports, "targets": TARGETS}
+        if args.notes:
+            report["notes"] = args.notes
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Personalisation diagnostics and the ablation command, on a run trained for a few steps."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from perfrdiff import Run
+from perfrdiff.cli import main
+from perfrdiff.config import load_config
+from perfrdiff.models import build_style_encoder
+from perfrdiff.personalisation import (
+    EDIT_SETS,
+    fine_tuned_predictions,
+    input_p_model,
+    mean_offset_predictions,
+    style_retrieval,
+)
+
+from tests.perfrdiff.test_end_to_end import quick_overrides
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def quick_run(synthetic_root, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    fast = ["--set", "generate.samples=2", "--set", "diffusion.sample_steps=2"]
+    argv = ["train", "all", "--data-root", str(synthetic_root), "--run-dir", str(run_dir)]
+    assert main([*argv, "--device", "cpu", *quick_overrides(), *fast]) == 0
+    return run_dir
+
+
+def test_mean_offset_moves_each_item_to_its_listener_mean():
+    rng = np.random.default_rng(0)
+    predictions = rng.normal(size=(3, 4, 20, 25)).astype(np.float32)
+    means = rng.normal(size=(3, 25))
+    shifted = mean_offset_predictions(predictions, means)
+    np.testing.assert_allclose(shifted.mean(axis=(1, 2)), means, atol=1e-5)
+    np.testing.assert_allclose(shifted - shifted.mean(axis=(1, 2), keepdims=True),
+                               predictions - predictions.mean(axis=(1, 2), keepdims=True),
+                               atol=1e-5)  # fmt: skip
+    with pytest.raises(ValueError, match="disagree"):
+        mean_offset_predictions(predictions, means[:2])
+
+
+def test_style_retrieval_queries_every_listener_clip_with_another_clip(quick_run):
+    result = style_retrieval(Run.load(quick_run, device="cpu"), "test")
+    assert result["queries"] == 4 and result["listeners"] == 2  # 2 listeners x 2 clips
+    assert 0 <= result["top1"] <= result["top5"] == 1.0  # only 2 listeners: top-5 is certain
+
+
+def test_input_p_edits_only_the_style_token_and_starts_as_the_generic_model():
+    config = load_config("tiny")
+    model = input_p_model(config, None, build_style_encoder(config)).eval()
+    assert list(model.targets) == ["style_slot"]
+    x_t, t = torch.randn(2, 50, 25), torch.tensor([10, 500])
+    memory = torch.randn(2, 101 + 50, config.denoiser.d_model)
+    history = torch.randn(2, 250, 25)
+    with torch.no_grad():
+        shifts = model.listener_shifts(history)
+        assert shifts["style_slot"].bias.shape == (2, config.denoiser.d_model)
+        generic = model(x_t, t, memory)
+        torch.testing.assert_close(model(x_t, t, memory, None, shifts, None), generic)
+        for parameter in model.generator.parameters():
+            parameter.add_(0.1)
+        edited = model(x_t, t, memory, None, model.listener_shifts(history), None)
+    assert not torch.allclose(edited, generic)
+
+
+def test_upper_bound_fine_tunes_per_history_clip(quick_run):
+    run = Run.load(quick_run, device="cpu")
+    data = run.evaluation_set("test")
+    predictions = fine_tuned_predictions(run, "test", data, steps=1)
+    assert predictions.shape == (len(data.clips), 2, 750, 25)
+    assert np.isfinite(predictions).all()
+
+
+def test_ablate_command_writes_both_tables(quick_run, tmp_path):
+    out = tmp_path / "ablation"
+    argv = ["ablate", "--run-dir", str(quick_run), "--out", str(out), "--device", "cpu"]
+    assert main([*argv, "--limit", "4"]) == 0
+    rows = json.loads((out / "ablation.json").read_text())["rows"]
+    assert [r["row"] for r in rows if r["table"] == "3"] == ["GAFRG", "input p", "weight editing"]
+    assert [r["row"] for r in rows if r["table"] == "4"] == list(EDIT_SETS)
+    assert all(math.isfinite(v) for r in rows for k, v in r.items() if "FR" in k)
+    markdown = (out / "ablation.md").read_text()
+    assert "Table 3" in markdown and "Table 4" in markdown
