@@ -58,6 +58,19 @@ def test_gafrg_stage_keeps_the_emotion_vae_frozen():
     assert not gafrg.vae.training
 
 
+@pytest.mark.parametrize("cond_drop", [0.0, 0.5])
+def test_gafrg_stage_trains_the_null_condition_only_when_it_drops_conditions(cond_drop):
+    # Classifier-free guidance needs an unconditional model: the learned null token must be
+    # trained (it is the model's input only where the objective dropped the condition).
+    torch.manual_seed(0)
+    gafrg = build_gafrg(load_config("tiny"))
+    objective = GAFRGObjective(gafrg, DDIMSchedule(1000), cond_drop=cond_drop).train()
+    loss, _ = objective(batch(b=32))
+    loss.backward()
+    trained = gafrg.null.grad is not None and bool(gafrg.null.grad.abs().sum() > 0)
+    assert trained == (cond_drop > 0)
+
+
 def test_pwsg_stage_needs_the_trained_gafrg_and_style_encoder(tmp_path, synthetic_root):
     config = load_config("tiny", [f"data.root={synthetic_root}"])
     with pytest.raises(FileNotFoundError, match="gafrg"):
