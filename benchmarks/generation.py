@@ -24,51 +24,128 @@ from pathlib import Path
 
 import torch
 from perfrdiff.config import Config, load_config
-from perfrdiff.features import history_dim
+from perfrdiff.features import AUDIO_DIM, EMOTION_DIM, FACE_DIM, FPS, history_dim
 from perfrdiff.generation import ReactionSampler, SamplerConfig, StreamingGenerator
 from perfrdiff.models import build_gafrg, build_generator, build_perfrdiff, build_schedule
 
 from weditlib import make_editable
 
-FPS = 25
+
+def _speaker(frames: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(1)
+    return tuple(torch.randn(1, frames, c, generator=g) for c in (AUDIO_DIM, FACE_DIM, EMOTION_DIM))
 
 
-def streaming_rtf(config: Config, windows: int, samples: int, chunk: int, seed: int = 0) -> dict:
-    """Time ``windows`` windows of streaming generation, pushing ``chunk`` speaker frames a time."""
+def _sampler(config: Config, device: torch.device, seed: int) -> ReactionSampler:
     torch.manual_seed(seed)
-    model = build_perfrdiff(config).eval()
-    schedule = build_schedule(config)
-    sampler = ReactionSampler(
-        model, schedule, SamplerConfig(config.diffusion.sample_steps, config.diffusion.guidance)
-    )
-    w = config.data.window
-    frames = windows * w
-    history = torch.randn(1, config.data.history_frames, history_dim(config.style.input))
-    audio, face, emotion = (
-        torch.randn(1, frames, 78),
-        torch.randn(1, frames, 58),
-        torch.randn(1, frames, 25),
-    )
-    start = time.perf_counter()
-    stream = StreamingGenerator(sampler, samples, history, seed, max_frames=frames)
+    model = build_perfrdiff(config).to(device).eval()
+    d = config.diffusion
+    return ReactionSampler(model, build_schedule(config), SamplerConfig(d.sample_steps, d.guidance))
+
+
+def _stream(
+    sampler: ReactionSampler, config: Config, windows: int, samples: int, chunk: int, seed: int,
+    personalised: bool, device: torch.device,
+) -> int:  # fmt: skip
+    """Stream ``windows`` windows for one speaker; returns how many were produced."""
+    frames = windows * config.data.window
+    audio, face, emotion = _speaker(frames, device)
+    history = None
+    if personalised:
+        g = torch.Generator().manual_seed(2)
+        dims = (1, config.data.history_frames, history_dim(config.style.input))
+        history = torch.randn(*dims, generator=g)
+    stream = StreamingGenerator(sampler, samples, history, seed, max_frames=frames, batch=1)
     produced = 0
     for at in range(0, frames, chunk):
-        produced += len(
-            stream.push(
-                audio[:, at : at + chunk], face[:, at : at + chunk], emotion[:, at : at + chunk]
-            )
-        )
-    elapsed = time.perf_counter() - start
+        part = slice(at, at + chunk)
+        produced += len(stream.push(audio[:, part], face[:, part], emotion[:, part]))
+    return produced
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def streaming_rtf(
+    config: Config,
+    windows: int,
+    samples: int,
+    chunk: int,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+    personalised: bool = True,
+    warmup: int = 0,
+) -> dict:
+    """Time ``windows`` windows of streaming generation, pushing ``chunk`` speaker frames a time,
+    after ``warmup`` untimed windows; personalised (one listener's shifts) or generic."""
+    device = torch.device(device)
+    sampler = _sampler(config, device, seed)
+    with torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16"):
+        if warmup:
+            _stream(sampler, config, warmup, samples, chunk, seed, personalised, device)
+        _sync(device)
+        start = time.perf_counter()
+        produced = _stream(sampler, config, windows, samples, chunk, seed, personalised, device)
+        _sync(device)
+        elapsed = time.perf_counter() - start
     per_window = elapsed / produced
+    w = config.data.window
     return {
+        "mode": "personalised" if personalised else "generic",
+        "device": str(device),
+        "precision": precision,
         "windows": produced,
         "samples": samples,
         "ddim_steps": config.diffusion.sample_steps,
         "guidance": config.diffusion.guidance,
         "seconds_per_window": per_window,
         "rtf": per_window / (w / FPS),
-        "denoiser_parameters": sum(p.numel() for p in model.gafrg.parameters()),
+        "denoiser_parameters": sum(p.numel() for p in sampler.gafrg.parameters()),
     }
+
+
+def window_flops(config: Config, samples: int) -> int:
+    """Floating-point operations of one personalised window (all DDIM steps), counted by
+    ``torch.utils.flop_counter`` (matmuls, attention; elementwise work is not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    device = torch.device("cpu")
+    sampler = _sampler(config, device, 0)
+    counter = FlopCounterMode(display=False)
+    # Window 1 (the second) is a steady-state window: the shifts are computed before it.
+    stream_frames = 2 * config.data.window
+    audio, face, emotion = _speaker(stream_frames, device)
+    g = torch.Generator().manual_seed(2)
+    history = torch.randn(
+        1, config.data.history_frames, history_dim(config.style.input), generator=g
+    )
+    stream = StreamingGenerator(sampler, samples, history, 0, max_frames=stream_frames)
+    stream.push(audio[:, :1], face[:, :1], emotion[:, :1])  # window 0
+    with counter:
+        stream.push(audio[:, 1:], face[:, 1:], emotion[:, 1:])  # window 1
+    return counter.get_total_flops()
+
+
+def gemm_rate(
+    d_model: int, rows: int, device: torch.device | str = "cpu", repeats: int = 20
+) -> float:
+    """FLOP/s of this device on the denoiser's typical matmul ``(rows, d) @ (d, 2d)``."""
+    device = torch.device(device)
+    a = torch.randn(rows, d_model, device=device)
+    b = torch.randn(d_model, 2 * d_model, device=device)
+    for _ in range(3):
+        a @ b
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return 2 * rows * d_model * 2 * d_model / sorted(times)[len(times) // 2]
 
 
 def pwsg_size(config: Config, rank: int | None, branch_dim: int | None) -> dict:
@@ -130,6 +207,13 @@ def main() -> None:
         default=None,
         help="finished demo run dir (runs/demo/run) for the FRCorr comparison",
     )
+    parser.add_argument(
+        "--paper-steps",
+        type=int,
+        nargs="*",
+        default=[10, 20],
+        help="further DDIM step counts to time the paper config at (default: 10 20)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write results as JSON here")
     args = parser.parse_args()
     if args.threads:
@@ -138,14 +222,36 @@ def main() -> None:
         "machine": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
         "rtf": {},
+        "rtf_generic": {},
+        "personalised_over_generic": {},
+        "rtf_by_steps": {},
+        "floor": {},
         "pwsg": {},
     }
     for name, windows in zip(("tiny", "paper"), args.windows, strict=True):
         config = load_config(name)
         if args.threads is None and config.threads:
             torch.set_num_threads(config.threads)
-        results["rtf"][name] = streaming_rtf(config, windows, args.samples, args.chunk)
+        measure = lambda c, personalised, windows=windows: streaming_rtf(  # noqa: E731
+            c, windows, args.samples, args.chunk, personalised=personalised
+        )
+        results["rtf"][name] = measure(config, True)
         results["rtf"][name]["threads"] = torch.get_num_threads()
+        results["rtf_generic"][name] = measure(config, False)
+        results["personalised_over_generic"][name] = (
+            results["rtf"][name]["rtf"] / results["rtf_generic"][name]["rtf"]
+        )
+        flops = window_flops(config, args.samples)
+        rate = gemm_rate(config.denoiser.d_model, args.samples * config.data.window)
+        results["floor"][name] = {
+            "window_gflop": flops / 1e9,
+            "gemm_gflops": rate / 1e9,
+            "floor_rtf": flops / rate / (config.data.window / FPS),
+        }
+        if name == "paper":
+            for steps in args.paper_steps:
+                fewer = load_config(name, [f"diffusion.sample_steps={steps}"])
+                results["rtf_by_steps"][str(steps)] = measure(fewer, True)["rtf"]
         torch.set_num_threads(args.threads or results["threads"])
     paper = load_config("paper")
     results["pwsg"]["dense"] = pwsg_size(load_config("paper"), None, None)
@@ -160,12 +266,20 @@ def main() -> None:
         )
 
     print("\nStreaming personalised generation, M =", args.samples)
-    print(f"{'config':8} {'threads':>7} {'DDIM':>5} {'s/window':>9} {'RTF':>6}  (target <= 1)")
+    print(
+        f"{'config':8} {'threads':>7} {'DDIM':>5} {'s/window':>9} {'RTF':>6} {'generic':>8} "
+        f"{'pers/gen':>8} {'floor RTF':>9} {'GFLOP/win':>9}"
+    )
     for name, r in results["rtf"].items():
+        floor = results["floor"][name]
         print(
             f"{name:8} {r['threads']:>7} {r['ddim_steps']:>5} {r['seconds_per_window']:>9.3f} "
-            f"{r['rtf']:>6.2f}"
+            f"{r['rtf']:>6.2f} {results['rtf_generic'][name]['rtf']:>8.2f} "
+            f"{results['personalised_over_generic'][name]:>8.3f} {floor['floor_rtf']:>9.2f} "
+            f"{floor['window_gflop']:>9.1f}"
         )
+    for steps, rtf in results["rtf_by_steps"].items():
+        print(f"paper, {steps} DDIM steps: RTF {rtf:.2f}")
     print("\nPWSG for the paper's edit set (cross-attention + output, 7 layers, d=512)")
     print(
         f"{'heads':28} {'parameters':>14} {'weights':>10} {'Adam train':>11} {'shift/listener':>15}"

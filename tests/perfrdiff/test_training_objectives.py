@@ -75,3 +75,19 @@ def test_pwsg_stage_needs_the_trained_gafrg_and_style_encoder(tmp_path, syntheti
     config = load_config("tiny", [f"data.root={synthetic_root}"])
     with pytest.raises(FileNotFoundError, match="gafrg"):
         Run(config, tmp_path, device="cpu").train(["pwsg"])
+
+
+def test_pwsg_step_runs_under_bf16_autocast_with_float32_gradients():
+    from perfrdiff.device import autocast
+
+    torch.manual_seed(0)
+    config = load_config("tiny")
+    objective = PWSGObjective(build_perfrdiff(config), DDIMSchedule(1000), config).train()
+    for _ in range(2):  # the second step reaches the edited denoiser through non-zero shifts
+        with autocast(torch.device("cpu"), "bf16"):
+            loss, _ = objective(batch())
+        loss.backward()
+        torch.optim.SGD(objective.trained.parameters(), lr=0.1).step()
+    assert torch.isfinite(loss)
+    grads = [p.grad for p in objective.trained.parameters() if p.grad is not None]
+    assert grads and all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)

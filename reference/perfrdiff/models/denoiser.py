@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from perfrdiff.config import DenoiserConfig
 from perfrdiff.features import AUDIO_DIM, EMOTION_DIM, FACE_DIM
-from perfrdiff.models.attention import output, project
+from perfrdiff.models.attention import keys_values, output, query
 from perfrdiff.models.emotion_vae import EmotionVAE
 from perfrdiff.models.encoders import SpeakerEncoder, sinusoidal_embedding
 
@@ -158,8 +158,9 @@ class GAFRG(nn.Module):
             memory = torch.where(keep.bool()[:, None, None], memory, self.null)
         keys, values = [], []
         for layer in self.decoder.layers:
-            keys.append(project(layer.multihead_attn, 1, memory))
-            values.append(project(layer.multihead_attn, 2, memory))
+            k, v = keys_values(layer.multihead_attn, memory)
+            keys.append(k)
+            values.append(v)
         return MemoryCache(tuple(keys), tuple(values))
 
     def denoise(self, x_t: Tensor, t: Tensor, cache: MemoryCache) -> Tensor:
@@ -188,9 +189,9 @@ class GAFRG(nn.Module):
             x = x + layer.self_attn(h, h, h, need_weights=False)[0]
             attention = layer.multihead_attn
             h = layer.norm2(x)
-            keys = torch.cat([project(attention, 1, time), k], dim=2)
-            values = torch.cat([project(attention, 2, time), v], dim=2)
-            attended = F.scaled_dot_product_attention(project(attention, 0, h), keys, values)
+            time_k, time_v = keys_values(attention, time)
+            keys, values = torch.cat([time_k, k], dim=2), torch.cat([time_v, v], dim=2)
+            attended = F.scaled_dot_product_attention(query(attention, h), keys, values)
             x = x + output(attention, attended)
             x = x + layer.linear2(layer.activation(layer.linear1(layer.norm3(x))))
         return self.output(self.decoder.norm(x))

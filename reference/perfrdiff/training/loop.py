@@ -94,9 +94,13 @@ def _lr_lambda(config: StageConfig) -> Callable[[int], float]:
     return f
 
 
-def _optimizer(params: list[nn.Parameter], config: StageConfig) -> torch.optim.Optimizer:
+def make_optimizer(params: list[nn.Parameter], config: StageConfig) -> torch.optim.Optimizer:
+    """The stage's optimiser (``adamw`` or ``sgd``) over ``params`` (fused AdamW on CUDA)."""
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        fused = all(p.is_cuda for p in params)  # one kernel per step instead of one per tensor
+        return torch.optim.AdamW(
+            params, lr=config.lr, weight_decay=config.weight_decay, fused=fused or None
+        )
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr, weight_decay=config.weight_decay)
     raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {config.optimizer!r}")
@@ -107,6 +111,27 @@ def _to(batch: Batch, device: torch.device) -> dict[str, Tensor]:
     return {
         k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()
     }
+
+
+def optimisation_step(
+    model: nn.Module,
+    batch: Batch,
+    optimizer: torch.optim.Optimizer,
+    params: list[nn.Parameter],
+    grad_clip: float,
+    precision: str = "fp32",
+) -> tuple[Tensor, dict[str, float]]:
+    """One step: forward under ``precision``'s autocast, backward (float32 gradients into the
+    float32 master weights), clipping, optimiser update. Returns the objective's output."""
+    device = params[0].device
+    with autocast(device, precision):
+        loss, metrics = model(batch)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+    return loss, metrics
 
 
 def seed_everything(seed: int) -> None:
@@ -194,7 +219,7 @@ def train_stage(
     params = [p for p in objective.trained.parameters() if p.requires_grad]
     if not params:
         raise ValueError(f"stage {name!r}: the trained module has no trainable parameters")
-    optimizer = _optimizer(params, cfg)
+    optimizer = make_optimizer(params, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
 
     start = 0
@@ -263,13 +288,9 @@ def train_stage(
         batches = iter(loader)  # infinite: the batch sampler never ends
     for step in range(start + 1, cfg.steps + 1):
         batch = _to(next(batches), env.device)
-        with autocast(env.device, run.precision):
-            loss, metrics = model(batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        optimizer.step()
+        loss, metrics = optimisation_step(
+            model, batch, optimizer, params, cfg.grad_clip, run.precision
+        )
         scheduler.step()
         progress.update(1)
         if step % cfg.log_every == 0 or step == cfg.steps:

@@ -1,0 +1,122 @@
+"""The sampler's exact speedups: cached memory keys/values and one edit per window give the same
+reactions as calling the model at every DDIM step (float64, to 1e-6)."""
+
+import pytest
+import torch
+from perfrdiff.config import load_config
+from perfrdiff.generation import ReactionSampler, SamplerConfig
+from perfrdiff.models import DDIMSchedule, build_perfrdiff
+
+from weditlib import edit
+
+EVERY_KIND = ["decoder.layers.*.multihead_attn", "decoder.layers.*.self_attn", "output"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny ops: one thread avoids contention on a shared CPU
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def model(one_thread):
+    torch.manual_seed(0)
+    config = load_config("tiny", [f"pwsg.targets={EVERY_KIND}"])
+    model = build_perfrdiff(config).double().eval()
+    for p in model.parameters():  # untrained heads and null tokens are zero: make them matter
+        torch.nn.init.normal_(p, std=0.05) if p.dim() < 2 else None
+    for p in model.generator.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    return model
+
+
+def inputs(model, b=4, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
+    memory = model.gafrg.condition(r(b, 50, 78), r(b, 50, 58), r(b, 50, 25))
+    shifts = model.listener_shifts(r(2, 250, 25))
+    return memory, shifts, torch.tensor([0, 1, 1, 0])[:b]
+
+
+def per_step_reference(model, schedule, steps, guidance, memory, generator, shifts, index):
+    """The sampler as it was: the full model (and a fresh edit) at every step and branch."""
+    b = memory.shape[0]
+    x = torch.randn((b, 50, 25), generator=generator, dtype=memory.dtype)
+    for t in schedule.set_timesteps(steps).tolist():
+        t_batch = torch.full((b,), t, dtype=torch.long)
+        if guidance == 1.0:
+            x0 = model(x, t_batch, memory, None, shifts, index)
+        else:
+            keep = torch.cat([torch.ones(b, dtype=torch.bool), torch.zeros(b, dtype=torch.bool)])
+            both = model(
+                torch.cat([x, x]),
+                torch.cat([t_batch, t_batch]),
+                torch.cat([memory, memory]),
+                keep,
+                shifts,
+                None if index is None else index.repeat(2),
+            )
+            x0 = both[b:] + guidance * (both[:b] - both[b:])
+        x = schedule.step(x0, t, x, generator)
+    return x
+
+
+@pytest.mark.parametrize("personalised", [False, True])
+@pytest.mark.parametrize("guidance", [1.0, 2.5])
+@pytest.mark.parametrize("eta", [0.0, 0.5])
+@torch.no_grad()
+def test_sampler_equals_calling_the_model_at_every_step(model, personalised, guidance, eta):
+    memory, shifts, index = inputs(model)
+    if not personalised:
+        shifts, index = None, None
+    config = SamplerConfig(steps=4, guidance=guidance)
+    fast = ReactionSampler(model, DDIMSchedule(1000, eta=eta), config).sample(
+        memory, torch.Generator().manual_seed(5), shifts, index
+    )
+    slow = per_step_reference(
+        model, DDIMSchedule(1000, eta=eta), 4, guidance, memory,
+        torch.Generator().manual_seed(5), shifts, index,
+    )  # fmt: skip
+    torch.testing.assert_close(fast, slow, rtol=0, atol=1e-6)
+    assert fast.abs().max() > 0.1  # not trivially zero
+
+
+@pytest.mark.parametrize("keep", [None, [True, False, True, False]])
+@torch.no_grad()
+def test_cached_memory_denoise_equals_forward_under_an_edit(model, keep):
+    memory, shifts, index = inputs(model)
+    keep = None if keep is None else torch.tensor(keep)
+    x_t = torch.randn(4, 50, 25, dtype=torch.float64)
+    t = torch.tensor([999, 500, 20, 0])
+    with edit(model.gafrg, shifts, index):
+        cached = model.gafrg.denoise(x_t, t, model.gafrg.memory_cache(memory, keep))
+        full = model.gafrg(x_t, t, memory, keep)
+    torch.testing.assert_close(cached, full, rtol=0, atol=1e-9)
+    generic = model.gafrg(x_t, t, memory, keep)
+    assert not torch.allclose(cached, generic)  # the edit reached the cached path
+
+
+@torch.no_grad()
+def test_one_edit_per_window_not_per_step(model, monkeypatch):
+    import perfrdiff.generation.sampler as sampler_module
+
+    entered = []
+    real_edit = sampler_module.edit
+    monkeypatch.setattr(
+        sampler_module, "edit", lambda *a, **k: entered.append(1) or real_edit(*a, **k)
+    )
+    memory, shifts, index = inputs(model)
+    sampler = ReactionSampler(model, DDIMSchedule(1000), SamplerConfig(steps=5, guidance=2.0))
+    sampler.sample(memory, torch.Generator().manual_seed(0), shifts, index)
+    assert entered == [1]
+
+
+def test_cache_of_another_batch_is_refused(model):
+    memory, _, _ = inputs(model)
+    cache = model.gafrg.memory_cache(memory)
+    with pytest.raises(ValueError, match="disagree"):
+        model.gafrg.denoise(
+            torch.zeros(2, 50, 25, dtype=torch.float64), torch.zeros(2).long(), cache
+        )
