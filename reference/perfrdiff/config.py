@@ -118,6 +118,9 @@ class DataConfig:
 class GenerateConfig:
     samples: int = 10
     clips_per_batch: int = 8
+    # Frames each online window shares with the frames generated before it, held fixed while it
+    # is denoised (0: windows end to end, each starting afresh). See perfrdiff.generation.
+    overlap: int = 0
 
 
 @dataclass

@@ -183,7 +183,8 @@ class Run:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         model = self.model("pwsg" if mode == "personalised" else "gafrg")
         d = self.config.diffusion
-        return ReactionSampler(model, self.schedule, SamplerConfig(d.sample_steps, d.guidance))
+        config = SamplerConfig(d.sample_steps, d.guidance, self.config.generate.overlap)
+        return ReactionSampler(model, self.schedule, config)
 
     def sampling_info(self) -> dict:
         """How the run samples (recorded beside saved predictions)."""
@@ -191,6 +192,9 @@ class Run:
         return {
             "sample_steps": d.sample_steps,
             "guidance": d.guidance,
+            "eta": d.eta,
+            "window": self.config.data.window,
+            "stride": self.config.data.window - self.config.generate.overlap,
             "device": str(self.device),
             "precision": self.precision,
         }
