@@ -7,7 +7,13 @@ Inputs are numpy arrays or torch tensors: predictions ``(n, k, t, d)``, real lis
 from perfrdiff.metrics.ccc import ccc_matrix, frcorr, frcorr_per_speaker
 from perfrdiff.metrics.diversity import frdiv, frdvs, frvar
 from perfrdiff.metrics.dtw import COMPONENTS, dtw_distance, frdist, frdist_per_speaker, min_cost
-from perfrdiff.metrics.evaluate import METRICS, evaluate_all, markdown_table, write_report
+from perfrdiff.metrics.evaluate import (
+    METRICS,
+    evaluate_all,
+    markdown_table,
+    motion_table,
+    write_report,
+)
 from perfrdiff.metrics.motion import (
     BANDS,
     band_power,
@@ -46,6 +52,7 @@ __all__ = [
     "markdown_table",
     "min_cost",
     "motion_report",
+    "motion_table",
     "step_sizes",
     "write_report",
 ]
