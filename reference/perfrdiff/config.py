@@ -55,6 +55,9 @@ class DiffusionConfig:
     prev_drop: float = 0.0
     guidance: float = 1.0
     eta: float = 0.0
+    # DDIM timestep grid: "uniform" or "quadratic" (more steps where the noise is small, so
+    # frame-to-frame detail survives the last step; see DDIMSchedule.set_timesteps).
+    spacing: str = "uniform"
 
 
 @dataclass

@@ -183,7 +183,7 @@ class Run:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         model = self.model("pwsg" if mode == "personalised" else "gafrg")
         d = self.config.diffusion
-        config = SamplerConfig(d.sample_steps, d.guidance, self.config.generate.overlap)
+        config = SamplerConfig(d.sample_steps, d.guidance, self.config.generate.overlap, d.spacing)
         return ReactionSampler(model, self.schedule, config)
 
     def sampling_info(self) -> dict:
@@ -193,6 +193,7 @@ class Run:
             "sample_steps": d.sample_steps,
             "guidance": d.guidance,
             "eta": d.eta,
+            "spacing": d.spacing,
             "window": self.config.data.window,
             "stride": self.config.data.window - self.config.generate.overlap,
             "device": str(self.device),

@@ -82,3 +82,38 @@ def test_add_noise_names_the_bad_argument():
         schedule.add_noise(torch.zeros(2, 3), torch.zeros(2, 4), torch.zeros(2, dtype=torch.long))
     with pytest.raises(ValueError, match="t must"):
         schedule.add_noise(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(3, dtype=torch.long))
+
+
+@pytest.mark.parametrize("steps", [1, 2, 10, 50, 999, 1000])
+def test_quadratic_timesteps_are_distinct_descending_and_dense_near_the_clean_end(steps):
+    schedule = DDIMSchedule(1000)
+    grid = schedule.set_timesteps(steps, "quadratic")
+    assert grid.shape == (steps,) and grid[-1] == 0
+    assert bool((grid[:-1] > grid[1:]).all())
+    if 2 < steps < 1000:
+        gaps = grid[:-1] - grid[1:]
+        assert grid[0] == 999 and gaps[-1] < gaps[0]  # small steps where the noise is small
+    assert schedule.set_timesteps(10, "quadratic").tolist() == [
+        999, 789, 604, 444, 308, 197, 111, 49, 12, 0
+    ]  # fmt: skip
+
+
+def test_ddim_with_an_oracle_recovers_x0_on_a_quadratic_grid():
+    torch.manual_seed(0)
+    schedule = DDIMSchedule(1000)
+    timesteps = schedule.set_timesteps(10, "quadratic")
+    x0 = torch.randn(3, 50, 25)
+    x = schedule.add_noise(x0, torch.randn_like(x0), torch.full((3,), int(timesteps[0])))
+    for t in timesteps.tolist():
+        assert schedule.previous_timestep(t) < t
+        x = schedule.step(x0, t, x)
+    torch.testing.assert_close(x, x0, atol=1e-5, rtol=0)
+
+
+def test_the_schedule_names_an_unknown_spacing_and_an_off_grid_step():
+    schedule = DDIMSchedule(1000)
+    with pytest.raises(ValueError, match="spacing"):
+        schedule.set_timesteps(10, "cubic")
+    schedule.set_timesteps(10)
+    with pytest.raises(ValueError, match="not a timestep"):
+        schedule.previous_timestep(150)

@@ -43,17 +43,38 @@ class DDIMSchedule:
         self.num_train_steps = num_train_steps
         self.eta = eta
         self.alphas_cumprod = cosine_alphas_cumprod(num_train_steps)
-        self.timesteps = torch.arange(num_train_steps - 1, -1, -1)
+        self.set_timesteps(num_train_steps)
         # ᾱ of one timestep on a device, in a dtype: sampling reuses them every window, so the
         # DDIM loop does no host-to-device copy after the first window.
         self._scalar_alphas: dict[tuple[int, torch.device, torch.dtype], Tensor] = {}
 
-    def set_timesteps(self, num_steps: int) -> Tensor:
-        """Choose ``num_steps`` evenly spaced timesteps, descending; returns them as ``(s,)``."""
+    def set_timesteps(self, num_steps: int, spacing: str = "uniform") -> Tensor:
+        """Choose ``num_steps`` timesteps, descending; returns them as ``(s,)``.
+
+        ``"uniform"``: every ``⌊T / s⌋``-th step from 0 (DDIM's linear selection).
+        ``"quadratic"``: ``t_i ∝ i²`` from 0 to ``T - 1`` (DDIM's quadratic selection): the same
+        number of steps, spent where the noise is small. The last step of a uniform grid jumps
+        from ``t = T / s`` to clean, so whatever is weaker than that noise level (frame-to-frame
+        detail of a reaction) is averaged away; a quadratic grid ends with a small jump.
+        """
         if not 1 <= num_steps <= self.num_train_steps:
             raise ValueError(f"num_steps must be in [1, {self.num_train_steps}], got {num_steps}")
-        ratio = self.num_train_steps // num_steps
-        self.timesteps = (torch.arange(num_steps - 1, -1, -1) * ratio).long()
+        if spacing == "uniform":
+            ratio = self.num_train_steps // num_steps
+            ascending = torch.arange(num_steps) * ratio
+        elif spacing == "quadratic":
+            last = self.num_train_steps - 1
+            grid = torch.linspace(0, 1, num_steps, dtype=torch.float64) ** 2 * last
+            steps = grid.floor().long().tolist()
+            for i in range(1, num_steps):  # distinct steps, leaving room for the ones after
+                room = last - (num_steps - 1 - i)
+                steps[i] = min(max(steps[i], steps[i - 1] + 1), room)
+            ascending = torch.tensor(steps)
+        else:
+            raise ValueError(f"spacing must be 'uniform' or 'quadratic', got {spacing!r}")
+        self.timesteps = ascending.flip(0).long()
+        grid = self.timesteps.tolist()
+        self._previous = dict(zip(grid, [*grid[1:], -1], strict=True))
         return self.timesteps
 
     def _alpha(self, t: Tensor | int, like: Tensor) -> Tensor:
@@ -93,9 +114,14 @@ class DDIMSchedule:
         return (sample - a.sqrt() * x0) / (1 - a).sqrt()
 
     def previous_timestep(self, t: int) -> int:
-        """The next (smaller) timestep of the sampling grid, or -1 after the last one."""
-        ratio = self.num_train_steps // len(self.timesteps)
-        return t - ratio if t - ratio >= 0 else -1
+        """The next (smaller) timestep of the sampling grid, or -1 after the last one.
+
+        Raises:
+            ValueError: ``t`` is not on the grid of :meth:`set_timesteps`.
+        """
+        if t not in self._previous:
+            raise ValueError(f"t = {t} is not a timestep of the grid set by set_timesteps")
+        return self._previous[t]
 
     def step(
         self,
