@@ -113,6 +113,9 @@ class DataConfig:
     root: str = "data/synthetic"
     window: int = 50
     history_frames: int = 250
+    # Evaluation: a listener with no other clip in any split takes its history from the evaluated
+    # clip itself (which then leaks the target into the condition). Off: such a split fails.
+    allow_same_clip_history: bool = False
     # DataLoader workers; None: 0 on the CPU (the model needs the cores), up to 4 on CUDA.
     num_workers: int | None = None
 

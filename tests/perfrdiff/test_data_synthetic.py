@@ -109,9 +109,73 @@ def test_invalid_config_is_rejected(bad):
 
 def test_make_synthetic_command_writes_the_layout(tmp_path):
     sizes = ["--train-sessions", "1", "--val-sessions", "1", "--test-sessions", "1"]
-    code = main(["make-synthetic", "--root", str(tmp_path), *sizes, "--max-clips", "1", "--stereo"])
+    clips = ["--min-clips", "1", "--max-clips", "1"]
+    code = main(["make-synthetic", "--root", str(tmp_path), *sizes, *clips, "--stereo"])
     assert code == 0
     for name in ("train.csv", "val.csv", "test.csv", "neighbour_emotion_test.npy",
                  "ground_truth_style.json"):  # fmt: skip
         assert (tmp_path / name).is_file()
     assert SplitIndex(tmp_path, "test").neighbours.shape == (2, 2)
+
+
+@pytest.fixture(scope="module")
+def expressive_root(tmp_path_factory):
+    """A small dataset of the second style family (lagged-expressive)."""
+    root = tmp_path_factory.mktemp("expressive")
+    config = SyntheticConfig(seed=3, sessions={"train": 3, "test": 1}, family="lagged-expressive")
+    write_synthetic_dataset(root, config)
+    return root
+
+
+def listener_emotions(root):
+    """Listener identity -> its clips' emotion ``(clips, 750, 25)``, over every split written."""
+    result = {}
+    for split in ("train", "test"):
+        index, store = SplitIndex(root, split), ClipStore(root, split, cache_audio=False)
+        for listener, clips in index.clips_of.items():
+            result[listener] = np.stack([store.emotion(c) for c in clips])
+    return result
+
+
+def test_second_family_writes_a_loadable_react_layout(expressive_root):
+    truth = load_ground_truth_style(expressive_root)
+    assert truth["family"] == "lagged-expressive"
+    for split in ("train", "test"):
+        index = SplitIndex(expressive_root, split)
+        store = ClipStore(expressive_root, split)
+        assert index.neighbours.shape == (len(index), len(index))
+        for pair in index.items:
+            emotion = store.emotion(pair.listener)
+            assert emotion.shape == (750, 25) and np.isfinite(emotion).all()
+            assert (np.abs(emotion[:, 15:17]) <= 1).all()
+            np.testing.assert_allclose(emotion[:, 17:].sum(axis=1), 1, atol=1e-4)
+            assert store.face(pair.speaker).shape == (750, 58)
+            assert store.audio(pair.speaker).shape == (750, 78)
+        for listener in index.listeners:
+            assert truth["persons"][listener]["split"] == split
+
+
+def test_second_family_listener_styles_are_recoverable_from_their_clips(expressive_root):
+    persons = load_ground_truth_style(expressive_root)["persons"]
+    emotions = listener_emotions(expressive_root)
+    names = sorted(emotions)
+    bias = [persons[n]["valence_bias"] for n in names]
+    mean_valence = [emotions[n][..., 15].mean() for n in names]
+    assert (
+        np.corrcoef(np.argsort(np.argsort(bias)), np.argsort(np.argsort(mean_valence)))[0, 1] > 0.6
+    )  # Spearman: the valence bias orders listeners by their mean valence
+    for name in names:
+        style, emotion = persons[name], emotions[name]
+        log_expression = np.log(emotion[..., 17:] + 1e-8).mean(axis=(0, 1))
+        preference = np.array(style["expression_preference"])
+        assert np.corrcoef(log_expression, preference)[0, 1] > 0.6
+        au = np.clip(emotion[..., :15], 1e-6, 1 - 1e-6)
+        au_logit = np.log(au / (1 - au)).mean(axis=(0, 1))
+        assert np.corrcoef(au_logit, -np.array(style["au_threshold"]))[0, 1] > 0.5
+
+
+def test_families_differ_and_unknown_family_is_refused(expressive_root):
+    with pytest.raises(ValueError, match="family: expected one of"):
+        SyntheticConfig(family="nope")
+    style = next(iter(load_ground_truth_style(expressive_root)["persons"].values()))
+    assert "lag_mean_frames" in style and "mixing" not in style

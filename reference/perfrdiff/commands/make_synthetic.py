@@ -1,7 +1,8 @@
 """Write a synthetic dataset in the REACT 2024 layout, with listeners of known reaction style.
 
-The generative model is documented in perfrdiff.data.synthetic; ground_truth_style.json beside the
-data lists every person's style parameters.
+Two listener style families (--family), documented in perfrdiff.data.synthetic and
+perfrdiff.data.synthetic_expressive; ground_truth_style.json beside the data lists every person's
+style parameters.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from perfrdiff.data.synthetic import SyntheticConfig, write_synthetic_dataset
+from perfrdiff.data.synthetic import FAMILIES, SyntheticConfig, write_synthetic_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sample-rate", type=int, default=defaults.sample_rate, help="Hz")
     parser.add_argument("--noise", type=float, default=defaults.noise, help="emotion noise")
     parser.add_argument("--stereo", action="store_true", help="write stereo wav files")
+    parser.add_argument(
+        "--family",
+        choices=FAMILIES,
+        default=defaults.family,
+        help="listener style model: coupled-latent (linear coupled latents) or lagged-expressive "
+        "(lag distributions, AU thresholds, expression preferences, valence bias, arousal gain, "
+        f"smoothing) (default: {defaults.family})",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> SyntheticConfig:
@@ -42,6 +51,7 @@ def config_from_args(args: argparse.Namespace) -> SyntheticConfig:
         sample_rate=args.sample_rate,
         noise=args.noise,
         stereo=args.stereo,
+        family=args.family,
     )
 
 

@@ -11,6 +11,7 @@ from perfrdiff.data.datasets import (
     WindowDataset,
     collate_clips,
 )
+from perfrdiff.data.history import HistoryPicker, HistorySource
 from perfrdiff.data.index import SplitIndex
 from perfrdiff.data.layout import (
     SPLITS,
@@ -47,6 +48,8 @@ __all__ = [
     "ClipPair",
     "ClipStore",
     "DataError",
+    "HistoryPicker",
+    "HistorySource",
     "ListenerBatchSampler",
     "ListenerClipDataset",
     "MissingFileError",

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from perfrdiff.data.history import HistoryPicker, history_summary
 from perfrdiff.data.index import SplitIndex
 from perfrdiff.data.layout import person_of
 from perfrdiff.data.store import ClipStore
@@ -161,30 +162,59 @@ class ClipDataset(Dataset):
     Item keys (float32 unless stated): ``speaker_audio (750, 78)``, ``speaker_face (750, 58)``,
     ``speaker_emotion (750, 25)``, ``listener_emotion (750, 25)`` (the real reaction),
     ``listener_face (750, 58)``, ``listener_id`` int64 scalar, ``history_face (h, 58)`` and
-    ``history_emotion (h, 25)`` (the first ``h`` frames of another clip of the listener; of the
-    same clip for a listener with a single clip), ``appropriate (m,)`` int64 indices of the items
-    whose real reaction is appropriate for this speaker, and ``index`` int64 scalar. Use
-    :func:`collate_clips` in a DataLoader (``appropriate`` has a different length per item).
+    ``history_emotion (h, 25)`` (the first ``h`` frames of the clip
+    :class:`~perfrdiff.data.history.HistoryPicker` chooses: another clip of the same listener,
+    never the evaluated one unless ``allow_same_clip_history``), ``appropriate (m,)`` int64
+    indices of the items whose real reaction is appropriate for this speaker, and ``index`` int64
+    scalar. Use :func:`collate_clips` in a DataLoader (``appropriate`` has a different length per
+    item).
+
+    Attributes:
+        history_sources: the :class:`~perfrdiff.data.history.HistorySource` of every item.
+
+    Raises:
+        DataError: a listener has no other clip in any split and ``allow_same_clip_history`` is
+            False.
     """
 
     def __init__(
-        self, root: str | Path, split: str, history_frames: int = 250, cache_audio: bool = True
+        self,
+        root: str | Path,
+        split: str,
+        history_frames: int = 250,
+        cache_audio: bool = True,
+        allow_same_clip_history: bool = False,
     ) -> None:
         if not 0 < history_frames <= CLIP_FRAMES:
             raise ValueError(
                 f"history_frames: expected in [1, {CLIP_FRAMES}], got {history_frames}"
             )
+        self.root = Path(root)
         self.index = SplitIndex(root, split)
         self.store = ClipStore(root, split, cache_audio=cache_audio)
         self.history_frames = history_frames
+        self.allow_same_clip_history = allow_same_clip_history
+        picker = HistoryPicker(root, split, allow_same_clip_history)
+        self.history_sources = picker.pick(pair.listener for pair in self.index.items)
+        self._stores = {split: self.store}
+        self._cache_audio = cache_audio
 
     def __len__(self) -> int:
         return len(self.index)
 
+    def history_summary(self) -> dict:
+        """The history rule and how many items took each path (recorded beside results)."""
+        return history_summary(self.history_sources, self.allow_same_clip_history)
+
+    def _history_store(self, split: str) -> ClipStore:
+        if split not in self._stores:
+            self._stores[split] = ClipStore(self.root, split, cache_audio=self._cache_audio)
+        return self._stores[split]
+
     def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
         pair = self.index.items[item]
-        others = self.index.other_clips(pair.listener)
-        source = others[0] if others else pair.listener
+        source = self.history_sources[item]
+        history_store = self._history_store(source.split)
         history = slice(0, self.history_frames)
         return {
             "speaker_audio": _tensor(self.store.audio(pair.speaker)),
@@ -193,8 +223,8 @@ class ClipDataset(Dataset):
             "listener_emotion": _tensor(self.store.emotion(pair.listener)),
             "listener_face": _tensor(self.store.face(pair.listener)),
             "listener_id": torch.tensor(self.index.listener_ids[item]),
-            "history_face": _tensor(self.store.face(source)[history]),
-            "history_emotion": _tensor(self.store.emotion(source)[history]),
+            "history_face": _tensor(history_store.face(source.clip)[history]),
+            "history_emotion": _tensor(history_store.emotion(source.clip)[history]),
             "appropriate": torch.from_numpy(self.index.appropriate(item)),
             "index": torch.tensor(item, dtype=torch.int64),
         }

@@ -1,6 +1,11 @@
 """Synthetic twin of REACT 2024: same layout, listeners with a *known* reaction style.
 
-Generative model (all draws from one seeded generator, so a config reproduces the same files):
+Two listener models (``SyntheticConfig.family``): ``"coupled-latent"``, described here, and
+``"lagged-expressive"`` (:mod:`perfrdiff.data.synthetic_expressive`). Everything else (layout,
+speech, appropriateness) is shared.
+
+Generative model of ``"coupled-latent"`` (all draws from one seeded generator, so a config
+reproduces the same files):
 
 * Each session has two people who interact for every clip. Person ``p`` has a latent affect
   ``z_p(t)`` of ``latent_dim`` dimensions, simulated jointly for both people of a clip::
@@ -53,6 +58,7 @@ EMOTION_COLUMNS = [
     *("Neutral", "Happy", "Sad", "Surprise", "Fear", "Disgust", "Anger", "Contempt"),
 ]
 BURN_IN = 100
+FAMILIES = ("coupled-latent", "lagged-expressive")
 
 
 @dataclass
@@ -61,7 +67,8 @@ class SyntheticConfig:
 
     seed: int = 0
     sessions: dict[str, int] = field(default_factory=lambda: {"train": 6, "val": 2, "test": 2})
-    clips_per_session: tuple[int, int] = (1, 3)
+    # At least two, so that every listener has another clip to take its evaluation history from.
+    clips_per_session: tuple[int, int] = (2, 3)
     frames: int = CLIP_FRAMES + 1
     sample_rate: int = 16000
     stereo: bool = False
@@ -71,8 +78,13 @@ class SyntheticConfig:
     gain_range: tuple[float, float] = (0.5, 0.9)
     drive_range: tuple[float, float] = (0.5, 0.9)
     appropriate_quantile: float = 0.15
+    # Listener model: "coupled-latent" (below) or "lagged-expressive"
+    # (perfrdiff.data.synthetic_expressive); delay_range is its mean-lag range too.
+    family: str = "coupled-latent"
 
     def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"family: expected one of {FAMILIES}, got {self.family!r}")
         if self.frames < CLIP_FRAMES:
             raise ValueError(f"frames: expected at least {CLIP_FRAMES}, got {self.frames}")
         if set(self.sessions) - set(SPLITS) or any(n < 1 for n in self.sessions.values()):
@@ -162,11 +174,11 @@ def _draw_person(
 
 
 def _simulate_pair(
-    a: _Person, b: _Person, frames: int, rng: np.random.Generator
+    a: _Person, b: _Person, frames: int, burn_in: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """Jointly simulate two people's latent affect; returns ``z_a, z_b``, each ``(frames, l)``."""
     latent = a.offset.shape[0]
-    total = BURN_IN + frames
+    total = burn_in + frames
     people = (a, b)
     z = np.zeros((2, total, latent))
     own = np.zeros((2, latent))
@@ -177,11 +189,42 @@ def _simulate_pair(
             z[p, t] = own[p] + person.offset
             if t >= person.delay:
                 z[p, t] += person.gain * (person.mixing @ z[1 - p, t - person.delay])
-    return z[0, BURN_IN:], z[1, BURN_IN:]
+    return z[0, burn_in:], z[1, burn_in:]
 
 
-def _speech(person: _Person, z: np.ndarray, sample_rate: int, rng: np.random.Generator):
-    """Voiced signal whose loudness and pitch follow the latent ``z: (frames, l)``."""
+class _CoupledLatentFamily:
+    """The default family (module docstring): people, joint latents, emotion and 3DMM."""
+
+    def __init__(self, rng: np.random.Generator, config: SyntheticConfig) -> None:
+        self.config = config
+        self.decoder = _Decoder(rng, config.latent_dim)
+
+    def draw_person(self, identity: str, rng: np.random.Generator) -> _Person:
+        return _draw_person(identity, rng, self.config, self.decoder)
+
+    def simulate_pair(self, a: _Person, b: _Person, frames: int, burn_in: int, rng):
+        return _simulate_pair(a, b, frames, burn_in, rng)
+
+    def emotion(self, person: _Person, z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return self.decoder.emotion(z, rng, self.config.noise)
+
+    def face(self, person: _Person, emotion: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        face = emotion @ person.face_map.T + person.face_offset
+        return face + rng.normal(0, 0.01, face.shape)
+
+
+def _family(rng: np.random.Generator, config: SyntheticConfig):
+    """The listener model ``config.family`` (its shared parameters drawn from ``rng``)."""
+    if config.family == "lagged-expressive":
+        from perfrdiff.data.synthetic_expressive import LaggedExpressiveFamily
+
+        return LaggedExpressiveFamily(rng, config.delay_range, config.noise)
+    return _CoupledLatentFamily(rng, config)
+
+
+def _speech(person, z: np.ndarray, sample_rate: int, rng: np.random.Generator):
+    """Voiced signal whose loudness and pitch follow the latent ``z: (frames, l)``, around the
+    person's ``f0``."""
     frames = z.shape[0]
     samples = frames * sample_rate // FPS
     frame_time = (np.arange(frames) + 0.5) / FPS
@@ -245,14 +288,15 @@ def write_synthetic_dataset(root: str | Path, config: SyntheticConfig | None = N
     """Write a complete synthetic dataset in the REACT 2024 layout under ``root``.
 
     Writes, per split: wav/csv/npy clips, ``{split}.csv``, ``neighbour_emotion_{split}.npy``; and
-    ``ground_truth_style.json`` with every person's reaction style and 3DMM map.
+    ``ground_truth_style.json`` with the family and every person's reaction style (for the
+    coupled-latent family also their 3DMM map).
     """
     config = config or SyntheticConfig()
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(config.seed)
-    decoder = _Decoder(rng, config.latent_dim)
-    truth: dict = {"config": asdict(config), "persons": {}}
+    family = _family(rng, config)
+    truth: dict = {"config": asdict(config), "family": config.family, "persons": {}}
     session_counter = 0
     for split in SPLITS:
         rows: list[tuple[str, str]] = []
@@ -261,21 +305,19 @@ def write_synthetic_dataset(root: str | Path, config: SyntheticConfig | None = N
             site, session, role_a, role_b = _session_roles(session_counter, session_counter)
             session_counter += 1
             people = [
-                _draw_person(f"{site}/{session}/{role}", rng, config, decoder)
-                for role in (role_a, role_b)
+                family.draw_person(f"{site}/{session}/{role}", rng) for role in (role_a, role_b)
             ]
             for person in people:
                 truth["persons"][person.identity] = {"split": split, **person.style()}
             for clip_number in range(
                 1, int(rng.integers(*config.clips_per_session, endpoint=True)) + 1
             ):
-                latents = _simulate_pair(*people, config.frames, rng)
+                latents = family.simulate_pair(*people, config.frames, BURN_IN, rng)
                 clips = []
                 for person, z in zip(people, latents, strict=True):
                     clip = f"{person.identity}/{clip_number}"
-                    emotion = decoder.emotion(z, rng, config.noise)
-                    face = emotion @ person.face_map.T + person.face_offset
-                    face += rng.normal(0, 0.01, face.shape)
+                    emotion = family.emotion(person, z, rng)
+                    face = family.face(person, emotion, rng)
                     wave = _speech(person, z, config.sample_rate, rng)
                     _write_clip(root, split, clip, emotion, face, wave, config)
                     speaker_emotion[clip] = emotion[:CLIP_FRAMES]

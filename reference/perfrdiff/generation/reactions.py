@@ -32,13 +32,26 @@ class EvaluationSet:
     listener_emotion: np.ndarray  # (n, T, 25) real reactions
     speaker_emotion: np.ndarray  # (n, T, 25)
     neighbours: np.ndarray  # (n, n) bool appropriateness
+    # Where the histories came from (ClipDataset.history_summary), recorded beside predictions.
+    history: dict = dataclasses.field(default_factory=dict)
 
 
 def load_evaluation_set(config: Config, split: str, limit: int | None = None) -> EvaluationSet:
-    """Read the ``split`` clips (the first ``limit`` items, all if ``None``)."""
-    from perfrdiff.data import ClipDataset
+    """Read the ``split`` clips (the first ``limit`` items, all if ``None``).
 
-    dataset = ClipDataset(config.data.root, split, history_frames=config.data.history_frames)
+    Each item's history comes from another clip of its listener (see
+    :mod:`perfrdiff.data.history`); with ``data.allow_same_clip_history`` a listener without one
+    uses the evaluated clip, and a warning says how many items did.
+    """
+    from perfrdiff.data import ClipDataset
+    from perfrdiff.data.history import SAME_CLIP, history_summary
+
+    dataset = ClipDataset(
+        config.data.root,
+        split,
+        history_frames=config.data.history_frames,
+        allow_same_clip_history=config.data.allow_same_clip_history,
+    )
     n = len(dataset) if limit is None else min(limit, len(dataset))
     items = [dataset[i] for i in range(n)]
     history_key = f"history_{config.style.input}"
@@ -52,11 +65,21 @@ def load_evaluation_set(config: Config, split: str, limit: int | None = None) ->
         for it in items
     ]
     neighbours = dataset.index.neighbours[:n, :n]
+    history = history_summary(dataset.history_sources[:n], dataset.allow_same_clip_history)
+    if history["items"][SAME_CLIP]:
+        log.warning(
+            "%s: %d of %d items use their own clip as listener history (no other clip of the "
+            "listener in any split): their personalised scores see the target",
+            split,
+            history["items"][SAME_CLIP],
+            n,
+        )
     return EvaluationSet(
         clips=clips,
         listener_emotion=np.stack([it["listener_emotion"].numpy() for it in items]),
         speaker_emotion=np.stack([it["speaker_emotion"].numpy() for it in items]),
         neighbours=np.asarray(neighbours, dtype=bool),
+        history=history,
     )
 
 
@@ -99,7 +122,8 @@ def with_listener_history(
         )
     tensor = torch.from_numpy(np.ascontiguousarray(history, dtype=np.float32))
     clips = [{**clip, "history": tensor} for clip in data.clips]
-    return dataclasses.replace(data, clips=clips)
+    given = {"rule": "one given history for every item", "frames": int(history.shape[0])}
+    return dataclasses.replace(data, clips=clips, history=given)
 
 
 def write_generation(
@@ -119,6 +143,8 @@ def write_generation(
     paths = {}
     for mode, array in predictions.items():
         info = {"mode": mode, "split": split, "shape": list(array.shape), **(meta or {})}
+        if mode == "personalised" and data.history:
+            info["history"] = data.history
         paths[mode] = save_predictions(array, out / mode / "predictions.npy", info)
         for item in range(min(plots, len(array))):
             plot_reactions(
