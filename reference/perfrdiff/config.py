@@ -55,6 +55,8 @@ class DiffusionConfig:
     prev_drop: float = 0.0
     guidance: float = 1.0
     eta: float = 0.0
+    # What the denoiser predicts: "x0" (the paper) or "v" (see DDIMSchedule).
+    prediction: str = "x0"
     # DDIM timestep grid: "uniform" or "quadratic" (more steps where the noise is small, so
     # frame-to-frame detail survives the last step; see DDIMSchedule.set_timesteps).
     spacing: str = "uniform"

@@ -45,6 +45,20 @@ def guided_x0(
     return uncond + guidance * (cond - uncond)
 
 
+def continue_from(known: Tensor, x0: Tensor) -> Tensor:
+    """``x0: (b, w, e)`` made to start with ``known: (b, o, e)`` and continue from it.
+
+    The first ``o`` frames become ``known``; the rest keep the prediction's own motion but are
+    shifted by the gap between ``known`` and the prediction at the last known frame, fading
+    linearly from the whole gap at frame ``o`` to ``1 / (w - o)`` of it at the last frame. So the
+    step at the join is the prediction's own step there, not a jump to a new level.
+    """
+    o, w = known.shape[1], x0.shape[1]
+    gap = known[:, -1:] - x0[:, o - 1 : o]  # (b, 1, e)
+    fade = 1 - torch.arange(w - o, device=x0.device, dtype=x0.dtype)[:, None] / (w - o)
+    return torch.cat([known, x0[:, o:] + gap * fade], dim=1)
+
+
 @dataclass
 class SamplerConfig:
     """DDIM steps and their spacing, guidance scale, and the frames each window shares with the
@@ -117,8 +131,8 @@ class ReactionSampler:
             known: ``(b, o, 25)`` frames the window must start with (``o < w``), or ``None``.
                 At every step the window's first ``o`` frames are set to ``known`` noised to
                 the step's level (one fixed noise draw, so DDIM stays deterministic for
-                ``eta = 0``) and the prediction's first ``o`` frames to ``known``; the returned
-                window starts with exactly ``known``.
+                ``eta = 0``) and the prediction is made to continue from ``known``
+                (:func:`continue_from`); the returned window starts with exactly ``known``.
         """
         b, device = memory.shape[0], memory.device
         shape = (b, self.gafrg.window, EMOTION_DIM)
@@ -150,9 +164,10 @@ class ReactionSampler:
             for t, t_batch in zip(self.timesteps, t_batches, strict=True):
                 if known is not None:
                     x[:, :o] = self.schedule.add_noise(known, known_noise, t_batch)
-                x0 = guided_x0(denoise, x, t_batch, self.config.guidance)
+                output = guided_x0(denoise, x, t_batch, self.config.guidance)
+                x0 = self.schedule.predicted_x0(output, x, t)
                 if known is not None:
-                    x0[:, :o] = known
+                    x0 = continue_from(known, x0)
                 x = self.schedule.step(x0, t, x, generator)
         if known is not None:
             x[:, :o] = known  # the last step returns x0; this only removes its rounding
