@@ -14,7 +14,12 @@ from perfrdiff.generation.reactions import (
     with_listener_history,
     write_generation,
 )
-from perfrdiff.generation.sampler import ReactionSampler, SamplerConfig, guided_x0
+from perfrdiff.generation.sampler import (
+    ReactionSampler,
+    SamplerConfig,
+    continue_from,
+    guided_x0,
+)
 from perfrdiff.generation.streaming import (
     StreamingGenerator,
     generate_clips,
@@ -28,6 +33,7 @@ __all__ = [
     "SamplerConfig",
     "StreamingGenerator",
     "chance_predictions",
+    "continue_from",
     "generate_clips",
     "generate_dataset",
     "guided_x0",
