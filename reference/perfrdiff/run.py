@@ -194,6 +194,7 @@ class Run:
             "guidance": d.guidance,
             "eta": d.eta,
             "spacing": d.spacing,
+            "prediction": d.prediction,
             "window": self.config.data.window,
             "stride": self.config.data.window - self.config.generate.overlap,
             "device": str(self.device),

@@ -4,6 +4,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from perfrdiff.models.schedule import DDIMSchedule, cosine_alphas_cumprod
 
 
@@ -117,3 +119,32 @@ def test_the_schedule_names_an_unknown_spacing_and_an_off_grid_step():
     schedule.set_timesteps(10)
     with pytest.raises(ValueError, match="not a timestep"):
         schedule.previous_timestep(150)
+
+
+@pytest.mark.parametrize("prediction", ["x0", "v"])
+@settings(max_examples=20, deadline=None)
+@given(t=st.integers(0, 999), seed=st.integers(0, 2**31 - 1))
+def test_the_x0_implied_by_the_training_target_is_the_clean_sample(prediction, t, seed):
+    schedule = DDIMSchedule(1000, prediction=prediction)
+    g = torch.Generator().manual_seed(seed)
+    x0, noise = (torch.randn(3, 7, 5, generator=g, dtype=torch.float64) for _ in range(2))
+    steps = torch.full((3,), t)
+    x_t = schedule.add_noise(x0, noise, steps)
+    target = schedule.training_target(x0, noise, steps)
+    torch.testing.assert_close(schedule.predicted_x0(target, x_t, steps), x0)
+    torch.testing.assert_close(schedule.predicted_x0(target, x_t, t), x0)
+    if prediction == "v":  # v = √ᾱ ε - √(1-ᾱ) x0
+        a = schedule.alphas_cumprod[t]
+        torch.testing.assert_close(target, a.sqrt() * noise - (1 - a).sqrt() * x0)
+
+
+def test_v_prediction_passes_the_input_through_as_the_noise_vanishes():
+    schedule = DDIMSchedule(1000, prediction="v")
+    x_t = torch.randn(2, 50, 25, dtype=torch.float64)
+    x0 = schedule.predicted_x0(torch.zeros_like(x_t), x_t, 0)  # whatever the network says
+    torch.testing.assert_close(x0, schedule.alphas_cumprod[0].sqrt() * x_t)
+
+
+def test_the_schedule_names_an_unknown_prediction():
+    with pytest.raises(ValueError, match="prediction"):
+        DDIMSchedule(1000, prediction="eps")

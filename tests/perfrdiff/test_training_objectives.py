@@ -91,3 +91,20 @@ def test_pwsg_step_runs_under_bf16_autocast_with_float32_gradients():
     assert torch.isfinite(loss)
     grads = [p.grad for p in objective.trained.parameters() if p.grad is not None]
     assert grads and all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
+
+
+def test_the_denoiser_learns_v_when_the_schedule_predicts_v():
+    from perfrdiff.training.objectives import diffusion_inputs
+
+    gafrg = build_gafrg(load_config("tiny"))
+    outputs = {}
+    for prediction in ("x0", "v"):
+        torch.manual_seed(0)
+        schedule = DDIMSchedule(1000, prediction=prediction)
+        outputs[prediction] = diffusion_inputs(gafrg, schedule, batch(b=8), cond_drop=0.0)
+    (x0, x_t, t, _, _), (v, x_t_v, _, _, _) = outputs["x0"], outputs["v"]
+    torch.testing.assert_close(x_t_v, x_t)  # the same noisy windows, another target
+    schedule = DDIMSchedule(1000, prediction="v")
+    noise = schedule.predicted_noise(x_t, x0, t)
+    torch.testing.assert_close(v, schedule.training_target(x0, noise, t), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(batch(b=8)["listener_emotion"], x0)
