@@ -18,7 +18,7 @@ import json
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -145,12 +145,13 @@ def floor_ms(case: Case, flop_rate: float, bandwidth: float, element_size: int =
     return 1e3 * max(flops / flop_rate, data / bandwidth)
 
 
-def run(repeats: int, device: torch.device) -> dict:
+def run(repeats: int, device: torch.device, cases: Sequence[Case] = CASES) -> dict:
+    """Time every method on ``cases`` (default: the three cases above) on ``device``."""
     torch.manual_seed(0)
     flop_rate, bandwidth = machine_rates(device, repeats)
     triton_names = [a.name for a in triton_backend_algorithms()] if device.type == "cuda" else []
     results = []
-    for case in CASES:
+    for case in cases:
         x, weight, bias, delta, index = make_inputs(case, device)
         linear = nn.Linear(case.features, case.features).to(device)
         with torch.no_grad():

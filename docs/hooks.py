@@ -20,8 +20,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-PLACEHOLDER = re.compile(r"<!--\s*benchmark:\s*([\w-]+)\s*-->")
+PLACEHOLDER = re.compile(r"<!--\s*benchmark:\s*([\w/-]+)\s*-->")
 NOT_MEASURED = "*Not measured yet*: `benchmarks/results/{name}.json` has not been committed."
+NOT_MEASURED_BY = {
+    "gpu/gpu_check": "*Not measured on a GPU yet*: `benchmarks/results/gpu/gpu_check.json` has "
+    "not been committed. Run `python benchmarks/gpu_check.py` on a CUDA machine to write it.",
+}
 
 
 def fmt(value: Any) -> str:
@@ -293,6 +297,46 @@ def render_generation(report: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+def render_gpu_check(report: dict[str, Any]) -> str:
+    """``benchmarks/gpu_check.py`` report; a CPU dry run is never presented as a GPU number."""
+    if not report.get("measured_on_gpu"):
+        return (
+            "*Not measured on a GPU*: this report is the script's CPU dry run "
+            f"({fmt(report.get('note'))})."
+        )
+    steps = report.get("steps", {})
+    status = [
+        {"step": name, "ok": step.get("ok"), "seconds": step.get("seconds")}
+        for name, step in steps.items()
+    ]
+    parts = [
+        f"Measured on **{fmt(report.get('device'))}** (torch {fmt(report.get('torch'))}), "
+        f"{fmt(report.get('total_seconds'))} s in all.",
+        table(status),
+    ]
+    kernels = steps.get("kernels", {}).get("result")
+    if kernels:
+        parts.append(
+            f"Compiled Triton kernels: **{kernels['passed']} / {kernels['cases']}** cases within "
+            f"tolerance of the float64 reference ({', '.join(kernels['algorithms'])})."
+        )
+    for name, title in (("training", "Training steps/s"), ("generation", "Generation")):
+        rows = steps.get(name, {}).get("result")
+        if rows:
+            parts += [f"**{title}**", table(rows)]
+    metrics = steps.get("metrics", {}).get("result")
+    if metrics:
+        parts.append(
+            f"Metrics of one REACT-test-sized evaluation ({metrics['speakers']} speakers x "
+            f"{metrics['samples']} samples, {fmt(metrics.get('cpus'))} CPUs): "
+            f"**{fmt(metrics['seconds'])} s**."
+        )
+    failed = {name: step.get("error") for name, step in steps.items() if not step.get("ok")}
+    if failed:
+        parts += ["**Failed steps**", table([{"step": k, "error": v} for k, v in failed.items()])]
+    return "\n\n".join(parts)
+
+
 _SVG_CACHE: dict[str, str | None] = {}
 
 
@@ -316,6 +360,7 @@ RENDERERS = {
     "metrics": render_metrics,
     "metrics_near": render_metrics,
     "generation": render_generation,
+    "gpu/gpu_check": render_gpu_check,
 }
 PLOTTERS = {
     "edit_linear": plot_edit_linear,
@@ -335,6 +380,8 @@ def load(name: str, results: Path = RESULTS) -> Any | None:
 def render(name: str, results: Path = RESULTS) -> str:
     """The Markdown that replaces ``<!-- benchmark: name -->``."""
     report = load(name, results)
+    if report is None and name in NOT_MEASURED_BY:
+        return NOT_MEASURED_BY[name]
     if report is None:
         return NOT_MEASURED.format(name=name)
     try:

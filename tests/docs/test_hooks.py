@@ -145,3 +145,33 @@ def test_cli_help_covers_every_command(hooks):
     for name in cli.COMMANDS:
         assert f"## `perfrdiff {name}`" in text
     assert "Not available" not in text
+
+
+def test_gpu_check_says_plainly_when_no_gpu_was_measured(hooks, tmp_path: Path):
+    rendered = hooks.render_page("<!-- benchmark: gpu/gpu_check -->", tmp_path)
+    assert "Not measured on a GPU yet" in rendered and "gpu_check.py" in rendered
+    (tmp_path / "gpu").mkdir()
+    dry_run = {"measured_on_gpu": False, "note": "CPU dry run", "steps": {}}
+    (tmp_path / "gpu" / "gpu_check.json").write_text(json.dumps(dry_run))
+    assert "Not measured on a GPU" in hooks.render_page(
+        "<!-- benchmark: gpu/gpu_check -->", tmp_path
+    )
+
+
+def test_gpu_check_tables_are_read_from_the_json(hooks, tmp_path: Path):
+    (tmp_path / "gpu").mkdir()
+    report = {
+        "measured_on_gpu": True, "device": "NVIDIA H200", "torch": "2.13.0", "total_seconds": 300,
+        "steps": {
+            "kernels": {"ok": True, "seconds": 40, "result": {
+                "algorithms": ["triton_dense"], "cases": 8, "passed": 8, "details": []}},
+            "training": {"ok": True, "seconds": 60, "result": [
+                {"stage": "gafrg", "precision": "bf16", "steps_per_s": 12.5}]},
+            "metrics": {"ok": False, "seconds": 1, "error": "RuntimeError('x')"},
+        },
+    }  # fmt: skip
+    (tmp_path / "gpu" / "gpu_check.json").write_text(json.dumps(report))
+    rendered = hooks.render_page("<!-- benchmark: gpu/gpu_check -->", tmp_path)
+    assert "NVIDIA H200" in rendered and "**8 / 8**" in rendered
+    assert "| gafrg | bf16 | 12.5 |" in rendered
+    assert "RuntimeError('x')" in rendered

@@ -54,6 +54,19 @@ def query(attention: nn.MultiheadAttention, x: Tensor) -> Tensor:
     return _heads(attention, _separate(attention, 0, x))
 
 
+def self_attention(attention: nn.MultiheadAttention, x: Tensor) -> Tensor:
+    """``attention(x, x, x)`` without dropout, masks or weights: ``(b, s, e) -> (b, s, e)``,
+    with one matmul for queries, keys and values (the joint weight)."""
+    e = attention.embed_dim
+    if attention.in_proj_weight is None:
+        q, (k, v) = query(attention, x), keys_values(attention, x)
+    else:
+        q, k, v = (
+            _heads(attention, y) for y in _projection(attention, slice(0, 3 * e), x).chunk(3, -1)
+        )
+    return output(attention, F.scaled_dot_product_attention(q, k, v))
+
+
 def keys_values(attention: nn.MultiheadAttention, x: Tensor) -> tuple[Tensor, Tensor]:
     """Keys and values of ``x: (b, u, e)`` (one matmul for both with the joint weight):
     two ``(b, heads, u, e / heads)``."""

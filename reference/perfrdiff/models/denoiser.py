@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from perfrdiff.config import DenoiserConfig
 from perfrdiff.features import AUDIO_DIM, EMOTION_DIM, FACE_DIM
-from perfrdiff.models.attention import keys_values, output, query
+from perfrdiff.models.attention import keys_values, output, query, self_attention
 from perfrdiff.models.emotion_vae import EmotionVAE
 from perfrdiff.models.encoders import SpeakerEncoder, sinusoidal_embedding
 
@@ -31,8 +31,10 @@ from perfrdiff.models.encoders import SpeakerEncoder, sinusoidal_embedding
 class MemoryCache:
     """Cross-attention keys and values of a window's memory tokens, one pair per decoder layer.
 
-    ``keys[i], values[i]: (b, heads, m, d / heads)``; valid only under the same edit (listener
-    shifts and index) they were computed under.
+    ``keys[i], values[i]: (b, heads, 1 + m, d / heads)``: position 0 is the time token's, which
+    :meth:`GAFRG.denoise` overwrites in place at every step (no copy of the rest); positions
+    ``1 + j`` are memory token ``j``'s. Valid only under the same edit (listener shifts and
+    index) they were computed under.
     """
 
     keys: tuple[Tensor, ...]
@@ -159,8 +161,10 @@ class GAFRG(nn.Module):
         keys, values = [], []
         for layer in self.decoder.layers:
             k, v = keys_values(layer.multihead_attn, memory)
-            keys.append(k)
-            values.append(v)
+            # One free slot in front for the time token, so each step writes only that slot.
+            slot = k.new_zeros(*k.shape[:2], 1, k.shape[3])
+            keys.append(torch.cat([slot, k], dim=2))
+            values.append(torch.cat([slot, v], dim=2))
         return MemoryCache(tuple(keys), tuple(values))
 
     def denoise(self, x_t: Tensor, t: Tensor, cache: MemoryCache) -> Tensor:
@@ -184,14 +188,13 @@ class GAFRG(nn.Module):
             raise RuntimeError("GAFRG.denoise is for sampling: call .eval() first")
         time = self._time(t, self.null).unsqueeze(1)  # (b, 1, d): the one changing memory token
         x = self._queries(x_t, time[:, 0])
-        for layer, k, v in zip(self.decoder.layers, cache.keys, cache.values, strict=True):
-            h = layer.norm1(x)
-            x = x + layer.self_attn(h, h, h, need_weights=False)[0]
+        for layer, keys, values in zip(self.decoder.layers, cache.keys, cache.values, strict=True):
+            x = x + self_attention(layer.self_attn, layer.norm1(x))
             attention = layer.multihead_attn
-            h = layer.norm2(x)
-            time_k, time_v = keys_values(attention, time)
-            keys, values = torch.cat([time_k, k], dim=2), torch.cat([time_v, v], dim=2)
-            attended = F.scaled_dot_product_attention(query(attention, h), keys, values)
+            keys[:, :, :1], values[:, :, :1] = keys_values(attention, time)
+            attended = F.scaled_dot_product_attention(
+                query(attention, layer.norm2(x)), keys, values
+            )
             x = x + output(attention, attended)
             x = x + layer.linear2(layer.activation(layer.linear1(layer.norm3(x))))
         return self.output(self.decoder.norm(x))
