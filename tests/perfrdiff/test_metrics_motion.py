@@ -6,14 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from perfrdiff.metrics.motion import (
-    BANDS,
-    band_power,
-    frame_steps,
-    join_frames,
-    motion_report,
-    step_sizes,
-)
+from perfrdiff.metrics import BANDS, band_power, frame_steps, join_frames, motion_report, step_sizes
 
 
 def test_join_frames_start_each_generated_stretch_after_the_first():

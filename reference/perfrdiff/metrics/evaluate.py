@@ -67,15 +67,22 @@ def evaluate_all(
     }
 
 
+def _table(
+    results: dict[str, dict[str, float]], columns: list[str], titles: list[str], digits: int
+) -> str:
+    """Markdown: one row per named result, one column per key (blank where a result lacks it)."""
+    lines = ["| run | " + " | ".join(titles) + " |", "|---" * (len(columns) + 1) + "|"]
+    for name, values in results.items():
+        cells = [f"{values[c]:.{digits}f}" if c in values else "" for c in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown_table(results: dict[str, dict[str, float]]) -> str:
     """A Markdown table with one row per named result and one column per metric."""
     columns = [m for m in METRICS if any(m in r for r in results.values())]
     arrows = [f"{m} {'↑' if HIGHER_IS_BETTER[m] else '↓'}" for m in columns]
-    lines = ["| run | " + " | ".join(arrows) + " |", "|---" * (len(columns) + 1) + "|"]
-    for name, values in results.items():
-        cells = [f"{values[m]:.4f}" if m in values else "" for m in columns]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return _table(results, columns, arrows, 4)
 
 
 def motion_table(results: dict[str, dict[str, float]]) -> str:
@@ -88,12 +95,7 @@ def motion_table(results: dict[str, dict[str, float]]) -> str:
     )
     if not columns:
         return ""
-    names = [MOTION_COLUMNS.get(c, f"{c} gen/real") for c in columns]
-    lines = ["| run | " + " | ".join(names) + " |", "|---" * (len(columns) + 1) + "|"]
-    for name, values in results.items():
-        cells = [f"{values[c]:.3f}" if c in values else "" for c in columns]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return _table(results, columns, [MOTION_COLUMNS.get(c, f"{c} gen/real") for c in columns], 3)
 
 
 def report_markdown(results: dict[str, dict[str, float]]) -> str:
