@@ -9,6 +9,11 @@ generated / real); a chance row (real reactions of other items) is the baseline.
 
     python benchmarks/realism.py runs/demo/run --variant base: \\
         --variant overlap25:generate.overlap=25 --json benchmarks/results/realism.json
+
+``benchmarks/results/realism_{demo,lagged}_{x0,v}.json``: the synthetic demo family
+(``make-synthetic``, 30/4/6 sessions, seed 0) and the ``lagged-expressive`` family, each trained
+in the tiny config with ``x0`` prediction and with ``diffusion.prediction=v`` (same seed), 10
+samples per item; the variants' overrides are recorded in each file.
 """
 
 from __future__ import annotations
