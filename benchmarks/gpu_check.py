@@ -6,6 +6,8 @@ later one fails:
 1. ``kernels``: the fused Triton kernels *compiled* (not under the interpreter) on CUDA tensors,
    dense and low-rank, shift and scale, float32 / bfloat16 / float16, against a float64 reference;
 2. ``edit_linear``: ``benchmarks/edit_linear.py`` on the device, with its Triton columns;
+   ``planner``: the algorithm the planner picks for each of the model's edited weights at
+   sampling shapes, fp32 and bf16 (on CUDA: the fused Triton kernels where they apply);
 3. ``training``: steps/s of the ``paper`` config's ``gafrg`` and ``pwsg`` stages in fp32 and bf16
    (autocast, float32 master weights), on random REACT-shaped batches;
 4. ``generation``: the real-time factor of streaming personalised and generic generation
@@ -118,6 +120,29 @@ def interpreted_kernels() -> dict:
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
     tail = result.stdout.strip().splitlines()[-1:] or [result.stderr[-300:]]
     return {"interpreter": True, "returncode": result.returncode, "summary": tail[0]}
+
+
+def edit_plans(config_name: str, device: torch.device, precision: str) -> dict[str, str]:
+    """The planner's algorithm for each edited weight of the model at sampling shapes
+    (one listener, M = 10 samples, the dtype ``precision`` gives the edited matmuls)."""
+    config = load_config(config_name)
+    model = build_perfrdiff(config).to(device).eval()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    g = torch.Generator().manual_seed(0)
+    history = torch.randn(
+        1, config.data.history_frames, history_dim(config.style.input), generator=g
+    )
+    with torch.no_grad():
+        shifts = model.listener_shifts(history.to(device))
+    index = torch.zeros(10, dtype=torch.long, device=device)
+    parameters = dict(model.gafrg.named_parameters())
+    plans = {}
+    for name, delta in shifts.items():
+        weight = parameters.get(f"{name}.weight", parameters.get(f"{name}_weight"))
+        x = torch.randn(10, config.data.window, weight.shape[1], device=device, dtype=dtype)
+        cast = delta.replace(**{f: getattr(delta, f).to(dtype) for f in delta.tensor_fields()})
+        plans[name] = plan(x, weight.to(dtype), cast, index).algorithm
+    return plans
 
 
 # 3. training -------------------------------------------------------------------------------
@@ -233,9 +258,13 @@ def steps(on_gpu: bool, device: torch.device) -> list[tuple[str, Callable[[], ob
                     rows.append({"config": name, **row})
         return rows
 
+    def planner() -> dict:
+        return {p: edit_plans(config_name, device, p) for p in ("fp32", "bf16")}
+
     return [
         ("kernels", (lambda: compiled_kernels(device)) if on_gpu else interpreted_kernels),
         ("edit_linear", lambda: edit_linear_run(15 if on_gpu else 1, device, linear_cases)),
+        ("planner", planner),
         ("training", training),
         ("generation", generation),
         ("metrics", lambda: metrics_time(806 if on_gpu else 4, 10 if on_gpu else 2)),

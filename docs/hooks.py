@@ -281,15 +281,38 @@ def render_generation(report: dict[str, Any]) -> str:
         ("shift_mib", "shifts per listener (MiB)"),
         ("edited_weights", "edited weights"),
     ]
+    for row in rtf:
+        name = row["config"]
+        if name in report.get("rtf_generic", {}):
+            row["generic_rtf"] = report["rtf_generic"][name]["rtf"]
+            row["personalised_over_generic"] = report["personalised_over_generic"][name]
+        if name in report.get("floor", {}):
+            row["floor_rtf"] = report["floor"][name]["floor_rtf"]
+            row["window_gflop"] = report["floor"][name]["window_gflop"]
+    extra = [
+        ("generic_rtf", "generic RTF"),
+        ("personalised_over_generic", "personalised / generic"),
+        ("floor_rtf", "compute floor RTF"),
+        ("window_gflop", "GFLOP / window"),
+    ]
+    rtf_columns += [c for c in extra if any(c[0] in row for row in rtf)]
     parts = [
         f"Measured on **{fmt(report.get('machine'))}** (threads: {fmt(report.get('threads'))}).",
         "Streaming personalised generation: compute time per generated window divided by the "
-        "window's duration (2 s).",
+        "window's duration (2 s). The compute floor is the window's counted flops divided by the "
+        "measured GEMM rate.",
         table(rtf, rtf_columns) if rtf else "*No real-time factor in this report.*",
         "The shift generator for the paper's edit set (cross-attention and output mapping of "
         "the 7-layer, d = 512 denoiser):",
         table(heads, pwsg_columns) if heads else "*No PWSG sizes in this report.*",
     ]
+    by_steps = report.get("rtf_by_steps")
+    if by_steps:
+        parts.append(
+            "Paper config at fewer DDIM steps: "
+            + ", ".join(f"{steps} steps RTF **{fmt(rtf)}**" for steps, rtf in by_steps.items())
+            + "."
+        )
     if "low_rank_over_dense" in pwsg:
         parts.append(f"Low-rank / dense parameters: **{pwsg['low_rank_over_dense']:.4%}**.")
     if report.get("frcorr"):

@@ -8,8 +8,12 @@ applies ``key.sub=value`` overrides, so every size and path can be changed from 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
+import os
+import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,127 +24,290 @@ PRESETS_DIR = Path(__file__).parent / "configs"
 STAGES: tuple[str, ...] = ("emotion-vae", "style", "gafrg", "pwsg")
 
 
+class ConfigError(ValueError):
+    """A config value has the wrong type or is out of range.
+
+    ``key`` is the value's dotted name (``train.gafrg.lr``), ``problem`` what is wrong with it.
+    """
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+    def within(self, section: str) -> ConfigError:
+        """The same error, with ``key`` prefixed by the enclosing ``section``."""
+        return ConfigError(f"{section}.{self.key}" if section else self.key, self.problem)
+
+
+# A rule returns what is wrong with a (type-checked) value, or None when it is fine.
+_Rule = Callable[[Any], "str | None"]
+
+
+def _at_least(low: float) -> _Rule:
+    return lambda v: None if v >= low else f"must be >= {low}, got {v!r}"
+
+
+def _positive(v: float) -> str | None:
+    return None if v > 0 else f"must be > 0, got {v!r}"
+
+
+def _fraction(v: float) -> str | None:
+    return None if 0 <= v <= 1 else f"must be in [0, 1], got {v!r}"
+
+
+def _below_one(v: float) -> str | None:
+    return None if 0 <= v < 1 else f"must be in [0, 1), got {v!r}"
+
+
+def _one_of(*choices: str) -> _Rule:
+    return lambda v: None if v in choices else f"must be one of {list(choices)}, got {v!r}"
+
+
+def _non_empty(v: Sequence[Any]) -> str | None:
+    return None if len(v) else "must not be empty"
+
+
+def _setting(default: Any, rule: _Rule) -> Any:
+    """A dataclass field whose value must also satisfy ``rule`` (checked in ``__post_init__``)."""
+    return field(default=default, metadata={"rule": rule})
+
+
+def _convert(hint: Any, value: Any) -> Any:
+    """``value`` as type ``hint``, or raise ``TypeError`` saying what was expected.
+
+    Numbers written as text are accepted (YAML 1.1 reads ``1e-3`` as a string); an integer
+    field also takes an integral float (``1e3``); ``bool`` is never taken for a number.
+    """
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(inner, value)
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise TypeError(f"expected a list, got {value!r} ({type(value).__name__})")
+        return [_convert(args[0], v) for v in value]
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise TypeError(f"expected true or false, got {value!r} ({type(value).__name__})")
+        return value
+    if hint is int:
+        number = _number(value, "an integer")
+        if isinstance(number, float):
+            if not number.is_integer():
+                raise TypeError(f"expected an integer, got {value!r}")
+            number = int(number)
+        return number
+    if hint is float:
+        number = float(_number(value, "a number"))
+        if not math.isfinite(number):
+            raise TypeError(f"expected a finite number, got {value!r}")
+        return number
+    if hint is str:
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        if not isinstance(value, str):
+            raise TypeError(f"expected a string, got {value!r} ({type(value).__name__})")
+        return value
+    raise TypeError(f"unsupported config type {hint!r}")  # pragma: no cover
+
+
+def _number(value: Any, expected: str) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise TypeError(f"expected {expected}, got {value!r} ({type(value).__name__})")
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            return float(text)
+        except ValueError:
+            raise TypeError(f"expected {expected}, got {value!r}") from None
+    return value
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+class _Checked:
+    """Converts and checks every field against its type hint and rule when an instance is built."""
+
+    def __post_init__(self) -> None:
+        hints = _hints(type(self))
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value, hint = getattr(self, f.name), hints[f.name]
+            if dataclasses.is_dataclass(hint):
+                if not isinstance(value, hint):
+                    raise ConfigError(f.name, f"expected a {hint.__name__} section, got {value!r}")
+                continue
+            if f.name == "train" and isinstance(self, Config):
+                continue  # checked by Config.__post_init__
+            try:
+                value = _convert(hint, value)
+            except TypeError as error:
+                raise ConfigError(f.name, str(error)) from None
+            rule = f.metadata.get("rule")
+            problem = rule(value) if rule is not None and value is not None else None
+            if problem:
+                raise ConfigError(f.name, problem)
+            setattr(self, f.name, value)
+
+
+def _heads_divide(section: Any) -> None:
+    if section.d_model % section.heads:
+        raise ConfigError(
+            "heads", f"must divide d_model = {section.d_model}, got heads = {section.heads}"
+        )
+
+
 @dataclass
-class DenoiserConfig:
+class DenoiserConfig(_Checked):
     """GAFRG: the transformer-decoder denoiser and its speaker encoders."""
 
-    d_model: int = 512
-    heads: int = 4
-    ffn_dim: int = 1024
-    layers: int = 7
-    dropout: float = 0.1
+    d_model: int = _setting(512, _at_least(1))
+    heads: int = _setting(4, _at_least(1))
+    ffn_dim: int = _setting(1024, _at_least(1))
+    layers: int = _setting(7, _at_least(1))
+    dropout: float = _setting(0.1, _below_one)
     # Condition the window on the previously generated one (the paper's online mode).
     use_prev_window: bool = True
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _heads_divide(self)
+
 
 @dataclass
-class EmotionVAEConfig:
+class EmotionVAEConfig(_Checked):
     """GRU VAE over speaker emotion windows; its posterior mean is the speaker-emotion token."""
 
-    hidden_dim: int = 256
-    latent_dim: int = 256
-    kl_weight: float = 1e-4
+    hidden_dim: int = _setting(256, _at_least(1))
+    latent_dim: int = _setting(256, _at_least(1))
+    kl_weight: float = _setting(1e-4, _at_least(0))
 
 
 @dataclass
-class DiffusionConfig:
+class DiffusionConfig(_Checked):
     """Cosine schedule, DDIM sampling and classifier-free guidance."""
 
-    train_steps: int = 1000
-    sample_steps: int = 50
-    cond_drop: float = 0.2
+    train_steps: int = _setting(1000, _at_least(1))
+    sample_steps: int = _setting(50, _at_least(1))
+    cond_drop: float = _setting(0.2, _fraction)
     # Probability of hiding the real previous window in training. Generation conditions on the
     # model's own previous window (none for the first one), so the real past shown in training
     # lets the model read the listener's level off it instead of learning it from the style.
-    prev_drop: float = 0.0
+    prev_drop: float = _setting(0.0, _fraction)
     guidance: float = 1.0
-    eta: float = 0.0
+    eta: float = _setting(0.0, _at_least(0))
     # What the denoiser predicts: "x0" (the paper) or "v" (see DDIMSchedule).
-    prediction: str = "x0"
+    prediction: str = _setting("x0", _one_of("x0", "v"))
     # DDIM timestep grid: "uniform" or "quadratic" (more steps where the noise is small, so
     # frame-to-frame detail survives the last step; see DDIMSchedule.set_timesteps).
-    spacing: str = "uniform"
+    spacing: str = _setting("uniform", _one_of("uniform", "quadratic"))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.sample_steps > self.train_steps:
+            raise ConfigError(
+                "sample_steps",
+                f"must be <= train_steps = {self.train_steps}, got {self.sample_steps}",
+            )
 
 
 @dataclass
-class StyleConfig:
+class StyleConfig(_Checked):
     """PSSL style encoder: transformer encoder with a CLS token and an L2-normalised projection."""
 
-    input: str = "face"  # "face" (58-d 3DMM) or "emotion" (25-d)
-    d_model: int = 256
-    heads: int = 4
-    layers: int = 4
-    ffn_dim: int = 512
-    dropout: float = 0.1
-    style_dim: int = 128
-    temperature: float = 0.07
-    frames: int = 250  # clip length for contrastive training (10 s at 25 fps)
+    input: str = _setting("face", _one_of("face", "emotion"))  # 58-d 3DMM or 25-d emotion
+    d_model: int = _setting(256, _at_least(1))
+    heads: int = _setting(4, _at_least(1))
+    layers: int = _setting(4, _at_least(1))
+    ffn_dim: int = _setting(512, _at_least(1))
+    dropout: float = _setting(0.1, _below_one)
+    style_dim: int = _setting(128, _at_least(1))
+    temperature: float = _setting(0.07, _positive)
+    frames: int = _setting(250, _at_least(1))  # clip length for contrastive training (10 s)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _heads_divide(self)
 
 
 @dataclass
-class PWSGConfig:
+class PWSGConfig(_Checked):
     """Personalised weight-shift generator (weditlib's MultiBranchDeltaGenerator)."""
 
     # fnmatch patterns over the denoiser's qualified names (the paper's ablation table);
     # the paper's best edits cross-attention and the output mapping.
     targets: list[str] = field(
-        default_factory=lambda: ["decoder.layers.*.multihead_attn", "output"]
+        default_factory=lambda: ["decoder.layers.*.multihead_attn", "output"],
+        metadata={"rule": _non_empty},
     )
-    hidden_dim: int = 256
-    trunk_layers: int = 2
-    rank: int | None = 8  # None: dense heads, as in the paper
-    branch_dim: int | None = None  # per-branch bottleneck before low-rank heads
-    mode: str = "shift"
+    hidden_dim: int = _setting(256, _at_least(1))
+    trunk_layers: int = _setting(2, _at_least(1))
+    rank: int | None = _setting(8, _at_least(1))  # None: dense heads, as in the paper
+    branch_dim: int | None = _setting(None, _at_least(1))  # bottleneck before low-rank heads
+    mode: str = _setting("shift", _one_of("shift", "scale"))
 
 
 @dataclass
-class StageConfig:
+class StageConfig(_Checked):
     """Optimisation of one training stage."""
 
-    steps: int = 1000
-    batch_size: int = 32
-    lr: float = 1e-4
-    optimizer: str = "adamw"  # "adamw" or "sgd"
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    grad_clip: float = 1.0
-    val_every: int = 200
-    val_batches: int = 4
-    ckpt_every: int = 200
-    log_every: int = 10
+    steps: int = _setting(1000, _at_least(1))
+    batch_size: int = _setting(32, _at_least(1))
+    lr: float = _setting(1e-4, _positive)
+    optimizer: str = _setting("adamw", _one_of("adamw", "sgd"))
+    weight_decay: float = _setting(0.0, _at_least(0))
+    warmup_steps: int = _setting(0, _at_least(0))
+    grad_clip: float = _setting(1.0, _at_least(0))  # 0: no clipping
+    val_every: int = _setting(200, _at_least(1))
+    val_batches: int = _setting(4, _at_least(0))  # 0: no validation
+    ckpt_every: int = _setting(200, _at_least(1))
+    log_every: int = _setting(10, _at_least(1))
 
 
 @dataclass
-class DataConfig:
+class DataConfig(_Checked):
     root: str = "data/synthetic"
-    window: int = 50
-    history_frames: int = 250
+    window: int = _setting(50, _at_least(1))
+    history_frames: int = _setting(250, _at_least(1))
     # Evaluation: a listener with no other clip in any split takes its history from the evaluated
     # clip itself (which then leaks the target into the condition). Off: such a split fails.
     allow_same_clip_history: bool = False
     # DataLoader workers; None: 0 on the CPU (the model needs the cores), up to 4 on CUDA.
-    num_workers: int | None = None
+    num_workers: int | None = _setting(None, _at_least(0))
 
 
 @dataclass
-class GenerateConfig:
-    samples: int = 10
-    clips_per_batch: int = 8
+class GenerateConfig(_Checked):
+    samples: int = _setting(10, _at_least(1))
+    clips_per_batch: int = _setting(8, _at_least(1))
     # Frames each online window shares with the frames generated before it, held fixed while it
     # is denoised (0: windows end to end, each starting afresh, with a jump at every join). See
     # perfrdiff.generation. On the synthetic demo, 10 took the join/inside step ratio of
     # personalised samples from 10.6 to 0.8 for 1.3x the windows (benchmarks/realism.py).
-    overlap: int = 10
+    overlap: int = _setting(10, _at_least(0))
 
 
 @dataclass
-class Config:
-    """Everything one PerFRDiff run needs."""
+class Config(_Checked):
+    """Everything one PerFRDiff run needs.
 
-    seed: int = 0
+    Every value is converted to its field's type and range-checked when a config is built; a
+    bad value raises :class:`ConfigError` naming its dotted key.
+    """
+
+    seed: int = _setting(0, _at_least(0))
     # torch intra-op threads (None: torch's default). Small models on a shared CPU run several
     # times faster on one thread than on two that compete with other processes.
-    threads: int | None = None
+    threads: int | None = _setting(None, _at_least(1))
     data: DataConfig = field(default_factory=DataConfig)
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
     emotion_vae: EmotionVAEConfig = field(default_factory=EmotionVAEConfig)
@@ -151,6 +318,17 @@ class Config:
     train: dict[str, StageConfig] = field(
         default_factory=lambda: {stage: StageConfig() for stage in STAGES}
     )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.train, Mapping):
+            raise ConfigError("train", f"expected a mapping stage -> settings, got {self.train!r}")
+        unknown = sorted(set(self.train) - set(STAGES))
+        if unknown:
+            raise ConfigError("train", f"unknown stages {unknown} (stages: {list(STAGES)})")
+        for stage, settings in self.train.items():
+            if not isinstance(settings, StageConfig):
+                raise ConfigError(f"train.{stage}", f"expected a StageConfig, got {settings!r}")
 
     def stage(self, name: str) -> StageConfig:
         if name not in self.train:
@@ -173,6 +351,8 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
         if dataclasses.is_dataclass(hint):
             kwargs[key] = _build(hint, value, f"{where}.{key}".lstrip("."))
         elif key == "train" and cls is Config:
+            if not isinstance(value, Mapping):
+                raise ConfigError("train", f"expected a mapping stage -> settings, got {value!r}")
             defaults = Config().train
             kwargs[key] = {
                 stage: _build(
@@ -185,7 +365,10 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
             kwargs[key] = {**defaults, **kwargs[key]}
         else:
             kwargs[key] = value
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError as error:
+        raise error.within(where) from None
 
 
 def config_from_dict(data: Mapping[str, Any]) -> Config:

@@ -32,15 +32,8 @@ from perfrdiff.generation import (
     load_evaluation_set,
     with_listener_history,
 )
-from perfrdiff.models import (
-    DDIMSchedule,
-    build_gafrg,
-    build_perfrdiff,
-    build_schedule,
-    build_style_encoder,
-    build_vae,
-)
-from perfrdiff.weights import load_weights, stage_weights
+from perfrdiff.models import STAGE_MODELS, DDIMSchedule, build_schedule
+from perfrdiff.rundir import load_stage_weights, run_dir_lock
 
 log = logging.getLogger(__name__)
 
@@ -121,22 +114,14 @@ class Run:
             ValueError: unknown stage.
             FileNotFoundError: a needed stage has not been trained.
         """
-        config = self.config
-        if stage == "emotion-vae":
-            model: nn.Module = build_vae(config)
-        elif stage == "style":
-            model = build_style_encoder(config)
-        elif stage == "gafrg":
-            # Its own weights include the VAE's: the VAE stage is only read to train GAFRG.
-            model = build_gafrg(config, self.build("emotion-vae", trained=not trained))
-        elif stage == "pwsg":
-            model = build_perfrdiff(config, self.build("gafrg"), self.build("style"))
-        else:
-            raise ValueError(f"stage must be one of {list(STAGES)}, got {stage!r}")
-        if trained:
-            # The pwsg stage exports only the generator (the rest is the earlier stages').
-            target = model.generator if stage == "pwsg" else model
-            load_weights(target, stage_weights(self.directory, stage))
+        if stage not in STAGE_MODELS:
+            raise ValueError(f"stage must be one of {list(STAGE_MODELS)}, got {stage!r}")
+        entry = STAGE_MODELS[stage]
+        # Required stages load their trained weights, unless this stage's own weights hold them.
+        required = not (trained and entry.exports_requirements)
+        model = entry.build(self.config, *(self.build(r, required) for r in entry.requires))
+        if trained:  # checked against the config and the stages it was trained with
+            load_stage_weights(entry.exported(model), self.directory, stage, self.config)
         return model
 
     def model(self, stage: str) -> nn.Module:
@@ -151,6 +136,7 @@ class Run:
         """Train ``stages`` in order (``torchrun`` for several processes); returns stage ->
         exported weights."""
         from perfrdiff.training.distributed import init_distributed, shutdown
+        from perfrdiff.training.resume import check_resume
         from perfrdiff.training.stages import run_training, stage
 
         for name in stages:
@@ -158,14 +144,16 @@ class Run:
         env = init_distributed(self.device)
         paths = {}
         try:
-            if env.is_main:
-                self.directory.mkdir(parents=True, exist_ok=True)
-                save_config(self.config, self.directory / CONFIG_FILE)
-            for name in stages:
-                paths[name] = run_training(name, self, resume=resume, env=env)
-                self._models.pop(name, None)
+            with run_dir_lock(self.directory, enabled=env.is_main):
+                if resume:
+                    check_resume(self.config, self.directory, stages)  # before config.yaml
                 if env.is_main:
-                    log.info("stage %s done: %s", name, paths[name])
+                    save_config(self.config, self.directory / CONFIG_FILE)
+                for name in stages:
+                    paths[name] = run_training(name, self, resume=resume, env=env)
+                    self._models.pop(name, None)
+                    if env.is_main:
+                        log.info("stage %s done: %s", name, paths[name])
         finally:
             shutdown(env)
         return paths
@@ -238,6 +226,11 @@ class Run:
                     personalised=mode == "personalised",
                     clips_per_batch=self.config.generate.clips_per_batch,
                     seed=seed,
+                )
+            if not torch.isfinite(reactions).all():
+                raise FloatingPointError(
+                    f"{mode} generation produced NaN or infinite reactions: the weights in "
+                    f"{self.directory} are probably damaged or diverged in training"
                 )
             predictions[mode] = reactions.float().cpu().numpy()
         return predictions

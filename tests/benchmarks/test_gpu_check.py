@@ -28,8 +28,10 @@ def test_cpu_dry_run_runs_every_step_and_says_it_is_not_a_gpu_measurement(tmp_pa
     report = json.loads(out.read_text())
     assert report["measured_on_gpu"] is False and "not measured on a GPU" in report["note"]
     steps = report["steps"]
-    assert list(steps) == ["kernels", "edit_linear", "training", "generation", "metrics"]
+    assert list(steps) == ["kernels", "edit_linear", "planner", "training", "generation", "metrics"]
     assert all(step["ok"] for step in steps.values())
+    plans = steps["planner"]["result"]
+    assert set(plans) == {"fp32", "bf16"} and "output" in plans["fp32"]
     training = steps["training"]["result"]
     assert {(r["stage"], r["precision"]) for r in training} == {
         (s, p) for s in ("gafrg", "pwsg") for p in ("fp32", "bf16")

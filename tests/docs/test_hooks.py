@@ -175,3 +175,17 @@ def test_gpu_check_tables_are_read_from_the_json(hooks, tmp_path: Path):
     assert "NVIDIA H200" in rendered and "**8 / 8**" in rendered
     assert "| gafrg | bf16 | 12.5 |" in rendered
     assert "RuntimeError('x')" in rendered
+
+
+def test_generation_shows_generic_rtf_and_the_compute_floor(hooks, tmp_path: Path):
+    report = {
+        "machine": "x86_64", "threads": 2,
+        "rtf": {"paper": {"threads": 2, "samples": 10, "ddim_steps": 50, "rtf": 3.4}},
+        "rtf_generic": {"paper": {"rtf": 3.2}}, "personalised_over_generic": {"paper": 1.0625},
+        "floor": {"paper": {"floor_rtf": 1.9, "window_gflop": 940.0, "gemm_gflops": 250.0}},
+        "rtf_by_steps": {"10": 0.7},
+    }  # fmt: skip
+    (tmp_path / "generation.json").write_text(json.dumps(report))
+    rendered = hooks.render_page("<!-- benchmark: generation -->", tmp_path)
+    assert "compute floor RTF" in rendered and "| 3.2 | 1.062 | 1.9 | 940 |" in rendered
+    assert "10 steps RTF **0.7**" in rendered

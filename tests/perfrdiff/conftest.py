@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from perfrdiff.data import SyntheticConfig, write_synthetic_dataset
 
 #: The tiny dataset behind ``synthetic_root``: train has a listener with several clips and one
@@ -18,3 +19,13 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synthetic")
     write_synthetic_dataset(root, TINY)
     return root
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of small-op tests: faster than two that compete on a
+    shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

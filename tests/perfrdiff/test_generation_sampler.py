@@ -12,12 +12,7 @@ from weditlib import edit
 EVERY_KIND = ["decoder.layers.*.multihead_attn", "decoder.layers.*.self_attn", "output"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny ops: one thread avoids contention on a shared CPU
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +115,17 @@ def test_cache_of_another_batch_is_refused(model):
         model.gafrg.denoise(
             torch.zeros(2, 50, 25, dtype=torch.float64), torch.zeros(2).long(), cache
         )
+
+
+def test_low_rank_shifts_are_multiplied_out_once_per_window_within_the_limit(model, monkeypatch):
+    import perfrdiff.generation.sampler as sampler_module
+
+    from weditlib import DenseDelta, LowRankDelta
+
+    _, shifts, _ = inputs(model)
+    dense = sampler_module.per_window(shifts)
+    for name, delta in shifts.items():
+        assert isinstance(dense[name], DenseDelta)
+        torch.testing.assert_close(dense[name].matrix(), delta.matrix(), rtol=0, atol=1e-12)
+    monkeypatch.setattr(sampler_module, "DENSE_LIMIT", 0)
+    assert all(isinstance(d, LowRankDelta) for d in sampler_module.per_window(shifts).values())

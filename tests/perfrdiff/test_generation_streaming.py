@@ -9,12 +9,7 @@ from perfrdiff.models import DDIMSchedule, build_perfrdiff
 T = 200  # 4 windows of 50 frames
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny ops: one thread avoids contention on a shared CPU
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -4,77 +4,17 @@ import json
 
 import pytest
 import torch
-from perfrdiff.config import StageConfig, load_config
-from perfrdiff.models import DDIMSchedule, build_gafrg
 from perfrdiff.training.checkpoint import list_checkpoints
 from perfrdiff.training.loop import StageRun, train_stage
-from perfrdiff.training.objectives import GAFRGObjective
-from torch.utils.data import Dataset
 
-
-class RandomWindows(Dataset):
-    """WindowDataset-shaped items, fixed by their index."""
-
-    def __len__(self):
-        return 16
-
-    def __getitem__(self, i):
-        g = torch.Generator().manual_seed(i)
-        r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
-        return {
-            "speaker_audio": r(50, 78),
-            "speaker_face": r(50, 58),
-            "speaker_emotion": r(50, 25),
-            "listener_emotion": r(50, 25),
-            "listener_prev_emotion": r(50, 25),
-            "has_past": torch.tensor(i % 2 == 0),
-        }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small ops: one thread is faster on a shared CPU
-    yield
-    torch.set_num_threads(threads)
-
-
-class Killed(Exception):
-    pass
-
-
-def objective():
-    config = load_config("tiny", ["denoiser.dropout=0.1"])  # dropout: RNG must be restored too
-    torch.manual_seed(0)
-    return GAFRGObjective(build_gafrg(config), DDIMSchedule(1000), cond_drop=0.2)
-
-
-def stage_config(**kw):
-    base = dict(
-        steps=6,
-        batch_size=4,
-        lr=1e-3,
-        ckpt_every=2,
-        val_every=3,
-        val_batches=1,
-        log_every=1,
-        warmup_steps=2,
-    )
-    return StageConfig(**{**base, **kw})
-
-
-def train(out_dir, resume=False, kill_at=None, **kw):
-    def on_step(step):
-        if step == kill_at:
-            raise Killed
-
-    run = StageRun(out_dir, stage_config(**kw), seed=3, resume=resume, on_step=on_step)
-    obj = objective()
-    try:
-        train_stage("gafrg", obj, RandomWindows(), RandomWindows(), run)
-    except Killed:
-        return None
-    return {k: v.clone() for k, v in obj.trained.state_dict().items()}
+from .training_runs import (  # noqa: F401 (one_thread: an autouse fixture)
+    Killed,
+    RandomWindows,
+    objective,
+    one_thread,
+    stage_config,
+    train,
+)
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, default: str | None = 
     parser.add_argument(
         "--data-root", default=None, help="dataset root (default: the config's data.root)"
     )
+    add_overrides_argument(parser)
+
+
+def add_overrides_argument(parser: argparse.ArgumentParser) -> None:
+    """Repeatable ``--set key.sub=value``."""
     parser.add_argument(
         "--set",
         dest="overrides",

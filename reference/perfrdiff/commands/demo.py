@@ -13,7 +13,7 @@ import logging
 import time
 from pathlib import Path
 
-from perfrdiff.commands.common import add_device_arguments
+from perfrdiff.commands.common import add_device_arguments, add_overrides_argument
 from perfrdiff.config import STAGES, load_config
 
 log = logging.getLogger(__name__)
@@ -31,14 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="synthetic sessions per split (default: 30 4 6)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of data and training")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set train.gafrg.steps=300 (repeatable)",
-    )
+    add_overrides_argument(parser)
     add_device_arguments(parser)
 
 

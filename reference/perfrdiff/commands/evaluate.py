@@ -29,7 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=EvaluateConfig.root,
         help=f"dataset root (default: {EvaluateConfig.root}; --root is a deprecated alias)",
     )
-    parser.add_argument("--split", default=EvaluateConfig.split, help="split (default: test)")
+    parser.add_argument(
+        "--split",
+        default=EvaluateConfig.split,
+        help="split (default: the one in the predictions' .json sidecar, else test)",
+    )
     parser.add_argument("--output", type=Path, default=None, help="report folder")
     parser.add_argument("--name", default=None, help="row label in the report")
     parser.add_argument(

@@ -10,14 +10,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 from perfrdiff.commands.common import (
     add_config_arguments,
     add_device_arguments,
     overrides_from_args,
 )
-from perfrdiff.generation import write_generation
+from perfrdiff.generation import check_generation_options, read_history, write_generation
 from perfrdiff.run import Run
 
 
@@ -50,17 +48,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_generation_options(
+        args.samples, args.steps, args.guidance, args.limit, args.plots, args.seed
+    )
     overrides = overrides_from_args(args)
-    if args.samples:
+    if args.samples is not None:
         overrides.append(f"generate.samples={args.samples}")
-    if args.steps:
+    if args.steps is not None:
         overrides.append(f"diffusion.sample_steps={args.steps}")
     if args.guidance is not None:
         overrides.append(f"diffusion.guidance={args.guidance}")
     trained = Run.load(args.run_dir, args.device, args.precision, overrides, args.config)
     modes = ("generic", "personalised") if args.mode == "both" else (args.mode,)
     data = trained.evaluation_set(args.split, args.limit)
-    history = np.load(args.history) if args.history else None
+    style_input = trained.config.style.input
+    history = read_history(args.history, style_input) if args.history else None
     predictions = trained.generate(args.split, modes, seed=args.seed, data=data, history=history)
     out = Path(args.out) if args.out else Path(args.run_dir) / "generate"
     meta = {"run_dir": str(args.run_dir), "seed": args.seed, **trained.sampling_info()}

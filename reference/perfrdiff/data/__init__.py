@@ -24,6 +24,7 @@ from perfrdiff.data.layout import (
     read_emotion,
     read_face,
     read_neighbour_matrix,
+    read_npy,
     read_split_csv,
 )
 from perfrdiff.data.samplers import ListenerBatchSampler, Reseeded, StepBatchSampler
@@ -69,6 +70,7 @@ __all__ = [
     "read_emotion",
     "read_face",
     "read_neighbour_matrix",
+    "read_npy",
     "read_split_csv",
     "read_wave",
     "warm_audio_cache",

@@ -155,20 +155,69 @@ def _check_frames(array: np.ndarray, path: Path, columns: int, what: str) -> np.
 
 
 def read_emotion(path: Path) -> np.ndarray:
-    """Read a 25-column emotion CSV with a header row; returns ``(750, 25)`` float32."""
+    """Read a 25-column emotion CSV; returns ``(750, 25)`` float32.
+
+    REACT's files start with a header row (the column names). A file whose first line is
+    already numeric has no header, and that line is the first frame, not skipped.
+    """
     try:
-        array = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2)
+        with path.open() as handle:
+            first = next((line for line in handle if line.strip()), "")
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: not a readable text file ({error})") from error
+    if not first:
+        raise DataError(f"{path}: file is empty, expected {EMOTION_DIM} columns per frame")
+    header = not _is_numeric_row(first)
+    try:
+        array = np.loadtxt(path, delimiter=",", skiprows=int(header), dtype=np.float64, ndmin=2)
     except ValueError as error:
-        raise DataError(f"{path}: not a numeric CSV with one header row ({error})") from error
+        raise DataError(f"{path}: not a numeric CSV ({error})") from error
     return _check_frames(array, path, EMOTION_DIM, "emotion")
+
+
+def _is_numeric_row(line: str) -> bool:
+    try:
+        [float(cell) for cell in line.split(",")]
+    except ValueError:
+        return False
+    return True
+
+
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def read_npy(path: str | Path) -> np.ndarray:
+    """Read a NumPy ``.npy`` file without unpickling anything; errors name the file.
+
+    Raises:
+        MissingFileError: no such file.
+        DataError: not a ``.npy`` file (e.g. text under a ``.npy`` name), damaged, or holding
+            Python objects instead of numbers.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{path}: file is missing")
+    with path.open("rb") as handle:
+        head = handle.read(len(_NPY_MAGIC))
+    if head != _NPY_MAGIC:
+        raise DataError(
+            f"{path}: not a readable .npy array: not a NumPy .npy file (starts with {head!r})"
+        )
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as error:
+        if "allow_pickle" in str(error):
+            raise DataError(
+                f"{path}: holds Python objects (an object array), expected numbers"
+            ) from error
+        raise DataError(f"{path}: not a readable .npy array ({error})") from error
+    except (OSError, EOFError) as error:
+        raise DataError(f"{path}: not a readable .npy array ({error})") from error
 
 
 def read_face(path: Path) -> np.ndarray:
     """Read a FaceVerse 3DMM ``.npy`` (squeezes to ``(751, 58)``); returns ``(750, 58)`` float32."""
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
-        raise DataError(f"{path}: not a readable .npy array ({error})") from error
+    array = read_npy(path)
     if not np.issubdtype(array.dtype, np.number):
         raise DataError(f"{path}: expected a numeric array, got dtype {array.dtype}")
     return _check_frames(np.squeeze(array), path, FACE_DIM, "3DMM coefficients")
@@ -182,10 +231,7 @@ def read_neighbour_matrix(root: str | Path, split: str, items: int) -> np.ndarra
     path = Path(root) / f"neighbour_emotion_{split}.npy"
     if not path.is_file():
         raise MissingFileError(f"{path}: appropriateness (neighbour) matrix is missing")
-    try:
-        matrix = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
-        raise DataError(f"{path}: not a readable .npy array ({error})") from error
+    matrix = read_npy(path)
     if matrix.shape != (items, items):
         raise DataError(
             f"{path}: expected shape ({items}, {items}) for {items} mirrored items, "

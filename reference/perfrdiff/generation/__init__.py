@@ -4,6 +4,7 @@ Inference only: nothing here imports :mod:`perfrdiff.training`. Trained models c
 :class:`perfrdiff.Run`.
 """
 
+from perfrdiff.generation.inputs import check_generation_options, check_history, read_history
 from perfrdiff.generation.plots import plot_reactions
 from perfrdiff.generation.reactions import (
     MODES,
@@ -33,12 +34,15 @@ __all__ = [
     "SamplerConfig",
     "StreamingGenerator",
     "chance_predictions",
+    "check_generation_options",
+    "check_history",
     "continue_from",
     "generate_clips",
     "generate_dataset",
     "guided_x0",
     "load_evaluation_set",
     "plot_reactions",
+    "read_history",
     "save_predictions",
     "with_listener_history",
     "write_generation",

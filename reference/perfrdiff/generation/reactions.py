@@ -17,7 +17,7 @@ import torch
 
 from perfrdiff.atomic import atomic_open, atomic_write_text
 from perfrdiff.config import Config
-from perfrdiff.features import history_dim
+from perfrdiff.generation.inputs import check_generation_options, check_history
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ def load_evaluation_set(config: Config, split: str, limit: int | None = None) ->
     from perfrdiff.data import ClipDataset
     from perfrdiff.data.history import SAME_CLIP, history_summary
 
+    check_generation_options(limit=limit)
     dataset = ClipDataset(
         config.data.root,
         split,
@@ -113,14 +114,11 @@ def save_predictions(predictions: np.ndarray, path: str | Path, meta: dict) -> P
 def with_listener_history(
     data: EvaluationSet, history: np.ndarray, config: Config
 ) -> EvaluationSet:
-    """``data`` with every item's listener history replaced by ``history: (h, c)``."""
-    channels = history_dim(config.style.input)
-    if history.ndim != 2 or history.shape[1] != channels:
-        raise ValueError(
-            f"history must have shape (h, {channels}) for style.input={config.style.input!r}, "
-            f"got {history.shape}"
-        )
-    tensor = torch.from_numpy(np.ascontiguousarray(history, dtype=np.float32))
+    """``data`` with every item's listener history replaced by ``history: (h, c)``.
+
+    ``history`` is validated by :func:`~perfrdiff.generation.inputs.check_history`.
+    """
+    tensor = torch.from_numpy(check_history(history, config.style.input))
     clips = [{**clip, "history": tensor} for clip in data.clips]
     given = {"rule": "one given history for every item", "frames": int(history.shape[0])}
     return dataclasses.replace(data, clips=clips, history=given)

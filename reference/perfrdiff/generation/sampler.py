@@ -1,7 +1,8 @@
 """DDIM sampling of listener windows with classifier-free guidance, generic or personalised.
 
 Per window, :class:`ReactionSampler` binds the listeners' shifts once (one
-:func:`weditlib.edit` block around the whole DDIM loop), computes the cross-attention keys and
+:func:`weditlib.edit` block around the whole DDIM loop, low-rank shifts multiplied out once, see
+:func:`per_window`), computes the cross-attention keys and
 values of the memory tokens once (:meth:`~perfrdiff.models.GAFRG.memory_cache`), and then runs
 only the step-dependent part of the denoiser at each step: the same arithmetic as calling the
 model at every step, minus the repeated work.
@@ -20,7 +21,26 @@ from perfrdiff.features import EMOTION_DIM
 from perfrdiff.models.denoiser import GAFRG
 from perfrdiff.models.personalised import PerFRDiff, Shifts
 from perfrdiff.models.schedule import DDIMSchedule
-from weditlib import edit
+from weditlib import LowRankDelta, edit
+
+#: Low-rank shifts of at most this many values (``l·n·k``) are multiplied out once per window.
+DENSE_LIMIT = 2**24
+
+
+def per_window(shifts: Shifts) -> Shifts:
+    """``shifts`` as they are best applied at every DDIM step of a window.
+
+    A low-rank shift ``U V`` is multiplied out to a dense ``ΔW`` once here (when it has at most
+    :data:`DENSE_LIMIT` values), so the steps do not recompute ``U V`` each time the planner
+    materialises ``W + ΔW``; the edited outputs are equal to float rounding.
+    """
+    return {
+        name: delta.to_dense()
+        if isinstance(delta, LowRankDelta)
+        and delta.num_shifts * delta.out_features * delta.in_features <= DENSE_LIMIT
+        else delta
+        for name, delta in shifts.items()
+    }
 
 
 def guided_x0(
@@ -110,7 +130,7 @@ class ReactionSampler:
             return contextlib.nullcontext()
         if index is None:
             raise ValueError("index is required with shifts (the listener of each sample)")
-        return edit(self.gafrg, shifts, index.repeat(2) if self.guided else index)
+        return edit(self.gafrg, per_window(shifts), index.repeat(2) if self.guided else index)
 
     @torch.no_grad()
     def sample(

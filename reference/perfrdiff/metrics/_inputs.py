@@ -36,9 +36,15 @@ def sequences_array(name: str, value: Any, predictions: np.ndarray) -> np.ndarra
     array = as_array(name, value, 3, "(n, t, d)")
     n, _, t, d = predictions.shape
     if array.shape != (n, t, d):
+        # Neither side is known to be the wrong one: say which dimension disagrees.
+        differ = [
+            f"{what} = {a} vs {p}"
+            for what, a, p in zip("ntd", array.shape, (n, t, d), strict=True)
+            if a != p
+        ]
         raise ValueError(
-            f"{name}: expected shape (n, t, d) = {(n, t, d)} to match predictions "
-            f"{tuple(predictions.shape)}, got {tuple(array.shape)}"
+            f"{name} {tuple(array.shape)} and predictions {tuple(predictions.shape)} disagree "
+            f"on (n, t, d): " + ", ".join(differ)
         )
     return array
 

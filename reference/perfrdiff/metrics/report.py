@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
-from perfrdiff.data import ClipStore, DataError, SplitIndex
+from perfrdiff.data import ClipStore, DataError, MissingFileError, SplitIndex, read_npy
+from perfrdiff.metrics._inputs import predictions_array
 from perfrdiff.metrics.evaluate import evaluate_all, write_report
 from perfrdiff.metrics.motion import motion_report
 
@@ -20,11 +22,13 @@ class EvaluateConfig:
 
     ``predictions`` is a ``.npy`` array or a ``.npz`` with key ``predictions``, shaped
     ``(n, k, 750, 25)`` in the split's mirrored item order (see :mod:`perfrdiff.data.layout`).
+    ``split`` defaults to the one named in the predictions' JSON sidecar (written by
+    ``perfrdiff generate``), else ``test``; a different explicit split is an error.
     """
 
     predictions: Path
     root: Path = Path("data/synthetic")
-    split: str = "test"
+    split: str | None = None
     output: Path | None = None  # default: the predictions file's folder
     name: str | None = None  # row label; default: the predictions file's stem
     n_jobs: int | None = None
@@ -36,18 +40,98 @@ class EvaluateConfig:
     stride: int | None = None
 
 
+DEFAULT_SPLIT = "test"
+
+
 def load_predictions(path: Path) -> np.ndarray:
-    """Read ``(n, k, t, d)`` predictions from ``.npy`` or ``.npz`` (key ``predictions``)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: predictions file is missing")
+    """Read ``(n, k, t, d)`` predictions from ``.npy`` or ``.npz`` (key ``predictions``).
+
+    Raises:
+        perfrdiff.data.DataError: naming the file, when it is missing, not a NumPy file,
+            holds no numeric 4-d array, or contains NaN / infinite values.
+    """
+    path = Path(path)
     if path.suffix == ".npz":
-        with np.load(path) as archive:
+        array = _read_npz(path)
+    elif path.suffix == ".npy":
+        array = read_npy(path)
+    else:
+        raise DataError(f"{path}: expected a .npy or .npz file")
+    try:
+        return predictions_array(array)
+    except (TypeError, ValueError) as error:
+        raise DataError(f"{path}: {error}") from None
+
+
+def _read_npz(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise MissingFileError(f"{path}: predictions file is missing")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
             if "predictions" not in archive:
                 raise DataError(f"{path}: no array named 'predictions' (has {list(archive)})")
             return archive["predictions"]
-    if path.suffix == ".npy":
-        return np.load(path, allow_pickle=False)
-    raise DataError(f"{path}: expected a .npy or .npz file")
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        if isinstance(error, DataError):
+            raise
+        raise DataError(f"{path}: not a readable .npz archive ({error})") from error
+
+
+def read_sidecar(path: Path) -> dict[str, Any]:
+    """The JSON written next to predictions by ``perfrdiff generate`` (empty if there is none)."""
+    sidecar = Path(path).with_suffix(".json")
+    if not sidecar.is_file():
+        return {}
+    try:
+        meta = json.loads(sidecar.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataError(f"{sidecar}: not readable JSON ({error})") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{sidecar}: expected a JSON object, got {type(meta).__name__}")
+    return meta
+
+
+def resolve_split(predictions: Path, split: str | None) -> str:
+    """The split to score ``predictions`` against: ``split``, else the sidecar's, else test.
+
+    Raises:
+        ValueError: ``split`` contradicts the split named in the predictions' sidecar.
+    """
+    recorded = read_sidecar(predictions).get("split")
+    if split is None:
+        return recorded or DEFAULT_SPLIT
+    if recorded is not None and recorded != split:
+        raise ValueError(
+            f"{predictions}: its sidecar {Path(predictions).with_suffix('.json').name} says "
+            f"these are predictions for split {recorded!r}, but split {split!r} was asked for "
+            f"(--split); pass --split {recorded} or leave it out"
+        )
+    return split
+
+
+def check_predictions_match(
+    predictions: np.ndarray, listener: np.ndarray, path: Path, split: str
+) -> None:
+    """Check predictions ``(n, k, t, d)`` against the split's real reactions ``(n, t, d)``.
+
+    A mismatch blames the predictions file and says which dimension differs.
+    """
+    n, t, d = listener.shape
+    got_n, _, got_t, got_d = predictions.shape
+    differ = [
+        f"{what} = {got} (expected {want}{why})"
+        for what, got, want, why in (
+            ("n", got_n, n, f" mirrored items of split {split!r}"),
+            ("t", got_t, t, " frames"),
+            ("d", got_d, d, " emotion channels"),
+        )
+        if got != want
+    ]
+    if differ:
+        raise ValueError(
+            f"{path}: predictions of shape (n, k, t, d) = {predictions.shape} do not fit split "
+            f"{split!r}: " + ", ".join(differ)
+        )
 
 
 def load_references(root: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -72,13 +156,10 @@ def recorded_stride(path: Path) -> int | None:
 def evaluate_saved_predictions(config: EvaluateConfig) -> tuple[dict[str, float], Path, Path]:
     """Compute the seven metrics and the motion statistics for ``config.predictions``; returns
     them and the report paths."""
+    split = resolve_split(config.predictions, config.split)
     predictions = load_predictions(config.predictions)
-    listener, speaker, neighbours = load_references(config.root, config.split)
-    if predictions.ndim != 4 or predictions.shape[0] != listener.shape[0]:
-        raise ValueError(
-            f"predictions: expected (n, k, t, d) with n = {listener.shape[0]} mirrored items of "
-            f"split {config.split!r}, got {predictions.shape} from {config.predictions}"
-        )
+    listener, speaker, neighbours = load_references(config.root, split)
+    check_predictions_match(predictions, listener, config.predictions, split)
     results = evaluate_all(
         predictions, listener, speaker, neighbours, config.n_jobs, config.nan_policy, True
     )

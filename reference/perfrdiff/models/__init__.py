@@ -1,6 +1,8 @@
 """PerFRDiff models: speaker encoders, emotion VAE, GAFRG denoiser, schedule, PSSL, PWSG."""
 
 from perfrdiff.models.build import (
+    STAGE_MODELS,
+    StageModel,
     build_gafrg,
     build_perfrdiff,
     build_schedule,
@@ -17,11 +19,13 @@ from perfrdiff.models.style_encoder import StyleEncoder
 
 __all__ = [
     "GAFRG",
+    "STAGE_MODELS",
     "DDIMSchedule",
     "EmotionVAE",
     "MemoryCache",
     "PerFRDiff",
     "SpeakerEncoder",
+    "StageModel",
     "StyleEncoder",
     "build_gafrg",
     "build_generator",

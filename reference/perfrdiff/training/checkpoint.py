@@ -5,10 +5,14 @@ A checkpoint is a directory ``step_<8 digits>`` holding
 * ``model.safetensors`` — the trained module's ``state_dict``;
 * ``optimizer.safetensors`` + the optimiser's non-tensor state in ``state.json``;
 * ``rng.safetensors`` — torch CPU (and CUDA) generator states, one set per process;
-* ``state.json`` — step, LR scheduler state, Python/NumPy RNG states, the config, extras.
+* ``state.json`` — step, LR scheduler state, Python/NumPy RNG states, the config, extras;
+* ``checksums.json`` — the SHA-256 of each file above, verified before anything is loaded.
 
 It is written under a temporary name and renamed into place, so a process killed at any moment
-leaves either the previous checkpoint or the new one, never a partial one.
+leaves either the previous checkpoint or the new one, never a partial one. A file damaged later
+(truncated, overwritten, zeroed) fails its checksum; :func:`newest_intact_checkpoint` then says so
+and falls back to the newest intact checkpoint. Exported weights carry their SHA-256 in the JSON
+beside them and are verified by :func:`load_weights` the same way.
 """
 
 from __future__ import annotations
@@ -18,21 +22,47 @@ import logging
 import os
 import random
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from perfrdiff.weights import contiguous
+from perfrdiff.weights import (  # the weight-file functions live there, shared with inference
+    CheckpointError,
+    contiguous,
+    file_sha256,
+    load_weights,
+    save_weights,
+)
+from perfrdiff.weights import load_tensors as _load_tensors
+from perfrdiff.weights import read_json as _read_json
+
+__all__ = [
+    "CHECKSUMS",
+    "CheckpointError",
+    "TrainingState",
+    "file_sha256",
+    "list_checkpoints",
+    "load_checkpoint",
+    "load_weights",
+    "newest_intact_checkpoint",
+    "rng_state",
+    "save_checkpoint",
+    "save_weights",
+    "set_rng_state",
+    "verify_checkpoint",
+]
 
 log = logging.getLogger(__name__)
 
 PREFIX = "step_"
+CHECKSUMS = "checksums.json"
+FILES = ("model.safetensors", "optimizer.safetensors", "rng.safetensors", "state.json")
 
 
 def _split_optimizer_state(state: dict[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -106,11 +136,15 @@ def save_checkpoint(
     config: Mapping[str, Any],
     extra: Mapping[str, Any] | None = None,
     keep: int = 2,
+    supersedes: Sequence[Path] = (),
 ) -> Path:
     """Write checkpoint ``directory/step_<step>`` atomically; keep the newest ``keep``.
 
     Args:
         rng_states: one :func:`rng_state` per process (rank order).
+        supersedes: checkpoints of an earlier run that this one replaces; they are removed only
+            once the new checkpoint is complete, so a run that fails before its first
+            checkpoint loses nothing.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -134,9 +168,18 @@ def save_checkpoint(
         "extra": dict(extra or {}),
     }
     (tmp / "state.json").write_text(json.dumps(state))
-    if final.exists():  # re-saving a step after a resume: replace it whole
-        shutil.rmtree(final)
-    os.rename(tmp, final)
+    checksums = {name: file_sha256(tmp / name) for name in FILES}
+    (tmp / CHECKSUMS).write_text(json.dumps(checksums, indent=1))
+    if final.exists():  # re-saving a step after a resume: replace it whole, once tmp is complete
+        trash = directory / f".{final.name}.old-{os.getpid()}"
+        os.rename(final, trash)
+        os.rename(tmp, final)
+        shutil.rmtree(trash)
+    else:
+        os.rename(tmp, final)
+    for old in supersedes:
+        if old != final:
+            shutil.rmtree(old, ignore_errors=True)
     for old in list_checkpoints(directory)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     log.info("checkpoint step %d -> %s", step, final)
@@ -159,12 +202,20 @@ def load_checkpoint(
     rank: int = 0,
     world_size: int = 1,
 ) -> TrainingState:
-    """Restore module, optimiser, scheduler and this rank's RNG from checkpoint ``path``."""
+    """Restore module, optimiser, scheduler and this rank's RNG from checkpoint ``path``.
+
+    Every file is verified against ``checksums.json`` before anything is loaded.
+
+    Raises:
+        CheckpointError: a file is missing, unreadable or fails its checksum (the message names
+            it); nothing has been restored then.
+    """
     path = Path(path)
-    state = json.loads((path / "state.json").read_text())
-    module.load_state_dict(load_file(str(path / "model.safetensors")))
+    verify_checkpoint(path)
+    state = _read_json(path / "state.json")
+    module.load_state_dict(_load_tensors(path / "model.safetensors"))
     optimizer.load_state_dict(
-        _join_optimizer_state(load_file(str(path / "optimizer.safetensors")), state["optimizer"])
+        _join_optimizer_state(_load_tensors(path / "optimizer.safetensors"), state["optimizer"])
     )
     scheduler.load_state_dict(state["scheduler"])
     saved_ranks = len(state["rng"])
@@ -177,8 +228,69 @@ def load_checkpoint(
         )
         torch.manual_seed(state["step"] * 7919 + rank)
     else:
-        rng = load_file(str(path / "rng.safetensors"))
+        rng = _load_tensors(path / "rng.safetensors")
         prefix = f"{rank}/"
         tensors = {k[len(prefix) :]: v for k, v in rng.items() if k.startswith(prefix)}
         set_rng_state({"tensors": tensors, "plain": state["rng"][rank]})
     return TrainingState(step=state["step"], extra=state["extra"])
+
+
+def verify_checkpoint(path: str | Path) -> None:
+    """Check every file of checkpoint ``path`` against its ``checksums.json``.
+
+    Checkpoints written before checksums existed (no ``checksums.json``) are only checked to
+    be readable, with a warning.
+
+    Raises:
+        CheckpointError: naming the first file that is missing or whose SHA-256 differs.
+    """
+    path = Path(path)
+    for name in FILES:
+        if not (path / name).is_file():
+            raise CheckpointError(f"{path / name}: file is missing")
+    if not (path / CHECKSUMS).is_file():
+        log.warning("%s has no %s (an older format): only checked to be readable", path, CHECKSUMS)
+        _read_json(path / "state.json")
+        for name in FILES:
+            if name.endswith(".safetensors"):
+                _load_tensors(path / name)
+        return
+    expected = _read_json(path / CHECKSUMS)
+    if not isinstance(expected, dict) or set(expected) != set(FILES):
+        raise CheckpointError(f"{path / CHECKSUMS}: expected a SHA-256 for each of {FILES}")
+    for name in FILES:
+        if file_sha256(path / name) != expected[name]:
+            raise CheckpointError(
+                f"{path / name}: checksum mismatch (the file was changed or damaged after the "
+                "checkpoint was written)"
+            )
+
+
+def newest_intact_checkpoint(directory: str | Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint under ``directory`` that passes :func:`verify_checkpoint`, with its
+    ``state.json``; None when there is no checkpoint at all.
+
+    A damaged checkpoint is skipped with a warning that names the file, and the next older one
+    is tried.
+
+    Raises:
+        CheckpointError: every checkpoint is damaged (the message lists each one's problem).
+    """
+    problems = []
+    for path in reversed(list_checkpoints(directory)):
+        try:
+            verify_checkpoint(path)
+            state = _read_json(path / "state.json")
+        except CheckpointError as error:
+            problems.append(str(error))
+            log.warning("skipping damaged checkpoint: %s", error)
+            continue
+        if problems:
+            log.warning("resuming from %s, the newest intact checkpoint", path)
+        return path, state
+    if problems:
+        raise CheckpointError(
+            f"no intact checkpoint in {directory}: " + "; ".join(problems) + " (train without "
+            "--resume to start the stage again)"
+        )
+    return None

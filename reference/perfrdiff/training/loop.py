@@ -13,8 +13,8 @@ import contextlib
 import json
 import logging
 import math
+import os
 import random
-import shutil
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +33,7 @@ from perfrdiff.device import autocast, check_precision
 from perfrdiff.training.checkpoint import (
     list_checkpoints,
     load_checkpoint,
+    newest_intact_checkpoint,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -43,6 +44,7 @@ from perfrdiff.training.distributed import (
     mean_scalar,
     replica_divergence,
 )
+from perfrdiff.training.resume import apply_settings, plan_resume, training_record
 from perfrdiff.weights import save_weights
 
 log = logging.getLogger(__name__)
@@ -141,24 +143,42 @@ def seed_everything(seed: int) -> None:
 
 
 class MetricsLog:
-    """Append-only JSONL of training/validation metrics; a resume drops lines past its step."""
+    """Append-only JSONL of training/validation metrics; a resume drops lines past its step.
+
+    A fresh run writes to a hidden file that replaces the old log at :meth:`commit` (its first
+    checkpoint), so a run that fails before then leaves the previous log intact.
+    """
 
     def __init__(self, path: Path, enabled: bool, resume_step: int) -> None:
         self.path = path
         self.enabled = enabled
+        self.pending: Path | None = None
         if not enabled:
             return
-        kept = []
-        if resume_step and path.is_file():
-            kept = [
-                ln for ln in path.read_text().splitlines() if json.loads(ln)["step"] <= resume_step
-            ]
-        path.write_text("".join(ln + "\n" for ln in kept))
+        if resume_step:
+            kept = []
+            if path.is_file():
+                kept = [
+                    ln
+                    for ln in path.read_text().splitlines()
+                    if json.loads(ln)["step"] <= resume_step
+                ]
+            path.write_text("".join(ln + "\n" for ln in kept))
+        else:
+            self.pending = path.with_name(f".{path.name}.new")
+            self.pending.unlink(missing_ok=True)  # left by a run that died before its checkpoint
 
     def write(self, record: Mapping[str, Any]) -> None:
         if self.enabled:
-            with open(self.path, "a") as f:
+            with open(self.pending or self.path, "a") as f:
                 f.write(json.dumps(record) + "\n")
+
+    def commit(self) -> None:
+        """Make a fresh run's log the stage's log (replacing the previous run's)."""
+        if self.pending is not None:
+            self.pending.touch()
+            os.replace(self.pending, self.path)
+            self.pending = None
 
 
 @torch.no_grad()
@@ -222,19 +242,22 @@ def train_stage(
     optimizer = make_optimizer(params, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
 
-    start = 0
-    existing = list_checkpoints(ckpt_dir)
-    if run.resume and existing:
+    how_trained = training_record(name, run.seed, cfg, run.metadata)
+    start, resumes = 0, []
+    found = newest_intact_checkpoint(ckpt_dir) if run.resume else None
+    if found is not None:
+        path, saved = found
+        plan = plan_resume(name, saved["config"], how_trained, saved["step"], path, env.is_main)
         state = load_checkpoint(
-            existing[-1], objective.trained, optimizer, scheduler, env.rank, env.world_size
+            path, objective.trained, optimizer, scheduler, env.rank, env.world_size
         )
-        start = state.step
-        log.info("%s: resumed from %s at step %d", name, existing[-1], start)
-    elif existing and env.is_main:
-        log.info("%s: starting fresh, removing %d old checkpoints", name, len(existing))
-        shutil.rmtree(ckpt_dir)
-    if env.enabled:
-        torch.distributed.barrier()
+        apply_settings(optimizer, scheduler, cfg)
+        start, resumes = state.step, list(state.extra.get("resumes", []))
+        if plan.applied:
+            resumes.append({"step": start, "changed": plan.applied})
+        log.info("%s: resumed from %s at step %d", name, path, start)
+    # A fresh run replaces the old checkpoints and metrics only once its first checkpoint exists.
+    superseded = [] if found is not None else list_checkpoints(ckpt_dir)
     if env.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
     metrics_log = MetricsLog(out_dir / "metrics.jsonl", env.is_main, start)
@@ -244,11 +267,15 @@ def train_stage(
         model = DistributedDataParallel(
             objective, device_ids=[env.device.index] if env.device.type == "cuda" else None
         )
+    try:
+        train_batches = make_sampler(
+            train_set, cfg.batch_size, run.seed, start, (env.rank, env.world_size)
+        )
+    except ValueError as error:
+        raise ValueError(f"train.{name}.batch_size = {cfg.batch_size}: {error}") from error
     loader = DataLoader(
         Reseeded(train_set, run.seed),
-        batch_sampler=make_sampler(
-            train_set, cfg.batch_size, run.seed, start, (env.rank, env.world_size)
-        ),
+        batch_sampler=train_batches,
         num_workers=run.num_workers,
         pin_memory=env.device.type == "cuda",
         persistent_workers=run.num_workers > 0,
@@ -272,9 +299,12 @@ def train_stage(
                 optimizer,
                 scheduler,
                 states,
-                {"stage": name, **(run.metadata or {})},
-                extra,
+                how_trained,
+                {**extra, "resumes": resumes},
+                supersedes=superseded,
             )
+            metrics_log.commit()
+        superseded.clear()
         if env.enabled:
             torch.distributed.barrier()
 
@@ -326,6 +356,7 @@ def train_stage(
             "val": last_val,
             "replica_divergence": divergence,
             "world_size": env.world_size,
+            "resumes": resumes,
             **(run.metadata or {}),
         }
         save_weights(objective.trained, final, meta)

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from perfrdiff.config import Config, config_to_dict
+from perfrdiff.config import Config
 from perfrdiff.data.samplers import ListenerBatchSampler
-from perfrdiff.models import build_schedule, build_style_encoder, build_vae
+from perfrdiff.models import build_schedule
+from perfrdiff.rundir import run_dir_lock, stage_record
 from perfrdiff.training.distributed import Distributed
 from perfrdiff.training.loop import BatchSamplerFactory, Objective, StageRun, train_stage
 from perfrdiff.training.objectives import (
@@ -43,8 +44,10 @@ Datasets = tuple[Dataset, Dataset | None]
 class Stage:
     """One training stage of the registry.
 
+    The model it trains, and the stages that model is built around, come from
+    :data:`perfrdiff.models.STAGE_MODELS`.
+
     Attributes:
-        requires: stages whose trained weights this stage loads (frozen).
         objective: ``run -> Objective``; the objective's ``trained`` module is what is optimised
             and exported. Earlier stages are loaded through ``run``.
         datasets: ``config -> (train, validation or None)``.
@@ -52,7 +55,6 @@ class Stage:
             :data:`~perfrdiff.training.loop.BatchSamplerFactory`).
     """
 
-    requires: tuple[str, ...]
     objective: Callable[[Run], Objective]
     datasets: Callable[[Config], Datasets]
     batch_sampler: BatchSamplerFactory | None = None
@@ -117,11 +119,13 @@ def listener_batches(
 
 
 def _vae_objective(run: Run) -> Objective:
-    return EmotionVAEObjective(build_vae(run.config), run.config.emotion_vae.kl_weight)
+    return EmotionVAEObjective(
+        run.build("emotion-vae", trained=False), run.config.emotion_vae.kl_weight
+    )
 
 
 def _style_objective(run: Run) -> Objective:
-    return StyleObjective(build_style_encoder(run.config), run.config.style.temperature)
+    return StyleObjective(run.build("style", trained=False), run.config.style.temperature)
 
 
 def _gafrg_objective(run: Run) -> Objective:
@@ -136,10 +140,10 @@ def _pwsg_objective(run: Run) -> Objective:
 
 
 STAGE_REGISTRY: dict[str, Stage] = {
-    "emotion-vae": Stage((), _vae_objective, window_datasets),
-    "style": Stage((), _style_objective, style_datasets, listener_batches),
-    "gafrg": Stage(("emotion-vae",), _gafrg_objective, window_datasets),
-    "pwsg": Stage(("gafrg", "style"), _pwsg_objective, window_datasets),
+    "emotion-vae": Stage(_vae_objective, window_datasets),
+    "style": Stage(_style_objective, style_datasets, listener_batches),
+    "gafrg": Stage(_gafrg_objective, window_datasets),
+    "pwsg": Stage(_pwsg_objective, window_datasets),
 }
 
 
@@ -171,11 +175,12 @@ def run_training(
         seed=config.seed,
         resume=resume,
         num_workers=run.loader_workers,
-        metadata={"config": config_to_dict(config)},
+        metadata=stage_record(config, run.directory, name),
         on_step=on_step,
         precision=run.precision,
     )
     torch.manual_seed(config.seed)  # identical initial weights on every DDP rank
     objective = entry.objective(run)
     train_set, val_set = entry.datasets(config)
-    return train_stage(name, objective, train_set, val_set, stage_run, env, entry.batch_sampler)
+    with run_dir_lock(run.directory, enabled=env.is_main):
+        return train_stage(name, objective, train_set, val_set, stage_run, env, entry.batch_sampler)
