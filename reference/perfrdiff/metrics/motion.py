@@ -123,7 +123,10 @@ def motion_report(
 
     Args:
         listener_emotion: ``(m, t, d)`` real reactions.
-        window, stride: how the predictions were generated (see :func:`join_frames`).
+        window: frames of each online window the predictions were generated in.
+        stride: frames between window starts (default ``window``; see :func:`join_frames`).
+        bands: frequency bands in Hz (see :func:`band_power`).
+        fps: frames per second.
 
     Returns:
         ``join_step``, ``inside_step``, ``join_ratio`` (of the predictions), ``real_join_ratio``

@@ -126,7 +126,8 @@ class DDIMSchedule:
         ``v = √ᾱ_t ε - √(1-ᾱ_t) x0`` (see :attr:`prediction`).
 
         Args:
-            x0, noise: ``(b, *s)``.
+            x0: ``(b, *s)`` clean samples.
+            noise: ``(b, *s)`` the noise they were noised with.
             t: ``(b,)`` integer timesteps.
         """
         if self.prediction == "x0":
@@ -138,7 +139,8 @@ class DDIMSchedule:
         """The clean sample implied by the network's ``output`` at ``x_t = sample``.
 
         Args:
-            output, sample: ``(b, *s)``.
+            output: ``(b, *s)`` the network's output.
+            sample: ``(b, *s)`` the ``x_t`` it was given.
             t: ``(b,)`` integer timesteps or one ``int``.
         """
         if self.prediction == "x0":
