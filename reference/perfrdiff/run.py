@@ -171,7 +171,8 @@ class Run:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         model = self.model("pwsg" if mode == "personalised" else "gafrg")
         d = self.config.diffusion
-        return ReactionSampler(model, self.schedule, SamplerConfig(d.sample_steps, d.guidance))
+        config = SamplerConfig(d.sample_steps, d.guidance, self.config.generate.overlap, d.spacing)
+        return ReactionSampler(model, self.schedule, config)
 
     def sampling_info(self) -> dict:
         """How the run samples (recorded beside saved predictions)."""
@@ -179,6 +180,11 @@ class Run:
         return {
             "sample_steps": d.sample_steps,
             "guidance": d.guidance,
+            "eta": d.eta,
+            "spacing": d.spacing,
+            "prediction": d.prediction,
+            "window": self.config.data.window,
+            "stride": self.config.data.window - self.config.generate.overlap,
             "device": str(self.device),
             "precision": self.precision,
         }
@@ -237,18 +243,23 @@ class Run:
         n_jobs: int | None = None,
     ) -> dict:
         """The seven REACT metrics of ``predictions`` ``(n, M, T, 25)`` against ``split``
-        (or of each array of a mapping name -> predictions, returning name -> metrics).
+        (or of each array of a mapping name -> predictions, returning name -> metrics), with
+        the motion statistics of :func:`perfrdiff.metrics.motion_report` at the joins of the
+        run's online windows.
 
         Metrics are computed in NumPy on the CPU whatever the run's device.
         """
-        from perfrdiff.metrics import evaluate_all
+        from perfrdiff.metrics import evaluate_all, motion_report
 
         data = data if data is not None else self.evaluation_set(split)
+        window = self.config.data.window
+        stride = window - self.config.generate.overlap
 
         def one(p: np.ndarray) -> dict[str, float]:
-            return evaluate_all(
+            metrics = evaluate_all(
                 p, data.listener_emotion, data.speaker_emotion, data.neighbours, n_jobs
             )
+            return {**metrics, **motion_report(p, data.listener_emotion, window, stride)}
 
         if isinstance(predictions, Mapping):
             return {name: one(p) for name, p in predictions.items()}

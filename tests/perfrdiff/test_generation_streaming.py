@@ -22,8 +22,8 @@ def model(one_thread):
     return model
 
 
-def sampler(model, guidance=1.0, steps=3):
-    return ReactionSampler(model, DDIMSchedule(1000), SamplerConfig(steps, guidance))
+def sampler(model, guidance=1.0, steps=3, overlap=0, eta=0.0):
+    return ReactionSampler(model, DDIMSchedule(1000, eta), SamplerConfig(steps, guidance, overlap))
 
 
 def speaker(n, seed=1):
@@ -35,11 +35,12 @@ def speaker(n, seed=1):
     )
 
 
+@pytest.mark.parametrize("overlap", [0, 20])
 @pytest.mark.parametrize("chunks", [[T], [1] * 20 + [T - 20], [49, 1, 75, 75]])
-def test_streaming_in_any_chunks_equals_offline_for_the_same_seed(model, chunks):
+def test_streaming_in_any_chunks_equals_offline_for_the_same_seed(model, chunks, overlap):
     audio, face, emotion = speaker(2)
     history = torch.randn(2, 250, 25)
-    s = sampler(model, guidance=2.0)
+    s = sampler(model, guidance=2.0, overlap=overlap, eta=0.5 if overlap else 0.0)
     offline = generate_clips(s, audio, face, emotion, samples=3, history=history, seed=7)
     stream = StreamingGenerator(s, samples=3, history=history, seed=7, max_frames=T)
     windows, at = [], 0
@@ -109,3 +110,59 @@ def test_personalised_samples_depend_on_the_listener_history(model):
 def test_a_generic_model_rejects_a_history(model):
     with pytest.raises(TypeError, match="PerFRDiff"):
         StreamingGenerator(sampler(model.gafrg), samples=1, history=torch.randn(1, 250, 25))
+
+
+class Recorded(ReactionSampler):
+    """A sampler that records each window it returns and the frames it was told to keep."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.windows, self.known = [], []
+
+    def sample(self, memory, generator, shifts=None, index=None, known=None):
+        window = super().sample(memory, generator, shifts, index, known)
+        self.windows.append(window)
+        self.known.append(known)
+        return window
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_overlapping_windows_start_with_exactly_the_frames_generated_before(model, eta):
+    audio, face, emotion = speaker(2)
+    w, o = 50, 20
+    s = Recorded(model, DDIMSchedule(1000, eta), SamplerConfig(3, 2.0, overlap=o))
+    clips = generate_clips(s, audio, face, emotion, samples=3, history=torch.randn(2, 250, 25))
+    assert clips.shape == (2, 3, T, 25)  # windows start at 0, 30, …, 150
+    assert len(s.windows) == 6 and s.known[0] is None
+    flat = clips.reshape(6, T, 25)
+    for k, (window, known) in enumerate(zip(s.windows[1:], s.known[1:], strict=True), 1):
+        start = k * (w - o)
+        torch.testing.assert_close(window[:, :o], known, rtol=0, atol=0)
+        torch.testing.assert_close(known, flat[:, start : start + o], rtol=0, atol=0)
+        frames = min(w, T - start)
+        torch.testing.assert_close(window[:, :frames], flat[:, start : start + frames])
+
+
+def test_an_overlapping_window_uses_only_speaker_frames_before_its_start(model):
+    audio, face, emotion = speaker(1)
+    changed = [x.clone() for x in (audio, face, emotion)]
+    for x in changed:
+        x[:, 90:] = 0  # window 3 starts at 90: frames before 90 + 50 = 140 are its own
+    a = generate_clips(sampler(model, overlap=20), audio, face, emotion, samples=2, seed=3)
+    b = generate_clips(sampler(model, overlap=20), *changed, samples=2, seed=3)
+    torch.testing.assert_close(a[:, :, :140], b[:, :, :140], rtol=0, atol=0)
+    assert not torch.allclose(a[:, :, 140:], b[:, :, 140:])
+
+
+def test_overlapping_windows_are_released_when_the_speaker_reaches_their_start(model):
+    audio, face, emotion = speaker(1)
+    stream = StreamingGenerator(sampler(model, overlap=20), samples=2, seed=0, batch=1)
+    first = stream.push(audio[:, :29], face[:, :29], emotion[:, :29])
+    assert [x.shape[2] for x in first] == [50]  # window 0
+    second = stream.push(audio[:, 29:30], face[:, 29:30], emotion[:, 29:30])
+    assert [x.shape[2] for x in second] == [30]  # window 1 at 30 adds frames 50..79
+
+
+def test_the_overlap_must_be_shorter_than_the_window(model):
+    with pytest.raises(ValueError, match="overlap"):
+        sampler(model, overlap=50)

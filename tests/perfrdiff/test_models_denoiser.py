@@ -57,6 +57,17 @@ def test_guidance_extrapolates_from_unconditional_to_conditional(model):
     torch.testing.assert_close(guided, uncond + 3.0 * (cond - uncond), atol=1e-5, rtol=1e-5)
 
 
+def test_the_previous_window_changes_the_memory_and_the_prediction_when_enabled(model):
+    past = torch.ones(2, dtype=torch.bool)
+    a = model.condition(*speaker(2), torch.zeros(2, 50, 25), past)
+    b = model.condition(*speaker(2), torch.randn(2, 50, 25), past)
+    speaker_tokens = 2 * 50 + 1
+    torch.testing.assert_close(a[:, :speaker_tokens], b[:, :speaker_tokens])
+    assert (a[:, speaker_tokens:] - b[:, speaker_tokens:]).abs().amin(dim=-1).gt(0).all()
+    x_t, t = torch.randn(2, 50, 25), torch.tensor([500, 500])
+    assert not torch.allclose(model(x_t, t, a), model(x_t, t, b))
+
+
 def test_previous_window_changes_the_prediction_only_when_enabled():
     torch.manual_seed(0)
     config = load_config("tiny", ["denoiser.use_prev_window=false"])

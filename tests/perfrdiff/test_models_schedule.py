@@ -4,6 +4,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from perfrdiff.models.schedule import DDIMSchedule, cosine_alphas_cumprod
 
 
@@ -82,3 +84,67 @@ def test_add_noise_names_the_bad_argument():
         schedule.add_noise(torch.zeros(2, 3), torch.zeros(2, 4), torch.zeros(2, dtype=torch.long))
     with pytest.raises(ValueError, match="t must"):
         schedule.add_noise(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(3, dtype=torch.long))
+
+
+@pytest.mark.parametrize("steps", [1, 2, 10, 50, 999, 1000])
+def test_quadratic_timesteps_are_distinct_descending_and_dense_near_the_clean_end(steps):
+    schedule = DDIMSchedule(1000)
+    grid = schedule.set_timesteps(steps, "quadratic")
+    assert grid.shape == (steps,) and grid[-1] == 0
+    assert bool((grid[:-1] > grid[1:]).all())
+    if 2 < steps < 1000:
+        gaps = grid[:-1] - grid[1:]
+        assert grid[0] == 999 and gaps[-1] < gaps[0]  # small steps where the noise is small
+    assert schedule.set_timesteps(10, "quadratic").tolist() == [
+        999, 789, 604, 444, 308, 197, 111, 49, 12, 0
+    ]  # fmt: skip
+
+
+def test_ddim_with_an_oracle_recovers_x0_on_a_quadratic_grid():
+    torch.manual_seed(0)
+    schedule = DDIMSchedule(1000)
+    timesteps = schedule.set_timesteps(10, "quadratic")
+    x0 = torch.randn(3, 50, 25)
+    x = schedule.add_noise(x0, torch.randn_like(x0), torch.full((3,), int(timesteps[0])))
+    for t in timesteps.tolist():
+        assert schedule.previous_timestep(t) < t
+        x = schedule.step(x0, t, x)
+    torch.testing.assert_close(x, x0, atol=1e-5, rtol=0)
+
+
+def test_the_schedule_names_an_unknown_spacing_and_an_off_grid_step():
+    schedule = DDIMSchedule(1000)
+    with pytest.raises(ValueError, match="spacing"):
+        schedule.set_timesteps(10, "cubic")
+    schedule.set_timesteps(10)
+    with pytest.raises(ValueError, match="not a timestep"):
+        schedule.previous_timestep(150)
+
+
+@pytest.mark.parametrize("prediction", ["x0", "v"])
+@settings(max_examples=20, deadline=None)
+@given(t=st.integers(0, 999), seed=st.integers(0, 2**31 - 1))
+def test_the_x0_implied_by_the_training_target_is_the_clean_sample(prediction, t, seed):
+    schedule = DDIMSchedule(1000, prediction=prediction)
+    g = torch.Generator().manual_seed(seed)
+    x0, noise = (torch.randn(3, 7, 5, generator=g, dtype=torch.float64) for _ in range(2))
+    steps = torch.full((3,), t)
+    x_t = schedule.add_noise(x0, noise, steps)
+    target = schedule.training_target(x0, noise, steps)
+    torch.testing.assert_close(schedule.predicted_x0(target, x_t, steps), x0)
+    torch.testing.assert_close(schedule.predicted_x0(target, x_t, t), x0)
+    if prediction == "v":  # v = √ᾱ ε - √(1-ᾱ) x0
+        a = schedule.alphas_cumprod[t]
+        torch.testing.assert_close(target, a.sqrt() * noise - (1 - a).sqrt() * x0)
+
+
+def test_v_prediction_passes_the_input_through_as_the_noise_vanishes():
+    schedule = DDIMSchedule(1000, prediction="v")
+    x_t = torch.randn(2, 50, 25, dtype=torch.float64)
+    x0 = schedule.predicted_x0(torch.zeros_like(x_t), x_t, 0)  # whatever the network says
+    torch.testing.assert_close(x0, schedule.alphas_cumprod[0].sqrt() * x_t)
+
+
+def test_the_schedule_names_an_unknown_prediction():
+    with pytest.raises(ValueError, match="prediction"):
+        DDIMSchedule(1000, prediction="eps")

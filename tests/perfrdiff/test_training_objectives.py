@@ -58,6 +58,19 @@ def test_gafrg_stage_keeps_the_emotion_vae_frozen():
     assert not gafrg.vae.training
 
 
+@pytest.mark.parametrize("cond_drop", [0.0, 0.5])
+def test_gafrg_stage_trains_the_null_condition_only_when_it_drops_conditions(cond_drop):
+    # Classifier-free guidance needs an unconditional model: the learned null token must be
+    # trained (it is the model's input only where the objective dropped the condition).
+    torch.manual_seed(0)
+    gafrg = build_gafrg(load_config("tiny"))
+    objective = GAFRGObjective(gafrg, DDIMSchedule(1000), cond_drop=cond_drop).train()
+    loss, _ = objective(batch(b=32))
+    loss.backward()
+    trained = gafrg.null.grad is not None and bool(gafrg.null.grad.abs().sum() > 0)
+    assert trained == (cond_drop > 0)
+
+
 def test_pwsg_stage_needs_the_trained_gafrg_and_style_encoder(tmp_path, synthetic_root):
     config = load_config("tiny", [f"data.root={synthetic_root}"])
     with pytest.raises(FileNotFoundError, match="gafrg"):
@@ -78,3 +91,20 @@ def test_pwsg_step_runs_under_bf16_autocast_with_float32_gradients():
     assert torch.isfinite(loss)
     grads = [p.grad for p in objective.trained.parameters() if p.grad is not None]
     assert grads and all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
+
+
+def test_the_denoiser_learns_v_when_the_schedule_predicts_v():
+    from perfrdiff.training.objectives import diffusion_inputs
+
+    gafrg = build_gafrg(load_config("tiny"))
+    outputs = {}
+    for prediction in ("x0", "v"):
+        torch.manual_seed(0)
+        schedule = DDIMSchedule(1000, prediction=prediction)
+        outputs[prediction] = diffusion_inputs(gafrg, schedule, batch(b=8), cond_drop=0.0)
+    (x0, x_t, t, _, _), (v, x_t_v, _, _, _) = outputs["x0"], outputs["v"]
+    torch.testing.assert_close(x_t_v, x_t)  # the same noisy windows, another target
+    schedule = DDIMSchedule(1000, prediction="v")
+    noise = schedule.predicted_noise(x_t, x0, t)
+    torch.testing.assert_close(v, schedule.training_target(x0, noise, t), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(batch(b=8)["listener_emotion"], x0)

@@ -60,7 +60,7 @@ def demo(
 ) -> dict[str, dict[str, float]]:
     """The README's pipeline; returns ``{"generic" | "personalised" | "chance": metrics}``."""
     from perfrdiff.generation import chance_predictions, write_generation
-    from perfrdiff.metrics import markdown_table, write_report
+    from perfrdiff.metrics import markdown_table, motion_table, write_report
     from perfrdiff.run import Run
 
     start = time.perf_counter()
@@ -91,6 +91,9 @@ def demo(
     )
     print(markdown_table(results))
     print("FRDiv/FRDvs/FRVar unscaled (papers print x100); FRRea: see perfrdiff.metrics.realism")
+    print()
+    print("Motion (perfrdiff.metrics.motion; real reactions: 1 everywhere)")
+    print(motion_table(results))
     print(f"results: {json_path}")
     print(f"plots:   {out / 'generate'}/{{generic,personalised}}/item_*.png")
     print(

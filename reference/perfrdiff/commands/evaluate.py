@@ -1,4 +1,5 @@
-"""Compute the seven REACT metrics of saved predictions; writes metrics.json and metrics.md.
+"""Compute the seven REACT metrics and the motion statistics of saved predictions; writes
+metrics.json and metrics.md.
 
 Predictions are a ``.npy`` (or ``.npz`` with key ``predictions``) of shape (n, k, 750, 25) in the
 split's mirrored item order: the CSV's rows, then the same rows with speaker and listener swapped.
@@ -39,6 +40,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--n-jobs", type=int, default=None, help="FRdist processes (default: one per usable CPU)"
     )
     parser.add_argument(
+        "--window", type=int, default=EvaluateConfig.window, help="online window (default: 50)"
+    )
+    parser.add_argument(
+        "--stride",
+        type=int,
+        default=None,
+        help="frames between window starts (default: as recorded by generate, else --window)",
+    )
+    parser.add_argument(
         "--nan-policy",
         choices=("ignore", "challenge"),
         default=EvaluateConfig.nan_policy,
@@ -57,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
         name=args.name,
         n_jobs=args.n_jobs,
         nan_policy=args.nan_policy,
+        window=args.window,
+        stride=args.stride,
     )
     results, json_path, markdown_path = evaluate_saved_predictions(config)
     for name, value in results.items():

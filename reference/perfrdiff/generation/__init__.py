@@ -15,7 +15,12 @@ from perfrdiff.generation.reactions import (
     with_listener_history,
     write_generation,
 )
-from perfrdiff.generation.sampler import ReactionSampler, SamplerConfig, guided_x0
+from perfrdiff.generation.sampler import (
+    ReactionSampler,
+    SamplerConfig,
+    continue_from,
+    guided_x0,
+)
 from perfrdiff.generation.streaming import (
     StreamingGenerator,
     generate_clips,
@@ -31,6 +36,7 @@ __all__ = [
     "chance_predictions",
     "check_generation_options",
     "check_history",
+    "continue_from",
     "generate_clips",
     "generate_dataset",
     "guided_x0",

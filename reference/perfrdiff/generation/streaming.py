@@ -1,12 +1,15 @@
 """Online generation of listener reactions: DDIM sampling with classifier-free guidance, streamed
 window by window, generic (GAFRG) or personalised (PerFRDiff with a listener's shifts).
 
-Listener window ``k`` covers frames ``[k·w, (k+1)·w)`` and is conditioned on the speaker frames
-``[(k-1)·w, k·w)`` (zeros for ``k = 0``), i.e. on speaker behaviour up to ``t - w`` for a window
-ending at ``t``, and, if configured, on the previously generated window of the same sample.
-:class:`StreamingGenerator` accepts speaker frames as they arrive and yields each new window for
-``M`` samples; :func:`generate_clips` drives it offline over whole clips, so streaming and offline
-generation are the same computation.
+Listener windows are ``w`` frames long and start every ``s = w - o`` frames (``o``: the sampler's
+``overlap``, 0 by default): window ``k`` covers ``[k·s, k·s + w)`` and is conditioned on the
+speaker frames ``[k·s - w, k·s)``, i.e. on speaker behaviour up to ``t - w`` for a window ending
+at ``t`` (a window starting before ``w`` sees no speaker or listener past, as in training), on the
+previously generated ``w`` frames when configured, and, with ``o > 0``, it starts with the ``o``
+frames already generated (held fixed while it is denoised). :class:`StreamingGenerator` accepts
+speaker frames as they arrive and yields each newly generated stretch for ``M`` samples;
+:func:`generate_clips` drives it offline over whole clips, so streaming and offline generation are
+the same computation.
 """
 
 from __future__ import annotations
@@ -28,16 +31,16 @@ log = logging.getLogger(__name__)
 class StreamingGenerator:
     """Online generation for ``n`` speakers at once, ``M`` samples each.
 
-    Speaker frames are pushed as they arrive; each call returns the listener windows that became
+    Speaker frames are pushed as they arrive; each call returns the listener frames that became
     computable. A listener's shifts are computed once, here, and reused for all windows, samples
     and denoising steps.
 
     Args:
-        sampler: the DDIM sampler (generic or personalised model).
+        sampler: the DDIM sampler (generic or personalised model; its config's ``overlap``).
         samples: ``M``.
         history: ``(n, h, c)`` listener histories for personalised generation, else ``None``.
         seed: seed of the noise; the same seed gives the same reactions, whatever the chunking.
-        max_frames: stop after the window that ends at this frame (``None``: unbounded).
+        max_frames: stop after frame ``w·⌊max_frames / w⌋`` (``None``: unbounded).
         batch: ``n`` (only needed without ``history``).
     """
 
@@ -55,7 +58,9 @@ class StreamingGenerator:
         self.sampler = sampler
         self.samples = samples
         self.window = sampler.gafrg.window
-        self.max_windows = None if max_frames is None else max_frames // self.window
+        self.overlap = sampler.config.overlap
+        self.stride = self.window - self.overlap
+        self.max_frames = None if max_frames is None else max_frames // self.window * self.window
         self.n = history.shape[0] if history is not None else (batch or 1)
         self.device = next(sampler.gafrg.parameters()).device
         self.generator = torch.Generator(self.device).manual_seed(seed)
@@ -70,35 +75,48 @@ class StreamingGenerator:
         self.frames: list[Tensor] = []  # received speaker frames, chunks of (n, f, 78+58+25)
         self.received = 0
         self.next_window = 0
-        self.prev: Tensor | None = None  # (n·M, w, 25) the last generated window
+        self.generated = 0  # listener frames generated so far
+        # (n·M, ≤ w + o, 25): the last generated frames (the next window's past and overlap).
+        self.tail: Tensor | None = None
 
     def _speaker(self, start: int, end: int) -> Tensor:
-        """``(n, end - start, 161)`` received speaker frames (zeros before frame 0)."""
-        if end <= 0:
-            return torch.zeros(self.n, end - start, AUDIO_DIM + FACE_DIM + EMOTION_DIM)
+        """``(n, end - start, 161)`` received speaker frames."""
         frames = torch.cat(self.frames, dim=1)
         self.frames = [frames]
         return frames[:, start:end]
 
-    def _generate(self, k: int) -> Tensor:
-        w, m = self.window, self.samples
-        speaker = self._speaker((k - 1) * w, k * w).to(self.device, non_blocking=True)
-        speaker = speaker.repeat_interleave(m, dim=0)
+    def _generate(self, start: int) -> Tensor:
+        """The window starting at frame ``start``; returns its new frames ``(n, M, f, 25)``."""
+        w, m, rows = self.window, self.samples, self.n * self.samples
+        has_past = start >= w  # as in training: a window before frame w sees no past at all
+        if has_past:
+            speaker = self._speaker(start - w, start).to(self.device, non_blocking=True)
+            speaker = speaker.repeat_interleave(m, dim=0)
+            prev = self.tail[:, -(w + self.overlap) : self.tail.shape[1] - self.overlap]
+        else:
+            speaker = torch.zeros(rows, w, AUDIO_DIM + FACE_DIM + EMOTION_DIM, device=self.device)
+            prev = torch.zeros(rows, w, EMOTION_DIM, device=self.device)
         audio, face, emotion = speaker.split([AUDIO_DIM, FACE_DIM, EMOTION_DIM], dim=-1)
-        has_past = torch.full((self.n * m,), k > 0, dtype=torch.bool, device=self.device)
-        prev = self.prev if self.prev is not None else torch.zeros_like(emotion)
+        past = torch.full((rows,), has_past, dtype=torch.bool, device=self.device)
+        known = self.tail[:, start - self.generated :] if start < self.generated else None
         with torch.no_grad():
-            memory = self.sampler.gafrg.condition(audio, face, emotion, prev, has_past)
-        window = self.sampler.sample(memory, self.generator, self.shifts, self.index)
-        self.prev = window
-        return window.reshape(self.n, m, w, EMOTION_DIM)
+            memory = self.sampler.gafrg.condition(audio, face, emotion, prev, past)
+        window = self.sampler.sample(memory, self.generator, self.shifts, self.index, known)
+        new = window[:, self.generated - start :]
+        if self.max_frames is not None:
+            new = new[:, : self.max_frames - self.generated]
+        self.tail = new if self.tail is None else torch.cat([self.tail, new], dim=1)
+        self.tail = self.tail[:, -(w + self.overlap) :]
+        self.generated += new.shape[1]
+        return new.reshape(self.n, m, new.shape[1], EMOTION_DIM)
 
     def push(self, audio: Tensor, face: Tensor, emotion: Tensor) -> list[Tensor]:
         """Add speaker frames ``audio: (n, f, 78)``, ``face: (n, f, 58)``, ``emotion: (n, f, 25)``.
 
         Returns:
-            the newly computable listener windows, each ``(n, M, w, 25)``, in time order (the
-            first call also returns window 0, which needs no speaker frames).
+            the newly computable listener frames in time order, one ``(n, M, f', 25)`` tensor
+            per window: its ``w`` frames for the first, the ``s`` frames after the overlap for
+            the others (the first call also returns window 0, which needs no speaker frames).
         """
         if not (audio.shape[:2] == face.shape[:2] == emotion.shape[:2]) or audio.shape[0] != self.n:
             raise ValueError(
@@ -108,10 +126,10 @@ class StreamingGenerator:
         self.frames.append(torch.cat([audio, face, emotion], dim=-1).float().cpu())
         self.received += audio.shape[1]
         out = []
-        while self.next_window * self.window <= self.received and (
-            self.max_windows is None or self.next_window < self.max_windows
+        while self.next_window * self.stride <= self.received and (
+            self.max_frames is None or self.generated < self.max_frames
         ):
-            out.append(self._generate(self.next_window))
+            out.append(self._generate(self.next_window * self.stride))
             self.next_window += 1
         return out
 
@@ -135,7 +153,7 @@ def generate_clips(
         history: ``(n, h, c)`` listener histories (personalised) or ``None`` (generic).
 
     Returns:
-        ``(n, M, T', 25)`` reactions, ``T' = w·⌊T / w⌋``.
+        ``(n, M, T', 25)`` reactions, ``T' = w·⌊T / w⌋`` (the last window cut at ``T'``).
     """
     stream = StreamingGenerator(
         sampler, samples, history, seed, max_frames=audio.shape[1], batch=audio.shape[0]

@@ -1,4 +1,5 @@
-"""All seven REACT metrics in one call, and their JSON / Markdown reports."""
+"""All seven REACT metrics in one call, and their JSON / Markdown reports (with the motion
+statistics of :mod:`.motion` where a result has them)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,13 @@ from perfrdiff.metrics.realism import frrea
 from perfrdiff.metrics.synchrony import frsyn
 
 METRICS = ("FRCorr", "FRdist", "FRDiv", "FRDvs", "FRVar", "FRSyn", "FRRea")
+# Motion statistics in the report, with their column titles (targets: join/inside 1, as real
+# reactions; inside step / real 1; each band's power generated / real 1).
+MOTION_COLUMNS = {
+    "join_ratio": "join/inside step",
+    "real_join_ratio": "real join/inside",
+    "inside_vs_real": "inside step / real",
+}
 HIGHER_IS_BETTER = {
     "FRCorr": True, "FRdist": False, "FRDiv": True, "FRDvs": True, "FRVar": True,
     "FRSyn": False, "FRRea": False,
@@ -59,15 +67,41 @@ def evaluate_all(
     }
 
 
+def _table(
+    results: dict[str, dict[str, float]], columns: list[str], titles: list[str], digits: int
+) -> str:
+    """Markdown: one row per named result, one column per key (blank where a result lacks it)."""
+    lines = ["| run | " + " | ".join(titles) + " |", "|---" * (len(columns) + 1) + "|"]
+    for name, values in results.items():
+        cells = [f"{values[c]:.{digits}f}" if c in values else "" for c in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown_table(results: dict[str, dict[str, float]]) -> str:
     """A Markdown table with one row per named result and one column per metric."""
     columns = [m for m in METRICS if any(m in r for r in results.values())]
     arrows = [f"{m} {'↑' if HIGHER_IS_BETTER[m] else '↓'}" for m in columns]
-    lines = ["| run | " + " | ".join(arrows) + " |", "|---" * (len(columns) + 1) + "|"]
-    for name, values in results.items():
-        cells = [f"{values[m]:.4f}" if m in values else "" for m in columns]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return _table(results, columns, arrows, 4)
+
+
+def motion_table(results: dict[str, dict[str, float]]) -> str:
+    """A Markdown table of the motion statistics (:func:`~.motion.motion_report` keys) of each
+    named result that has them; empty when none has."""
+    columns = [key for key in MOTION_COLUMNS if any(key in r for r in results.values())]
+    columns += sorted(
+        {k for r in results.values() for k in r if k.startswith("power ")},
+        key=lambda k: float(k.split()[1].split("-")[0]),
+    )
+    if not columns:
+        return ""
+    return _table(results, columns, [MOTION_COLUMNS.get(c, f"{c} gen/real") for c in columns], 3)
+
+
+def report_markdown(results: dict[str, dict[str, float]]) -> str:
+    """The REACT metrics table, then the motion statistics table when there is one."""
+    motion = motion_table(results)
+    return markdown_table(results) + (f"\n{motion}" if motion else "")
 
 
 def write_report(results: dict[str, dict[str, float]], directory: str | Path) -> tuple[Path, Path]:
@@ -76,7 +110,7 @@ def write_report(results: dict[str, dict[str, float]], directory: str | Path) ->
     directory.mkdir(parents=True, exist_ok=True)
     outputs = (
         (directory / "metrics.json", json.dumps(results, indent=2) + "\n"),
-        (directory / "metrics.md", markdown_table(results)),
+        (directory / "metrics.md", report_markdown(results)),
     )
     for path, text in outputs:
         atomic_write_text(path, text)

@@ -13,6 +13,7 @@ import numpy as np
 from perfrdiff.data import ClipStore, DataError, MissingFileError, SplitIndex, read_npy
 from perfrdiff.metrics._inputs import predictions_array
 from perfrdiff.metrics.evaluate import evaluate_all, write_report
+from perfrdiff.metrics.motion import motion_report
 
 
 @dataclass
@@ -32,6 +33,11 @@ class EvaluateConfig:
     name: str | None = None  # row label; default: the predictions file's stem
     n_jobs: int | None = None
     nan_policy: Literal["ignore", "challenge"] = "ignore"
+    # How the predictions were generated, for the motion statistics: windows of ``window``
+    # frames every ``stride`` (default: the ``stride`` recorded in the predictions' .json by
+    # ``perfrdiff generate``, else ``window``).
+    window: int = 50
+    stride: int | None = None
 
 
 DEFAULT_SPLIT = "test"
@@ -138,8 +144,18 @@ def load_references(root: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.
     return listener, speaker, index.neighbours
 
 
+def recorded_stride(path: Path) -> int | None:
+    """The window stride recorded beside saved predictions (``<stem>.json``), if any."""
+    meta = path.with_suffix(".json")
+    if not meta.is_file():
+        return None
+    stride = json.loads(meta.read_text()).get("stride")
+    return int(stride) if stride is not None else None
+
+
 def evaluate_saved_predictions(config: EvaluateConfig) -> tuple[dict[str, float], Path, Path]:
-    """Compute the seven metrics for ``config.predictions``; returns them and the report paths."""
+    """Compute the seven metrics and the motion statistics for ``config.predictions``; returns
+    them and the report paths."""
     split = resolve_split(config.predictions, config.split)
     predictions = load_predictions(config.predictions)
     listener, speaker, neighbours = load_references(config.root, split)
@@ -147,6 +163,8 @@ def evaluate_saved_predictions(config: EvaluateConfig) -> tuple[dict[str, float]
     results = evaluate_all(
         predictions, listener, speaker, neighbours, config.n_jobs, config.nan_policy, True
     )
+    stride = config.stride or recorded_stride(config.predictions)
+    results.update(motion_report(predictions, listener, config.window, stride))
     name = config.name or config.predictions.stem
     output = config.output or config.predictions.parent
     json_path, markdown_path = write_report({name: results}, output)

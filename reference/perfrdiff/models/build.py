@@ -45,7 +45,8 @@ def build_perfrdiff(
 
 def build_schedule(config: Config) -> DDIMSchedule:
     """The diffusion schedule a run trains and samples with."""
-    return DDIMSchedule(config.diffusion.train_steps, eta=config.diffusion.eta)
+    d = config.diffusion
+    return DDIMSchedule(d.train_steps, eta=d.eta, prediction=d.prediction)
 
 
 @dataclass(frozen=True)

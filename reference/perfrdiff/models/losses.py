@@ -8,7 +8,8 @@ from torch import Tensor
 
 
 def x0_loss(prediction: Tensor, target: Tensor) -> Tensor:
-    """Mean squared error between predicted and real clean windows ``(b, w, e)``."""
+    """Mean squared error between the denoiser's output and its target ``(b, w, e)`` (the clean
+    window, or ``v``: :meth:`~perfrdiff.models.DDIMSchedule.training_target`)."""
     if prediction.shape != target.shape:
         raise ValueError(
             f"prediction {tuple(prediction.shape)} and target {tuple(target.shape)} differ"

@@ -27,33 +27,67 @@ def cosine_alphas_cumprod(num_steps: int, s: float = 0.008, max_beta: float = 0.
     return torch.cumprod(1 - betas, dim=0)
 
 
+PREDICTIONS = ("x0", "v")
+
+
 class DDIMSchedule:
     """Cosine schedule with ``num_train_steps`` steps and DDIM sampling over a subset of them.
 
     Args:
         num_train_steps: diffusion steps used in training (the paper: 1000).
         eta: DDIM stochasticity (0: deterministic DDIM, 1: DDPM-like).
+        prediction: what the network predicts: ``"x0"`` (the paper) or ``"v"``
+            (``v = √ᾱ ε - √(1-ᾱ) x0``, Salimans & Ho, 2022). With ``x0``, the MSE of a small
+            network is dominated by the noisy steps and its prediction at low noise is
+            over-smooth; ``x0 = √ᾱ x_t - √(1-ᾱ) v`` passes ``x_t``'s detail through as the noise
+            vanishes, and the ``v`` loss weighs low-noise steps by ``1 / (1 - ᾱ)`` in ``x0`` terms.
     """
 
-    def __init__(self, num_train_steps: int = 1000, eta: float = 0.0) -> None:
+    def __init__(
+        self, num_train_steps: int = 1000, eta: float = 0.0, prediction: str = "x0"
+    ) -> None:
         if num_train_steps < 2:
             raise ValueError(f"num_train_steps must be >= 2, got {num_train_steps}")
         if eta < 0:
             raise ValueError(f"eta must be >= 0, got {eta}")
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
         self.num_train_steps = num_train_steps
         self.eta = eta
+        self.prediction = prediction
         self.alphas_cumprod = cosine_alphas_cumprod(num_train_steps)
-        self.timesteps = torch.arange(num_train_steps - 1, -1, -1)
+        self.set_timesteps(num_train_steps)
         # ᾱ of one timestep on a device, in a dtype: sampling reuses them every window, so the
         # DDIM loop does no host-to-device copy after the first window.
         self._scalar_alphas: dict[tuple[int, torch.device, torch.dtype], Tensor] = {}
 
-    def set_timesteps(self, num_steps: int) -> Tensor:
-        """Choose ``num_steps`` evenly spaced timesteps, descending; returns them as ``(s,)``."""
+    def set_timesteps(self, num_steps: int, spacing: str = "uniform") -> Tensor:
+        """Choose ``num_steps`` timesteps, descending; returns them as ``(s,)``.
+
+        ``"uniform"``: every ``⌊T / s⌋``-th step from 0 (DDIM's linear selection).
+        ``"quadratic"``: ``t_i ∝ i²`` from 0 to ``T - 1`` (DDIM's quadratic selection): the same
+        number of steps, spent where the noise is small. The last step of a uniform grid jumps
+        from ``t = T / s`` to clean, so whatever is weaker than that noise level (frame-to-frame
+        detail of a reaction) is averaged away; a quadratic grid ends with a small jump.
+        """
         if not 1 <= num_steps <= self.num_train_steps:
             raise ValueError(f"num_steps must be in [1, {self.num_train_steps}], got {num_steps}")
-        ratio = self.num_train_steps // num_steps
-        self.timesteps = (torch.arange(num_steps - 1, -1, -1) * ratio).long()
+        if spacing == "uniform":
+            ratio = self.num_train_steps // num_steps
+            ascending = torch.arange(num_steps) * ratio
+        elif spacing == "quadratic":
+            last = self.num_train_steps - 1
+            grid = torch.linspace(0, 1, num_steps, dtype=torch.float64) ** 2 * last
+            steps = grid.floor().long().tolist()
+            for i in range(1, num_steps):  # distinct steps, leaving room for the ones after
+                room = last - (num_steps - 1 - i)
+                steps[i] = min(max(steps[i], steps[i - 1] + 1), room)
+            ascending = torch.tensor(steps)
+        else:
+            raise ValueError(f"spacing must be 'uniform' or 'quadratic', got {spacing!r}")
+        self.timesteps = ascending.flip(0).long()
+        grid = self.timesteps.tolist()
+        self._previous = dict(zip(grid, [*grid[1:], -1], strict=True))
         return self.timesteps
 
     def _alpha(self, t: Tensor | int, like: Tensor) -> Tensor:
@@ -87,15 +121,47 @@ class DDIMSchedule:
         a = self._alpha(t, x0)
         return a.sqrt() * x0 + (1 - a).sqrt() * noise
 
+    def training_target(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        """What the network learns to output for ``x_t = add_noise(x0, noise, t)``: ``x0`` or
+        ``v = √ᾱ_t ε - √(1-ᾱ_t) x0`` (see :attr:`prediction`).
+
+        Args:
+            x0: ``(b, *s)`` clean samples.
+            noise: ``(b, *s)`` the noise they were noised with.
+            t: ``(b,)`` integer timesteps.
+        """
+        if self.prediction == "x0":
+            return x0
+        a = self._alpha(t, x0)
+        return a.sqrt() * noise - (1 - a).sqrt() * x0
+
+    def predicted_x0(self, output: Tensor, sample: Tensor, t: Tensor | int) -> Tensor:
+        """The clean sample implied by the network's ``output`` at ``x_t = sample``.
+
+        Args:
+            output: ``(b, *s)`` the network's output.
+            sample: ``(b, *s)`` the ``x_t`` it was given.
+            t: ``(b,)`` integer timesteps or one ``int``.
+        """
+        if self.prediction == "x0":
+            return output
+        a = self._alpha(t, sample)
+        return a.sqrt() * sample - (1 - a).sqrt() * output
+
     def predicted_noise(self, sample: Tensor, x0: Tensor, t: Tensor | int) -> Tensor:
         """``ε`` implied by ``x_t`` and a prediction of ``x0``."""
         a = self._alpha(t, sample)
         return (sample - a.sqrt() * x0) / (1 - a).sqrt()
 
     def previous_timestep(self, t: int) -> int:
-        """The next (smaller) timestep of the sampling grid, or -1 after the last one."""
-        ratio = self.num_train_steps // len(self.timesteps)
-        return t - ratio if t - ratio >= 0 else -1
+        """The next (smaller) timestep of the sampling grid, or -1 after the last one.
+
+        Raises:
+            ValueError: ``t`` is not on the grid of :meth:`set_timesteps`.
+        """
+        if t not in self._previous:
+            raise ValueError(f"t = {t} is not a timestep of the grid set by set_timesteps")
+        return self._previous[t]
 
     def step(
         self,

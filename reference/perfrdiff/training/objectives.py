@@ -2,7 +2,8 @@
 
 * ``emotion-vae``: reconstruction + KL on speaker and listener emotion windows.
 * ``style``: supervised contrastive loss on listener clips (label = listener identity).
-* ``gafrg``: ``x0`` MSE of the generic denoiser, conditions dropped with ``p = cond_drop``.
+* ``gafrg``: ``x0`` (or ``v``) MSE of the generic denoiser, conditions dropped with
+  ``p = cond_drop``.
 * ``pwsg``: the same loss through the denoiser edited by shifts from the listener's style, with
   the denoiser and the style encoder frozen (only the shift generator learns).
 """
@@ -62,14 +63,17 @@ class StyleObjective(Objective):
 def diffusion_inputs(
     gafrg: GAFRG, schedule: DDIMSchedule, batch: Batch, cond_drop: float, prev_drop: float = 0.0
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Noised targets and conditions of a training batch: ``(x0, x_t, t, memory, keep)``.
+    """Noised windows and conditions of a training batch: ``(target, x_t, t, memory, keep)``.
 
-    The real previous window is hidden with probability ``prev_drop`` (as at a clip's start).
+    ``target`` is what the network learns to output (``x0`` or ``v``, see
+    :meth:`DDIMSchedule.training_target`). The real previous window is hidden with probability
+    ``prev_drop`` (as at a clip's start).
     """
     x0 = batch["listener_emotion"].float()
     b = x0.shape[0]
     t = torch.randint(0, schedule.num_train_steps, (b,), device=x0.device)
-    x_t = schedule.add_noise(x0, torch.randn_like(x0), t)
+    noise = torch.randn_like(x0)
+    x_t = schedule.add_noise(x0, noise, t)
     has_past = batch["has_past"].bool() & (torch.rand(b, device=x0.device) >= prev_drop)
     memory = gafrg.condition(
         batch["speaker_audio"].float(),
@@ -79,7 +83,7 @@ def diffusion_inputs(
         has_past,
     )
     keep = torch.rand(b, device=x0.device) >= cond_drop
-    return x0, x_t, t, memory, keep
+    return schedule.training_target(x0, noise, t), x_t, t, memory, keep
 
 
 class GAFRGObjective(Objective):
@@ -93,10 +97,10 @@ class GAFRGObjective(Objective):
         self.prev_drop = prev_drop
 
     def forward(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
-        x0, x_t, t, memory, keep = diffusion_inputs(
+        target, x_t, t, memory, keep = diffusion_inputs(
             self.trained, self.schedule, batch, self.cond_drop, self.prev_drop
         )
-        return x0_loss(self.trained(x_t, t, memory, keep), x0), {}
+        return x0_loss(self.trained(x_t, t, memory, keep), target), {}
 
 
 class PWSGObjective(Objective):
@@ -123,13 +127,13 @@ class PWSGObjective(Objective):
         gafrg = self.model.gafrg
         with torch.no_grad():
             style = self.model.style(batch[self.history_key].float())
-            x0, x_t, t, memory, keep = diffusion_inputs(
+            target, x_t, t, memory, keep = diffusion_inputs(
                 gafrg, self.schedule, batch, self.cond_drop, self.prev_drop
             )
         shifts = self.trained(style)  # one shift per sample: the batch mixes listeners
-        loss = x0_loss(self.model(x_t, t, memory, keep, shifts, None), x0)
+        loss = x0_loss(self.model(x_t, t, memory, keep, shifts, None), target)
         with torch.no_grad():
-            size = sum(squared_norm(d) for d in shifts.values()) / x0.shape[0]
+            size = sum(squared_norm(d) for d in shifts.values()) / target.shape[0]
         return loss, {"shift_norm": size.sqrt().item()}
 
 
