@@ -342,3 +342,19 @@ def test_import_weditlib_and_weditlib_peft_do_not_import_peft():
         "assert not {'peft', 'transformers'} & set(sys.modules), sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_stacking_without_autograd_is_reused_until_a_factor_changes():
+    adapters = load_one()
+    names = ["a", None]
+    with torch.no_grad():
+        first, index = adapters.shifts(names)
+        again, same_index = adapters.shifts(names)
+        assert again["inner"] is first["inner"] and same_index is index
+        adapters["a"].lora_B[0].mul_(2)  # an optimiser step is an in-place update like this
+        updated, _ = adapters.shifts(names)
+    assert updated["inner"] is not first["inner"]
+    torch.testing.assert_close(updated["inner"].up, 2 * first["inner"].up)
+    assert adapters.shifts(names)[0]["inner"].up.requires_grad  # with autograd: never reused
+    with torch.no_grad():  # .float() makes new storage: the float64 stacking is not reused
+        assert adapters.float().shifts(names)[0]["inner"].up.dtype == torch.float32

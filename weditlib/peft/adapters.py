@@ -180,6 +180,9 @@ class LoraAdapters(nn.Module):
         self.adapters = nn.ModuleDict()
         self.ignore_lora_dropout = ignore_lora_dropout
         self._targets: dict[str, tuple[int, int]] = {}
+        # The last stacking done without autograd, reused while the batch's adapter names and
+        # every factor's storage and version (bumped by in-place updates) are unchanged.
+        self._reusable: tuple[tuple, dict[str, LowRankDelta], Tensor] | None = None
 
     @classmethod
     def load(
@@ -284,6 +287,9 @@ class LoraAdapters(nn.Module):
                 (see the class).
             KeyError: a name is not a loaded adapter.
         """
+        key = self._reuse_key(adapter_names)
+        if self._reusable is not None and key is not None and self._reusable[0] == key:
+            return dict(self._reusable[1]), self._reusable[2]
         slots, index = self._slots(adapter_names)
         if self.training and not self.ignore_lora_dropout:
             for adapter in slots:
@@ -299,7 +305,25 @@ class LoraAdapters(nn.Module):
             parts = [None if a is None else a.factors(path) for a in slots]
             if any(part is not None for part in parts):
                 shifts[path] = _stack(parts, shape)
-        return shifts, index
+        self._reusable = None if key is None else (key, shifts, index)
+        return dict(shifts), index
+
+    def _reuse_key(self, adapter_names: Sequence[str | None]) -> tuple | None:
+        """What a stacking depends on, or ``None`` when it must carry autograd history."""
+        factors = list(self.parameters())
+        if torch.is_grad_enabled() and any(p.requires_grad for p in factors):
+            return None
+        if isinstance(adapter_names, str) or not isinstance(adapter_names, Sequence):
+            return None  # _slots raises
+        return (
+            tuple(adapter_names),
+            self.training,
+            tuple((p._version, p.data_ptr()) for p in factors),
+        )
+
+    def _apply(self, fn, recurse: bool = True):
+        self._reusable = None  # .to(), .double(), ...: new storage
+        return super()._apply(fn, recurse)
 
     def _slots(
         self, adapter_names: Sequence[str | None]
