@@ -363,7 +363,10 @@ class LoraAdapters(nn.Module):
         refuses it in training mode).
 
         Raises:
-            as :meth:`shifts`, and :func:`weditlib.edit`.
+            TypeError: as :meth:`shifts`.
+            ValueError: as :meth:`shifts`.
+            KeyError: as :meth:`shifts`, or ``model`` lacks an editable weight that the
+                adapters edit (see :func:`weditlib.edit`).
         """
         shifts, index = self.shifts(adapter_names)
         return edit(model, shifts, index)
