@@ -6,7 +6,8 @@ A *shift* holds ``l`` edits of one ``(n, k)`` weight. Two kinds exist:
 * :class:`LowRankDelta` — ``up: (l, n, r)`` and ``down: (l, r, k)``, i.e. ``ΔW = up @ down``.
 
 Each is applied in one of two modes: ``"shift"`` gives ``W + ΔW`` (the paper's default) and
-``"scale"`` gives ``W ⊙ (1 + ΔW)``.
+``"scale"`` gives ``W ⊙ (1 + ΔW)``. Either kind may also carry a bias shift ``bias: (l, n)``,
+always additive: ``y_b = x_b (W ⊕ ΔW_{i_b})ᵀ + b + Δb_{i_b}`` (``+ Δb`` alone without a base bias).
 
 Which sample uses which of the ``l`` shifts is said by an ``index: (b,)`` of integers in
 ``[0, l)`` (``None`` means ``l == b``, one shift per sample). :class:`Grouping` is the sorted view
@@ -16,8 +17,9 @@ shared by every edited layer.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor
@@ -31,21 +33,61 @@ def _check_mode(mode: str) -> None:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
 
 
+def _check_bias(owner: str, bias: Tensor | None, like: Tensor, num_shifts: int, n: int) -> None:
+    """``bias`` is ``None`` or an ``(l, n)`` tensor of ``like``'s dtype and device."""
+    if bias is None:
+        return
+    if not isinstance(bias, Tensor):
+        raise TypeError(f"{owner}.bias must be a Tensor or None, got {type(bias).__name__}")
+    if tuple(bias.shape) != (num_shifts, n):
+        raise ValueError(
+            f"{owner}.bias must have shape (l, n) = ({num_shifts}, {n}), got {tuple(bias.shape)}"
+        )
+    if bias.dtype != like.dtype:
+        raise TypeError(f"{owner}.bias dtype {bias.dtype} does not match the shift's {like.dtype}")
+    if bias.device != like.device:
+        raise ValueError(f"{owner}.bias is on {bias.device} but the shift is on {like.device}")
+
+
+class _DeltaMethods:
+    """What both kinds share: the optional bias shift and the list of their tensors."""
+
+    bias: Tensor | None
+    _factor_fields: ClassVar[tuple[str, ...]]
+
+    def tensor_fields(self) -> tuple[str, ...]:
+        """Names of the fields that hold tensors (``bias`` only when present)."""
+        names = self._factor_fields
+        return (*names, "bias") if self.bias is not None else names
+
+    def tensors(self) -> tuple[Tensor, ...]:
+        """The shift's tensors, in :meth:`tensor_fields` order."""
+        return tuple(getattr(self, name) for name in self.tensor_fields())
+
+    def replace(self, **changes: object):
+        """A copy with some fields replaced (validated again)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
 @dataclass(frozen=True)
-class DenseDelta:
+class DenseDelta(_DeltaMethods):
     """``l`` full-size shifts of an ``(n, k)`` weight.
 
     Args:
         weight: ``(l, n, k)`` the shifts ``ΔW``.
         mode: ``"shift"`` (``W + ΔW``) or ``"scale"`` (``W ⊙ (1 + ΔW)``).
+        bias: ``(l, n)`` optional bias shifts ``Δb``, added in both modes.
 
     Raises:
-        TypeError: ``weight`` is not a tensor.
-        ValueError: ``weight`` is not 3-d, or ``mode`` is unknown.
+        TypeError: ``weight`` or ``bias`` is not a tensor, or their dtypes differ.
+        ValueError: ``weight`` is not 3-d, ``bias`` is not ``(l, n)`` or on another device, or
+            ``mode`` is unknown.
     """
 
     weight: Tensor
     mode: Mode = "shift"
+    bias: Tensor | None = None
+    _factor_fields: ClassVar[tuple[str, ...]] = ("weight",)
 
     def __post_init__(self) -> None:
         if not isinstance(self.weight, Tensor):
@@ -55,6 +97,7 @@ class DenseDelta:
                 f"DenseDelta.weight must have shape (l, n, k), got {tuple(self.weight.shape)}"
             )
         _check_mode(self.mode)
+        _check_bias("DenseDelta", self.bias, self.weight, *self.weight.shape[:2])
 
     @property
     def num_shifts(self) -> int:
@@ -76,9 +119,6 @@ class DenseDelta:
     def device(self) -> torch.device:
         return self.weight.device
 
-    def tensors(self) -> tuple[Tensor, ...]:
-        return (self.weight,)
-
     def to_dense(self) -> DenseDelta:
         return self
 
@@ -87,28 +127,32 @@ class DenseDelta:
         return self.weight
 
     def rows(self, start: int, stop: int) -> DenseDelta:
-        """The shifts of output rows ``[start, stop)``: ``(l, stop - start, k)`` (a view)."""
-        return DenseDelta(self.weight[:, start:stop], mode=self.mode)
+        """The shifts of output rows ``[start, stop)``: ``(l, stop - start, k)`` (views)."""
+        bias = None if self.bias is None else self.bias[:, start:stop]
+        return DenseDelta(self.weight[:, start:stop], mode=self.mode, bias=bias)
 
 
 @dataclass(frozen=True)
-class LowRankDelta:
+class LowRankDelta(_DeltaMethods):
     """``l`` rank-``r`` shifts ``ΔW = up @ down`` of an ``(n, k)`` weight.
 
     Args:
         up: ``(l, n, r)`` left factors ``U``.
         down: ``(l, r, k)`` right factors ``V``.
         mode: ``"shift"`` (``W + U V``) or ``"scale"`` (``W ⊙ (1 + U V)``).
+        bias: ``(l, n)`` optional bias shifts ``Δb``, added in both modes.
 
     Raises:
-        TypeError: a factor is not a tensor, or the factors' dtypes differ.
-        ValueError: a factor is not 3-d, they disagree on ``l`` or ``r``, they are on different
-            devices, or ``mode`` is unknown.
+        TypeError: a factor or ``bias`` is not a tensor, or their dtypes differ.
+        ValueError: a factor is not 3-d, they disagree on ``l`` or ``r``, they (or ``bias``) are
+            on different devices, ``bias`` is not ``(l, n)``, or ``mode`` is unknown.
     """
 
     up: Tensor
     down: Tensor
     mode: Mode = "shift"
+    bias: Tensor | None = None
+    _factor_fields: ClassVar[tuple[str, ...]] = ("up", "down")
 
     def __post_init__(self) -> None:
         for name, t in (("up", self.up), ("down", self.down)):
@@ -135,6 +179,7 @@ class LowRankDelta:
                 f"and {self.down.device}"
             )
         _check_mode(self.mode)
+        _check_bias("LowRankDelta", self.bias, self.up, *self.up.shape[:2])
 
     @property
     def num_shifts(self) -> int:
@@ -160,19 +205,17 @@ class LowRankDelta:
     def device(self) -> torch.device:
         return self.up.device
 
-    def tensors(self) -> tuple[Tensor, ...]:
-        return (self.up, self.down)
-
     def matrix(self) -> Tensor:
         """``(l, n, k)`` the shifts as full matrices ``up @ down``."""
         return torch.bmm(self.up, self.down)
 
     def to_dense(self) -> DenseDelta:
-        return DenseDelta(self.matrix(), mode=self.mode)
+        return DenseDelta(self.matrix(), mode=self.mode, bias=self.bias)
 
     def rows(self, start: int, stop: int) -> LowRankDelta:
         """The shifts of output rows ``[start, stop)``: ``up[:, start:stop] @ down`` (views)."""
-        return LowRankDelta(self.up[:, start:stop], self.down, mode=self.mode)
+        bias = None if self.bias is None else self.bias[:, start:stop]
+        return LowRankDelta(self.up[:, start:stop], self.down, mode=self.mode, bias=bias)
 
 
 Delta = DenseDelta | LowRankDelta

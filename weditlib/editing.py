@@ -1,25 +1,196 @@
 """Model surgery and the edit context.
 
-* :func:`make_editable` swaps ``nn.Linear`` and ``nn.MultiheadAttention`` modules of any model for
-  their editable subclasses, in place, selected by glob patterns over qualified names (like PEFT's
-  ``target_modules``), and returns the editable weights (name → ``(n, k)``).
+* :func:`make_editable` swaps the editable layer types of any model (``nn.Linear``,
+  ``nn.MultiheadAttention``, Hugging Face's ``Conv1D``, and whatever :func:`register_editable`
+  adds) for their editable subclasses, in place, selected by glob patterns over qualified names
+  (like PEFT's ``target_modules``), and returns the editable weights (name → ``(n, k)``).
 * :func:`edit` makes a mapping name → shift active for the forward passes inside a ``with``
-  block; leaving it (normally or by an exception) restores the base model.
+  block, for the calling thread / asyncio task only; leaving it (normally or by an exception)
+  removes exactly those shifts.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fnmatch
-from collections.abc import Iterator, Mapping, Sequence
+import importlib
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from weditlib import edit_state
+from weditlib.conv_layers import EditableConv1d, EditableConv2d
 from weditlib.deltas import Delta, DenseDelta, Grouping, LowRankDelta
 from weditlib.functional import check_index
 from weditlib.layers import EditableLinear, EditableMixin, EditableMultiheadAttention
+
+# ----------------------------------------------------------------------------- wrapping table
+
+
+@dataclass(frozen=True)
+class WrapOptions:
+    """Options of one :func:`make_editable` call that a wrapper's ``from_module`` may take."""
+
+    split_in_proj: bool
+    batch_dim: int
+
+
+def _one_weight(module: nn.Module, options: WrapOptions) -> list[str]:
+    return [""]
+
+
+def _attention_weights(module: nn.Module, options: WrapOptions) -> list[str]:
+    projections = ["q_proj", "k_proj", "v_proj"] if options.split_in_proj else ["in_proj"]
+    return [*projections, "out_proj"]
+
+
+@dataclass(frozen=True)
+class EditableEntry:
+    """One row of the wrapping table: which modules a wrapper edits, and how to build it.
+
+    Attributes:
+        base: the module type to match (``isinstance``), or ``"package.module:Name"`` for a type
+            of an optional package: matched only once that module is imported by someone else,
+            so the table never imports it.
+        editable: the wrapper type (a subclass of :class:`~weditlib.layers.EditableMixin` with a
+            ``from_module(base, **options)`` classmethod), or ``"package.module:Name"`` imported
+            when first needed.
+        options: names of :class:`WrapOptions` fields passed to ``from_module`` as keywords.
+        local_names: ``(base module, options) -> local weight names`` it will expose (``""`` is
+            the module's own path).
+        edits_children: the wrapper edits its submodules itself (attention's ``out_proj``), so
+            they are not wrapped on their own.
+    """
+
+    base: type[nn.Module] | str
+    editable: type[EditableMixin] | str
+    options: tuple[str, ...] = ()
+    local_names: Callable[[nn.Module, WrapOptions], list[str]] = _one_weight
+    edits_children: bool = False
+
+    def matches(self, module: nn.Module) -> bool:
+        base = self.base
+        if isinstance(base, str):
+            module_name, _, type_name = base.partition(":")
+            loaded = sys.modules.get(module_name)
+            if loaded is None:
+                return False
+            base = getattr(loaded, type_name)
+        return isinstance(module, base)
+
+    def wrap(self, module: nn.Module, options: WrapOptions) -> EditableMixin:
+        editable = self.editable
+        if isinstance(editable, str):
+            module_name, _, type_name = editable.partition(":")
+            editable = getattr(importlib.import_module(module_name), type_name)
+        kwargs = {name: getattr(options, name) for name in self.options}
+        return editable.from_module(module, **kwargs)
+
+
+_TABLE: list[EditableEntry] = [
+    EditableEntry(nn.Linear, EditableLinear, options=("batch_dim",)),
+    EditableEntry(
+        nn.MultiheadAttention,
+        EditableMultiheadAttention,
+        options=("split_in_proj",),
+        local_names=_attention_weights,
+        edits_children=True,
+    ),
+    EditableEntry(nn.Conv1d, EditableConv1d),
+    EditableEntry(nn.Conv2d, EditableConv2d),
+    EditableEntry(
+        "transformers.pytorch_utils:Conv1D",
+        "weditlib.layers_hf:EditableConv1D",
+        options=("batch_dim",),
+    ),
+]
+
+
+def register_editable(entry: EditableEntry) -> None:
+    """Add a row to the wrapping table; it is tried before the built-in rows (first match wins).
+
+    Example: ``register_editable(EditableEntry(MyLinear, EditableMyLinear))``.
+    """
+    _TABLE.insert(0, entry)
+
+
+def _entry_for(module: nn.Module) -> EditableEntry | None:
+    return next((entry for entry in _TABLE if entry.matches(module)), None)
+
+
+# ----------------------------------------------------------------------------- batch dims
+
+_TORCH_TRANSFORMER_LAYERS = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
+
+
+class _BatchDims:
+    """The sample dim of each wrapped layer that takes one: explicit, or inferred when certain."""
+
+    def __init__(self, batch_dim: int | Mapping[str, int] | None, model: nn.Module) -> None:
+        if batch_dim is not None and not isinstance(batch_dim, int | Mapping):
+            raise TypeError(
+                f"batch_dim must be an int, a mapping glob pattern → int, or None, got "
+                f"{type(batch_dim).__name__}"
+            )
+        self.explicit = batch_dim
+        self.used: dict[str, bool] = (
+            dict.fromkeys(batch_dim, False) if isinstance(batch_dim, Mapping) else {}
+        )
+        self.ambiguous = _sequence_first_attention(model)
+
+    def resolve(self, paths: list[str], parents: list[nn.Module]) -> int:
+        if isinstance(self.explicit, int):
+            return self.explicit
+        if isinstance(self.explicit, Mapping):
+            for pattern, dim in self.explicit.items():
+                if any(fnmatch.fnmatchcase(p, pattern) for p in paths):
+                    self.used[pattern] = True
+                    return dim
+        inferred = {_inferred_batch_dim(parent, self.ambiguous, path) for parent, path in
+                    zip(parents, paths, strict=True)}  # fmt: skip
+        if len(inferred) > 1:
+            raise ValueError(
+                f"the layer at {paths} is used in layers with different batch dims; "
+                "pass batch_dim={pattern: dim} for it"
+            )
+        return inferred.pop()
+
+    def check_all_used(self) -> None:
+        unused = [p for p, hit in self.used.items() if not hit]
+        if unused:
+            raise ValueError(f"batch_dim patterns {unused} match no layer being made editable")
+
+
+def _sequence_first_attention(model: nn.Module) -> str | None:
+    """Path of a sequence-first attention outside torch's Transformer layers, if any."""
+    for path, module in model.named_modules():
+        if isinstance(module, _TORCH_TRANSFORMER_LAYERS):
+            continue
+        for name, child in module.named_children():
+            if isinstance(child, nn.MultiheadAttention) and not child.batch_first:
+                return f"{path}.{name}" if path else name
+    return None
+
+
+def _inferred_batch_dim(parent: nn.Module, ambiguous: str | None, path: str) -> int:
+    """1 inside a sequence-first torch Transformer layer, 0 where no layer is sequence first."""
+    if isinstance(parent, _TORCH_TRANSFORMER_LAYERS):
+        return 0 if parent.self_attn.batch_first else 1
+    if ambiguous is not None:
+        raise ValueError(
+            f"cannot tell the batch dim of the layer at {path!r}: the model has a sequence-first "
+            f"attention ({ambiguous!r}), so its inputs may be (t, b, k). Pass batch_dim= (an int, "
+            "or {pattern: dim} per layer)"
+        )
+    return 0
+
+
+# ----------------------------------------------------------------------------- surgery
 
 
 def _weight_name(module_path: str, local: str) -> str:
@@ -28,26 +199,44 @@ def _weight_name(module_path: str, local: str) -> str:
     return f"{module_path}.{local}" if module_path else local
 
 
-def _attention_weight_names(module: nn.MultiheadAttention, split_in_proj: bool) -> list[str]:
-    if isinstance(module, EditableMultiheadAttention):
-        return list(module.editable_weights)
-    projections = ["q_proj", "k_proj", "v_proj"] if split_in_proj else ["in_proj"]
-    return [*projections, "out_proj"]
+@dataclass
+class _Candidate:
+    """A module that can be made editable, with every place it is used at."""
+
+    module: nn.Module
+    entry: EditableEntry | None  # None: already editable
+    paths: list[str]
 
 
-def _infer_batch_dim(parent: nn.Module) -> int:
-    """Sample dim of a linear inside ``parent``: a sequence-first transformer layer uses 1."""
-    attention = getattr(parent, "self_attn", None)
-    if isinstance(attention, nn.MultiheadAttention) and not attention.batch_first:
-        return 1
-    return 0
+def _candidates(model: nn.Module) -> list[_Candidate]:
+    """Every wrappable module once (by identity), with all its paths, in module order."""
+    found: dict[int, _Candidate] = {}
+    edited_inside: list[str] = []
+    for path, module in model.named_modules(remove_duplicate=False):
+        if any(path.startswith(prefix + ".") for prefix in edited_inside):
+            continue
+        entry = _entry_for(module)  # an editable layer matches its base type's row
+        editable = isinstance(module, EditableMixin)
+        if entry is None and not editable:
+            continue
+        if entry is not None and entry.edits_children:
+            edited_inside.append(path)
+        if id(module) in found:
+            found[id(module)].paths.append(path)
+        else:
+            found[id(module)] = _Candidate(module, None if editable else entry, [path])
+    return list(found.values())
 
 
-def _selected(names: list[str], module_path: str, patterns: Sequence[str]) -> list[str]:
-    """The weight names chosen by ``patterns`` (a pattern naming the module chooses them all)."""
-    if any(fnmatch.fnmatchcase(module_path, p) for p in patterns):
-        return names
-    return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+def _selected(candidate: _Candidate, locals_: list[str], pattern: str) -> list[str]:
+    """The local weights ``pattern`` chooses (a pattern naming the module chooses them all)."""
+    if any(fnmatch.fnmatchcase(p, pattern) for p in candidate.paths):
+        return locals_
+    return [
+        local
+        for local in locals_
+        if any(fnmatch.fnmatchcase(_weight_name(p, local), pattern) for p in candidate.paths)
+    ]
 
 
 def make_editable(
@@ -55,30 +244,37 @@ def make_editable(
     targets: Sequence[str],
     *,
     split_in_proj: bool = False,
-    batch_dim: int | None = None,
+    batch_dim: int | Mapping[str, int] | None = None,
 ) -> dict[str, tuple[int, int]]:
     """Make the weights of ``model`` named by ``targets`` editable, in place.
 
-    Editable weight names: a linear layer at path ``p`` is ``"p"``; an attention layer at ``p``
-    has ``"p.in_proj"`` (``(3·e, e)``) or, with ``split_in_proj``, ``"p.q_proj"``,
-    ``"p.k_proj"``, ``"p.v_proj"``; and ``"p.out_proj"``. A pattern (``fnmatch`` glob, e.g.
-    ``"layers.*.multihead_attn.in_proj"`` or ``"decoder.*"``) selects a weight when it matches
-    the weight's name or the path of the module holding it.
+    Editable weight names: a linear layer (or HF ``Conv1D``, or conv layer) at path ``p`` is
+    ``"p"``; an attention layer at ``p`` has ``"p.in_proj"`` (``(3·e, e)``) or, with
+    ``split_in_proj``, ``"p.q_proj"``, ``"p.k_proj"``, ``"p.v_proj"``; and ``"p.out_proj"``. A
+    pattern (``fnmatch`` glob, e.g. ``"layers.*.multihead_attn.in_proj"`` or ``"decoder.*"``)
+    selects a weight when it matches the weight's name or the path of the module holding it. A
+    module used at several places is swapped at every place; its weight is named after the first.
 
     Args:
         model: any ``nn.Module``; modified in place (parameters are shared, never copied).
         targets: glob patterns; each must select at least one weight.
         split_in_proj: expose q, k, v projections of attention layers separately.
-        batch_dim: sample dim of linear layers' inputs; ``None`` infers it (1 inside a
-            sequence-first ``nn.Transformer*Layer``, else 0).
+        batch_dim: sample dim of the inputs of linear-like layers (attention layers follow their
+            ``batch_first``). An int for all of them, or a mapping glob pattern (over module
+            paths) → dim, first match wins. ``None`` (or no matching pattern) infers it: 1 for the
+            linears of a sequence-first ``nn.Transformer*Layer``, 0 otherwise — unless the model
+            holds another sequence-first ``nn.MultiheadAttention``, where guessing could be silently
+            wrong, and this raises instead.
 
     Returns:
         every selected weight of the model after the call (this call's and earlier calls'),
         name → ``(n, k)``, in module order.
 
     Raises:
-        TypeError: ``targets`` is a string instead of a sequence of patterns.
-        ValueError: a pattern selects nothing (the message lists some available names).
+        TypeError: ``targets`` is a string instead of a sequence of patterns, or ``batch_dim`` has
+            the wrong type.
+        ValueError: a pattern selects nothing (the message lists some available names), a
+            ``batch_dim`` pattern matches no wrapped layer, or the batch dim cannot be inferred.
     """
     if isinstance(targets, str):
         raise TypeError(f"targets must be a sequence of glob patterns, got the string {targets!r}")
@@ -87,49 +283,58 @@ def make_editable(
     patterns = list(targets)
     used = dict.fromkeys(patterns, False)
     available: list[str] = []
-    swaps: list[tuple[str, nn.Module, list[str]]] = []
-    inside_attention: set[str] = set()
-    modules = dict(model.named_modules())
-    for path, module in modules.items():
-        if any(path.startswith(prefix + ".") for prefix in inside_attention):
-            continue  # MHA applies its own out_proj; editing is done by the attention layer
-        if isinstance(module, nn.MultiheadAttention):
-            inside_attention.add(path)
-            names = [_weight_name(path, n) for n in _attention_weight_names(module, split_in_proj)]
-        elif isinstance(module, nn.Linear):
-            names = [path]
+    chosen: list[tuple[_Candidate, list[str], list[str]]] = []
+    for candidate in _candidates(model):
+        module = candidate.module
+        if candidate.entry is None:
+            locals_ = list(module.editable_weights)
         else:
-            continue
-        available.extend(names)
-        hits = [p for p in patterns if _selected(names, path, [p])]
-        used.update(dict.fromkeys(hits, True))
-        chosen = _selected(names, path, hits)
-        if chosen:
-            swaps.append((path, module, [n[len(path) + 1 :] if path else n for n in chosen]))
+            locals_ = candidate.entry.local_names(module, WrapOptions(split_in_proj, 0))
+        available.extend(_weight_name(candidate.paths[0], local) for local in locals_)
+        picked: set[str] = set()
+        for pattern in patterns:
+            hits = _selected(candidate, locals_, pattern)
+            used[pattern] = used[pattern] or bool(hits)
+            picked.update(hits)
+        if picked:
+            chosen.append((candidate, locals_, [n for n in locals_ if n in picked]))
     unused = [p for p, hit in used.items() if not hit]
     if unused:
         raise ValueError(
-            f"targets {unused} select no linear or attention weight; available names include "
+            f"targets {unused} select no editable weight; available names include "
             f"{available[:12]}{' ...' if len(available) > 12 else ''}"
         )
-    for path, module, locals_ in swaps:
-        if isinstance(module, EditableMixin):  # already editable: extend its selection
-            module.selected_weights += [n for n in locals_ if n not in module.selected_weights]
-            continue
-        if not path:
-            raise ValueError("the model itself cannot be swapped; wrap it in a container module")
-        parent_path, _, child = path.rpartition(".")
-        parent = modules[parent_path]
-        if isinstance(module, nn.MultiheadAttention):
-            replacement: EditableMixin = EditableMultiheadAttention.from_module(
-                module, split_in_proj
-            )
-        else:
-            dim = _infer_batch_dim(parent) if batch_dim is None else batch_dim
-            replacement = EditableLinear.from_module(module, batch_dim=dim)
-        replacement.selected_weights = [n for n in replacement.editable_weights if n in locals_]
-        setattr(parent, child, replacement)
+    dims = _BatchDims(batch_dim, model)
+    replacements = [(c, _replacement(model, c, split_in_proj, dims, s)) for c, _, s in chosen]
+    dims.check_all_used()
+    for candidate, replacement in replacements:
+        for path in candidate.paths:
+            parent_path, _, child = path.rpartition(".")
+            setattr(model.get_submodule(parent_path), child, replacement)
     return {name: shape for name, (_, _, shape) in editable_modules(model).items()}
+
+
+def _replacement(
+    model: nn.Module,
+    candidate: _Candidate,
+    split_in_proj: bool,
+    dims: _BatchDims,
+    selected: list[str],
+) -> nn.Module:
+    """The editable module to put at ``candidate``'s places, with ``selected`` selected."""
+    module = candidate.module
+    if candidate.entry is None:  # already editable: extend its selection
+        module.selected_weights += [n for n in selected if n not in module.selected_weights]
+        return module
+    if "" in candidate.paths:
+        raise ValueError("the model itself cannot be swapped; wrap it in a container module")
+    dim = 0
+    if "batch_dim" in candidate.entry.options:
+        parents = [model.get_submodule(p.rpartition(".")[0]) for p in candidate.paths]
+        dim = dims.resolve(candidate.paths, parents)
+    replacement = candidate.entry.wrap(module, WrapOptions(split_in_proj, dim))
+    replacement.selected_weights = [n for n in replacement.editable_weights if n in selected]
+    return replacement
 
 
 def editable_modules(model: nn.Module) -> dict[str, tuple[EditableMixin, str, tuple[int, int]]]:
@@ -142,6 +347,38 @@ def editable_modules(model: nn.Module) -> dict[str, tuple[EditableMixin, str, tu
     return found
 
 
+# ----------------------------------------------------------------------------- the edit context
+
+
+class _FastPathSwitch:
+    """Keeps PyTorch's fused Transformer fast path off while any edit is open in any thread.
+
+    The fast path reads projection weights directly and would bypass an edit. The switch is
+    process-wide, so it is counted: the user's setting comes back when the last edit closes.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open = 0
+        self._saved = True
+
+    def acquire(self) -> None:
+        with self._lock:
+            if self._open == 0:
+                self._saved = torch.backends.mha.get_fastpath_enabled()
+                torch.backends.mha.set_fastpath_enabled(False)
+            self._open += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._open -= 1
+            if self._open == 0:
+                torch.backends.mha.set_fastpath_enabled(self._saved)
+
+
+_FAST_PATH = _FastPathSwitch()
+
+
 def _shift_count(shifts: Mapping[str, Delta]) -> int:
     counts = {name: delta.num_shifts for name, delta in shifts.items()}
     if len(set(counts.values())) > 1:
@@ -149,26 +386,15 @@ def _shift_count(shifts: Mapping[str, Delta]) -> int:
     return next(iter(counts.values()))
 
 
-@contextlib.contextmanager
-def edit(
-    model: nn.Module, shifts: Mapping[str, Delta], index: Tensor | None = None
-) -> Iterator[nn.Module]:
-    """Run ``model`` with ``shifts`` applied inside the ``with`` block.
-
-    Args:
-        model: a model prepared by :func:`make_editable`.
-        shifts: weight name → :class:`DenseDelta` / :class:`LowRankDelta` with ``l`` shifts each
-            (e.g. the output of :class:`~weditlib.hyper.MultiBranchDeltaGenerator`).
-        index: ``(b,)`` the shift of each sample of the batch the model will see; ``None``
-            means ``l == b``. Its sorted grouping is computed once here and shared by all layers.
-
-    Yields:
-        ``model``. On exit, the previous state (usually the base model) is restored, even if the
-        forward raised.
+def check_shifts(
+    model: nn.Module, shifts: Mapping[str, Delta]
+) -> dict[str, tuple[EditableMixin, str, tuple[int, int]]]:
+    """Validate ``shifts`` against the editable weights of ``model``; returns those weights.
 
     Raises:
-        KeyError: a name in ``shifts`` is not an editable weight of ``model``.
-        ValueError: shifts disagree on ``l``, or a shift's shape does not match its weight.
+        KeyError: a name is not an editable weight of ``model``.
+        TypeError: a value is not a DenseDelta / LowRankDelta.
+        ValueError: a shift edits a weight of another shape, or shifts disagree on ``l``.
     """
     targets = editable_modules(model)
     unknown = sorted(set(shifts) - set(targets))
@@ -178,7 +404,57 @@ def edit(
         )
     for name, delta in shifts.items():
         if not isinstance(delta, DenseDelta | LowRankDelta):
-            raise TypeError(f"shift {name!r} must be a DenseDelta or LowRankDelta")
+            raise TypeError(
+                f"shift {name!r} must be a DenseDelta or LowRankDelta, got {type(delta).__name__}"
+            )
+        expected = targets[name][2]
+        got = (delta.out_features, delta.in_features)
+        if got != expected:
+            raise ValueError(f"shift {name!r} edits a {got} weight, expected {expected}")
+    if shifts:
+        _shift_count(shifts)
+    return targets
+
+
+def _check_not_merged(model: nn.Module) -> None:
+    merged = [path for path, m in model.named_modules() if getattr(m, "_merged", None)]
+    if merged:
+        raise RuntimeError(
+            f"the model has merged shifts (at {merged[:4]}); call weditlib.unmerge(model) "
+            "before edit()"
+        )
+
+
+@contextlib.contextmanager
+def edit(
+    model: nn.Module, shifts: Mapping[str, Delta], index: Tensor | None = None
+) -> Iterator[nn.Module]:
+    """Run ``model`` with ``shifts`` applied inside the ``with`` block.
+
+    The shifts are active for the thread / asyncio task that entered the block, and only for the
+    modules of ``model`` (a copy made inside the block is not edited). Blocks nest; an inner
+    block's shift for a weight overrides the outer one's. Leaving a block removes exactly its
+    shifts, whatever order blocks are left in.
+
+    Args:
+        model: a model prepared by :func:`make_editable`.
+        shifts: weight name → :class:`DenseDelta` / :class:`LowRankDelta` with ``l`` shifts each
+            (e.g. the output of :class:`~weditlib.hyper.MultiBranchDeltaGenerator`).
+        index: ``(b,)`` the shift of each sample of the batch the model will see; ``None``
+            means ``l == b``. Its sorted grouping is computed once here and shared by all layers.
+
+    Yields:
+        ``model``.
+
+    Raises:
+        KeyError: a name in ``shifts`` is not an editable weight of ``model``.
+        TypeError: a shift is not a DenseDelta / LowRankDelta.
+        ValueError: shifts disagree on ``l``, or a shift's shape does not match its weight.
+        RuntimeError: ``model`` has a merged shift (see :func:`weditlib.merge`), or the block is
+            left in another thread / asyncio task than the one that entered it.
+    """
+    targets = check_shifts(model, shifts)
+    _check_not_merged(model)
     grouping = None
     if shifts:
         count = _shift_count(shifts)
@@ -186,23 +462,20 @@ def edit(
         checked = check_index(index, count, None)
         batch = count if checked is None else checked.shape[0]
         grouping = Grouping.from_index(checked, count, batch, device)
-    touched = {id(targets[name][0]): targets[name][0] for name in shifts}
-    saved = {key: module.active_shifts for key, module in touched.items()}
-    fastpath = torch.backends.mha.get_fastpath_enabled()
+    by_module: dict[nn.Module, dict[str, edit_state.ActiveShift]] = {}
+    for name, delta in shifts.items():
+        module, local, _ = targets[name]
+        by_module.setdefault(module, {})[local] = (delta, grouping)
+    scope = edit_state.EditScope(by_module)
+    _FAST_PATH.acquire()
+    edit_state.open_scope(scope)
     try:
-        for name, delta in shifts.items():
-            module, local, _ = targets[name]
-            module.set_shift(local, delta, grouping)
-        # PyTorch's fused encoder fast path reads projection weights directly: switch it off so
-        # it cannot bypass the edit.
-        torch.backends.mha.set_fastpath_enabled(False)
         yield model
     finally:
-        torch.backends.mha.set_fastpath_enabled(fastpath)
-        for key, module in touched.items():
-            module.clear_shifts()
-            for local, (delta, old_grouping) in saved[key].items():
-                module.set_shift(local, delta, old_grouping)
+        try:
+            edit_state.close_scope(scope)
+        finally:
+            _FAST_PATH.release()
 
 
 def edited_call(

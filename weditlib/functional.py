@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from weditlib import planner
+from weditlib._autocast import autocast_inputs
 from weditlib.deltas import Delta, DenseDelta, Grouping, LowRankDelta
 from weditlib.kernels.base import Problem
 
@@ -143,6 +144,7 @@ def plan(
         TypeError: as :func:`edited_linear`.
         ValueError: as :func:`edited_linear`.
     """
+    x, weight, bias, delta = autocast_inputs(x, weight, bias, delta)
     _, _, problem = prepare(x, weight, bias, delta, index)
     return planner.choose(problem)[1]
 
@@ -189,6 +191,7 @@ def edited_linear(
     """
     if delta is None:
         return torch.nn.functional.linear(x, weight, bias)
+    x, weight, bias, delta = autocast_inputs(x, weight, bias, delta)
     x3, grouping, problem = prepare(x, weight, bias, delta, index, grouping)
     if check_finite:
         _check_finite(delta)

@@ -1,9 +1,10 @@
 """Editable layers: drop-in subclasses of ``nn.Linear`` and ``nn.MultiheadAttention``.
 
 An editable layer owns (or, built with ``from_module``, *shares*) the base parameters and applies
-shifts given at call time or made active by :func:`weditlib.edit`. With no shift it runs the base
-class's own forward, so its output is bit-identical to the module it replaced. Parameter names
-are the base class's, so state dicts load either way.
+shifts given at call time or made active by :func:`weditlib.edit` (the layer itself stores no
+shift: the edit state belongs to the thread / asyncio task that opened the edit). With no shift
+it runs the base class's own forward, so its output is bit-identical to the module it replaced.
+Parameter names are the base class's, so state dicts load either way.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from weditlib import checkpoint_support
 from weditlib.deltas import Delta, Grouping
+from weditlib.edit_state import current_state
 from weditlib.functional import edited_linear
 
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
@@ -32,59 +35,87 @@ def _share_state(cls: type[ModuleT], base: nn.Module) -> ModuleT:
     return module
 
 
-class EditableMixin:
-    """Bookkeeping of active shifts shared by every editable layer.
+def edited_linear_at(
+    x: Tensor,
+    batch_dim: int,
+    weight: Tensor,
+    bias: Tensor | None,
+    delta: Delta,
+    index: Tensor | None = None,
+    grouping: Grouping | None = None,
+) -> Tensor:
+    """:func:`~weditlib.edited_linear` for inputs whose sample dim is ``batch_dim``.
 
-    ``editable_weights`` maps the layer's local weight names (``""`` for a linear layer;
+    Shapes: ``x: (..., b, ..., k)`` with ``b`` at ``batch_dim`` → ``(..., b, ..., n)``.
+    """
+    if batch_dim:
+        x = x.movedim(batch_dim, 0)
+    y = edited_linear(x, weight, bias, delta, index, grouping=grouping)
+    return y.movedim(0, batch_dim) if batch_dim else y
+
+
+class EditableMixin:
+    """What every editable layer shares: its editable weights and how it reads the edit state.
+
+    ``editable_weights`` maps the layer's local weight names (``""`` for a layer with one weight;
     ``"in_proj"``, ``"out_proj"``, ... for attention) to their ``(n, k)`` shapes;
     ``selected_weights`` are those that :func:`weditlib.make_editable` was asked to edit (all of
     them for a layer built directly).
+
+    The layer holds no shift itself: :func:`weditlib.edit` makes shifts active for the current
+    thread / asyncio task (see :mod:`weditlib.edit_state`), keyed by the layer's identity, so a
+    copy of the layer is never edited. Subclasses read that state only through
+    :meth:`_active_shift` and :meth:`_is_edited`, and expose their weights for
+    :func:`weditlib.merge` through :meth:`_weight_views`.
     """
 
     editable_weights: dict[str, tuple[int, int]]
     selected_weights: list[str]
-    _active: dict[str, tuple[Delta, Grouping | None]]
+    _merged: dict[str, Tensor] | None = None  # original parameters while a shift is merged
 
     def _init_edit_state(self) -> None:
-        self._active = {}
         self.selected_weights = list(self.editable_weights)
-
-    def set_shift(self, name: str, delta: Delta, grouping: Grouping | None = None) -> None:
-        """Make ``delta`` active for the local weight ``name`` until :meth:`clear_shifts`.
-
-        Raises:
-            KeyError: ``name`` is not an editable weight of this layer.
-            ValueError: ``delta`` edits a weight of another shape.
-        """
-        if name not in self.editable_weights:
-            raise KeyError(
-                f"{type(self).__name__} has no editable weight {name!r}; "
-                f"editable: {sorted(self.editable_weights)}"
-            )
-        expected = self.editable_weights[name]
-        got = (delta.out_features, delta.in_features)
-        if got != expected:
-            raise ValueError(f"shift for {name!r} edits a {got} weight, expected {expected}")
-        self._active[name] = (delta, grouping)
-
-    def clear_shifts(self) -> None:
-        """Return to the base layer."""
-        self._active = {}
 
     @property
     def active_shifts(self) -> dict[str, tuple[Delta, Grouping | None]]:
-        return dict(self._active)
+        """Local weight name → ``(shift, grouping)`` active for this layer now."""
+        state = current_state()
+        return dict(state.by_module.get(id(self), {})) if state is not None else {}
 
     def _active_shift(self, name: str) -> tuple[Delta, Grouping | None] | None:
         """The shift (and its grouping) active for local weight ``name`` now, or ``None``.
 
         Layers read the edit state only through this method and :meth:`_is_edited`.
         """
-        return self._active.get(name)
+        state = current_state()
+        if state is None:
+            return None
+        active = state.by_module.get(id(self), {}).get(name)
+        if active is not None and not torch.compiler.is_compiling():
+            checkpoint_support.capture(state)
+        return active
 
     def _is_edited(self) -> bool:
         """Whether any shift is active for this layer now."""
-        return bool(self._active)
+        state = current_state()
+        return state is not None and id(self) in state.by_module
+
+    def _weight_views(self, name: str) -> tuple[Tensor, Tensor | None]:
+        """``(weight (n, k), bias (n,) or None)`` of local weight ``name``, as views of the
+        parameters (writing into them writes the parameters): the hook :func:`weditlib.merge`
+        uses to bake a shift in. Layers whose weight is not stored as ``(n, k)`` override it.
+        """
+        if name != "":
+            raise KeyError(f"{type(self).__name__} has no editable weight {name!r}")
+        return self.weight, self.bias
+
+    def _edit_repr(self) -> str:
+        """What ``print(model)`` shows of the edit: editable weights, the selected ones."""
+        shapes = ", ".join(
+            f"{name or 'weight'}{'*' if name in self.selected_weights else ''}={n}x{k}"
+            for name, (n, k) in self.editable_weights.items()
+        )
+        return f"editable({shapes}; *selected)"
 
 
 class EditableLinear(EditableMixin, nn.Linear):
@@ -140,9 +171,12 @@ class EditableLinear(EditableMixin, nn.Linear):
             delta, grouping = active
         if delta is None:
             return super().forward(input)
-        x = input.movedim(self.batch_dim, 0) if self.batch_dim else input
-        y = edited_linear(x, self.weight, self.bias, delta, index, grouping=grouping)
-        return y.movedim(0, self.batch_dim) if self.batch_dim else y
+        return edited_linear_at(
+            input, self.batch_dim, self.weight, self.bias, delta, index, grouping
+        )
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, batch_dim={self.batch_dim}, {self._edit_repr()}"
 
 
 class EditableFeedForward(nn.Module):
@@ -224,6 +258,25 @@ class EditableMultiheadAttention(EditableMixin, nn.MultiheadAttention):
             self.editable_weights = {"in_proj": (3 * e, e)}
         self.editable_weights["out_proj"] = (e, e)
         self._init_edit_state()
+
+    def extra_repr(self) -> str:
+        return (
+            f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, "
+            f"batch_first={self.batch_first}, {self._edit_repr()}"
+        )
+
+    def _weight_views(self, name: str) -> tuple[Tensor, Tensor | None]:
+        e = self.embed_dim
+        if name == "out_proj":
+            return self.out_proj.weight, self.out_proj.bias
+        if name == "in_proj":
+            return self.in_proj_weight, self.in_proj_bias
+        projections = ("q_proj", "k_proj", "v_proj")
+        if name not in projections or name not in self.editable_weights:
+            raise KeyError(f"{type(self).__name__} has no editable weight {name!r}")
+        which = projections.index(name)
+        bias = None if self.in_proj_bias is None else self.in_proj_bias[which * e : (which + 1) * e]
+        return self._projection_weights()[which], bias
 
     def _projection_weights(self) -> tuple[Tensor, Tensor, Tensor]:
         if self._qkv_same_embed_dim:

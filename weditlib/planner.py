@@ -14,6 +14,7 @@ predict wall time; :func:`calibrate` measures the two rates on the current machi
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -113,9 +114,13 @@ def _all_algorithms() -> tuple[Algorithm, ...]:
     return (*triton_backend_algorithms(), *reference.ALGORITHMS)
 
 
-def candidate_algorithms(problem: Problem) -> list[Algorithm]:
-    """Every registered algorithm that supports ``problem``, reference backends last on ties."""
-    return [algorithm for algorithm in _all_algorithms() if algorithm.supported(problem)]
+def candidate_algorithms(
+    problem: Problem, pool: Sequence[Algorithm] | None = None
+) -> list[Algorithm]:
+    """Every algorithm of ``pool`` (default: the registered linear algorithms, reference backends
+    last on ties) that supports ``problem``."""
+    pool = _all_algorithms() if pool is None else pool
+    return [algorithm for algorithm in pool if algorithm.supported(problem)]
 
 
 def algorithm_names() -> list[str]:
@@ -142,17 +147,23 @@ class Plan:
     problem: Problem | None = None
 
 
-def choose(problem: Problem, algorithm: str | None = None) -> tuple[Algorithm, Plan]:
-    """Pick the cheapest supported algorithm, or check and return the one named by the caller."""
+def choose(
+    problem: Problem, algorithm: str | None = None, pool: Sequence[Algorithm] | None = None
+) -> tuple[Algorithm, Plan]:
+    """Pick the cheapest supported algorithm, or check and return the one named by the caller.
+
+    ``pool`` is the op's own set of algorithms (``None``: ``edited_linear``'s); any problem with
+    ``device_type``, ``dtype``, ``dense`` and ``mode`` works, e.g. the convolution's.
+    """
     machine = machine_model(problem.device_type)
-    candidates = candidate_algorithms(problem)
+    candidates = candidate_algorithms(problem, pool)
     estimates = {a.name: machine.seconds(a.cost(problem), problem.dtype) for a in candidates}
     if algorithm is None:
         chosen = min(candidates, key=lambda a: estimates[a.name])
     else:
         by_name = {a.name: a for a in candidates}
         if algorithm not in by_name:
-            known = algorithm_names()
+            known = algorithm_names() if pool is None else [a.name for a in pool]
             if algorithm in known:
                 raise ValueError(
                     f"algorithm={algorithm!r} does not support this problem "

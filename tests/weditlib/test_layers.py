@@ -161,10 +161,16 @@ def test_attention_rejects_unsupported_configurations():
 
 def test_attention_shift_with_wrong_shape_is_rejected():
     layer = EditableMultiheadAttention(8, 2)
-    with pytest.raises(ValueError, match=r"edits a \(8, 8\) weight, expected \(24, 8\)"):
-        layer.set_shift("in_proj", DenseDelta(torch.zeros(1, 8, 8)))
-    with pytest.raises(KeyError, match="no editable weight 'q_proj'"):
-        layer.set_shift("q_proj", DenseDelta(torch.zeros(1, 8, 8)))
+    with (
+        pytest.raises(ValueError, match=r"edits a \(8, 8\) weight, expected \(24, 8\)"),
+        edit(layer, {"in_proj": DenseDelta(torch.zeros(1, 8, 8))}),
+    ):
+        pass
+    with (
+        pytest.raises(KeyError, match="not editable weights"),
+        edit(layer, {"q_proj": DenseDelta(torch.zeros(1, 8, 8))}),
+    ):
+        pass
 
 
 def test_feed_forward_edits_both_linears():
