@@ -221,15 +221,68 @@ class LowRankDelta(_DeltaMethods):
 Delta = DenseDelta | LowRankDelta
 
 
+_INDEX_DTYPES = (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8)
+
+
+def check_index(index: Tensor | None, num_shifts: int, batch_size: int | None) -> Tensor | None:
+    """Validate ``index`` and return it as int64 (``None`` stays ``None``).
+
+    Reads ``index.min()``/``max()`` back to the host: call it once per index (building a
+    :class:`Grouping` does), not once per layer.
+
+    Args:
+        index: ``(b,)`` integers in ``[0, num_shifts)``, or ``None`` meaning one shift per sample.
+        num_shifts: ``l``.
+        batch_size: ``b``, or ``None`` when any length is allowed (``None`` index then means
+            ``b == l``).
+
+    Raises:
+        TypeError: ``index`` is not an integer tensor.
+        ValueError: wrong shape, or out-of-range values, or ``None`` with ``l != b``.
+    """
+    if index is None:
+        if batch_size is not None and num_shifts != batch_size:
+            raise ValueError(
+                f"index=None means one shift per sample, so the shift count ({num_shifts}) must "
+                f"equal the batch size ({batch_size}); pass index (b,) to share shifts"
+            )
+        return None
+    if not isinstance(index, Tensor):
+        raise TypeError(
+            f"index must be an integer Tensor of shape (b,), got {type(index).__name__}"
+        )
+    if index.dtype not in _INDEX_DTYPES:
+        raise TypeError(f"index must have an integer dtype, got {index.dtype}")
+    if index.dim() != 1 or (batch_size is not None and index.shape[0] != batch_size):
+        expected = "(b,)" if batch_size is None else f"(b,) = ({batch_size},)"
+        raise ValueError(f"index must have shape {expected}, got {tuple(index.shape)}")
+    if index.numel():
+        low, high = torch.stack([index.min(), index.max()]).tolist()
+        if low < 0 or high >= num_shifts:
+            raise ValueError(
+                f"index values must lie in [0, {num_shifts}) (the number of shifts), "
+                f"got min {low}, max {high}"
+            )
+    return index.long()
+
+
 @dataclass(frozen=True)
 class Grouping:
     """Samples sorted by the shift they use: the layout of the grouped algorithms.
+
+    Built once per index by :meth:`from_index` (which validates the index and reads the group
+    sizes back to the host) and shared by every edited layer of a forward pass, so that a layer
+    call does no validation, no host synchronisation and no data-dependent shape: everything a
+    layer needs is either a tensor of static shape or a Python number fixed here.
 
     Attributes:
         index: ``(b,)`` int64, the shift of each sample.
         order: ``(b,)`` int64, a stable permutation that sorts samples by shift.
         counts: ``(l,)`` int64, number of samples using each shift (zeros allowed).
-        max_count: largest entry of ``counts`` (a Python int, computed once).
+        starts: ``(l,)`` int64, position in ``order`` of each shift's first sample.
+        position: ``(b,)`` int64, row of each sample in the shift-major padded layout
+            ``(l · max_count)``: ``index[s] · max_count + (rank of s among its shift's samples)``.
+        max_count: largest entry of ``counts`` (a Python int: the static group size).
         uniform: every shift is used by the same number of samples and ``index`` is already
             sorted, so ``x`` can be viewed as ``(l, count * t, k)`` without any copy.
     """
@@ -237,6 +290,8 @@ class Grouping:
     index: Tensor
     order: Tensor
     counts: Tensor
+    starts: Tensor
+    position: Tensor
     max_count: int
     uniform: bool
 
@@ -247,6 +302,10 @@ class Grouping:
     @property
     def batch_size(self) -> int:
         return self.index.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.index.device
 
     @property
     def identity(self) -> bool:
@@ -260,30 +319,57 @@ class Grouping:
         batch_size: int,
         device: torch.device | str | None = None,
     ) -> Grouping:
-        """Build the grouping of ``index`` (``None`` means ``arange(batch_size)``).
+        """Validate ``index`` and build its grouping (``None`` means ``arange(batch_size)``).
 
-        The caller has validated ``index`` (see :func:`weditlib.functional.check_index`).
+        Args:
+            index: ``(b,)`` integers in ``[0, num_shifts)`` or ``None`` (then ``l == b``).
+            num_shifts: ``l``.
+            batch_size: ``b``.
+            device: where the grouping's tensors live (default: ``index``'s device, or CPU).
+
+        Raises:
+            TypeError: as :func:`check_index`.
+            ValueError: as :func:`check_index`.
         """
+        index = check_index(index, num_shifts, batch_size)
         if index is None:
             ar = torch.arange(batch_size, device=device)
             ones = torch.ones(batch_size, dtype=torch.long, device=device)
-            return Grouping(ar, ar, ones, 1, True)
-        index = index.long() if device is None else index.long().to(device)
+            return Grouping(ar, ar, ones, ar, ar, 1 if batch_size else 0, True)
+        if device is not None:
+            index = index.to(device)
         counts = torch.bincount(index, minlength=num_shifts)
         order = torch.argsort(index, stable=True)
-        counts_list = counts.tolist()
-        max_count = max(counts_list) if counts_list else 0
-        is_sorted = bool((index[1:] >= index[:-1]).all()) if batch_size > 1 else True
-        uniform = is_sorted and bool(counts_list) and min(counts_list) == max_count
-        return Grouping(index, order, counts, max_count, uniform)
+        starts = torch.cumsum(counts, 0) - counts
+        low, high, ordered = _group_summary(index, counts)
+        max_count = high
+        sorted_index = index[order]
+        rank = torch.arange(batch_size, device=index.device) - starts[sorted_index]
+        position = torch.empty_like(order)
+        position[order] = sorted_index * max_count + rank
+        uniform = ordered and num_shifts > 0 and low == high
+        return Grouping(index, order, counts, starts, position, max_count, uniform)
 
-    def to(self, device: torch.device) -> Grouping:
+    def to(self, device: torch.device | str) -> Grouping:
+        """The same grouping with its tensors on ``device``."""
+        device = torch.device(device)
         if self.index.device == device:
             return self
         return Grouping(
             self.index.to(device),
             self.order.to(device),
             self.counts.to(device),
+            self.starts.to(device),
+            self.position.to(device),
             self.max_count,
             self.uniform,
         )
+
+
+def _group_summary(index: Tensor, counts: Tensor) -> tuple[int, int, bool]:
+    """``(min count, max count, index is sorted)`` in one read back to the host."""
+    if counts.numel() == 0:
+        return 0, 0, True
+    ordered = (index[1:] >= index[:-1]).all() if index.numel() > 1 else counts.new_ones(())
+    low, high, is_sorted = torch.stack([counts.min(), counts.max(), ordered.long()]).tolist()
+    return low, high, bool(is_sorted)

@@ -5,52 +5,16 @@ Everything else in the library (layers, attention, the edit context) calls it.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
 from weditlib import planner
 from weditlib._autocast import autocast_inputs
 from weditlib.deltas import Delta, DenseDelta, Grouping, LowRankDelta
+from weditlib.deltas import check_index as check_index  # re-exported: its historical home
 from weditlib.kernels.base import Problem
-
-_INDEX_DTYPES = (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8)
-
-
-def check_index(index: Tensor | None, num_shifts: int, batch_size: int | None) -> Tensor | None:
-    """Validate ``index`` and return it as int64 (``None`` stays ``None``).
-
-    Args:
-        index: ``(b,)`` integers in ``[0, num_shifts)``, or ``None`` meaning one shift per sample.
-        num_shifts: ``l``.
-        batch_size: ``b``, or ``None`` when any length is allowed (``None`` index then means
-            ``b == l``).
-
-    Raises:
-        TypeError: ``index`` is not an integer tensor.
-        ValueError: wrong shape, or out-of-range values, or ``None`` with ``l != b``.
-    """
-    if index is None:
-        if batch_size is not None and num_shifts != batch_size:
-            raise ValueError(
-                f"index=None means one shift per sample, so the shift count ({num_shifts}) must "
-                f"equal the batch size ({batch_size}); pass index (b,) to share shifts"
-            )
-        return None
-    if not isinstance(index, Tensor):
-        raise TypeError(
-            f"index must be an integer Tensor of shape (b,), got {type(index).__name__}"
-        )
-    if index.dtype not in _INDEX_DTYPES:
-        raise TypeError(f"index must have an integer dtype, got {index.dtype}")
-    if index.dim() != 1 or (batch_size is not None and index.shape[0] != batch_size):
-        expected = "(b,)" if batch_size is None else f"(b,) = ({batch_size},)"
-        raise ValueError(f"index must have shape {expected}, got {tuple(index.shape)}")
-    if index.numel() and (int(index.min()) < 0 or int(index.max()) >= num_shifts):
-        raise ValueError(
-            f"index values must lie in [0, {num_shifts}) (the number of shifts), "
-            f"got min {int(index.min())}, max {int(index.max())}"
-        )
-    return index.long()
 
 
 def _check_inputs(x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta) -> None:
@@ -105,18 +69,26 @@ def prepare(
     index: Tensor | None = None,
     grouping: Grouping | None = None,
 ) -> tuple[Tensor, Grouping, Problem]:
-    """Validate the inputs and describe the problem: ``(x3 (b, t, k), grouping, problem)``."""
+    """Validate the inputs and describe the problem: ``(x3 (b, t, k), grouping, problem)``.
+
+    With a precomputed ``grouping`` every check is on shapes, dtypes and devices only (no host
+    synchronisation, nothing data-dependent), so the call traces into one graph.
+    """
     _check_inputs(x, weight, bias, delta)
     batch = x.shape[0]
     if grouping is None:
-        index = check_index(index, delta.num_shifts, batch)
         grouping = Grouping.from_index(index, delta.num_shifts, batch, device=x.device)
+    elif not isinstance(grouping, Grouping):
+        raise TypeError(f"grouping must be a Grouping or None, got {type(grouping).__name__}")
     elif grouping.batch_size != batch or grouping.num_shifts != delta.num_shifts:
         raise ValueError(
             f"grouping is for b={grouping.batch_size}, l={grouping.num_shifts}; "
             f"got b={batch}, l={delta.num_shifts}"
         )
-    x3 = x.reshape(batch, -1, x.shape[-1])
+    elif grouping.device != x.device:
+        raise ValueError(f"grouping is on {grouping.device} but x is on {x.device}")
+    tokens = math.prod(x.shape[1:-1])  # explicit: reshape cannot infer -1 when b == 0
+    x3 = x.reshape(batch, tokens, x.shape[-1])
     return x3, grouping, Problem.describe(x3, delta, grouping, bias is not None)
 
 

@@ -12,12 +12,21 @@ from weditlib.deltas import Delta
 def loop_edited_linear(
     x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta, index: Tensor | None
 ) -> Tensor:
-    """``y[b] = F.linear(x[b], W ⊕ ΔW[index[b]], bias)`` one sample at a time, in float64."""
+    """``y[b] = F.linear(x[b], W ⊕ ΔW[i], bias) + Δb[i]``, ``i = index[b]``, in float64.
+
+    One sample at a time; an empty batch gives an empty ``(0, *t, n)`` result.
+    """
     shifts = delta.matrix().double()
     base = weight.double()
     outputs = []
     for b in range(x.shape[0]):
-        shift = shifts[b if index is None else int(index[b])]
+        i = b if index is None else int(index[b])
+        shift = shifts[i]
         effective = base + shift if delta.mode == "shift" else base * (1 + shift)
-        outputs.append(F.linear(x[b].double(), effective, None if bias is None else bias.double()))
+        y = F.linear(x[b].double(), effective, None if bias is None else bias.double())
+        if delta.bias is not None:
+            y = y + delta.bias[i].double()
+        outputs.append(y)
+    if not outputs:
+        return x.new_zeros(*x.shape[:-1], weight.shape[0], dtype=torch.float64)
     return torch.stack(outputs)

@@ -19,6 +19,8 @@ REFERENCE_NAMES = [a.name for a in reference.ALGORITHMS]
 def make_index(pattern: str, batch: int, num_shifts: int, generator: torch.Generator):
     if pattern == "none":
         return None
+    if pattern == "empty":
+        return torch.zeros(0, dtype=torch.long)
     if pattern == "equal":
         return torch.zeros(batch, dtype=torch.long)
     if pattern == "distinct":
@@ -39,17 +41,18 @@ def problems(draw):
         num_shifts = draw(st.integers(batch, batch + 2))
     else:
         num_shifts = draw(st.integers(1, batch))
-    token_dims = draw(st.lists(st.integers(1, 3), min_size=0, max_size=2))
+    token_dims = draw(st.lists(st.integers(0, 3), min_size=0, max_size=2))
     return {
         "pattern": pattern,
         "batch": batch,
         "num_shifts": num_shifts,
         "token_dims": token_dims,
-        "n": draw(st.integers(1, 9)),
-        "k": draw(st.integers(1, 9)),
+        "n": draw(st.integers(0, 9)),
+        "k": draw(st.integers(0, 9)),
         "rank": draw(st.one_of(st.none(), st.integers(1, 4))),
         "mode": draw(st.sampled_from(["shift", "scale"])),
         "bias": draw(st.booleans()),
+        "shift_bias": draw(st.booleans()),
         "dtype": draw(st.sampled_from([torch.float32, torch.float64])),
         "seed": draw(st.integers(0, 2**16)),
     }
@@ -61,14 +64,19 @@ def build(spec):
     x = torch.randn(spec["batch"], *spec["token_dims"], k, generator=g, dtype=dtype)
     weight = torch.randn(n, k, generator=g, dtype=dtype)
     bias = torch.randn(n, generator=g, dtype=dtype) if spec["bias"] else None
+    shift_bias = None
+    if spec.get("shift_bias"):
+        shift_bias = torch.randn(num_shifts, n, generator=g, dtype=dtype)
     if spec["rank"] is None:
-        delta = DenseDelta(torch.randn(num_shifts, n, k, generator=g, dtype=dtype), spec["mode"])
+        shift = torch.randn(num_shifts, n, k, generator=g, dtype=dtype)
+        delta = DenseDelta(shift, spec["mode"], bias=shift_bias)
     else:
         r = spec["rank"]
         delta = LowRankDelta(
             torch.randn(num_shifts, n, r, generator=g, dtype=dtype),
             torch.randn(num_shifts, r, k, generator=g, dtype=dtype),
             spec["mode"],
+            bias=shift_bias,
         )
     index = make_index(spec["pattern"], spec["batch"], num_shifts, g)
     return x, weight, bias, delta, index
@@ -114,7 +122,7 @@ def test_gradcheck_on_every_algorithm(rank, mode, pattern):
     spec = {
         "pattern": pattern, "batch": 4, "num_shifts": 4 if pattern == "none" else 3,
         "token_dims": [2], "n": 3, "k": 4, "rank": rank, "mode": mode, "bias": True,
-        "dtype": torch.float64, "seed": 7,
+        "shift_bias": True, "dtype": torch.float64, "seed": 7,
     }  # fmt: skip
     x, weight, bias, delta, index = build(spec)
     if pattern == "unsorted":
@@ -123,7 +131,9 @@ def test_gradcheck_on_every_algorithm(rank, mode, pattern):
         tensors = [t.clone().requires_grad_() for t in (x, weight, bias, *delta.tensors())]
 
         def fn(x_, w_, b_, *shift, name=name):
-            d = DenseDelta(shift[0], mode) if rank is None else LowRankDelta(*shift, mode=mode)
+            *factors, shift_bias = shift
+            kind = DenseDelta if rank is None else LowRankDelta
+            d = kind(*factors, mode=mode, bias=shift_bias)
             return edited_linear(x_, w_, b_, d, index, algorithm=name)
 
         assert torch.autograd.gradcheck(fn, tensors), name
@@ -172,6 +182,86 @@ def test_unused_shifts_are_allowed():
         torch.testing.assert_close(
             edited_linear(x, weight, None, delta, index, algorithm=name), expected
         )
+
+
+def test_bias_shift_alone_without_base_bias():
+    x, weight = torch.randn(3, 2, 4, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64)
+    shift_bias = torch.randn(2, 5, dtype=torch.float64)
+    delta = DenseDelta(torch.zeros(2, 5, 4, dtype=torch.float64), bias=shift_bias)
+    index = torch.tensor([1, 0, 1])
+    expected = torch.nn.functional.linear(x, weight) + shift_bias[index, None, :]
+    for name in supported_names(x, weight, None, delta, index):
+        y = edited_linear(x, weight, None, delta, index, algorithm=name)
+        torch.testing.assert_close(y, expected, msg=name)
+
+
+def test_bias_shift_gradient_is_the_output_gradient_summed_per_shift():
+    x, weight = torch.randn(4, 3, 6), torch.randn(5, 6)
+    shift_bias = torch.zeros(3, 5, requires_grad=True)
+    delta = LowRankDelta(torch.randn(3, 5, 2), torch.randn(3, 2, 6), bias=shift_bias)
+    index = torch.tensor([2, 0, 2, 2])
+    dy = torch.randn(4, 3, 5)
+    (grad,) = torch.autograd.grad(edited_linear(x, weight, None, delta, index), shift_bias, dy)
+    expected = torch.zeros(3, 5).index_add_(0, index, dy.sum(1))
+    torch.testing.assert_close(grad, expected)
+
+
+def test_rows_slices_the_bias_shift():
+    delta = LowRankDelta(torch.randn(2, 6, 3), torch.randn(2, 3, 4), bias=torch.randn(2, 6))
+    part = delta.rows(2, 5)
+    assert part.bias is not None and torch.equal(part.bias, delta.bias[:, 2:5])
+    assert torch.equal(part.matrix(), delta.matrix()[:, 2:5])
+
+
+# --- empty batches and zero-size dims ---------------------------------------------------------
+
+ZERO_SIZES = {
+    "b=0": {"batch": 0, "num_shifts": 2, "pattern": "empty"},
+    "b=0,l=0": {"batch": 0, "num_shifts": 0, "pattern": "empty"},
+    "b=0,index=None": {"batch": 0, "num_shifts": 0, "pattern": "none"},
+    "t=0": {"token_dims": [0]},
+    "t=2x0": {"token_dims": [2, 0]},
+    "n=0": {"n": 0},
+    "k=0": {"k": 0},
+}
+
+
+@pytest.mark.parametrize("zero", ZERO_SIZES.values(), ids=ZERO_SIZES.keys())
+@pytest.mark.parametrize("rank", [None, 2], ids=["dense", "lowrank"])
+@pytest.mark.parametrize("mode", ["shift", "scale"])
+def test_zero_size_dims_match_f_linear_shapes_and_gradients(zero, rank, mode):
+    spec = {
+        "pattern": "unsorted", "batch": 3, "num_shifts": 2, "token_dims": [2], "n": 5, "k": 4,
+        "rank": rank, "mode": mode, "bias": True, "shift_bias": True, "dtype": torch.float64,
+        "seed": 11,
+    } | zero  # fmt: skip
+    x, weight, bias, delta, index = build(spec)
+    expected_shape = F_linear_shape(x, weight)
+    expected = loop_edited_linear(x, weight, bias, delta, index)
+    for name in supported_names(x, weight, bias, delta, index):
+        leaves = [t.clone().requires_grad_() for t in (x, weight, bias, *delta.tensors())]
+        kind = DenseDelta if rank is None else LowRankDelta
+        rebuilt = kind(*leaves[3:-1], mode=mode, bias=leaves[-1])
+        y = edited_linear(leaves[0], leaves[1], leaves[2], rebuilt, index, algorithm=name)
+        assert y.shape == expected_shape, name
+        torch.testing.assert_close(y, expected, msg=name)
+        grads = torch.autograd.grad(y.sum(), leaves, allow_unused=True)
+        for leaf, grad in zip(leaves, grads, strict=True):
+            assert grad is None or grad.shape == leaf.shape, name
+        # what reaches the bias is the output gradient's sum, as for F.linear
+        torch.testing.assert_close(grads[2], torch.ones_like(y).flatten(0, -2).sum(0), msg=name)
+
+
+def F_linear_shape(x, weight):
+    return torch.nn.functional.linear(x, weight).shape
+
+
+def test_empty_batch_is_an_empty_result_like_nn_linear():
+    linear = torch.nn.Linear(6, 5)
+    x = torch.randn(0, 3, 6)
+    delta = DenseDelta(torch.randn(2, 5, 6))
+    y = edited_linear(x, linear.weight, linear.bias, delta, torch.zeros(0, dtype=torch.long))
+    assert y.shape == linear(x).shape == (0, 3, 5)
 
 
 # --- bad input -------------------------------------------------------------------------------
@@ -242,6 +332,16 @@ def test_delta_constructors_validate_shapes():
         DenseDelta(torch.randn(2, 5, 6), mode="add")
     with pytest.raises(TypeError, match="share a dtype"):
         LowRankDelta(torch.randn(2, 5, 3), torch.randn(2, 3, 6, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"DenseDelta.bias must have shape \(l, n\) = \(2, 5\)"):
+        DenseDelta(torch.randn(2, 5, 6), bias=torch.randn(2, 6))
+    with pytest.raises(TypeError, match=r"LowRankDelta\.bias dtype torch\.float64 does not match"):
+        LowRankDelta(
+            torch.randn(2, 5, 3), torch.randn(2, 3, 6), bias=torch.randn(2, 5, dtype=torch.float64)
+        )
+    with pytest.raises(TypeError, match=r"DenseDelta\.bias must be a Tensor or None"):
+        DenseDelta(torch.randn(2, 5, 6), bias=[0.0] * 5)
+    with pytest.raises(ValueError, match=r"DenseDelta\.bias is on meta"):
+        DenseDelta(torch.randn(2, 5, 6), bias=torch.randn(2, 5, device="meta"))
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])

@@ -15,8 +15,6 @@ Four ways to compute ``y_b = x_b (W ⊕ ΔW_index[b])ᵀ + bias``:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from einops import rearrange
 from torch import Tensor
@@ -25,53 +23,62 @@ from weditlib.deltas import Delta, DenseDelta, Grouping, LowRankDelta
 from weditlib.kernels.base import Cost, Problem, combine
 
 
-@dataclass(frozen=True)
-class GroupedLayout:
-    """Where each sample sits in a ``(l, max_count, t, k)`` padded, shift-major buffer."""
-
-    shift: Tensor  # (b,) the group of each sample, in `order`
-    slot: Tensor  # (b,) its position inside the group, in `order`
-    order: Tensor  # (b,)
-
-    @staticmethod
-    def of(grouping: Grouping) -> GroupedLayout:
-        shift = grouping.index[grouping.order]
-        starts = torch.cumsum(grouping.counts, 0) - grouping.counts
-        slot = torch.arange(shift.shape[0], device=shift.device) - starts[shift]
-        return GroupedLayout(shift, slot, grouping.order)
-
-
 def to_groups(x: Tensor, grouping: Grouping) -> Tensor:
     """Arrange samples by shift: ``(b, t, k) -> (l, max_count * t, k)``.
 
     A free view when the grouping is uniform; otherwise a zero-padded copy.
     """
     _, t, k = x.shape
-    lcount = grouping.num_shifts
+    lcount, count = grouping.num_shifts, grouping.max_count
     if grouping.uniform:
-        return x.reshape(lcount, grouping.max_count * t, k)
-    layout = GroupedLayout.of(grouping)
-    buffer = x.new_zeros(lcount, grouping.max_count, t, k)
-    buffer = buffer.index_put((layout.shift, layout.slot), x[layout.order])
-    return buffer.reshape(lcount, grouping.max_count * t, k)
+        return x.reshape(lcount, count * t, k)
+    buffer = x.new_zeros(lcount * count, t, k).index_copy(0, grouping.position, x)
+    return buffer.reshape(lcount, count * t, k)
 
 
 def from_groups(y: Tensor, grouping: Grouping, tokens: int) -> Tensor:
     """Inverse of :func:`to_groups`: ``(l, max_count * t, n) -> (b, t, n)``."""
     lcount, _, n = y.shape
-    y = y.reshape(lcount, grouping.max_count, tokens, n)
     if grouping.uniform:
         return y.reshape(grouping.batch_size, tokens, n)
-    layout = GroupedLayout.of(grouping)
-    # `order` is a permutation, so its inverse puts sorted samples back in batch order.
-    inverse = torch.empty_like(layout.order)
-    inverse[layout.order] = torch.arange(layout.order.shape[0], device=layout.order.device)
-    return y[layout.shift, layout.slot][inverse]
+    return y.reshape(lcount * grouping.max_count, tokens, n)[grouping.position]
 
 
 def _per_sample(tensor: Tensor, grouping: Grouping) -> Tensor:
     """``(l, ...) -> (b, ...)``: the shift tensor of each sample (a view when identity)."""
     return tensor if grouping.identity else tensor[grouping.index]
+
+
+def shift_bias(bias: Tensor | None, delta: Delta) -> Tensor | None:
+    """``(l, n)`` the bias each shift adds, ``b + Δb`` (``Δb`` alone without ``b``), or ``None``.
+
+    ``None`` when the shift has no bias shift: then every sample adds the base ``bias``.
+    """
+    if delta.bias is None:
+        return None
+    return delta.bias if bias is None else delta.bias + bias
+
+
+def sample_bias(bias: Tensor | None, delta: Delta, grouping: Grouping) -> Tensor | None:
+    """The bias to add to a ``(b, t, n)`` result: ``(b, 1, n)``, the base ``(n,)``, or ``None``."""
+    per_shift = shift_bias(bias, delta)
+    if per_shift is None:
+        return bias
+    return _per_sample(per_shift, grouping).unsqueeze(1)
+
+
+def add_bias_shift(y: Tensor, delta: Delta, grouping: Grouping) -> Tensor:
+    """``y (b, t, n) + Δb[index]`` when the shift carries a bias shift, else ``y``."""
+    if delta.bias is None:
+        return y
+    return y + _per_sample(delta.bias, grouping).unsqueeze(1)
+
+
+def _linear_bmm(x: Tensor, weight_t: Tensor, bias: Tensor | None) -> Tensor:
+    """``x @ weight_t + bias`` batched: ``bias`` broadcasts (``(n,)`` or ``(l, 1, n)``)."""
+    if bias is None:
+        return torch.bmm(x, weight_t)
+    return torch.baddbmm(bias, x, weight_t)
 
 
 def _io_bytes(p: Problem) -> float:
@@ -125,10 +132,9 @@ class Materialise:
     ) -> Tensor:
         effective = combine(weight, delta.matrix(), delta.mode)  # (l, n, k)
         xg = to_groups(x, grouping)  # (l, c*t, k)
-        if bias is None:
-            yg = torch.bmm(xg, effective.transpose(1, 2))
-        else:
-            yg = torch.baddbmm(bias, xg, effective.transpose(1, 2))
+        per_shift = shift_bias(bias, delta)  # (l, n): each group's own bias, or None
+        group_bias = bias if per_shift is None else per_shift.unsqueeze(1)
+        yg = _linear_bmm(xg, effective.transpose(1, 2), group_bias)
         return from_groups(yg, grouping, x.shape[1])
 
 
@@ -156,9 +162,7 @@ class MaterialiseGather:
         self, x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta, grouping: Grouping
     ) -> Tensor:
         effective = _per_sample(combine(weight, delta.matrix(), delta.mode), grouping)
-        if bias is None:
-            return torch.bmm(x, effective.transpose(1, 2))
-        return torch.baddbmm(bias, x, effective.transpose(1, 2))
+        return _linear_bmm(x, effective.transpose(1, 2), sample_bias(bias, delta, grouping))
 
 
 class Split:
@@ -188,7 +192,7 @@ class Split:
     ) -> Tensor:
         assert isinstance(delta, DenseDelta)
         t = x.shape[1]
-        base = torch.nn.functional.linear(x, weight, bias)  # (b, t, n)
+        base = add_bias_shift(torch.nn.functional.linear(x, weight, bias), delta, grouping)
         xg = to_groups(x, grouping)  # (l, c·t, k)
         shift_t = delta.weight.transpose(1, 2)
         if grouping.uniform:  # free views: accumulate onto the base output in one product
@@ -222,7 +226,7 @@ class LowRank:
         self, x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta, grouping: Grouping
     ) -> Tensor:
         assert isinstance(delta, LowRankDelta)
-        base = torch.nn.functional.linear(x, weight, bias)  # (b, t, n)
+        base = add_bias_shift(torch.nn.functional.linear(x, weight, bias), delta, grouping)
         if grouping.uniform:  # one (c·t)-row product per shift instead of b small ones
             t = x.shape[1]
             inner = torch.bmm(to_groups(x, grouping), delta.down.transpose(1, 2))  # (l, c·t, r)
@@ -261,7 +265,7 @@ class LowRankScale:
         assert isinstance(delta, LowRankDelta)
         up = _per_sample(delta.up, grouping)  # (b, n, r)
         down = _per_sample(delta.down, grouping)  # (b, r, k)
-        base = torch.nn.functional.linear(x, weight, bias)  # (b, t, n)
+        base = add_bias_shift(torch.nn.functional.linear(x, weight, bias), delta, grouping)
         scaled = rearrange(x, "b t k -> b 1 t k") * rearrange(down, "b r k -> b r 1 k")
         per_rank = torch.nn.functional.linear(scaled, weight)  # (b, r, t, n)
         return base + torch.einsum("brtn,bnr->btn", per_rank, up)

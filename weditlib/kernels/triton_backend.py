@@ -18,7 +18,8 @@ Backward (one :class:`torch.autograd.Function` per kind, next to the kernels it 
 * low-rank ``scale``: ``dΔW_g = (dy_gᵀ x_g) ⊙ W`` is needed anyway for ``dU = dΔW Vᵀ`` and
   ``dV = Uᵀ dΔW``, so the backward materialises ``U V`` and ``dΔW`` (``l·n·k`` each) and reuses
   the dense gradient kernel; the forward does not;
-* ``dbias = Σ dy``.
+* ``dbias = Σ dy`` and the bias shifts' ``dΔb_g = Σ_{s∈g} dy_s`` (an ``index_add``); the
+  forward adds ``Δb_g`` in the kernels' epilogue.
 
 The planner only considers these algorithms for CUDA tensors of dtype float16, bfloat16 or
 float32 when Triton is importable. Tests call :meth:`run` directly on CPU tensors under
@@ -26,8 +27,6 @@ float32 when Triton is importable. Tests call :meth:`run` directly on CPU tensor
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -59,8 +58,24 @@ def _accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def _bias_grads(
+    dy: Tensor, index: Tensor, num_shifts: int, need_bias: bool, need_shift_bias: bool
+) -> tuple[Tensor | None, Tensor | None]:
+    """``dbias = Σ_{s,t} dy`` and ``dΔb_g = Σ_{s∈g, t} dy`` (accumulated in float32/64)."""
+    acc = _accumulate_dtype(dy.dtype)
+    if not (need_bias or need_shift_bias):
+        return None, None
+    per_sample = dy.sum(1, dtype=acc)  # (b, n)
+    dbias = per_sample.sum(0).to(dy.dtype) if need_bias else None
+    dshift_bias = None
+    if need_shift_bias:
+        dshift_bias = per_sample.new_zeros(num_shifts, dy.shape[2])
+        dshift_bias = dshift_bias.index_add_(0, index, per_sample).to(dy.dtype)
+    return dbias, dshift_bias
+
+
 class _DenseEditedLinear(torch.autograd.Function):
-    """``y = x (W ⊕ ΔW_g)ᵀ + bias`` per group, dense ``ΔW``."""
+    """``y = x (W ⊕ ΔW_g)ᵀ + bias + Δb_g`` per group, dense ``ΔW``."""
 
     @staticmethod
     def forward(
@@ -69,33 +84,34 @@ class _DenseEditedLinear(torch.autograd.Function):
         weight: Tensor,
         bias: Tensor | None,
         shift: Tensor,
+        shift_bias: Tensor | None,
         segments: Segments,
+        index: Tensor,
         scale: bool,
     ) -> Tensor:
-        ctx.save_for_backward(x, weight, shift)
+        ctx.save_for_backward(x, weight, shift, index)
         ctx.segments, ctx.scale = segments, scale
-        return edited_matmul(x, weight, shift, bias, segments, scale)
+        return edited_matmul(x, weight, shift, bias, segments, scale, shift_bias)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: FunctionCtx, dy: Tensor) -> tuple[Tensor | None, ...]:
-        x, weight, shift = ctx.saved_tensors
-        need_x, need_weight, need_bias, need_shift = ctx.needs_input_grad[:4]
+        x, weight, shift, index = ctx.saved_tensors
+        need_x, need_weight, need_bias, need_shift, need_shift_bias = ctx.needs_input_grad[:5]
         segments, scale = ctx.segments, ctx.scale
-        dx = dshift = dweight = dbias = None
+        dx = dshift = dweight = None
         if need_x:
             dx = edited_matmul(dy, weight.t(), shift.transpose(1, 2), None, segments, scale)
         if need_weight or need_shift:
             dshift, dweight = grouped_outer(
                 dy, x, weight, shift, segments, scale, need_shift, need_weight
             )
-        if need_bias:
-            dbias = dy.sum((0, 1), dtype=_accumulate_dtype(dy.dtype)).to(dy.dtype)
-        return dx, dweight, dbias, dshift, None, None
+        dbias, dshift_bias = _bias_grads(dy, index, shift.shape[0], need_bias, need_shift_bias)
+        return dx, dweight, dbias, dshift, dshift_bias, None, None, None
 
 
 class _LowRankEditedLinear(torch.autograd.Function):
-    """``y = x (W ⊕ U_g V_g)ᵀ + bias`` per group."""
+    """``y = x (W ⊕ U_g V_g)ᵀ + bias + Δb_g`` per group."""
 
     @staticmethod
     def forward(
@@ -105,21 +121,24 @@ class _LowRankEditedLinear(torch.autograd.Function):
         bias: Tensor | None,
         up: Tensor,
         down: Tensor,
+        shift_bias: Tensor | None,
         segments: Segments,
         index: Tensor,
         scale: bool,
     ) -> Tensor:
         ctx.save_for_backward(x, weight, up, down, index)
         ctx.segments, ctx.scale = segments, scale
-        return lowrank_matmul(x, weight, up, down, bias, segments, scale)
+        return lowrank_matmul(x, weight, up, down, bias, segments, scale, shift_bias)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: FunctionCtx, dy: Tensor) -> tuple[Tensor | None, ...]:
         x, weight, up, down, index = ctx.saved_tensors
-        need_x, need_weight, need_bias, need_up, need_down = ctx.needs_input_grad[:5]
+        need_x, need_weight, need_bias, need_up, need_down, need_shift_bias = ctx.needs_input_grad[
+            :6
+        ]
         segments, scale = ctx.segments, ctx.scale
-        dx = dweight = dbias = dup = ddown = None
+        dx = dweight = dup = ddown = None
         if need_x:
             dx = lowrank_matmul(
                 dy, weight.t(), down.transpose(1, 2), up.transpose(1, 2), None, segments, scale
@@ -138,9 +157,8 @@ class _LowRankEditedLinear(torch.autograd.Function):
             if need_weight:
                 dweight = torch.mm(dy.flatten(0, 1).t(), x.flatten(0, 1))
             dup, ddown = _lowrank_factor_grads(x, dy, up, down, index, need_up, need_down)
-        if need_bias:
-            dbias = dy.sum((0, 1), dtype=_accumulate_dtype(dy.dtype)).to(dy.dtype)
-        return dx, dweight, dbias, dup, ddown, None, None, None
+        dbias, dshift_bias = _bias_grads(dy, index, up.shape[0], need_bias, need_shift_bias)
+        return dx, dweight, dbias, dup, ddown, dshift_bias, None, None, None
 
 
 def _lowrank_factor_grads(
@@ -213,7 +231,14 @@ class TritonDense:
     ) -> Tensor:
         assert isinstance(delta, DenseDelta)
         return _DenseEditedLinear.apply(
-            x, weight, bias, delta.weight, Segments.of(grouping), delta.mode == "scale"
+            x,
+            weight,
+            bias,
+            delta.weight,
+            delta.bias,
+            Segments.of(grouping),
+            grouping.index,
+            delta.mode == "scale",
         )
 
 
@@ -252,6 +277,7 @@ class TritonLowRank:
             bias,
             delta.up,
             delta.down,
+            delta.bias,
             Segments.of(grouping),
             grouping.index,
             delta.mode == "scale",
@@ -259,62 +285,3 @@ class TritonLowRank:
 
 
 ALGORITHMS: tuple[Algorithm, ...] = (TritonDense(), TritonLowRank())
-
-
-@dataclass(frozen=True)
-class Timing:
-    """One benchmark cell for the Triton backend.
-
-    Attributes:
-        algorithm: the algorithm timed (``triton_dense`` or ``triton_lowrank``).
-        milliseconds: median time of forward, or ``None`` when not measured.
-        note: why it was not measured, or how it was.
-    """
-
-    algorithm: str
-    milliseconds: float | None
-    note: str
-
-
-def benchmark(
-    x: Tensor,
-    weight: Tensor,
-    bias: Tensor | None,
-    delta: Delta,
-    index: Tensor | None = None,
-    budget_ms: int = 100,
-) -> Timing:
-    """Time the Triton algorithm for these inputs, or say plainly why it was not measured.
-
-    Runs only on CUDA with Triton installed (``triton.testing.do_bench``: warm-up, which also
-    autotunes, then as many runs as fit in ``budget_ms`` with the L2 cache flushed between them;
-    the median is reported).
-
-    Args:
-        x: ``(b, *t, k)``.
-        weight: ``(n, k)``.
-        bias: ``(n,)`` or ``None``.
-        delta: dense or low-rank shifts.
-        index: ``(b,)`` or ``None``.
-        budget_ms: time spent on the timed runs, in milliseconds.
-    """
-    from weditlib.functional import edited_linear
-
-    name = TritonDense.name if isinstance(delta, DenseDelta) else TritonLowRank.name
-    if not TRITON_AVAILABLE:
-        return Timing(name, None, "not measured: triton is not installed")
-    if x.device.type != "cuda":
-        return Timing(
-            name,
-            None,
-            "not measured: no CUDA device (the kernels are only checked for correctness, on "
-            "CPU under TRITON_INTERPRET=1; see docs/roofline.md for the expected floor)",
-        )
-    from triton.testing import do_bench
-
-    milliseconds = do_bench(
-        lambda: edited_linear(x, weight, bias, delta, index, algorithm=name),
-        rep=budget_ms,
-        return_mode="median",
-    )
-    return Timing(name, float(milliseconds), "median of triton.testing.do_bench (L2 flushed)")

@@ -104,9 +104,8 @@ class Segments:
 
     @staticmethod
     def of(grouping: Grouping) -> Segments:
-        counts = grouping.counts.long().contiguous()
-        starts = torch.cumsum(counts, 0) - counts
-        return Segments(grouping.order.long().contiguous(), starts, counts, grouping.max_count)
+        """The grouping's own tensors (computed once when it was built): no work per call."""
+        return Segments(grouping.order, grouping.starts, grouping.counts, grouping.max_count)
 
     @property
     def num_groups(self) -> int:
@@ -128,13 +127,14 @@ def dot_precision(dtype: torch.dtype) -> str:
 @triton.autotune(configs=MATMUL_CONFIGS, key=["N", "K", "MAX_ROWS"])
 @triton.jit
 def _edited_matmul_kernel(
-    a_ptr, w_ptr, d_ptr, bias_ptr, out_ptr, order_ptr, starts_ptr, counts_ptr,
+    a_ptr, w_ptr, d_ptr, bias_ptr, db_ptr, out_ptr, order_ptr, starts_ptr, counts_ptr,
     T, N, K, MAX_ROWS,
     stride_ab, stride_at, stride_ak,
     stride_wn, stride_wk,
     stride_dl, stride_dn, stride_dk,
+    stride_dbl, stride_dbn,
     stride_ob, stride_ot, stride_on,
-    SCALE: tl.constexpr, HAS_BIAS: tl.constexpr,
+    SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_SHIFT_BIAS: tl.constexpr,
     ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
@@ -182,6 +182,9 @@ def _edited_matmul_kernel(
         acc = tl.dot(a, edited.to(operand), acc, input_precision=PRECISION, out_dtype=ACC_DTYPE)
     if HAS_BIAS:
         acc += tl.load(bias_ptr + rn, mask=n_ok, other=0.0).to(ACC_DTYPE)[None, :]
+    if HAS_SHIFT_BIAS:  # the group's own Δb_g, one (BLOCK_N,) row per program
+        shift_bias = tl.load(db_ptr + group * stride_dbl + rn * stride_dbn, mask=n_ok, other=0.0)
+        acc += shift_bias.to(ACC_DTYPE)[None, :]
     out_rows = out_ptr + sample * stride_ob + token * stride_ot
     tl.store(
         out_rows[:, None] + rn[None, :] * stride_on,
@@ -197,8 +200,9 @@ def edited_matmul(
     bias: Tensor | None,
     segments: Segments,
     scale: bool,
+    shift_bias: Tensor | None = None,
 ) -> Tensor:
-    """``out[s] = a[s] @ (W ⊕ ΔW_g)ᵀ + bias`` for every sample ``s`` of every group ``g``.
+    """``out[s] = a[s] @ (W ⊕ ΔW_g)ᵀ + bias + Δb_g`` for every sample ``s`` of every group ``g``.
 
     Args:
         a: ``(b, t, k)``, any strides.
@@ -207,6 +211,7 @@ def edited_matmul(
         bias: ``(n,)`` or ``None``.
         segments: which samples use which shift.
         scale: ``W ⊙ (1 + ΔW)`` instead of ``W + ΔW``.
+        shift_bias: ``(l, n)`` per-group bias shifts ``Δb`` or ``None``.
 
     Returns:
         ``(b, t, n)`` in ``a``'s dtype, accumulated in float32 (float64 for float64 inputs).
@@ -223,11 +228,12 @@ def edited_matmul(
         m_tiles = triton.cdiv(max_rows, meta["BLOCK_M"])
         return (segments.num_groups * m_tiles * triton.cdiv(n, meta["BLOCK_N"]),)
 
+    shift_bias_strides = (0, 0) if shift_bias is None else shift_bias.stride()
     _edited_matmul_kernel[grid](
-        a, weight, shift, bias, out, segments.order, segments.starts, segments.counts,
+        a, weight, shift, bias, shift_bias, out, segments.order, segments.starts, segments.counts,
         t, n, k, max_rows,
-        *a.stride(), *weight.stride(), *shift.stride(), *out.stride(),
-        SCALE=scale, HAS_BIAS=bias is not None,
+        *a.stride(), *weight.stride(), *shift.stride(), *shift_bias_strides, *out.stride(),
+        SCALE=scale, HAS_BIAS=bias is not None, HAS_SHIFT_BIAS=shift_bias is not None,
         ACC_DTYPE=acc_dtype, PRECISION=dot_precision(a.dtype),
     )  # fmt: skip
     return out

@@ -33,14 +33,15 @@ def rank_block(rank: int) -> int:
 @triton.autotune(configs=MATMUL_CONFIGS, key=["N", "K", "MAX_ROWS", "R"])
 @triton.jit
 def _lowrank_matmul_kernel(
-    a_ptr, w_ptr, u_ptr, v_ptr, bias_ptr, out_ptr, order_ptr, starts_ptr, counts_ptr,
+    a_ptr, w_ptr, u_ptr, v_ptr, bias_ptr, db_ptr, out_ptr, order_ptr, starts_ptr, counts_ptr,
     T, N, K, R, MAX_ROWS,
     stride_ab, stride_at, stride_ak,
     stride_wn, stride_wk,
     stride_ul, stride_un, stride_ur,
     stride_vl, stride_vr, stride_vk,
+    stride_dbl, stride_dbn,
     stride_ob, stride_ot, stride_on,
-    SCALE: tl.constexpr, HAS_BIAS: tl.constexpr,
+    SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_SHIFT_BIAS: tl.constexpr,
     ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr, BLOCK_R: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
@@ -106,6 +107,9 @@ def _lowrank_matmul_kernel(
         acc = tl.dot(shrunk.to(operand), ut, acc, input_precision=PRECISION, out_dtype=ACC_DTYPE)
     if HAS_BIAS:
         acc += tl.load(bias_ptr + rn, mask=n_ok, other=0.0).to(ACC_DTYPE)[None, :]
+    if HAS_SHIFT_BIAS:  # the group's own Δb_g, one (BLOCK_N,) row per program
+        shift_bias = tl.load(db_ptr + group * stride_dbl + rn * stride_dbn, mask=n_ok, other=0.0)
+        acc += shift_bias.to(ACC_DTYPE)[None, :]
     out_rows = out_ptr + sample * stride_ob + token * stride_ot
     tl.store(
         out_rows[:, None] + rn[None, :] * stride_on,
@@ -122,8 +126,9 @@ def lowrank_matmul(
     bias: Tensor | None,
     segments: Segments,
     scale: bool,
+    shift_bias: Tensor | None = None,
 ) -> Tensor:
-    """``out[s] = a[s] @ (W ⊕ U_g V_g)ᵀ + bias`` for every sample ``s`` of every group ``g``.
+    """``out[s] = a[s] @ (W ⊕ U_g V_g)ᵀ + bias + Δb_g`` for every sample ``s`` of group ``g``.
 
     Args:
         a: ``(b, t, k)``, any strides.
@@ -134,6 +139,7 @@ def lowrank_matmul(
         bias: ``(n,)`` or ``None``.
         segments: which samples use which shift.
         scale: ``W ⊙ (1 + U V)`` instead of ``W + U V``.
+        shift_bias: ``(l, n)`` per-group bias shifts ``Δb`` or ``None``.
 
     Returns:
         ``(b, t, n)`` in ``a``'s dtype, accumulated in float32 (float64 for float64 inputs).
@@ -152,11 +158,14 @@ def lowrank_matmul(
         m_tiles = triton.cdiv(max_rows, meta["BLOCK_M"])
         return (segments.num_groups * m_tiles * triton.cdiv(n, meta["BLOCK_N"]),)
 
+    shift_bias_strides = (0, 0) if shift_bias is None else shift_bias.stride()
     _lowrank_matmul_kernel[grid](
-        a, weight, up, down, bias, out, segments.order, segments.starts, segments.counts,
+        a, weight, up, down, bias, shift_bias, out,
+        segments.order, segments.starts, segments.counts,
         t, n, k, rank, max_rows,
-        *a.stride(), *weight.stride(), *up.stride(), *down.stride(), *out.stride(),
-        SCALE=scale, HAS_BIAS=bias is not None,
+        *a.stride(), *weight.stride(), *up.stride(), *down.stride(), *shift_bias_strides,
+        *out.stride(),
+        SCALE=scale, HAS_BIAS=bias is not None, HAS_SHIFT_BIAS=shift_bias is not None,
         ACC_DTYPE=acc_dtype, PRECISION=dot_precision(a.dtype), BLOCK_R=rank_block(rank),
     )  # fmt: skip
     return out
