@@ -216,21 +216,18 @@ def test_factors_of_the_wrong_shape_name_the_adapter_module_and_both_shapes():
     state["base_model.model.inner.lora_A.weight"] = torch.randn(2, 7, dtype=torch.float64)
     with pytest.raises(
         ValueError,
-        match=r"adapter 'a', module 'inner'.*edit a \(6, 7\) weight, "
-        r"but the model's weight is \(6, 5\)",
+        match=r"adapter 'a', module 'inner': LoRA factors lora_A \(2, 7\), lora_B \(6, 2\) do not "
+        r"fit the model's nn.Linear weight \(6, 5\) \(expected lora_A \(2, 5\), lora_B \(6, 2\)\)",
     ):
         load_one(state=state)
     state["base_model.model.inner.lora_A.weight"] = torch.randn(3, 5, dtype=torch.float64)
-    with pytest.raises(
-        ValueError,
-        match=r"lora_A \(r, k\) and lora_B \(n, r\), got lora_A \(3, 5\), lora_B \(6, 2\)",
-    ):
+    with pytest.raises(ValueError, match=r"the config gives rank 2 but the factors have rank 3"):
         load_one(state=state)
     with pytest.raises(ValueError, match=r"the config gives rank 4 but the factors have rank 2"):
         load_one(config=lora_config(4))
 
 
-def test_a_module_that_is_not_a_linear_layer_is_refused():
+def test_a_module_of_a_type_lora_does_not_load_onto_is_refused():
     model = copy.deepcopy(base_model())
     state = {
         "base_model.model.norm.lora_A.weight": torch.randn(2, 3),
@@ -253,7 +250,7 @@ def test_a_linear_inside_multihead_attention_is_refused():
 @pytest.mark.parametrize(
     ("field", "value"),
     [("use_dora", True), ("lora_bias", True), ("bias", "all"), ("modules_to_save", ["head"]),
-     ("fan_in_fan_out", True), ("layer_replication", [[0, 1]])],
+     ("use_qalora", True), ("layer_replication", [[0, 1]])],
 )  # fmt: skip
 def test_config_fields_a_shift_cannot_express_are_refused(field, value):
     with pytest.raises(ValueError, match=rf"adapter 'a': config sets {field}="):
@@ -358,3 +355,97 @@ def test_stacking_without_autograd_is_reused_until_a_factor_changes():
     assert adapters.shifts(names)[0]["inner"].up.requires_grad  # with autograd: never reused
     with torch.no_grad():  # .float() makes new storage: the float64 stacking is not reused
         assert adapters.float().shifts(names)[0]["inner"].up.dtype == torch.float32
+
+
+# --- conv layers ----------------------------------------------------------------------------
+
+
+class ConvNet(nn.Module):
+    """``(b, 3, 6, 6) -> (b, 4, 2)``: a Conv2d, then a Conv1d over the rows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv2 = nn.Conv2d(3, 5, 3, stride=2, padding=1)
+        self.conv1 = nn.Conv1d(5, 4, 2, bias=False)
+
+    def forward(self, x):
+        return self.conv1(torch.tanh(self.conv2(x)).mean(dim=2))
+
+
+def conv_lora_state(rank: int, seed: int) -> dict[str, torch.Tensor]:
+    """PEFT's conv LoRA shapes: A (r, in, *kernel), B (out, r, 1, ...)."""
+    g = torch.Generator().manual_seed(seed)
+    shapes = {"conv2": ((rank, 3, 3, 3), (5, rank, 1, 1)), "conv1": ((rank, 5, 2), (4, rank, 1))}
+    state = {}
+    for path, (a, b) in shapes.items():
+        state[f"base_model.model.{path}.lora_A.weight"] = torch.randn(a, generator=g).double()
+        state[f"base_model.model.{path}.lora_B.weight"] = torch.randn(b, generator=g).double()
+    return state
+
+
+def test_conv_lora_equals_each_sample_with_its_kernel_shift_merged():
+    torch.manual_seed(0)
+    base = ConvNet().double()
+    model = copy.deepcopy(base)
+    sources = {
+        "a": (lora_config(2, alpha=4), conv_lora_state(2, 0)),
+        "b": (lora_config(3, alpha=3, use_rslora=True), conv_lora_state(3, 1)),
+    }
+    adapters = LoraAdapters.load(model, sources)
+    names = ["b", None, "a", "a", BASE]
+    x = torch.randn(len(names), 3, 6, 6, dtype=torch.float64)
+    with adapters.edit(model, names):
+        y = model(x)
+    expected = []
+    for b, name in enumerate(names):
+        merged = copy.deepcopy(base)
+        if name in sources:
+            config, state = sources[name]
+            scaling = LoraSettings.parse(name, config).scaling("")
+            for path in ("conv2", "conv1"):
+                conv = getattr(merged, path)
+                down = state[f"base_model.model.{path}.lora_A.weight"].flatten(1)
+                up = state[f"base_model.model.{path}.lora_B.weight"].flatten(1)
+                conv.weight.data += (scaling * up @ down).view_as(conv.weight)
+        expected.append(merged(x[b : b + 1]))
+    torch.testing.assert_close(y, torch.cat(expected), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("conv", "reason"),
+    [
+        (nn.Conv2d(3, 5, 3, dilation=2), r"dilation=\(2, 2\)"),
+        (nn.Conv2d(4, 6, 3, groups=2), "groups=2"),
+        (nn.Conv2d(3, 5, 3, padding=1, padding_mode="reflect"), "padding_mode='reflect'"),
+    ],
+)
+def test_conv_geometries_peft_conv_lora_does_not_follow_are_refused(conv, reason):
+    model = nn.Sequential(conv)
+    state = {
+        "base_model.model.0.lora_A.weight": torch.randn(2, conv.in_channels, 3, 3),
+        "base_model.model.0.lora_B.weight": torch.randn(conv.out_channels, 2, 1, 1),
+    }
+    with pytest.raises(ValueError, match=rf"adapter 'a', module '0': .*{reason}"):
+        LoraAdapters.load(model, {"a": (lora_config(2), state)})
+
+
+def test_conv_factors_of_the_wrong_shape_name_both_shapes():
+    state = conv_lora_state(2, 0)
+    state["base_model.model.conv2.lora_A.weight"] = torch.randn(2, 3, 5, 5).double()
+    with pytest.raises(
+        ValueError,
+        match=r"module 'conv2': LoRA factors lora_A \(2, 3, 5, 5\), lora_B \(5, 2, 1, 1\) do not "
+        r"fit the model's nn.Conv1d / nn.Conv2d weight \(5, 3, 3, 3\) "
+        r"\(expected lora_A \(2, 3, 3, 3\), lora_B \(5, 2, 1, 1\)\)",
+    ):
+        LoraAdapters.load(ConvNet().double(), {"a": (lora_config(2), state)})
+
+
+def test_a_conv3d_is_refused():
+    model = nn.Sequential(nn.Conv3d(2, 3, 1))
+    state = {
+        "base_model.model.0.lora_A.weight": torch.randn(1, 2, 1, 1, 1),
+        "base_model.model.0.lora_B.weight": torch.randn(3, 1, 1, 1, 1),
+    }
+    with pytest.raises(TypeError, match="targets module '0', a Conv3d"):
+        LoraAdapters.load(model, {"a": (lora_config(1), state)})

@@ -199,3 +199,88 @@ def test_a_transformers_model_matches_peft_adapter_names():
         with adapters.edit(model, names):
             got = model(input_ids=tokens).logits
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+class ConvNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv2 = nn.Conv2d(3, 6, 3, stride=2, padding=1)
+        self.conv1 = nn.Conv1d(6, 4, 3, padding=1)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        rows = torch.relu(self.conv2(x)).mean(dim=2)  # (b, 6, w)
+        return self.head(self.conv1(rows).transpose(1, 2))
+
+
+def test_conv_adapters_match_peft_outputs_gradients_and_files(tmp_path):
+    torch.manual_seed(0)
+    base = ConvNet().double().eval()
+    configs = {
+        "wide": LoraConfig(r=4, lora_alpha=8, target_modules=["conv2", "conv1", "head"]),
+        "thin": LoraConfig(r=1, lora_alpha=2, use_rslora=True, target_modules=["conv2"]),
+    }
+    peft_model = None
+    for name, config in configs.items():
+        config.init_lora_weights = False
+        if peft_model is None:
+            peft_model = get_peft_model(copy.deepcopy(base), config, adapter_name=name)
+        else:
+            peft_model.add_adapter(name, config)
+    peft_model.eval()
+    model = copy.deepcopy(base)
+    adapters = LoraAdapters.load(model, sources_of(peft_model))
+    names = ["thin", BASE, "wide", "thin", "wide"]
+    x = torch.randn(len(names), 3, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        expected = peft_model(x, adapter_names=names)
+        with adapters.edit(model, names):
+            got = model(x)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+    adapters.train()
+    with adapters.edit(model, names):
+        model(x).square().sum().backward()
+    peft_model.train()
+    for name in configs:
+        rows = [i for i, n in enumerate(names) if n == name]
+        peft_model.set_adapter(name)
+        peft_model.zero_grad()
+        peft_model(x[rows]).square().sum().backward()
+        adapter = adapters[name]
+        for position, path in enumerate(adapter.module_paths):
+            layer = peft_model.base_model.model.get_submodule(path)
+            torch.testing.assert_close(
+                adapter.lora_A[position].grad, layer.lora_A[name].weight.grad
+            )
+            torch.testing.assert_close(
+                adapter.lora_B[position].grad, layer.lora_B[name].weight.grad
+            )
+
+
+def test_gpt2_conv1d_adapters_match_peft_adapter_names():
+    transformers = pytest.importorskip("transformers", reason="transformers ships with peft")
+    config = transformers.GPT2Config(vocab_size=64, n_positions=16, n_embd=32, n_layer=2, n_head=4)
+    torch.manual_seed(0)
+    base = transformers.GPT2LMHeadModel(config).eval()
+    peft_model = None
+    for name, rank in (("x", 2), ("y", 4)):
+        # PEFT sets fan_in_fan_out itself for Conv1D layers (with a warning when it is not set)
+        lora = LoraConfig(
+            r=rank, target_modules=["c_attn", "c_proj"], init_lora_weights=False,
+            fan_in_fan_out=True,
+        )  # fmt: skip
+        if peft_model is None:
+            peft_model = get_peft_model(copy.deepcopy(base), lora, adapter_name=name)
+        else:
+            peft_model.add_adapter(name, lora)
+    peft_model.eval()
+    model = copy.deepcopy(base)
+    adapters = LoraAdapters.load(model, sources_of(peft_model))
+    names = ["y", BASE, "x", "y"]
+    tokens = torch.randint(0, 64, (len(names), 6))
+    with torch.no_grad():
+        expected = peft_model(input_ids=tokens, adapter_names=names).logits
+        with adapters.edit(model, names):
+            got = model(input_ids=tokens).logits
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)

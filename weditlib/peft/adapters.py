@@ -30,6 +30,7 @@ from weditlib.deltas import LowRankDelta
 from weditlib.editing import edit, make_editable
 from weditlib.peft.config import LoraSettings
 from weditlib.peft.files import Factors, read_adapter_dir, split_state_dict, write_adapter_dir
+from weditlib.peft.layouts import check_factors
 
 #: PEFT's name for "no adapter" in ``adapter_names``; ``None`` means the same.
 BASE = "__base__"
@@ -40,8 +41,10 @@ AdapterSource = str | os.PathLike | tuple[Any, Mapping[str, Tensor]]
 class LoraAdapter(nn.Module):
     """One PEFT LoRA adapter: its config and, per targeted module, ``lora_A`` and ``lora_B``.
 
-    Parameters keep PEFT's shapes (linear: ``lora_A (r, k)``, ``lora_B (n, r)``) and the dtype
-    and device of the base weight they edit, so that saving writes back what PEFT reads.
+    Parameters keep PEFT's shapes (linear: ``lora_A (r, k)``, ``lora_B (n, r)``; conv:
+    ``lora_A (r, in, *kernel)``, ``lora_B (out, r, 1, ...)``, see
+    :mod:`weditlib.peft.layouts`) and the dtype and device of the base weight they edit, so that
+    saving writes back what PEFT reads.
 
     Attributes:
         name: the adapter's name.
@@ -87,50 +90,6 @@ class LoraAdapter(nn.Module):
 def _as_pattern(path: str) -> str:
     """An ``fnmatch`` pattern matching exactly ``path``."""
     return "".join(f"[{c}]" if c in "*?[" else c for c in path)
-
-
-def _editable_shape(
-    adapter: str, factors: Factors, settings: LoraSettings, modules: Mapping[str, nn.Module]
-) -> tuple[int, int]:
-    """Check that ``factors`` fit the model's module; return its editable weight's ``(n, k)``.
-
-    Raises:
-        ValueError: the model has no such module, or the shapes do not match.
-        TypeError: the module is not a layer weditlib.peft loads LoRA onto.
-    """
-    lora_a, lora_b = factors.lora_a, factors.lora_b
-    shapes = f"lora_A {tuple(lora_a.shape)}, lora_B {tuple(lora_b.shape)}"
-    module = modules.get(factors.module)
-    if module is None:
-        raise ValueError(
-            f"adapter {adapter!r} targets module {factors.module!r} ({shapes}), which the "
-            "model does not have"
-        )
-    parent = modules.get(factors.module.rpartition(".")[0])
-    if not isinstance(module, nn.Linear) or isinstance(parent, nn.MultiheadAttention):
-        raise TypeError(
-            f"adapter {adapter!r} targets module {factors.module!r}, a "
-            f"{type(module).__name__}; weditlib.peft loads LoRA onto nn.Linear layers "
-            "(not inside nn.MultiheadAttention)"
-        )
-    n, k = module.weight.shape
-    rank = settings.rank(factors.module)
-    if lora_a.dim() != 2 or lora_b.dim() != 2 or lora_a.shape[0] != lora_b.shape[1]:
-        raise ValueError(
-            f"adapter {adapter!r}, module {factors.module!r}: LoRA factors must be "
-            f"lora_A (r, k) and lora_B (n, r), got {shapes}"
-        )
-    if lora_a.shape[0] != rank:
-        raise ValueError(
-            f"adapter {adapter!r}, module {factors.module!r}: the config gives rank {rank} "
-            f"but the factors have rank {lora_a.shape[0]} ({shapes})"
-        )
-    if (lora_b.shape[0], lora_a.shape[1]) != (n, k):
-        raise ValueError(
-            f"adapter {adapter!r}, module {factors.module!r}: the LoRA factors ({shapes}) edit "
-            f"a {(lora_b.shape[0], lora_a.shape[1])} weight, but the model's weight is {(n, k)}"
-        )
-    return n, k
 
 
 def _stack(
@@ -208,10 +167,11 @@ class LoraAdapters(nn.Module):
 
         Raises:
             ValueError: no source, a bad adapter name, a config this cannot apply, a module the
-                model does not have, or factors whose shapes do not fit it (each message names
-                the adapter, the module and both shapes).
-            TypeError: a source of the wrong type, or a targeted module that is not a linear
-                layer.
+                model does not have, a conv geometry PEFT's conv LoRA does not follow, or
+                factors whose shapes do not fit the layer (each message names the adapter, the
+                module and both shapes).
+            TypeError: a source of the wrong type, or a targeted module of a type LoRA does not
+                load onto (see :mod:`weditlib.peft.layouts`).
             FileNotFoundError: a directory without ``adapter_config.json`` or weights.
         """
         if not sources:
@@ -225,8 +185,8 @@ class LoraAdapters(nn.Module):
         """Load one more adapter (see :meth:`load` for the arguments and errors)."""
         if isinstance(name, str) and name in self.adapters:
             raise ValueError(f"adapter {name!r} is already loaded")
-        reserved = name == BASE or hasattr(self.adapters, name)  # e.g. "train"
-        if not isinstance(name, str) or not name or "." in name or reserved:
+        valid = isinstance(name, str) and name and "." not in name and name != BASE
+        if not valid or hasattr(self.adapters, name):  # e.g. "train"
             raise ValueError(
                 f"adapter names must be non-empty strings without '.', other than {BASE!r} and "
                 f"nn.ModuleDict attributes; got {name!r}"
@@ -237,8 +197,9 @@ class LoraAdapters(nn.Module):
         if not factors:
             raise ValueError(f"adapter {name!r}: the state dict holds no LoRA factors")
         modules = dict(model.named_modules())
-        shapes = {f.module: _editable_shape(name, f, settings, modules) for f in factors}
-        make_editable(model, [_as_pattern(path) for path in shapes])
+        for f in factors:
+            check_factors(name, f.module, f.lora_a, f.lora_b, settings.rank(f.module), modules)
+        editable = make_editable(model, [_as_pattern(f.module) for f in factors])
         placed = []
         for f in factors:
             weight = modules[f.module].weight
@@ -253,8 +214,8 @@ class LoraAdapters(nn.Module):
             )
         adapter = LoraAdapter(name, settings, placed)
         self.adapters[name] = adapter
-        for path, shape in shapes.items():
-            self._targets.setdefault(path, shape)
+        for f in factors:
+            self._targets.setdefault(f.module, editable[f.module])
         return adapter
 
     @property

@@ -19,7 +19,6 @@ from typing import Any
 # Each must be unset (``None``, ``False``, ``"none"``, ``{}`` or ``[]``, as PEFT's defaults are).
 _UNSUPPORTED_FIELDS: tuple[str, ...] = (
     "bias",  # "all" / "lora_only" train the base layers' biases
-    "fan_in_fan_out",  # transposed (Conv1D-style) base weights
     "modules_to_save",  # full trainable copies of whole modules
     "use_dora",
     "lora_bias",
