@@ -45,10 +45,9 @@ def make_base(dtype: torch.dtype) -> Mlp:
     return Mlp().to(dtype).eval()
 
 
-def make_peft(base: nn.Module) -> PeftModel:
-    """PEFT with every adapter of ADAPTERS, with random (non-zero) B, in eval mode."""
-    torch.manual_seed(1)
-    configs = {name: copy.deepcopy(c) for name, c in ADAPTERS.items()}
+def peft_model_of(base: nn.Module, configs: dict[str, LoraConfig]) -> PeftModel:
+    """A copy of ``base`` with PEFT adapters ``configs``, random (non-zero) A and B, eval mode."""
+    configs = {name: copy.deepcopy(config) for name, config in configs.items()}
     for config in configs.values():
         config.init_lora_weights = False  # random A and B, so every adapter changes the output
     names = list(configs)
@@ -56,6 +55,11 @@ def make_peft(base: nn.Module) -> PeftModel:
     for name in names[1:]:
         model.add_adapter(name, configs[name])
     return model.eval()
+
+
+def make_peft(base: nn.Module) -> PeftModel:
+    torch.manual_seed(1)
+    return peft_model_of(base, ADAPTERS)
 
 
 def sources_of(peft_model: PeftModel) -> dict:
@@ -180,16 +184,11 @@ def test_a_transformers_model_matches_peft_adapter_names():
         "mlp": ["gate_proj", "down_proj"],
         "all": ["q_proj", "o_proj"],
     }
-    peft_model = None
-    for rank, (name, modules) in enumerate(targets.items(), start=2):
-        lora = LoraConfig(
-            r=rank, lora_alpha=2 * rank, target_modules=modules, init_lora_weights=False
-        )
-        if peft_model is None:
-            peft_model = get_peft_model(copy.deepcopy(base), lora, adapter_name=name)
-        else:
-            peft_model.add_adapter(name, lora)
-    peft_model.eval()
+    configs = {
+        name: LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=modules)
+        for rank, (name, modules) in enumerate(targets.items(), start=2)
+    }
+    peft_model = peft_model_of(base, configs)
     model = copy.deepcopy(base)
     adapters = LoraAdapters.load(model, sources_of(peft_model))
     names = ["mlp", "q", BASE, "all", "q", None]
@@ -220,14 +219,7 @@ def test_conv_adapters_match_peft_outputs_gradients_and_files(tmp_path):
         "wide": LoraConfig(r=4, lora_alpha=8, target_modules=["conv2", "conv1", "head"]),
         "thin": LoraConfig(r=1, lora_alpha=2, use_rslora=True, target_modules=["conv2"]),
     }
-    peft_model = None
-    for name, config in configs.items():
-        config.init_lora_weights = False
-        if peft_model is None:
-            peft_model = get_peft_model(copy.deepcopy(base), config, adapter_name=name)
-        else:
-            peft_model.add_adapter(name, config)
-    peft_model.eval()
+    peft_model = peft_model_of(base, configs)
     model = copy.deepcopy(base)
     adapters = LoraAdapters.load(model, sources_of(peft_model))
     names = ["thin", BASE, "wide", "thin", "wide"]
@@ -263,18 +255,12 @@ def test_gpt2_conv1d_adapters_match_peft_adapter_names():
     config = transformers.GPT2Config(vocab_size=64, n_positions=16, n_embd=32, n_layer=2, n_head=4)
     torch.manual_seed(0)
     base = transformers.GPT2LMHeadModel(config).eval()
-    peft_model = None
-    for name, rank in (("x", 2), ("y", 4)):
-        # PEFT sets fan_in_fan_out itself for Conv1D layers (with a warning when it is not set)
-        lora = LoraConfig(
-            r=rank, target_modules=["c_attn", "c_proj"], init_lora_weights=False,
-            fan_in_fan_out=True,
-        )  # fmt: skip
-        if peft_model is None:
-            peft_model = get_peft_model(copy.deepcopy(base), lora, adapter_name=name)
-        else:
-            peft_model.add_adapter(name, lora)
-    peft_model.eval()
+    # PEFT sets fan_in_fan_out itself for Conv1D layers (with a warning when it is not set)
+    configs = {
+        name: LoraConfig(r=rank, target_modules=["c_attn", "c_proj"], fan_in_fan_out=True)
+        for name, rank in (("x", 2), ("y", 4))
+    }
+    peft_model = peft_model_of(base, configs)
     model = copy.deepcopy(base)
     adapters = LoraAdapters.load(model, sources_of(peft_model))
     names = ["y", BASE, "x", "y"]
