@@ -12,7 +12,9 @@ Exactness of the stacking:
 * adapters of different ranks are zero-padded to the largest rank (zero columns of ``B`` times
   zero rows of ``A`` add exact zeros);
 * a sample with no adapter (``None`` or PEFT's ``"__base__"``), and an adapter that does not
-  target a layer, use an all-zero shift there: the base output plus exact zeros.
+  target a layer, use an all-zero shift there. Where the planner runs the low-rank algorithm
+  (``x Wᵀ + b + (x Aᵀ)(s B)ᵀ``, PEFT's own arithmetic) that is the base output plus exact zeros,
+  bit for bit; where it materialises ``W + ΔW`` it equals the base output to float rounding.
 """
 
 from __future__ import annotations
