@@ -144,6 +144,7 @@ class LoraAdapters(nn.Module):
         # The last stacking done without autograd, reused while the batch's adapter names and
         # every factor's storage and version (bumped by in-place updates) are unchanged.
         self._reusable: tuple[tuple, dict[str, LowRankDelta], Tensor] | None = None
+        self._factors: tuple[nn.Parameter, ...] = ()  # every lora_A and lora_B, kept by add_adapter
 
     @classmethod
     def load(
@@ -216,6 +217,7 @@ class LoraAdapters(nn.Module):
             )
         adapter = LoraAdapter(name, settings, placed)
         self.adapters[name] = adapter
+        self._factors = tuple(self.parameters())
         for f in factors:
             self._targets.setdefault(f.module, editable[f.module])
         return adapter
@@ -232,7 +234,10 @@ class LoraAdapters(nn.Module):
         """The stacked shifts and index that run each sample with its adapter.
 
         Only the adapters named in the batch are stacked, in order of first appearance (so a
-        batch sorted by adapter gets the grouped fast paths without any copy).
+        batch sorted by adapter gets the grouped fast paths without any copy). Without autograd
+        (``torch.no_grad()`` or frozen factors) the last stacking is reused while the names and
+        every factor's storage and version are unchanged; in-place updates (optimiser steps,
+        ``load_state_dict``) are seen, replacing a factor's ``Parameter`` object is not.
 
         Args:
             adapter_names: ``b`` entries, one per sample: an adapter's name, or ``None`` /
@@ -273,7 +278,7 @@ class LoraAdapters(nn.Module):
 
     def _reuse_key(self, adapter_names: Sequence[str | None]) -> tuple | None:
         """What a stacking depends on, or ``None`` when it must carry autograd history."""
-        factors = list(self.parameters())
+        factors = self._factors
         if torch.is_grad_enabled() and any(p.requires_grad for p in factors):
             return None
         if isinstance(adapter_names, str) or not isinstance(adapter_names, Sequence):
