@@ -5,9 +5,17 @@ For each case it times, in the same run: the planner's choice, naive per-sample 
 ``nn.Linear``, and a per-group Python loop (PEFT's mixed-batch strategy). It also measures this
 machine's GEMM rate and copy bandwidth and prints each case's floor,
 ``max(flops / GEMM rate, bytes / bandwidth)``, with ``bytes`` = every distinct shift read once plus
-``W``, ``x`` and ``y``. On a CUDA device with Triton, the fused kernels get a column too.
+``W``, ``x`` and ``y``. On a CUDA device with Triton, the fused kernels get a column too (timed by
+``triton.testing.do_bench``).
 
-    python benchmarks/edit_linear.py --json benchmarks/results/edit_linear.json
+A second table is the LoRA-serving case: two ``512 × 512`` linears in a row, 16 low-rank adapters
+(``r = 8``) × 10 samples each, ``T = 50`` and ``T = 1`` tokens per sample, the index sorted by
+adapter or shuffled. Each forward builds the index's :class:`~weditlib.Grouping` once and shares it
+by both layers (as :func:`weditlib.edit` does); the ratio is against the same two linears with no
+adapters.
+
+    python benchmarks/edit_linear.py --json benchmarks/results/edit_linear.json \
+        --serving-json benchmarks/results/edit_linear_serving.json
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import weditlib
-from weditlib import DenseDelta, LowRankDelta, edited_linear
+from weditlib import DenseDelta, Grouping, LowRankDelta, edited_linear
 from weditlib.deltas import Delta
 from weditlib.kernels import triton_backend_algorithms
 
@@ -48,6 +56,7 @@ class Case:
 
 CASES = (
     Case("dense 16x10, T=50", listeners=16, samples=10, tokens=50),
+    Case("dense 16x10, T=1", listeners=16, samples=10, tokens=1),
     Case("dense 160x1, T=1", listeners=160, samples=1, tokens=1),
     Case("low-rank r=8 16x10, T=50", listeners=16, samples=10, tokens=50, rank=8),
 )
@@ -68,6 +77,15 @@ def median_ms(fn: Callable[[], object], device: torch.device, repeats: int) -> f
         sync(device)
         times.append(time.perf_counter() - start)
     return 1e3 * statistics.median(times)
+
+
+def triton_ms(fn: Callable[[], object], budget_ms: int = 100) -> float:
+    """Median ms of a Triton-backed call: ``triton.testing.do_bench`` (warm-up, which also
+    autotunes, then as many runs as fit in ``budget_ms`` with the L2 cache flushed between them).
+    """
+    from triton.testing import do_bench
+
+    return float(do_bench(fn, rep=budget_ms, return_mode="median"))
 
 
 def machine_rates(device: torch.device, repeats: int) -> tuple[float, float]:
@@ -173,7 +191,10 @@ def run(repeats: int, device: torch.device) -> dict:
                 out = fn(x, weight, bias, delta, index)
                 torch.testing.assert_close(out, reference, atol=1e-3, rtol=1e-3)
                 call = functools.partial(fn, x, weight, bias, delta, index)
-                timings[method] = median_ms(call, device, repeats)
+                timed = (
+                    triton_ms(call) if method in triton_names else median_ms(call, device, repeats)
+                )
+                timings[method] = timed
         floor = floor_ms(case, flop_rate, bandwidth)
         results.append(
             {
@@ -188,9 +209,7 @@ def run(repeats: int, device: torch.device) -> dict:
             }
         )
     return {
-        "device": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else platform.processor() or "cpu",
+        "device": _device_name(device),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "gemm_gflops": flop_rate / 1e9,
@@ -198,6 +217,117 @@ def run(repeats: int, device: torch.device) -> dict:
         "triton": "measured" if triton_names else "not measured (no CUDA device with Triton)",
         "results": results,
     }
+
+
+@dataclass(frozen=True)
+class ServingCase:
+    """LoRA serving: ``layers`` linears in a row, each with ``adapters`` rank-``rank`` shifts."""
+
+    name: str
+    tokens: int
+    shuffled: bool = False
+    adapters: int = 16
+    samples: int = 10
+    rank: int = 8
+    features: int = 512
+    layers: int = 2
+
+    @property
+    def batch(self) -> int:
+        return self.adapters * self.samples
+
+
+SERVING_CASES = (
+    ServingCase("LoRA 16x10 r=8, T=50", tokens=50),
+    ServingCase("LoRA 16x10 r=8, T=50, shuffled", tokens=50, shuffled=True),
+    ServingCase("LoRA 16x10 r=8, T=1", tokens=1),
+    ServingCase("LoRA 16x10 r=8, T=1, shuffled", tokens=1, shuffled=True),
+)
+
+
+def serving_inputs(case: ServingCase, device: torch.device, seed: int = 0):
+    """``(x, [(weight, bias, adapters)] per layer, index)``."""
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    n = case.features
+    x = torch.randn(case.batch, case.tokens, n, generator=g).to(device)
+    layers = []
+    for _ in range(case.layers):
+        weight = (torch.randn(n, n, generator=g) / n**0.5).to(device)
+        bias = torch.randn(n, generator=g).to(device)
+        up = 0.1 * torch.randn(case.adapters, n, case.rank, generator=g)
+        down = 0.1 * torch.randn(case.adapters, case.rank, n, generator=g)
+        layers.append((weight, bias, LowRankDelta(up.to(device), down.to(device))))
+    index = torch.arange(case.adapters).repeat_interleave(case.samples)
+    if case.shuffled:
+        index = index[torch.randperm(case.batch, generator=g)]
+    return x, layers, index.to(device)
+
+
+def run_serving(repeats: int, device: torch.device) -> dict:
+    """Edited two-layer forward against the same layers without adapters, per case."""
+    rows = []
+    for case in SERVING_CASES:
+        x, layers, index = serving_inputs(case, device)
+
+        def base(x=x, layers=layers) -> Tensor:
+            for weight, bias, _ in layers:
+                x = F.linear(x, weight, bias)
+            return x
+
+        def edited(x=x, layers=layers, index=index, case=case) -> Tensor:
+            grouping = Grouping.from_index(index, case.adapters, case.batch)  # once per pass
+            for weight, bias, delta in layers:
+                x = edited_linear(x, weight, bias, delta, grouping=grouping)
+            return x
+
+        def loop(x=x, layers=layers, index=index) -> Tensor:
+            for weight, bias, delta in layers:
+                x = per_group_loop(x, weight, bias, delta, index)
+            return x
+
+        with torch.no_grad():
+            reference = x
+            for weight, bias, delta in layers:
+                reference = naive_materialise(reference, weight, bias, delta, index)
+            torch.testing.assert_close(edited(), reference, atol=1e-3, rtol=1e-3)
+            timings = {name: median_ms(fn, device, repeats) for name, fn in
+                       (("base", base), ("edited", edited), ("group_loop", loop))}  # fmt: skip
+        weight, bias, delta = layers[0]
+        choice = weditlib.plan(x, weight, delta, index, bias).algorithm
+        rows.append(
+            {
+                "case": case.name,
+                "tokens": case.tokens,
+                "shuffled": case.shuffled,
+                "planner_choice": choice,
+                "base_ms": timings["base"],
+                "edited_ms": timings["edited"],
+                "group_loop_ms": timings["group_loop"],
+                "edited_over_base": timings["edited"] / timings["base"],
+            }
+        )
+    return {
+        "device": _device_name(device),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "what": "two 512x512 linears, 16 adapters x 10 samples, rank 8; ratio vs no adapters",
+        "results": rows,
+    }
+
+
+def print_serving(report: dict) -> None:
+    print(f"{'serving case':<34}{'choice':<14}{'base':>9}{'edited':>9}{'loop':>9}{'ed/base':>9}")
+    for r in report["results"]:
+        print(
+            f"{r['case']:<34}{r['planner_choice']:<14}{r['base_ms']:>9.2f}{r['edited_ms']:>9.2f}"
+            f"{r['group_loop_ms']:>9.2f}{r['edited_over_base']:>8.2f}x"
+        )
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or "cpu"
 
 
 def print_table(report: dict) -> None:
@@ -228,13 +358,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=15, help="timed runs per method (median)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", type=Path, default=None, help="write the report here")
+    parser.add_argument(
+        "--serving-json", type=Path, default=None, help="write the LoRA-serving report here"
+    )
+    parser.add_argument(
+        "--only",
+        choices=("all", "cases", "serving"),
+        default="all",
+        help="run the per-layer cases, the serving cases, or both",
+    )
     args = parser.parse_args(argv)
-    report = run(args.repeats, torch.device(args.device))
-    print_table(report)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2))
-        print(f"wrote {args.json}")
+    device = torch.device(args.device)
+    reports = []
+    if args.only in ("all", "cases"):
+        report = run(args.repeats, device)
+        print_table(report)
+        reports.append((args.json, report))
+    if args.only in ("all", "serving"):
+        serving = run_serving(args.repeats, device)
+        print_serving(serving)
+        reports.append((args.serving_json, serving))
+    for path, content in reports:
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(content, indent=2))
+            print(f"wrote {path}")
     return 0
 
 

@@ -134,32 +134,45 @@ def edited_linear(
 ) -> Tensor:
     """Linear map with a per-sample edited weight.
 
-    For every sample ``b``: ``y[b] = F.linear(x[b], W ⊕ ΔW[index[b]], bias)`` where ``⊕`` is
-    ``W + ΔW`` (``delta.mode == "shift"``) or ``W ⊙ (1 + ΔW)`` (``"scale"``).
+    For every sample ``b``, with ``i = index[b]``:
+    ``y[b] = F.linear(x[b], W ⊕ ΔW[i], bias) + Δb[i]``, where ``⊕`` is ``W + ΔW``
+    (``delta.mode == "shift"``) or ``W ⊙ (1 + ΔW)`` (``"scale"``) and ``Δb`` is the shift's
+    optional bias shift ``delta.bias: (l, n)`` (added in both modes, also without ``bias``).
+
+    Behaves like ``F.linear`` around the edit: under ``torch.autocast`` every floating input (the
+    shift's tensors included; float64 excepted) is cast to the autocast dtype and so is the
+    result; empty batches and zero-size ``t``, ``n``, ``k`` or ``l`` give empty results. With a
+    precomputed ``grouping`` the call does no host synchronisation and no data-dependent shape,
+    so it compiles into one graph (``torch.compile(..., fullgraph=True)``); building the grouping
+    from ``index`` reads the group sizes back to the host once per call.
 
     Args:
         x: ``(b, *t, k)`` input; any number of token dims (possibly none).
         weight: ``(n, k)`` base weight, shared by all samples.
         bias: ``(n,)`` or ``None``.
         delta: ``l`` shifts (:class:`~weditlib.deltas.DenseDelta` ``(l, n, k)`` or
-            :class:`~weditlib.deltas.LowRankDelta` ``(l, n, r) @ (l, r, k)``); ``None`` is the
-            plain ``F.linear``.
+            :class:`~weditlib.deltas.LowRankDelta` ``(l, n, r) @ (l, r, k)``, each with an
+            optional ``bias: (l, n)``); ``None`` is the plain ``F.linear``.
         index: ``(b,)`` integers in ``[0, l)``: the shift of each sample (unsorted and repeated
             values allowed). ``None`` means ``l == b`` and sample ``b`` uses shift ``b``.
         algorithm: force one algorithm by name (see :func:`weditlib.planner.algorithm_names`);
-            ``None`` lets the planner choose by cost.
-        check_finite: raise if the shift holds NaN or infinity instead of propagating it.
+            ``None`` lets the planner choose by cost (decided once per problem shape, dtype and
+            device, then cached).
+        check_finite: raise if the shift holds NaN or infinity instead of propagating it (a host
+            synchronisation).
         grouping: a precomputed :class:`~weditlib.deltas.Grouping` of ``index`` (e.g. shared by
             all layers of one forward pass); overrides ``index``.
 
     Returns:
-        ``(b, *t, n)``; differentiable with respect to ``x``, ``weight``, ``bias`` and the shift.
+        ``(b, *t, n)``; differentiable with respect to ``x``, ``weight``, ``bias`` and the shift's
+        tensors (``Δb`` included).
 
     Raises:
-        TypeError: non-tensor inputs, mismatched dtypes, non-integer ``index``.
+        TypeError: non-tensor inputs, mismatched dtypes, non-integer ``index``, a ``grouping``
+            that is not a :class:`~weditlib.deltas.Grouping`.
         ValueError: mismatched ``k``/``n``, wrong ranks, ``index`` of wrong length or out of
-            range, device mismatch, unknown or unsupported ``algorithm``, non-finite shift when
-            ``check_finite``.
+            range, a ``grouping`` of another batch, shift count or device, device mismatch,
+            unknown or unsupported ``algorithm``, non-finite shift when ``check_finite``.
     """
     if delta is None:
         return torch.nn.functional.linear(x, weight, bias)

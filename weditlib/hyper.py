@@ -7,6 +7,10 @@ weight's shift. Heads are zero-initialised so the edited model equals the base m
 * Low-rank heads (default): ``ΔW = U V`` with ``U = Linear(h_b, n·r)`` (zero-initialised) and
   ``V = Linear(h_b, r·k)`` (random, so gradients reach ``U`` from the first step, as in LoRA);
   ``h_b`` is an optional per-branch bottleneck. ``r·(n+k)`` instead of ``n·k`` outputs per branch.
+* Bias heads (optional, ``bias_shifts=True``): ``Linear(h_b, n)`` per branch, zero-initialised,
+  giving each shift a bias shift ``Δb: (l, n)`` (added to the layer's output in both modes). Off
+  by default: the paper edits weights only, and a weight named in ``targets`` need not belong to
+  a layer that has a bias.
 """
 
 from __future__ import annotations
@@ -20,6 +24,19 @@ from torch import Tensor, nn
 from weditlib.deltas import MODES, Delta, DenseDelta, LowRankDelta
 
 
+def _zero_linear(in_dim: int, out_dim: int) -> nn.Linear:
+    """A ``Linear`` whose output is zero until it is trained (edited model == base at step 0)."""
+    head = nn.Linear(in_dim, out_dim)
+    nn.init.zeros_(head.weight)
+    nn.init.zeros_(head.bias)
+    return head
+
+
+def _bias_head(in_dim: int, n: int, enabled: bool) -> nn.Linear | None:
+    """``(l, h) -> (l, n)`` bias shifts, or ``None`` when the branch has none."""
+    return _zero_linear(in_dim, n) if enabled else None
+
+
 def _mlp(in_dim: int, hidden_dim: int, layers: int) -> nn.Sequential:
     blocks: list[nn.Module] = []
     dim = in_dim
@@ -30,26 +47,35 @@ def _mlp(in_dim: int, hidden_dim: int, layers: int) -> nn.Sequential:
 
 
 class DenseBranch(nn.Module):
-    """``(l, h) -> DenseDelta (l, n, k)``."""
+    """``(l, h) -> DenseDelta (l, n, k)`` (with ``bias (l, n)`` when ``bias_shift``)."""
 
-    def __init__(self, hidden_dim: int, shape: tuple[int, int], mode: str) -> None:
+    def __init__(
+        self, hidden_dim: int, shape: tuple[int, int], mode: str, bias_shift: bool = False
+    ) -> None:
         super().__init__()
         self.shape = shape
         self.mode = mode
-        self.head = nn.Linear(hidden_dim, shape[0] * shape[1])
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        self.head = _zero_linear(hidden_dim, shape[0] * shape[1])
+        self.bias_head = _bias_head(hidden_dim, shape[0], bias_shift)
 
     def forward(self, h: Tensor) -> Delta:
         n, k = self.shape
-        return DenseDelta(rearrange(self.head(h), "l (n k) -> l n k", n=n, k=k), mode=self.mode)
+        weight = rearrange(self.head(h), "l (n k) -> l n k", n=n, k=k)
+        bias = None if self.bias_head is None else self.bias_head(h)
+        return DenseDelta(weight, mode=self.mode, bias=bias)
 
 
 class LowRankBranch(nn.Module):
-    """``(l, h) -> LowRankDelta`` with ``up (l, n, r)`` and ``down (l, r, k)``."""
+    """``(l, h) -> LowRankDelta``: ``up (l, n, r)``, ``down (l, r, k)`` (and ``bias (l, n)``)."""
 
     def __init__(
-        self, hidden_dim: int, shape: tuple[int, int], rank: int, mode: str, branch_dim: int | None
+        self,
+        hidden_dim: int,
+        shape: tuple[int, int],
+        rank: int,
+        mode: str,
+        branch_dim: int | None,
+        bias_shift: bool = False,
     ) -> None:
         super().__init__()
         self.shape = shape
@@ -60,17 +86,17 @@ class LowRankBranch(nn.Module):
             branch_dim = hidden_dim
         else:
             self.bottleneck = nn.Sequential(nn.Linear(hidden_dim, branch_dim), nn.GELU())
-        self.up = nn.Linear(branch_dim, shape[0] * rank)
+        self.up = _zero_linear(branch_dim, shape[0] * rank)
         self.down = nn.Linear(branch_dim, rank * shape[1])
-        nn.init.zeros_(self.up.weight)
-        nn.init.zeros_(self.up.bias)
+        self.bias_head = _bias_head(branch_dim, shape[0], bias_shift)
 
     def forward(self, h: Tensor) -> Delta:
         n, k = self.shape
         h = self.bottleneck(h)
         up = rearrange(self.up(h), "l (n r) -> l n r", n=n, r=self.rank)
         down = rearrange(self.down(h), "l (r k) -> l r k", r=self.rank, k=k)
-        return LowRankDelta(up, down, mode=self.mode)
+        bias = None if self.bias_head is None else self.bias_head(h)
+        return LowRankDelta(up, down, mode=self.mode, bias=bias)
 
 
 class MultiBranchDeltaGenerator(nn.Module):
@@ -84,8 +110,11 @@ class MultiBranchDeltaGenerator(nn.Module):
         rank: rank ``r`` of low-rank heads; ``None`` builds dense heads (the paper's PWSG).
         mode: ``"shift"`` (``W + ΔW``) or ``"scale"`` (``W ⊙ (1 + ΔW)``).
         branch_dim: optional per-branch bottleneck width before low-rank heads.
+        bias_shifts: also give every branch a zero-initialised bias head, so each shift carries
+            a bias shift ``Δb: (l, n)``; ``n`` more outputs per branch. Off by default.
 
-    Shapes: ``style: (l, d)`` → each shift holds ``l`` edits of its ``(n, k)`` weight.
+    Shapes: ``style: (l, d)`` → each shift holds ``l`` edits of its ``(n, k)`` weight (and
+    ``bias: (l, n)`` with ``bias_shifts``).
 
     Raises:
         ValueError: empty ``targets``, unknown ``mode``, ``rank < 1``, or ``branch_dim`` with
@@ -102,6 +131,7 @@ class MultiBranchDeltaGenerator(nn.Module):
         rank: int | None = 8,
         mode: str = "shift",
         branch_dim: int | None = None,
+        bias_shifts: bool = False,
     ) -> None:
         super().__init__()
         if not targets:
@@ -114,13 +144,14 @@ class MultiBranchDeltaGenerator(nn.Module):
             raise ValueError("branch_dim applies to low-rank heads only (rank is None)")
         self.style_dim = style_dim
         self.rank = rank
+        self.bias_shifts = bias_shifts
         self.names = list(targets)
         self.trunk = _mlp(style_dim, hidden_dim, trunk_layers)
         trunk_out = hidden_dim if trunk_layers else style_dim
         self.branches = nn.ModuleList(
-            DenseBranch(trunk_out, tuple(shape), mode)
+            DenseBranch(trunk_out, tuple(shape), mode, bias_shifts)
             if rank is None
-            else LowRankBranch(trunk_out, tuple(shape), rank, mode, branch_dim)
+            else LowRankBranch(trunk_out, tuple(shape), rank, mode, branch_dim, bias_shifts)
             for shape in targets.values()
         )
 

@@ -76,8 +76,12 @@ def machine_model(device_type: str) -> MachineModel:
 
 
 def set_machine_model(device_type: str, model: MachineModel) -> None:
-    """Replace the model used for ``device_type`` (e.g. with :func:`calibrate`'s result)."""
+    """Replace the model used for ``device_type`` (e.g. with :func:`calibrate`'s result).
+
+    Forgets every cached decision: they were made with the old rates.
+    """
     _MACHINES[device_type] = model
+    clear_cache()
 
 
 def calibrate(
@@ -147,19 +151,56 @@ class Plan:
     problem: Problem | None = None
 
 
+# Decisions by (problem, forced algorithm, pool): a layer called again with the same shapes, dtype
+# and device looks its algorithm up instead of evaluating every candidate's cost. Problems are
+# small frozen records, so even a model with many distinct shapes keeps this tiny; the bound only
+# protects against unbounded shape churn (e.g. a new batch size at every call).
+_CHOICES: dict[tuple, tuple[Algorithm, Plan]] = {}
+_MAX_CHOICES = 4096
+
+
+def clear_cache() -> None:
+    """Forget every cached decision (the next call of each problem is planned again)."""
+    _CHOICES.clear()
+
+
+def cache_size() -> int:
+    """Number of cached decisions."""
+    return len(_CHOICES)
+
+
 def choose(
     problem: Problem, algorithm: str | None = None, pool: Sequence[Algorithm] | None = None
 ) -> tuple[Algorithm, Plan]:
     """Pick the cheapest supported algorithm, or check and return the one named by the caller.
 
     ``pool`` is the op's own set of algorithms (``None``: ``edited_linear``'s); any problem with
-    ``device_type``, ``dtype``, ``dense`` and ``mode`` works, e.g. the convolution's.
+    ``device_type``, ``dtype``, ``dense`` and ``mode`` works, e.g. the convolution's. The decision
+    is cached per ``(problem, algorithm, pool)``: the cost model runs once per distinct shape,
+    dtype and device, not at every call.
     """
+    key = (problem, algorithm, None if pool is None else tuple(pool))
+    cached = _CHOICES.get(key)
+    if cached is None:
+        if len(_CHOICES) >= _MAX_CHOICES:
+            _CHOICES.clear()
+        cached = _CHOICES[key] = _evaluate(problem, algorithm, pool)
+    return cached
+
+
+def _evaluate(
+    problem: Problem, algorithm: str | None, pool: Sequence[Algorithm] | None
+) -> tuple[Algorithm, Plan]:
+    """Run the cost model over every candidate (what :func:`choose` caches)."""
     machine = machine_model(problem.device_type)
     candidates = candidate_algorithms(problem, pool)
     estimates = {a.name: machine.seconds(a.cost(problem), problem.dtype) for a in candidates}
     if algorithm is None:
-        chosen = min(candidates, key=lambda a: estimates[a.name])
+        # A loop, not min(key=...): torch.compile traces this on a cache miss. First wins ties.
+        chosen = candidates[0]
+        for candidate in candidates[1:]:
+            if estimates[candidate.name] < estimates[chosen.name]:
+                chosen = candidate
     else:
         by_name = {a.name: a for a in candidates}
         if algorithm not in by_name:

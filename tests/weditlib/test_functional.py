@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import weditlib
-from weditlib import DenseDelta, LowRankDelta, edited_linear
+from weditlib import DenseDelta, Grouping, LowRankDelta, edited_linear
 from weditlib.kernels import reference
 
 from .reference_loop import loop_edited_linear
@@ -352,3 +352,75 @@ def test_non_finite_shifts_raise_when_checking(bad):
         edited_linear(**args(delta=DenseDelta(shift)), check_finite=True)
     # without checking the value propagates, as in F.linear
     assert not torch.isfinite(edited_linear(**args(delta=DenseDelta(shift)))).all()
+
+
+# --- torch.compile -----------------------------------------------------------------------------
+
+
+def _compile_inputs(rank, index):
+    g = torch.Generator().manual_seed(5)
+    x, weight, bias = torch.randn(6, 3, 8, generator=g), torch.randn(5, 8), torch.randn(5)
+    shift_bias = torch.randn(3, 5, generator=g)
+    if rank is None:
+        delta = DenseDelta(torch.randn(3, 5, 8, generator=g).requires_grad_(), bias=shift_bias)
+    else:
+        up, down = torch.randn(3, 5, rank, generator=g), torch.randn(3, rank, 8, generator=g)
+        delta = LowRankDelta(up.requires_grad_(), down, bias=shift_bias)
+    return x, weight, bias, delta, Grouping.from_index(torch.tensor(index), 3, 6)
+
+
+def _edited_forward(x, weight, bias, delta, grouping):
+    return edited_linear(x, weight, bias, delta, grouping=grouping)
+
+
+def test_compiles_into_one_graph_with_a_precomputed_grouping():
+    # Unequal groups (the padded layout) with a bias shift, forward and backward. aot_eager
+    # traces with fake tensors, so a data-dependent shape or a host sync fails here as it would
+    # under inductor, without inductor's C++ compile time.
+    inputs = _compile_inputs(2, [2, 0, 1, 0, 2, 2])
+    compiled = torch.compile(_edited_forward, fullgraph=True, backend="aot_eager")
+    y = compiled(*inputs)
+    torch.testing.assert_close(y, _edited_forward(*inputs))
+    (grad,) = torch.autograd.grad(y.sum(), inputs[3].up)
+    (expected,) = torch.autograd.grad(_edited_forward(*inputs).sum(), inputs[3].up)
+    torch.testing.assert_close(grad, expected)
+
+
+def test_compiles_into_one_graph_under_autocast():
+    inputs = _compile_inputs(None, [0, 0, 1, 1, 2, 2])
+    compiled = torch.compile(_edited_forward, fullgraph=True, backend="eager")
+    with torch.autocast("cpu", torch.bfloat16):
+        y = compiled(*inputs)
+        expected = _edited_forward(*inputs)
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y, expected)
+
+
+# --- the planner's decision is cached ------------------------------------------------------------
+
+
+def test_the_cost_model_runs_once_per_problem(monkeypatch):
+    from weditlib import planner
+
+    planner.clear_cache()
+    evaluations = []
+    evaluate = planner._evaluate
+    monkeypatch.setattr(planner, "_evaluate", lambda *a: evaluations.append(a[0]) or evaluate(*a))
+    x, weight, delta = torch.randn(4, 3, 6), torch.randn(5, 6), DenseDelta(torch.randn(4, 5, 6))
+    for _ in range(3):
+        edited_linear(x, weight, None, delta)
+    assert len(evaluations) == 1
+    edited_linear(torch.randn(4, 7, 6), weight, None, delta)  # new shape: planned again
+    assert len(evaluations) == 2
+    assert weditlib.plan(x, weight, delta).algorithm in weditlib.plan(x, weight, delta).candidates
+    assert len(evaluations) == 2
+
+
+def test_a_new_machine_model_forgets_cached_decisions():
+    from weditlib import planner
+
+    x, weight, delta = torch.randn(4, 3, 6), torch.randn(5, 6), DenseDelta(torch.randn(4, 5, 6))
+    edited_linear(x, weight, None, delta)
+    assert planner.cache_size() > 0
+    planner.set_machine_model("cpu", planner.machine_model("cpu"))
+    assert planner.cache_size() == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from weditlib import DenseDelta, LowRankDelta, MultiBranchDeltaGenerator
+from weditlib import DenseDelta, LowRankDelta, MultiBranchDeltaGenerator, edited_linear
 
 TARGETS = {"a.in_proj": (24, 8), "b": (5, 8)}
 
@@ -72,3 +72,53 @@ def test_bad_arguments_are_named():
         MultiBranchDeltaGenerator(6, TARGETS, rank=0)
     with pytest.raises(ValueError, match="targets must name at least one weight"):
         MultiBranchDeltaGenerator(6, {})
+
+
+@pytest.mark.parametrize("rank", [None, 2])
+def test_bias_heads_are_off_by_default(rank):
+    generator = MultiBranchDeltaGenerator(6, TARGETS, hidden_dim=10, rank=rank)
+    assert all(delta.bias is None for delta in generator(torch.randn(3, 6)).values())
+
+
+@pytest.mark.parametrize("rank", [None, 2])
+def test_bias_heads_start_at_zero_so_the_edited_model_is_the_base(rank):
+    torch.manual_seed(0)
+    generator = MultiBranchDeltaGenerator(
+        6, {"b": (5, 8)}, hidden_dim=10, rank=rank, bias_shifts=True
+    )
+    delta = generator(torch.randn(3, 6))["b"]
+    assert delta.bias is not None and delta.bias.shape == (3, 5)
+    assert torch.count_nonzero(delta.bias) == 0
+    x, weight, bias = torch.randn(3, 4, 8), torch.randn(5, 8), torch.randn(5)
+    base = torch.nn.functional.linear(x, weight, bias)
+    torch.testing.assert_close(edited_linear(x, weight, bias, delta), base)
+
+
+@pytest.mark.parametrize("rank", [None, 2])
+def test_bias_heads_learn_a_bias_shift(rank):
+    torch.manual_seed(0)
+    generator = MultiBranchDeltaGenerator(
+        6, {"b": (5, 8)}, hidden_dim=10, rank=rank, bias_shifts=True
+    )
+    style, x, weight = torch.randn(3, 6), torch.randn(3, 4, 8), torch.randn(5, 8)
+    target = torch.nn.functional.linear(x, weight) + torch.randn(3, 1, 5)  # a per-sample offset
+    optimiser = torch.optim.Adam(generator.parameters(), lr=0.05)
+    losses = []
+    for _ in range(40):
+        y = edited_linear(x, weight, None, generator(style)["b"])
+        loss = (y - target).pow(2).mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.2 * losses[0]
+    assert torch.count_nonzero(generator(style)["b"].bias) > 0
+
+
+def test_parameter_report_counts_bias_heads():
+    plain = MultiBranchDeltaGenerator(6, TARGETS, hidden_dim=10, rank=2, trunk_layers=1)
+    biased = MultiBranchDeltaGenerator(
+        6, TARGETS, hidden_dim=10, rank=2, trunk_layers=1, bias_shifts=True
+    )
+    extra = biased.parameter_report()["a.in_proj"] - plain.parameter_report()["a.in_proj"]
+    assert extra == 10 * 24 + 24

@@ -7,16 +7,20 @@ installed.
 
 from __future__ import annotations
 
-import functools
-import importlib
-import importlib.util
-
 from weditlib.kernels.base import Algorithm
 
 
-@functools.cache
 def triton_backend_algorithms() -> tuple[Algorithm, ...]:
-    """The Triton backend's algorithms, or ``()`` when that backend is not shipped."""
-    if importlib.util.find_spec("weditlib.kernels.triton_backend") is None:
+    """The Triton backend's algorithms, or ``()`` when that backend is not shipped.
+
+    Imported on first use, not with the package: Triton decides between its interpreter and its
+    compiler when the kernels are defined (``TRITON_INTERPRET``). A plain ``import`` statement
+    (not ``importlib``) so that ``torch.compile`` can trace through it.
+    """
+    try:
+        from weditlib.kernels import triton_backend
+    except ModuleNotFoundError as error:
+        if error.name != "weditlib.kernels.triton_backend":
+            raise
         return ()
-    return tuple(importlib.import_module("weditlib.kernels.triton_backend").ALGORITHMS)
+    return triton_backend.ALGORITHMS

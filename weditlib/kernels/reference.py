@@ -165,8 +165,24 @@ class MaterialiseGather:
         return _linear_bmm(x, effective.transpose(1, 2), sample_bias(bias, delta, grouping))
 
 
+def _add_base(y: Tensor, x: Tensor, weight: Tensor) -> Tensor:
+    """``y += x Wᵀ`` in place, as the GEMM's own accumulation (``beta = 1``).
+
+    The shared-weight product is the big, compute-bound GEMM: reading ``y`` inside it is hidden
+    under its compute, where a separate ``base + partial`` would be one more memory-bound pass.
+
+    Args:
+        y: ``(b, t, n)``, a fresh result of the caller (not a leaf, not an input).
+        x: ``(b, t, k)``.
+        weight: ``(n, k)``.
+    """
+    b, t, n = y.shape
+    y.view(b * t, n).addmm_(x.reshape(b * t, x.shape[-1]), weight.t())
+    return y
+
+
 class Split:
-    """``x Wᵀ + bias + bmm(x, ΔWᵀ)`` with samples grouped by shift."""
+    """``bmm(x, ΔWᵀ) + bias + Δb`` with samples grouped by shift, then ``+= x Wᵀ``."""
 
     name = "split"
 
@@ -178,11 +194,11 @@ class Split:
         rows = p.batch * p.tokens
         return Cost(
             flops=2.0 * rows * nk + 2.0 * p.padded_rows * nk,
-            # two products: x Wᵀ, then x ΔWᵀ accumulated onto it (reads x and y twice)
+            # two products: x ΔWᵀ per group, then x Wᵀ accumulated onto it (x read twice)
             bytes=2 * _io_bytes(p)
             + p.element_size * (nk + rows * p.out_features)
             + _shift_bytes(p),
-            launches=2 if p.uniform else 5,
+            launches=2 if p.uniform else 4,
             gemm_rows=p.max_group * p.tokens,
             extra_bytes=_regroup_bytes(p),
         )
@@ -191,17 +207,24 @@ class Split:
         self, x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta, grouping: Grouping
     ) -> Tensor:
         assert isinstance(delta, DenseDelta)
-        t = x.shape[1]
-        base = add_bias_shift(torch.nn.functional.linear(x, weight, bias), delta, grouping)
-        xg = to_groups(x, grouping)  # (l, c·t, k)
-        shift_t = delta.weight.transpose(1, 2)
-        if grouping.uniform:  # free views: accumulate onto the base output in one product
-            return from_groups(torch.baddbmm(to_groups(base, grouping), xg, shift_t), grouping, t)
-        return base + from_groups(torch.bmm(xg, shift_t), grouping, t)
+        per_shift = shift_bias(bias, delta)
+        group_bias = bias if per_shift is None else per_shift.unsqueeze(1)
+        yg = _linear_bmm(to_groups(x, grouping), delta.weight.transpose(1, 2), group_bias)
+        return _add_base(from_groups(yg, grouping, x.shape[1]), x, weight)
+
+
+def _lowrank_grouped(grouping: Grouping, tokens: int, rank: int) -> bool:
+    """Whether :class:`LowRank` runs on groups (else on factors gathered per sample).
+
+    Groups are free when uniform; otherwise they copy ``x`` in and ``y`` out (``t·(k + n)`` per
+    sample) where gathering costs the factors (``r·(n + k)`` per sample): groups win when
+    ``2·t < r``, i.e. for few tokens per sample.
+    """
+    return grouping.uniform or 2 * tokens < rank
 
 
 class LowRank:
-    """``x Wᵀ + bias + (x Vᵀ) Uᵀ``, the factors gathered per sample."""
+    """``(x Vᵀ) Uᵀ + bias + Δb``, then ``+= x Wᵀ``: nothing of size ``n·k`` per shift."""
 
     name = "lowrank"
 
@@ -212,30 +235,38 @@ class LowRank:
         assert p.rank is not None
         rows = p.batch * p.tokens
         nk = p.out_features * p.in_features
-        gathered = 0 if p.uniform else p.batch * p.rank * (p.out_features + p.in_features)
+        grouped = p.uniform or 2 * p.tokens < p.rank
+        if grouped:
+            moved = _regroup_bytes(p)
+        else:
+            moved = 2 * p.element_size * p.batch * p.rank * (p.out_features + p.in_features)
         return Cost(
             flops=2.0 * rows * nk + 2.0 * rows * p.rank * (p.out_features + p.in_features),
-            bytes=_io_bytes(p) + p.element_size * nk + _shift_bytes(p),
+            # the shrink re-reads x; the expand writes y, which the base GEMM then accumulates
+            # onto (overlapped with its compute)
+            bytes=2 * _io_bytes(p) + p.element_size * nk + _shift_bytes(p),
             launches=3 if p.uniform else 5,
             gemm_rows=rows,
-            # the rank-r update re-reads and re-writes y: memory-bound, not overlapped
-            extra_bytes=p.element_size * (2 * rows * p.out_features + 2 * gathered),
+            extra_bytes=moved,
         )
 
     def run(
         self, x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta, grouping: Grouping
     ) -> Tensor:
         assert isinstance(delta, LowRankDelta)
-        base = add_bias_shift(torch.nn.functional.linear(x, weight, bias), delta, grouping)
-        if grouping.uniform:  # one (c·t)-row product per shift instead of b small ones
-            t = x.shape[1]
+        t = x.shape[1]
+        if _lowrank_grouped(grouping, t, delta.rank):  # one (c·t)-row product per shift
+            per_shift = shift_bias(bias, delta)
+            group_bias = bias if per_shift is None else per_shift.unsqueeze(1)
             inner = torch.bmm(to_groups(x, grouping), delta.down.transpose(1, 2))  # (l, c·t, r)
-            y = torch.baddbmm(to_groups(base, grouping), inner, delta.up.transpose(1, 2))
-            return from_groups(y, grouping, t)
-        up = _per_sample(delta.up, grouping)  # (b, n, r)
-        down = _per_sample(delta.down, grouping)  # (b, r, k)
-        inner = torch.bmm(x, down.transpose(1, 2))  # (b, t, r)
-        return torch.baddbmm(base, inner, up.transpose(1, 2))
+            yg = _linear_bmm(inner, delta.up.transpose(1, 2), group_bias)
+            y = from_groups(yg, grouping, t)
+        else:
+            up = _per_sample(delta.up, grouping)  # (b, n, r)
+            down = _per_sample(delta.down, grouping)  # (b, r, k)
+            inner = torch.bmm(x, down.transpose(1, 2))  # (b, t, r)
+            y = _linear_bmm(inner, up.transpose(1, 2), sample_bias(bias, delta, grouping))
+        return _add_base(y, x, weight)
 
 
 class LowRankScale:

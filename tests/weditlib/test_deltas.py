@@ -1,0 +1,61 @@
+"""Shifts and their grouping: what the op and every backend rely on."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from weditlib import DenseDelta, Grouping, LowRankDelta, edited_linear
+
+
+def test_grouping_position_is_each_samples_row_in_the_padded_layout():
+    grouping = Grouping.from_index(torch.tensor([2, 0, 2, 1, 0]), 3, 5)
+    assert grouping.max_count == 2 and not grouping.uniform
+    assert grouping.counts.tolist() == [2, 1, 2]
+    assert grouping.starts.tolist() == [0, 2, 3]
+    # shift-major rows of width max_count: shift 0 -> rows 0, 1; shift 1 -> 2; shift 2 -> 4, 5
+    assert grouping.position.tolist() == [4, 0, 5, 2, 1]
+    assert grouping.index[grouping.order].tolist() == [0, 0, 1, 2, 2]
+
+
+def test_grouping_of_none_is_the_identity():
+    grouping = Grouping.from_index(None, 4, 4)
+    assert grouping.identity and grouping.uniform and grouping.max_count == 1
+
+
+def test_grouping_of_an_empty_batch():
+    grouping = Grouping.from_index(torch.zeros(0, dtype=torch.long), 3, 0)
+    assert grouping.max_count == 0 and grouping.counts.tolist() == [0, 0, 0]
+    assert Grouping.from_index(None, 0, 0).batch_size == 0
+
+
+def test_grouping_validates_its_index():
+    with pytest.raises(ValueError, match=r"index values must lie in \[0, 2\)"):
+        Grouping.from_index(torch.tensor([0, 2]), 2, 2)
+    with pytest.raises(ValueError, match=r"index must have shape \(b,\) = \(3,\)"):
+        Grouping.from_index(torch.tensor([0, 1]), 2, 3)
+    with pytest.raises(ValueError, match=r"shift count \(2\) must equal the batch size \(3\)"):
+        Grouping.from_index(None, 2, 3)
+
+
+def test_edited_linear_rejects_a_grouping_of_another_problem():
+    x, weight, delta = torch.randn(4, 6), torch.randn(5, 6), DenseDelta(torch.randn(2, 5, 6))
+    other = Grouping.from_index(torch.tensor([0, 1, 1]), 2, 3)
+    with pytest.raises(ValueError, match="grouping is for b=3, l=2; got b=4, l=2"):
+        edited_linear(x, weight, None, delta, grouping=other)
+    with pytest.raises(TypeError, match="grouping must be a Grouping or None"):
+        edited_linear(x, weight, None, delta, grouping=torch.tensor([0, 1, 1, 0]))
+    meta = Grouping.from_index(torch.tensor([0, 1, 1, 0]), 2, 4).to("meta")
+    with pytest.raises(ValueError, match="grouping is on meta but x is on cpu"):
+        edited_linear(x, weight, None, delta, grouping=meta)
+
+
+def test_tensors_and_replace_cover_the_bias_shift():
+    up, down, bias = torch.randn(2, 5, 3), torch.randn(2, 3, 6), torch.randn(2, 5)
+    delta = LowRankDelta(up, down, "scale", bias=bias)
+    assert delta.tensor_fields() == ("up", "down", "bias")
+    assert LowRankDelta(up, down).tensor_fields() == ("up", "down")
+    doubled = delta.replace(up=2 * up)
+    assert doubled.mode == "scale" and doubled.bias is bias
+    with pytest.raises(ValueError, match=r"LowRankDelta\.bias must have shape"):
+        delta.replace(bias=torch.randn(3, 5))
