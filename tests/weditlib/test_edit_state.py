@@ -307,6 +307,7 @@ def test_edit_state_lookup_compiles_fullgraph_and_new_shifts_reuse_the_graph():
     from torch._dynamo.utils import counters
 
     torch._dynamo.reset()
+    counters.clear()  # dynamo's counters are process-wide: count this test's graphs only
     torch.manual_seed(0)
     model = nn.Sequential(ProbeLinear(4), nn.ReLU(), ProbeLinear(4))
     compiled = torch.compile(model, fullgraph=True, backend="eager")
