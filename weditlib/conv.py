@@ -19,7 +19,7 @@ from torch import Tensor
 from weditlib import planner
 from weditlib._autocast import autocast_inputs
 from weditlib.deltas import Delta, DenseDelta, Grouping, LowRankDelta, check_index
-from weditlib.functional import _check_finite
+from weditlib.functional import _check_finite, check_bias, check_like_x
 from weditlib.kernels.conv import (
     ALGORITHMS,
     ConvGeometry,
@@ -100,19 +100,10 @@ def _check_tensors(x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta)
             f"delta edits a ({delta.out_features}, {delta.in_features}) weight, but the kernel "
             f"{tuple(weight.shape)} flattens to (out, in/groups · prod(kernel)) = ({n}, {k})"
         )
-    if bias is not None:
-        if not isinstance(bias, Tensor):
-            raise TypeError(f"bias must be a Tensor or None, got {type(bias).__name__}")
-        if bias.shape != (n,):
-            raise ValueError(f"bias must have shape (out,) = ({n},), got {tuple(bias.shape)}")
+    check_bias(bias, n, "out")
     if not x.dtype.is_floating_point:
         raise TypeError(f"x must have a floating dtype, got {x.dtype}")
-    named = [("weight", weight), ("delta", delta)] + ([("bias", bias)] if bias is not None else [])
-    for name, value in named:
-        if value.dtype != x.dtype:
-            raise TypeError(f"{name} dtype {value.dtype} does not match x dtype {x.dtype}")
-        if value.device != x.device:
-            raise ValueError(f"{name} is on {value.device} but x is on {x.device}")
+    check_like_x(x, weight, bias, delta)
 
 
 def _check_groups(groups: int, in_channels: int, weight: Tensor) -> None:

@@ -17,6 +17,26 @@ from weditlib.deltas import check_index as check_index  # re-exported: its histo
 from weditlib.kernels.base import Problem
 
 
+def check_bias(bias: Tensor | None, n: int, size_name: str) -> None:
+    """``bias`` is ``None`` or a tensor of shape ``(n,)`` (``size_name`` names ``n`` in errors)."""
+    if bias is None:
+        return
+    if not isinstance(bias, Tensor):
+        raise TypeError(f"bias must be a Tensor or None, got {type(bias).__name__}")
+    if bias.shape != (n,):
+        raise ValueError(f"bias must have shape ({size_name},) = ({n},), got {tuple(bias.shape)}")
+
+
+def check_like_x(x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta) -> None:
+    """``weight``, ``delta`` and ``bias`` (if any) share ``x``'s dtype and device."""
+    named = [("weight", weight), ("delta", delta)] + ([("bias", bias)] if bias is not None else [])
+    for name, value in named:
+        if value.dtype != x.dtype:
+            raise TypeError(f"{name} dtype {value.dtype} does not match x dtype {x.dtype}")
+        if value.device != x.device:
+            raise ValueError(f"{name} is on {value.device} but x is on {x.device}")
+
+
 def _check_inputs(x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta) -> None:
     for name, value in (("x", x), ("weight", weight)):
         if not isinstance(value, Tensor):
@@ -35,19 +55,8 @@ def _check_inputs(x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta) 
             f"delta edits a ({delta.out_features}, {delta.in_features}) weight, "
             f"but weight has shape ({n}, {k})"
         )
-    if bias is not None:
-        if not isinstance(bias, Tensor):
-            raise TypeError(f"bias must be a Tensor or None, got {type(bias).__name__}")
-        if bias.shape != (n,):
-            raise ValueError(f"bias must have shape (n,) = ({n},), got {tuple(bias.shape)}")
-    named = [("x", x), ("weight", weight), ("delta", delta)]
-    if bias is not None:
-        named.append(("bias", bias))
-    for name, value in named[1:]:
-        if value.dtype != x.dtype:
-            raise TypeError(f"{name} dtype {value.dtype} does not match x dtype {x.dtype}")
-        if value.device != x.device:
-            raise ValueError(f"{name} is on {value.device} but x is on {x.device}")
+    check_bias(bias, n, "n")
+    check_like_x(x, weight, bias, delta)
     if not x.dtype.is_floating_point:
         raise TypeError(f"x must have a floating dtype, got {x.dtype}")
 
