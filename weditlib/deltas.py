@@ -316,7 +316,7 @@ class Grouping:
     def from_index(
         index: Tensor | None,
         num_shifts: int,
-        batch_size: int,
+        batch_size: int | None,
         device: torch.device | str | None = None,
     ) -> Grouping:
         """Validate ``index`` and build its grouping (``None`` means ``arange(batch_size)``).
@@ -324,7 +324,7 @@ class Grouping:
         Args:
             index: ``(b,)`` integers in ``[0, num_shifts)`` or ``None`` (then ``l == b``).
             num_shifts: ``l``.
-            batch_size: ``b``.
+            batch_size: ``b``; ``None`` takes it from ``index`` (``l`` when ``index`` is ``None``).
             device: where the grouping's tensors live (default: ``index``'s device, or CPU).
 
         Raises:
@@ -332,6 +332,8 @@ class Grouping:
             ValueError: as :func:`check_index`.
         """
         index = check_index(index, num_shifts, batch_size)
+        if batch_size is None:
+            batch_size = num_shifts if index is None else index.shape[0]
         if index is None:
             ar = torch.arange(batch_size, device=device)
             ones = torch.ones(batch_size, dtype=torch.long, device=device)

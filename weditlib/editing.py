@@ -27,7 +27,6 @@ from torch import Tensor, nn
 from weditlib import edit_state
 from weditlib.conv_layers import EditableConv1d, EditableConv2d
 from weditlib.deltas import Delta, DenseDelta, Grouping, LowRankDelta
-from weditlib.functional import check_index
 from weditlib.layers import EditableLinear, EditableMixin, EditableMultiheadAttention
 
 # ----------------------------------------------------------------------------- wrapping table
@@ -481,9 +480,7 @@ def edit(
     if shifts:
         count = _shift_count(shifts)
         device = next(iter(shifts.values())).device
-        checked = check_index(index, count, None)
-        batch = count if checked is None else checked.shape[0]
-        grouping = Grouping.from_index(checked, count, batch, device)
+        grouping = Grouping.from_index(index, count, None, device)
     by_module: dict[nn.Module, dict[str, edit_state.ActiveShift]] = {}
     for name, delta in shifts.items():
         module, local, _ = targets[name]
