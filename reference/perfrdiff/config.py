@@ -180,6 +180,10 @@ class DenoiserConfig(_Checked):
     # One extra memory token for the listener's style ("input p", the paper's Table 3), set by a
     # bias shift of the "style_slot" layer; off in the paper's PerFRDiff.
     style_token: bool = False
+    # Diffuse the listener features standardised per channel with the training split's mean and
+    # std (the cosine schedule assumes unit variance; the features' std is 0.05-0.6). Off in the
+    # paper, which diffuses the raw features.
+    standardise: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -264,6 +268,11 @@ class PWSGConfig(_Checked):
     # directories written before these options existed load as they were trained.
     bias_shifts: bool = False
     history_stats: bool = False
+    # Diffuse a listener's windows around the mean of their history instead of the training
+    # split's mean (a data-dependent prior, as in PriorGrad, Lee et al. 2022): the personalised
+    # model's x_T and its low-noise end start from the listener's level, and the weight shifts
+    # learn the rest. Needs denoiser.standardise and style.input = emotion. Not the paper's.
+    listener_prior: bool = False
 
 
 @dataclass
@@ -339,6 +348,16 @@ class Config(_Checked):
         for stage, settings in self.train.items():
             if not isinstance(settings, StageConfig):
                 raise ConfigError(f"train.{stage}", f"expected a StageConfig, got {settings!r}")
+        if self.pwsg.listener_prior and not self.denoiser.standardise:
+            raise ConfigError(
+                "pwsg.listener_prior", "needs denoiser.standardise = true (the prior's scale)"
+            )
+        if self.pwsg.listener_prior and self.style.input != "emotion":
+            raise ConfigError(
+                "pwsg.listener_prior",
+                f"needs style.input = 'emotion' (the prior is the emotion history's mean), "
+                f"got {self.style.input!r}",
+            )
 
     def stage(self, name: str) -> StageConfig:
         if name not in self.train:

@@ -119,8 +119,8 @@ class Recorded(ReactionSampler):
         super().__init__(*args)
         self.windows, self.known = [], []
 
-    def sample(self, memory, generator, shifts=None, index=None, known=None):
-        window = super().sample(memory, generator, shifts, index, known)
+    def sample(self, memory, generator, shifts=None, index=None, known=None, centre=None):
+        window = super().sample(memory, generator, shifts, index, known, centre)
         self.windows.append(window)
         self.known.append(known)
         return window

@@ -28,6 +28,7 @@ from perfrdiff.data.layout import (
     read_split_csv,
 )
 from perfrdiff.data.samplers import ListenerBatchSampler, Reseeded, StepBatchSampler
+from perfrdiff.data.statistics import listener_emotion_statistics
 from perfrdiff.data.store import ClipStore, warm_audio_cache
 from perfrdiff.data.synthetic import (
     SyntheticConfig,
@@ -64,6 +65,7 @@ __all__ = [
     "audio_features",
     "clip_file",
     "collate_clips",
+    "listener_emotion_statistics",
     "load_ground_truth_style",
     "mfcc_features",
     "person_of",

@@ -140,6 +140,7 @@ class ReactionSampler:
         shifts: Shifts | None = None,
         index: Tensor | None = None,
         known: Tensor | None = None,
+        centre: Tensor | None = None,
     ) -> Tensor:
         """``memory: (b, m, d)`` -> ``(b, w, 25)`` sampled windows.
 
@@ -153,6 +154,8 @@ class ReactionSampler:
                 the step's level (one fixed noise draw, so DDIM stays deterministic for
                 ``eta = 0``) and the prediction is made to continue from ``known``
                 (:func:`continue_from`); the returned window starts with exactly ``known``.
+            centre: ``(l, 25)`` per-listener means the windows are diffused around
+                (:meth:`PerFRDiff.listener_centre`; needs ``index``), or ``None``.
         """
         b, device = memory.shape[0], memory.device
         shape = (b, self.gafrg.window, EMOTION_DIM)
@@ -164,11 +167,16 @@ class ReactionSampler:
                 f"known must be (b={b}, o, {EMOTION_DIM}) with 0 < o < {shape[1]}, "
                 f"got {tuple(known.shape)}"
             )
+        if centre is not None:
+            if index is None:
+                raise ValueError("index is required with centre (the listener of each sample)")
+            centre = centre.to(device, memory.dtype)[index]
         x = torch.randn(shape, generator=generator, dtype=memory.dtype, device=generator.device)
         x = x.to(device)
         if known is not None:
             o = known.shape[1]
             known = known.to(device, memory.dtype)
+            known_z = self.gafrg.to_diffusion(known, centre)
             known_noise = torch.randn(
                 known.shape, generator=generator, dtype=memory.dtype, device=generator.device
             ).to(device)
@@ -183,12 +191,13 @@ class ReactionSampler:
             denoise = lambda x_t, t: self.gafrg.denoise(x_t, t, cache)  # noqa: E731
             for t, t_batch in zip(self.timesteps, t_batches, strict=True):
                 if known is not None:
-                    x[:, :o] = self.schedule.add_noise(known, known_noise, t_batch)
+                    x[:, :o] = self.schedule.add_noise(known_z, known_noise, t_batch)
                 output = guided_x0(denoise, x, t_batch, self.config.guidance)
                 x0 = self.schedule.predicted_x0(output, x, t)
                 if known is not None:
-                    x0 = continue_from(known, x0)
+                    x0 = continue_from(known_z, x0)
                 x = self.schedule.step(x0, t, x, generator)
+        x = self.gafrg.from_diffusion(x, centre)
         if known is not None:
             x[:, :o] = known  # the last step returns x0; this only removes its rounding
         return x

@@ -66,11 +66,13 @@ class StreamingGenerator:
         self.generator = torch.Generator(self.device).manual_seed(seed)
         self.shifts = None
         self.index = None
+        self.centre = None
         if history is not None:
             if not isinstance(sampler.model, PerFRDiff):
                 raise TypeError("history given but the sampler's model is not a PerFRDiff")
             with torch.no_grad():
                 self.shifts = sampler.model.listener_shifts(history.to(self.device))
+                self.centre = sampler.model.listener_centre(history.to(self.device))
             self.index = torch.arange(self.n, device=self.device).repeat_interleave(samples)
         self.frames: list[Tensor] = []  # received speaker frames, chunks of (n, f, 78+58+25)
         self.received = 0
@@ -101,7 +103,9 @@ class StreamingGenerator:
         known = self.tail[:, start - self.generated :] if start < self.generated else None
         with torch.no_grad():
             memory = self.sampler.gafrg.condition(audio, face, emotion, prev, past)
-        window = self.sampler.sample(memory, self.generator, self.shifts, self.index, known)
+        window = self.sampler.sample(
+            memory, self.generator, self.shifts, self.index, known, centre=self.centre
+        )
         new = window[:, self.generated - start :]
         if self.max_frames is not None:
             new = new[:, : self.max_frames - self.generated]

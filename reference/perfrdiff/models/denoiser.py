@@ -25,6 +25,7 @@ from perfrdiff.features import AUDIO_DIM, EMOTION_DIM, FACE_DIM
 from perfrdiff.models.attention import keys_values, output, query, self_attention
 from perfrdiff.models.emotion_vae import EmotionVAE
 from perfrdiff.models.encoders import SpeakerEncoder, sinusoidal_embedding
+from perfrdiff.models.scaler import FeatureScaler
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,31 @@ class GAFRG(nn.Module):
         # a constant. Unedited it is a learned "no style" token; a bias shift Δb from the
         # listener's style (weditlib.edit on "style_slot") makes it the style token.
         self.style_slot = nn.Linear(1, d) if config.style_token else None
+        # The space the windows are diffused in (config.standardise): fitted to the training
+        # split by the gafrg stage, saved with the weights.
+        self.scaler = FeatureScaler(EMOTION_DIM) if config.standardise else None
+
+    def to_diffusion(self, emotion: Tensor, centre: Tensor | None = None) -> Tensor:
+        """``(b, w, 25)`` listener features -> the space the windows are diffused in.
+
+        ``centre: (b, 25)`` replaces the training split's mean for each window (a listener
+        prior, :meth:`PerFRDiff.listener_centre`); it needs ``denoiser.standardise``.
+        """
+        if self.scaler is None:
+            if centre is not None:
+                raise ValueError("centre needs a standardising denoiser (denoiser.standardise)")
+            return emotion
+        if centre is None:
+            return self.scaler.normalise(emotion)
+        return self.scaler.normalise(emotion, centre[:, None])
+
+    def from_diffusion(self, x: Tensor, centre: Tensor | None = None) -> Tensor:
+        """Inverse of :meth:`to_diffusion`: a denoised ``(b, w, 25)`` window -> features."""
+        if self.scaler is None:
+            if centre is not None:
+                raise ValueError("centre needs a standardising denoiser (denoiser.standardise)")
+            return x
+        return self.scaler.denormalise(x, None if centre is None else centre[:, None])
 
     def train(self, mode: bool = True) -> GAFRG:
         super().train(mode)

@@ -65,6 +65,9 @@ class PerFRDiff(nn.Module):
         # Names are relative to the denoiser (e.g. "output"), which edit() is called on.
         self.targets = make_editable(gafrg, config.targets)
         self.history_stats = config.history_stats
+        self.listener_prior = config.listener_prior
+        if self.listener_prior and gafrg.scaler is None:
+            raise ValueError("pwsg.listener_prior needs a standardising denoiser")
         extra = 2 * style_encoder.input_dim if config.history_stats else 0
         self.generator = build_generator(config, style_encoder.style_dim + extra, self.targets)
 
@@ -76,6 +79,18 @@ class PerFRDiff(nn.Module):
             return style
         history = history.to(style.dtype)
         return torch.cat([style, history.mean(dim=1), history.std(dim=1, correction=0)], dim=1)
+
+    def listener_centre(self, history: Tensor) -> Tensor | None:
+        """``history: (l, h, 25)`` emotion -> ``(l, 25)``: the mean each listener's windows are
+        diffused around (``pwsg.listener_prior``), or ``None`` (the training split's mean)."""
+        if not self.listener_prior:
+            return None
+        if history.shape[-1] != self.gafrg.scaler.channels:
+            raise ValueError(
+                f"history must be (l, h, {self.gafrg.scaler.channels}) emotion for the listener "
+                f"prior, got {tuple(history.shape)}"
+            )
+        return history.float().mean(dim=1)
 
     def listener_shifts(self, history: Tensor) -> dict[str, DenseDelta | LowRankDelta]:
         """``history: (l, h, c)`` of ``l`` listeners -> name -> shift holding ``l`` edits."""

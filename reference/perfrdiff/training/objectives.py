@@ -61,15 +61,22 @@ class StyleObjective(Objective):
 
 
 def diffusion_inputs(
-    gafrg: GAFRG, schedule: DDIMSchedule, batch: Batch, cond_drop: float, prev_drop: float = 0.0
+    gafrg: GAFRG,
+    schedule: DDIMSchedule,
+    batch: Batch,
+    cond_drop: float,
+    prev_drop: float = 0.0,
+    centre: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Noised windows and conditions of a training batch: ``(target, x_t, t, memory, keep)``.
 
     ``target`` is what the network learns to output (``x0`` or ``v``, see
-    :meth:`DDIMSchedule.training_target`). The real previous window is hidden with probability
+    :meth:`DDIMSchedule.training_target`), in the space the denoiser diffuses
+    (:meth:`GAFRG.to_diffusion`, around ``centre: (b, 25)`` when given: a listener prior).
+    The real previous window is hidden with probability
     ``prev_drop`` (as at a clip's start).
     """
-    x0 = batch["listener_emotion"].float()
+    x0 = gafrg.to_diffusion(batch["listener_emotion"].float(), centre)
     b = x0.shape[0]
     t = torch.randint(0, schedule.num_train_steps, (b,), device=x0.device)
     noise = torch.randn_like(x0)
@@ -126,9 +133,15 @@ class PWSGObjective(Objective):
     def forward(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
         gafrg = self.model.gafrg
         with torch.no_grad():
-            style = self.model.style(batch[self.history_key].float())
+            history = batch[self.history_key].float()
+            style = self.model.style(history)
             target, x_t, t, memory, keep = diffusion_inputs(
-                gafrg, self.schedule, batch, self.cond_drop, self.prev_drop
+                gafrg,
+                self.schedule,
+                batch,
+                self.cond_drop,
+                self.prev_drop,
+                self.model.listener_centre(history),
             )
         shifts = self.trained(style)  # one shift per sample: the batch mixes listeners
         loss = x0_loss(self.model(x_t, t, memory, keep, shifts, None), target)

@@ -131,6 +131,10 @@ def _style_objective(run: Run) -> Objective:
 def _gafrg_objective(run: Run) -> Objective:
     d = run.config.diffusion
     gafrg = run.build("gafrg", trained=False)  # around the trained, frozen VAE
+    if gafrg.scaler is not None:
+        from perfrdiff.data import listener_emotion_statistics
+
+        gafrg.scaler.fit(*listener_emotion_statistics(run.config.data.root, "train"))
     return GAFRGObjective(gafrg, build_schedule(run.config), d.cond_drop, d.prev_drop)
 
 
