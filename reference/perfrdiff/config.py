@@ -273,6 +273,9 @@ class PWSGConfig(_Checked):
     # model's x_T and its low-noise end start from the listener's level, and the weight shifts
     # learn the rest. Needs denoiser.standardise and style.input = emotion. Not the paper's.
     listener_prior: bool = False
+    # How far the prior's mean moves from the training split's mean towards the history's:
+    # centre = mean + prior_weight * (history mean - mean). 1: the history's mean.
+    prior_weight: float = _setting(1.0, _fraction)
 
 
 @dataclass

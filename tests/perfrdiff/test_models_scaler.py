@@ -145,7 +145,7 @@ def prior_model(seed=0):
 def test_a_listener_centre_is_the_mean_of_their_emotion_history():
     model = prior_model()
     history = torch.rand(3, 250, 25, dtype=torch.float64)
-    torch.testing.assert_close(model.listener_centre(history), history.float().mean(1))
+    torch.testing.assert_close(model.listener_centre(history), history.mean(1))
     with pytest.raises(ValueError, match=r"history must be \(l, h, 25\) emotion"):
         model.listener_centre(torch.rand(3, 250, 58))
     plain = load_config("tiny", ["denoiser.standardise=true", "pwsg.listener_prior=false"])
@@ -216,3 +216,17 @@ def test_streaming_with_zero_shifts_moves_the_first_window_to_the_listeners_leve
     (theirs,) = generic.push(z(78), z(58), z(25))
     shift = (model.listener_centre(history) - model.gafrg.scaler.mean)[:, None, None]
     torch.testing.assert_close(mine, theirs + shift)
+
+
+def test_prior_weight_pulls_the_centre_towards_the_training_mean():
+    from perfrdiff.models import build_perfrdiff
+
+    config = load_config(
+        "tiny",
+        ["denoiser.standardise=true", "pwsg.listener_prior=true", "pwsg.prior_weight=0.25"],
+    )
+    model = build_perfrdiff(config, gafrg=fitted_gafrg().float())
+    history = torch.rand(3, 250, 25)
+    population = model.gafrg.scaler.mean
+    expected = population + 0.25 * (history.mean(1) - population)
+    torch.testing.assert_close(model.listener_centre(history), expected)

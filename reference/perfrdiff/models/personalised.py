@@ -66,6 +66,7 @@ class PerFRDiff(nn.Module):
         self.targets = make_editable(gafrg, config.targets)
         self.history_stats = config.history_stats
         self.listener_prior = config.listener_prior
+        self.prior_weight = config.prior_weight
         if self.listener_prior and gafrg.scaler is None:
             raise ValueError("pwsg.listener_prior needs a standardising denoiser")
         extra = 2 * style_encoder.input_dim if config.history_stats else 0
@@ -82,7 +83,10 @@ class PerFRDiff(nn.Module):
 
     def listener_centre(self, history: Tensor) -> Tensor | None:
         """``history: (l, h, 25)`` emotion -> ``(l, 25)``: the mean each listener's windows are
-        diffused around (``pwsg.listener_prior``), or ``None`` (the training split's mean)."""
+        diffused around (``pwsg.listener_prior``), or ``None`` (the training split's mean).
+
+        The history's mean, pulled towards the training split's by ``1 - pwsg.prior_weight``.
+        """
         if not self.listener_prior:
             return None
         if history.shape[-1] != self.gafrg.scaler.channels:
@@ -90,7 +94,9 @@ class PerFRDiff(nn.Module):
                 f"history must be (l, h, {self.gafrg.scaler.channels}) emotion for the listener "
                 f"prior, got {tuple(history.shape)}"
             )
-        return history.float().mean(dim=1)
+        population = self.gafrg.scaler.mean
+        mean = history.to(population.dtype).mean(dim=1)
+        return population + self.prior_weight * (mean - population)
 
     def listener_shifts(self, history: Tensor) -> dict[str, DenseDelta | LowRankDelta]:
         """``history: (l, h, c)`` of ``l`` listeners -> name -> shift holding ``l`` edits."""
