@@ -169,9 +169,15 @@ class _InputPObjective(nn.Module):
 
         d = self.config.diffusion
         with torch.no_grad():
-            style = self.model.style(batch[self.history_key].float())
+            history = batch[self.history_key].float()
+            style = self.model.style(history)
             x0, x_t, t, memory, keep = diffusion_inputs(
-                self.model.gafrg, self.schedule, batch, d.cond_drop, d.prev_drop
+                self.model.gafrg,
+                self.schedule,
+                batch,
+                d.cond_drop,
+                d.prev_drop,
+                self.model.listener_centre(history),
             )
         shifts = self.model.generator(style)
         return x0_loss(self.model(x_t, t, memory, keep, shifts, None), x0), {}
@@ -197,6 +203,9 @@ def input_p_model(config, gafrg_weights: Path | None, style_encoder: nn.Module) 
         trunk_layers=config.pwsg.trunk_layers,
         rank=None,
         bias_shifts=True,
+        # The same listener prior as the weight-edited model: the comparison is token vs edits.
+        listener_prior=config.pwsg.listener_prior,
+        prior_weight=config.pwsg.prior_weight,
     )
     return PerFRDiff(gafrg, style_encoder, pwsg)
 

@@ -56,7 +56,9 @@ def test_statistics_cover_every_listener_clip_of_the_split_once(synthetic_root):
 
 def test_only_a_standardising_denoiser_has_scaler_weights():
     # Run directories trained without standardisation load as before: no new state-dict keys.
-    plain = build_gafrg(load_config("tiny", ["denoiser.standardise=false"]))
+    plain = build_gafrg(
+        load_config("tiny", ["denoiser.standardise=false", "pwsg.listener_prior=false"])
+    )
     scaled = build_gafrg(load_config("tiny", ["denoiser.standardise=true"]))
     assert not any(key.startswith("scaler.") for key in plain.state_dict())
     assert {"scaler.mean", "scaler.std"} <= set(scaled.state_dict())
