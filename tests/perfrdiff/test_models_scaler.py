@@ -139,7 +139,8 @@ def test_the_listener_prior_needs_standardisation_and_an_emotion_history():
 def prior_model(seed=0):
     from perfrdiff.models import build_perfrdiff
 
-    config = load_config("tiny", ["denoiser.standardise=true", "pwsg.listener_prior=true"])
+    prior = ["denoiser.standardise=true", "pwsg.listener_prior=true", "pwsg.prior_weight=1"]
+    config = load_config("tiny", prior)
     model = build_perfrdiff(config, gafrg=fitted_gafrg(seed).float()).double().eval()
     return model
 
