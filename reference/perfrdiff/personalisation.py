@@ -164,23 +164,13 @@ class _InputPObjective(nn.Module):
         return self
 
     def forward(self, batch) -> tuple[Tensor, dict[str, float]]:
-        from perfrdiff.models import x0_loss
-        from perfrdiff.training.objectives import diffusion_inputs
+        from perfrdiff.training.objectives import personalised_loss
 
         d = self.config.diffusion
-        with torch.no_grad():
-            history = batch[self.history_key].float()
-            style = self.model.style(history)
-            x0, x_t, t, memory, keep = diffusion_inputs(
-                self.model.gafrg,
-                self.schedule,
-                batch,
-                d.cond_drop,
-                d.prev_drop,
-                self.model.listener_centre(history),
-            )
-        shifts = self.model.generator(style)
-        return x0_loss(self.model(x_t, t, memory, keep, shifts, None), x0), {}
+        loss, _ = personalised_loss(
+            self.model, self.schedule, batch, d.cond_drop, d.prev_drop, self.history_key
+        )
+        return loss, {}
 
 
 def input_p_model(config, gafrg_weights: Path | None, style_encoder: nn.Module) -> PerFRDiff:

@@ -9,6 +9,7 @@ import torch
 
 from perfrdiff.data.index import SplitIndex
 from perfrdiff.data.store import ClipStore
+from perfrdiff.features import EMOTION_DIM
 
 
 def listener_emotion_statistics(root: str | Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -23,13 +24,12 @@ def listener_emotion_statistics(root: str | Path, split: str) -> tuple[torch.Ten
     clips = sorted({pair.listener for pair in index.items})
     if not clips:
         raise ValueError(f"split {split!r} of {root} has no listener clip to take statistics of")
-    total = total_sq = None
-    frames = 0
+    # Sums over clips one at a time: the whole split need not fit in memory at once.
+    total, total_sq, frames = np.zeros(EMOTION_DIM), np.zeros(EMOTION_DIM), 0
     for clip in clips:
         emotion = store.emotion(clip).astype(np.float64)
-        total = emotion.sum(0) if total is None else total + emotion.sum(0)
-        squares = (emotion**2).sum(0)
-        total_sq = squares if total_sq is None else total_sq + squares
+        total += emotion.sum(0)
+        total_sq += (emotion**2).sum(0)
         frames += emotion.shape[0]
     mean = total / frames
     std = np.sqrt(np.maximum(total_sq / frames - mean**2, 0.0))

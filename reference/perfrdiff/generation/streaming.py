@@ -70,9 +70,10 @@ class StreamingGenerator:
         if history is not None:
             if not isinstance(sampler.model, PerFRDiff):
                 raise TypeError("history given but the sampler's model is not a PerFRDiff")
+            history = history.to(self.device)
             with torch.no_grad():
-                self.shifts = sampler.model.listener_shifts(history.to(self.device))
-                self.centre = sampler.model.listener_centre(history.to(self.device))
+                self.shifts = sampler.model.listener_shifts(history)
+                self.centre = sampler.model.listener_centre(history)
             self.index = torch.arange(self.n, device=self.device).repeat_interleave(samples)
         self.frames: list[Tensor] = []  # received speaker frames, chunks of (n, f, 78+58+25)
         self.received = 0

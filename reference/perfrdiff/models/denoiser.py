@@ -28,6 +28,11 @@ from perfrdiff.models.encoders import SpeakerEncoder, sinusoidal_embedding
 from perfrdiff.models.scaler import FeatureScaler
 
 
+def _per_window(centre: Tensor | None) -> Tensor | None:
+    """``(b, 25)`` -> ``(b, 1, 25)``, broadcastable against ``(b, w, 25)`` windows."""
+    return None if centre is None else centre[:, None]
+
+
 @dataclass(frozen=True)
 class MemoryCache:
     """Cross-attention keys and values of a window's memory tokens, one pair per decoder layer.
@@ -91,20 +96,20 @@ class GAFRG(nn.Module):
         prior, :meth:`PerFRDiff.listener_centre`); it needs ``denoiser.standardise``.
         """
         if self.scaler is None:
-            if centre is not None:
-                raise ValueError("centre needs a standardising denoiser (denoiser.standardise)")
-            return emotion
-        if centre is None:
-            return self.scaler.normalise(emotion)
-        return self.scaler.normalise(emotion, centre[:, None])
+            return self._unscaled(emotion, centre)
+        return self.scaler.normalise(emotion, _per_window(centre))
 
     def from_diffusion(self, x: Tensor, centre: Tensor | None = None) -> Tensor:
         """Inverse of :meth:`to_diffusion`: a denoised ``(b, w, 25)`` window -> features."""
         if self.scaler is None:
-            if centre is not None:
-                raise ValueError("centre needs a standardising denoiser (denoiser.standardise)")
-            return x
-        return self.scaler.denormalise(x, None if centre is None else centre[:, None])
+            return self._unscaled(x, centre)
+        return self.scaler.denormalise(x, _per_window(centre))
+
+    @staticmethod
+    def _unscaled(x: Tensor, centre: Tensor | None) -> Tensor:
+        if centre is not None:
+            raise ValueError("centre needs a standardising denoiser (denoiser.standardise)")
+        return x
 
     def train(self, mode: bool = True) -> GAFRG:
         super().train(mode)

@@ -73,8 +73,7 @@ def diffusion_inputs(
     ``target`` is what the network learns to output (``x0`` or ``v``, see
     :meth:`DDIMSchedule.training_target`), in the space the denoiser diffuses
     (:meth:`GAFRG.to_diffusion`, around ``centre: (b, 25)`` when given: a listener prior).
-    The real previous window is hidden with probability
-    ``prev_drop`` (as at a clip's start).
+    The real previous window is hidden with probability ``prev_drop`` (as at a clip's start).
     """
     x0 = gafrg.to_diffusion(batch["listener_emotion"].float(), centre)
     b = x0.shape[0]
@@ -131,23 +130,37 @@ class PWSGObjective(Objective):
         return self
 
     def forward(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
-        gafrg = self.model.gafrg
+        loss, shifts = personalised_loss(
+            self.model, self.schedule, batch, self.cond_drop, self.prev_drop, self.history_key
+        )
+        samples = batch["listener_emotion"].shape[0]
         with torch.no_grad():
-            history = batch[self.history_key].float()
-            style = self.model.style(history)
-            target, x_t, t, memory, keep = diffusion_inputs(
-                gafrg,
-                self.schedule,
-                batch,
-                self.cond_drop,
-                self.prev_drop,
-                self.model.listener_centre(history),
-            )
-        shifts = self.trained(style)  # one shift per sample: the batch mixes listeners
-        loss = x0_loss(self.model(x_t, t, memory, keep, shifts, None), target)
-        with torch.no_grad():
-            size = sum(squared_norm(d) for d in shifts.values()) / target.shape[0]
+            size = sum(squared_norm(d) for d in shifts.values()) / samples
         return loss, {"shift_norm": size.sqrt().item()}
+
+
+def personalised_loss(
+    model: PerFRDiff,
+    schedule: DDIMSchedule,
+    batch: Batch,
+    cond_drop: float,
+    prev_drop: float,
+    history_key: str,
+) -> tuple[Tensor, dict[str, DenseDelta | LowRankDelta]]:
+    """The diffusion loss of ``model`` edited per sample by the shifts of its listener's history
+    ``batch[history_key]``, around the listener prior when configured; and those shifts.
+
+    The style and the noised inputs carry no gradient; the loss reaches whatever of the
+    generator and the denoiser requires it.
+    """
+    with torch.no_grad():
+        history = batch[history_key].float()
+        style = model.style(history)
+        target, x_t, t, memory, keep = diffusion_inputs(
+            model.gafrg, schedule, batch, cond_drop, prev_drop, model.listener_centre(history)
+        )
+    shifts = model.generator(style)  # one shift per sample: the batch mixes listeners
+    return x0_loss(model(x_t, t, memory, keep, shifts, None), target), shifts
 
 
 def squared_norm(delta: DenseDelta | LowRankDelta) -> Tensor:
