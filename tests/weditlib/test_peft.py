@@ -43,8 +43,11 @@ def lora_config(r: int, alpha: float = 8, **fields) -> dict:
     return {"peft_type": "LORA", "r": r, "lora_alpha": alpha, **fields}
 
 
-def lora_state(ranks: dict[str, int], seed: int, dtype=torch.float64) -> dict[str, torch.Tensor]:
-    """PEFT-style state dict with random factors of the given rank per module."""
+def lora_state(
+    ranks: dict[str, int], seed: int, dtype=torch.float64, bias: bool = False
+) -> dict[str, torch.Tensor]:
+    """PEFT-style state dict with random factors of the given rank per module (and a random
+    ``lora_B`` bias per module with ``bias``, as PEFT's ``lora_bias=True`` saves it)."""
     g = torch.Generator().manual_seed(seed)
     state = {}
     for path, rank in ranks.items():
@@ -52,6 +55,8 @@ def lora_state(ranks: dict[str, int], seed: int, dtype=torch.float64) -> dict[st
         prefix = f"base_model.model.{path}"
         state[f"{prefix}.lora_A.weight"] = torch.randn(rank, k, generator=g, dtype=dtype)
         state[f"{prefix}.lora_B.weight"] = torch.randn(n, rank, generator=g, dtype=dtype)
+        if bias:
+            state[f"{prefix}.lora_B.bias"] = torch.randn(n, generator=g, dtype=dtype)
     return state
 
 
@@ -66,9 +71,14 @@ def merged_reference(base: nn.Module, sources: dict, names: list, x: torch.Tenso
             for path in SHAPES:
                 key = f"base_model.model.{path}.lora_A.weight"
                 if key in state:
+                    layer, scaling = getattr(model, path), settings_.scaling(path)
                     up = state[key.replace("lora_A", "lora_B")].double()
-                    delta = settings_.scaling(path) * up @ state[key].double()
-                    getattr(model, path).weight.data += delta
+                    layer.weight.data += scaling * up @ state[key].double()
+                    bias_key = key.replace("lora_A.weight", "lora_B.bias")
+                    if bias_key in state:
+                        if layer.bias is None:
+                            layer.bias = nn.Parameter(torch.zeros_like(state[bias_key].double()))
+                        layer.bias.data += scaling * state[bias_key].double()
         outputs.append(model(x[b : b + 1].double()))
     return torch.cat(outputs)
 
@@ -81,15 +91,19 @@ def mixed_batches(draw):
         targets = draw(st.lists(st.sampled_from(sorted(SHAPES)), min_size=1, unique=True))
         ranks = {path: draw(st.integers(1, 4)) for path in targets}
         r = draw(st.integers(1, 4))
-        rslora = draw(st.booleans())
+        rslora, bias = draw(st.booleans()), draw(st.booleans())
         config = lora_config(
-            r, draw(st.sampled_from([1, 4, 16])), use_rslora=rslora, target_modules=targets
+            r,
+            draw(st.sampled_from([1, 4, 16])),
+            use_rslora=rslora,
+            target_modules=targets,
+            lora_bias=bias,
         )
         if not rslora:
             config["rank_pattern"] = ranks  # per-module ranks, as PEFT's rank_pattern
         else:
             ranks = dict.fromkeys(targets, r)
-        sources[f"a{i}"] = (config, lora_state(ranks, seed=i))
+        sources[f"a{i}"] = (config, lora_state(ranks, seed=i, bias=bias))
     choices = [*sources, None, BASE]
     names = draw(st.lists(st.sampled_from(choices), min_size=1, max_size=7))
     tokens = draw(st.integers(1, 3))
@@ -249,7 +263,7 @@ def test_a_linear_inside_multihead_attention_is_refused():
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("use_dora", True), ("lora_bias", True), ("bias", "all"), ("modules_to_save", ["head"]),
+    [("use_dora", True), ("bias", "all"), ("modules_to_save", ["head"]),
      ("use_qalora", True), ("layer_replication", [[0, 1]])],
 )  # fmt: skip
 def test_config_fields_a_shift_cannot_express_are_refused(field, value):
@@ -279,6 +293,36 @@ def test_bad_state_dicts_are_refused():
         load_one(state={k: v.long() for k, v in lora_state({"inner": 2}, 0).items()})
     with pytest.raises(ValueError, match=r"the state dict holds no LoRA factors"):
         load_one(state={})
+
+
+def test_lora_bias_is_a_bias_shift_scaled_like_the_factors():
+    state = lora_state({"inner": 2}, 0, bias=True)
+    adapters = load_one(config=lora_config(2, alpha=6, lora_bias=True), state=state)
+    shifts, index = adapters.shifts(["a", None])
+    bias = state["base_model.model.inner.lora_B.bias"]
+    assert index.tolist() == [0, 1]
+    expected = torch.stack([3 * bias, torch.zeros_like(bias)])
+    torch.testing.assert_close(shifts["inner"].bias, expected)
+    assert torch.equal(adapters["a"].lora_bias[0], bias)
+    assert list(adapters.peft_state_dict("a")) == list(state)  # written back under its key
+    # adapters without a bias give no bias tensor (the planner keeps its bias-free paths)
+    shifts, _ = load_one().shifts(["a"])
+    assert shifts["inner"].bias is None
+
+
+def test_lora_bias_must_agree_with_the_state_dict():
+    with pytest.raises(ValueError, match=r"sets lora_bias=True but the state dict lacks 'inner"):
+        load_one(config=lora_config(2, lora_bias=True))
+    with pytest.raises(ValueError, match=r"sets lora_bias=False but the state dict holds 'inner"):
+        load_one(state=lora_state({"inner": 2}, 0, bias=True))
+    state = lora_state({"inner": 2}, 0, bias=True)
+    state["base_model.model.inner.lora_B.bias"] = torch.zeros(4, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"lora_B bias \(4,\) does not fit the layer's 6 outputs"):
+        load_one(config=lora_config(2, lora_bias=True), state=state)
+    state = lora_state({"inner": 2}, 0)
+    state["base_model.model.inner.lora_A.bias"] = torch.zeros(2, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"'base_model.model.inner.lora_A.bias' is not a LoRA"):
+        load_one(state=state)
 
 
 def test_bad_sources_and_names_are_refused(tmp_path):

@@ -26,6 +26,9 @@ ADAPTERS = {
     ),
     "dave": LoraConfig(r=5, lora_alpha=5, target_modules=["head"]),
 }  # fmt: skip
+# PEFT's state-dict export warns that a 1-d tensor is an ungathered FSDP shard; lora_B's bias
+# (lora_bias=True) is 1-d.
+ONE_D_LORA_BIAS = pytest.mark.filterwarnings("ignore:Adapter .*invalid shape")
 NAMES = ["carol", BASE, "bob", "default", "carol", "dave", BASE, "bob", "default"]
 
 
@@ -55,6 +58,17 @@ def peft_model_of(base: nn.Module, configs: dict[str, LoraConfig]) -> PeftModel:
     for name in names[1:]:
         model.add_adapter(name, configs[name])
     return model.eval()
+
+
+def randomise_lora_biases(peft_model: PeftModel) -> None:
+    """PEFT zero-initialises ``lora_B``'s bias (``lora_bias=True``): make it change the output."""
+    for module in peft_model.modules():
+        if isinstance(module, nn.ModuleDict) and all(
+            isinstance(layer, nn.Linear | nn.Conv1d | nn.Conv2d) for layer in module.values()
+        ):
+            for layer in module.values():
+                if layer.bias is not None:
+                    nn.init.normal_(layer.bias)
 
 
 def make_peft(base: nn.Module) -> PeftModel:
@@ -212,14 +226,18 @@ class ConvNet(nn.Module):
         return self.head(self.conv1(rows).transpose(1, 2))
 
 
+@ONE_D_LORA_BIAS
 def test_conv_adapters_match_peft_outputs_gradients_and_files(tmp_path):
     torch.manual_seed(0)
     base = ConvNet().double().eval()
     configs = {
-        "wide": LoraConfig(r=4, lora_alpha=8, target_modules=["conv2", "conv1", "head"]),
+        "wide": LoraConfig(
+            r=4, lora_alpha=8, target_modules=["conv2", "conv1", "head"], lora_bias=True
+        ),
         "thin": LoraConfig(r=1, lora_alpha=2, use_rslora=True, target_modules=["conv2"]),
     }
     peft_model = peft_model_of(base, configs)
+    randomise_lora_biases(peft_model)
     model = copy.deepcopy(base)
     adapters = LoraAdapters.load(model, sources_of(peft_model))
     names = ["thin", BASE, "wide", "thin", "wide"]
@@ -248,6 +266,11 @@ def test_conv_adapters_match_peft_outputs_gradients_and_files(tmp_path):
             torch.testing.assert_close(
                 adapter.lora_B[position].grad, layer.lora_B[name].weight.grad
             )
+            if layer.lora_B[name].bias is not None:
+                torch.testing.assert_close(
+                    adapter.lora_bias[position].grad, layer.lora_B[name].bias.grad
+                )
+    assert len(adapters["wide"].lora_bias) == 3
 
 
 def test_gpt2_conv1d_adapters_match_peft_adapter_names():
@@ -270,3 +293,50 @@ def test_gpt2_conv1d_adapters_match_peft_adapter_names():
         with adapters.edit(model, names):
             got = model(input_ids=tokens).logits
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@ONE_D_LORA_BIAS
+def test_lora_bias_adapters_match_peft_outputs_gradients_and_files(tmp_path):
+    base = make_base(torch.float64)
+    configs = {  # PEFT allows lora_bias only on layers with a bias ("down" has none)
+        "biased": LoraConfig(r=3, lora_alpha=6, target_modules=["up", "head"], lora_bias=True),
+        "plain": LoraConfig(r=2, lora_alpha=2, target_modules=["up", "down"]),
+    }
+    torch.manual_seed(2)
+    peft_model = peft_model_of(base, configs)
+    randomise_lora_biases(peft_model)
+    model = copy.deepcopy(base)
+    adapters = LoraAdapters.load(model, sources_of(peft_model))
+    names = ["biased", BASE, "plain", "biased", "plain"]
+    x = torch.randn(len(names), 3, 12, dtype=torch.float64)
+    with torch.no_grad():
+        expected = peft_model(x, adapter_names=names)
+        with adapters.edit(model, names):
+            got = model(x)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+    adapters.train()
+    with adapters.edit(model, names):
+        model(x).square().sum().backward()
+    peft_model.train()
+    rows = [i for i, n in enumerate(names) if n == "biased"]
+    peft_model.set_adapter("biased")
+    peft_model.zero_grad()
+    peft_model(x[rows]).square().sum().backward()
+    adapter = adapters["biased"]
+    for position, path in enumerate(adapter.module_paths):
+        theirs = peft_model.base_model.model.get_submodule(path).lora_B["biased"].bias.grad
+        assert theirs.abs().sum() > 0
+        torch.testing.assert_close(adapter.lora_bias[position].grad, theirs, rtol=1e-10, atol=1e-12)
+
+    peft_model.save_pretrained(tmp_path / "peft", selected_adapters=["biased"])
+    original = safetensors_torch.load_file(tmp_path / "peft/biased/adapter_model.safetensors")
+    assert any(key.endswith("lora_B.bias") for key in original)
+    reloaded = LoraAdapters.load(copy.deepcopy(base), {"biased": tmp_path / "peft/biased"})
+    reloaded.save_pretrained(tmp_path / "ours")
+    written = safetensors_torch.load_file(tmp_path / "ours/biased/adapter_model.safetensors")
+    assert list(written) == list(original)
+    assert all(torch.equal(written[key], original[key]) for key in original)
+    back = PeftModel.from_pretrained(copy.deepcopy(base), tmp_path / "ours/biased", "biased")
+    state = get_peft_model_state_dict(back, adapter_name="biased")
+    assert all(torch.equal(state[key], original[key]) for key in original)

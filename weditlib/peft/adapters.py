@@ -1,20 +1,22 @@
 """N PEFT LoRA adapters of one model, served and trained in one mixed batch.
 
 PEFT adds ``scaling · B (A x)`` to a layer's output, i.e. shifts its weight by
-``ΔW = scaling · B @ A``: a low-rank shift. :class:`LoraAdapters` keeps each adapter's factors as
+``ΔW = scaling · B @ A``: a low-rank shift (with ``lora_bias=True`` it also adds
+``scaling · b_B``, a bias shift). :class:`LoraAdapters` keeps each adapter's factors as
 parameters in PEFT's shapes and, for a batch where every sample names its adapter, stacks them
-into one :class:`~weditlib.LowRankDelta` per targeted layer (``up = scaling · B``, ``down = A``)
-with an index. A forward pass inside :meth:`LoraAdapters.edit` then runs every sample with its
-adapter in one pass, with autograd to every adapter's ``A`` and ``B``.
+into one :class:`~weditlib.LowRankDelta` per targeted layer (``up = scaling · B``, ``down = A``,
+``bias = scaling · b_B``) with an index. A forward pass inside :meth:`LoraAdapters.edit` then
+runs every sample with its adapter in one pass, with autograd to every adapter's factors.
 
 Exactness of the stacking:
 
 * adapters of different ranks are zero-padded to the largest rank (zero columns of ``B`` times
   zero rows of ``A`` add exact zeros);
 * a sample with no adapter (``None`` or PEFT's ``"__base__"``), and an adapter that does not
-  target a layer, use an all-zero shift there. Where the planner runs the low-rank algorithm
-  (``x Wᵀ + b + (x Aᵀ)(s B)ᵀ``, PEFT's own arithmetic) that is the base output plus exact zeros,
-  bit for bit; where it materialises ``W + ΔW`` it equals the base output to float rounding.
+  target a layer (or has no LoRA bias where another has), use an all-zero shift there. Where
+  the planner runs the low-rank algorithm (``x Wᵀ + b + (x Aᵀ)(s B)ᵀ``, PEFT's own arithmetic)
+  that is the base output plus exact zeros, bit for bit; where it materialises ``W + ΔW`` it
+  equals the base output to float rounding.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ class LoraAdapter(nn.Module):
     """One PEFT LoRA adapter: its config and, per targeted module, ``lora_A`` and ``lora_B``.
 
     Parameters keep PEFT's shapes (linear: ``lora_A (r, k)``, ``lora_B (n, r)``; conv:
-    ``lora_A (r, in, *kernel)``, ``lora_B (out, r, 1, ...)``, see
+    ``lora_A (r, in, *kernel)``, ``lora_B (out, r, 1, ...)``; ``lora_bias (n,)``, see
     :mod:`weditlib.peft.layouts`) and the dtype and device of the base weight they edit, so that
     saving writes back what PEFT reads.
 
@@ -54,6 +56,8 @@ class LoraAdapter(nn.Module):
         module_paths: paths of the modules it targets, in state-dict order.
         lora_A: one parameter per module, in ``module_paths`` order.
         lora_B: one parameter per module, in ``module_paths`` order.
+        lora_bias: ``lora_B``'s bias per module in ``module_paths`` order when the adapter was
+            trained with ``lora_bias=True``, else empty.
     """
 
     def __init__(self, name: str, settings: LoraSettings, factors: Sequence[Factors]) -> None:
@@ -63,26 +67,32 @@ class LoraAdapter(nn.Module):
         self.module_paths = tuple(f.module for f in factors)
         self.lora_A = nn.ParameterList(nn.Parameter(f.lora_a) for f in factors)
         self.lora_B = nn.ParameterList(nn.Parameter(f.lora_b) for f in factors)
-        self._keys = tuple((f.key_a, f.key_b) for f in factors)
+        biases = [f.lora_bias for f in factors if f.lora_bias is not None]
+        if biases and len(biases) != len(factors):
+            raise ValueError(f"adapter {name!r}: some modules have a lora_B bias, others not")
+        self.lora_bias = nn.ParameterList(nn.Parameter(bias) for bias in biases)
+        self._keys = tuple((f.key_a, f.key_b, f.key_bias) for f in factors)
         self._position = {module: i for i, module in enumerate(self.module_paths)}
         self._scaling = tuple(settings.scaling(module) for module in self.module_paths)
 
-    def factors(self, module: str) -> tuple[Tensor, Tensor, float] | None:
-        """``(down (r, k), B (n, r), scaling)`` of ``module``, or ``None`` if not targeted."""
+    def factors(self, module: str) -> tuple[Tensor, Tensor, float, Tensor | None] | None:
+        """``(down (r, k), B (n, r), scaling, bias (n,) or None)`` of ``module``, or ``None``
+        if not targeted."""
         position = self._position.get(module)
         if position is None:
             return None
         down = self.lora_A[position].flatten(1)
-        return down, self.lora_B[position].flatten(1), self._scaling[position]
+        bias = self.lora_bias[position] if len(self.lora_bias) else None
+        return down, self.lora_B[position].flatten(1), self._scaling[position], bias
 
     def peft_state_dict(self) -> dict[str, Tensor]:
         """The factors under PEFT's state-dict keys (as read), detached."""
         state = {}
-        for (key_a, key_b), lora_a, lora_b in zip(
-            self._keys, self.lora_A, self.lora_B, strict=True
-        ):
-            state[key_a] = lora_a.detach()
-            state[key_b] = lora_b.detach()
+        for position, (key_a, key_b, key_bias) in enumerate(self._keys):
+            state[key_a] = self.lora_A[position].detach()
+            state[key_b] = self.lora_B[position].detach()
+            if key_bias is not None:
+                state[key_bias] = self.lora_bias[position].detach()
         return state
 
     def extra_repr(self) -> str:
@@ -95,29 +105,35 @@ def _as_pattern(path: str) -> str:
 
 
 def _stack(
-    parts: Sequence[tuple[Tensor, Tensor, float] | None], shape: tuple[int, int]
+    parts: Sequence[tuple[Tensor, Tensor, float, Tensor | None] | None], shape: tuple[int, int]
 ) -> LowRankDelta:
-    """One shift per slot from ``(down (r, k), B (n, r), scaling)`` or ``None`` (all zero).
+    """One shift per slot from ``(down (r, k), B (n, r), scaling, bias (n,) or None)`` or
+    ``None`` (all zero).
 
-    Ranks are zero-padded to the largest; ``up = scaling · B``.
+    Ranks are zero-padded to the largest; ``up = scaling · B``; the bias shift is
+    ``scaling · bias`` (zero for a slot without one), present only if some slot has a bias.
     """
     present = [part for part in parts if part is not None]
-    rank = max(down.shape[0] for down, _, _ in present)
+    rank = max(part[0].shape[0] for part in present)
     like = present[0][0]
-    downs, ups, scalings = [], [], []
+    downs, ups, biases, scalings = [], [], [], []
     for part in parts:
         if part is None:
             downs.append(like.new_zeros(rank, shape[1]))
             ups.append(like.new_zeros(shape[0], rank))
+            biases.append(like.new_zeros(shape[0]))
             scalings.append(0.0)
             continue
-        down, up, scaling = part
+        down, up, scaling, bias = part
         missing = rank - down.shape[0]
         downs.append(F.pad(down, (0, 0, 0, missing)) if missing else down)
         ups.append(F.pad(up, (0, missing)) if missing else up)
+        biases.append(like.new_zeros(shape[0]) if bias is None else bias)
         scalings.append(scaling)
     scale = torch.tensor(scalings, dtype=like.dtype, device=like.device).view(-1, 1, 1)
-    return LowRankDelta(torch.stack(ups) * scale, torch.stack(downs))
+    has_bias = any(part is not None and part[3] is not None for part in present)
+    bias = torch.stack(biases) * scale[:, :, 0] if has_bias else None
+    return LowRankDelta(torch.stack(ups) * scale, torch.stack(downs), bias=bias)
 
 
 class LoraAdapters(nn.Module):
@@ -201,7 +217,15 @@ class LoraAdapters(nn.Module):
             raise ValueError(f"adapter {name!r}: the state dict holds no LoRA factors")
         modules = dict(model.named_modules())
         for f in factors:
-            check_factors(name, f.module, f.lora_a, f.lora_b, settings.rank(f.module), modules)
+            if settings.lora_bias != (f.lora_bias is not None):
+                raise ValueError(
+                    f"adapter {name!r}, module {f.module!r}: the config sets lora_bias="
+                    f"{settings.lora_bias} but the state dict "
+                    f"{'lacks' if settings.lora_bias else 'holds'} '{f.module}.lora_B.bias'"
+                )
+            check_factors(
+                name, f.module, f.lora_a, f.lora_b, settings.rank(f.module), modules, f.lora_bias
+            )
         editable = make_editable(model, [_as_pattern(f.module) for f in factors])
         placed = []
         for f in factors:
@@ -213,6 +237,10 @@ class LoraAdapters(nn.Module):
                     f.lora_b.detach().to(weight.device, weight.dtype),
                     f.key_a,
                     f.key_b,
+                    None
+                    if f.lora_bias is None
+                    else f.lora_bias.detach().to(weight.device, weight.dtype),
+                    f.key_bias,
                 )
             )
         adapter = LoraAdapter(name, settings, placed)

@@ -2,8 +2,8 @@
 
 :class:`LoraSettings` keeps the whole configuration (it is written back unchanged on save) and
 interprets the few fields that decide the forward pass: ``r``, ``lora_alpha``, ``use_rslora``,
-``rank_pattern``, ``alpha_pattern`` and ``lora_dropout``. A field that would change the forward
-pass in a way low-rank shifts cannot express (DoRA, LoRA biases, trained base biases, extra
+``rank_pattern``, ``alpha_pattern``, ``lora_bias`` and ``lora_dropout``. A field that would
+change the forward pass in a way low-rank shifts cannot express (DoRA, trained base biases, extra
 trainable modules, ...) is refused when the adapter is loaded, never silently ignored.
 """
 
@@ -21,7 +21,6 @@ _UNSUPPORTED_FIELDS: tuple[str, ...] = (
     "bias",  # "all" / "lora_only" train the base layers' biases
     "modules_to_save",  # full trainable copies of whole modules
     "use_dora",
-    "lora_bias",
     "layer_replication",
     "trainable_token_indices",
     "target_parameters",
@@ -111,6 +110,11 @@ class LoraSettings:
                     "cannot apply as a low-rank weight shift (it must be unset)"
                 )
         return LoraSettings(adapter, config)
+
+    @property
+    def lora_bias(self) -> bool:
+        """Whether ``lora_B`` has a bias (a bias shift ``scaling · bias``, as PEFT adds it)."""
+        return bool(self.config.get("lora_bias"))
 
     @property
     def lora_dropout(self) -> float:

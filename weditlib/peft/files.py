@@ -3,7 +3,8 @@
 A directory written by ``PeftModel.save_pretrained`` holds ``adapter_config.json`` and
 ``adapter_model.safetensors`` (older versions: ``adapter_model.bin``). The state dict names each
 LoRA factor ``base_model.model.<module path>.lora_A.weight`` (``lora_B``), with the adapter's name
-removed. Reading needs only ``safetensors`` (or torch); PEFT itself is not imported.
+removed; an adapter saved with ``lora_bias=True`` also holds ``<module path>.lora_B.bias``.
+Reading needs only ``safetensors`` (or torch); PEFT itself is not imported.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ CONFIG_NAME = "adapter_config.json"
 SAFETENSORS_NAME = "adapter_model.safetensors"
 TORCH_NAME = "adapter_model.bin"
 
-_FACTOR_KEY = re.compile(r"(?P<module>.+)\.lora_(?P<factor>[AB])\.weight")
+_FACTOR_KEY = re.compile(r"(?P<module>.+)\.lora_(?P<factor>[AB])\.(?P<tensor>weight|bias)")
 _PEFT_PREFIX = "base_model.model."
 
 
@@ -89,7 +90,7 @@ def write_adapter_dir(
 
 @dataclass(frozen=True)
 class Factors:
-    """The LoRA factors of one module: ``ΔW = scaling · B @ A``.
+    """The LoRA factors of one module: ``ΔW = scaling · B @ A`` and ``Δb = scaling · bias``.
 
     Attributes:
         module: the module's path in the base model.
@@ -97,6 +98,9 @@ class Factors:
         lora_b: ``(n, r)`` as stored.
         key_a: the state-dict key ``lora_a`` was read from (written back unchanged).
         key_b: the same for ``lora_b``.
+        lora_bias: ``(n,)``, the bias of PEFT's ``lora_B`` layer (``lora_bias=True``), else
+            ``None``.
+        key_bias: the state-dict key ``lora_bias`` was read from, else ``None``.
     """
 
     module: str
@@ -104,6 +108,8 @@ class Factors:
     lora_b: Tensor
     key_a: str
     key_b: str
+    lora_bias: Tensor | None = None
+    key_bias: str | None = None
 
 
 def split_state_dict(adapter: str, state: Mapping[str, Tensor]) -> list[Factors]:
@@ -111,28 +117,31 @@ def split_state_dict(adapter: str, state: Mapping[str, Tensor]) -> list[Factors]
 
     Raises:
         TypeError: a value is not a floating-point tensor.
-        ValueError: a key is not a LoRA factor, or a module has only one of ``lora_A`` and
-            ``lora_B`` (the message names the adapter and the key or module).
+        ValueError: a key is not a LoRA factor (or ``lora_B``'s bias), or a module has only one
+            of ``lora_A`` and ``lora_B`` (the message names the adapter and the key or module).
     """
     found: dict[str, dict[str, tuple[str, Tensor]]] = {}
     for key, value in state.items():
         match = _FACTOR_KEY.fullmatch(key)
-        if match is None:
+        if match is None or (match["factor"], match["tensor"]) == ("A", "bias"):
             raise ValueError(
                 f"adapter {adapter!r}: state-dict key {key!r} is not a LoRA factor "
-                "'<module>.lora_A.weight' / '<module>.lora_B.weight' (keys of a PeftModel's own "
-                "state_dict carry the adapter name: use peft.get_peft_model_state_dict)"
+                "'<module>.lora_A.weight' / '<module>.lora_B.weight' / '<module>.lora_B.bias' "
+                "(keys of a PeftModel's own state_dict carry the adapter name: use "
+                "peft.get_peft_model_state_dict)"
             )
         if not isinstance(value, Tensor) or not value.dtype.is_floating_point:
             kind = value.dtype if isinstance(value, Tensor) else type(value).__name__
             raise TypeError(f"adapter {adapter!r}: {key!r} must be a floating tensor, got {kind}")
         module = match["module"].removeprefix(_PEFT_PREFIX)
-        found.setdefault(module, {})[match["factor"]] = (key, value)
+        part = "bias" if match["tensor"] == "bias" else match["factor"]
+        found.setdefault(module, {})[part] = (key, value)
     factors = []
-    for module, pair in found.items():
-        if set(pair) != {"A", "B"}:
-            missing = "lora_B" if "A" in pair else "lora_A"
+    for module, parts in found.items():
+        if not {"A", "B"} <= set(parts):
+            missing = "lora_B" if "A" in parts else "lora_A"
             raise ValueError(f"adapter {adapter!r}: module {module!r} has no {missing} weight")
-        (key_a, lora_a), (key_b, lora_b) = pair["A"], pair["B"]
-        factors.append(Factors(module, lora_a, lora_b, key_a, key_b))
+        (key_a, lora_a), (key_b, lora_b) = parts["A"], parts["B"]
+        key_bias, lora_bias = parts.get("bias", (None, None))
+        factors.append(Factors(module, lora_a, lora_b, key_a, key_b, lora_bias, key_bias))
     return factors

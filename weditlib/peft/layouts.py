@@ -94,6 +94,7 @@ def check_factors(
     lora_b: Tensor,
     rank: int,
     modules: dict[str, nn.Module],
+    lora_bias: Tensor | None = None,
 ) -> None:
     """Check that the factors of ``adapter`` for module ``path`` fit the model's layer.
 
@@ -104,6 +105,7 @@ def check_factors(
         lora_b: ``lora_B`` as PEFT stores it.
         rank: the rank the adapter's config gives this module.
         modules: the model's ``named_modules()``.
+        lora_bias: ``lora_B``'s bias when the adapter has one (``lora_bias=True``).
 
     Raises:
         ValueError: the model has no such module, a conv layer has a geometry PEFT's conv LoRA
@@ -142,4 +144,9 @@ def check_factors(
             f"adapter {adapter!r}, module {path!r}: LoRA factors {shapes} do not fit the "
             f"model's {layout.name} weight {tuple(module.weight.shape)} (expected lora_A "
             f"{expected_a}, lora_B {expected_b})"
+        )
+    if lora_bias is not None and tuple(lora_bias.shape) != (expected_b[0],):
+        raise ValueError(
+            f"adapter {adapter!r}, module {path!r}: lora_B bias {tuple(lora_bias.shape)} does "
+            f"not fit the layer's {expected_b[0]} outputs (expected ({expected_b[0]},))"
         )
