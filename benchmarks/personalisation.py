@@ -149,7 +149,7 @@ def main() -> None:
         action="append",
         default=[],
         metavar="NAME=KEY=VALUE[,KEY=VALUE]",
-        help="also retrain the PWSG with these overrides, e.g. "
+        help="a variant: retrain the stages these overrides change (and those above), e.g. "
         "bias=pwsg.bias_shifts=true (repeatable)",
     )
     parser.add_argument(

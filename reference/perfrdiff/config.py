@@ -231,7 +231,9 @@ class DiffusionConfig(_Checked):
 class StyleConfig(_Checked):
     """PSSL style encoder: transformer encoder with a CLS token and an L2-normalised projection."""
 
-    input: str = _setting("face", _one_of("face", "emotion"))  # 58-d 3DMM or 25-d emotion
+    # The listener's 58-d 3DMM or 25-d emotion (the paper's inputs), or "dyadic": their emotion
+    # beside their conversation partner's at the same frames (50-d; not the paper's).
+    input: str = _setting("face", _one_of("face", "emotion", "dyadic"))
     d_model: int = _setting(256, _at_least(1))
     heads: int = _setting(4, _at_least(1))
     layers: int = _setting(4, _at_least(1))
@@ -271,7 +273,8 @@ class PWSGConfig(_Checked):
     # Diffuse a listener's windows around the mean of their history instead of the training
     # split's mean (a data-dependent prior, as in PriorGrad, Lee et al. 2022): the personalised
     # model's x_T and its low-noise end start from the listener's level, and the weight shifts
-    # learn the rest. Needs denoiser.standardise and style.input = emotion. Not the paper's.
+    # learn the rest. Needs denoiser.standardise and an emotion history (style.input emotion or
+    # dyadic). Not the paper's.
     listener_prior: bool = False
     # How far the prior's mean moves from the training split's mean towards the history's:
     # centre = mean + prior_weight * (history mean - mean). 1: the history's mean.
@@ -355,11 +358,11 @@ class Config(_Checked):
             raise ConfigError(
                 "pwsg.listener_prior", "needs denoiser.standardise = true (the prior's scale)"
             )
-        if self.pwsg.listener_prior and self.style.input != "emotion":
+        if self.pwsg.listener_prior and self.style.input == "face":
             raise ConfigError(
                 "pwsg.listener_prior",
-                f"needs style.input = 'emotion' (the prior is the emotion history's mean), "
-                f"got {self.style.input!r}",
+                "needs style.input = 'emotion' or 'dyadic' (the prior is the listener's emotion "
+                "history's mean), got 'face'",
             )
 
     def stage(self, name: str) -> StageConfig:

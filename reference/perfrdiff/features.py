@@ -17,15 +17,17 @@ EMOTION_DIM = 25
 FACE_DIM = 58
 #: Speaker audio: 13 MFCC + delta + delta-delta, for two 20 ms hops per 40 ms frame.
 AUDIO_DIM = 78
-#: Width of a style history per ``style.input``.
-HISTORY_DIMS: dict[str, int] = {"face": FACE_DIM, "emotion": EMOTION_DIM}
+#: Width of a style history per ``style.input``: the listener's 3DMM, the listener's emotion,
+#: or ``"dyadic"``: the listener's emotion then their conversation partner's emotion at the same
+#: frames (a reaction style is how one responds to the other, which needs both sides).
+HISTORY_DIMS: dict[str, int] = {"face": FACE_DIM, "emotion": EMOTION_DIM, "dyadic": 2 * EMOTION_DIM}
 
 
 def history_dim(style_input: str) -> int:
-    """Channels of a listener history for ``style.input`` (``"face"`` or ``"emotion"``).
+    """Channels of a listener history for ``style.input`` (a key of :data:`HISTORY_DIMS`).
 
     Raises:
-        ValueError: ``style_input`` is neither.
+        ValueError: ``style_input`` is not one.
     """
     if style_input not in HISTORY_DIMS:
         raise ValueError(f"style.input must be one of {sorted(HISTORY_DIMS)}, got {style_input!r}")

@@ -6,8 +6,8 @@ that their mean equals the listener's history mean). Pieces:
 
 * :func:`style_retrieval`: does the style encoder recognise a held-out listener from 10 s?
 * :func:`mean_offset_predictions`: the trivial baseline.
-* :func:`variant_run`: a run that reuses another run's trained stages and trains the rest under
-  config overrides (edited weights, bias shifts, ...).
+* :func:`variant_run`: a run under config overrides (edited weights, bias shifts, a dyadic
+  style history, ...) that reuses another run's stages the overrides do not change.
 * :func:`train_input_p`: the paper's "input p" (style as an extra condition token), trained from
   the generic denoiser for the shift generator's budget.
 * :func:`fine_tuned_predictions`: upper bound, the generic denoiser fine-tuned per listener on the
@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from perfrdiff.config import PWSGConfig, config_to_dict, load_config
-from perfrdiff.data import ClipStore, SplitIndex, WindowDataset, person_of
+from perfrdiff.data import ClipStore, SplitIndex, WindowDataset, history_features, person_of
 from perfrdiff.features import CLIP_FRAMES
 from perfrdiff.generation import EvaluationSet, ReactionSampler, SamplerConfig, generate_dataset
 from perfrdiff.generation.reactions import clip_dataset
@@ -60,7 +60,10 @@ def style_retrieval(run: Run, split: str = "test", frames: int | None = None) ->
     frames = frames or run.config.data.history_frames
     encoder = run.model("style")
     index, store = SplitIndex(run.config.data.root, split), ClipStore(run.config.data.root, split)
-    read = store.face if run.config.style.input == "face" else store.emotion
+
+    def read(clip: str) -> np.ndarray:
+        return history_features(store, clip, index.partner_of[clip], run.config.style.input)
+
     clips = sorted({p.listener for p in index.items})
     segments = [slice(s, s + frames) for s in range(0, CLIP_FRAMES - frames + 1, frames)]
 
@@ -126,21 +129,56 @@ def mean_offset_predictions(predictions: np.ndarray, means: np.ndarray) -> np.nd
 # Variants --------------------------------------------------------------------------------
 
 
-def variant_run(
-    base: Run,
-    directory: str | Path,
-    overrides: Sequence[str],
-    reuse: Sequence[str] = ("emotion-vae", "style", "gafrg"),
-    train: Sequence[str] = ("pwsg",),
-) -> Run:
-    """A run in ``directory`` with ``base``'s config plus ``overrides``, ``base``'s trained
-    ``reuse`` stages copied in and ``train`` stages trained (skipped when already there)."""
+#: What each stage's trained weights depend on: config sections (``train.<stage>`` too) and
+#: the stages it builds on. A variant retrains a stage when any of them changed.
+STAGE_INPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "emotion-vae": (("seed", "data", "emotion_vae"), ()),
+    "style": (("seed", "data", "style"), ()),
+    "gafrg": (("seed", "data", "denoiser", "diffusion"), ("emotion-vae",)),
+    "pwsg": (("seed", "data", "diffusion", "pwsg"), ("style", "gafrg")),
+}
+
+
+#: Settings that only the sampler reads: changing them retrains nothing.
+SAMPLING_ONLY: dict[str, tuple[str, ...]] = {
+    "diffusion": ("sample_steps", "guidance", "eta", "spacing")
+}
+
+
+def _training_view(config) -> dict:
+    view = config_to_dict(config)
+    for section, keys in SAMPLING_ONLY.items():
+        view[section] = {k: v for k, v in view[section].items() if k not in keys}
+    return view
+
+
+def changed_stages(base, variant) -> list[str]:
+    """The stages of config ``variant`` whose weights differ from those trained under ``base``:
+    a changed section of :data:`STAGE_INPUTS` (less :data:`SAMPLING_ONLY`) or
+    ``train.<stage>``, or a changed stage below."""
+    old, new = _training_view(base), _training_view(variant)
+    changed: list[str] = []
+    for stage, (sections, below) in STAGE_INPUTS.items():
+        differs = any(old[key] != new[key] for key in sections)
+        differs |= old["train"][stage] != new["train"][stage]
+        if differs or any(dependency in changed for dependency in below):
+            changed.append(stage)
+    return changed
+
+
+def variant_run(base: Run, directory: str | Path, overrides: Sequence[str]) -> Run:
+    """A run in ``directory`` with ``base``'s config plus ``overrides``: the stages the
+    overrides change (:func:`changed_stages`, e.g. ``style.*`` retrains the style encoder and
+    the shift generator) are trained, the others copied from ``base``. Stages already trained in
+    ``directory`` are kept (a rerun resumes)."""
     directory = Path(directory)
     config = load_config(base.directory / CONFIG_FILE, list(overrides))
-    for stage in reuse:
-        shutil.copytree(base.directory / stage, directory / stage, dirs_exist_ok=True)
+    retrain = changed_stages(base.config, config)
+    for stage in STAGE_INPUTS:
+        if stage not in retrain:
+            shutil.copytree(base.directory / stage, directory / stage, dirs_exist_ok=True)
     run = Run(config, directory, base.device, base.precision)
-    missing = [s for s in train if not stage_weights(directory, s).is_file()]
+    missing = [s for s in retrain if not stage_weights(directory, s).is_file()]
     if missing:
         run.train(missing)
     return run

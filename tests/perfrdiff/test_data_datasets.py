@@ -29,7 +29,8 @@ def test_window_item_shapes_and_dtypes(windows):
     assert shapes == {
         "speaker_audio": (50, 78), "speaker_face": (50, 58), "speaker_emotion": (50, 25),
         "listener_emotion": (50, 25), "listener_prev_emotion": (50, 25), "has_past": (),
-        "listener_id": (), "history_face": (250, 58), "history_emotion": (250, 25), "start": (),
+        "listener_id": (), "history_face": (250, 58), "history_emotion": (250, 25),
+        "history_dyadic": (250, 50), "start": (),
     }  # fmt: skip
     assert item["speaker_audio"].dtype == torch.float32
     assert item["listener_id"].dtype == torch.int64 and item["has_past"].dtype == torch.bool
@@ -143,3 +144,37 @@ def test_listener_labels_match_window_listener_ids(synthetic_root, windows):
     dataset = ListenerClipDataset(synthetic_root, "train")
     for c, clip in enumerate(dataset.clips):
         assert windows.index.listeners[dataset.labels[c]] == person_of(clip)
+
+
+def test_partner_of_is_the_clip_recorded_with_a_listener_clip(synthetic_root):
+    index = SplitIndex(synthetic_root, "train")
+    for pair in index.items:
+        assert index.partner_of[pair.listener] == pair.speaker
+        assert index.partner_of[pair.speaker] == pair.listener  # mirrored rows
+        assert person_of(pair.speaker) != person_of(pair.listener)
+
+
+def _dyadic_matches(history, store, index, clip):
+    """Whether ``history (h, 50)`` is [clip's emotion | its partner's] over the same frames."""
+    h = history.shape[0]
+    own, partner = store.emotion(clip), store.emotion(index.partner_of[clip])
+    return any(
+        np.array_equal(history, np.concatenate([own[b : b + h], partner[b : b + h]], axis=1))
+        for b in range(750 - h + 1)
+    )
+
+
+def test_dyadic_histories_are_the_listener_beside_their_partner_at_the_same_frames(
+    synthetic_root, windows
+):
+    store, index = ClipStore(synthetic_root, "train"), windows.index
+    for k in range(len(windows)):
+        item = windows[k]
+        history = item["history_dyadic"].numpy()
+        np.testing.assert_array_equal(history[:, :25], item["history_emotion"].numpy())
+        sources = [*index.other_clips(index.items[k].listener), index.items[k].listener]
+        assert any(_dyadic_matches(history, store, index, clip) for clip in sources)
+    segments = ListenerClipDataset(synthetic_root, "train", frames=100)
+    for item in range(len(segments)):
+        clip = segments.clips[item // 2]
+        assert _dyadic_matches(segments[item]["dyadic"].numpy(), store, index, clip)

@@ -101,8 +101,14 @@ def test_clip_dataset_reads_the_history_from_the_other_split(synthetic_root, tmp
     dataset = ClipDataset(root, "train")
     item = next(i for i, p in enumerate(dataset.index.items) if p.listener == single[0])
     assert dataset.history_sources[item] == HistorySource("val", copies[0], "other-split")
-    expected = ClipStore(root, "val").face(copies[0])[: dataset.history_frames]
+    val = ClipStore(root, "val")
+    expected = val.face(copies[0])[: dataset.history_frames]
     assert np.array_equal(dataset[item]["history_face"].numpy(), expected)
+    # the dyadic history pairs it with its partner in val (the other copy), not in train
+    partner = SplitIndex(root, "val").partner_of[copies[0]]
+    assert partner == copies[1]
+    expected = np.concatenate([val.emotion(copies[0]), val.emotion(partner)], axis=1)
+    assert np.array_equal(dataset[item]["history_dyadic"].numpy(), expected[:250])
 
 
 def test_evaluation_set_records_the_history_and_warns_on_the_evaluated_clip(synthetic_root, caplog):

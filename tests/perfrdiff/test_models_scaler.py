@@ -149,12 +149,29 @@ def test_a_listener_centre_is_the_mean_of_their_emotion_history():
     model = prior_model()
     history = torch.rand(3, 250, 25, dtype=torch.float64)
     torch.testing.assert_close(model.listener_centre(history), history.mean(1))
-    with pytest.raises(ValueError, match=r"history must be \(l, h, 25\) emotion"):
+    with pytest.raises(ValueError, match=r"history must be \(l, h, 25\) for the listener prior"):
         model.listener_centre(torch.rand(3, 250, 58))
     plain = load_config("tiny", ["denoiser.standardise=true", "pwsg.listener_prior=false"])
     from perfrdiff.models import build_perfrdiff
 
     assert build_perfrdiff(plain).listener_centre(history) is None
+
+
+def test_a_dyadic_listener_centre_is_the_mean_of_the_listeners_own_emotion():
+    from perfrdiff.models import build_perfrdiff
+
+    overrides = ["denoiser.standardise=true", "pwsg.listener_prior=true", "pwsg.prior_weight=1"]
+    config = load_config("tiny", [*overrides, "style.input=dyadic"])
+    model = build_perfrdiff(config, gafrg=fitted_gafrg().float()).double()
+    history = torch.rand(3, 250, 50, dtype=torch.float64)  # listener | partner
+    torch.testing.assert_close(model.listener_centre(history), history[..., :25].mean(1))
+    with pytest.raises(ValueError, match=r"\(l, h, 50\) for the listener prior \(style.input="):
+        model.listener_centre(history[..., :25])
+    face = load_config("tiny", ["denoiser.standardise=true", "pwsg.listener_prior=false",
+                                "style.input=face"])  # fmt: skip
+    face_model = build_perfrdiff(face, gafrg=fitted_gafrg().float())
+    with pytest.raises(ValueError, match="needs an emotion \\(or dyadic\\) history, not face"):
+        type(face_model)(face_model.gafrg, face_model.style_encoder, config.pwsg)
 
 
 def test_the_pwsg_objective_diffuses_each_window_around_its_listeners_history_mean():

@@ -14,6 +14,7 @@ from perfrdiff.config import load_config
 from perfrdiff.models import build_style_encoder
 from perfrdiff.personalisation import (
     EDIT_SETS,
+    changed_stages,
     fine_tuned_predictions,
     input_p_model,
     mean_offset_predictions,
@@ -34,6 +35,24 @@ def quick_run(synthetic_root, tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.parametrize(
+    ("override", "retrained"),
+    [
+        ("train.pwsg.steps=7", ["pwsg"]),
+        ("pwsg.prior_weight=1", ["pwsg"]),
+        ("style.input=dyadic", ["style", "pwsg"]),
+        ("denoiser.layers=3", ["gafrg", "pwsg"]),
+        ("emotion_vae.latent_dim=8", ["emotion-vae", "gafrg", "pwsg"]),
+        ("diffusion.sample_steps=3", []),  # the sampler's alone
+        ("generate.samples=3", []),
+        ("seed=5", ["emotion-vae", "style", "gafrg", "pwsg"]),
+    ],
+)
+def test_a_variant_retrains_the_stages_its_overrides_change_and_those_above(override, retrained):
+    base = load_config("tiny")
+    assert changed_stages(base, load_config("tiny", [override])) == retrained
+
+
 def test_mean_offset_moves_each_item_to_its_listener_mean():
     rng = np.random.default_rng(0)
     predictions = rng.normal(size=(3, 4, 20, 25)).astype(np.float32)
@@ -51,6 +70,25 @@ def test_style_retrieval_queries_every_listener_clip_with_another_clip(quick_run
     result = style_retrieval(Run.load(quick_run, device="cpu"), "test")
     assert result["queries"] == 4 and result["listeners"] == 2  # 2 listeners x 2 clips
     assert 0 <= result["top1"] <= result["top5"] == 1.0  # only 2 listeners: top-5 is certain
+
+
+def test_a_dyadic_history_trains_generates_and_identifies_listeners(synthetic_root, tmp_path):
+    # style.input=dyadic: the listener's emotion beside their partner's, through every stage
+    fast = ["--set", "generate.samples=2", "--set", "diffusion.sample_steps=2"]
+    argv = ["train", "all", "--data-root", str(synthetic_root), "--run-dir", str(tmp_path)]
+    dyadic = ["--set", "style.input=dyadic"]
+    assert main([*argv, "--device", "cpu", *quick_overrides(2), *fast, *dyadic]) == 0
+    run = Run.load(tmp_path, device="cpu")
+    assert run.model("style").input_dim == 50
+    result = style_retrieval(run, "test")
+    assert result["queries"] == 4 and result["input"] == "dyadic"
+    predictions = run.generate("test", ["personalised"], limit=2)["personalised"]
+    assert predictions.shape == (2, 2, 750, 25) and np.isfinite(predictions).all()
+    one_listener = np.random.default_rng(0).random((250, 50), dtype=np.float32)
+    alike = run.generate("test", ["personalised"], limit=2, history=one_listener)
+    assert alike["personalised"].shape == (2, 2, 750, 25)
+    with pytest.raises(ValueError, match=r"history must have shape \(h, 50\)"):
+        run.generate("test", ["personalised"], limit=2, history=one_listener[:, :25])
 
 
 def test_input_p_edits_only_the_style_token_and_starts_as_the_generic_model():

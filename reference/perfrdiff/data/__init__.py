@@ -10,6 +10,7 @@ from perfrdiff.data.datasets import (
     ListenerClipDataset,
     WindowDataset,
     collate_clips,
+    history_features,
 )
 from perfrdiff.data.history import HistoryPicker, HistorySource
 from perfrdiff.data.index import SplitIndex
@@ -65,6 +66,7 @@ __all__ = [
     "audio_features",
     "clip_file",
     "collate_clips",
+    "history_features",
     "listener_emotion_statistics",
     "load_ground_truth_style",
     "mfcc_features",

@@ -24,7 +24,7 @@ from perfrdiff.data.history import HistoryPicker, history_summary
 from perfrdiff.data.index import SplitIndex
 from perfrdiff.data.layout import person_of
 from perfrdiff.data.store import ClipStore
-from perfrdiff.features import CLIP_FRAMES, WINDOW
+from perfrdiff.features import CLIP_FRAMES, HISTORY_DIMS, WINDOW
 
 
 class _Seeded:
@@ -45,6 +45,43 @@ class _Seeded:
 
 def _tensor(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+
+
+def history_features(
+    store: ClipStore, clip: str, partner: str, style_input: str, span: slice = slice(None)
+) -> np.ndarray:
+    """``(f, c)`` frames ``span`` of listener clip ``clip`` as a ``style.input`` history.
+
+    Args:
+        store: the clip store of ``clip``'s split.
+        clip: the listener clip.
+        partner: the clip recorded with it (:attr:`SplitIndex.partner_of`), read for
+            ``"dyadic"`` only.
+        style_input: ``"face"`` (c = 58), ``"emotion"`` (c = 25) or ``"dyadic"`` (c = 50: the
+            listener's emotion, then the partner's at the same frames).
+        span: the frames.
+
+    Raises:
+        ValueError: ``style_input`` is unknown.
+    """
+    if style_input == "face":
+        return store.face(clip)[span]
+    if style_input == "emotion":
+        return store.emotion(clip)[span]
+    if style_input == "dyadic":
+        return np.concatenate([store.emotion(clip)[span], store.emotion(partner)[span]], axis=1)
+    raise ValueError(f"style_input must be one of {sorted(HISTORY_DIMS)}, got {style_input!r}")
+
+
+def _history_tensors(
+    store: ClipStore, clip: str, partner: str, span: slice
+) -> dict[str, torch.Tensor]:
+    """``history_<input>`` for every ``style.input``: ``face (h, 58)``, ``emotion (h, 25)``,
+    ``dyadic (h, 50)`` of ``clip`` over ``span``."""
+    return {
+        f"history_{kind}": _tensor(history_features(store, clip, partner, kind, span))
+        for kind in HISTORY_DIMS
+    }
 
 
 def _segment_away_from(rng: np.random.Generator, length: int, avoid: tuple[int, int]) -> int:
@@ -75,9 +112,10 @@ class WindowDataset(Dataset):
         ``has_past`` bool scalar: False when ``s < w``; then the four past tensors are all zeros
         (padding at the clip start, not a substitute for bad data);
         ``listener_id`` int64 scalar (dense over the split's listeners);
-        ``history_face (h, 58)``, ``history_emotion (h, 25)``: ``h = history_frames`` frames of the
-        same listener from a different clip when one exists, else from a part of the same clip that
-        does not overlap ``[s - w, s + w)``;
+        ``history_face (h, 58)``, ``history_emotion (h, 25)``, ``history_dyadic (h, 50)`` (that
+        emotion, then the conversation partner's at the same frames): ``h = history_frames``
+        frames of the same listener from a different clip when one exists, else from a part of
+        the same clip that does not overlap ``[s - w, s + w)``;
         ``start`` int64 scalar ``s``.
     """
 
@@ -127,7 +165,6 @@ class WindowDataset(Dataset):
             return _tensor(array[past])
 
         listener_emotion = self.store.emotion(pair.listener)
-        history_face, history_emotion = self._history(pair.listener, start, rng)
         return {
             "speaker_audio": past_of(self.store.audio(pair.speaker)),
             "speaker_face": past_of(self.store.face(pair.speaker)),
@@ -136,14 +173,11 @@ class WindowDataset(Dataset):
             "listener_prev_emotion": past_of(listener_emotion),
             "has_past": torch.tensor(has_past),
             "listener_id": torch.tensor(self.index.listener_ids[item]),
-            "history_face": history_face,
-            "history_emotion": history_emotion,
+            **self._history(pair.listener, start, rng),
             "start": torch.tensor(start, dtype=torch.int64),
         }
 
-    def _history(
-        self, clip: str, start: int, rng: np.random.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _history(self, clip: str, start: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         h = self.history_frames
         others = self.index.other_clips(clip)
         if others:
@@ -153,7 +187,7 @@ class WindowDataset(Dataset):
             source = clip
             begin = _segment_away_from(rng, h, (start - self.window, start + self.window))
         span = slice(begin, begin + h)
-        return _tensor(self.store.face(source)[span]), _tensor(self.store.emotion(source)[span])
+        return _history_tensors(self.store, source, self.index.partner_of[source], span)
 
 
 class ClipDataset(Dataset):
@@ -161,8 +195,8 @@ class ClipDataset(Dataset):
 
     Item keys (float32 unless stated): ``speaker_audio (750, 78)``, ``speaker_face (750, 58)``,
     ``speaker_emotion (750, 25)``, ``listener_emotion (750, 25)`` (the real reaction),
-    ``listener_face (750, 58)``, ``listener_id`` int64 scalar, ``history_face (h, 58)`` and
-    ``history_emotion (h, 25)`` (the first ``h`` frames of the clip
+    ``listener_face (750, 58)``, ``listener_id`` int64 scalar, ``history_face (h, 58)``,
+    ``history_emotion (h, 25)`` and ``history_dyadic (h, 50)`` (the first ``h`` frames of the clip
     :class:`~perfrdiff.data.history.HistoryPicker` chooses: another clip of the same listener,
     never the evaluated one unless ``allow_same_clip_history``), ``appropriate (m,)`` int64
     indices of the items whose real reaction is appropriate for this speaker, and ``index`` int64
@@ -197,6 +231,7 @@ class ClipDataset(Dataset):
         picker = HistoryPicker(root, split, allow_same_clip_history)
         self.history_sources = picker.pick(pair.listener for pair in self.index.items)
         self._stores = {split: self.store}
+        self._indexes = {split: self.index}
         self._cache_audio = cache_audio
 
     def __len__(self) -> int:
@@ -211,11 +246,18 @@ class ClipDataset(Dataset):
             self._stores[split] = ClipStore(self.root, split, cache_audio=self._cache_audio)
         return self._stores[split]
 
+    def _history_index(self, split: str) -> SplitIndex:
+        if split not in self._indexes:
+            self._indexes[split] = SplitIndex(self.root, split)
+        return self._indexes[split]
+
     def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
         pair = self.index.items[item]
         source = self.history_sources[item]
-        history_store = self._history_store(source.split)
-        history = slice(0, self.history_frames)
+        partner = self._history_index(source.split).partner_of[source.clip]
+        history = _history_tensors(
+            self._history_store(source.split), source.clip, partner, slice(0, self.history_frames)
+        )
         return {
             "speaker_audio": _tensor(self.store.audio(pair.speaker)),
             "speaker_face": _tensor(self.store.face(pair.speaker)),
@@ -223,8 +265,7 @@ class ClipDataset(Dataset):
             "listener_emotion": _tensor(self.store.emotion(pair.listener)),
             "listener_face": _tensor(self.store.face(pair.listener)),
             "listener_id": torch.tensor(self.index.listener_ids[item]),
-            "history_face": _tensor(history_store.face(source.clip)[history]),
-            "history_emotion": _tensor(history_store.emotion(source.clip)[history]),
+            **history,
             "appropriate": torch.from_numpy(self.index.appropriate(item)),
             "index": torch.tensor(item, dtype=torch.int64),
         }
@@ -246,8 +287,9 @@ class ListenerClipDataset(Dataset):
     ``frames``-long segment from half ``half`` of clip ``c`` (from anywhere in the clip when
     ``frames > 375``), so the two items of a single-clip listener are different segments.
 
-    Item keys: ``face (frames, 58)``, ``emotion (frames, 25)`` float32; ``label`` int64 scalar, the
-    same dense listener id as :class:`WindowDataset`'s ``listener_id``.
+    Item keys: ``face (frames, 58)``, ``emotion (frames, 25)``, ``dyadic (frames, 50)`` (that
+    emotion, then the conversation partner's at the same frames) float32; ``label`` int64 scalar,
+    the same dense listener id as :class:`WindowDataset`'s ``listener_id``.
     """
 
     def __init__(
@@ -288,8 +330,8 @@ class ListenerClipDataset(Dataset):
         else:
             start = int(rng.integers(0, CLIP_FRAMES - self.frames + 1))
         span = slice(start, start + self.frames)
+        segments = _history_tensors(self.store, clip, self.index.partner_of[clip], span)
         return {
-            "face": _tensor(self.store.face(clip)[span]),
-            "emotion": _tensor(self.store.emotion(clip)[span]),
+            **{key.removeprefix("history_"): value for key, value in segments.items()},
             "label": torch.tensor(self.labels[clip_number]),
         }

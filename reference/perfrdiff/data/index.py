@@ -19,6 +19,9 @@ class SplitIndex:
         listeners: sorted listener identities (``site/session/role``) of the split.
         listener_ids: ``(n,)`` int64, dense id of each item's listener (index into ``listeners``).
         clips_of: listener identity -> its distinct clip paths, sorted.
+        partner_of: listener clip -> the clip recorded with it, of the other person of the
+            conversation (the speaker of the first item with that listener): what the partner
+            did at the same time.
     """
 
     def __init__(self, root: str | Path, split: str) -> None:
@@ -34,6 +37,9 @@ class SplitIndex:
         for pair in self.items:
             clips[person_of(pair.listener)].add(pair.listener)
         self.clips_of: dict[str, list[str]] = {k: sorted(v) for k, v in clips.items()}
+        self.partner_of: dict[str, str] = {}
+        for pair in self.items:
+            self.partner_of.setdefault(pair.listener, pair.speaker)
 
     def __len__(self) -> int:
         return len(self.items)

@@ -13,9 +13,7 @@ from typing import Any
 import numpy as np
 
 from perfrdiff.data import read_npy
-
-#: Channels of a listener history per ``style.input``.
-HISTORY_CHANNELS = {"face": 58, "emotion": 25}
+from perfrdiff.features import HISTORY_DIMS
 
 
 def _at_least(name: str, value: Any, low: int) -> None:
@@ -61,18 +59,19 @@ def check_history(history: Any, style_input: str, source: str = "history") -> np
     """A listener history ``(h, c)`` validated for ``style.input`` and returned as float32.
 
     Args:
-        history: ``(h, c)`` array, ``c`` = 58 (``face``) or 25 (``emotion``), ``h >= 1`` frames.
+        history: ``(h, c)`` array, ``c`` = 58 (``face``), 25 (``emotion``) or 50 (``dyadic``:
+            the listener's emotion, then their partner's), ``h >= 1`` frames.
         style_input: the config's ``style.input``.
         source: what to call the array in messages (e.g. its file name).
 
     Raises:
         ValueError: wrong shape, empty, non-numeric, or containing NaN / infinite values.
     """
-    if style_input not in HISTORY_CHANNELS:
+    if style_input not in HISTORY_DIMS:
         raise ValueError(
-            f"style_input: expected one of {sorted(HISTORY_CHANNELS)}, got {style_input!r}"
+            f"style_input: expected one of {sorted(HISTORY_DIMS)}, got {style_input!r}"
         )
-    channels = HISTORY_CHANNELS[style_input]
+    channels = HISTORY_DIMS[style_input]
     array = np.asarray(history)
     if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
         raise ValueError(f"{source}: expected a real numeric array, got dtype {array.dtype}")

@@ -69,6 +69,8 @@ class PerFRDiff(nn.Module):
         self.prior_weight = config.prior_weight
         if self.listener_prior and gafrg.scaler is None:
             raise ValueError("pwsg.listener_prior needs a standardising denoiser")
+        if self.listener_prior and style_encoder.input_name == "face":
+            raise ValueError("pwsg.listener_prior needs an emotion (or dyadic) history, not face")
         extra = 2 * style_encoder.input_dim if config.history_stats else 0
         self.generator = build_generator(config, style_encoder.style_dim + extra, self.targets)
 
@@ -82,18 +84,23 @@ class PerFRDiff(nn.Module):
         return torch.cat([style, history.mean(dim=1), history.std(dim=1, correction=0)], dim=1)
 
     def listener_centre(self, history: Tensor) -> Tensor | None:
-        """``history: (l, h, 25)`` emotion -> ``(l, 25)``: the mean each listener's windows are
-        diffused around (``pwsg.listener_prior``), or ``None`` (the training split's mean).
+        """``history: (l, h, c)`` (the style encoder's input: emotion, or the dyadic history
+        whose first 25 channels are the listener's emotion) -> ``(l, 25)``: the mean each
+        listener's windows are diffused around (``pwsg.listener_prior``), or ``None`` (the
+        training split's mean).
 
-        The history's mean, pulled towards the training split's by ``1 - pwsg.prior_weight``.
+        The listener's emotion mean, pulled towards the training split's by
+        ``1 - pwsg.prior_weight``.
         """
         if not self.listener_prior:
             return None
-        if history.shape[-1] != self.gafrg.scaler.channels:
+        channels = self.gafrg.scaler.channels
+        if history.dim() != 3 or history.shape[-1] != self.style_encoder.input_dim:
             raise ValueError(
-                f"history must be (l, h, {self.gafrg.scaler.channels}) emotion for the listener "
-                f"prior, got {tuple(history.shape)}"
+                f"history must be (l, h, {self.style_encoder.input_dim}) for the listener prior "
+                f"(style.input={self.style_encoder.input_name!r}), got {tuple(history.shape)}"
             )
+        history = history[..., :channels]  # the listener's own emotion
         population = self.gafrg.scaler.mean
         mean = history.to(population.dtype).mean(dim=1)
         return population + self.prior_weight * (mean - population)
