@@ -31,6 +31,7 @@ from perfrdiff.generation import (
     generate_dataset,
     load_evaluation_set,
     with_listener_history,
+    with_style_input,
 )
 from perfrdiff.models import STAGE_MODELS, DDIMSchedule, build_schedule
 from perfrdiff.rundir import load_stage_weights, run_dir_lock
@@ -213,6 +214,8 @@ class Run:
             limit: only the first ``limit`` items (when ``data`` is not given).
         """
         data = data if data is not None else self.evaluation_set(split, limit)
+        if data.style_input is not None:  # e.g. a set loaded by a run with another style input
+            data = with_style_input(data, self.config.style.input)
         if history is not None:
             data = with_listener_history(data, history, self.config)
         samples = samples or self.config.generate.samples

@@ -13,6 +13,7 @@ from perfrdiff.generation.reactions import (
     load_evaluation_set,
     save_predictions,
     with_listener_history,
+    with_style_input,
     write_generation,
 )
 from perfrdiff.generation.sampler import (
@@ -45,5 +46,6 @@ __all__ = [
     "read_history",
     "save_predictions",
     "with_listener_history",
+    "with_style_input",
     "write_generation",
 ]

@@ -28,12 +28,34 @@ MODES = ("generic", "personalised")
 class EvaluationSet:
     """Everything the metrics need about a split, plus the generation inputs."""
 
-    clips: list[dict[str, torch.Tensor]]  # speaker_* (T, c) and history (h, c) per item
+    # speaker_* (T, c) and history (h, c) per item; history_<input> (h, c) for every style
+    # input when read from a split (see with_style_input)
+    clips: list[dict[str, torch.Tensor]]
     listener_emotion: np.ndarray  # (n, T, 25) real reactions
     speaker_emotion: np.ndarray  # (n, T, 25)
     neighbours: np.ndarray  # (n, n) bool appropriateness
     # Where the histories came from (ClipDataset.history_summary), recorded beside predictions.
     history: dict = dataclasses.field(default_factory=dict)
+    # The style.input the clips' "history" is for (None: not recorded).
+    style_input: str | None = None
+
+
+def with_style_input(data: EvaluationSet, style_input: str) -> EvaluationSet:
+    """``data`` with each clip's ``history`` for ``style_input`` (another run's input).
+
+    Raises:
+        ValueError: the clips do not hold that history (e.g. one given history replaced them).
+    """
+    if data.style_input == style_input:
+        return data
+    key = f"history_{style_input}"
+    if not all(key in clip for clip in data.clips):
+        raise ValueError(
+            f"this evaluation set holds histories for style.input={data.style_input!r}, not "
+            f"{style_input!r}: load it again for this run (Run.evaluation_set)"
+        )
+    clips = [{**clip, "history": clip[key]} for clip in data.clips]
+    return dataclasses.replace(data, clips=clips, style_input=style_input)
 
 
 def clip_dataset(config: Config, split: str):
@@ -61,13 +83,13 @@ def load_evaluation_set(config: Config, split: str, limit: int | None = None) ->
     dataset = clip_dataset(config, split)
     n = len(dataset) if limit is None else min(limit, len(dataset))
     items = [dataset[i] for i in range(n)]
-    history_key = f"history_{config.style.input}"
     clips = [
         {
             "speaker_audio": it["speaker_audio"],
             "speaker_face": it["speaker_face"],
             "speaker_emotion": it["speaker_emotion"],
-            "history": it[history_key],
+            "history": it[f"history_{config.style.input}"],
+            **{key: value for key, value in it.items() if key.startswith("history_")},
         }
         for it in items
     ]
@@ -87,6 +109,7 @@ def load_evaluation_set(config: Config, split: str, limit: int | None = None) ->
         speaker_emotion=np.stack([it["speaker_emotion"].numpy() for it in items]),
         neighbours=np.asarray(neighbours, dtype=bool),
         history=history,
+        style_input=config.style.input,
     )
 
 
@@ -125,9 +148,12 @@ def with_listener_history(
     ``history`` is validated by :func:`~perfrdiff.generation.inputs.check_history`.
     """
     tensor = torch.from_numpy(check_history(history, config.style.input))
-    clips = [{**clip, "history": tensor} for clip in data.clips]
+    clips = [
+        {**{k: v for k, v in clip.items() if not k.startswith("history_")}, "history": tensor}
+        for clip in data.clips
+    ]
     given = {"rule": "one given history for every item", "frames": int(history.shape[0])}
-    return dataclasses.replace(data, clips=clips, history=given)
+    return dataclasses.replace(data, clips=clips, history=given, style_input=config.style.input)
 
 
 def write_generation(
