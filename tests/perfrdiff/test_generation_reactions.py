@@ -52,16 +52,18 @@ def test_one_listener_history_can_personalise_every_item():
     data = evaluation_set()
     data.clips = [{"history": torch.zeros(250, 25)} for _ in range(6)]
     history = np.ones((250, 25), dtype=np.float32)
-    replaced = with_listener_history(data, history, load_config("tiny"))
+    emotion = load_config("tiny", ["style.input=emotion"])
+    replaced = with_listener_history(data, history, emotion)
     assert all(torch.equal(c["history"], torch.ones(250, 25)) for c in replaced.clips)
     with pytest.raises(ValueError, match=r"history must have shape \(h, 25\)"):
-        with_listener_history(data, np.ones((250, 58)), load_config("tiny"))
+        with_listener_history(data, np.ones((250, 58)), emotion)
 
 
 def test_an_evaluation_set_serves_the_history_of_another_runs_style_input(synthetic_root):
     from perfrdiff.generation import load_evaluation_set, with_style_input
 
-    emotion = load_evaluation_set(load_config("tiny", [f"data.root={synthetic_root}"]), "test")
+    config = load_config("tiny", [f"data.root={synthetic_root}", "style.input=emotion"])
+    emotion = load_evaluation_set(config, "test")
     assert emotion.style_input == "emotion"
     assert all(c["history"].shape == (250, 25) for c in emotion.clips)
     dyadic = with_style_input(emotion, "dyadic")
@@ -70,6 +72,6 @@ def test_an_evaluation_set_serves_the_history_of_another_runs_style_input(synthe
         assert mine["history"].shape == (250, 50)
         assert torch.equal(mine["history"][:, :25], theirs["history"])
     assert with_style_input(emotion, "emotion") is emotion
-    one = with_listener_history(emotion, np.ones((250, 25), np.float32), load_config("tiny"))
+    one = with_listener_history(emotion, np.ones((250, 25), np.float32), config)
     with pytest.raises(ValueError, match=r"holds histories for style.input='emotion', not 'face'"):
         with_style_input(one, "face")  # one given history: the per-item ones are gone

@@ -4,6 +4,7 @@ reactions as calling the model at every DDIM step (float64, to 1e-6)."""
 import pytest
 import torch
 from perfrdiff.config import load_config
+from perfrdiff.features import history_dim
 from perfrdiff.generation import ReactionSampler, SamplerConfig
 from perfrdiff.models import DDIMSchedule, build_perfrdiff
 
@@ -11,6 +12,8 @@ from weditlib import edit
 
 EVERY_KIND = ["decoder.layers.*.multihead_attn", "decoder.layers.*.self_attn", "output"]
 
+#: Channels of the tiny preset's style history (its style.input).
+H = history_dim(load_config("tiny").style.input)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -31,7 +34,7 @@ def inputs(model, b=4, seed=1):
     g = torch.Generator().manual_seed(seed)
     r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
     memory = model.gafrg.condition(r(b, 50, 78), r(b, 50, 58), r(b, 50, 25))
-    shifts = model.listener_shifts(r(2, 250, 25))
+    shifts = model.listener_shifts(r(2, 250, H))
     return memory, shifts, torch.tensor([0, 1, 1, 0])[:b]
 
 

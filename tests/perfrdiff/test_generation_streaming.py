@@ -3,11 +3,14 @@
 import pytest
 import torch
 from perfrdiff.config import load_config
+from perfrdiff.features import history_dim
 from perfrdiff.generation import ReactionSampler, SamplerConfig, StreamingGenerator, generate_clips
 from perfrdiff.models import DDIMSchedule, build_perfrdiff
 
 T = 200  # 4 windows of 50 frames
 
+#: Channels of the tiny preset's style history (its style.input).
+H = history_dim(load_config("tiny").style.input)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -39,7 +42,7 @@ def speaker(n, seed=1):
 @pytest.mark.parametrize("chunks", [[T], [1] * 20 + [T - 20], [49, 1, 75, 75]])
 def test_streaming_in_any_chunks_equals_offline_for_the_same_seed(model, chunks, overlap):
     audio, face, emotion = speaker(2)
-    history = torch.randn(2, 250, 25)
+    history = torch.randn(2, 250, H)
     s = sampler(model, guidance=2.0, overlap=overlap, eta=0.5 if overlap else 0.0)
     offline = generate_clips(s, audio, face, emotion, samples=3, history=history, seed=7)
     stream = StreamingGenerator(s, samples=3, history=history, seed=7, max_frames=T)
@@ -92,7 +95,7 @@ def test_the_shift_generator_runs_once_per_listener_batch(model):
             face,
             emotion,
             samples=4,
-            history=torch.randn(2, 250, 25),
+            history=torch.randn(2, 250, H),
             seed=0,
         )
     finally:
@@ -102,14 +105,14 @@ def test_the_shift_generator_runs_once_per_listener_batch(model):
 
 def test_personalised_samples_depend_on_the_listener_history(model):
     audio, face, emotion = speaker(1)
-    a = generate_clips(sampler(model), audio, face, emotion, 2, torch.randn(1, 250, 25), seed=0)
-    b = generate_clips(sampler(model), audio, face, emotion, 2, torch.randn(1, 250, 25), seed=0)
+    a = generate_clips(sampler(model), audio, face, emotion, 2, torch.randn(1, 250, H), seed=0)
+    b = generate_clips(sampler(model), audio, face, emotion, 2, torch.randn(1, 250, H), seed=0)
     assert not torch.allclose(a, b)
 
 
 def test_a_generic_model_rejects_a_history(model):
     with pytest.raises(TypeError, match="PerFRDiff"):
-        StreamingGenerator(sampler(model.gafrg), samples=1, history=torch.randn(1, 250, 25))
+        StreamingGenerator(sampler(model.gafrg), samples=1, history=torch.randn(1, 250, H))
 
 
 class Recorded(ReactionSampler):
@@ -131,7 +134,7 @@ def test_overlapping_windows_start_with_exactly_the_frames_generated_before(mode
     audio, face, emotion = speaker(2)
     w, o = 50, 20
     s = Recorded(model, DDIMSchedule(1000, eta), SamplerConfig(3, 2.0, overlap=o))
-    clips = generate_clips(s, audio, face, emotion, samples=3, history=torch.randn(2, 250, 25))
+    clips = generate_clips(s, audio, face, emotion, samples=3, history=torch.randn(2, 250, H))
     assert clips.shape == (2, 3, T, 25)  # windows start at 0, 30, …, 150
     assert len(s.windows) == 6 and s.known[0] is None
     flat = clips.reshape(6, T, 25)

@@ -3,7 +3,11 @@
 import pytest
 import torch
 from perfrdiff.config import load_config
+from perfrdiff.features import history_dim
 from perfrdiff.models import StyleEncoder, build_perfrdiff
+
+#: Channels of the tiny preset's style history (its style.input).
+H = history_dim(load_config("tiny").style.input)
 
 
 def build(overrides=()):
@@ -32,26 +36,30 @@ def randomise(shifts):
 def test_style_is_unit_norm_for_histories_of_any_length():
     encoder = StyleEncoder(load_config("tiny").style).eval()
     for frames in (250, 375):
-        style = encoder(torch.randn(3, frames, 25))
+        style = encoder(torch.randn(3, frames, H))
         assert style.shape == (3, 32)
         torch.testing.assert_close(style.norm(dim=-1), torch.ones(3))
 
 
 def test_style_encoder_names_the_expected_input_width():
     encoder = StyleEncoder(load_config("tiny").style)
-    with pytest.raises(ValueError, match=r"style\.input=.emotion."):
-        encoder(torch.randn(2, 250, 58))
+    with pytest.raises(ValueError, match=rf"\(b, h, {H}\) for style\.input="):
+        encoder(torch.randn(2, 250, H + 1))
 
 
-def test_default_targets_are_cross_attention_and_output():
+def test_the_tiny_preset_edits_cross_attention_the_ffn_and_the_output():
     model = build()
     assert set(model.targets) == {
-        "decoder.layers.0.multihead_attn.in_proj",
-        "decoder.layers.0.multihead_attn.out_proj",
-        "decoder.layers.1.multihead_attn.in_proj",
-        "decoder.layers.1.multihead_attn.out_proj",
-        "output",
-    }
+        f"decoder.layers.{i}.{name}"
+        for i in (0, 1)
+        for name in ("multihead_attn.in_proj", "multihead_attn.out_proj", "linear1", "linear2")
+    } | {"output"}
+
+
+def test_the_paper_default_targets_are_cross_attention_and_output():
+    from perfrdiff.config import PWSGConfig
+
+    assert PWSGConfig().targets == ["decoder.layers.*.multihead_attn", "output"]
 
 
 @pytest.mark.parametrize(
@@ -70,7 +78,7 @@ def test_any_subset_of_layers_is_selectable_by_pattern(pattern, expected):
 def test_untrained_generator_leaves_the_denoiser_unchanged():
     model = build()
     x_t, t, memory = inputs(model)
-    shifts = model.listener_shifts(torch.randn(2, 250, 25))
+    shifts = model.listener_shifts(torch.randn(2, 250, H))
     edited = model(x_t, t, memory, None, shifts, torch.tensor([0, 0, 1, 1]))
     torch.testing.assert_close(edited, model.gafrg(x_t, t, memory))
 
@@ -78,7 +86,7 @@ def test_untrained_generator_leaves_the_denoiser_unchanged():
 def test_mixed_listener_batch_equals_each_listener_alone():
     model = build()
     x_t, t, memory = inputs(model)
-    shifts = randomise(model.listener_shifts(torch.randn(2, 250, 25)))
+    shifts = randomise(model.listener_shifts(torch.randn(2, 250, H)))
     index = torch.tensor([1, 0, 1, 0])
     mixed = model(x_t, t, memory, None, shifts, index)
     for listener in (0, 1):
@@ -92,33 +100,33 @@ def test_leaving_the_edit_restores_the_generic_model():
     model = build()
     x_t, t, memory = inputs(model)
     before = model.gafrg(x_t, t, memory)
-    shifts = randomise(model.listener_shifts(torch.randn(4, 250, 25)))
+    shifts = randomise(model.listener_shifts(torch.randn(4, 250, H)))
     model(x_t, t, memory, None, shifts, torch.arange(4))
     torch.testing.assert_close(model.gafrg(x_t, t, memory), before)
 
 
 def test_dense_heads_are_available_for_paper_fidelity():
     model = build(["pwsg.rank=null"])
-    shifts = model.listener_shifts(torch.randn(1, 250, 25))
+    shifts = model.listener_shifts(torch.randn(1, 250, H))
     assert shifts["output"].weight.shape == (1, 25, 64)
 
 
 def test_history_stats_append_the_history_mean_and_std_to_the_style():
     model = build(["pwsg.history_stats=true", "pwsg.bias_shifts=true"])
-    history = torch.randn(3, 250, 25)
+    history = torch.randn(3, 250, H)
     with torch.no_grad():
         features = model.style(history)
         style = model.style_encoder(history)
-    assert features.shape == (3, 32 + 2 * 25)
+    assert features.shape == (3, 32 + 2 * H)
     torch.testing.assert_close(features[:, :32], style)
-    torch.testing.assert_close(features[:, 32:57], history.mean(dim=1))
-    torch.testing.assert_close(features[:, 57:], history.std(dim=1, correction=0))
+    torch.testing.assert_close(features[:, 32 : 32 + H], history.mean(dim=1))
+    torch.testing.assert_close(features[:, 32 + H :], history.std(dim=1, correction=0))
     shifts = model.listener_shifts(history)
     assert shifts["output"].bias.shape == (3, 25)  # bias shifts of the output mapping
 
 
 def test_without_history_stats_the_generator_sees_the_style_alone():
     model = build(["pwsg.history_stats=false"])
-    history = torch.randn(2, 250, 25)
+    history = torch.randn(2, 250, H)
     with torch.no_grad():
         torch.testing.assert_close(model.style(history), model.style_encoder(history))

@@ -136,10 +136,15 @@ def test_the_listener_prior_needs_standardisation_and_an_emotion_history():
         )
 
 
+#: The listener prior on an emotion history (the tiny preset's history is dyadic, whose prior
+#: has its own test).
+EMOTION_PRIOR = ["denoiser.standardise=true", "pwsg.listener_prior=true", "style.input=emotion"]
+
+
 def prior_model(seed=0):
     from perfrdiff.models import build_perfrdiff
 
-    prior = ["denoiser.standardise=true", "pwsg.listener_prior=true", "pwsg.prior_weight=1"]
+    prior = [*EMOTION_PRIOR, "pwsg.prior_weight=1"]
     config = load_config("tiny", prior)
     model = build_perfrdiff(config, gafrg=fitted_gafrg(seed).float()).double().eval()
     return model
@@ -151,7 +156,8 @@ def test_a_listener_centre_is_the_mean_of_their_emotion_history():
     torch.testing.assert_close(model.listener_centre(history), history.mean(1))
     with pytest.raises(ValueError, match=r"history must be \(l, h, 25\) for the listener prior"):
         model.listener_centre(torch.rand(3, 250, 58))
-    plain = load_config("tiny", ["denoiser.standardise=true", "pwsg.listener_prior=false"])
+    plain = load_config("tiny", ["denoiser.standardise=true", "pwsg.listener_prior=false",
+                                 "style.input=emotion"])  # fmt: skip
     from perfrdiff.models import build_perfrdiff
 
     assert build_perfrdiff(plain).listener_centre(history) is None
@@ -180,7 +186,7 @@ def test_the_pwsg_objective_diffuses_each_window_around_its_listeners_history_me
     model = prior_model().float()
     config = load_config(
         "tiny",
-        ["denoiser.standardise=true", "pwsg.listener_prior=true", "diffusion.prediction=x0"],
+        [*EMOTION_PRIOR, "diffusion.prediction=x0"],
     )
     objective = PWSGObjective(model, DDIMSchedule(100, prediction="x0"), config)
     batch = {
@@ -243,7 +249,7 @@ def test_prior_weight_pulls_the_centre_towards_the_training_mean():
 
     config = load_config(
         "tiny",
-        ["denoiser.standardise=true", "pwsg.listener_prior=true", "pwsg.prior_weight=0.25"],
+        [*EMOTION_PRIOR, "pwsg.prior_weight=0.25"],
     )
     model = build_perfrdiff(config, gafrg=fitted_gafrg().float())
     history = torch.rand(3, 250, 25)

@@ -40,7 +40,7 @@ def quick_run(synthetic_root, tmp_path_factory):
     [
         ("train.pwsg.steps=7", ["pwsg"]),
         ("pwsg.prior_weight=1", ["pwsg"]),
-        ("style.input=dyadic", ["style", "pwsg"]),
+        ("style.temperature=0.1", ["style", "pwsg"]),
         ("denoiser.layers=3", ["gafrg", "pwsg"]),
         ("emotion_vae.latent_dim=8", ["emotion-vae", "gafrg", "pwsg"]),
         ("diffusion.sample_steps=3", []),  # the sampler's alone
@@ -97,7 +97,7 @@ def test_input_p_edits_only_the_style_token_and_starts_as_the_generic_model():
     assert list(model.targets) == ["style_slot"]
     x_t, t = torch.randn(2, 50, 25), torch.tensor([10, 500])
     memory = torch.randn(2, 101 + 50, config.denoiser.d_model)
-    history = torch.randn(2, 250, 25)
+    history = torch.randn(2, 250, model.style_encoder.input_dim)
     with torch.no_grad():
         shifts = model.listener_shifts(history)
         assert shifts["style_slot"].bias.shape == (2, config.denoiser.d_model)

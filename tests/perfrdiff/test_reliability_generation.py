@@ -7,6 +7,7 @@ import torch
 from perfrdiff import Run
 from perfrdiff.cli import main
 from perfrdiff.config import load_config, save_config
+from perfrdiff.features import history_dim
 from perfrdiff.generation import (
     check_generation_options,
     check_history,
@@ -35,7 +36,8 @@ def generate(run_dir, *flags):
 
 
 def test_history_with_nan_is_rejected_naming_the_file(run_dir, tmp_path):
-    history = np.zeros((250, 25), dtype=np.float32)
+    channels = history_dim(load_config("tiny").style.input)
+    history = np.zeros((250, channels), dtype=np.float32)
     history[3, 7] = np.nan
     np.save(tmp_path / "history.npy", history)
     with pytest.raises(ValueError, match=r"history\.npy: contains 1 NaN or infinite values "
@@ -60,7 +62,7 @@ def test_bad_histories_are_rejected(history, message):
     data = evaluation_set()
     data.clips = [{"history": torch.zeros(250, 25)}]
     with pytest.raises(ValueError, match=message):
-        with_listener_history(data, history, load_config("tiny"))
+        with_listener_history(data, history, load_config("tiny", ["style.input=emotion"]))
 
 
 def test_history_file_that_is_text_is_named(tmp_path):

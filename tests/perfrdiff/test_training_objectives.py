@@ -16,6 +16,7 @@ def batch(b=4, seed=0):
         "speaker_emotion": r(b, 50, 25), "listener_emotion": r(b, 50, 25),
         "listener_prev_emotion": r(b, 50, 25), "has_past": torch.ones(b, dtype=torch.bool),
         "history_face": r(b, 250, 58), "history_emotion": r(b, 250, 25),
+        "history_dyadic": r(b, 250, 50),
     }  # fmt: skip
 
 
