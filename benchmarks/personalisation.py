@@ -7,7 +7,8 @@ For each trained run (``perfrdiff train all``), on its test split:
   trivial per-listener mean offset of the generic samples, the paper's "input p" (style as an
   extra condition token, trained from the generic denoiser for the shift generator's steps), an
   upper bound (the generic denoiser fine-tuned per listener on the clip its history comes from),
-  and any ``--variant`` (a PWSG retrained under config overrides);
+  and any ``--variant`` (the stages that config overrides change retrained, see
+  :func:`perfrdiff.personalisation.variant_run`);
 * the issue's targets: personalised/generic FRCorr >= 1.10, personalised >= offset, personalised
   FRdist < generic, retrieval top-1 >= 0.9.
 

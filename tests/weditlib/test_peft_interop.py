@@ -84,6 +84,22 @@ def sources_of(peft_model: PeftModel) -> dict:
     }
 
 
+def mixed_batch_equals_peft(base, peft_model, names, x) -> LoraAdapters:
+    """``peft_model``'s adapters loaded onto a copy of ``base``: the mixed batch ``x`` equals PEFT's
+    ``adapter_names`` output (float64, 1e-12); then one backward of its sum of squares."""
+    model = copy.deepcopy(base)
+    adapters = LoraAdapters.load(model, sources_of(peft_model))
+    with torch.no_grad():
+        expected = peft_model(x, adapter_names=names)
+        with adapters.edit(model, names):
+            got = model(x)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    adapters.train()
+    with adapters.edit(model, names):
+        model(x).square().sum().backward()
+    return adapters
+
+
 @pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float64, 1e-12), (torch.float32, 2e-6)])
 def test_outputs_equal_peft_adapter_names(dtype, tolerance):
     base = make_base(dtype)
@@ -238,19 +254,9 @@ def test_conv_adapters_match_peft_outputs_gradients_and_files(tmp_path):
     }
     peft_model = peft_model_of(base, configs)
     randomise_lora_biases(peft_model)
-    model = copy.deepcopy(base)
-    adapters = LoraAdapters.load(model, sources_of(peft_model))
     names = ["thin", BASE, "wide", "thin", "wide"]
     x = torch.randn(len(names), 3, 8, 8, dtype=torch.float64)
-    with torch.no_grad():
-        expected = peft_model(x, adapter_names=names)
-        with adapters.edit(model, names):
-            got = model(x)
-    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
-
-    adapters.train()
-    with adapters.edit(model, names):
-        model(x).square().sum().backward()
+    adapters = mixed_batch_equals_peft(base, peft_model, names, x)
     peft_model.train()
     for name in configs:
         rows = [i for i, n in enumerate(names) if n == name]
@@ -305,19 +311,9 @@ def test_lora_bias_adapters_match_peft_outputs_gradients_and_files(tmp_path):
     torch.manual_seed(2)
     peft_model = peft_model_of(base, configs)
     randomise_lora_biases(peft_model)
-    model = copy.deepcopy(base)
-    adapters = LoraAdapters.load(model, sources_of(peft_model))
     names = ["biased", BASE, "plain", "biased", "plain"]
     x = torch.randn(len(names), 3, 12, dtype=torch.float64)
-    with torch.no_grad():
-        expected = peft_model(x, adapter_names=names)
-        with adapters.edit(model, names):
-            got = model(x)
-    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
-
-    adapters.train()
-    with adapters.edit(model, names):
-        model(x).square().sum().backward()
+    adapters = mixed_batch_equals_peft(base, peft_model, names, x)
     peft_model.train()
     rows = [i for i, n in enumerate(names) if n == "biased"]
     peft_model.set_adapter("biased")
