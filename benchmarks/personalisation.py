@@ -50,6 +50,20 @@ def named(text: str) -> tuple[str, str]:
     return name, value
 
 
+def split_overrides(text: str) -> list[str]:
+    """``KEY=VALUE[,KEY=VALUE]`` -> the overrides, split at commas outside brackets, so that a
+    list value stays whole: ``a=1,pwsg.targets=["x","y"]`` -> ``["a=1", 'pwsg.targets=["x","y"]']``.
+    """
+    parts, depth, start = [], 0, 0
+    for position, char in enumerate(text):
+        depth += {"[": 1, "{": 1, "]": -1, "}": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append(text[start:position])
+            start = position + 1
+    parts.append(text[start:])
+    return [part for part in parts if part]
+
+
 def cached(path: Path, make) -> dict[str, np.ndarray]:
     """``make()`` (name -> predictions), saved to ``path`` and read from it next time."""
     if path.is_file():
@@ -87,7 +101,7 @@ def benchmark_run(name: str, run_dir: Path, args: argparse.Namespace) -> dict:
             run, "test", data, args.upper_bound_steps
         )
     for variant, overrides in args.variant:
-        trained = variant_run(run, work / variant, overrides.split(","))
+        trained = variant_run(run, work / variant, split_overrides(overrides))
         generated = cached(
             work / variant / "generate.npz",
             lambda trained=trained: trained.generate("test", ["personalised"], data=data),
@@ -151,7 +165,8 @@ def main() -> None:
         default=[],
         metavar="NAME=KEY=VALUE[,KEY=VALUE]",
         help="a variant: retrain the stages these overrides change (and those above), e.g. "
-        "bias=pwsg.bias_shifts=true (repeatable)",
+        'bias=pwsg.bias_shifts=true or ffn=\'pwsg.targets=["output","decoder.layers.*.linear1"]\' '
+        "(repeatable; commas inside brackets stay in the value)",
     )
     parser.add_argument(
         "--upper-bound-steps",
