@@ -27,13 +27,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from perfrdiff.config import PWSGConfig, config_to_dict, load_config
+from perfrdiff.config import STAGES, PWSGConfig, config_to_dict, load_config
 from perfrdiff.data import ClipStore, SplitIndex, WindowDataset, history_features, person_of
 from perfrdiff.features import CLIP_FRAMES
 from perfrdiff.generation import EvaluationSet, ReactionSampler, SamplerConfig, generate_dataset
 from perfrdiff.generation.reactions import clip_dataset
 from perfrdiff.metrics import frcorr, frdist
-from perfrdiff.models import PerFRDiff, build_gafrg
+from perfrdiff.models import STAGE_MODELS, PerFRDiff, build_gafrg
 from perfrdiff.run import CONFIG_FILE, Run
 from perfrdiff.weights import load_weights, stage_weights
 
@@ -129,13 +129,14 @@ def mean_offset_predictions(predictions: np.ndarray, means: np.ndarray) -> np.nd
 # Variants --------------------------------------------------------------------------------
 
 
-#: What each stage's trained weights depend on: config sections (``train.<stage>`` too) and
-#: the stages it builds on. A variant retrains a stage when any of them changed.
-STAGE_INPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "emotion-vae": (("seed", "data", "emotion_vae"), ()),
-    "style": (("seed", "data", "style"), ()),
-    "gafrg": (("seed", "data", "denoiser", "diffusion"), ("emotion-vae",)),
-    "pwsg": (("seed", "data", "diffusion", "pwsg"), ("style", "gafrg")),
+#: The config sections each stage's trained weights depend on (``train.<stage>`` too); the
+#: stages it builds on are ``STAGE_MODELS[stage].requires``. A variant retrains a stage when any
+#: of them changed.
+STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "emotion-vae": ("seed", "data", "emotion_vae"),
+    "style": ("seed", "data", "style"),
+    "gafrg": ("seed", "data", "denoiser", "diffusion"),
+    "pwsg": ("seed", "data", "diffusion", "pwsg"),
 }
 
 
@@ -154,14 +155,14 @@ def _training_view(config) -> dict:
 
 def changed_stages(base, variant) -> list[str]:
     """The stages of config ``variant`` whose weights differ from those trained under ``base``:
-    a changed section of :data:`STAGE_INPUTS` (less :data:`SAMPLING_ONLY`) or
-    ``train.<stage>``, or a changed stage below."""
+    a changed section of :data:`STAGE_SECTIONS` (less :data:`SAMPLING_ONLY`) or
+    ``train.<stage>``, or a changed stage it builds on."""
     old, new = _training_view(base), _training_view(variant)
     changed: list[str] = []
-    for stage, (sections, below) in STAGE_INPUTS.items():
-        differs = any(old[key] != new[key] for key in sections)
+    for stage in STAGES:  # in training order: a stage's requirements come before it
+        differs = any(old[key] != new[key] for key in STAGE_SECTIONS[stage])
         differs |= old["train"][stage] != new["train"][stage]
-        if differs or any(dependency in changed for dependency in below):
+        if differs or any(up in changed for up in STAGE_MODELS[stage].requires):
             changed.append(stage)
     return changed
 
@@ -174,7 +175,7 @@ def variant_run(base: Run, directory: str | Path, overrides: Sequence[str]) -> R
     directory = Path(directory)
     config = load_config(base.directory / CONFIG_FILE, list(overrides))
     retrain = changed_stages(base.config, config)
-    for stage in STAGE_INPUTS:
+    for stage in STAGES:
         if stage not in retrain:
             shutil.copytree(base.directory / stage, directory / stage, dirs_exist_ok=True)
     run = Run(config, directory, base.device, base.precision)

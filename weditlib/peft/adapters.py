@@ -116,22 +116,23 @@ def _stack(
     present = [part for part in parts if part is not None]
     rank = max(part[0].shape[0] for part in present)
     like = present[0][0]
+    has_bias = any(part[3] is not None for part in present)
+    zero_bias = like.new_zeros(shape[0]) if has_bias else None
     downs, ups, biases, scalings = [], [], [], []
     for part in parts:
         if part is None:
             downs.append(like.new_zeros(rank, shape[1]))
             ups.append(like.new_zeros(shape[0], rank))
-            biases.append(like.new_zeros(shape[0]))
+            biases.append(zero_bias)
             scalings.append(0.0)
             continue
         down, up, scaling, bias = part
         missing = rank - down.shape[0]
         downs.append(F.pad(down, (0, 0, 0, missing)) if missing else down)
         ups.append(F.pad(up, (0, missing)) if missing else up)
-        biases.append(like.new_zeros(shape[0]) if bias is None else bias)
+        biases.append(zero_bias if bias is None else bias)
         scalings.append(scaling)
     scale = torch.tensor(scalings, dtype=like.dtype, device=like.device).view(-1, 1, 1)
-    has_bias = any(part is not None and part[3] is not None for part in present)
     bias = torch.stack(biases) * scale[:, :, 0] if has_bias else None
     return LowRankDelta(torch.stack(ups) * scale, torch.stack(downs), bias=bias)
 

@@ -228,10 +228,9 @@ class ClipDataset(Dataset):
         self.store = ClipStore(root, split, cache_audio=cache_audio)
         self.history_frames = history_frames
         self.allow_same_clip_history = allow_same_clip_history
-        picker = HistoryPicker(root, split, allow_same_clip_history)
-        self.history_sources = picker.pick(pair.listener for pair in self.index.items)
+        self._picker = HistoryPicker(root, split, allow_same_clip_history)
+        self.history_sources = self._picker.pick(pair.listener for pair in self.index.items)
         self._stores = {split: self.store}
-        self._indexes = {split: self.index}
         self._cache_audio = cache_audio
 
     def __len__(self) -> int:
@@ -246,15 +245,10 @@ class ClipDataset(Dataset):
             self._stores[split] = ClipStore(self.root, split, cache_audio=self._cache_audio)
         return self._stores[split]
 
-    def _history_index(self, split: str) -> SplitIndex:
-        if split not in self._indexes:
-            self._indexes[split] = SplitIndex(self.root, split)
-        return self._indexes[split]
-
     def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
         pair = self.index.items[item]
         source = self.history_sources[item]
-        partner = self._history_index(source.split).partner_of[source.clip]
+        partner = self._picker.index(source.split).partner_of[source.clip]
         history = _history_tensors(
             self._history_store(source.split), source.clip, partner, slice(0, self.history_frames)
         )

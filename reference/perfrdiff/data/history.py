@@ -55,7 +55,8 @@ class HistoryPicker:
         self.allow_same_clip = allow_same_clip
         self._indexes: dict[str, SplitIndex | None] = {}
 
-    def _index(self, split: str) -> SplitIndex | None:
+    def index(self, split: str) -> SplitIndex | None:
+        """The :class:`SplitIndex` of ``split`` (read once), or ``None`` if the dataset lacks it."""
         if split not in self._indexes:
             try:
                 self._indexes[split] = SplitIndex(self.root, split)
@@ -64,13 +65,13 @@ class HistoryPicker:
         return self._indexes[split]
 
     def _other_clip(self, clip: str) -> HistorySource | None:
-        own = self._index(self.split)
+        own = self.index(self.split)
         others = own.other_clips(clip) if own is not None else []
         if others:
             return HistorySource(self.split, others[0], SAME_SPLIT)
         listener = person_of(clip)
         for split in (s for s in SPLITS if s != self.split):
-            index = self._index(split)
+            index = self.index(split)
             if index is not None and index.clips_of.get(listener):
                 return HistorySource(split, index.clips_of[listener][0], OTHER_SPLIT)
         return None
