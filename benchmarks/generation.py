@@ -107,6 +107,42 @@ def streaming_rtf(
     }
 
 
+def paired_rtf(
+    config: Config, windows: int, samples: int, chunk: int, repeats: int, seed: int = 0
+) -> tuple[dict, dict]:
+    """Personalised and generic streaming on one sampler, timed alternately on the CPU.
+
+    One untimed window of each first, then ``repeats`` rounds of ``windows`` windows of each,
+    alternating, so machine load hits both alike; each RTF is a median over the rounds.
+
+    Returns:
+        ``(personalised, generic)`` rows like :func:`streaming_rtf`'s.
+    """
+    device = torch.device("cpu")
+    sampler = _sampler(config, device, seed)
+    modes = {"personalised": True, "generic": False}
+    for personalised in modes.values():
+        _stream(sampler, config, 1, samples, chunk, seed, personalised, device)
+    seconds: dict[str, list[float]] = {mode: [] for mode in modes}
+    for _ in range(repeats):
+        for mode, personalised in modes.items():
+            start = time.perf_counter()
+            produced = _stream(sampler, config, windows, samples, chunk, seed, personalised, device)
+            seconds[mode].append((time.perf_counter() - start) / produced)
+    w = config.data.window
+    rows = []
+    for mode in modes:
+        per_window = sorted(seconds[mode])[len(seconds[mode]) // 2]
+        rows.append({
+            "mode": mode, "device": "cpu", "precision": "fp32", "windows": windows,
+            "repeats": repeats, "samples": samples,
+            "ddim_steps": config.diffusion.sample_steps, "guidance": config.diffusion.guidance,
+            "seconds_per_window": per_window, "rtf": per_window / (w / FPS),
+            "denoiser_parameters": sum(p.numel() for p in sampler.gafrg.parameters()),
+        })  # fmt: skip
+    return rows[0], rows[1]
+
+
 def window_flops(config: Config, samples: int) -> int:
     """Floating-point operations of one personalised window (all DDIM steps), counted by
     ``torch.utils.flop_counter`` (matmuls, attention; elementwise work is not counted)."""
@@ -199,6 +235,12 @@ def main() -> None:
         help="windows to time per config (default: 15 = a 30 s clip, and 2)",
     )
     parser.add_argument("--samples", type=int, default=10, help="M (default: 10)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="rounds of personalised and generic streaming, alternated (median; default: 3)",
+    )
     parser.add_argument("--chunk", type=int, default=25, help="speaker frames per push (1 s)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument(
@@ -233,11 +275,11 @@ def main() -> None:
         if args.threads is None and config.threads:
             torch.set_num_threads(config.threads)
         measure = lambda c, personalised, windows=windows: streaming_rtf(  # noqa: E731
-            c, windows, args.samples, args.chunk, personalised=personalised
+            c, windows, args.samples, args.chunk, personalised=personalised, warmup=1
         )
-        results["rtf"][name] = measure(config, True)
-        results["rtf"][name]["threads"] = torch.get_num_threads()
-        results["rtf_generic"][name] = measure(config, False)
+        personalised, generic = paired_rtf(config, windows, args.samples, args.chunk, args.repeats)
+        results["rtf"][name] = personalised | {"threads": torch.get_num_threads()}
+        results["rtf_generic"][name] = generic
         results["personalised_over_generic"][name] = (
             results["rtf"][name]["rtf"] / results["rtf_generic"][name]["rtf"]
         )

@@ -18,6 +18,7 @@ from weditlib.editing import (
 from weditlib.functional import edited_linear, plan
 from weditlib.hyper import MultiBranchDeltaGenerator
 from weditlib.layers import EditableFeedForward, EditableLinear, EditableMultiheadAttention
+from weditlib.materialised import MaterialisedDelta, materialise
 from weditlib.merging import merge, unmerge
 from weditlib.planner import MachineModel, Plan, algorithm_names, calibrate, set_machine_model
 
@@ -34,6 +35,7 @@ __all__ = [
     "Grouping",
     "LowRankDelta",
     "MachineModel",
+    "MaterialisedDelta",
     "MultiBranchDeltaGenerator",
     "Plan",
     "algorithm_names",
@@ -45,6 +47,7 @@ __all__ = [
     "edited_conv",
     "edited_linear",
     "make_editable",
+    "materialise",
     "merge",
     "plan",
     "plan_conv",

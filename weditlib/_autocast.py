@@ -19,8 +19,10 @@ import torch
 from torch import Tensor
 
 from weditlib.deltas import Delta
+from weditlib.materialised import MaterialisedDelta
 
 _T = TypeVar("_T", Tensor, None)
+_D = TypeVar("_D", Delta, MaterialisedDelta)
 
 
 def autocast_dtype(device_type: str) -> torch.dtype | None:
@@ -51,7 +53,7 @@ def cast(tensor: _T, dtype: torch.dtype, device_type: str) -> _T:
     return tensor.to(dtype)
 
 
-def cast_delta(delta: Delta, dtype: torch.dtype, device_type: str) -> Delta:
+def cast_delta(delta: _D, dtype: torch.dtype, device_type: str) -> _D:
     """``delta`` with each of its tensors :func:`cast` (the same object when none changes)."""
     fields = {name: getattr(delta, name) for name in delta.tensor_fields()}
     casted = {name: cast(value, dtype, device_type) for name, value in fields.items()}
@@ -61,8 +63,8 @@ def cast_delta(delta: Delta, dtype: torch.dtype, device_type: str) -> Delta:
 
 
 def autocast_inputs(
-    x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta | None
-) -> tuple[Tensor, Tensor, Tensor | None, Delta | None]:
+    x: Tensor, weight: Tensor, bias: Tensor | None, delta: _D | None
+) -> tuple[Tensor, Tensor, Tensor | None, _D | None]:
     """Cast an edited op's inputs for the autocast region of ``x``'s device type, if any.
 
     Args:

@@ -26,6 +26,10 @@ from weditlib.kernels.conv import (
     ConvProblem,
     output_sizes,
 )
+from weditlib.kernels.reference import shift_bias
+from weditlib.materialised import MaterialisedDelta
+
+AnyDelta = Delta | MaterialisedDelta
 
 PADDING_MODES: tuple[str, ...] = ("zeros", "reflect", "replicate", "circular")
 SPATIAL_DIMS: tuple[int, ...] = (1, 2)
@@ -77,12 +81,15 @@ def _padding_pairs(
     return tuple((p, p) for p in _tuple(padding, dims, "padding", 0))
 
 
-def _check_tensors(x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta) -> None:
+def _check_tensors(x: Tensor, weight: Tensor, bias: Tensor | None, delta: AnyDelta) -> None:
     for name, value in (("x", x), ("weight", weight)):
         if not isinstance(value, Tensor):
             raise TypeError(f"{name} must be a Tensor, got {type(value).__name__}")
-    if not isinstance(delta, DenseDelta | LowRankDelta):
-        raise TypeError(f"delta must be a DenseDelta or LowRankDelta, got {type(delta).__name__}")
+    if not isinstance(delta, DenseDelta | LowRankDelta | MaterialisedDelta):
+        raise TypeError(
+            "delta must be a DenseDelta, LowRankDelta or MaterialisedDelta, "
+            f"got {type(delta).__name__}"
+        )
     if weight.dim() - 2 not in SPATIAL_DIMS:
         raise ValueError(
             "weight must have shape (out, in/groups, *kernel) with 1 or 2 kernel dims, "
@@ -182,7 +189,7 @@ def _prepare(
     x: Tensor,
     weight: Tensor,
     bias: Tensor | None,
-    delta: Delta,
+    delta: AnyDelta,
     index: Tensor | None,
     grouping: Grouping | None,
     stride: IntOrTuple,
@@ -208,16 +215,12 @@ def _prepare(
 
 
 def _empty_batch(
-    x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta, geometry: ConvGeometry
+    x: Tensor, weight: Tensor, bias: Tensor | None, delta: AnyDelta, geometry: ConvGeometry
 ) -> Tensor:
     """``(0, n, *s')`` for ``b = 0``; the shift's tensors join the graph (zero gradients), as the
     weight and bias of ``F.conv*`` do on an empty batch."""
     y = geometry.conv(x, weight, bias, geometry.groups)
-    picked = delta.matrix()[:0].sum(-1)  # (0, n)
-    extra = delta.bias
-    if extra is not None:
-        picked = picked + extra[:0]
-    return y + picked.reshape(0, weight.shape[0], *(1,) * geometry.spatial_dims)
+    return y + sum(tensor[:0].sum() for tensor in delta.tensors())  # + 0, in the graph
 
 
 def plan_conv(
@@ -256,7 +259,7 @@ def edited_conv(
     x: Tensor,
     weight: Tensor,
     bias: Tensor | None,
-    delta: Delta | None,
+    delta: AnyDelta | None,
     index: Tensor | None = None,
     *,
     stride: IntOrTuple = 1,
@@ -282,7 +285,9 @@ def edited_conv(
         bias: ``(n,)`` or ``None``.
         delta: ``l`` shifts of the flattened ``(n, k) = (n, c_in / groups · prod(kernel))``
             kernel (dense ``(l, n, k)`` or low-rank ``(l, n, r) @ (l, r, k)``), optionally with
-            ``bias: (l, n)``; ``None`` is the plain convolution.
+            ``bias: (l, n)``), or a :class:`~weditlib.materialised.MaterialisedDelta` of the
+            kernel's flattened view (kernels built once by :func:`~weditlib.materialise`; a
+            plain conv when ``l == 1``); ``None`` is the plain convolution.
         index: ``(b,)`` integers in ``[0, l)``: the shift of each sample (unsorted and repeated
             values allowed). ``None`` means ``l == b`` and sample ``b`` uses shift ``b``.
         stride: int or one int per spatial dim, as ``nn.Conv*``.
@@ -307,6 +312,8 @@ def edited_conv(
             geometry or padding mode, an input smaller than the kernel, ``index`` of wrong length
             or out of range, device mismatch, unknown or unsupported ``algorithm``, non-finite
             shift when ``check_finite``.
+        RuntimeError: a ``MaterialisedDelta`` of another kernel, or of one changed in place
+            since it was built.
     """
     if delta is None:  # the plain convolution, padded exactly as with a shift
         unbatched = isinstance(x, Tensor) and x.dim() == weight.dim() - 1
@@ -314,6 +321,9 @@ def edited_conv(
         x, geometry = _geometry(x, weight, stride, padding, dilation, groups, padding_mode)
         y = geometry.conv(x, weight, bias, groups)
         return y.squeeze(0) if unbatched else y
+    materialised = isinstance(delta, MaterialisedDelta)
+    if materialised and isinstance(weight, Tensor):
+        delta.check_base(weight)  # before autocast makes a copy of it
     x, weight, bias, delta = autocast_inputs(x, weight, bias, delta)
     x, geometry, grouping, problem = _prepare(
         x, weight, bias, delta, index, grouping, stride, padding, dilation, groups, padding_mode
@@ -323,4 +333,12 @@ def edited_conv(
     chosen, _ = planner.choose(problem, algorithm, pool=ALGORITHMS)
     if problem.batch == 0:
         return _empty_batch(x, weight, bias, delta, geometry)
-    return chosen.run(x, weight, bias, delta, grouping.to(x.device), geometry)
+    grouping = grouping.to(x.device)
+    if not materialised:
+        return chosen.run(x, weight, bias, delta, grouping, geometry)
+    kernels = delta.weight.reshape(delta.num_shifts, *weight.shape)  # (l, n, c_in/g, *kernel)
+    per_shift = shift_bias(bias, delta)
+    if delta.num_shifts == 1 and algorithm is None:  # one kernel for all: the plain conv
+        own = bias if per_shift is None else per_shift[0]
+        return geometry.conv(x, kernels[0], own, geometry.groups)
+    return chosen.run_kernels(x, kernels, bias, per_shift, grouping, geometry)

@@ -24,8 +24,11 @@ import torch
 from torch import nn
 
 from weditlib.deltas import Delta, Grouping
+from weditlib.materialised import MaterialisedDelta
 
-ActiveShift = tuple[Delta, Grouping | None]
+#: A weight's shift (built into the weight already under ``edit(..., materialise=True)``) and
+#: the grouping of the block's index.
+ActiveShift = tuple[Delta | MaterialisedDelta, Grouping | None]
 
 
 @dataclass(frozen=True, eq=False)

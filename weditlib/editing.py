@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from weditlib import edit_state
+from weditlib import edit_state, materialised
 from weditlib.conv_layers import EditableConv1d, EditableConv2d
 from weditlib.deltas import Delta, DenseDelta, Grouping, LowRankDelta
 from weditlib.layers import EditableLinear, EditableMixin, EditableMultiheadAttention
@@ -448,7 +448,11 @@ def _check_not_merged(model: nn.Module) -> None:
 
 @contextlib.contextmanager
 def edit(
-    model: nn.Module, shifts: Mapping[str, Delta], index: Tensor | None = None
+    model: nn.Module,
+    shifts: Mapping[str, Delta],
+    index: Tensor | None = None,
+    *,
+    materialise: bool = False,
 ) -> Iterator[nn.Module]:
     """Run ``model`` with ``shifts`` applied inside the ``with`` block.
 
@@ -463,6 +467,12 @@ def edit(
             (e.g. the output of :class:`~weditlib.hyper.MultiBranchDeltaGenerator`).
         index: ``(b,)`` the shift of each sample of the batch the model will see; ``None``
             means ``l == b``. Its sorted grouping is computed once here and shared by all layers.
+        materialise: build ``W ⊕ ΔW`` of every edited weight once, here, and run each edited
+            call inside the block as one product on it (a plain ``F.linear`` / ``F.conv*`` when
+            ``l == 1``; see :func:`weditlib.materialise`): for loops that call the model many
+            times under the same shifts, such as a sampler's steps. Holds ``l·n·k`` values per
+            edited weight while the block is open. A call after a base weight changed in place
+            inside the block raises ``RuntimeError``; with autograd, one backward pass per block.
 
     Yields:
         ``model``.
@@ -484,6 +494,8 @@ def edit(
     by_module: dict[nn.Module, dict[str, edit_state.ActiveShift]] = {}
     for name, delta in shifts.items():
         module, local, _ = targets[name]
+        if materialise:
+            delta = materialised.materialise(module._weight_views(local)[0], delta)
         by_module.setdefault(module, {})[local] = (delta, grouping)
     scope = edit_state.EditScope(by_module)
     _FAST_PATH.acquire()

@@ -15,6 +15,8 @@ from weditlib._autocast import autocast_inputs
 from weditlib.deltas import Delta, DenseDelta, Grouping, LowRankDelta
 from weditlib.deltas import check_index as check_index  # re-exported: its historical home
 from weditlib.kernels.base import Problem
+from weditlib.kernels.reference import group_bias, grouped_product, shift_bias
+from weditlib.materialised import MaterialisedDelta
 
 
 def check_bias(bias: Tensor | None, n: int, size_name: str) -> None:
@@ -27,7 +29,9 @@ def check_bias(bias: Tensor | None, n: int, size_name: str) -> None:
         raise ValueError(f"bias must have shape ({size_name},) = ({n},), got {tuple(bias.shape)}")
 
 
-def check_like_x(x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta) -> None:
+def check_like_x(
+    x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta | MaterialisedDelta
+) -> None:
     """``weight``, ``delta`` and ``bias`` (if any) share ``x``'s dtype and device."""
     named = [("weight", weight), ("delta", delta)] + ([("bias", bias)] if bias is not None else [])
     for name, value in named:
@@ -37,12 +41,17 @@ def check_like_x(x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta) -
             raise ValueError(f"{name} is on {value.device} but x is on {x.device}")
 
 
-def _check_inputs(x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta) -> None:
+def _check_inputs(
+    x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta | MaterialisedDelta
+) -> None:
     for name, value in (("x", x), ("weight", weight)):
         if not isinstance(value, Tensor):
             raise TypeError(f"{name} must be a Tensor, got {type(value).__name__}")
-    if not isinstance(delta, DenseDelta | LowRankDelta):
-        raise TypeError(f"delta must be a DenseDelta or LowRankDelta, got {type(delta).__name__}")
+    if not isinstance(delta, DenseDelta | LowRankDelta | MaterialisedDelta):
+        raise TypeError(
+            "delta must be a DenseDelta, LowRankDelta or MaterialisedDelta, "
+            f"got {type(delta).__name__}"
+        )
     if weight.dim() != 2:
         raise ValueError(f"weight must have shape (n, k), got {tuple(weight.shape)}")
     n, k = weight.shape
@@ -61,7 +70,7 @@ def _check_inputs(x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta) 
         raise TypeError(f"x must have a floating dtype, got {x.dtype}")
 
 
-def _check_finite(delta: Delta) -> None:
+def _check_finite(delta: Delta | MaterialisedDelta) -> None:
     for position, tensor in enumerate(delta.tensors()):
         if not bool(torch.isfinite(tensor).all()):
             bad = int((~torch.isfinite(tensor)).sum())
@@ -85,20 +94,60 @@ def prepare(
     """
     _check_inputs(x, weight, bias, delta)
     batch = x.shape[0]
-    if grouping is None:
-        grouping = Grouping.from_index(index, delta.num_shifts, batch, device=x.device)
-    elif not isinstance(grouping, Grouping):
-        raise TypeError(f"grouping must be a Grouping or None, got {type(grouping).__name__}")
-    elif grouping.batch_size != batch or grouping.num_shifts != delta.num_shifts:
-        raise ValueError(
-            f"grouping is for b={grouping.batch_size}, l={grouping.num_shifts}; "
-            f"got b={batch}, l={delta.num_shifts}"
-        )
-    elif grouping.device != x.device:
-        raise ValueError(f"grouping is on {grouping.device} but x is on {x.device}")
+    grouping = checked_grouping(index, grouping, delta.num_shifts, batch, x.device)
     tokens = math.prod(x.shape[1:-1])  # explicit: reshape cannot infer -1 when b == 0
     x3 = x.reshape(batch, tokens, x.shape[-1])
     return x3, grouping, Problem.describe(x3, delta, grouping, bias is not None)
+
+
+def checked_grouping(
+    index: Tensor | None,
+    grouping: Grouping | None,
+    num_shifts: int,
+    batch: int,
+    device: torch.device,
+) -> Grouping:
+    """``grouping`` checked against ``(b, l)`` and the device, or built from ``index``."""
+    if grouping is None:
+        return Grouping.from_index(index, num_shifts, batch, device=device)
+    if not isinstance(grouping, Grouping):
+        raise TypeError(f"grouping must be a Grouping or None, got {type(grouping).__name__}")
+    if grouping.batch_size != batch or grouping.num_shifts != num_shifts:
+        raise ValueError(
+            f"grouping is for b={grouping.batch_size}, l={grouping.num_shifts}; "
+            f"got b={batch}, l={num_shifts}"
+        )
+    if grouping.device != device:
+        raise ValueError(f"grouping is on {grouping.device} but x is on {device}")
+    return grouping
+
+
+def _materialised_linear(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    delta: MaterialisedDelta,
+    index: Tensor | None,
+    grouping: Grouping | None,
+    algorithm: str | None,
+) -> Tensor:
+    """:func:`edited_linear` with edited weights built beforehand: one product, no planner."""
+    if algorithm not in (None, "materialise"):
+        raise ValueError(
+            f"a MaterialisedDelta runs only as algorithm='materialise' (or None), got {algorithm!r}"
+        )
+    if isinstance(weight, Tensor):
+        delta.check_base(weight)  # before autocast makes a copy of it
+    x, weight, bias, delta = autocast_inputs(x, weight, bias, delta)
+    _check_inputs(x, weight, bias, delta)
+    grouping = checked_grouping(index, grouping, delta.num_shifts, x.shape[0], x.device)
+    if delta.num_shifts == 1:  # one shift for the whole batch: the plain layer, edited weights
+        own = shift_bias(bias, delta)
+        return torch.nn.functional.linear(x, delta.weight[0], bias if own is None else own[0])
+    tokens = math.prod(x.shape[1:-1])
+    x3 = x.reshape(x.shape[0], tokens, x.shape[-1])
+    y3 = grouped_product(x3, delta.weight, group_bias(bias, delta), grouping)
+    return y3.reshape(*x.shape[:-1], weight.shape[0])
 
 
 def plan(
@@ -134,7 +183,7 @@ def edited_linear(
     x: Tensor,
     weight: Tensor,
     bias: Tensor | None,
-    delta: Delta | None,
+    delta: Delta | MaterialisedDelta | None,
     index: Tensor | None = None,
     *,
     algorithm: str | None = None,
@@ -161,7 +210,10 @@ def edited_linear(
         bias: ``(n,)`` or ``None``.
         delta: ``l`` shifts (:class:`~weditlib.deltas.DenseDelta` ``(l, n, k)`` or
             :class:`~weditlib.deltas.LowRankDelta` ``(l, n, r) @ (l, r, k)``, each with an
-            optional ``bias: (l, n)``); ``None`` is the plain ``F.linear``.
+            optional ``bias: (l, n)``), or a
+            :class:`~weditlib.materialised.MaterialisedDelta` of this ``weight`` (edited weights
+            built once by :func:`~weditlib.materialise`: one product, no planner, a plain
+            ``F.linear`` when ``l == 1``); ``None`` is the plain ``F.linear``.
         index: ``(b,)`` integers in ``[0, l)``: the shift of each sample (unsorted and repeated
             values allowed). ``None`` means ``l == b`` and sample ``b`` uses shift ``b``.
         algorithm: force one algorithm by name (see :func:`weditlib.planner.algorithm_names`);
@@ -182,9 +234,15 @@ def edited_linear(
         ValueError: mismatched ``k``/``n``, wrong ranks, ``index`` of wrong length or out of
             range, a ``grouping`` of another batch, shift count or device, device mismatch,
             unknown or unsupported ``algorithm``, non-finite shift when ``check_finite``.
+        RuntimeError: a ``MaterialisedDelta`` of another weight, or of one changed in place
+            since it was built.
     """
     if delta is None:
         return torch.nn.functional.linear(x, weight, bias)
+    if isinstance(delta, MaterialisedDelta):
+        if check_finite:
+            _check_finite(delta)
+        return _materialised_linear(x, weight, bias, delta, index, grouping, algorithm)
     x, weight, bias, delta = autocast_inputs(x, weight, bias, delta)
     x3, grouping, problem = prepare(x, weight, bias, delta, index, grouping)
     if check_finite:

@@ -20,8 +20,9 @@ from torch import Tensor, nn
 
 from weditlib import checkpoint_support
 from weditlib.deltas import Delta, Grouping
-from weditlib.edit_state import current_state
+from weditlib.edit_state import ActiveShift, current_state
 from weditlib.functional import edited_linear
+from weditlib.materialised import MaterialisedDelta
 
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
@@ -40,7 +41,7 @@ def edited_linear_at(
     batch_dim: int,
     weight: Tensor,
     bias: Tensor | None,
-    delta: Delta,
+    delta: Delta | MaterialisedDelta,
     index: Tensor | None = None,
     grouping: Grouping | None = None,
 ) -> Tensor:
@@ -77,12 +78,12 @@ class EditableMixin:
         self.selected_weights = list(self.editable_weights)
 
     @property
-    def active_shifts(self) -> dict[str, tuple[Delta, Grouping | None]]:
+    def active_shifts(self) -> dict[str, ActiveShift]:
         """Local weight name → ``(shift, grouping)`` active for this layer now."""
         state = current_state()
         return dict(state.by_module.get(id(self), {})) if state is not None else {}
 
-    def _active_shift(self, name: str) -> tuple[Delta, Grouping | None] | None:
+    def _active_shift(self, name: str) -> ActiveShift | None:
         """The shift (and its grouping) active for local weight ``name`` now, or ``None``.
 
         Layers read the edit state only through this method and :meth:`_is_edited`.

@@ -10,7 +10,6 @@ from __future__ import annotations
 from torch import Tensor, nn
 from transformers.pytorch_utils import Conv1D
 
-from weditlib.deltas import Delta, Grouping
 from weditlib.layers import EditableMixin, _share_state, edited_linear_at
 
 
@@ -49,7 +48,7 @@ class EditableConv1D(EditableMixin, Conv1D):
 
         Shapes: ``x: (b, *t, k) -> (b, *t, n)`` (sample dim at ``batch_dim``).
         """
-        active: tuple[Delta, Grouping | None] | None = self._active_shift("")
+        active = self._active_shift("")
         if active is None:
             return super().forward(x)
         delta, grouping = active

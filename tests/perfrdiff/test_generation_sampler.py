@@ -120,15 +120,29 @@ def test_cache_of_another_batch_is_refused(model):
         )
 
 
-def test_low_rank_shifts_are_multiplied_out_once_per_window_within_the_limit(model, monkeypatch):
+@pytest.mark.parametrize("limit", [None, 0])
+@torch.no_grad()
+def test_edited_weights_are_built_once_per_window_within_the_limit(model, monkeypatch, limit):
     import perfrdiff.generation.sampler as sampler_module
 
-    from weditlib import DenseDelta, LowRankDelta
-
-    _, shifts, _ = inputs(model)
-    dense = sampler_module.per_window(shifts)
-    for name, delta in shifts.items():
-        assert isinstance(dense[name], DenseDelta)
-        torch.testing.assert_close(dense[name].matrix(), delta.matrix(), rtol=0, atol=1e-12)
-    monkeypatch.setattr(sampler_module, "DENSE_LIMIT", 0)
-    assert all(isinstance(d, LowRankDelta) for d in sampler_module.per_window(shifts).values())
+    if limit is not None:
+        monkeypatch.setattr(sampler_module, "DENSE_LIMIT", limit)
+    flags = []
+    real_edit = sampler_module.edit
+    monkeypatch.setattr(
+        sampler_module,
+        "edit",
+        lambda *a, materialise, **k: (
+            flags.append(materialise) or real_edit(*a, materialise=materialise, **k)
+        ),
+    )
+    memory, shifts, index = inputs(model)
+    config = SamplerConfig(steps=3)
+    fast = ReactionSampler(model, DDIMSchedule(1000), config).sample(
+        memory, torch.Generator().manual_seed(2), shifts, index
+    )
+    slow = per_step_reference(
+        model, DDIMSchedule(1000), 3, 1.0, memory, torch.Generator().manual_seed(2), shifts, index
+    )
+    assert flags == [limit is None]  # the default limit holds these shifts; 0 holds none
+    torch.testing.assert_close(fast, slow, rtol=0, atol=1e-6)

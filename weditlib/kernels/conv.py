@@ -287,10 +287,28 @@ class GroupedConv:
         grouping: Grouping,
         geometry: ConvGeometry,
     ) -> Tensor:
+        kernels = shifted_kernels(weight, delta)
+        return self.run_kernels(x, kernels, bias, shift_bias(bias, delta), grouping, geometry)
+
+    def run_kernels(
+        self,
+        x: Tensor,
+        kernels: Tensor,
+        bias: Tensor | None,
+        per_shift: Tensor | None,
+        grouping: Grouping,
+        geometry: ConvGeometry,
+    ) -> Tensor:
+        """The convolution with the edited kernels built already.
+
+        Shapes: ``x: (b, c_in, *s)``, ``kernels: (l, n, c_in/g, *kernel)``, ``bias: (n,)``,
+        ``per_shift: (l, n)`` each shift's ``b + Δb`` (``None``: ``bias`` for all) ->
+        ``(b, n, *s')``.
+        """
         lcount, count = grouping.num_shifts, grouping.max_count
         spatial = x.shape[2:]
-        kernels = shifted_kernels(weight, delta).flatten(0, 1)  # (l·n, c_in/g, *kernel)
-        per_shift = shift_bias(bias, delta)  # (l, n) b + Δb, or None: the base bias for all
+        n = kernels.shape[1]
+        kernels = kernels.flatten(0, 1)  # (l·n, c_in/g, *kernel)
         if per_shift is None and bias is not None:
             per_shift = bias.expand(lcount, -1)
         biases = None if per_shift is None else per_shift.reshape(-1)  # (l·n,)
@@ -301,7 +319,7 @@ class GroupedConv:
         out_spatial = yg.shape[2:]
         yg = yg.reshape(count, lcount, -1).transpose(0, 1).reshape(lcount, count, -1)
         y = from_groups(yg, grouping, 1)  # (b, 1, n·s')
-        return y.reshape(x.shape[0], weight.shape[0], *out_spatial)
+        return y.reshape(x.shape[0], n, *out_spatial)
 
 
 class PerShiftConv:
@@ -336,8 +354,19 @@ class PerShiftConv:
         grouping: Grouping,
         geometry: ConvGeometry,
     ) -> Tensor:
-        kernels = shifted_kernels(weight, delta)  # (l, n, c_in/g, *kernel)
-        per_shift = shift_bias(bias, delta)  # (l, n) b + Δb, or None: the base bias for all
+        kernels = shifted_kernels(weight, delta)
+        return self.run_kernels(x, kernels, bias, shift_bias(bias, delta), grouping, geometry)
+
+    def run_kernels(
+        self,
+        x: Tensor,
+        kernels: Tensor,
+        bias: Tensor | None,
+        per_shift: Tensor | None,
+        grouping: Grouping,
+        geometry: ConvGeometry,
+    ) -> Tensor:
+        """As :meth:`GroupedConv.run_kernels`."""
         ordered = x if grouping.uniform else x[grouping.order]
         outputs = []
         start = 0

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from weditlib.deltas import Delta, DenseDelta, Grouping, LowRankDelta
 from weditlib.kernels.base import Cost, Problem, combine
+from weditlib.materialised import MaterialisedDelta
 
 
 def to_groups(x: Tensor, grouping: Grouping) -> Tensor:
@@ -49,7 +50,7 @@ def _per_sample(tensor: Tensor, grouping: Grouping) -> Tensor:
     return tensor if grouping.identity else tensor[grouping.index]
 
 
-def shift_bias(bias: Tensor | None, delta: Delta) -> Tensor | None:
+def shift_bias(bias: Tensor | None, delta: Delta | MaterialisedDelta) -> Tensor | None:
     """``(l, n)`` the bias each shift adds, ``b + Δb`` (``Δb`` alone without ``b``), or ``None``.
 
     ``None`` when the shift has no bias shift: then every sample adds the base ``bias``.
@@ -79,6 +80,26 @@ def _linear_bmm(x: Tensor, weight_t: Tensor, bias: Tensor | None) -> Tensor:
     if bias is None:
         return torch.bmm(x, weight_t)
     return torch.baddbmm(bias, x, weight_t)
+
+
+def group_bias(bias: Tensor | None, delta: Delta | MaterialisedDelta) -> Tensor | None:
+    """The bias of each group of :func:`to_groups`: ``(l, 1, n)`` ``b + Δb``, the base ``(n,)``
+    for all, or ``None``."""
+    per_shift = shift_bias(bias, delta)
+    return bias if per_shift is None else per_shift.unsqueeze(1)
+
+
+def grouped_product(
+    x: Tensor, effective: Tensor, bias: Tensor | None, grouping: Grouping
+) -> Tensor:
+    """``y_b = x_b W'ᵀ_index[b] + bias`` as one batched GEMM over the samples grouped by shift.
+
+    Shapes: ``x: (b, t, k)``, ``effective: (l, n, k)`` the edited weights, ``bias`` as
+    :func:`group_bias` returns -> ``(b, t, n)``.
+    """
+    xg = to_groups(x, grouping)  # (l, c·t, k)
+    yg = _linear_bmm(xg, effective.transpose(1, 2), bias)
+    return from_groups(yg, grouping, x.shape[1])
 
 
 def _io_bytes(p: Problem) -> float:
@@ -131,11 +152,7 @@ class Materialise:
         self, x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta, grouping: Grouping
     ) -> Tensor:
         effective = combine(weight, delta.matrix(), delta.mode)  # (l, n, k)
-        xg = to_groups(x, grouping)  # (l, c*t, k)
-        per_shift = shift_bias(bias, delta)  # (l, n): each group's own bias, or None
-        group_bias = bias if per_shift is None else per_shift.unsqueeze(1)
-        yg = _linear_bmm(xg, effective.transpose(1, 2), group_bias)
-        return from_groups(yg, grouping, x.shape[1])
+        return grouped_product(x, effective, group_bias(bias, delta), grouping)
 
 
 class MaterialiseGather:

@@ -1,11 +1,12 @@
 """DDIM sampling of listener windows with classifier-free guidance, generic or personalised.
 
-Per window, :class:`ReactionSampler` binds the listeners' shifts once (one
-:func:`weditlib.edit` block around the whole DDIM loop, low-rank shifts multiplied out once, see
-:func:`per_window`), computes the cross-attention keys and
-values of the memory tokens once (:meth:`~perfrdiff.models.GAFRG.memory_cache`), and then runs
-only the step-dependent part of the denoiser at each step: the same arithmetic as calling the
-model at every step, minus the repeated work.
+Per window, :class:`ReactionSampler` binds the listeners' shifts once: one
+:func:`weditlib.edit` block around the whole DDIM loop, with the edited weights ``W ⊕ ΔW`` built
+once for the window (``materialise=True``, see :func:`materialise_within_limit`) so each step's
+edited layer is one product on them. It computes the cross-attention keys and values of the
+memory tokens once (:meth:`~perfrdiff.models.GAFRG.memory_cache`), and then runs only the
+step-dependent part of the denoiser at each step: the same arithmetic as calling the model at
+every step, minus the repeated work.
 """
 
 from __future__ import annotations
@@ -21,26 +22,25 @@ from perfrdiff.features import EMOTION_DIM
 from perfrdiff.models.denoiser import GAFRG
 from perfrdiff.models.personalised import PerFRDiff, Shifts
 from perfrdiff.models.schedule import DDIMSchedule
-from weditlib import LowRankDelta, edit
+from weditlib import edit
 
-#: Low-rank shifts of at most this many values (``l·n·k``) are multiplied out once per window.
+#: Shifts whose edited weights take at most this many values (``l·n·k``) each are built into
+#: the weights once per window.
 DENSE_LIMIT = 2**24
 
 
-def per_window(shifts: Shifts) -> Shifts:
-    """``shifts`` as they are best applied at every DDIM step of a window.
+def materialise_within_limit(shifts: Shifts) -> bool:
+    """Whether a window's edited weights are built once (``edit(..., materialise=True)``).
 
-    A low-rank shift ``U V`` is multiplied out to a dense ``ΔW`` once here (when it has at most
-    :data:`DENSE_LIMIT` values), so the steps do not recompute ``U V`` each time the planner
-    materialises ``W + ΔW``; the edited outputs are equal to float rounding.
+    Yes when every edited weight's ``l`` copies take at most :data:`DENSE_LIMIT` values: then
+    the DDIM steps neither rebuild ``W ⊕ ΔW`` (nor multiply out ``U V``) at each step nor pay the
+    planner; the outputs are those of the planner's ``materialise`` algorithm. Larger edits
+    keep their shifts as given and the planner chooses per call.
     """
-    return {
-        name: delta.to_dense()
-        if isinstance(delta, LowRankDelta)
-        and delta.num_shifts * delta.out_features * delta.in_features <= DENSE_LIMIT
-        else delta
-        for name, delta in shifts.items()
-    }
+    return all(
+        delta.num_shifts * delta.out_features * delta.in_features <= DENSE_LIMIT
+        for delta in shifts.values()
+    )
 
 
 def guided_x0(
@@ -130,7 +130,8 @@ class ReactionSampler:
             return contextlib.nullcontext()
         if index is None:
             raise ValueError("index is required with shifts (the listener of each sample)")
-        return edit(self.gafrg, per_window(shifts), index.repeat(2) if self.guided else index)
+        index = index.repeat(2) if self.guided else index
+        return edit(self.gafrg, shifts, index, materialise=materialise_within_limit(shifts))
 
     @torch.no_grad()
     def sample(

@@ -1,0 +1,260 @@
+"""Materialised shifts: ``W ⊕ ΔW`` built once equals the shift applied per call (float64 loops),
+differentiates, follows autocast and empty batches, compiles, and refuses a changed weight."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from torch import nn
+
+import weditlib
+from weditlib import (
+    DenseDelta,
+    LowRankDelta,
+    MaterialisedDelta,
+    edit,
+    edited_conv,
+    edited_linear,
+    make_editable,
+    materialise,
+)
+from weditlib.deltas import Grouping
+
+from . import test_conv, test_functional
+from .reference_loop import loop_edited_linear
+
+# --- the functional ops --------------------------------------------------------------------------
+
+
+@settings(max_examples=120, deadline=None)
+@given(test_functional.problems())
+def test_materialised_linear_matches_the_per_sample_loop(spec):
+    x, weight, bias, delta, index = test_functional.build(spec)
+    built = materialise(weight, delta)
+    y = edited_linear(x, weight, bias, built, index)
+    assert y.shape == (*x.shape[:-1], weight.shape[0]) and y.dtype == x.dtype
+    expected = loop_edited_linear(x, weight, bias, delta, index)
+    torch.testing.assert_close(y.double(), expected, **test_functional.tolerance(spec["dtype"]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(test_conv.conv_problems())
+def test_materialised_conv_matches_the_per_sample_loop(spec):
+    x, weight, bias, delta, index = test_conv.build(spec)
+    geometry = spec["geometry"]
+    built = materialise(weight.flatten(1), delta)
+    expected = test_conv.loop_edited_conv(x, weight, bias, delta, index, **geometry)
+    for algorithm in (None, "grouped", "per_shift"):
+        y = edited_conv(x, weight, bias, built, index, algorithm=algorithm, **geometry)
+        torch.testing.assert_close(
+            y.double(), expected, **test_conv.tolerance(spec["dtype"]), msg=str(algorithm)
+        )
+
+
+@pytest.mark.parametrize("num_shifts", [1, 3])
+def test_materialised_linear_gradcheck(num_shifts):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 2, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    weight = torch.randn(3, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    bias = torch.randn(3, dtype=torch.float64, generator=g, requires_grad=True)
+    up = torch.randn(num_shifts, 3, 2, dtype=torch.float64, generator=g, requires_grad=True)
+    down = torch.randn(num_shifts, 2, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    shift_bias = torch.randn(num_shifts, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    index = torch.tensor([0, 0, 0, 0]) if num_shifts == 1 else torch.tensor([2, 0, 2, 1])
+
+    def run(x, weight, bias, up, down, shift_bias):
+        delta = LowRankDelta(up, down, "scale", bias=shift_bias)
+        return edited_linear(x, weight, bias, materialise(weight, delta), index)
+
+    assert torch.autograd.gradcheck(run, (x, weight, bias, up, down, shift_bias))
+
+
+def test_materialised_conv_gradcheck():
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(3, 2, 5, 4, dtype=torch.float64, generator=g, requires_grad=True)
+    weight = torch.randn(4, 2, 3, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    bias = torch.randn(4, dtype=torch.float64, generator=g, requires_grad=True)
+    shift = torch.randn(2, 4, 18, dtype=torch.float64, generator=g, requires_grad=True)
+    index = torch.tensor([1, 0, 1])
+
+    def run(x, weight, bias, shift):
+        built = materialise(weight.flatten(1), DenseDelta(shift))
+        return edited_conv(x, weight, bias, built, index, padding=1, stride=(2, 1))
+
+    assert torch.autograd.gradcheck(run, (x, weight, bias, shift))
+
+
+@pytest.mark.parametrize("num_shifts", [1, 3])
+def test_empty_batch_gives_an_empty_result(num_shifts):
+    weight = torch.randn(4, 6)
+    built = materialise(weight, DenseDelta(torch.randn(num_shifts, 4, 6)))
+    empty = torch.zeros(0, dtype=torch.long)
+    assert edited_linear(torch.randn(0, 2, 6), weight, None, built, empty).shape == (0, 2, 4)
+    kernel = torch.randn(4, 2, 3)
+    conv_built = materialise(kernel.flatten(1), DenseDelta(torch.randn(num_shifts, 4, 6)))
+    y = edited_conv(torch.randn(0, 2, 7), kernel, None, conv_built, empty, padding=1)
+    assert y.shape == (0, 4, 7)
+
+
+def test_follows_autocast_like_the_shift_it_was_built_from():
+    weight, bias = torch.randn(8, 16), torch.randn(8)
+    delta = DenseDelta(0.1 * torch.randn(2, 8, 16))
+    x, index = torch.randn(5, 3, 16), torch.tensor([0, 1, 1, 0, 1])
+    built = materialise(weight, delta)
+    exact = edited_linear(x, weight, bias, delta, index)
+    with torch.autocast("cpu", torch.bfloat16):
+        y = edited_linear(x, weight, bias, built, index)
+        planned = edited_linear(x, weight, bias, delta, index, algorithm="materialise")
+    assert y.dtype == planned.dtype == torch.bfloat16
+    # W ⊕ ΔW is built in float32 and then cast, where the planner casts W and ΔW before adding:
+    # both are bf16 products of the same map, within bf16's precision of the float32 result
+    for result in (y, planned):
+        torch.testing.assert_close(result.float(), exact, atol=0.1, rtol=0.03)
+    assert built.dtype == torch.float32  # built at the weights' precision, cast per call
+
+
+def test_compiles_into_one_graph_with_a_precomputed_grouping():
+    weight, bias = torch.randn(5, 8), torch.randn(5)
+    delta = DenseDelta(torch.randn(3, 5, 8), bias=torch.randn(3, 5))
+    x, grouping = torch.randn(6, 2, 8), Grouping.from_index(torch.tensor([2, 0, 1, 0, 2, 2]), 3, 6)
+    built = materialise(weight, delta)
+
+    def forward(x, weight, bias, built, grouping):
+        return edited_linear(x, weight, bias, built, grouping=grouping)
+
+    compiled = torch.compile(forward, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(x, weight, bias, built, grouping), forward(
+        x, weight, bias, built, grouping))  # fmt: skip
+
+
+def test_a_weight_changed_in_place_or_another_weight_is_refused():
+    weight = torch.randn(4, 6)
+    built = materialise(weight, DenseDelta(torch.randn(1, 4, 6)))
+    x = torch.randn(2, 6)
+    with pytest.raises(RuntimeError, match="another weight"):
+        edited_linear(x, weight.clone(), None, built, torch.zeros(2, dtype=torch.long))
+    weight.add_(1.0)
+    with pytest.raises(RuntimeError, match="changed in place"):
+        edited_linear(x, weight, None, built, torch.zeros(2, dtype=torch.long))
+
+
+def test_bad_arguments_are_named():
+    weight = torch.randn(4, 6)
+    with pytest.raises(TypeError, match="delta must be a DenseDelta or LowRankDelta"):
+        materialise(weight, torch.randn(1, 4, 6))
+    with pytest.raises(ValueError, match=r"shift's shape \(n, k\) = \(4, 6\), got \(6, 4\)"):
+        materialise(weight.T, DenseDelta(torch.randn(1, 4, 6)))
+    with pytest.raises(TypeError, match=r"weight dtype torch\.float64"):
+        materialise(weight.double(), DenseDelta(torch.randn(1, 4, 6)))
+    with pytest.raises(ValueError, match=r"MaterialisedDelta.weight must have shape \(l, n, k\)"):
+        MaterialisedDelta(torch.randn(4, 6), None, (0, 0))
+    built = materialise(weight, DenseDelta(torch.randn(2, 4, 6)))
+    with pytest.raises(ValueError, match="runs only as algorithm='materialise'"):
+        edited_linear(
+            torch.randn(2, 6), weight, None, built, torch.tensor([0, 1]), algorithm="split"
+        )
+    with pytest.raises(ValueError, match=r"index must have shape \(b,\) = \(3,\)"):
+        edited_linear(torch.randn(3, 6), weight, None, built, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"x's last dim must equal weight's k=6"):
+        edited_linear(torch.randn(2, 5), weight, None, built, torch.tensor([0, 1]))
+
+
+# --- edit(..., materialise=True) ----------------------------------------------------------------
+
+
+def _transformer() -> tuple[nn.Module, dict]:
+    torch.manual_seed(0)
+    layer = nn.TransformerDecoderLayer(8, 2, 16, dropout=0.0, batch_first=True).double().eval()
+    targets = make_editable(layer, ["self_attn", "multihead_attn", "linear1", "linear2"])
+    g = torch.Generator().manual_seed(1)
+    shifts = {
+        name: LowRankDelta(
+            0.3 * torch.randn(3, n, 2, generator=g, dtype=torch.float64),
+            torch.randn(3, 2, k, generator=g, dtype=torch.float64),
+            bias=torch.randn(3, n, generator=g, dtype=torch.float64),
+        )
+        for name, (n, k) in targets.items()
+    }
+    return layer, shifts
+
+
+@pytest.mark.parametrize("index", [[2, 0, 0, 1, 2], [1, 1, 1, 1, 1]])
+def test_edit_materialised_equals_edit_on_a_transformer(index):
+    layer, shifts = _transformer()
+    index = torch.tensor(index)
+    x, memory = torch.randn(5, 4, 8, dtype=torch.float64), torch.randn(5, 3, 8, dtype=torch.float64)
+    with edit(layer, shifts, index):
+        expected = layer(x, memory)
+    with edit(layer, shifts, index, materialise=True):
+        for _ in range(2):  # reused across calls
+            torch.testing.assert_close(layer(x, memory), expected, rtol=0, atol=1e-12)
+    one = {name: delta.replace(**{f: getattr(delta, f)[1:2] for f in delta.tensor_fields()})
+           for name, delta in shifts.items()}  # fmt: skip
+    with edit(layer, one, torch.zeros(5, dtype=torch.long)):
+        expected_one = layer(x, memory)
+    with edit(layer, one, torch.zeros(5, dtype=torch.long), materialise=True):
+        torch.testing.assert_close(layer(x, memory), expected_one, rtol=0, atol=1e-12)
+
+
+def test_edit_materialised_equals_edit_on_a_conv_model():
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 1)).double()
+    targets = make_editable(model, ["0", "2"])
+    g = torch.Generator().manual_seed(3)
+    shifts = {
+        name: DenseDelta(torch.randn(2, n, k, generator=g, dtype=torch.float64))
+        for name, (n, k) in targets.items()
+    }
+    x, index = torch.randn(3, 3, 6, 6, dtype=torch.float64), torch.tensor([1, 0, 1])
+    with edit(model, shifts, index):
+        expected = model(x)
+    with edit(model, shifts, index, materialise=True):
+        torch.testing.assert_close(model(x), expected, rtol=0, atol=1e-12)
+
+
+def test_an_optimiser_step_inside_a_materialised_block_is_caught():
+    layer, shifts = _transformer()
+    index = torch.tensor([0, 1, 2])
+    x, memory = torch.randn(3, 4, 8, dtype=torch.float64), torch.randn(3, 3, 8, dtype=torch.float64)
+    optimiser = torch.optim.SGD(layer.parameters(), lr=0.1)
+    with edit(layer, shifts, index, materialise=True):
+        layer(x, memory).sum().backward()
+        optimiser.step()
+        with pytest.raises(RuntimeError, match="changed in place"):
+            layer(x, memory)
+    with edit(layer, shifts, index, materialise=True):  # reopening builds from the new weights
+        layer(x, memory)
+
+
+def test_gradients_reach_the_generator_through_a_materialised_block():
+    layer, shifts = _transformer()
+    leaf = shifts["linear1"].up.requires_grad_()
+    x, memory = torch.randn(3, 4, 8, dtype=torch.float64), torch.randn(3, 3, 8, dtype=torch.float64)
+    index = torch.tensor([0, 1, 2])
+    with edit(layer, shifts, index):
+        (expected,) = torch.autograd.grad(layer(x, memory).square().sum(), leaf)
+    with edit(layer, shifts, index, materialise=True):
+        (grad,) = torch.autograd.grad(layer(x, memory).square().sum(), leaf)
+    torch.testing.assert_close(grad, expected)
+
+
+def test_hf_conv1d_materialised_equals_edit():
+    pytest.importorskip("transformers")
+    from transformers.pytorch_utils import Conv1D
+
+    torch.manual_seed(4)
+    model = nn.Sequential(Conv1D(6, 5)).double()
+    targets = make_editable(model, ["0"])
+    (name,) = targets
+    shifts = {name: DenseDelta(torch.randn(2, 6, 5, dtype=torch.float64))}
+    x, index = torch.randn(3, 4, 5, dtype=torch.float64), torch.tensor([1, 0, 1])
+    with edit(model, shifts, index):
+        expected = model(x)
+    with edit(model, shifts, index, materialise=True):
+        torch.testing.assert_close(model(x), expected, rtol=0, atol=1e-12)
+
+
+def test_public_names():
+    assert weditlib.MaterialisedDelta is MaterialisedDelta
+    assert weditlib.materialise is materialise

@@ -1,0 +1,176 @@
+"""Shifts bound to their weight: ``W ⊕ ΔW`` built once, reused by every call.
+
+A loop that calls an edited model many times under the same shifts (the steps of a diffusion
+sampler, the tokens of a decoder) makes the planner's ``materialise`` algorithm rebuild
+``W ⊕ ΔW`` at every call, and pays the planner's bookkeeping each time. A
+:class:`MaterialisedDelta` holds the built weights instead: :func:`weditlib.edited_linear` and
+:func:`weditlib.edited_conv` run it as one product (a plain ``F.linear`` / ``F.conv*`` when one
+shift serves the whole batch), with no planner and no per-call build.
+``weditlib.edit(..., materialise=True)`` binds every shift of the block this way.
+
+The built weights are a snapshot: they remember the base weight's storage and version counter
+and refuse to run once that weight has changed in place (an optimiser step, :func:`weditlib.merge`),
+instead of silently applying the old ``W``. They take ``l·n·k`` values per weight, what a dense
+shift takes; a low-rank shift's factors are smaller, so materialise those only when the loop is
+long enough to repay it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from weditlib.deltas import Delta, DenseDelta, LowRankDelta, _check_bias
+from weditlib.kernels.base import combine
+
+#: ``(storage address, version counter)`` of a base weight when its shifts were built in.
+Signature = tuple[int, int]
+
+
+def weight_signature(weight: Tensor) -> Signature:
+    """``weight``'s storage address and version counter.
+
+    Views, slices and transposes of one parameter share both, so a signature taken from a
+    layer's ``(n, k)`` view also matches the row slices and transposed views layers pass at
+    call time. Inference-mode tensors keep no version counter; their version reads as ``-1``.
+    """
+    try:
+        version = weight._version
+    except RuntimeError:  # inference tensors do not track versions
+        version = -1
+    return weight.untyped_storage().data_ptr(), version
+
+
+@dataclass(frozen=True)
+class MaterialisedDelta:
+    """``l`` edited weights ``W ⊕ ΔW`` of one ``(n, k)`` weight, built by :func:`materialise`.
+
+    Args:
+        weight: ``(l, n, k)`` the edited weights themselves (not the shifts).
+        bias: ``(l, n)`` the shift's bias shifts ``Δb`` or ``None`` (the base bias is still
+            added at call time, so a change of the base bias is honoured).
+        base: the :func:`weight_signature` of the base weight they were built from.
+
+    Raises:
+        TypeError: ``weight`` or ``bias`` is not a tensor, or their dtypes differ.
+        ValueError: ``weight`` is not 3-d, or ``bias`` is not ``(l, n)`` or on another device.
+    """
+
+    weight: Tensor
+    bias: Tensor | None
+    base: Signature
+    #: Not a shift mode: the algorithms that read ``mode`` see this and support only products
+    #: of built weights.
+    mode: ClassVar[str] = "materialised"
+    _factor_fields: ClassVar[tuple[str, ...]] = ("weight",)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.weight, Tensor):
+            raise TypeError(
+                f"MaterialisedDelta.weight must be a Tensor, got {type(self.weight).__name__}"
+            )
+        if self.weight.dim() != 3:
+            raise ValueError(
+                "MaterialisedDelta.weight must have shape (l, n, k), "
+                f"got {tuple(self.weight.shape)}"
+            )
+        _check_bias("MaterialisedDelta", self.bias, self.weight, *self.weight.shape[:2])
+
+    @property
+    def num_shifts(self) -> int:
+        return self.weight.shape[0]
+
+    @property
+    def out_features(self) -> int:
+        return self.weight.shape[1]
+
+    @property
+    def in_features(self) -> int:
+        return self.weight.shape[2]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.weight.device
+
+    def tensor_fields(self) -> tuple[str, ...]:
+        """Names of the fields that hold tensors (``bias`` only when present)."""
+        return ("weight", "bias") if self.bias is not None else ("weight",)
+
+    def tensors(self) -> tuple[Tensor, ...]:
+        return tuple(getattr(self, name) for name in self.tensor_fields())
+
+    def replace(self, **changes: object) -> MaterialisedDelta:
+        """A copy with some fields replaced (validated again); the base signature is kept."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def rows(self, start: int, stop: int) -> MaterialisedDelta:
+        """The edited weights of output rows ``[start, stop)`` (views; same base weight)."""
+        bias = None if self.bias is None else self.bias[:, start:stop]
+        return MaterialisedDelta(self.weight[:, start:stop], bias, self.base)
+
+    def check_base(self, weight: Tensor) -> None:
+        """Raise unless ``weight`` is (a view of) the unchanged weight these were built from.
+
+        Raises:
+            RuntimeError: ``weight`` lives elsewhere or was modified in place since.
+        """
+        if torch.compiler.is_compiling():  # version counters are not traceable; eager checks
+            return
+        address, version = weight_signature(weight)
+        if address != self.base[0]:
+            raise RuntimeError(
+                "this MaterialisedDelta was built from another weight than the one it is applied "
+                "to; materialise the shift for this weight"
+            )
+        if version != self.base[1]:
+            raise RuntimeError(
+                "the base weight changed in place since its shift was materialised (an optimiser "
+                "step, merge(), a load): materialise it again, e.g. by reopening the edit() block"
+            )
+
+
+def materialise(weight: Tensor, delta: Delta) -> MaterialisedDelta:
+    """Build ``W ⊕ ΔW`` for every shift of ``delta`` once.
+
+    The result can be passed wherever the shift could (``edited_linear``, ``edited_conv``, with
+    the same base weight and bias) and gives the same outputs to float rounding, without
+    rebuilding ``W ⊕ ΔW`` at each call. Gradients flow to ``weight`` and the shift through the
+    build, once per backward pass: build again for each one.
+
+    Args:
+        weight: ``(n, k)`` the base weight (a conv kernel flattened to ``(out, in/groups ·
+            prod(kernel))``, a view of the parameter).
+        delta: ``l`` shifts of that weight.
+
+    Returns:
+        ``l`` edited weights ``(l, n, k)`` with the shift's bias shifts.
+
+    Raises:
+        TypeError: ``weight`` is not a tensor, ``delta`` is not a DenseDelta / LowRankDelta, or
+            their dtypes differ.
+        ValueError: ``weight`` is not ``(n, k)`` of the shift's shape, or on another device.
+    """
+    if not isinstance(weight, Tensor):
+        raise TypeError(f"weight must be a Tensor, got {type(weight).__name__}")
+    if not isinstance(delta, DenseDelta | LowRankDelta):
+        raise TypeError(f"delta must be a DenseDelta or LowRankDelta, got {type(delta).__name__}")
+    expected = (delta.out_features, delta.in_features)
+    if weight.dim() != 2 or tuple(weight.shape) != expected:
+        raise ValueError(
+            f"weight must have the shift's shape (n, k) = {expected}, got {tuple(weight.shape)}"
+        )
+    if weight.dtype != delta.dtype:
+        raise TypeError(f"weight dtype {weight.dtype} does not match the shift's {delta.dtype}")
+    if weight.device != delta.device:
+        raise ValueError(f"weight is on {weight.device} but the shift is on {delta.device}")
+    with torch.autocast(weight.device.type, enabled=False):  # build at the weights' precision
+        built = combine(weight, delta.matrix(), delta.mode)
+    return MaterialisedDelta(built, delta.bias, weight_signature(weight))
