@@ -142,7 +142,10 @@ def materialise(weight: Tensor, delta: Delta) -> MaterialisedDelta:
 
     The result can be passed wherever the shift could (``edited_linear``, ``edited_conv``, with
     the same base weight and bias) and gives the same outputs to float rounding, without
-    rebuilding ``W ⊕ ΔW`` at each call. Gradients flow to ``weight`` and the shift through the
+    rebuilding ``W ⊕ ΔW`` at each call. The weights are built in ``weight``'s dtype (a shift
+    made in another one, e.g. by a generator under bf16 autocast, is cast to it first), so they
+    serve the calls the layer's own weight would: under ``torch.autocast`` each call casts them
+    as ``F.linear`` casts its weight. Gradients flow to ``weight`` and the shift through the
     build, once per backward pass: build again for each one.
 
     Args:
@@ -154,8 +157,8 @@ def materialise(weight: Tensor, delta: Delta) -> MaterialisedDelta:
         ``l`` edited weights ``(l, n, k)`` with the shift's bias shifts.
 
     Raises:
-        TypeError: ``weight`` is not a tensor, ``delta`` is not a DenseDelta / LowRankDelta, or
-            their dtypes differ.
+        TypeError: ``weight`` is not a floating tensor, or ``delta`` is not a DenseDelta /
+            LowRankDelta.
         ValueError: ``weight`` is not ``(n, k)`` of the shift's shape, or on another device.
     """
     if not isinstance(weight, Tensor):
@@ -167,10 +170,12 @@ def materialise(weight: Tensor, delta: Delta) -> MaterialisedDelta:
         raise ValueError(
             f"weight must have the shift's shape (n, k) = {expected}, got {tuple(weight.shape)}"
         )
-    if weight.dtype != delta.dtype:
-        raise TypeError(f"weight dtype {weight.dtype} does not match the shift's {delta.dtype}")
+    if not weight.dtype.is_floating_point:
+        raise TypeError(f"weight must have a floating dtype, got {weight.dtype}")
     if weight.device != delta.device:
         raise ValueError(f"weight is on {weight.device} but the shift is on {delta.device}")
     with torch.autocast(weight.device.type, enabled=False):  # build at the weights' precision
-        built = combine(weight, delta.matrix(), delta.mode)
-    return MaterialisedDelta(built, delta.bias, weight_signature(weight))
+        shift = delta.matrix().to(weight.dtype)
+        built = combine(weight, shift, delta.mode)
+    bias = None if delta.bias is None else delta.bias.to(weight.dtype)
+    return MaterialisedDelta(built, bias, weight_signature(weight))
