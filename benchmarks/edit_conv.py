@@ -4,8 +4,11 @@
 conv (padding 1), at 32 × 32 and at 4 × 4 pixels. In the same run it times the planner's choice,
 each of its algorithms forced, ``torch.func.vmap(functional_call)`` over an ``nn.Conv2d`` with
 per-sample weights, a per-sample Python loop, and the floor: the same convolution with one shared
-weight over all 160 samples (what the edit cannot beat). Methods are timed round-robin (one call of
-each per round) so that a change in machine load hits them all alike; each time is a median.
+weight over all 160 samples (what the edit cannot beat). Two more rows time what layers see
+inside an ``edit()`` block: the block's grouping built once (``in_edit_block``), and kernels
+``W ⊕ ΔW`` built once too (``edit(..., materialise=True)``: ``materialised``). Methods are
+timed round-robin (one call of each per round) so that a change in machine load hits them all
+alike; each time is a median.
 
     python benchmarks/edit_conv.py --json benchmarks/results/edit_conv.json
 """
@@ -26,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from weditlib import DenseDelta, conv_algorithm_names, edited_conv, plan_conv
+from weditlib import DenseDelta, Grouping, conv_algorithm_names, edited_conv, materialise, plan_conv
 
 
 @dataclass(frozen=True)
@@ -114,8 +117,18 @@ def case_methods(x: Tensor, conv: nn.Conv2d, delta: DenseDelta, index: Tensor, p
     """Every timed method of one case, as a zero-argument callable."""
     weight, bias, padding = conv.weight, conv.bias, conv.padding
     vmap_run, loop_run = vmap_functional_call(conv), per_sample_loop(conv)
+    # Inside an edit() block every layer gets the block's grouping (built once per block), and
+    # with edit(..., materialise=True) kernels built once per block too.
+    grouping = Grouping.from_index(index, delta.num_shifts, x.shape[0])
+    built = materialise(weight.flatten(1), delta)
     methods: dict[str, Callable[[], Tensor]] = {
         "planner": lambda: edited_conv(x, weight, bias, delta, index, padding=padding),
+        "in_edit_block": lambda: edited_conv(
+            x, weight, bias, delta, grouping=grouping, padding=padding
+        ),
+        "materialised": lambda: edited_conv(
+            x, weight, bias, built, grouping=grouping, padding=padding
+        ),
         "floor": lambda: conv(x),
         "vmap": lambda: vmap_run(x, delta, index),
         "sample_loop": lambda: loop_run(x, delta, index),
@@ -152,6 +165,8 @@ def run(repeats: int, device: torch.device) -> dict:
                 "vmap_over_planner": vmap_ratio,
                 "sample_loop_over_planner": timings["sample_loop"] / timings["planner"],
                 "planner_over_floor": floor_ratio,
+                "in_edit_block_over_floor": timings["in_edit_block"] / timings["floor"],
+                "materialised_over_floor": timings["materialised"] / timings["floor"],
                 "vmap_target_hit": vmap_ratio >= case.vmap_over_planner_target,
                 "floor_target_hit": floor_ratio <= case.planner_over_floor_target,
             }
@@ -185,6 +200,9 @@ def print_table(report: dict) -> None:
             f"{'>=' + str(case['vmap_over_planner_target']):>8}{r['planner_over_floor']:>9.2f}x"
             f"{'<=' + str(case['planner_over_floor_target']):>8}   {vmap_mark}, {floor_mark}"
         )
+        for name in ("in_edit_block", "materialised"):
+            ratio = r[f"{name}_over_floor"]
+            print(f"{'':<18}{name:<15}{t[name]:>9.2f}   ({ratio:.2f}x the floor)")
         forced = {k: v for k, v in t.items() if k in conv_algorithm_names()}
         estimated = r["estimated_ms"]
         for name, ms in forced.items():

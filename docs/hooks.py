@@ -163,6 +163,8 @@ def render_edit_conv(report: dict[str, Any]) -> str:
         for m, label in (("planner", "planner"), ("floor", "floor"), ("vmap", "vmap"),
                          ("sample_loop", "per-sample loop"))
     ]  # fmt: skip
+    block = [m for m in ("in_edit_block", "materialised") if m in results[0]["median_ms"]]
+    timing_columns += [(f"median_ms.{m}", f"{m.replace('_', ' ')} (ms)") for m in block]
     timing_columns += [(f"median_ms.{m}", f"{m} forced (ms)") for m in forced]
     ratio_columns = [
         ("case.name", "case"),
@@ -174,12 +176,15 @@ def render_edit_conv(report: dict[str, Any]) -> str:
         ("floor_target_hit", "hit"),
         ("sample_loop_over_planner", "loop / planner"),
     ]
+    ratio_columns += [(f"{m}_over_floor", f"{m.replace('_', ' ')} / floor") for m in block]
     return "\n\n".join(
         [
             f"Measured on **{fmt(report.get('device'))}** (threads: {fmt(report.get('threads'))}), "
             f"torch {fmt(report.get('torch'))}, median of {fmt(report.get('repeats'))} rounds.",
             "Median time per call (lower is better). *floor*: the same convolution with one "
-            "shared kernel over the whole batch.",
+            "shared kernel over the whole batch. *in edit block*: the planner with the grouping "
+            "an `edit()` block builds once; *materialised*: with the kernels built once too "
+            "(`edit(..., materialise=True)`).",
             table(results, timing_columns),
             "Ratios against the targets:",
             table(results, ratio_columns),
