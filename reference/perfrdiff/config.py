@@ -23,6 +23,12 @@ import yaml
 PRESETS_DIR = Path(__file__).parent / "configs"
 STAGES: tuple[str, ...] = ("emotion-vae", "style", "gafrg", "pwsg")
 
+#: Settings only the sampler reads (dotted keys): changing one changes no trained weight, so it
+#: neither blocks resuming a stage nor makes a variant retrain one.
+SAMPLING_ONLY: tuple[str, ...] = (
+    "diffusion.sample_steps", "diffusion.guidance", "diffusion.eta", "diffusion.spacing",
+)  # fmt: skip
+
 
 class ConfigError(ValueError):
     """A config value has the wrong type or is out of range.

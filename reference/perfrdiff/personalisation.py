@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from perfrdiff.config import STAGES, PWSGConfig, config_to_dict, load_config
+from perfrdiff.config import SAMPLING_ONLY, STAGES, PWSGConfig, config_to_dict, load_config
 from perfrdiff.data import ClipStore, SplitIndex, WindowDataset, history_features, person_of
 from perfrdiff.features import CLIP_FRAMES
 from perfrdiff.generation import EvaluationSet, ReactionSampler, SamplerConfig, generate_dataset
@@ -140,22 +140,19 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-#: Settings that only the sampler reads: changing them retrains nothing.
-SAMPLING_ONLY: dict[str, tuple[str, ...]] = {
-    "diffusion": ("sample_steps", "guidance", "eta", "spacing")
-}
-
-
 def _training_view(config) -> dict:
+    """``config`` as nested dicts without the :data:`~perfrdiff.config.SAMPLING_ONLY` keys."""
     view = config_to_dict(config)
-    for section, keys in SAMPLING_ONLY.items():
-        view[section] = {k: v for k, v in view[section].items() if k not in keys}
+    for dotted in SAMPLING_ONLY:
+        section, key = dotted.split(".")
+        view[section].pop(key, None)
     return view
 
 
 def changed_stages(base, variant) -> list[str]:
     """The stages of config ``variant`` whose weights differ from those trained under ``base``:
-    a changed section of :data:`STAGE_SECTIONS` (less :data:`SAMPLING_ONLY`) or
+    a changed section of :data:`STAGE_SECTIONS` (less
+    :data:`~perfrdiff.config.SAMPLING_ONLY`) or
     ``train.<stage>``, or a changed stage it builds on."""
     old, new = _training_view(base), _training_view(variant)
     changed: list[str] = []

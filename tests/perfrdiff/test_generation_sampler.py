@@ -4,16 +4,14 @@ reactions as calling the model at every DDIM step (float64, to 1e-6)."""
 import pytest
 import torch
 from perfrdiff.config import load_config
-from perfrdiff.features import history_dim
 from perfrdiff.generation import ReactionSampler, SamplerConfig
 from perfrdiff.models import DDIMSchedule, build_perfrdiff
 
 from weditlib import edit
 
-EVERY_KIND = ["decoder.layers.*.multihead_attn", "decoder.layers.*.self_attn", "output"]
+from .tiny_preset import HISTORY_DIM as H
 
-#: Channels of the tiny preset's style history (its style.input).
-H = history_dim(load_config("tiny").style.input)
+EVERY_KIND = ["decoder.layers.*.multihead_attn", "decoder.layers.*.self_attn", "output"]
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -3,14 +3,12 @@
 import pytest
 import torch
 from perfrdiff.config import load_config
-from perfrdiff.features import history_dim
 from perfrdiff.generation import ReactionSampler, SamplerConfig, StreamingGenerator, generate_clips
 from perfrdiff.models import DDIMSchedule, build_perfrdiff
 
-T = 200  # 4 windows of 50 frames
+from .tiny_preset import HISTORY_DIM as H
 
-#: Channels of the tiny preset's style history (its style.input).
-H = history_dim(load_config("tiny").style.input)
+T = 200  # 4 windows of 50 frames
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -3,11 +3,10 @@
 import pytest
 import torch
 from perfrdiff.config import load_config
-from perfrdiff.features import history_dim
 from perfrdiff.models import StyleEncoder, build_perfrdiff
 
 #: Channels of the tiny preset's style history (its style.input).
-H = history_dim(load_config("tiny").style.input)
+from .tiny_preset import HISTORY_DIM as H
 
 
 def build(overrides=()):

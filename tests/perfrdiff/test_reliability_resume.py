@@ -112,7 +112,8 @@ def test_model_config_changes_are_refused_and_generation_settings_ignored(tmp_pa
     assert train(tmp_path, kill_at=3, metadata=record(load_config("tiny"))) is None
     with pytest.raises(ResumeError, match=r"denoiser\.ffn_dim: 128 -> 256"):
         train(tmp_path, resume=True, metadata=record(load_config("tiny", ["denoiser.ffn_dim=256"])))
-    generation = load_config("tiny", ["diffusion.guidance=2.0", "generate.samples=3"])
+    sampling = ["diffusion.guidance=2.0", "diffusion.spacing=uniform", "diffusion.eta=0.5"]
+    generation = load_config("tiny", [*sampling, "generate.samples=3"])
     train(tmp_path, resume=True, metadata=record(generation))
     assert resumes(tmp_path) == []
 

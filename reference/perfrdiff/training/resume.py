@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from perfrdiff.config import Config, StageConfig
+from perfrdiff.config import SAMPLING_ONLY, Config, StageConfig
 from perfrdiff.training.checkpoint import newest_intact_checkpoint
 from perfrdiff.training.rundir import flat_keys, stage_record
 
@@ -36,7 +36,7 @@ APPLIED_SETTINGS = (
 )  # fmt: skip
 APPLIED_CONFIG = ("data.root",)
 IGNORED_CONFIG = (
-    "train", "generate", "diffusion.sample_steps", "diffusion.guidance", "diffusion.eta",
+    "train", "generate", *SAMPLING_ONLY,
     "data.num_workers", "threads", "seed",  # the stage's own settings and seed come separately
 )  # fmt: skip
 
