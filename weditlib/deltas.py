@@ -69,8 +69,34 @@ class _DeltaMethods:
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 
 
+class _StackedWeights:
+    """Sizes of ``weight: (l, n, k)``, a stack of ``l`` full-size matrices."""
+
+    weight: Tensor
+
+    @property
+    def num_shifts(self) -> int:
+        return self.weight.shape[0]
+
+    @property
+    def out_features(self) -> int:
+        return self.weight.shape[1]
+
+    @property
+    def in_features(self) -> int:
+        return self.weight.shape[2]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.weight.device
+
+
 @dataclass(frozen=True)
-class DenseDelta(_DeltaMethods):
+class DenseDelta(_StackedWeights, _DeltaMethods):
     """``l`` full-size shifts of an ``(n, k)`` weight.
 
     Args:
@@ -98,26 +124,6 @@ class DenseDelta(_DeltaMethods):
             )
         _check_mode(self.mode)
         _check_bias("DenseDelta", self.bias, self.weight, *self.weight.shape[:2])
-
-    @property
-    def num_shifts(self) -> int:
-        return self.weight.shape[0]
-
-    @property
-    def out_features(self) -> int:
-        return self.weight.shape[1]
-
-    @property
-    def in_features(self) -> int:
-        return self.weight.shape[2]
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.weight.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.weight.device
 
     def to_dense(self) -> DenseDelta:
         return self

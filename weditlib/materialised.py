@@ -17,14 +17,20 @@ long enough to repay it.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from weditlib.deltas import Delta, DenseDelta, LowRankDelta, _check_bias
+from weditlib.deltas import (
+    Delta,
+    DenseDelta,
+    LowRankDelta,
+    _check_bias,
+    _DeltaMethods,
+    _StackedWeights,
+)
 from weditlib.kernels.base import combine
 
 #: ``(storage address, version counter)`` of a base weight when its shifts were built in.
@@ -46,7 +52,7 @@ def weight_signature(weight: Tensor) -> Signature:
 
 
 @dataclass(frozen=True)
-class MaterialisedDelta:
+class MaterialisedDelta(_StackedWeights, _DeltaMethods):
     """``l`` edited weights ``W ⊕ ΔW`` of one ``(n, k)`` weight, built by :func:`materialise`.
 
     Args:
@@ -79,37 +85,6 @@ class MaterialisedDelta:
                 f"got {tuple(self.weight.shape)}"
             )
         _check_bias("MaterialisedDelta", self.bias, self.weight, *self.weight.shape[:2])
-
-    @property
-    def num_shifts(self) -> int:
-        return self.weight.shape[0]
-
-    @property
-    def out_features(self) -> int:
-        return self.weight.shape[1]
-
-    @property
-    def in_features(self) -> int:
-        return self.weight.shape[2]
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.weight.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.weight.device
-
-    def tensor_fields(self) -> tuple[str, ...]:
-        """Names of the fields that hold tensors (``bias`` only when present)."""
-        return ("weight", "bias") if self.bias is not None else ("weight",)
-
-    def tensors(self) -> tuple[Tensor, ...]:
-        return tuple(getattr(self, name) for name in self.tensor_fields())
-
-    def replace(self, **changes: object) -> MaterialisedDelta:
-        """A copy with some fields replaced (validated again); the base signature is kept."""
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
     def rows(self, start: int, stop: int) -> MaterialisedDelta:
         """The edited weights of output rows ``[start, stop)`` (views; same base weight)."""

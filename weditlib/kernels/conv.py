@@ -256,27 +256,8 @@ def _build(p: ConvProblem) -> tuple[float, float]:
 # --- algorithms -------------------------------------------------------------------------------
 
 
-class GroupedConv:
-    """All ``l`` kernels in the groups of one conv over the shift-major batch."""
-
-    name = "grouped"
-
-    def supported(self, problem: ConvProblem) -> bool:
-        return True
-
-    def cost(self, p: ConvProblem) -> Cost:
-        padded = p.num_shifts * p.max_group
-        build_flops, build_bytes = _build(p)
-        # shift-major layout: a transpose copy each way, plus the padded gather when not uniform
-        copies = 0 if p.identity else (1 if p.uniform else 2)
-        return Cost(
-            flops=_conv_flops(p, padded) + build_flops,
-            bytes=_image_bytes(p, padded)
-            + p.element_size * p.num_shifts * p.out_features * p.in_features,
-            launches=2 + LAUNCHES_PER_CONV + 2 * copies,
-            gemm_rows=p.max_group * p.out_positions,
-            extra_bytes=build_bytes + 2 * copies * _image_bytes(p, padded),
-        )
+class _PrebuiltKernels:
+    """A conv algorithm that builds ``W ⊕ ΔW`` per shift and convolves with the result."""
 
     def run(
         self,
@@ -299,12 +280,46 @@ class GroupedConv:
         grouping: Grouping,
         geometry: ConvGeometry,
     ) -> Tensor:
-        """The convolution with the edited kernels built already.
+        """The convolution with the edited kernels built already (a materialised shift).
 
         Shapes: ``x: (b, c_in, *s)``, ``kernels: (l, n, c_in/g, *kernel)``, ``bias: (n,)``,
         ``per_shift: (l, n)`` each shift's ``b + Δb`` (``None``: ``bias`` for all) ->
         ``(b, n, *s')``.
         """
+        raise NotImplementedError
+
+
+class GroupedConv(_PrebuiltKernels):
+    """All ``l`` kernels in the groups of one conv over the shift-major batch."""
+
+    name = "grouped"
+
+    def supported(self, problem: ConvProblem) -> bool:
+        return True
+
+    def cost(self, p: ConvProblem) -> Cost:
+        padded = p.num_shifts * p.max_group
+        build_flops, build_bytes = _build(p)
+        # shift-major layout: a transpose copy each way, plus the padded gather when not uniform
+        copies = 0 if p.identity else (1 if p.uniform else 2)
+        return Cost(
+            flops=_conv_flops(p, padded) + build_flops,
+            bytes=_image_bytes(p, padded)
+            + p.element_size * p.num_shifts * p.out_features * p.in_features,
+            launches=2 + LAUNCHES_PER_CONV + 2 * copies,
+            gemm_rows=p.max_group * p.out_positions,
+            extra_bytes=build_bytes + 2 * copies * _image_bytes(p, padded),
+        )
+
+    def run_kernels(
+        self,
+        x: Tensor,
+        kernels: Tensor,
+        bias: Tensor | None,
+        per_shift: Tensor | None,
+        grouping: Grouping,
+        geometry: ConvGeometry,
+    ) -> Tensor:
         lcount, count = grouping.num_shifts, grouping.max_count
         spatial = x.shape[2:]
         n = kernels.shape[1]
@@ -322,7 +337,7 @@ class GroupedConv:
         return y.reshape(x.shape[0], n, *out_spatial)
 
 
-class PerShiftConv:
+class PerShiftConv(_PrebuiltKernels):
     """One conv per used shift, over the samples that share it."""
 
     name = "per_shift"
@@ -345,18 +360,6 @@ class PerShiftConv:
             extra_bytes=build_bytes + moved,
         )
 
-    def run(
-        self,
-        x: Tensor,
-        weight: Tensor,
-        bias: Tensor | None,
-        delta: Delta,
-        grouping: Grouping,
-        geometry: ConvGeometry,
-    ) -> Tensor:
-        kernels = shifted_kernels(weight, delta)
-        return self.run_kernels(x, kernels, bias, shift_bias(bias, delta), grouping, geometry)
-
     def run_kernels(
         self,
         x: Tensor,
@@ -366,7 +369,6 @@ class PerShiftConv:
         grouping: Grouping,
         geometry: ConvGeometry,
     ) -> Tensor:
-        """As :meth:`GroupedConv.run_kernels`."""
         ordered = x if grouping.uniform else x[grouping.order]
         outputs = []
         start = 0
