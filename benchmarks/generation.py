@@ -68,6 +68,37 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _seconds_per_window(
+    sampler: ReactionSampler, config: Config, windows: int, samples: int, chunk: int, seed: int,
+    personalised: bool, device: torch.device,
+) -> float:  # fmt: skip
+    """Wall time of streaming ``windows`` windows, divided by the windows produced."""
+    _sync(device)
+    start = time.perf_counter()
+    produced = _stream(sampler, config, windows, samples, chunk, seed, personalised, device)
+    _sync(device)
+    return (time.perf_counter() - start) / produced
+
+
+def _rtf_row(
+    sampler: ReactionSampler, config: Config, personalised: bool, device: torch.device,
+    precision: str, windows: int, samples: int, per_window: float,
+) -> dict:  # fmt: skip
+    """One measured row: the settings and the seconds per window as a real-time factor."""
+    return {
+        "mode": "personalised" if personalised else "generic",
+        "device": str(device),
+        "precision": precision,
+        "windows": windows,
+        "samples": samples,
+        "ddim_steps": config.diffusion.sample_steps,
+        "guidance": config.diffusion.guidance,
+        "seconds_per_window": per_window,
+        "rtf": per_window / (config.data.window / FPS),
+        "denoiser_parameters": sum(p.numel() for p in sampler.gafrg.parameters()),
+    }
+
+
 def streaming_rtf(
     config: Config,
     windows: int,
@@ -83,28 +114,12 @@ def streaming_rtf(
     after ``warmup`` untimed windows; personalised (one listener's shifts) or generic."""
     device = torch.device(device)
     sampler = _sampler(config, device, seed)
+    timed = (sampler, config, windows, samples, chunk, seed, personalised, device)
     with torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16"):
         if warmup:
             _stream(sampler, config, warmup, samples, chunk, seed, personalised, device)
-        _sync(device)
-        start = time.perf_counter()
-        produced = _stream(sampler, config, windows, samples, chunk, seed, personalised, device)
-        _sync(device)
-        elapsed = time.perf_counter() - start
-    per_window = elapsed / produced
-    w = config.data.window
-    return {
-        "mode": "personalised" if personalised else "generic",
-        "device": str(device),
-        "precision": precision,
-        "windows": produced,
-        "samples": samples,
-        "ddim_steps": config.diffusion.sample_steps,
-        "guidance": config.diffusion.guidance,
-        "seconds_per_window": per_window,
-        "rtf": per_window / (w / FPS),
-        "denoiser_parameters": sum(p.numel() for p in sampler.gafrg.parameters()),
-    }
+        per_window = _seconds_per_window(*timed)
+    return _rtf_row(sampler, config, personalised, device, precision, windows, samples, per_window)
 
 
 def paired_rtf(
@@ -116,30 +131,24 @@ def paired_rtf(
     alternating, so machine load hits both alike; each RTF is a median over the rounds.
 
     Returns:
-        ``(personalised, generic)`` rows like :func:`streaming_rtf`'s.
+        ``(personalised, generic)`` rows like :func:`streaming_rtf`'s, with ``repeats``.
     """
     device = torch.device("cpu")
     sampler = _sampler(config, device, seed)
-    modes = {"personalised": True, "generic": False}
-    for personalised in modes.values():
+    modes = (True, False)  # personalised, generic
+    for personalised in modes:
         _stream(sampler, config, 1, samples, chunk, seed, personalised, device)
-    seconds: dict[str, list[float]] = {mode: [] for mode in modes}
+    seconds: dict[bool, list[float]] = {personalised: [] for personalised in modes}
     for _ in range(repeats):
-        for mode, personalised in modes.items():
-            start = time.perf_counter()
-            produced = _stream(sampler, config, windows, samples, chunk, seed, personalised, device)
-            seconds[mode].append((time.perf_counter() - start) / produced)
-    w = config.data.window
+        for personalised in modes:
+            seconds[personalised].append(_seconds_per_window(
+                sampler, config, windows, samples, chunk, seed, personalised, device
+            ))  # fmt: skip
     rows = []
-    for mode in modes:
-        per_window = sorted(seconds[mode])[len(seconds[mode]) // 2]
-        rows.append({
-            "mode": mode, "device": "cpu", "precision": "fp32", "windows": windows,
-            "repeats": repeats, "samples": samples,
-            "ddim_steps": config.diffusion.sample_steps, "guidance": config.diffusion.guidance,
-            "seconds_per_window": per_window, "rtf": per_window / (w / FPS),
-            "denoiser_parameters": sum(p.numel() for p in sampler.gafrg.parameters()),
-        })  # fmt: skip
+    for personalised in modes:
+        per_window = sorted(seconds[personalised])[repeats // 2]
+        row = _rtf_row(sampler, config, personalised, device, "fp32", windows, samples, per_window)
+        rows.append(row | {"repeats": repeats})
     return rows[0], rows[1]
 
 

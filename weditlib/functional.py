@@ -92,34 +92,34 @@ def prepare(
     With a precomputed ``grouping`` every check is on shapes, dtypes and devices only (no host
     synchronisation, nothing data-dependent), so the call traces into one graph.
     """
-    _check_inputs(x, weight, bias, delta)
-    batch = x.shape[0]
-    grouping = checked_grouping(index, grouping, delta.num_shifts, batch, x.device)
-    tokens = math.prod(x.shape[1:-1])  # explicit: reshape cannot infer -1 when b == 0
-    x3 = x.reshape(batch, tokens, x.shape[-1])
+    x3, grouping = _validated(x, weight, bias, delta, index, grouping)
     return x3, grouping, Problem.describe(x3, delta, grouping, bias is not None)
 
 
-def checked_grouping(
+def _validated(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    delta: Delta | MaterialisedDelta,
     index: Tensor | None,
     grouping: Grouping | None,
-    num_shifts: int,
-    batch: int,
-    device: torch.device,
-) -> Grouping:
-    """``grouping`` checked against ``(b, l)`` and the device, or built from ``index``."""
+) -> tuple[Tensor, Grouping]:
+    """The checks of :func:`prepare`: ``(x3 (b, t, k), grouping)``."""
+    _check_inputs(x, weight, bias, delta)
+    batch = x.shape[0]
     if grouping is None:
-        return Grouping.from_index(index, num_shifts, batch, device=device)
-    if not isinstance(grouping, Grouping):
+        grouping = Grouping.from_index(index, delta.num_shifts, batch, device=x.device)
+    elif not isinstance(grouping, Grouping):
         raise TypeError(f"grouping must be a Grouping or None, got {type(grouping).__name__}")
-    if grouping.batch_size != batch or grouping.num_shifts != num_shifts:
+    elif grouping.batch_size != batch or grouping.num_shifts != delta.num_shifts:
         raise ValueError(
             f"grouping is for b={grouping.batch_size}, l={grouping.num_shifts}; "
-            f"got b={batch}, l={num_shifts}"
+            f"got b={batch}, l={delta.num_shifts}"
         )
-    if grouping.device != device:
-        raise ValueError(f"grouping is on {grouping.device} but x is on {device}")
-    return grouping
+    elif grouping.device != x.device:
+        raise ValueError(f"grouping is on {grouping.device} but x is on {x.device}")
+    tokens = math.prod(x.shape[1:-1])  # explicit: reshape cannot infer -1 when b == 0
+    return x.reshape(batch, tokens, x.shape[-1]), grouping
 
 
 def _materialised_linear(
@@ -139,13 +139,10 @@ def _materialised_linear(
     if isinstance(weight, Tensor):
         delta.check_base(weight)  # before autocast makes a copy of it
     x, weight, bias, delta = autocast_inputs(x, weight, bias, delta)
-    _check_inputs(x, weight, bias, delta)
-    grouping = checked_grouping(index, grouping, delta.num_shifts, x.shape[0], x.device)
+    x3, grouping = _validated(x, weight, bias, delta, index, grouping)
     if delta.num_shifts == 1:  # one shift for the whole batch: the plain layer, edited weights
         own = shift_bias(bias, delta)
         return torch.nn.functional.linear(x, delta.weight[0], bias if own is None else own[0])
-    tokens = math.prod(x.shape[1:-1])
-    x3 = x.reshape(x.shape[0], tokens, x.shape[-1])
     y3 = grouped_product(x3, delta.weight, group_bias(bias, delta), grouping)
     return y3.reshape(*x.shape[:-1], weight.shape[0])
 
