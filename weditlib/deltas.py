@@ -21,6 +21,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -230,6 +231,19 @@ Delta = DenseDelta | LowRankDelta
 _INDEX_DTYPES = (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8)
 
 
+def _check_index_tensor(index: object, batch_size: int | None) -> None:
+    """``index`` is an integer tensor of shape ``(b,)`` (``b == batch_size`` when given)."""
+    if not isinstance(index, Tensor):
+        raise TypeError(
+            f"index must be an integer Tensor of shape (b,), got {type(index).__name__}"
+        )
+    if index.dtype not in _INDEX_DTYPES:
+        raise TypeError(f"index must have an integer dtype, got {index.dtype}")
+    if index.dim() != 1 or (batch_size is not None and index.shape[0] != batch_size):
+        expected = "(b,)" if batch_size is None else f"(b,) = ({batch_size},)"
+        raise ValueError(f"index must have shape {expected}, got {tuple(index.shape)}")
+
+
 def check_index(index: Tensor | None, num_shifts: int, batch_size: int | None) -> Tensor | None:
     """Validate ``index`` and return it as int64 (``None`` stays ``None``).
 
@@ -253,15 +267,7 @@ def check_index(index: Tensor | None, num_shifts: int, batch_size: int | None) -
                 f"equal the batch size ({batch_size}); pass index (b,) to share shifts"
             )
         return None
-    if not isinstance(index, Tensor):
-        raise TypeError(
-            f"index must be an integer Tensor of shape (b,), got {type(index).__name__}"
-        )
-    if index.dtype not in _INDEX_DTYPES:
-        raise TypeError(f"index must have an integer dtype, got {index.dtype}")
-    if index.dim() != 1 or (batch_size is not None and index.shape[0] != batch_size):
-        expected = "(b,)" if batch_size is None else f"(b,) = ({batch_size},)"
-        raise ValueError(f"index must have shape {expected}, got {tuple(index.shape)}")
+    _check_index_tensor(index, batch_size)
     if index.numel():
         low, high = torch.stack([index.min(), index.max()]).tolist()
         if low < 0 or high >= num_shifts:
@@ -337,26 +343,38 @@ class Grouping:
             TypeError: as :func:`check_index`.
             ValueError: as :func:`check_index`.
         """
-        index = check_index(index, num_shifts, batch_size)
-        if batch_size is None:
-            batch_size = num_shifts if index is None else index.shape[0]
         if index is None:
-            ar = torch.arange(batch_size, device=device)
-            ones = torch.ones(batch_size, dtype=torch.long, device=device)
-            return Grouping(ar, ar, ones, ar, ar, 1 if batch_size else 0, True)
+            check_index(None, num_shifts, batch_size)
+            size = num_shifts if batch_size is None else batch_size
+            ar = torch.arange(size, device=device)
+            ones = torch.ones(size, dtype=torch.long, device=device)
+            return Grouping(ar, ar, ones, ar, ar, 1 if size else 0, True)
+        _check_index_tensor(index, batch_size)
         if device is not None:
             index = index.to(device)
-        counts = torch.bincount(index, minlength=num_shifts)
-        order = torch.argsort(index, stable=True)
-        starts = torch.cumsum(counts, 0) - counts
-        low, high, ordered = _group_summary(index, counts)
-        max_count = high
-        sorted_index = index[order]
-        rank = torch.arange(batch_size, device=index.device) - starts[sorted_index]
-        position = torch.empty_like(order)
-        position[order] = sorted_index * max_count + rank
-        uniform = ordered and num_shifts > 0 and low == high
-        return Grouping(index, order, counts, starts, position, max_count, uniform)
+        # The group sizes must reach the host anyway (max_count is a Python int), so the whole
+        # grouping is built there from one copy of the index: a few vectorised numpy calls on
+        # b integers instead of a dozen small device ops, and one copy back.
+        host = index.detach().cpu().numpy().astype(np.int64, copy=False)
+        if host.size and (host.min() < 0 or host.max() >= num_shifts):
+            raise ValueError(
+                f"index values must lie in [0, {num_shifts}) (the number of shifts), "
+                f"got min {host.min()}, max {host.max()}"
+            )
+        counts = np.bincount(host, minlength=num_shifts)
+        order = np.argsort(host, kind="stable")
+        starts = np.cumsum(counts) - counts
+        max_count = int(counts.max()) if num_shifts else 0
+        sorted_index = host[order]
+        position = np.empty_like(order)
+        position[order] = sorted_index * max_count + np.arange(host.size) - starts[sorted_index]
+        ordered = bool(np.all(host[1:] >= host[:-1]))
+        uniform = ordered and num_shifts > 0 and int(counts.min()) == max_count
+        packed = torch.from_numpy(np.concatenate([order, counts, starts, position]))
+        order_t, counts_t, starts_t, position_t = packed.to(index.device).split(
+            [host.size, num_shifts, num_shifts, host.size]
+        )
+        return Grouping(index.long(), order_t, counts_t, starts_t, position_t, max_count, uniform)
 
     def to(self, device: torch.device | str) -> Grouping:
         """The same grouping with its tensors on ``device``."""
@@ -372,12 +390,3 @@ class Grouping:
             self.max_count,
             self.uniform,
         )
-
-
-def _group_summary(index: Tensor, counts: Tensor) -> tuple[int, int, bool]:
-    """``(min count, max count, index is sorted)`` in one read back to the host."""
-    if counts.numel() == 0:
-        return 0, 0, True
-    ordered = (index[1:] >= index[:-1]).all() if index.numel() > 1 else counts.new_ones(())
-    low, high, is_sorted = torch.stack([counts.min(), counts.max(), ordered.long()]).tolist()
-    return low, high, bool(is_sorted)

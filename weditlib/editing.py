@@ -358,14 +358,25 @@ def _replacement(
     return replacement
 
 
-def editable_modules(model: nn.Module) -> dict[str, tuple[EditableMixin, str, tuple[int, int]]]:
+_Targets = dict[str, tuple[EditableMixin, str, tuple[int, int]]]
+
+
+def editable_modules(model: nn.Module) -> _Targets:
     """Every selected editable weight of ``model``: name → ``(module, local name, (n, k))``."""
-    found: dict[str, tuple[EditableMixin, str, tuple[int, int]]] = {}
+    return _walk(model)[0]
+
+
+def _walk(model: nn.Module) -> tuple[_Targets, list[str]]:
+    """``(editable_modules(model), paths of the layers that hold a merged shift)``."""
+    found: _Targets = {}
+    merged = []
     for path, module in model.named_modules():
+        if getattr(module, "_merged", None):
+            merged.append(path)
         if isinstance(module, EditableMixin):
             for local in module.selected_weights:
                 found[_weight_name(path, local)] = (module, local, module.editable_weights[local])
-    return found
+    return found, merged
 
 
 # ----------------------------------------------------------------------------- the edit context
@@ -407,9 +418,7 @@ def _shift_count(shifts: Mapping[str, Delta]) -> int:
     return next(iter(counts.values()))
 
 
-def check_shifts(
-    model: nn.Module, shifts: Mapping[str, Delta]
-) -> dict[str, tuple[EditableMixin, str, tuple[int, int]]]:
+def check_shifts(model: nn.Module, shifts: Mapping[str, Delta]) -> _Targets:
     """Validate ``shifts`` against the editable weights of ``model``; returns those weights.
 
     Raises:
@@ -417,7 +426,11 @@ def check_shifts(
         TypeError: a value is not a DenseDelta / LowRankDelta.
         ValueError: a shift edits a weight of another shape, or shifts disagree on ``l``.
     """
-    targets = editable_modules(model)
+    return _checked_targets(shifts, editable_modules(model))
+
+
+def _checked_targets(shifts: Mapping[str, Delta], targets: _Targets) -> _Targets:
+    """``targets`` once every shift in ``shifts`` is checked against them (see check_shifts)."""
     unknown = sorted(set(shifts) - set(targets))
     if unknown:
         raise KeyError(
@@ -437,13 +450,38 @@ def check_shifts(
     return targets
 
 
-def _check_not_merged(model: nn.Module) -> None:
-    merged = [path for path, m in model.named_modules() if getattr(m, "_merged", None)]
+def _block_grouping(
+    shifts: Mapping[str, Delta], index: Tensor | None, grouping: Grouping | None
+) -> Grouping:
+    """The grouping every layer of an ``edit()`` block shares: ``grouping``, or ``index``'s."""
+    count = _shift_count(shifts)
+    device = next(iter(shifts.values())).device
+    if grouping is None:
+        return Grouping.from_index(index, count, None, device)
+    if index is not None:
+        raise ValueError("pass index or its grouping to edit(), not both")
+    if not isinstance(grouping, Grouping):
+        raise TypeError(f"grouping must be a Grouping or None, got {type(grouping).__name__}")
+    if grouping.num_shifts != count:
+        raise ValueError(f"grouping is for l={grouping.num_shifts} shifts; the shifts hold {count}")
+    if grouping.device != device:
+        raise ValueError(f"grouping is on {grouping.device} but the shifts are on {device}")
+    return grouping
+
+
+def _edit_targets(model: nn.Module) -> _Targets:
+    """:func:`editable_modules` of a model that has no merged shift, in one walk.
+
+    Raises:
+        RuntimeError: a layer of ``model`` has a merged shift.
+    """
+    found, merged = _walk(model)
     if merged:
         raise RuntimeError(
             f"the model has merged shifts (at {merged[:4]}); call weditlib.unmerge(model) "
             "before edit()"
         )
+    return found
 
 
 @contextlib.contextmanager
@@ -452,6 +490,7 @@ def edit(
     shifts: Mapping[str, Delta],
     index: Tensor | None = None,
     *,
+    grouping: Grouping | None = None,
     materialise: bool = False,
 ) -> Iterator[nn.Module]:
     """Run ``model`` with ``shifts`` applied inside the ``with`` block.
@@ -467,6 +506,9 @@ def edit(
             (e.g. the output of :class:`~weditlib.hyper.MultiBranchDeltaGenerator`).
         index: ``(b,)`` the shift of each sample of the batch the model will see; ``None``
             means ``l == b``. Its sorted grouping is computed once here and shared by all layers.
+        grouping: the :class:`~weditlib.deltas.Grouping` of the index, built beforehand with
+            ``Grouping.from_index`` (instead of ``index``): a block entered many times with the
+            same index skips validating and sorting it (and its host synchronisation) each time.
         materialise: build ``W ⊕ ΔW`` of every edited weight once, here, and run each edited
             call inside the block as one product on it (a plain ``F.linear`` / ``F.conv*`` when
             ``l == 1``; see :func:`weditlib.materialise`): for loops that call the model many
@@ -480,17 +522,15 @@ def edit(
     Raises:
         KeyError: a name in ``shifts`` is not an editable weight of ``model``.
         TypeError: a shift is not a DenseDelta / LowRankDelta.
-        ValueError: shifts disagree on ``l``, or a shift's shape does not match its weight.
+        ValueError: shifts disagree on ``l``, or a shift's shape does not match its weight, or
+            both ``index`` and ``grouping`` are given, or ``grouping`` is for another ``l`` or
+            device than the shifts.
         RuntimeError: ``model`` has a merged shift (see :func:`weditlib.merge`), or the block is
             left in another thread / asyncio task than the one that entered it.
     """
-    targets = check_shifts(model, shifts)
-    _check_not_merged(model)
-    grouping = None
+    targets = _checked_targets(shifts, _edit_targets(model))
     if shifts:
-        count = _shift_count(shifts)
-        device = next(iter(shifts.values())).device
-        grouping = Grouping.from_index(index, count, None, device)
+        grouping = _block_grouping(shifts, index, grouping)
     by_module: dict[nn.Module, dict[str, edit_state.ActiveShift]] = {}
     for name, delta in shifts.items():
         module, local, _ = targets[name]

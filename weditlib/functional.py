@@ -118,6 +118,8 @@ def _validated(
         )
     elif grouping.device != x.device:
         raise ValueError(f"grouping is on {grouping.device} but x is on {x.device}")
+    if x.dim() == 3:
+        return x, grouping
     tokens = math.prod(x.shape[1:-1])  # explicit: reshape cannot infer -1 when b == 0
     return x.reshape(batch, tokens, x.shape[-1]), grouping
 
@@ -246,4 +248,4 @@ def edited_linear(
         _check_finite(delta)
     chosen, _ = planner.choose(problem, algorithm)
     y3 = chosen.run(x3, weight, bias, delta, grouping)
-    return y3.reshape(*x.shape[:-1], weight.shape[0])
+    return y3 if x.dim() == 3 else y3.reshape(*x.shape[:-1], weight.shape[0])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from weditlib import DenseDelta, Grouping, LowRankDelta, edited_linear
 
@@ -16,6 +18,40 @@ def test_grouping_position_is_each_samples_row_in_the_padded_layout():
     # shift-major rows of width max_count: shift 0 -> rows 0, 1; shift 1 -> 2; shift 2 -> 4, 5
     assert grouping.position.tolist() == [4, 0, 5, 2, 1]
     assert grouping.index[grouping.order].tolist() == [0, 0, 1, 2, 2]
+
+
+def _reference_grouping(index: list[int], num_shifts: int) -> dict:
+    """The grouping's fields by Python loops over the index."""
+    counts = [index.count(shift) for shift in range(num_shifts)]
+    order = sorted(range(len(index)), key=lambda s: (index[s], s))
+    starts = [sum(counts[:shift]) for shift in range(num_shifts)]
+    max_count = max(counts, default=0)
+    position = [0] * len(index)
+    for rank_in_sorted, s in enumerate(order):
+        shift = index[s]
+        position[s] = shift * max_count + rank_in_sorted - starts[shift]
+    uniform = index == sorted(index) and num_shifts > 0 and min(counts) == max_count
+    return dict(counts=counts, order=order, starts=starts, position=position,
+                max_count=max_count, uniform=uniform)  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 6).flatmap(
+        lambda l: st.tuples(st.just(l), st.lists(st.integers(0, l - 1), max_size=12))
+    ),
+    st.sampled_from([torch.int64, torch.int32, torch.uint8]),
+)
+def test_grouping_fields_equal_python_loops(case, dtype):
+    num_shifts, index = case
+    grouping = Grouping.from_index(torch.tensor(index, dtype=dtype), num_shifts, None)
+    expected = _reference_grouping(index, num_shifts)
+    assert grouping.index.dtype == torch.int64 and grouping.index.tolist() == index
+    for field in ("counts", "order", "starts", "position"):
+        tensor = getattr(grouping, field)
+        assert tensor.dtype == torch.int64 and tensor.tolist() == expected[field], field
+    assert grouping.max_count == expected["max_count"]
+    assert grouping.uniform == expected["uniform"]
 
 
 def test_grouping_of_none_is_the_identity():

@@ -15,6 +15,7 @@ from weditlib import (
     EditableEntry,
     EditableLinear,
     EditableMultiheadAttention,
+    Grouping,
     LowRankDelta,
     MultiBranchDeltaGenerator,
     edit,
@@ -154,6 +155,39 @@ def test_edit_rejects_unknown_names_and_inconsistent_counts():
         edit(model, {a: DenseDelta(torch.zeros(1, 32, 16)), b: DenseDelta(torch.zeros(2, 32, 16))}),
     ):
         pass
+
+
+def test_edit_with_a_prebuilt_grouping_equals_edit_with_its_index():
+    model = decoder(batch_first=True)
+    (name,) = make_editable(model, ["layers.0.linear1"])
+    shifts = {name: DenseDelta(torch.randn(3, 32, 16, dtype=torch.float64))}
+    index = torch.tensor([2, 0, 2, 1])
+    grouping = Grouping.from_index(index, 3, None)
+    x = torch.randn(4, 5, 16, dtype=torch.float64)
+    memory = torch.randn(4, 6, 16, dtype=torch.float64)
+    with edit(model, shifts, index):
+        expected = model(x, memory)
+    with edit(model, shifts, grouping=grouping):
+        assert model.layers[0].linear1.active_shifts[""][1] is grouping  # shared, not rebuilt
+        torch.testing.assert_close(model(x, memory), expected, rtol=0, atol=0)
+
+
+def test_edit_rejects_a_grouping_that_does_not_fit_the_shifts():
+    model = decoder(batch_first=True)
+    (name,) = make_editable(model, ["layers.0.linear1"])
+    shifts = {name: DenseDelta(torch.zeros(2, 32, 16))}
+    index = torch.tensor([0, 1, 1])
+    cases = [
+        (ValueError, "not both", dict(index=index, grouping=Grouping.from_index(index, 2, None))),
+        (ValueError, "grouping is for l=3 shifts; the shifts hold 2",
+         dict(grouping=Grouping.from_index(index, 3, None))),
+        (TypeError, "grouping must be a Grouping or None, got Tensor", dict(grouping=index)),
+        (ValueError, "grouping is on meta but the shifts are on cpu",
+         dict(grouping=Grouping.from_index(index, 2, None).to("meta"))),
+    ]  # fmt: skip
+    for error, message, arguments in cases:
+        with pytest.raises(error, match=message), edit(model, shifts, **arguments):
+            pass
 
 
 def test_nested_edits_restore_the_outer_shift():

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from weditlib import LowRankDelta, edited_linear
+from weditlib import LowRankDelta, edit, edited_linear
 from weditlib.peft import BASE, LoraAdapters, LoraSettings
 
 SHAPES = {"inner": (6, 5), "outer": (3, 6)}  # module path -> (n, k) of its nn.Linear
@@ -399,6 +399,23 @@ def test_stacking_without_autograd_is_reused_until_a_factor_changes():
     assert adapters.shifts(names)[0]["inner"].up.requires_grad  # with autograd: never reused
     with torch.no_grad():  # .float() makes new storage: the float64 stacking is not reused
         assert adapters.float().shifts(names)[0]["inner"].up.dtype == torch.float32
+
+
+def test_edit_reuses_the_stackings_grouping_and_runs_the_stacked_shifts():
+    model = copy.deepcopy(base_model())
+    adapters = LoraAdapters.load(model, {"a": (lora_config(2), lora_state({"inner": 2}, 0))})
+    names, x = ["a", None, "a"], torch.randn(3, 5, dtype=torch.float64)
+    layer = model.get_submodule("inner")
+    with torch.no_grad():
+        shifts, index = adapters.shifts(names)
+        with edit(model, shifts, index):
+            expected = model(x)
+        groupings = []
+        for _ in range(2):
+            with adapters.edit(model, names):
+                groupings.append(layer.active_shifts[""][1])
+                torch.testing.assert_close(model(x), expected, rtol=0, atol=0)
+    assert groupings[0] is groupings[1] and groupings[0].index is index
 
 
 # --- conv layers ----------------------------------------------------------------------------

@@ -21,6 +21,7 @@ Exactness of the stacking:
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -30,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from weditlib.deltas import LowRankDelta
+from weditlib.deltas import Grouping, LowRankDelta
 from weditlib.editing import edit, make_editable
 from weditlib.peft.config import LoraSettings
 from weditlib.peft.files import Factors, read_adapter_dir, split_state_dict, write_adapter_dir
@@ -99,6 +100,9 @@ class LoraAdapter(nn.Module):
         return f"name={self.name!r}, modules={len(self.module_paths)}"
 
 
+_version = operator.attrgetter("_version")  # a tensor's in-place update counter
+
+
 def _as_pattern(path: str) -> str:
     """An ``fnmatch`` pattern matching exactly ``path``."""
     return "".join(f"[{c}]" if c in "*?[" else c for c in path)
@@ -134,7 +138,10 @@ def _stack(
         scalings.append(scaling)
     scale = torch.tensor(scalings, dtype=like.dtype, device=like.device).view(-1, 1, 1)
     bias = torch.stack(biases) * scale[:, :, 0] if has_bias else None
-    return LowRankDelta(torch.stack(ups) * scale, torch.stack(downs), bias=bias)
+    # up is stored (l, r, n) and viewed as (l, n, r): the expand product x_r Uᵀ then reads a
+    # contiguous right operand.
+    up_t = torch.stack([up.t() for up in ups]) * scale
+    return LowRankDelta(up_t.transpose(1, 2), torch.stack(downs), bias=bias)
 
 
 class LoraAdapters(nn.Module):
@@ -160,7 +167,7 @@ class LoraAdapters(nn.Module):
         self._targets: dict[str, tuple[int, int]] = {}
         # The last stacking done without autograd, reused while the batch's adapter names and
         # every factor's storage and version (bumped by in-place updates) are unchanged.
-        self._reusable: tuple[tuple, dict[str, LowRankDelta], Tensor] | None = None
+        self._reusable: tuple[tuple, dict[str, LowRankDelta], Grouping] | None = None
         self._factors: tuple[nn.Parameter, ...] = ()  # every lora_A and lora_B, kept by add_adapter
 
     @classmethod
@@ -284,6 +291,13 @@ class LoraAdapters(nn.Module):
                 (see the class).
             KeyError: a name is not a loaded adapter.
         """
+        shifts, grouping = self._stacked(adapter_names)
+        return shifts, grouping.index
+
+    def _stacked(
+        self, adapter_names: Sequence[str | None]
+    ) -> tuple[dict[str, LowRankDelta], Grouping]:
+        """:meth:`shifts` with the index's grouping (reused with the stacking)."""
         key = self._reuse_key(adapter_names)
         if self._reusable is not None and key is not None and self._reusable[0] == key:
             return dict(self._reusable[1]), self._reusable[2]
@@ -302,8 +316,9 @@ class LoraAdapters(nn.Module):
             parts = [None if a is None else a.factors(path) for a in slots]
             if any(part is not None for part in parts):
                 shifts[path] = _stack(parts, shape)
-        self._reusable = None if key is None else (key, shifts, index)
-        return dict(shifts), index
+        grouping = Grouping.from_index(index, len(slots), None)
+        self._reusable = None if key is None else (key, shifts, grouping)
+        return dict(shifts), grouping
 
     def _reuse_key(self, adapter_names: Sequence[str | None]) -> tuple | None:
         """What a stacking depends on, or ``None`` when it must carry autograd history."""
@@ -315,7 +330,8 @@ class LoraAdapters(nn.Module):
         return (
             tuple(adapter_names),
             self.training,
-            tuple((p._version, p.data_ptr()) for p in factors),
+            tuple(map(_version, factors)),
+            tuple(map(Tensor.data_ptr, factors)),
         )
 
     def _apply(self, fn, recurse: bool = True):
@@ -365,8 +381,8 @@ class LoraAdapters(nn.Module):
             KeyError: as :meth:`shifts`, or ``model`` lacks an editable weight that the
                 adapters edit (see :func:`weditlib.edit`).
         """
-        shifts, index = self.shifts(adapter_names)
-        return edit(model, shifts, index)
+        shifts, grouping = self._stacked(adapter_names)
+        return edit(model, shifts, grouping=grouping)
 
     def peft_config(self, name: str) -> dict[str, Any]:
         """The adapter's ``adapter_config.json`` content (as loaded)."""
