@@ -25,6 +25,8 @@ def make_index(pattern: str, batch: int, num_shifts: int, generator: torch.Gener
         return torch.zeros(batch, dtype=torch.long)
     if pattern == "distinct":
         return torch.randperm(num_shifts, generator=generator)[:batch]
+    if pattern == "uniform":  # sorted, every shift used by batch // num_shifts samples
+        return torch.arange(num_shifts).repeat_interleave(batch // num_shifts)
     values = torch.randint(0, num_shifts, (batch,), generator=generator)
     return values.sort().values if pattern == "sorted" else values
 
@@ -229,11 +231,13 @@ ZERO_SIZES = {
 @pytest.mark.parametrize("zero", ZERO_SIZES.values(), ids=ZERO_SIZES.keys())
 @pytest.mark.parametrize("rank", [None, 2], ids=["dense", "lowrank"])
 @pytest.mark.parametrize("mode", ["shift", "scale"])
-def test_zero_size_dims_match_f_linear_shapes_and_gradients(zero, rank, mode):
+@pytest.mark.parametrize("pattern", ["unsorted", "uniform"])
+@pytest.mark.parametrize("shift_bias", [True, False], ids=["db", "no-db"])
+def test_zero_size_dims_match_f_linear_shapes_and_gradients(zero, rank, mode, pattern, shift_bias):
     spec = {
-        "pattern": "unsorted", "batch": 3, "num_shifts": 2, "token_dims": [2], "n": 5, "k": 4,
-        "rank": rank, "mode": mode, "bias": True, "shift_bias": True, "dtype": torch.float64,
-        "seed": 11,
+        "pattern": pattern, "batch": 4, "num_shifts": 2, "token_dims": [2], "n": 5, "k": 4,
+        "rank": rank, "mode": mode, "bias": True, "shift_bias": shift_bias,
+        "dtype": torch.float64, "seed": 11,
     } | zero  # fmt: skip
     x, weight, bias, delta, index = build(spec)
     expected_shape = F_linear_shape(x, weight)
@@ -241,7 +245,8 @@ def test_zero_size_dims_match_f_linear_shapes_and_gradients(zero, rank, mode):
     for name in supported_names(x, weight, bias, delta, index):
         leaves = [t.clone().requires_grad_() for t in (x, weight, bias, *delta.tensors())]
         kind = DenseDelta if rank is None else LowRankDelta
-        rebuilt = kind(*leaves[3:-1], mode=mode, bias=leaves[-1])
+        factors = leaves[3:-1] if shift_bias else leaves[3:]
+        rebuilt = kind(*factors, mode=mode, bias=leaves[-1] if shift_bias else None)
         y = edited_linear(leaves[0], leaves[1], leaves[2], rebuilt, index, algorithm=name)
         assert y.shape == expected_shape, name
         torch.testing.assert_close(y, expected, msg=name)
