@@ -391,6 +391,15 @@ def test_compiles_into_one_graph_with_a_precomputed_grouping():
     torch.testing.assert_close(grad, expected)
 
 
+def test_compiles_with_graph_breaks_when_given_an_index():
+    # Building the grouping from the index runs on the host (numpy): dynamo breaks the graph
+    # around it instead of failing, and the result is the eager one.
+    x, weight, bias, delta, grouping = _compile_inputs(None, [2, 0, 1, 0, 2, 2])
+    forward = lambda x, index: edited_linear(x, weight, bias, delta, index)  # noqa: E731
+    compiled = torch.compile(forward, backend="aot_eager")
+    torch.testing.assert_close(compiled(x, grouping.index), forward(x, grouping.index))
+
+
 def test_compiles_into_one_graph_under_autocast():
     inputs = _compile_inputs(None, [0, 0, 1, 1, 2, 2])
     compiled = torch.compile(_edited_forward, fullgraph=True, backend="eager")
