@@ -18,7 +18,7 @@ from torch import Tensor
 
 from weditlib import planner
 from weditlib._autocast import autocast_inputs
-from weditlib.deltas import Delta, DenseDelta, Grouping, LowRankDelta, check_index
+from weditlib.deltas import Delta, DenseDelta, Grouping, LowRankDelta, check_grouping, check_index
 from weditlib.functional import _check_finite, check_bias, check_like_x
 from weditlib.kernels.conv import (
     ALGORITHMS,
@@ -205,11 +205,8 @@ def _prepare(
     if grouping is None:
         checked = check_index(index, delta.num_shifts, batch)
         grouping = Grouping.from_index(checked, delta.num_shifts, batch, device=x.device)
-    elif grouping.batch_size != batch or grouping.num_shifts != delta.num_shifts:
-        raise ValueError(
-            f"grouping is for b={grouping.batch_size}, l={grouping.num_shifts}; "
-            f"got b={batch}, l={delta.num_shifts}"
-        )
+    else:
+        check_grouping(grouping, batch, delta.num_shifts, x.device)
     problem = ConvProblem.describe(x, weight, bias, delta, grouping, geometry)
     return x, geometry, grouping, problem
 
@@ -333,7 +330,6 @@ def edited_conv(
     chosen, _ = planner.choose(problem, algorithm, pool=ALGORITHMS)
     if problem.batch == 0:
         return _empty_batch(x, weight, bias, delta, geometry)
-    grouping = grouping.to(x.device)
     if not materialised:
         return chosen.run(x, weight, bias, delta, grouping, geometry)
     kernels = delta.weight.reshape(delta.num_shifts, *weight.shape)  # (l, n, c_in/g, *kernel)

@@ -231,6 +231,27 @@ Delta = DenseDelta | LowRankDelta
 _INDEX_DTYPES = (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8)
 
 
+def check_grouping(
+    grouping: object, batch_size: int, num_shifts: int, device: torch.device
+) -> None:
+    """``grouping`` is a :class:`Grouping` for ``batch_size`` samples, ``num_shifts`` shifts, on
+    ``device``.
+
+    Raises:
+        TypeError: it is not a :class:`Grouping`.
+        ValueError: it is for another batch size, shift count or device.
+    """
+    if not isinstance(grouping, Grouping):
+        raise TypeError(f"grouping must be a Grouping or None, got {type(grouping).__name__}")
+    if grouping.batch_size != batch_size or grouping.num_shifts != num_shifts:
+        raise ValueError(
+            f"grouping is for b={grouping.batch_size}, l={grouping.num_shifts}; "
+            f"got b={batch_size}, l={num_shifts}"
+        )
+    if grouping.device != device:
+        raise ValueError(f"grouping is on {grouping.device} but x is on {device}")
+
+
 def _check_index_tensor(index: object, batch_size: int | None) -> None:
     """``index`` is an integer tensor of shape ``(b,)`` (``b == batch_size`` when given)."""
     if not isinstance(index, Tensor):
@@ -242,6 +263,15 @@ def _check_index_tensor(index: object, batch_size: int | None) -> None:
     if index.dim() != 1 or (batch_size is not None and index.shape[0] != batch_size):
         expected = "(b,)" if batch_size is None else f"(b,) = ({batch_size},)"
         raise ValueError(f"index must have shape {expected}, got {tuple(index.shape)}")
+    if index.device.type == "meta":
+        raise _meta_index_error()
+
+
+def _meta_index_error() -> ValueError:
+    return ValueError(
+        "index must hold values to group samples by (a meta tensor holds none); build the "
+        "grouping from a real index, then move it with Grouping.to('meta')"
+    )
 
 
 def check_index(index: Tensor | None, num_shifts: int, batch_size: int | None) -> Tensor | None:
@@ -350,6 +380,8 @@ class Grouping:
             ones = torch.ones(size, dtype=torch.long, device=device)
             return Grouping(ar, ar, ones, ar, ar, 1 if size else 0, True)
         _check_index_tensor(index, batch_size)
+        if device is not None and torch.device(device).type == "meta":
+            raise _meta_index_error()
         if device is not None:
             index = index.to(device)
         # The group sizes must reach the host anyway (max_count is a Python int), so the whole

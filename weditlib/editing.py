@@ -17,7 +17,7 @@ import fnmatch
 import importlib
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -484,7 +484,6 @@ def _edit_targets(model: nn.Module) -> _Targets:
     return found
 
 
-@contextlib.contextmanager
 def edit(
     model: nn.Module,
     shifts: Mapping[str, Delta],
@@ -492,7 +491,7 @@ def edit(
     *,
     grouping: Grouping | None = None,
     materialise: bool = False,
-) -> Iterator[nn.Module]:
+) -> contextlib.AbstractContextManager[nn.Module]:
     """Run ``model`` with ``shifts`` applied inside the ``with`` block.
 
     The shifts are active for the thread / asyncio task that entered the block, and only for the
@@ -516,8 +515,8 @@ def edit(
             edited weight while the block is open. A call after a base weight changed in place
             inside the block raises ``RuntimeError``; with autograd, one backward pass per block.
 
-    Yields:
-        ``model``.
+    Returns:
+        A context manager for one ``with`` block; entering it returns ``model``.
 
     Raises:
         KeyError: a name in ``shifts`` is not an editable weight of ``model``.
@@ -528,6 +527,56 @@ def edit(
         RuntimeError: ``model`` has a merged shift (see :func:`weditlib.merge`), or the block is
             left in another thread / asyncio task than the one that entered it.
     """
+    return _EditBlock(model, shifts, index, grouping, materialise)
+
+
+class _EditBlock(contextlib.AbstractContextManager):
+    """The context :func:`edit` returns: checks and opens its scope on entry, once.
+
+    A class rather than a generator so that an exit attempted from another thread / asyncio
+    task raises there and leaves the block open for the context that entered it to close.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        shifts: Mapping[str, Delta],
+        index: Tensor | None,
+        grouping: Grouping | None,
+        materialise: bool,
+    ) -> None:
+        self._arguments = (model, shifts, index, grouping, materialise)
+        self._scope: edit_state.EditScope | None = None
+
+    def __enter__(self) -> nn.Module:
+        if self._scope is not None:
+            raise RuntimeError("this edit() block was entered already; call edit() for a new one")
+        model, shifts, index, grouping, materialise = self._arguments
+        scope = _scope_of(model, shifts, index, grouping, materialise)
+        _FAST_PATH.acquire()
+        try:
+            edit_state.open_scope(scope)
+        except BaseException:
+            _FAST_PATH.release()
+            raise
+        self._scope = scope
+        return model
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._scope is None:
+            raise RuntimeError("this edit() block was never entered")
+        edit_state.close_scope(self._scope)  # raises in another context: the block stays open
+        _FAST_PATH.release()
+
+
+def _scope_of(
+    model: nn.Module,
+    shifts: Mapping[str, Delta],
+    index: Tensor | None,
+    grouping: Grouping | None,
+    materialise: bool,
+) -> edit_state.EditScope:
+    """The validated scope of an ``edit()`` block: module → local weight → (shift, grouping)."""
     targets = _checked_targets(shifts, _edit_targets(model))
     if shifts:
         grouping = _block_grouping(shifts, index, grouping)
@@ -537,16 +586,7 @@ def edit(
         if materialise:
             delta = materialised.materialise(module._weight_views(local)[0], delta)
         by_module.setdefault(module, {})[local] = (delta, grouping)
-    scope = edit_state.EditScope(by_module)
-    _FAST_PATH.acquire()
-    edit_state.open_scope(scope)
-    try:
-        yield model
-    finally:
-        try:
-            edit_state.close_scope(scope)
-        finally:
-            _FAST_PATH.release()
+    return edit_state.EditScope(by_module)
 
 
 def edited_call(

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from weditlib import planner
 from weditlib._autocast import autocast_inputs
-from weditlib.deltas import Delta, DenseDelta, Grouping, LowRankDelta
+from weditlib.deltas import Delta, DenseDelta, Grouping, LowRankDelta, check_grouping
 from weditlib.deltas import check_index as check_index  # re-exported: its historical home
 from weditlib.kernels.base import Problem
 from weditlib.kernels.reference import group_bias, grouped_product, shift_bias
@@ -109,15 +109,8 @@ def _validated(
     batch = x.shape[0]
     if grouping is None:
         grouping = Grouping.from_index(index, delta.num_shifts, batch, device=x.device)
-    elif not isinstance(grouping, Grouping):
-        raise TypeError(f"grouping must be a Grouping or None, got {type(grouping).__name__}")
-    elif grouping.batch_size != batch or grouping.num_shifts != delta.num_shifts:
-        raise ValueError(
-            f"grouping is for b={grouping.batch_size}, l={grouping.num_shifts}; "
-            f"got b={batch}, l={delta.num_shifts}"
-        )
-    elif grouping.device != x.device:
-        raise ValueError(f"grouping is on {grouping.device} but x is on {x.device}")
+    else:
+        check_grouping(grouping, batch, delta.num_shifts, x.device)
     if x.dim() == 3:
         return x, grouping
     tokens = math.prod(x.shape[1:-1])  # explicit: reshape cannot infer -1 when b == 0

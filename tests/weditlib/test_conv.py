@@ -244,6 +244,28 @@ def test_unused_shifts_are_allowed_and_a_precomputed_grouping_is_used():
         )
 
 
+def test_a_grouping_that_does_not_fit_is_a_named_error():
+    x, weight = torch.randn(3, 2, 6, 6), torch.randn(5, 2, 3, 3)
+    delta = DenseDelta(torch.randn(2, 5, 18))
+    index = torch.tensor([1, 0, 1])
+    short, meta = Grouping.from_index(index[:2], 2, 2), Grouping.from_index(index, 2, 3).to("meta")
+    cases = [
+        (TypeError, "grouping must be a Grouping or None, got str", "g"),
+        (ValueError, "grouping is for b=2, l=2; got b=3, l=2", short),
+        (ValueError, "grouping is on meta but x is on cpu", meta),
+    ]
+    for error, message, grouping in cases:
+        with pytest.raises(error, match=message):
+            edited_conv(x, weight, None, delta, grouping=grouping)
+
+
+def test_a_meta_index_is_a_named_error():
+    x, weight = torch.randn(3, 2, 6, 6, device="meta"), torch.randn(5, 2, 3, 3, device="meta")
+    delta = DenseDelta(torch.randn(3, 5, 18, device="meta"))
+    with pytest.raises(ValueError, match="index must hold values"):
+        edited_conv(x, weight, None, delta, torch.zeros(3, dtype=torch.long, device="meta"))
+
+
 @pytest.mark.parametrize("name", ["grouped", "per_shift", "lowrank"])
 def test_empty_batch_gives_empty_output_and_zero_gradients(name):
     x = torch.randn(0, 4, 6, 5, requires_grad=True)

@@ -74,6 +74,16 @@ def test_grouping_validates_its_index():
         Grouping.from_index(None, 2, 3)
 
 
+def test_a_meta_index_cannot_be_grouped():
+    with pytest.raises(ValueError, match="index must hold values"):
+        Grouping.from_index(torch.zeros(3, dtype=torch.long, device="meta"), 2, 3)
+    with pytest.raises(ValueError, match="index must hold values"):
+        Grouping.from_index(torch.zeros(3, dtype=torch.long), 2, 3, device="meta")
+    x, weight = torch.randn(2, 4, device="meta"), torch.randn(5, 4, device="meta")
+    delta = DenseDelta(torch.randn(2, 5, 4, device="meta"))
+    assert edited_linear(x, weight, None, delta).shape == (2, 5)  # meta shapes run
+
+
 def test_edited_linear_rejects_a_grouping_of_another_problem():
     x, weight, delta = torch.randn(4, 6), torch.randn(5, 6), DenseDelta(torch.randn(2, 5, 6))
     other = Grouping.from_index(torch.tensor([0, 1, 1]), 2, 3)

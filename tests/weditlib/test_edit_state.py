@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from weditlib import DenseDelta, EditableLinear, LowRankDelta, edit, make_editable
+from weditlib.edit_state import current_state
 from weditlib.layers import EditableMixin
 
 
@@ -149,6 +150,14 @@ def test_exiting_an_edit_in_another_thread_is_an_error():
     thread.start()
     thread.join()
     assert errors and "exited in the context that entered it" in str(errors[0])
+    # the failed exit left the block open for its owner, fast path still off
+    assert current_state() is not None and not torch.backends.mha.get_fastpath_enabled()
+    block.__exit__(None, None, None)
+    assert current_state() is None and torch.backends.mha.get_fastpath_enabled()
+    with pytest.raises(RuntimeError, match="only once"):
+        block.__exit__(None, None, None)
+    with pytest.raises(RuntimeError, match="entered already"):
+        block.__enter__()
 
 
 def test_fast_path_stays_off_until_the_last_open_edit_closes():

@@ -401,6 +401,22 @@ def test_stacking_without_autograd_is_reused_until_a_factor_changes():
         assert adapters.float().shifts(names)[0]["inner"].up.dtype == torch.float32
 
 
+def test_a_stacking_made_under_inference_mode_is_not_reused_for_autograd():
+    model = copy.deepcopy(base_model())
+    adapters = LoraAdapters.load(model, {"a": (lora_config(2), lora_state({"inner": 2}, 0))})
+    adapters.requires_grad_(False)
+    names, x = ["a", None], torch.randn(2, 5, dtype=torch.float64)
+    with torch.inference_mode():
+        inside = adapters.shifts(names)[0]["inner"]
+        assert adapters.shifts(names)[0]["inner"] is inside  # reused under inference_mode
+    outside = adapters.shifts(names)[0]["inner"]
+    assert outside is not inside and not outside.up.is_inference()
+    x.requires_grad_()
+    with adapters.edit(model, names):
+        model(x).sum().backward()  # inference tensors would not be saved for backward
+    assert x.grad is not None
+
+
 def test_edit_reuses_the_stackings_grouping_and_runs_the_stacked_shifts():
     model = copy.deepcopy(base_model())
     adapters = LoraAdapters.load(model, {"a": (lora_config(2), lora_state({"inner": 2}, 0))})

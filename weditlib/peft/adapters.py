@@ -273,7 +273,9 @@ class LoraAdapters(nn.Module):
         batch sorted by adapter gets the grouped fast paths without any copy). Without autograd
         (``torch.no_grad()`` or frozen factors) the last stacking is reused while the names and
         every factor's storage and version are unchanged; in-place updates (optimiser steps,
-        ``load_state_dict``) are seen, replacing a factor's ``Parameter`` object is not.
+        ``load_state_dict``) are seen; replacing a factor's ``Parameter`` object, or writing
+        through ``factor.data`` (which bypasses the version counter), is not. A stacking made
+        under ``torch.inference_mode()`` is reused only under it.
 
         Args:
             adapter_names: ``b`` entries, one per sample: an adapter's name, or ``None`` /
@@ -330,6 +332,9 @@ class LoraAdapters(nn.Module):
         return (
             tuple(adapter_names),
             self.training,
+            # a stacking made under inference_mode holds inference tensors, which autograd
+            # outside it cannot save: reuse it only under inference_mode again
+            torch.is_inference_mode_enabled(),
             tuple(map(_version, factors)),
             tuple(map(Tensor.data_ptr, factors)),
         )
