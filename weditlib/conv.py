@@ -18,7 +18,7 @@ from torch import Tensor
 
 from weditlib import planner
 from weditlib._autocast import autocast_inputs
-from weditlib.deltas import Delta, DenseDelta, Grouping, LowRankDelta, check_grouping, check_index
+from weditlib.deltas import Delta, DenseDelta, Grouping, LowRankDelta, check_grouping
 from weditlib.functional import _check_finite, check_bias, check_like_x
 from weditlib.kernels.conv import (
     ALGORITHMS,
@@ -203,8 +203,7 @@ def _prepare(
     x, geometry = _geometry(x, weight, stride, padding, dilation, groups, padding_mode)
     batch = x.shape[0]
     if grouping is None:
-        checked = check_index(index, delta.num_shifts, batch)
-        grouping = Grouping.from_index(checked, delta.num_shifts, batch, device=x.device)
+        grouping = Grouping.from_index(index, delta.num_shifts, batch, device=x.device)
     else:
         check_grouping(grouping, batch, delta.num_shifts, x.device)
     problem = ConvProblem.describe(x, weight, bias, delta, grouping, geometry)

@@ -232,10 +232,15 @@ _INDEX_DTYPES = (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8)
 
 
 def check_grouping(
-    grouping: object, batch_size: int, num_shifts: int, device: torch.device
+    grouping: object,
+    batch_size: int | None,
+    num_shifts: int,
+    device: torch.device,
+    device_of: str = "x is",
 ) -> None:
-    """``grouping`` is a :class:`Grouping` for ``batch_size`` samples, ``num_shifts`` shifts, on
-    ``device``.
+    """``grouping`` is a :class:`Grouping` for ``batch_size`` samples (any when ``None``),
+    ``num_shifts`` shifts, on ``device``, the device of what ``device_of`` names (with its verb,
+    for the error message).
 
     Raises:
         TypeError: it is not a :class:`Grouping`.
@@ -243,13 +248,18 @@ def check_grouping(
     """
     if not isinstance(grouping, Grouping):
         raise TypeError(f"grouping must be a Grouping or None, got {type(grouping).__name__}")
-    if grouping.batch_size != batch_size or grouping.num_shifts != num_shifts:
+    if batch_size is None:
+        if grouping.num_shifts != num_shifts:
+            raise ValueError(
+                f"grouping is for l={grouping.num_shifts} shifts; the shifts hold {num_shifts}"
+            )
+    elif grouping.batch_size != batch_size or grouping.num_shifts != num_shifts:
         raise ValueError(
             f"grouping is for b={grouping.batch_size}, l={grouping.num_shifts}; "
             f"got b={batch_size}, l={num_shifts}"
         )
     if grouping.device != device:
-        raise ValueError(f"grouping is on {grouping.device} but x is on {device}")
+        raise ValueError(f"grouping is on {grouping.device} but {device_of} on {device}")
 
 
 def _check_index_tensor(index: object, batch_size: int | None) -> None:
@@ -299,13 +309,17 @@ def check_index(index: Tensor | None, num_shifts: int, batch_size: int | None) -
         return None
     _check_index_tensor(index, batch_size)
     if index.numel():
-        low, high = torch.stack([index.min(), index.max()]).tolist()
-        if low < 0 or high >= num_shifts:
-            raise ValueError(
-                f"index values must lie in [0, {num_shifts}) (the number of shifts), "
-                f"got min {low}, max {high}"
-            )
+        _check_range(*torch.stack([index.min(), index.max()]).tolist(), num_shifts)
     return index.long()
+
+
+def _check_range(low: int, high: int, num_shifts: int) -> None:
+    """The index's smallest and largest values lie in ``[0, num_shifts)``."""
+    if low < 0 or high >= num_shifts:
+        raise ValueError(
+            f"index values must lie in [0, {num_shifts}) (the number of shifts), "
+            f"got min {low}, max {high}"
+        )
 
 
 @dataclass(frozen=True)
@@ -380,19 +394,16 @@ class Grouping:
             ones = torch.ones(size, dtype=torch.long, device=device)
             return Grouping(ar, ar, ones, ar, ar, 1 if size else 0, True)
         _check_index_tensor(index, batch_size)
-        if device is not None and torch.device(device).type == "meta":
-            raise _meta_index_error()
         if device is not None:
+            if torch.device(device).type == "meta":
+                raise _meta_index_error()
             index = index.to(device)
         # The group sizes must reach the host anyway (max_count is a Python int), so the whole
         # grouping is built there from one copy of the index: a few vectorised numpy calls on
         # b integers instead of a dozen small device ops, and one copy back.
         host = index.detach().cpu().numpy().astype(np.int64, copy=False)
-        if host.size and (host.min() < 0 or host.max() >= num_shifts):
-            raise ValueError(
-                f"index values must lie in [0, {num_shifts}) (the number of shifts), "
-                f"got min {host.min()}, max {host.max()}"
-            )
+        if host.size:
+            _check_range(int(host.min()), int(host.max()), num_shifts)
         counts = np.bincount(host, minlength=num_shifts)
         order = np.argsort(host, kind="stable")
         starts = np.cumsum(counts) - counts

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from weditlib import edit_state, materialised
 from weditlib.conv_layers import EditableConv1d, EditableConv2d
-from weditlib.deltas import Delta, DenseDelta, Grouping, LowRankDelta
+from weditlib.deltas import Delta, DenseDelta, Grouping, LowRankDelta, check_grouping
 from weditlib.layers import EditableLinear, EditableMixin, EditableMultiheadAttention
 
 # ----------------------------------------------------------------------------- wrapping table
@@ -460,12 +460,7 @@ def _block_grouping(
         return Grouping.from_index(index, count, None, device)
     if index is not None:
         raise ValueError("pass index or its grouping to edit(), not both")
-    if not isinstance(grouping, Grouping):
-        raise TypeError(f"grouping must be a Grouping or None, got {type(grouping).__name__}")
-    if grouping.num_shifts != count:
-        raise ValueError(f"grouping is for l={grouping.num_shifts} shifts; the shifts hold {count}")
-    if grouping.device != device:
-        raise ValueError(f"grouping is on {grouping.device} but the shifts are on {device}")
+    check_grouping(grouping, None, count, device, device_of="the shifts are")  # any batch size
     return grouping
 
 
