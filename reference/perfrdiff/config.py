@@ -285,6 +285,10 @@ class PWSGConfig(_Checked):
     # How far the prior's mean moves from the training split's mean towards the history's:
     # centre = mean + prior_weight * (history mean - mean). 1: the history's mean.
     prior_weight: float = _setting(1.0, _fraction)
+    # Fit that weight per channel on the training split instead (stage pwsg, saved with the
+    # generator): the least-squares slope of the level of a listener's other clip on their
+    # history's (perfrdiff.models.prior); prior_weight is then unused.
+    fit_prior_weight: bool = False
 
 
 @dataclass
@@ -369,6 +373,10 @@ class Config(_Checked):
                 "pwsg.listener_prior",
                 "needs style.input = 'emotion' or 'dyadic' (the prior is the listener's emotion "
                 "history's mean), got 'face'",
+            )
+        if self.pwsg.fit_prior_weight and not self.pwsg.listener_prior:
+            raise ConfigError(
+                "pwsg.fit_prior_weight", "needs pwsg.listener_prior = true (it fits its weight)"
             )
 
     def stage(self, name: str) -> StageConfig:

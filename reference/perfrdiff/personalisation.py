@@ -232,6 +232,7 @@ def input_p_model(config, gafrg_weights: Path | None, style_encoder: nn.Module) 
         # The same listener prior as the weight-edited model: the comparison is token vs edits.
         listener_prior=config.pwsg.listener_prior,
         prior_weight=config.pwsg.prior_weight,
+        fit_prior_weight=config.pwsg.fit_prior_weight,
     )
     return PerFRDiff(gafrg, style_encoder, pwsg)
 
@@ -247,6 +248,10 @@ def train_input_p(base: Run, directory: str | Path) -> PerFRDiff:
     config = base.config
     weights = directory / "model.safetensors"
     model = input_p_model(config, stage_weights(base.directory, "gafrg"), base.build("style"))
+    if model.fit_prior_weight:
+        from perfrdiff.training.stages import fit_listener_prior
+
+        fit_listener_prior(model, config)  # saved with the model below; loading restores it
     if not weights.is_file():
         torch.manual_seed(config.seed)
         objective = _InputPObjective(model, base.schedule, config)

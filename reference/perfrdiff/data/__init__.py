@@ -29,7 +29,7 @@ from perfrdiff.data.layout import (
     read_split_csv,
 )
 from perfrdiff.data.samplers import ListenerBatchSampler, Reseeded, StepBatchSampler
-from perfrdiff.data.statistics import listener_emotion_statistics
+from perfrdiff.data.statistics import listener_emotion_statistics, listener_level_pairs
 from perfrdiff.data.store import ClipStore, warm_audio_cache
 from perfrdiff.data.synthetic import (
     SyntheticConfig,
@@ -68,6 +68,7 @@ __all__ = [
     "collate_clips",
     "history_features",
     "listener_emotion_statistics",
+    "listener_level_pairs",
     "load_ground_truth_style",
     "mfcc_features",
     "person_of",

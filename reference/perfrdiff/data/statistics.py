@@ -1,4 +1,5 @@
-"""Per-channel statistics of a split's listener emotion (the denoiser's standardisation)."""
+"""Per-channel statistics of a split's listener emotion: the denoiser's standardisation, and how
+far a listener's level in one clip carries to another (the fitted listener prior)."""
 
 from __future__ import annotations
 
@@ -34,3 +35,41 @@ def listener_emotion_statistics(root: str | Path, split: str) -> tuple[torch.Ten
     mean = total / frames
     std = np.sqrt(np.maximum(total_sq / frames - mean**2, 0.0))
     return torch.from_numpy(mean).float(), torch.from_numpy(std).float()
+
+
+def listener_level_pairs(
+    root: str | Path, split: str, frames: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Histories and the levels they should predict, over the listeners of ``split`` with more
+    than one clip: for every ordered pair of distinct clips ``(i, j)`` of one listener, the mean
+    of clip ``i``'s first ``frames`` frames (a history, taken as at evaluation) and the mean of
+    all of clip ``j`` (the level of another conversation).
+
+    Returns:
+        ``(history_means, clip_means)``, each ``(p, 25)`` float64, ``p`` = number of pairs.
+
+    Raises:
+        ValueError: ``frames`` < 1, or no listener of ``split`` has two clips.
+    """
+    if frames < 1:
+        raise ValueError(f"frames must be >= 1, got {frames}")
+    index = SplitIndex(root, split)
+    store = ClipStore(root, split, cache_audio=False, capacity=1)
+    histories, levels = [], []
+    for clips in index.clips_of.values():
+        if len(clips) < 2:
+            continue
+        emotion = [store.emotion(clip).astype(np.float64) for clip in clips]
+        heads = [e[:frames].mean(0) for e in emotion]
+        means = [e.mean(0) for e in emotion]
+        for i, head in enumerate(heads):
+            for j, mean in enumerate(means):
+                if i != j:
+                    histories.append(head)
+                    levels.append(mean)
+    if not histories:
+        raise ValueError(
+            f"split {split!r} of {root} has no listener with two clips: a history's carry-over "
+            "to another clip cannot be fitted"
+        )
+    return torch.from_numpy(np.stack(histories)), torch.from_numpy(np.stack(levels))

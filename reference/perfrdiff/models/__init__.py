@@ -14,6 +14,7 @@ from perfrdiff.models.emotion_vae import EmotionVAE, vae_loss
 from perfrdiff.models.encoders import SpeakerEncoder, sinusoidal_embedding
 from perfrdiff.models.losses import supervised_contrastive_loss, x0_loss
 from perfrdiff.models.personalised import PerFRDiff, build_generator
+from perfrdiff.models.prior import ListenerPrior
 from perfrdiff.models.scaler import FeatureScaler
 from perfrdiff.models.schedule import DDIMSchedule, cosine_alphas_cumprod
 from perfrdiff.models.style_encoder import StyleEncoder
@@ -24,6 +25,7 @@ __all__ = [
     "DDIMSchedule",
     "EmotionVAE",
     "FeatureScaler",
+    "ListenerPrior",
     "MemoryCache",
     "PerFRDiff",
     "SpeakerEncoder",

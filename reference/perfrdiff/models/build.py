@@ -56,8 +56,8 @@ class StageModel:
     Attributes:
         requires: stages whose models this one is built around (in ``build``'s argument order).
         build: ``(config, *required models) -> model``.
-        exported: the part of the model whose weights the stage exports (``pwsg``: only the
-            generator; the others: the whole model).
+        exported: the part of the model whose weights the stage exports (``pwsg``: the
+            generator, and a fitted listener prior; the others: the whole model).
         exports_requirements: whether the exported weights include the required models' (GAFRG's
             hold its VAE's), so loading the trained stage needs no earlier stage.
     """
@@ -73,5 +73,5 @@ STAGE_MODELS: dict[str, StageModel] = {
     "emotion-vae": StageModel((), build_vae),
     "style": StageModel((), build_style_encoder),
     "gafrg": StageModel(("emotion-vae",), build_gafrg, exports_requirements=True),
-    "pwsg": StageModel(("gafrg", "style"), build_perfrdiff, lambda model: model.generator),
+    "pwsg": StageModel(("gafrg", "style"), build_perfrdiff, lambda model: model.exported),
 }

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from perfrdiff.config import PWSGConfig
 from perfrdiff.models.denoiser import GAFRG
+from perfrdiff.models.prior import ListenerPrior
 from perfrdiff.models.style_encoder import StyleEncoder
 from weditlib import (
     DenseDelta,
@@ -66,11 +67,19 @@ class PerFRDiff(nn.Module):
         self.targets = make_editable(gafrg, config.targets)
         self.history_stats = config.history_stats
         self.listener_prior = config.listener_prior
-        self.prior_weight = config.prior_weight
+        self.fit_prior_weight = config.fit_prior_weight
         if self.listener_prior and gafrg.scaler is None:
             raise ValueError("pwsg.listener_prior needs a standardising denoiser")
         if self.listener_prior and style_encoder.input_name == "face":
             raise ValueError("pwsg.listener_prior needs an emotion (or dyadic) history, not face")
+        if self.fit_prior_weight and not self.listener_prior:
+            raise ValueError("pwsg.fit_prior_weight needs pwsg.listener_prior")
+        # The prior's weight is a constant, or fitted on the training split by stage pwsg.
+        self.prior = (
+            ListenerPrior(gafrg.scaler.channels, config.prior_weight)
+            if self.listener_prior
+            else None
+        )
         extra = 2 * style_encoder.input_dim if config.history_stats else 0
         self.generator = build_generator(config, style_encoder.style_dim + extra, self.targets)
 
@@ -89,10 +98,10 @@ class PerFRDiff(nn.Module):
         listener's windows are diffused around (``pwsg.listener_prior``), or ``None`` (the
         training split's mean).
 
-        The listener's emotion mean, pulled towards the training split's by
-        ``1 - pwsg.prior_weight``.
+        The listener's emotion mean, pulled towards the training split's by ``1 - w`` per
+        channel (:class:`~perfrdiff.models.prior.ListenerPrior`).
         """
-        if not self.listener_prior:
+        if self.prior is None:
             return None
         channels = self.gafrg.scaler.channels
         if history.dim() != 3 or history.shape[-1] != self.style_encoder.input_dim:
@@ -100,10 +109,18 @@ class PerFRDiff(nn.Module):
                 f"history must be (l, h, {self.style_encoder.input_dim}) for the listener prior "
                 f"(style.input={self.style_encoder.input_name!r}), got {tuple(history.shape)}"
             )
-        history = history[..., :channels]  # the listener's own emotion
         population = self.gafrg.scaler.mean
-        mean = history.to(population.dtype).mean(dim=1)
-        return population + self.prior_weight * (mean - population)
+        own = history[..., :channels].to(population.dtype)  # the listener's own emotion
+        return self.prior.centre(own.mean(dim=1), population)
+
+    @property
+    def exported(self) -> nn.Module:
+        """What stage ``pwsg`` trains and saves: the generator, and with
+        ``pwsg.fit_prior_weight`` the fitted :class:`ListenerPrior` beside it (keys
+        ``generator.*``, ``prior.weight``)."""
+        if not self.fit_prior_weight:
+            return self.generator  # the layout of runs saved before the prior could be fitted
+        return nn.ModuleDict({"generator": self.generator, "prior": self.prior})
 
     def listener_shifts(self, history: Tensor) -> dict[str, DenseDelta | LowRankDelta]:
         """``history: (l, h, c)`` of ``l`` listeners -> name -> shift holding ``l`` edits."""

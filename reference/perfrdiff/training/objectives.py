@@ -115,7 +115,7 @@ class PWSGObjective(Objective):
     def __init__(self, model: PerFRDiff, schedule: DDIMSchedule, config: Config) -> None:
         super().__init__()
         self.model = model
-        self.trained = model.generator
+        self.trained = model.exported  # the generator (and a fitted prior: buffers)
         self.schedule = schedule
         self.cond_drop = config.diffusion.cond_drop
         self.prev_drop = config.diffusion.prev_drop

@@ -21,7 +21,7 @@ from torch.utils.data import Dataset, Sampler
 
 from perfrdiff.config import Config
 from perfrdiff.data.samplers import ListenerBatchSampler
-from perfrdiff.models import build_schedule
+from perfrdiff.models import PerFRDiff, build_schedule
 from perfrdiff.rundir import run_dir_lock, stage_record
 from perfrdiff.training.distributed import Distributed
 from perfrdiff.training.loop import BatchSamplerFactory, Objective, StageRun, train_stage
@@ -140,7 +140,19 @@ def _gafrg_objective(run: Run) -> Objective:
 
 def _pwsg_objective(run: Run) -> Objective:
     model = run.build("pwsg", trained=False)  # trained GAFRG + PSSL, a new generator
+    if model.fit_prior_weight:
+        fit_listener_prior(model, run.config)
     return PWSGObjective(model, build_schedule(run.config), run.config)
+
+
+def fit_listener_prior(model: PerFRDiff, config: Config) -> None:
+    """Fit ``model``'s listener prior weights on the training split (histories of
+    ``data.history_frames`` frames, as at evaluation)."""
+    from perfrdiff.data import listener_level_pairs
+
+    pairs = listener_level_pairs(config.data.root, "train", config.data.history_frames)
+    weight = model.prior.fit(*pairs, model.gafrg.scaler.mean)
+    log.info("listener prior weights fitted on %d clip pairs: %s", len(pairs[0]), weight.tolist())
 
 
 STAGE_REGISTRY: dict[str, Stage] = {

@@ -1,0 +1,164 @@
+"""The listener prior: its centre, its weight fitted per channel, and the pairs it is fitted on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from perfrdiff.config import ConfigError, load_config
+from perfrdiff.data import (
+    ClipStore,
+    SplitIndex,
+    SyntheticConfig,
+    listener_level_pairs,
+    write_synthetic_dataset,
+)
+from perfrdiff.models import ListenerPrior
+from perfrdiff.run import Run
+from safetensors.torch import load_file
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def reference_weight(history: np.ndarray, level: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Per-channel least squares through ``mean`` in float64, one channel at a time."""
+    weights = []
+    for c in range(history.shape[1]):
+        h, y = history[:, c] - mean[c], level[:, c] - mean[c]
+        spread = float(h @ h)
+        weights.append(0.0 if spread == 0 else min(max(float(h @ y) / spread, 0.0), 1.0))
+    return np.array(weights)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 5), st.integers(0, 2**31 - 1))
+def test_fit_is_the_clipped_float64_least_squares_slope_of_each_channel(pairs, channels, seed):
+    rng = np.random.default_rng(seed)
+    history = rng.normal(size=(pairs, channels))
+    level = rng.normal(size=(pairs, channels)) + rng.uniform(-2, 2, size=channels) * history
+    mean = rng.normal(size=channels)
+    prior = ListenerPrior(channels, 0.5)
+    fitted = prior.fit(torch.from_numpy(history), torch.from_numpy(level), torch.from_numpy(mean))
+    expected = reference_weight(history, level, mean)
+    np.testing.assert_allclose(fitted.double().numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert fitted is prior.weight and fitted.dtype == torch.float32
+
+
+def test_fit_recovers_how_much_of_a_history_carries_over():
+    g = torch.Generator().manual_seed(0)
+    history = torch.randn(4000, 4, generator=g, dtype=torch.float64)
+    carry = torch.tensor([0.0, 0.3, 0.8, 1.0], dtype=torch.float64)
+    mean = torch.tensor([0.5, -1.0, 0.0, 2.0], dtype=torch.float64)
+    noise = 0.1 * torch.randn(4000, 4, generator=g, dtype=torch.float64)
+    level = mean + carry * history + noise
+    fitted = ListenerPrior(4, 1.0).fit(mean + history, level, mean)
+    torch.testing.assert_close(fitted, carry.float(), atol=0.01, rtol=0)
+
+
+def test_fitted_weights_are_clipped_and_a_flat_channel_carries_nothing():
+    history = torch.tensor([[1.0, 2.0, 0.0], [-1.0, -2.0, 0.0]])
+    level = torch.tensor([[3.0, -2.0, 5.0], [-3.0, 2.0, -5.0]])  # slopes 3, -1, undefined
+    fitted = ListenerPrior(3, 0.5).fit(history, level, torch.zeros(3))
+    torch.testing.assert_close(fitted, torch.tensor([1.0, 0.0, 0.0]))
+
+
+def test_the_centre_moves_each_channel_by_its_own_weight():
+    prior = ListenerPrior(3, 1.0)
+    prior.weight.copy_(torch.tensor([0.0, 0.5, 1.0]))
+    mean = torch.tensor([1.0, 1.0, 1.0])
+    history_mean = torch.tensor([[3.0, 3.0, 3.0], [-1.0, 0.0, 2.0]])
+    expected = torch.tensor([[1.0, 2.0, 3.0], [1.0, 0.5, 2.0]])
+    torch.testing.assert_close(prior.centre(history_mean, mean), expected)
+
+
+def test_bad_prior_inputs_are_named():
+    with pytest.raises(ValueError, match=r"weight must be in \[0, 1\], got 1.5"):
+        ListenerPrior(3, 1.5)
+    with pytest.raises(ValueError, match="channels must be >= 1"):
+        ListenerPrior(0, 0.5)
+    prior = ListenerPrior(3, 0.5)
+    with pytest.raises(ValueError, match=r"history_means must be \(p, 3\) with p >= 1"):
+        prior.fit(torch.zeros(2, 4), torch.zeros(2, 4), torch.zeros(3))
+    with pytest.raises(ValueError, match=r"history_means must be \(p, 3\) with p >= 1"):
+        prior.fit(torch.zeros(0, 3), torch.zeros(0, 3), torch.zeros(3))
+    with pytest.raises(ValueError, match=r"clip_means must have history_means' shape \(2, 3\)"):
+        prior.fit(torch.zeros(2, 3), torch.zeros(3, 3), torch.zeros(3))
+    with pytest.raises(ValueError, match=r"mean must be \(3,\), got \(25,\)"):
+        prior.fit(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(25))
+    with pytest.raises(ValueError, match="clip_means must be finite"):
+        prior.fit(torch.zeros(2, 3), torch.full((2, 3), float("nan")), torch.zeros(3))
+    torch.testing.assert_close(prior.weight, torch.full((3,), 0.5))  # unchanged by a refusal
+
+
+def test_level_pairs_are_every_ordered_pair_of_one_listeners_clips(synthetic_root):
+    index, store = SplitIndex(synthetic_root, "train"), ClipStore(synthetic_root, "train")
+    expected_history, expected_level = [], []
+    for clips in index.clips_of.values():
+        for i in clips:
+            for j in clips:
+                if i != j:
+                    expected_history.append(store.emotion(i)[:40].astype(np.float64).mean(0))
+                    expected_level.append(store.emotion(j).astype(np.float64).mean(0))
+    assert expected_history, "the fixture's train split must have a listener with two clips"
+    history, level = listener_level_pairs(synthetic_root, "train", frames=40)
+    assert history.dtype == level.dtype == torch.float64
+    np.testing.assert_allclose(history.numpy(), np.stack(expected_history), rtol=1e-12)
+    np.testing.assert_allclose(level.numpy(), np.stack(expected_level), rtol=1e-12)
+
+
+def test_level_pairs_refuse_a_split_without_a_listener_of_two_clips(tmp_path):
+    sessions = {"train": 1, "val": 1, "test": 1}
+    config = SyntheticConfig(seed=1, sessions=sessions, clips_per_session=(1, 1))
+    write_synthetic_dataset(tmp_path, config)
+    with pytest.raises(ValueError, match=r"split 'train' of .* has no listener with two clips"):
+        listener_level_pairs(tmp_path, "train", frames=250)
+    with pytest.raises(ValueError, match="frames must be >= 1, got 0"):
+        listener_level_pairs(tmp_path, "train", frames=0)
+
+
+def test_fitting_the_weight_needs_the_listener_prior():
+    with pytest.raises(ConfigError, match=r"pwsg\.fit_prior_weight.*pwsg\.listener_prior"):
+        load_config("tiny", ["pwsg.listener_prior=false", "pwsg.fit_prior_weight=true"])
+
+
+def quick_stages(steps: int = 1) -> list[str]:
+    return [
+        f"train.{stage}.{key}={value}"
+        for stage in ("emotion-vae", "style", "gafrg", "pwsg")
+        for key, value in (("steps", steps), ("batch_size", 2), ("val_batches", 1))
+    ]
+
+
+@pytest.mark.slow
+def test_the_pwsg_stage_fits_the_prior_and_a_loaded_run_uses_it(tmp_path, synthetic_root):
+    overrides = [f"data.root={synthetic_root}", "pwsg.fit_prior_weight=true", *quick_stages()]
+    run = Run(load_config("tiny", overrides), tmp_path / "fitted", device="cpu")
+    run.train()
+    saved = load_file(str(tmp_path / "fitted" / "pwsg" / "model.safetensors"))
+    assert "prior.weight" in saved and any(k.startswith("generator.") for k in saved)
+
+    frames = run.config.data.history_frames
+    gafrg = run.build("gafrg")
+    expected = ListenerPrior(25, 0.0).fit(
+        *listener_level_pairs(synthetic_root, "train", frames), gafrg.scaler.mean
+    )
+    model = Run.load(tmp_path / "fitted", device="cpu").model("pwsg")
+    torch.testing.assert_close(model.prior.weight, expected)
+    history = torch.rand(2, frames, model.style_encoder.input_dim)
+    mean = gafrg.scaler.mean
+    centre = mean + expected * (history[..., :25].mean(1) - mean)
+    torch.testing.assert_close(model.listener_centre(history), centre)
+
+
+@pytest.mark.slow
+def test_without_fitting_the_pwsg_stage_saves_only_the_generator(tmp_path, synthetic_root):
+    # The layout of runs saved before the prior could be fitted: they load as they were.
+    overrides = [f"data.root={synthetic_root}", "pwsg.prior_weight=0.25", *quick_stages()]
+    run = Run(load_config("tiny", overrides), tmp_path / "constant", device="cpu")
+    run.train()
+    saved = load_file(str(tmp_path / "constant" / "pwsg" / "model.safetensors"))
+    assert "prior.weight" not in saved and not any(k.startswith("generator.") for k in saved)
+    model = Run.load(tmp_path / "constant", device="cpu").model("pwsg")
+    torch.testing.assert_close(model.prior.weight, torch.full((25,), 0.25))
