@@ -73,6 +73,11 @@ def test_the_centre_moves_each_channel_by_its_own_weight():
     torch.testing.assert_close(prior.centre(history_mean, mean), expected)
 
 
+def test_only_a_fitted_weight_is_saved():
+    assert "weight" not in ListenerPrior(3, 0.5).state_dict()
+    assert "weight" in ListenerPrior(3, 0.5, fitted=True).state_dict()
+
+
 def test_bad_prior_inputs_are_named():
     with pytest.raises(ValueError, match=r"weight must be in \[0, 1\], got 1.5"):
         ListenerPrior(3, 1.5)

@@ -76,7 +76,7 @@ class PerFRDiff(nn.Module):
             raise ValueError("pwsg.fit_prior_weight needs pwsg.listener_prior")
         # The prior's weight is a constant, or fitted on the training split by stage pwsg.
         self.prior = (
-            ListenerPrior(gafrg.scaler.channels, config.prior_weight)
+            ListenerPrior(gafrg.scaler.channels, config.prior_weight, self.fit_prior_weight)
             if self.listener_prior
             else None
         )

@@ -26,18 +26,20 @@ class ListenerPrior(nn.Module):
     Args:
         channels: ``c``, the features' last dimension.
         weight: the weight of every channel until :meth:`fit`.
+        fitted: the weight is fitted (:meth:`fit`) and so part of the state dict; a constant
+            weight comes from the config and is not saved.
 
     Raises:
         ValueError: ``weight`` outside ``[0, 1]``, or ``channels`` < 1.
     """
 
-    def __init__(self, channels: int, weight: float) -> None:
+    def __init__(self, channels: int, weight: float, fitted: bool = False) -> None:
         super().__init__()
         if channels < 1:
             raise ValueError(f"channels must be >= 1, got {channels}")
         if not 0.0 <= weight <= 1.0:
             raise ValueError(f"weight must be in [0, 1], got {weight}")
-        self.register_buffer("weight", torch.full((channels,), float(weight)))
+        self.register_buffer("weight", torch.full((channels,), float(weight)), persistent=fitted)
 
     @property
     def channels(self) -> int:
