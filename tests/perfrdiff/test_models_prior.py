@@ -128,20 +128,21 @@ def test_fitting_the_weight_needs_the_listener_prior():
         load_config("tiny", ["pwsg.listener_prior=false", "pwsg.fit_prior_weight=true"])
 
 
-def quick_stages(steps: int = 1) -> list[str]:
-    return [
+def trained_run(directory, root, *overrides: str) -> tuple[Run, dict]:
+    """A run of every stage for one step under ``overrides``, and its saved pwsg weights."""
+    quick = [
         f"train.{stage}.{key}={value}"
         for stage in ("emotion-vae", "style", "gafrg", "pwsg")
-        for key, value in (("steps", steps), ("batch_size", 2), ("val_batches", 1))
+        for key, value in (("steps", 1), ("batch_size", 2), ("val_batches", 1))
     ]
+    run = Run(load_config("tiny", [f"data.root={root}", *overrides, *quick]), directory, "cpu")
+    run.train()
+    return run, load_file(str(directory / "pwsg" / "model.safetensors"))
 
 
 @pytest.mark.slow
 def test_the_pwsg_stage_fits_the_prior_and_a_loaded_run_uses_it(tmp_path, synthetic_root):
-    overrides = [f"data.root={synthetic_root}", "pwsg.fit_prior_weight=true", *quick_stages()]
-    run = Run(load_config("tiny", overrides), tmp_path / "fitted", device="cpu")
-    run.train()
-    saved = load_file(str(tmp_path / "fitted" / "pwsg" / "model.safetensors"))
+    run, saved = trained_run(tmp_path, synthetic_root, "pwsg.fit_prior_weight=true")
     assert "prior.weight" in saved and any(k.startswith("generator.") for k in saved)
 
     frames = run.config.data.history_frames
@@ -149,7 +150,7 @@ def test_the_pwsg_stage_fits_the_prior_and_a_loaded_run_uses_it(tmp_path, synthe
     expected = ListenerPrior(25, 0.0).fit(
         *listener_level_pairs(synthetic_root, "train", frames), gafrg.scaler.mean
     )
-    model = Run.load(tmp_path / "fitted", device="cpu").model("pwsg")
+    model = Run.load(tmp_path, device="cpu").model("pwsg")
     torch.testing.assert_close(model.prior.weight, expected)
     history = torch.rand(2, frames, model.style_encoder.input_dim)
     mean = gafrg.scaler.mean
@@ -160,10 +161,7 @@ def test_the_pwsg_stage_fits_the_prior_and_a_loaded_run_uses_it(tmp_path, synthe
 @pytest.mark.slow
 def test_without_fitting_the_pwsg_stage_saves_only_the_generator(tmp_path, synthetic_root):
     # The layout of runs saved before the prior could be fitted: they load as they were.
-    overrides = [f"data.root={synthetic_root}", "pwsg.prior_weight=0.25", *quick_stages()]
-    run = Run(load_config("tiny", overrides), tmp_path / "constant", device="cpu")
-    run.train()
-    saved = load_file(str(tmp_path / "constant" / "pwsg" / "model.safetensors"))
+    _, saved = trained_run(tmp_path, synthetic_root, "pwsg.prior_weight=0.25")
     assert "prior.weight" not in saved and not any(k.startswith("generator.") for k in saved)
-    model = Run.load(tmp_path / "constant", device="cpu").model("pwsg")
+    model = Run.load(tmp_path, device="cpu").model("pwsg")
     torch.testing.assert_close(model.prior.weight, torch.full((25,), 0.25))
