@@ -242,17 +242,15 @@ def train_input_p(base: Run, directory: str | Path) -> PerFRDiff:
     stage's steps (same budget as weight editing); cached in ``directory``."""
     from perfrdiff.training.distributed import Distributed
     from perfrdiff.training.loop import StageRun, train_stage
-    from perfrdiff.training.stages import window_datasets
+    from perfrdiff.training.stages import fit_listener_prior, window_datasets
 
     directory = Path(directory)
     config = base.config
     weights = directory / "model.safetensors"
     model = input_p_model(config, stage_weights(base.directory, "gafrg"), base.build("style"))
-    if model.fit_prior_weight:
-        from perfrdiff.training.stages import fit_listener_prior
-
-        fit_listener_prior(model, config)  # saved with the model below; loading restores it
     if not weights.is_file():
+        if model.fit_prior_weight:  # saved with the model; loading a cached one restores it
+            fit_listener_prior(model, config)
         torch.manual_seed(config.seed)
         objective = _InputPObjective(model, base.schedule, config)
         train_set, val_set = window_datasets(config)

@@ -66,18 +66,17 @@ class PerFRDiff(nn.Module):
         # Names are relative to the denoiser (e.g. "output"), which edit() is called on.
         self.targets = make_editable(gafrg, config.targets)
         self.history_stats = config.history_stats
-        self.listener_prior = config.listener_prior
         self.fit_prior_weight = config.fit_prior_weight
-        if self.listener_prior and gafrg.scaler is None:
+        if config.listener_prior and gafrg.scaler is None:
             raise ValueError("pwsg.listener_prior needs a standardising denoiser")
-        if self.listener_prior and style_encoder.input_name == "face":
+        if config.listener_prior and style_encoder.input_name == "face":
             raise ValueError("pwsg.listener_prior needs an emotion (or dyadic) history, not face")
-        if self.fit_prior_weight and not self.listener_prior:
+        if self.fit_prior_weight and not config.listener_prior:
             raise ValueError("pwsg.fit_prior_weight needs pwsg.listener_prior")
         # The prior's weight is a constant, or fitted on the training split by stage pwsg.
         self.prior = (
             ListenerPrior(gafrg.scaler.channels, config.prior_weight, self.fit_prior_weight)
-            if self.listener_prior
+            if config.listener_prior
             else None
         )
         extra = 2 * style_encoder.input_dim if config.history_stats else 0
