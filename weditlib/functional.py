@@ -15,8 +15,12 @@ from weditlib._autocast import autocast_inputs
 from weditlib.deltas import Delta, DenseDelta, Grouping, LowRankDelta, check_grouping
 from weditlib.deltas import check_index as check_index  # re-exported: its historical home
 from weditlib.kernels.base import Problem
-from weditlib.kernels.reference import group_bias, grouped_product, shift_bias
+from weditlib.kernels.reference import group_bias, grouped_product
 from weditlib.materialised import MaterialisedDelta
+
+#: What ``edited_linear`` accepts as a shift (a tuple: ``isinstance`` on it is cheaper than on a
+#: union built at each call).
+_DELTA_TYPES = (DenseDelta, LowRankDelta, MaterialisedDelta)
 
 
 def check_bias(bias: Tensor | None, n: int, size_name: str) -> None:
@@ -33,21 +37,29 @@ def check_like_x(
     x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta | MaterialisedDelta
 ) -> None:
     """``weight``, ``delta`` and ``bias`` (if any) share ``x``'s dtype and device."""
+    dtype, device = x.dtype, x.device
+    if (
+        weight.dtype == dtype and delta.dtype == dtype and weight.device == device
+        and delta.device == device
+        and (bias is None or (bias.dtype == dtype and bias.device == device))
+    ):  # fmt: skip
+        return  # the common case, checked without building the error list (a per-call cost)
     named = [("weight", weight), ("delta", delta)] + ([("bias", bias)] if bias is not None else [])
     for name, value in named:
-        if value.dtype != x.dtype:
-            raise TypeError(f"{name} dtype {value.dtype} does not match x dtype {x.dtype}")
-        if value.device != x.device:
-            raise ValueError(f"{name} is on {value.device} but x is on {x.device}")
+        if value.dtype != dtype:
+            raise TypeError(f"{name} dtype {value.dtype} does not match x dtype {dtype}")
+        if value.device != device:
+            raise ValueError(f"{name} is on {value.device} but x is on {device}")
 
 
 def _check_inputs(
     x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta | MaterialisedDelta
 ) -> None:
-    for name, value in (("x", x), ("weight", weight)):
-        if not isinstance(value, Tensor):
-            raise TypeError(f"{name} must be a Tensor, got {type(value).__name__}")
-    if not isinstance(delta, DenseDelta | LowRankDelta | MaterialisedDelta):
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x must be a Tensor, got {type(x).__name__}")
+    if not isinstance(weight, Tensor):
+        raise TypeError(f"weight must be a Tensor, got {type(weight).__name__}")
+    if not isinstance(delta, _DELTA_TYPES):
         raise TypeError(
             "delta must be a DenseDelta, LowRankDelta or MaterialisedDelta, "
             f"got {type(delta).__name__}"
@@ -105,16 +117,32 @@ def _validated(
     grouping: Grouping | None,
 ) -> tuple[Tensor, Grouping]:
     """The checks of :func:`prepare`: ``(x3 (b, t, k), grouping)``."""
+    grouping = _checked_grouping(x, weight, bias, delta, index, grouping)
+    return _as_3d(x), grouping
+
+
+def _checked_grouping(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    delta: Delta | MaterialisedDelta,
+    index: Tensor | None,
+    grouping: Grouping | None,
+) -> Grouping:
+    """Check the inputs; the grouping of ``index`` (or the given one, checked against ``x``)."""
     _check_inputs(x, weight, bias, delta)
-    batch = x.shape[0]
     if grouping is None:
-        grouping = Grouping.from_index(index, delta.num_shifts, batch, device=x.device)
-    else:
-        check_grouping(grouping, batch, delta.num_shifts, x.device)
+        return Grouping.from_index(index, delta.num_shifts, x.shape[0], device=x.device)
+    check_grouping(grouping, x.shape[0], delta.num_shifts, x.device)
+    return grouping
+
+
+def _as_3d(x: Tensor) -> Tensor:
+    """``(b, *t, k) -> (b, t, k)`` with the token dims flattened (a view when possible)."""
     if x.dim() == 3:
-        return x, grouping
+        return x
     tokens = math.prod(x.shape[1:-1])  # explicit: reshape cannot infer -1 when b == 0
-    return x.reshape(batch, tokens, x.shape[-1]), grouping
+    return x.reshape(x.shape[0], tokens, x.shape[-1])
 
 
 def _materialised_linear(
@@ -134,11 +162,11 @@ def _materialised_linear(
     if isinstance(weight, Tensor):
         delta.check_base(weight)  # before autocast makes a copy of it
     x, weight, bias, delta = autocast_inputs(x, weight, bias, delta)
-    x3, grouping = _validated(x, weight, bias, delta, index, grouping)
+    grouping = _checked_grouping(x, weight, bias, delta, index, grouping)
     if delta.num_shifts == 1:  # one shift for the whole batch: the plain layer, edited weights
-        own = shift_bias(bias, delta)
-        return torch.nn.functional.linear(x, delta.weight[0], bias if own is None else own[0])
-    y3 = grouped_product(x3, delta.weight, group_bias(bias, delta), grouping)
+        edited_weight, edited_bias = delta.single(bias)
+        return torch.nn.functional.linear(x, edited_weight, edited_bias)
+    y3 = grouped_product(_as_3d(x), delta.weight, group_bias(bias, delta), grouping)
     return y3.reshape(*x.shape[:-1], weight.shape[0])
 
 

@@ -18,6 +18,7 @@ long enough to repay it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import ClassVar
 
 import torch
@@ -87,9 +88,50 @@ class MaterialisedDelta(_StackedWeights, _DeltaMethods):
         _check_bias("MaterialisedDelta", self.bias, self.weight, *self.weight.shape[:2])
 
     def rows(self, start: int, stop: int) -> MaterialisedDelta:
-        """The edited weights of output rows ``[start, stop)`` (views; same base weight)."""
-        bias = None if self.bias is None else self.bias[:, start:stop]
-        return MaterialisedDelta(self.weight[:, start:stop], bias, self.base)
+        """The edited weights of output rows ``[start, stop)`` (views; same base weight).
+
+        Built once per ``(start, stop)`` and kept: a layer that splits one edited weight into
+        parts (the q, k, v rows of a joint attention projection) asks for the same rows at
+        every call.
+        """
+        key = (start, stop)
+        part = self._row_parts.get(key)
+        if part is None:
+            bias = None if self.bias is None else self.bias[:, start:stop]
+            part = self._row_parts[key] = MaterialisedDelta(
+                self.weight[:, start:stop], bias, self.base
+            )
+        return part
+
+    def single(self, bias: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """The plain layer that one shift serving the whole batch amounts to.
+
+        Args:
+            bias: ``(n,)`` the base bias at this call, or ``None``.
+
+        Returns:
+            ``(weight (n, k), bias (n,) or None)``: the edited weight and the bias to add, the
+            base bias plus the bias shift ``Δb`` (``Δb`` alone without a base bias).
+
+        Raises:
+            ValueError: the delta holds more than one shift.
+        """
+        if self.num_shifts != 1:
+            raise ValueError(f"single() needs l == 1 shift, this delta holds {self.num_shifts}")
+        weight, shift_bias = self._first
+        if shift_bias is None:
+            return weight, bias
+        return weight, shift_bias if bias is None else bias + shift_bias
+
+    @cached_property
+    def _first(self) -> tuple[Tensor, Tensor | None]:
+        """``(weight[0], bias[0] or None)``, indexed once (views)."""
+        return self.weight[0], None if self.bias is None else self.bias[0]
+
+    @cached_property
+    def _row_parts(self) -> dict[tuple[int, int], MaterialisedDelta]:
+        """:meth:`rows` already built, by ``(start, stop)``."""
+        return {}
 
     def check_base(self, weight: Tensor) -> None:
         """Raise unless ``weight`` is (a view of) the unchanged weight these were built from.
