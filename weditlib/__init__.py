@@ -13,6 +13,7 @@ from weditlib.editing import (
     editable_modules,
     edited_call,
     make_editable,
+    materialise_shifts,
     register_editable,
 )
 from weditlib.functional import edited_linear, plan
@@ -48,6 +49,7 @@ __all__ = [
     "edited_linear",
     "make_editable",
     "materialise",
+    "materialise_shifts",
     "merge",
     "plan",
     "plan_conv",

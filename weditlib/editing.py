@@ -429,22 +429,32 @@ def check_shifts(model: nn.Module, shifts: Mapping[str, Delta]) -> _Targets:
     return _checked_targets(shifts, editable_modules(model))
 
 
-def _checked_targets(shifts: Mapping[str, Delta], targets: _Targets) -> _Targets:
-    """``targets`` once every shift in ``shifts`` is checked against them (see check_shifts)."""
+def _checked_targets(
+    shifts: Mapping[str, Delta | materialised.MaterialisedDelta],
+    targets: _Targets,
+    built: bool = False,
+) -> _Targets:
+    """``targets`` once every shift in ``shifts`` is checked against them (see check_shifts);
+    ``built`` also accepts :class:`~weditlib.MaterialisedDelta` s of the targets' own weights."""
     unknown = sorted(set(shifts) - set(targets))
     if unknown:
         raise KeyError(
             f"{unknown} are not editable weights of the model; editable: {sorted(targets)}"
         )
+    kinds: tuple[type, ...] = (DenseDelta, LowRankDelta)
+    allowed = "a DenseDelta or LowRankDelta"
+    if built:
+        kinds, allowed = (*kinds, materialised.MaterialisedDelta), f"{allowed} or MaterialisedDelta"
     for name, delta in shifts.items():
-        if not isinstance(delta, DenseDelta | LowRankDelta):
-            raise TypeError(
-                f"shift {name!r} must be a DenseDelta or LowRankDelta, got {type(delta).__name__}"
-            )
+        if not isinstance(delta, kinds):
+            raise TypeError(f"shift {name!r} must be {allowed}, got {type(delta).__name__}")
         expected = targets[name][2]
         got = (delta.out_features, delta.in_features)
         if got != expected:
             raise ValueError(f"shift {name!r} edits a {got} weight, expected {expected}")
+        if isinstance(delta, materialised.MaterialisedDelta):
+            module, local, _ = targets[name]
+            delta.check_base(module._weight_views(local)[0])  # built from this weight, unchanged
     if shifts:
         _shift_count(shifts)
     return targets
@@ -497,7 +507,9 @@ def edit(
     Args:
         model: a model prepared by :func:`make_editable`.
         shifts: weight name → :class:`DenseDelta` / :class:`LowRankDelta` with ``l`` shifts each
-            (e.g. the output of :class:`~weditlib.hyper.MultiBranchDeltaGenerator`).
+            (e.g. the output of :class:`~weditlib.hyper.MultiBranchDeltaGenerator`), or
+            :class:`~weditlib.MaterialisedDelta` s that :func:`materialise_shifts` built for this
+            model's weights (edited weights reused across blocks, whatever ``materialise`` says).
         index: ``(b,)`` the shift of each sample of the batch the model will see; ``None``
             means ``l == b``. Its sorted grouping is computed once here and shared by all layers.
         grouping: the :class:`~weditlib.deltas.Grouping` of the index, built beforehand with
@@ -509,18 +521,21 @@ def edit(
             times under the same shifts, such as a sampler's steps. Holds ``l·n·k`` values per
             edited weight while the block is open. A call after a base weight changed in place
             inside the block raises ``RuntimeError``; with autograd, one backward pass per block.
+            To build them once for many blocks (a sampler's windows), pass the shifts through
+            :func:`materialise_shifts` first.
 
     Returns:
         A context manager for one ``with`` block; entering it returns ``model``.
 
     Raises:
         KeyError: a name in ``shifts`` is not an editable weight of ``model``.
-        TypeError: a shift is not a DenseDelta / LowRankDelta.
+        TypeError: a shift is not a DenseDelta / LowRankDelta / MaterialisedDelta.
         ValueError: shifts disagree on ``l``, or a shift's shape does not match its weight, or
             both ``index`` and ``grouping`` are given, or ``grouping`` is for another ``l`` or
             device than the shifts.
         RuntimeError: ``model`` has a merged shift (see :func:`weditlib.merge`), or the block is
-            left in another thread / asyncio task than the one that entered it.
+            left in another thread / asyncio task than the one that entered it, or a
+            ``MaterialisedDelta`` was built from another weight or one changed since.
     """
     return _EditBlock(model, shifts, index, grouping, materialise)
 
@@ -572,16 +587,48 @@ def _scope_of(
     materialise: bool,
 ) -> edit_state.EditScope:
     """The validated scope of an ``edit()`` block: module → local weight → (shift, grouping)."""
-    targets = _checked_targets(shifts, _edit_targets(model))
+    targets = _checked_targets(shifts, _edit_targets(model), built=True)
     if shifts:
         grouping = _block_grouping(shifts, index, grouping)
     by_module: dict[nn.Module, dict[str, edit_state.ActiveShift]] = {}
     for name, delta in shifts.items():
         module, local, _ = targets[name]
-        if materialise:
+        if materialise and not isinstance(delta, materialised.MaterialisedDelta):
             delta = materialised.materialise(module._weight_views(local)[0], delta)
         by_module.setdefault(module, {})[local] = (delta, grouping)
     return edit_state.EditScope(by_module)
+
+
+def materialise_shifts(
+    model: nn.Module, shifts: Mapping[str, Delta]
+) -> dict[str, materialised.MaterialisedDelta]:
+    """Build ``W ⊕ ΔW`` of every weight ``shifts`` edit, once, for many :func:`edit` blocks.
+
+    ``edit(model, shifts, materialise=True)`` builds the edited weights when its block opens; a
+    loop of blocks under the same shifts (the windows of a streaming sampler, each with its own
+    ``edit()``) builds them once here instead and passes the result to each block. Each is
+    :func:`weditlib.materialise` of the model's weight: the same outputs, the same snapshot rule
+    (a block opened or a call made after that weight changed in place raises ``RuntimeError``).
+    Build under ``torch.no_grad()`` for inference: with autograd the built weights serve one
+    backward pass.
+
+    Args:
+        model: a model prepared by :func:`make_editable`, without merged shifts.
+        shifts: weight name → :class:`DenseDelta` / :class:`LowRankDelta` with ``l`` shifts each.
+
+    Returns:
+        weight name → :class:`~weditlib.MaterialisedDelta` ``(l, n, k)``, for :func:`edit`.
+
+    Raises:
+        KeyError, TypeError, ValueError: as :func:`edit` for the shifts.
+        RuntimeError: ``model`` has a merged shift.
+    """
+    targets = _checked_targets(shifts, _edit_targets(model))
+    built = {}
+    for name, delta in shifts.items():
+        module, local, _ = targets[name]
+        built[name] = materialised.materialise(module._weight_views(local)[0], delta)
+    return built
 
 
 def edited_call(

@@ -18,6 +18,7 @@ from weditlib import (
     edited_linear,
     make_editable,
     materialise,
+    materialise_shifts,
 )
 from weditlib.deltas import Grouping
 
@@ -267,6 +268,68 @@ def test_hf_conv1d_materialised_equals_edit():
         torch.testing.assert_close(model(x), expected, rtol=0, atol=1e-12)
 
 
+def test_shifts_built_once_serve_many_blocks():
+    layer, shifts = _transformer()
+    index = torch.tensor([2, 0, 0, 1, 2])
+    x, memory = torch.randn(5, 4, 8, dtype=torch.float64), torch.randn(5, 3, 8, dtype=torch.float64)
+    with edit(layer, shifts, index):
+        expected = layer(x, memory)
+    with torch.no_grad():
+        built = materialise_shifts(layer, shifts)
+    assert set(built) == set(shifts)
+    assert all(isinstance(delta, MaterialisedDelta) for delta in built.values())
+    for materialise_flag in (False, True, False):  # built shifts run as built, whatever the flag
+        with edit(layer, built, index, materialise=materialise_flag):
+            active = layer.linear1.active_shifts[""][0]
+            assert active is built["linear1"]  # not rebuilt by the block
+            torch.testing.assert_close(layer(x, memory), expected, rtol=0, atol=1e-12)
+
+
+def test_built_shifts_of_a_changed_or_other_model_are_refused_when_the_block_opens():
+    layer, shifts = _transformer()
+    built = materialise_shifts(layer, shifts)
+    other, _ = _transformer()  # same architecture and values, other parameters
+    with pytest.raises(RuntimeError, match="another weight"):
+        edit(other, built, torch.tensor([0, 1])).__enter__()
+    with torch.no_grad():
+        layer.linear2.weight.add_(1.0)
+    with pytest.raises(RuntimeError, match="changed in place"):
+        edit(layer, built, torch.tensor([0, 1])).__enter__()
+    assert not layer.linear1.active_shifts  # nothing was left active
+
+
+def test_materialise_shifts_checks_like_edit():
+    layer, shifts = _transformer()
+    with pytest.raises(KeyError, match="not editable weights"):
+        materialise_shifts(layer, {"nope": shifts["linear1"]})
+    with pytest.raises(ValueError, match="edits a"):
+        materialise_shifts(layer, {"linear1": shifts["linear2"]})
+    built = materialise_shifts(layer, shifts)
+    with pytest.raises(TypeError, match="must be a DenseDelta or LowRankDelta, got Materialised"):
+        materialise_shifts(layer, built)  # built once is enough
+    with pytest.raises(TypeError, match="must be a DenseDelta or LowRankDelta, got Materialised"):
+        weditlib.merge(layer, built, 0)  # merge bakes a shift, not built weights
+
+
+def test_rows_and_single_reuse_their_views():
+    weight, bias = torch.randn(6, 4), torch.randn(6)
+    built = materialise(weight, LowRankDelta(torch.randn(1, 6, 2), torch.randn(1, 2, 4),
+                                             bias=torch.randn(1, 6)))  # fmt: skip
+    part = built.rows(2, 5)
+    assert built.rows(2, 5) is part
+    torch.testing.assert_close(part.weight, built.weight[:, 2:5], rtol=0, atol=0)
+    torch.testing.assert_close(part.bias, built.bias[:, 2:5], rtol=0, atol=0)
+    edited_weight, edited_bias = built.single(bias)
+    torch.testing.assert_close(edited_weight, built.weight[0], rtol=0, atol=0)
+    torch.testing.assert_close(edited_bias, bias + built.bias[0], rtol=0, atol=0)
+    assert built.single(None)[1] is built.single(None)[1]  # Δb alone: the stored view
+    plain = materialise(weight, DenseDelta(torch.randn(1, 6, 4)))
+    assert plain.single(bias)[1] is bias and plain.single(None)[1] is None
+    with pytest.raises(ValueError, match="single\\(\\) needs l == 1 shift, this delta holds 2"):
+        materialise(weight, DenseDelta(torch.randn(2, 6, 4))).single(bias)
+
+
 def test_public_names():
     assert weditlib.MaterialisedDelta is MaterialisedDelta
     assert weditlib.materialise is materialise
+    assert weditlib.materialise_shifts is materialise_shifts
