@@ -144,3 +144,24 @@ def test_edited_weights_are_built_once_per_window_within_the_limit(model, monkey
     )
     assert flags == [limit is None]  # the default limit holds these shifts; 0 holds none
     torch.testing.assert_close(fast, slow, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("limit", [None, 0])
+@pytest.mark.parametrize("guidance", [1.0, 2.5])
+@torch.no_grad()
+def test_bound_shifts_give_the_same_windows(model, monkeypatch, limit, guidance):
+    import perfrdiff.generation.sampler as sampler_module
+
+    from weditlib import MaterialisedDelta
+
+    if limit is not None:
+        monkeypatch.setattr(sampler_module, "DENSE_LIMIT", limit)
+    memory, shifts, index = inputs(model)
+    sampler = ReactionSampler(model, DDIMSchedule(1000), SamplerConfig(steps=3, guidance=guidance))
+    bound = sampler.bind(shifts)
+    built = [isinstance(delta, MaterialisedDelta) for delta in bound.values()]
+    assert built == [limit is None] * len(shifts)  # built within the limit, else as given
+    expected = sampler.sample(memory, torch.Generator().manual_seed(4), shifts, index)
+    for _ in range(2):  # one binding, many windows
+        windows = sampler.sample(memory, torch.Generator().manual_seed(4), bound, index)
+        torch.testing.assert_close(windows, expected, rtol=0, atol=1e-12)

@@ -101,6 +101,25 @@ def test_the_shift_generator_runs_once_per_listener_batch(model):
     assert calls == [2]  # one call, one style per listener, reused for 4 windows x 3 steps x M
 
 
+def test_edited_weights_are_built_once_per_stream(model, monkeypatch):
+    import perfrdiff.generation.sampler as sampler_module
+
+    builds = []
+    real = sampler_module.materialise_shifts
+    monkeypatch.setattr(
+        sampler_module, "materialise_shifts", lambda *a: builds.append(1) or real(*a)
+    )
+    audio, face, emotion = speaker(2)
+    history = torch.randn(2, 250, H)
+    s = sampler(model, guidance=2.0)
+    bound = generate_clips(s, audio, face, emotion, samples=2, history=history, seed=3)
+    assert builds == [1]  # once for the 4 windows, not once per window
+    monkeypatch.setattr(sampler_module, "DENSE_LIMIT", 0)  # built per call by the planner instead
+    unbound = generate_clips(s, audio, face, emotion, samples=2, history=history, seed=3)
+    assert builds == [1]
+    torch.testing.assert_close(bound, unbound, rtol=1e-5, atol=1e-5)  # float32 rounding
+
+
 def test_personalised_samples_depend_on_the_listener_history(model):
     audio, face, emotion = speaker(1)
     a = generate_clips(sampler(model), audio, face, emotion, 2, torch.randn(1, 250, H), seed=0)

@@ -2,17 +2,19 @@
 
 Per window, :class:`ReactionSampler` binds the listeners' shifts once: one
 :func:`weditlib.edit` block around the whole DDIM loop, with the edited weights ``W ⊕ ΔW`` built
-once for the window (``materialise=True``, see :func:`materialise_within_limit`) so each step's
-edited layer is one product on them. It computes the cross-attention keys and values of the
-memory tokens once (:meth:`~perfrdiff.models.GAFRG.memory_cache`), and then runs only the
-step-dependent part of the denoiser at each step: the same arithmetic as calling the model at
-every step, minus the repeated work.
+once (``materialise=True``, see :func:`materialise_within_limit`) so each step's edited layer is
+one product on them. A caller that samples many windows for the same listeners builds them once
+for all of them with :meth:`ReactionSampler.bind` (the streaming generator does). The sampler
+computes the cross-attention keys and values of the memory tokens once
+(:meth:`~perfrdiff.models.GAFRG.memory_cache`), and then runs only the step-dependent part of
+the denoiser at each step: the same arithmetic as calling the model at every step, minus the
+repeated work.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -22,14 +24,17 @@ from perfrdiff.features import EMOTION_DIM
 from perfrdiff.models.denoiser import GAFRG
 from perfrdiff.models.personalised import PerFRDiff, Shifts
 from perfrdiff.models.schedule import DDIMSchedule
-from weditlib import edit
+from weditlib import DenseDelta, LowRankDelta, MaterialisedDelta, edit, materialise_shifts
+
+#: Shifts as :meth:`ReactionSampler.sample` takes them: as generated, or built into the weights.
+BoundShifts = Mapping[str, DenseDelta | LowRankDelta | MaterialisedDelta]
 
 #: Shifts whose edited weights take at most this many values (``l·n·k``) each are built into
 #: the weights once per window.
 DENSE_LIMIT = 2**24
 
 
-def materialise_within_limit(shifts: Shifts) -> bool:
+def materialise_within_limit(shifts: BoundShifts) -> bool:
     """Whether a window's edited weights are built once (``edit(..., materialise=True)``).
 
     Yes when every edited weight's ``l`` copies take at most :data:`DENSE_LIMIT` values: then
@@ -118,12 +123,25 @@ class ReactionSampler:
                 f"got {config.overlap}"
             )
 
+    def bind(self, shifts: Shifts) -> BoundShifts:
+        """``shifts`` as :meth:`sample` should receive them for many windows of the same listeners.
+
+        Within :data:`DENSE_LIMIT` the edited weights are built once, here
+        (:func:`weditlib.materialise_shifts`), instead of once per window; the windows' outputs
+        are the same. Larger edits are returned unchanged (the planner chooses per call). The
+        built weights are a snapshot of the denoiser's: bind again after changing them.
+        """
+        if not materialise_within_limit(shifts):
+            return shifts
+        with torch.no_grad():
+            return materialise_shifts(self.gafrg, shifts)
+
     @property
     def guided(self) -> bool:
         return self.config.guidance != 1.0
 
     def _bound(
-        self, shifts: Shifts | None, index: Tensor | None
+        self, shifts: BoundShifts | None, index: Tensor | None
     ) -> contextlib.AbstractContextManager:
         """The listeners' shifts, active for the whole window (both guidance branches)."""
         if shifts is None:
@@ -138,7 +156,7 @@ class ReactionSampler:
         self,
         memory: Tensor,
         generator: torch.Generator,
-        shifts: Shifts | None = None,
+        shifts: BoundShifts | None = None,
         index: Tensor | None = None,
         known: Tensor | None = None,
         centre: Tensor | None = None,
@@ -148,7 +166,8 @@ class ReactionSampler:
         Args:
             generator: source of the initial noise (and of DDIM noise when ``eta > 0``); on the
                 CPU or on ``memory``'s device.
-            shifts: per-listener shifts from :meth:`PerFRDiff.listener_shifts` (``None``: generic).
+            shifts: per-listener shifts from :meth:`PerFRDiff.listener_shifts`, or those
+                :meth:`bind` returned for them (``None``: generic).
             index: ``(b,)`` listener of each sample.
             known: ``(b, o, 25)`` frames the window must start with (``o < w``), or ``None``.
                 At every step the window's first ``o`` frames are set to ``known`` noised to

@@ -72,7 +72,7 @@ class StreamingGenerator:
                 raise TypeError("history given but the sampler's model is not a PerFRDiff")
             history = history.to(self.device)
             with torch.no_grad():
-                self.shifts = sampler.model.listener_shifts(history)
+                self.shifts = sampler.bind(sampler.model.listener_shifts(history))
                 self.centre = sampler.model.listener_centre(history)
             self.index = torch.arange(self.n, device=self.device).repeat_interleave(samples)
         self.frames: list[Tensor] = []  # received speaker frames, chunks of (n, f, 78+58+25)
