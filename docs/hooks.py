@@ -335,6 +335,7 @@ def render_generation(report: dict[str, Any]) -> str:
     extra = [
         ("generic_rtf", "generic RTF"),
         ("personalised_over_generic", "personalised / generic"),
+        ("repeats", "rounds (median of)"),
         ("floor_rtf", "compute floor RTF"),
         ("window_gflop", "GFLOP / window"),
     ]
