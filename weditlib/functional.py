@@ -104,21 +104,9 @@ def prepare(
     With a precomputed ``grouping`` every check is on shapes, dtypes and devices only (no host
     synchronisation, nothing data-dependent), so the call traces into one graph.
     """
-    x3, grouping = _validated(x, weight, bias, delta, index, grouping)
-    return x3, grouping, Problem.describe(x3, delta, grouping, bias is not None)
-
-
-def _validated(
-    x: Tensor,
-    weight: Tensor,
-    bias: Tensor | None,
-    delta: Delta | MaterialisedDelta,
-    index: Tensor | None,
-    grouping: Grouping | None,
-) -> tuple[Tensor, Grouping]:
-    """The checks of :func:`prepare`: ``(x3 (b, t, k), grouping)``."""
     grouping = _checked_grouping(x, weight, bias, delta, index, grouping)
-    return _as_3d(x), grouping
+    x3 = _as_3d(x)
+    return x3, grouping, Problem.describe(x3, delta, grouping, bias is not None)
 
 
 def _checked_grouping(
