@@ -17,9 +17,9 @@ long enough to repay it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import torch
 from torch import Tensor
@@ -33,6 +33,8 @@ from weditlib.deltas import (
     _StackedWeights,
 )
 from weditlib.kernels.base import combine
+
+_Kept = TypeVar("_Kept")
 
 #: ``(storage address, version counter)`` of a base weight when its shifts were built in.
 Signature = tuple[int, int]
@@ -94,14 +96,12 @@ class MaterialisedDelta(_StackedWeights, _DeltaMethods):
         parts (the q, k, v rows of a joint attention projection) asks for the same rows at
         every call.
         """
-        key = (start, stop)
-        part = self._row_parts.get(key)
-        if part is None:
+
+        def part() -> MaterialisedDelta:
             bias = None if self.bias is None else self.bias[:, start:stop]
-            part = self._row_parts[key] = MaterialisedDelta(
-                self.weight[:, start:stop], bias, self.base
-            )
-        return part
+            return MaterialisedDelta(self.weight[:, start:stop], bias, self.base)
+
+        return self._kept(("rows", start, stop), part)
 
     def single(self, bias: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """The plain layer that one shift serving the whole batch amounts to.
@@ -118,20 +118,26 @@ class MaterialisedDelta(_StackedWeights, _DeltaMethods):
         """
         if self.num_shifts != 1:
             raise ValueError(f"single() needs l == 1 shift, this delta holds {self.num_shifts}")
-        weight, shift_bias = self._first
+        weight, shift_bias = self._kept(
+            ("single",), lambda: (self.weight[0], None if self.bias is None else self.bias[0])
+        )
         if shift_bias is None:
             return weight, bias
         return weight, shift_bias if bias is None else bias + shift_bias
 
-    @cached_property
-    def _first(self) -> tuple[Tensor, Tensor | None]:
-        """``(weight[0], bias[0] or None)``, indexed once (views)."""
-        return self.weight[0], None if self.bias is None else self.bias[0]
+    def _kept(self, key: tuple, build: Callable[[], _Kept]) -> _Kept:
+        """``build()``, made once per ``key`` and kept on this (frozen) object in eager mode.
 
-    @cached_property
-    def _row_parts(self) -> dict[tuple[int, int], MaterialisedDelta]:
-        """:meth:`rows` already built, by ``(start, stop)``."""
-        return {}
+        Traced code (``torch.compile``) builds it every time: it keeps no Python state, and the
+        views it makes cost nothing in a compiled graph.
+        """
+        if torch.compiler.is_compiling():
+            return build()
+        kept = self.__dict__.setdefault("_kept_views", {})  # not a field: bypasses frozen
+        value = kept.get(key)
+        if value is None:
+            value = kept[key] = build()
+        return value
 
     def check_base(self, weight: Tensor) -> None:
         """Raise unless ``weight`` is (a view of) the unchanged weight these were built from.

@@ -285,6 +285,27 @@ def test_shifts_built_once_serve_many_blocks():
             torch.testing.assert_close(layer(x, memory), expected, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("num_shifts", [1, 3])
+def test_a_forward_on_built_shifts_compiles_fullgraph_and_equals_eager(num_shifts):
+    """The views built shifts keep (row parts, the one-shift weight) are made inside the graph
+    when traced, so the edited forward still compiles into one graph."""
+    layer, shifts = _transformer()
+    shifts = {name: delta.replace(**{f: getattr(delta, f)[:num_shifts]
+                                     for f in delta.tensor_fields()})
+              for name, delta in shifts.items()}  # fmt: skip
+    index = torch.tensor([0, 2, 1, 0, 2]) % num_shifts
+    x, memory = torch.randn(5, 4, 8, dtype=torch.float64), torch.randn(5, 3, 8, dtype=torch.float64)
+    torch._dynamo.reset()
+    compiled = torch.compile(layer, fullgraph=True, backend="eager")
+    with torch.no_grad():
+        built = materialise_shifts(layer, shifts)
+        with edit(layer, shifts, index):
+            expected = layer(x, memory)
+        for _ in range(2):
+            with edit(layer, built, index):
+                torch.testing.assert_close(compiled(x, memory), expected, rtol=0, atol=1e-12)
+
+
 def test_built_shifts_of_a_changed_or_other_model_are_refused_when_the_block_opens():
     layer, shifts = _transformer()
     built = materialise_shifts(layer, shifts)
