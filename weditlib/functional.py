@@ -133,6 +133,19 @@ def _as_3d(x: Tensor) -> Tensor:
     return x.reshape(x.shape[0], tokens, x.shape[-1])
 
 
+def _plain_call_fits(
+    x: Tensor, bias: Tensor | None, delta: MaterialisedDelta, index: object, grouping: object
+) -> bool:
+    """What a one-shift call must satisfy beyond what ``F.linear`` checks: ``x`` is a batch of
+    the grouping's size, and the bias, if any, is ``(n,)`` (``F.linear`` would broadcast a
+    ``(1,)`` one). The base weight is the built one's (``check_base``), so it adds nothing."""
+    return (
+        index is None and isinstance(grouping, Grouping) and isinstance(x, Tensor)
+        and x.dim() >= 2 and x.shape[0] == grouping.batch_size
+        and (bias is None or (isinstance(bias, Tensor) and bias.shape == delta.weight.shape[1:2]))
+    )  # fmt: skip
+
+
 def _materialised_linear(
     x: Tensor,
     weight: Tensor,
@@ -150,10 +163,18 @@ def _materialised_linear(
     if isinstance(weight, Tensor):
         delta.check_base(weight)  # before autocast makes a copy of it
     x, weight, bias, delta = autocast_inputs(x, weight, bias, delta)
+    if delta.num_shifts == 1 and _plain_call_fits(x, bias, delta, index, grouping):
+        # One shift for the whole batch and a block's grouping (a sampler's steps): the plain
+        # layer on the edited weight, which checks x, the bias and their dtypes and devices
+        # itself; an error it raises is explained by the full checks.
+        try:
+            return torch.nn.functional.linear(x, *delta.single(bias))
+        except RuntimeError:
+            _checked_grouping(x, weight, bias, delta, index, grouping)
+            raise
     grouping = _checked_grouping(x, weight, bias, delta, index, grouping)
     if delta.num_shifts == 1:  # one shift for the whole batch: the plain layer, edited weights
-        edited_weight, edited_bias = delta.single(bias)
-        return torch.nn.functional.linear(x, edited_weight, edited_bias)
+        return torch.nn.functional.linear(x, *delta.single(bias))
     y3 = grouped_product(_as_3d(x), delta.weight, group_bias(bias, delta), grouping)
     return y3.reshape(*x.shape[:-1], weight.shape[0])
 

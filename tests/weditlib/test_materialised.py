@@ -173,6 +173,29 @@ def test_bad_arguments_are_named():
         edited_linear(torch.randn(2, 5), weight, None, built, torch.tensor([0, 1]))
 
 
+def test_bad_arguments_of_a_one_shift_call_in_a_block_are_named():
+    """The one-shift call with a block's grouping leaves most checks to F.linear; what it
+    raises is still the named error of the full checks."""
+    weight, bias = torch.randn(4, 6), torch.randn(4)
+    built = materialise(weight, DenseDelta(torch.randn(1, 4, 6), bias=torch.randn(1, 4)))
+    grouping = Grouping.from_index(torch.zeros(2, dtype=torch.long), 1, 2)
+    x = torch.randn(2, 3, 6)
+    expected = torch.nn.functional.linear(x, built.weight[0], bias + built.bias[0])
+    torch.testing.assert_close(edited_linear(x, weight, bias, built, grouping=grouping), expected)
+    with pytest.raises(TypeError, match=r"weight dtype torch\.float32 does not match x dtype"):
+        edited_linear(x.double(), weight, bias, built, grouping=grouping)
+    with pytest.raises(ValueError, match="x's last dim must equal weight's k=6"):
+        edited_linear(torch.randn(2, 3, 5), weight, bias, built, grouping=grouping)
+    with pytest.raises(ValueError, match=r"bias must have shape \(n,\) = \(4,\), got \(1,\)"):
+        edited_linear(x, weight, bias[:1], built, grouping=grouping)  # F.linear would broadcast
+    with pytest.raises(TypeError, match=r"bias dtype torch\.float64 does not match x dtype"):
+        edited_linear(x, weight, bias.double(), built, grouping=grouping)
+    with pytest.raises(ValueError, match="grouping is for b=2, l=1; got b=3"):
+        edited_linear(torch.randn(3, 6), weight, bias, built, grouping=grouping)
+    with pytest.raises(ValueError, match="at least 2 dims"):
+        edited_linear(torch.randn(6), weight, bias, built, grouping=grouping)
+
+
 # --- edit(..., materialise=True) ----------------------------------------------------------------
 
 
