@@ -371,9 +371,9 @@ def _walk(model: nn.Module) -> tuple[_Targets, list[str]]:
     found: _Targets = {}
     merged = []
     for path, module in model.named_modules():
-        if getattr(module, "_merged", None):
-            merged.append(path)
-        if isinstance(module, EditableMixin):
+        if isinstance(module, EditableMixin):  # only editable layers merge (see merging.py)
+            if module._merged:
+                merged.append(path)
             for local in module.selected_weights:
                 found[_weight_name(path, local)] = (module, local, module.editable_weights[local])
     return found, merged
