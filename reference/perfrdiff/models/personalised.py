@@ -66,16 +66,15 @@ class PerFRDiff(nn.Module):
         # Names are relative to the denoiser (e.g. "output"), which edit() is called on.
         self.targets = make_editable(gafrg, config.targets)
         self.history_stats = config.history_stats
-        self.fit_prior_weight = config.fit_prior_weight
         if config.listener_prior and gafrg.scaler is None:
             raise ValueError("pwsg.listener_prior needs a standardising denoiser")
         if config.listener_prior and style_encoder.input_name == "face":
             raise ValueError("pwsg.listener_prior needs an emotion (or dyadic) history, not face")
-        if self.fit_prior_weight and not config.listener_prior:
+        if config.fit_prior_weight and not config.listener_prior:
             raise ValueError("pwsg.fit_prior_weight needs pwsg.listener_prior")
         # The prior's weight is a constant, or fitted on the training split by stage pwsg.
         self.prior = (
-            ListenerPrior(gafrg.scaler.channels, config.prior_weight, self.fit_prior_weight)
+            ListenerPrior(gafrg.scaler.channels, config.prior_weight, config.fit_prior_weight)
             if config.listener_prior
             else None
         )
@@ -111,6 +110,12 @@ class PerFRDiff(nn.Module):
         population = self.gafrg.scaler.mean
         own = history[..., :channels].to(population.dtype)  # the listener's own emotion
         return self.prior.centre(own.mean(dim=1), population)
+
+    @property
+    def fit_prior_weight(self) -> bool:
+        """Whether the listener prior's weight is fitted by stage ``pwsg`` (and saved with the
+        generator) rather than the config's constant."""
+        return self.prior is not None and self.prior.fitted
 
     @property
     def exported(self) -> nn.Module:

@@ -39,6 +39,7 @@ class ListenerPrior(nn.Module):
             raise ValueError(f"channels must be >= 1, got {channels}")
         if not 0.0 <= weight <= 1.0:
             raise ValueError(f"weight must be in [0, 1], got {weight}")
+        self.fitted = fitted
         self.register_buffer("weight", torch.full((channels,), float(weight)), persistent=fitted)
 
     @property
@@ -92,4 +93,4 @@ class ListenerPrior(nn.Module):
         return mean + self.weight.to(mean.dtype) * (history_mean - mean)
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}"
+        return f"channels={self.channels}, fitted={self.fitted}"
