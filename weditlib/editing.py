@@ -453,11 +453,17 @@ def _checked_targets(
         if got != expected:
             raise ValueError(f"shift {name!r} edits a {got} weight, expected {expected}")
         if isinstance(delta, materialised.MaterialisedDelta):
-            module, local, _ = targets[name]
-            delta.check_base(module._weight_views(local)[0])  # built from this weight, unchanged
+            delta.check_base(_base_weight(targets[name]))  # built from this weight, unchanged
     if shifts:
         _shift_count(shifts)
     return targets
+
+
+def _base_weight(target: tuple[EditableMixin, str, tuple[int, int]]) -> Tensor:
+    """The ``(n, k)`` base weight (a view of the parameter) of an :func:`editable_modules`
+    entry ``(module, local name, (n, k))``."""
+    module, local, _ = target
+    return module._weight_views(local)[0]
 
 
 def _block_grouping(
@@ -594,7 +600,7 @@ def _scope_of(
     for name, delta in shifts.items():
         module, local, _ = targets[name]
         if materialise and not isinstance(delta, materialised.MaterialisedDelta):
-            delta = materialised.materialise(module._weight_views(local)[0], delta)
+            delta = materialised.materialise(_base_weight(targets[name]), delta)
         by_module.setdefault(module, {})[local] = (delta, grouping)
     return edit_state.EditScope(by_module)
 
@@ -624,11 +630,10 @@ def materialise_shifts(
         RuntimeError: ``model`` has a merged shift.
     """
     targets = _checked_targets(shifts, _edit_targets(model))
-    built = {}
-    for name, delta in shifts.items():
-        module, local, _ = targets[name]
-        built[name] = materialised.materialise(module._weight_views(local)[0], delta)
-    return built
+    return {
+        name: materialised.materialise(_base_weight(targets[name]), delta)
+        for name, delta in shifts.items()
+    }
 
 
 def edited_call(

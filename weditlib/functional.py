@@ -163,18 +163,18 @@ def _materialised_linear(
     if isinstance(weight, Tensor):
         delta.check_base(weight)  # before autocast makes a copy of it
     x, weight, bias, delta = autocast_inputs(x, weight, bias, delta)
-    if delta.num_shifts == 1 and _plain_call_fits(x, bias, delta, index, grouping):
-        # One shift for the whole batch and a block's grouping (a sampler's steps): the plain
-        # layer on the edited weight, which checks x, the bias and their dtypes and devices
-        # itself; an error it raises is explained by the full checks.
+    one_shift = delta.num_shifts == 1
+    if not (one_shift and _plain_call_fits(x, bias, delta, index, grouping)):
+        grouping = _checked_grouping(x, weight, bias, delta, index, grouping)
+    if one_shift:
+        # One shift for the whole batch: the plain layer on the edited weight. With a block's
+        # grouping (a sampler's steps) F.linear alone checks x, the bias and their dtypes and
+        # devices; an error it raises is explained by the full checks.
         try:
             return torch.nn.functional.linear(x, *delta.single(bias))
         except RuntimeError:
             _checked_grouping(x, weight, bias, delta, index, grouping)
             raise
-    grouping = _checked_grouping(x, weight, bias, delta, index, grouping)
-    if delta.num_shifts == 1:  # one shift for the whole batch: the plain layer, edited weights
-        return torch.nn.functional.linear(x, *delta.single(bias))
     y3 = grouped_product(_as_3d(x), delta.weight, group_bias(bias, delta), grouping)
     return y3.reshape(*x.shape[:-1], weight.shape[0])
 
