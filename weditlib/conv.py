@@ -81,19 +81,24 @@ def _padding_pairs(
     return tuple((p, p) for p in _tuple(padding, dims, "padding", 0))
 
 
-def _check_tensors(x: Tensor, weight: Tensor, bias: Tensor | None, delta: AnyDelta) -> None:
+def _check_kernel(x: Tensor, weight: Tensor) -> None:
+    """``x`` and ``weight`` are tensors, ``weight`` a 1-d or 2-d kernel."""
     for name, value in (("x", x), ("weight", weight)):
         if not isinstance(value, Tensor):
             raise TypeError(f"{name} must be a Tensor, got {type(value).__name__}")
-    if not isinstance(delta, DenseDelta | LowRankDelta | MaterialisedDelta):
-        raise TypeError(
-            "delta must be a DenseDelta, LowRankDelta or MaterialisedDelta, "
-            f"got {type(delta).__name__}"
-        )
     if weight.dim() - 2 not in SPATIAL_DIMS:
         raise ValueError(
             "weight must have shape (out, in/groups, *kernel) with 1 or 2 kernel dims, "
             f"got {tuple(weight.shape)}"
+        )
+
+
+def _check_tensors(x: Tensor, weight: Tensor, bias: Tensor | None, delta: AnyDelta) -> None:
+    _check_kernel(x, weight)
+    if not isinstance(delta, DenseDelta | LowRankDelta | MaterialisedDelta):
+        raise TypeError(
+            "delta must be a DenseDelta, LowRankDelta or MaterialisedDelta, "
+            f"got {type(delta).__name__}"
         )
     if x.dim() != weight.dim():
         raise ValueError(
@@ -312,7 +317,8 @@ def edited_conv(
             since it was built.
     """
     if delta is None:  # the plain convolution, padded exactly as with a shift
-        unbatched = isinstance(x, Tensor) and x.dim() == weight.dim() - 1
+        _check_kernel(x, weight)  # _geometry reads their shapes before F.conv* could check them
+        unbatched = x.dim() == weight.dim() - 1
         x = x.unsqueeze(0) if unbatched else x
         x, geometry = _geometry(x, weight, stride, padding, dilation, groups, padding_mode)
         y = geometry.conv(x, weight, bias, groups)

@@ -81,7 +81,9 @@ class _EditableConv(EditableMixin):
 
     def _weight_views(self, name: str) -> tuple[Tensor, Tensor | None]:
         super()._weight_views(name)  # validates the name
-        return self.weight.view(self.editable_weights[""]), self.bias  # (n, k) view of the kernel
+        # The kernel itself, not its (n, k) view: a channels_last kernel has none (its k values
+        # per output channel are not evenly strided), so merge and materialise flatten it.
+        return self.weight, self.bias
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, {self._edit_repr()}"  # type: ignore[misc]

@@ -256,7 +256,8 @@ def check_grouping(
     elif grouping.batch_size != batch_size or grouping.num_shifts != num_shifts:
         raise ValueError(
             f"grouping is for b={grouping.batch_size}, l={grouping.num_shifts}; "
-            f"got b={batch_size}, l={num_shifts}"
+            f"got b={batch_size}, l={num_shifts} (an edit() block's index, or its grouping, needs "
+            "one entry per sample of the batch each edited layer sees)"
         )
     if grouping.device != device:
         raise ValueError(f"grouping is on {grouping.device} but {device_of} on {device}")
@@ -384,9 +385,13 @@ class Grouping:
             device: where the grouping's tensors live (default: ``index``'s device, or CPU).
 
         Raises:
-            TypeError: as :func:`check_index`.
-            ValueError: as :func:`check_index`.
+            TypeError: as :func:`check_index`, or ``num_shifts`` is not an int.
+            ValueError: as :func:`check_index`, or ``num_shifts`` is negative.
         """
+        if isinstance(num_shifts, bool) or not isinstance(num_shifts, int | torch.SymInt):
+            raise TypeError(f"num_shifts must be an int, got {type(num_shifts).__name__}")
+        if num_shifts < 0:  # else reported as an index out of range [0, l)
+            raise ValueError(f"num_shifts must be >= 0, got {num_shifts}")
         if index is None:
             check_index(None, num_shifts, batch_size)
             size = num_shifts if batch_size is None else batch_size

@@ -288,16 +288,21 @@ def make_editable(
         name → ``(n, k)``, in module order.
 
     Raises:
-        TypeError: ``targets`` is a string instead of a sequence of patterns, or ``batch_dim`` has
-            the wrong type.
+        TypeError: ``model`` is not an ``nn.Module``, ``targets`` is a string instead of a
+            sequence of patterns or holds a non-string, or ``batch_dim`` has the wrong type.
         ValueError: a pattern selects nothing (the message lists some available names), a
             ``batch_dim`` pattern matches no wrapped layer, or the batch dim cannot be inferred.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if isinstance(targets, str):
         raise TypeError(f"targets must be a sequence of glob patterns, got the string {targets!r}")
     if not targets:
         raise ValueError("targets must name at least one pattern")
     patterns = list(targets)
+    not_str = [p for p in patterns if not isinstance(p, str)]
+    if not_str:  # fnmatch would fail on them deep inside, or match nothing
+        raise TypeError(f"targets must be glob pattern strings, got {not_str!r}")
     used = dict.fromkeys(patterns, False)
     available: list[str] = []
     chosen: list[tuple[_Candidate, list[str]]] = []
@@ -423,7 +428,7 @@ def check_shifts(model: nn.Module, shifts: Mapping[str, Delta]) -> _Targets:
 
     Raises:
         KeyError: a name is not an editable weight of ``model``.
-        TypeError: a value is not a DenseDelta / LowRankDelta.
+        TypeError: ``shifts`` is not a mapping, or a value is not a DenseDelta / LowRankDelta.
         ValueError: a shift edits a weight of another shape, or shifts disagree on ``l``.
     """
     return _checked_targets(shifts, editable_modules(model))
@@ -436,6 +441,10 @@ def _checked_targets(
 ) -> _Targets:
     """``targets`` once every shift in ``shifts`` is checked against them (see check_shifts);
     ``built`` also accepts :class:`~weditlib.MaterialisedDelta` s of the targets' own weights."""
+    if not isinstance(shifts, Mapping):  # a list of shifts would be read as names below
+        raise TypeError(
+            f"shifts must be a mapping weight name → shift, got {type(shifts).__name__}"
+        )
     unknown = sorted(set(shifts) - set(targets))
     if unknown:
         raise KeyError(
@@ -460,8 +469,8 @@ def _checked_targets(
 
 
 def _base_weight(target: tuple[EditableMixin, str, tuple[int, int]]) -> Tensor:
-    """The ``(n, k)`` base weight (a view of the parameter) of an :func:`editable_modules`
-    entry ``(module, local name, (n, k))``."""
+    """The ``(n, k)`` base weight (a view of the parameter; a conv's kernel itself) of an
+    :func:`editable_modules` entry ``(module, local name, (n, k))``."""
     module, local, _ = target
     return module._weight_views(local)[0]
 
@@ -535,7 +544,8 @@ def edit(
 
     Raises:
         KeyError: a name in ``shifts`` is not an editable weight of ``model``.
-        TypeError: a shift is not a DenseDelta / LowRankDelta / MaterialisedDelta.
+        TypeError: ``shifts`` is not a mapping, or a shift is not a DenseDelta / LowRankDelta /
+            MaterialisedDelta.
         ValueError: shifts disagree on ``l``, or a shift's shape does not match its weight, or
             both ``index`` and ``grouping`` are given, or ``grouping`` is for another ``l`` or
             device than the shifts.

@@ -15,13 +15,34 @@ weight's shift. Heads are zero-initialised so the edited model equals the base m
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import operator
+from collections.abc import Mapping, Sequence
 
 import torch
 from einops import rearrange
 from torch import Tensor, nn
 
 from weditlib.deltas import MODES, Delta, DenseDelta, LowRankDelta
+
+
+def _is_int(value: object) -> bool:
+    """An integer (a numpy one too), not a bool or a float."""
+    if isinstance(value, bool):
+        return False
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _is_shape(shape: object) -> bool:
+    """``shape`` is ``(n, k)``: two ints ``>= 0`` (any sequence, e.g. a ``torch.Size``)."""
+    return (
+        isinstance(shape, Sequence)
+        and len(shape) == 2
+        and all(_is_int(size) and size >= 0 for size in shape)
+    )
 
 
 def _zero_linear(in_dim: int, out_dim: int) -> nn.Linear:
@@ -117,8 +138,9 @@ class MultiBranchDeltaGenerator(nn.Module):
     ``bias: (l, n)`` with ``bias_shifts``).
 
     Raises:
-        ValueError: empty ``targets``, unknown ``mode``, ``rank < 1``, or ``branch_dim`` with
-            dense heads.
+        TypeError: ``targets`` is not a mapping.
+        ValueError: empty ``targets``, a shape that is not two ints ``>= 0``, unknown ``mode``,
+            ``rank`` not a positive int, or ``branch_dim`` with dense heads.
     """
 
     def __init__(
@@ -134,12 +156,19 @@ class MultiBranchDeltaGenerator(nn.Module):
         bias_shifts: bool = False,
     ) -> None:
         super().__init__()
+        if not isinstance(targets, Mapping):
+            raise TypeError(
+                f"targets must be a mapping weight name → (n, k), got {type(targets).__name__}"
+            )
         if not targets:
             raise ValueError("targets must name at least one weight")
+        for name, shape in targets.items():
+            if not _is_shape(shape):
+                raise ValueError(f"targets[{name!r}] must be (n, k), two ints >= 0, got {shape!r}")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if rank is not None and rank < 1:
-            raise ValueError(f"rank must be a positive int or None (dense heads), got {rank}")
+        if rank is not None and (not _is_int(rank) or rank < 1):
+            raise ValueError(f"rank must be a positive int or None (dense heads), got {rank!r}")
         if branch_dim is not None and rank is None:
             raise ValueError("branch_dim applies to low-rank heads only (rank is None)")
         self.style_dim = style_dim

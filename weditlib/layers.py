@@ -36,6 +36,20 @@ def _share_state(cls: type[ModuleT], base: nn.Module) -> ModuleT:
     return module
 
 
+def check_batch_dim(batch_dim: object) -> None:
+    """``batch_dim`` is an int ``>= 0``: a dim counted from the front, which stays the sample dim
+    whatever token dims follow it (a negative one would count from the feature dim).
+
+    Raises:
+        TypeError: it is not an int.
+        ValueError: it is negative.
+    """
+    if isinstance(batch_dim, bool) or not isinstance(batch_dim, int):
+        raise TypeError(f"batch_dim must be an int, got {type(batch_dim).__name__}")
+    if batch_dim < 0:
+        raise ValueError(f"batch_dim must be >= 0 (a dim counted from the front), got {batch_dim}")
+
+
 def edited_linear_at(
     x: Tensor,
     batch_dim: int,
@@ -48,8 +62,18 @@ def edited_linear_at(
     """:func:`~weditlib.edited_linear` for inputs whose sample dim is ``batch_dim``.
 
     Shapes: ``x: (..., b, ..., k)`` with ``b`` at ``batch_dim`` → ``(..., b, ..., n)``.
+
+    Raises:
+        ValueError: ``x`` has no dim ``batch_dim`` before its feature dim (as :func:`edited_linear`
+            otherwise).
     """
     if batch_dim:
+        # checked here: movedim would raise an IndexError, or move the feature dim to the front
+        if isinstance(x, Tensor) and x.dim() < batch_dim + 2:
+            raise ValueError(
+                f"x must have its sample dim at batch_dim={batch_dim} and the feature dim k "
+                f"after it, i.e. at least {batch_dim + 2} dims, got shape {tuple(x.shape)}"
+            )
         x = x.movedim(batch_dim, 0)
     y = edited_linear(x, weight, bias, delta, index, grouping=grouping)
     return y.movedim(0, batch_dim) if batch_dim else y
@@ -104,7 +128,9 @@ class EditableMixin:
     def _weight_views(self, name: str) -> tuple[Tensor, Tensor | None]:
         """``(weight (n, k), bias (n,) or None)`` of local weight ``name``, as views of the
         parameters (writing into them writes the parameters): the hook :func:`weditlib.merge`
-        uses to bake a shift in. Layers whose weight is not stored as ``(n, k)`` override it.
+        uses to bake a shift in. Layers whose weight is not stored as ``(n, k)`` override it
+        (a convolution returns its kernel ``(n, in/groups, *kernel)``, whose rows flatten to
+        ``k`` values: it may have no ``(n, k)`` view).
         """
         if name != "":
             raise KeyError(f"{type(self).__name__} has no editable weight {name!r}")
@@ -132,6 +158,10 @@ class EditableLinear(EditableMixin, nn.Linear):
             transformer).
 
     ``device`` and ``dtype`` are passed to ``nn.Linear``.
+
+    Raises:
+        TypeError: ``batch_dim`` is not an int.
+        ValueError: ``batch_dim`` is negative.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, batch_dim: int = 0,
@@ -144,7 +174,8 @@ class EditableLinear(EditableMixin, nn.Linear):
         """Wrap ``base`` without copying: the new layer shares its weight and bias.
 
         Raises:
-            TypeError: ``base`` is not an ``nn.Linear``.
+            TypeError: ``base`` is not an ``nn.Linear``, or ``batch_dim`` is not an int.
+            ValueError: ``batch_dim`` is negative.
         """
         if not isinstance(base, nn.Linear):
             raise TypeError(f"base must be an nn.Linear, got {type(base).__name__}")
@@ -153,6 +184,7 @@ class EditableLinear(EditableMixin, nn.Linear):
         return module
 
     def _configure(self, batch_dim: int) -> None:
+        check_batch_dim(batch_dim)
         self.batch_dim = batch_dim
         self.editable_weights = {"": (self.out_features, self.in_features)}
         self._init_edit_state()

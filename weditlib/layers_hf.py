@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 from transformers.pytorch_utils import Conv1D
 
-from weditlib.layers import EditableMixin, _share_state, edited_linear_at
+from weditlib.layers import EditableMixin, _share_state, check_batch_dim, edited_linear_at
 
 
 class EditableConv1D(EditableMixin, Conv1D):
@@ -39,6 +39,7 @@ class EditableConv1D(EditableMixin, Conv1D):
         return module
 
     def _configure(self, batch_dim: int) -> None:
+        check_batch_dim(batch_dim)
         self.batch_dim = batch_dim
         self.editable_weights = {"": (self.nf, self.nx)}
         self._init_edit_state()

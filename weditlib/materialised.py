@@ -17,6 +17,7 @@ long enough to repay it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, TypeVar
@@ -151,13 +152,26 @@ class MaterialisedDelta(_StackedWeights, _DeltaMethods):
         if address != self.base[0]:
             raise RuntimeError(
                 "this MaterialisedDelta was built from another weight than the one it is applied "
-                "to; materialise the shift for this weight"
+                "to; materialise the shift for this weight (the weight itself, or a view of it: "
+                "a copy such as flatten() of a channels_last conv kernel is another weight)"
             )
         if version != self.base[1]:
             raise RuntimeError(
                 "the base weight changed in place since its shift was materialised (an optimiser "
                 "step, merge(), a load): materialise it again, e.g. by reopening the edit() block"
             )
+
+
+def _flattens_to(weight: Tensor, shape: tuple[int, int]) -> bool:
+    """``weight`` is ``shape`` ``(n, k)``, or a 1-d / 2-d conv kernel ``(n, in/groups, *kernel)``
+    whose rows flatten to ``k`` values."""
+    if weight.dim() == 2:
+        return tuple(weight.shape) == shape
+    return (
+        weight.dim() in (3, 4)
+        and weight.shape[0] == shape[0]
+        and (math.prod(weight.shape[1:]) == shape[1])
+    )
 
 
 def materialise(weight: Tensor, delta: Delta) -> MaterialisedDelta:
@@ -172,8 +186,10 @@ def materialise(weight: Tensor, delta: Delta) -> MaterialisedDelta:
     build, once per backward pass: build again for each one.
 
     Args:
-        weight: ``(n, k)`` the base weight (a conv kernel flattened to ``(out, in/groups ·
-            prod(kernel))``, a view of the parameter).
+        weight: ``(n, k)`` the base weight; for a convolution, the kernel ``(out, in/groups,
+            *kernel)`` itself (or its flattened ``(out, in/groups · prod(kernel))`` view, which
+            a ``channels_last`` kernel does not have: ``flatten`` would copy it, and a copy is
+            another weight than the one calls pass).
         delta: ``l`` shifts of that weight.
 
     Returns:
@@ -182,16 +198,19 @@ def materialise(weight: Tensor, delta: Delta) -> MaterialisedDelta:
     Raises:
         TypeError: ``weight`` is not a floating tensor, or ``delta`` is not a DenseDelta /
             LowRankDelta.
-        ValueError: ``weight`` is not ``(n, k)`` of the shift's shape, or on another device.
+        ValueError: ``weight`` is neither ``(n, k)`` of the shift's shape nor a conv kernel
+            that flattens to it, or is on another device.
     """
     if not isinstance(weight, Tensor):
         raise TypeError(f"weight must be a Tensor, got {type(weight).__name__}")
     if not isinstance(delta, DenseDelta | LowRankDelta):
         raise TypeError(f"delta must be a DenseDelta or LowRankDelta, got {type(delta).__name__}")
     expected = (delta.out_features, delta.in_features)
-    if weight.dim() != 2 or tuple(weight.shape) != expected:
+    if not _flattens_to(weight, expected):
         raise ValueError(
-            f"weight must have the shift's shape (n, k) = {expected}, got {tuple(weight.shape)}"
+            f"weight must have the shift's shape (n, k) = {expected}, got "
+            f"{tuple(weight.shape)} (a conv kernel (n, in/groups, *kernel) that flattens to it "
+            "also serves)"
         )
     if not weight.dtype.is_floating_point:
         raise TypeError(f"weight must have a floating dtype, got {weight.dtype}")
@@ -199,6 +218,8 @@ def materialise(weight: Tensor, delta: Delta) -> MaterialisedDelta:
         raise ValueError(f"weight is on {weight.device} but the shift is on {delta.device}")
     with torch.autocast(weight.device.type, enabled=False):  # build at the weights' precision
         shift = delta.matrix().to(weight.dtype)
-        built = combine(weight, shift, delta.mode)
+        # A kernel's (n, k) view may not exist (channels_last): reshape then copies, and the
+        # signature below is still taken from the kernel itself, the tensor calls will pass.
+        built = combine(weight.reshape(expected), shift, delta.mode)
     bias = None if delta.bias is None else delta.bias.to(weight.dtype)
     return MaterialisedDelta(built, bias, weight_signature(weight))

@@ -7,12 +7,14 @@ back bit-identical).
 
 Each editable layer exposes its weights through ``EditableMixin._weight_views(local_name) ->
 (weight (n, k), bias (n,) | None)``, *views* of its parameters; a layer whose weight is not stored
-as ``(n, k)`` (HF ``Conv1D``'s ``(k, n)``, a conv's ``(out, in/groups, *kernel)``) returns a
-transposed or flattened view, and merging works through it.
+as ``(n, k)`` (HF ``Conv1D``'s ``(k, n)``) returns a transposed view, and merging works through
+it; a convolution returns its kernel ``(out, in/groups, *kernel)`` itself (a ``channels_last``
+kernel has no ``(n, k)`` view), which merging flattens and writes back whole.
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 
 import torch
@@ -29,6 +31,16 @@ def _shift_matrix(delta: Delta, which: int) -> Tensor:
     if isinstance(delta, LowRankDelta):
         return delta.up[which] @ delta.down[which]
     return delta.weight[which]
+
+
+def _as_position(which: object) -> int | None:
+    """``which`` as a Python int, or ``None`` when it is no integer (a bool, a float)."""
+    if isinstance(which, bool):
+        return None
+    try:
+        return operator.index(which)
+    except TypeError:
+        return None
 
 
 def _merged_layers(model: nn.Module) -> list[tuple[str, EditableMixin]]:
@@ -61,10 +73,12 @@ def merge(model: nn.Module, shifts: Mapping[str, Delta], which: int) -> None:
     if not shifts:
         raise ValueError("shifts is empty: nothing to merge")
     count = next(iter(shifts.values())).num_shifts
-    if isinstance(which, bool) or not isinstance(which, int) or not 0 <= which < count:
+    position = _as_position(which)  # numpy ints and 0-d integer tensors count as ints
+    if position is None or not 0 <= position < count:
         raise ValueError(
             f"which must be an int in [0, {count}) (the number of shifts), got {which!r}"
         )
+    which = position
     if merged := _merged_layers(model):
         raise RuntimeError(
             f"the model has merged shifts already (at {[p for p, _ in merged][:4]}); "
@@ -86,7 +100,9 @@ def merge(model: nn.Module, shifts: Mapping[str, Delta], which: int) -> None:
                 module._merged = {n: p.detach().clone() for n, p in module.named_parameters()}
             weight, bias = views[name]
             shift = _shift_matrix(delta, which).to(weight.dtype)
-            weight.copy_(weight + shift if delta.mode == "shift" else weight * (1 + shift))
+            flat = weight.reshape(shift.shape)  # a conv kernel's (n, k) values (maybe a copy)
+            merged = flat + shift if delta.mode == "shift" else flat * (1 + shift)
+            weight.copy_(merged.reshape(weight.shape))
             if delta.bias is not None:
                 bias.add_(delta.bias[which].to(bias.dtype))
 

@@ -79,7 +79,15 @@ def set_machine_model(device_type: str, model: MachineModel) -> None:
     """Replace the model used for ``device_type`` (e.g. with :func:`calibrate`'s result).
 
     Forgets every cached decision: they were made with the old rates.
+
+    Raises:
+        TypeError: ``device_type`` is not a string or ``model`` is not a :class:`MachineModel`.
     """
+    # checked now: a bad entry would break every later plan for the device, far from here
+    if not isinstance(device_type, str):
+        raise TypeError(f"device_type must be a str such as 'cuda', got {device_type!r}")
+    if not isinstance(model, MachineModel):
+        raise TypeError(f"model must be a MachineModel, got {type(model).__name__}")
     _MACHINES[device_type] = model
     clear_cache()
 
