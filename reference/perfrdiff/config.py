@@ -220,9 +220,10 @@ class DiffusionConfig(_Checked):
     eta: float = _setting(0.0, _at_least(0))
     # What the denoiser predicts: "x0" (the paper) or "v" (see DDIMSchedule).
     prediction: str = _setting("x0", _one_of("x0", "v"))
-    # DDIM timestep grid: "uniform" or "quadratic" (more steps where the noise is small, so
-    # frame-to-frame detail survives the last step; see DDIMSchedule.set_timesteps).
-    spacing: str = _setting("uniform", _one_of("uniform", "quadratic"))
+    # DDIM timestep grid: "uniform", "quadratic" (more steps where the noise is small, so
+    # frame-to-frame detail survives the last step), "linspace" or "trailing" (even steps from
+    # pure noise); see DDIMSchedule.set_timesteps.
+    spacing: str = _setting("uniform", _one_of("uniform", "quadratic", "linspace", "trailing"))
 
     def __post_init__(self) -> None:
         super().__post_init__()

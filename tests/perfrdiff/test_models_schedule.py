@@ -100,10 +100,36 @@ def test_quadratic_timesteps_are_distinct_descending_and_dense_near_the_clean_en
     ]  # fmt: skip
 
 
-def test_ddim_with_an_oracle_recovers_x0_on_a_quadratic_grid():
+@pytest.mark.parametrize(
+    ("spacing", "expected"),
+    [
+        ("uniform", [900, 800, 700, 600, 500, 400, 300, 200, 100, 0]),
+        ("linspace", [999, 888, 777, 666, 555, 444, 333, 222, 111, 0]),
+        ("trailing", [999, 899, 799, 699, 599, 499, 399, 299, 199, 99]),  # diffusers' grid
+    ],
+)
+def test_the_even_grids_at_ten_steps(spacing, expected):
+    assert DDIMSchedule(1000).set_timesteps(10, spacing).tolist() == expected
+
+
+@pytest.mark.parametrize("spacing", ["linspace", "trailing"])
+@pytest.mark.parametrize("train_steps", [2, 7, 1000])
+def test_the_even_grids_start_from_pure_noise_with_distinct_steps(spacing, train_steps):
+    schedule = DDIMSchedule(train_steps)
+    for steps in range(1, train_steps + 1):
+        grid = schedule.set_timesteps(steps, spacing)
+        assert grid.shape == (steps,) and grid[0] == train_steps - 1 and grid[-1] >= 0
+        assert bool((grid[:-1] > grid[1:]).all())
+        gaps = (grid[:-1] - grid[1:]).tolist()
+        assert max(gaps, default=0) - min(gaps, default=0) <= 1  # even, up to rounding
+    assert schedule.set_timesteps(train_steps, spacing).tolist() == list(range(train_steps))[::-1]
+
+
+@pytest.mark.parametrize("spacing", ["uniform", "quadratic", "linspace", "trailing"])
+def test_ddim_with_an_oracle_recovers_x0_on_every_grid(spacing):
     torch.manual_seed(0)
     schedule = DDIMSchedule(1000)
-    timesteps = schedule.set_timesteps(10, "quadratic")
+    timesteps = schedule.set_timesteps(10, spacing)
     x0 = torch.randn(3, 50, 25)
     x = schedule.add_noise(x0, torch.randn_like(x0), torch.full((3,), int(timesteps[0])))
     for t in timesteps.tolist():

@@ -28,6 +28,9 @@ def cosine_alphas_cumprod(num_steps: int, s: float = 0.008, max_beta: float = 0.
 
 
 PREDICTIONS = ("x0", "v")
+# DDIM timestep grids (see DDIMSchedule.set_timesteps); "linspace" and "trailing" are diffusers'
+# names for the same grids.
+SPACINGS = ("uniform", "quadratic", "linspace", "trailing")
 
 
 class DDIMSchedule:
@@ -64,27 +67,48 @@ class DDIMSchedule:
     def set_timesteps(self, num_steps: int, spacing: str = "uniform") -> Tensor:
         """Choose ``num_steps`` timesteps, descending; returns them as ``(s,)``.
 
-        ``"uniform"``: every ``⌊T / s⌋``-th step from 0 (DDIM's linear selection).
-        ``"quadratic"``: ``t_i ∝ i²`` from 0 to ``T - 1`` (DDIM's quadratic selection): the same
-        number of steps, spent where the noise is small. The last step of a uniform grid jumps
-        from ``t = T / s`` to clean, so whatever is weaker than that noise level (frame-to-frame
-        detail of a reaction) is averaged away; a quadratic grid ends with a small jump.
+        With ``T = num_train_steps``:
+
+        * ``"uniform"``: every ``⌊T / s⌋``-th step from 0 (DDIM's linear selection; diffusers'
+          "leading"). The first step is ``T - ⌊T / s⌋``, not ``T - 1``: sampling starts from
+          pure noise as if some signal were left.
+        * ``"quadratic"``: ``t_i ∝ i²`` from 0 to ``T - 1`` (DDIM's quadratic selection): the same
+          number of steps, spent where the noise is small. The last step of a uniform grid jumps
+          from ``t = T / s`` to clean, so whatever is weaker than that noise level (frame-to-frame
+          detail of a reaction) is averaged away; a quadratic grid ends with a small jump.
+        * ``"linspace"``: evenly spaced from ``T - 1`` to 0 (rounded; one step: ``T - 1``).
+        * ``"trailing"``: evenly spaced from ``T - 1`` down by ``T / s`` (rounded), so the last
+          step jumps from ``t ≈ T / s - 1`` to clean; the grid Lin et al. (2024, "Common
+          diffusion noise schedules and sample steps are flawed") recommend.
+
+        Raises:
+            ValueError: ``num_steps`` is not in ``[1, T]``, or ``spacing`` is not one of
+                :data:`SPACINGS`.
         """
         if not 1 <= num_steps <= self.num_train_steps:
             raise ValueError(f"num_steps must be in [1, {self.num_train_steps}], got {num_steps}")
+        last = self.num_train_steps - 1
         if spacing == "uniform":
             ratio = self.num_train_steps // num_steps
             ascending = torch.arange(num_steps) * ratio
         elif spacing == "quadratic":
-            last = self.num_train_steps - 1
             grid = torch.linspace(0, 1, num_steps, dtype=torch.float64) ** 2 * last
             steps = grid.floor().long().tolist()
             for i in range(1, num_steps):  # distinct steps, leaving room for the ones after
                 room = last - (num_steps - 1 - i)
                 steps[i] = min(max(steps[i], steps[i - 1] + 1), room)
             ascending = torch.tensor(steps)
+        elif spacing == "linspace":
+            # from T - 1 (one step: a single jump from pure noise) to 0; gaps of (T - 1) / (s - 1)
+            # >= 1 for s < T, and exactly 1 for s = T, so rounding keeps the steps distinct
+            ascending = torch.linspace(last, 0, num_steps, dtype=torch.float64).round().long()
+            ascending = ascending.flip(0)
+        elif spacing == "trailing":
+            # T (i + 1) / s - 1 for i < s: gaps of T / s >= 1, so rounding keeps them distinct
+            fraction = torch.arange(1, num_steps + 1, dtype=torch.float64) / num_steps
+            ascending = (fraction * self.num_train_steps).round().long() - 1
         else:
-            raise ValueError(f"spacing must be 'uniform' or 'quadratic', got {spacing!r}")
+            raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
         self.timesteps = ascending.flip(0).long()
         grid = self.timesteps.tolist()
         self._previous = dict(zip(grid, [*grid[1:], -1], strict=True))
