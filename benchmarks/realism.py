@@ -14,6 +14,9 @@ generated / real); a chance row (real reactions of other items) is the baseline.
 (``make-synthetic``, 30/4/6 sessions, seed 0) and the ``lagged-expressive`` family, each trained
 in the tiny config with ``x0`` prediction and with ``diffusion.prediction=v`` (same seed), 10
 samples per item; the variants' overrides are recorded in each file.
+``benchmarks/results/realism_grids_{coupled,lagged}.json``: the DDIM timestep grids (quadratic,
+linspace, trailing) on one run of the current tiny preset per family (seed 0, one thread), both
+modes.
 """
 
 from __future__ import annotations
