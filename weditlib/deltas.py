@@ -96,7 +96,7 @@ class _StackedWeights:
         return self.weight.device
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds tensors: == is identity
 class DenseDelta(_StackedWeights, _DeltaMethods):
     """``l`` full-size shifts of an ``(n, k)`` weight.
 
@@ -139,7 +139,7 @@ class DenseDelta(_StackedWeights, _DeltaMethods):
         return DenseDelta(self.weight[:, start:stop], mode=self.mode, bias=bias)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds tensors: == is identity
 class LowRankDelta(_DeltaMethods):
     """``l`` rank-``r`` shifts ``ΔW = up @ down`` of an ``(n, k)`` weight.
 
@@ -323,7 +323,7 @@ def _check_range(low: int, high: int, num_shifts: int) -> None:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds tensors: == is identity
 class Grouping:
     """Samples sorted by the shift they use: the layout of the grouped algorithms.
 

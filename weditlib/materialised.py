@@ -55,7 +55,7 @@ def weight_signature(weight: Tensor) -> Signature:
     return weight.untyped_storage().data_ptr(), version
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds tensors: == is identity
 class MaterialisedDelta(_StackedWeights, _DeltaMethods):
     """``l`` edited weights ``W ⊕ ΔW`` of one ``(n, k)`` weight, built by :func:`materialise`.
 

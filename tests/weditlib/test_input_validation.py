@@ -11,6 +11,7 @@ from weditlib import (
     DenseDelta,
     EditableLinear,
     Grouping,
+    LowRankDelta,
     MultiBranchDeltaGenerator,
     edit,
     edited_conv,
@@ -183,3 +184,14 @@ def test_a_batch_that_does_not_match_the_edit_index_is_explained():
         edit(model, {"0": DenseDelta(torch.randn(2, 6, 5))}, torch.tensor([0, 1])),
     ):
         model(torch.randn(3, 5))
+
+
+def test_shifts_and_groupings_compare_by_identity():
+    weight = torch.randn(2, 6, 5)
+    first, second = DenseDelta(weight), DenseDelta(weight)  # the same tensor, two shifts
+    low_rank = LowRankDelta(torch.randn(2, 6, 1), torch.randn(2, 1, 5))
+    grouping = Grouping.from_index(torch.tensor([0, 1, 1]), 2, None)
+    built = materialise(torch.randn(6, 5), first)
+    for value in (first, low_rank, grouping, built):
+        assert value == value and value in [second, value]  # no elementwise tensor ==
+    assert first != second and len({first: 0, second: 1}) == 2
