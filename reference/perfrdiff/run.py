@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from perfrdiff.config import STAGES, Config, apply_runtime, load_config, save_config
+from perfrdiff.data import read_split_csv
 from perfrdiff.device import autocast, check_precision, loader_workers, resolve_device
 from perfrdiff.generation import (
     MODES,
@@ -34,7 +35,7 @@ from perfrdiff.generation import (
     with_style_input,
 )
 from perfrdiff.models import STAGE_MODELS, DDIMSchedule, build_schedule
-from perfrdiff.rundir import load_stage_weights, run_dir_lock
+from perfrdiff.rundir import UPSTREAM, check_stage, load_stage_weights, run_dir_lock
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,7 @@ class Run:
             with run_dir_lock(self.directory, enabled=env.is_main):
                 if resume:
                     check_resume(self.config, self.directory, stages)  # before config.yaml
+                self._check_can_train(stages)  # before config.yaml too
                 if env.is_main:
                     save_config(self.config, self.directory / CONFIG_FILE)
                 for name in stages:
@@ -158,6 +160,22 @@ class Run:
         finally:
             shutdown(env)
         return paths
+
+    def _check_can_train(self, stages: Sequence[str]) -> None:
+        """Fail before ``config.yaml`` is replaced when ``stages`` cannot train: the training
+        split is unreadable, or an earlier stage they load (and that is not trained here first)
+        is missing or does not fit this config. Otherwise a failed call would leave the run's
+        trained stages under a config they do not fit.
+
+        Raises:
+            perfrdiff.data.DataError: ``{data.root}/train.csv`` is missing or unreadable.
+            FileNotFoundError, perfrdiff.rundir.StageMismatch: see :func:`check_stage`.
+        """
+        read_split_csv(self.config.data.root, "train")
+        for position, name in enumerate(stages):
+            for upstream in UPSTREAM[name]:
+                if upstream not in stages[:position]:
+                    check_stage(self.directory, upstream, self.config)
 
     # Inference ----------------------------------------------------------------------------
 

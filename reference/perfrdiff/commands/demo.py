@@ -66,11 +66,12 @@ def demo(
     start = time.perf_counter()
     out = Path(out)
     data_root = out / "data"
-    ensure_dataset(data_root, sessions, seed)
+    # Config, overrides and device first: a typo should not cost writing the dataset.
     config = load_config(
         config_name, [f"data.root={data_root}", f"seed={seed}", *(overrides or [])]
     )
     run = Run(config, out / "run", device, precision)
+    ensure_dataset(data_root, sessions, seed)
     timings = {"data": time.perf_counter() - start}
     run.train(STAGES)
     timings["train"] = time.perf_counter() - start - sum(timings.values())
