@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from perfrdiff.features import CLIP_FRAMES
+
 PRESETS_DIR = Path(__file__).parent / "configs"
 STAGES: tuple[str, ...] = ("emotion-vae", "style", "gafrg", "pwsg")
 
@@ -52,6 +54,11 @@ _Rule = Callable[[Any], "str | None"]
 
 def _at_least(low: float) -> _Rule:
     return lambda v: None if v >= low else f"must be >= {low}, got {v!r}"
+
+
+def _between(low: int, high: int) -> _Rule:
+    below = _at_least(low)
+    return lambda v: below(v) or (None if v <= high else f"must be <= {high}, got {v!r}")
 
 
 def _positive(v: float) -> str | None:
@@ -248,7 +255,8 @@ class StyleConfig(_Checked):
     dropout: float = _setting(0.1, _below_one)
     style_dim: int = _setting(128, _at_least(1))
     temperature: float = _setting(0.07, _positive)
-    frames: int = _setting(250, _at_least(1))  # clip length for contrastive training (10 s)
+    # clip length for contrastive training (10 s); cut from one clip
+    frames: int = _setting(250, _between(1, CLIP_FRAMES))
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -312,8 +320,9 @@ class StageConfig(_Checked):
 @dataclass
 class DataConfig(_Checked):
     root: str = "data/synthetic"
-    window: int = _setting(50, _at_least(1))
-    history_frames: int = _setting(250, _at_least(1))
+    # Both are cut from one clip, so they cannot be longer than one (the datasets refuse it).
+    window: int = _setting(50, _between(1, CLIP_FRAMES))
+    history_frames: int = _setting(250, _between(1, CLIP_FRAMES))
     # Evaluation: a listener with no other clip in any split takes its history from the evaluated
     # clip itself (which then leaks the target into the condition). Off: such a split fails.
     allow_same_clip_history: bool = False
@@ -404,6 +413,11 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
             if not isinstance(value, Mapping):
                 raise ConfigError("train", f"expected a mapping stage -> settings, got {value!r}")
             defaults = Config().train
+            for stage, cfg in value.items():
+                if cfg is not None and not isinstance(cfg, Mapping):
+                    raise ConfigError(
+                        f"train.{stage}", f"expected a mapping of settings, got {cfg!r}"
+                    )
             kwargs[key] = {
                 stage: _build(
                     StageConfig,
@@ -447,20 +461,40 @@ def load_config(name_or_path: str | Path = "tiny", overrides: Sequence[str] = ()
     Override values are parsed as YAML, so ``train.gafrg.steps=50`` gives an int and
     ``pwsg.rank=null`` gives ``None``.
     """
+    if isinstance(overrides, str):
+        # A lone string would be read character by character as overrides.
+        raise TypeError(f"overrides: expected a list of 'key.sub=value' strings, got {overrides!r}")
     path = Path(name_or_path)
     if not path.suffix:
         path = PRESETS_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
         presets = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
         raise FileNotFoundError(f"config {name_or_path!r}: no file {path} (presets: {presets})")
-    with open(path) as f:
-        raw = yaml.safe_load(f) or {}
-    data = config_to_dict(config_from_dict(raw))
+    try:
+        with open(path) as f:
+            raw = yaml.safe_load(f)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ValueError(f"{path}: not a readable YAML config ({error})") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise TypeError(
+            f"{path}: expected a YAML mapping of config sections, got {type(raw).__name__}"
+        )
+    try:
+        data = config_to_dict(config_from_dict(raw))
+    except (TypeError, ValueError) as error:
+        error.add_note(f"in config file {path}")  # the message names the key, this the file
+        raise
     for item in overrides:
-        if "=" not in item:
+        if not isinstance(item, str) or "=" not in item:
             raise ValueError(f"override must look like key.sub=value, got {item!r}")
         key, value = item.split("=", 1)
-        _set_path(data, key.strip(), yaml.safe_load(value))
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            raise ValueError(f"override {item!r}: the value is not valid YAML ({error})") from None
+        _set_path(data, key.strip(), parsed)
     return config_from_dict(data)
 
 

@@ -58,6 +58,10 @@ def mfcc_features(wave: np.ndarray, sample_rate: int, frames: int = CLIP_FRAMES)
     wave = np.asarray(wave)
     if wave.ndim != 1:
         raise ValueError(f"wave: expected a mono signal of shape (samples,), got {wave.shape}")
+    if not np.isfinite(wave).all():
+        # librosa would stop with its own ParameterError, which names neither file nor value.
+        bad = int((~np.isfinite(wave)).sum())
+        raise ValueError(f"wave: contains {bad} NaN or infinite samples")
     hop = _hop_length(sample_rate)
     needed = min_samples(sample_rate, frames)
     if wave.shape[0] < needed:

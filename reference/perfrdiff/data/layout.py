@@ -82,8 +82,34 @@ def _clean_clip(value: str, csv_path: Path, row: int) -> str:
     return clip
 
 
+SPEAKER_COLUMN = "speaker_path"
+LISTENER_COLUMN = "listener_path"
+
+
+def _is_clip_path(value: str) -> bool:
+    return len(PurePosixPath(value.strip().replace("\\", "/").strip("/")).parts) >= 4
+
+
+def _split_columns(first: list[str]) -> tuple[int, int, bool]:
+    """``(speaker column, listener column, first row is a header)`` of a split CSV.
+
+    A 3-column header that names ``speaker_path`` and ``listener_path`` decides their columns (so a
+    file written with the two swapped is not read with speaker and listener exchanged); without
+    it they are columns 1 and 2. A first row whose two path cells are clip paths is data, not
+    a header to skip (some exported copies have no header line).
+    """
+    names = [cell.strip().lstrip("\ufeff") for cell in first]
+    if len(names) == 3 and SPEAKER_COLUMN in names and LISTENER_COLUMN in names:
+        return names.index(SPEAKER_COLUMN), names.index(LISTENER_COLUMN), True
+    is_data = len(first) == 3 and _is_clip_path(first[1]) and _is_clip_path(first[2])
+    return 1, 2, not is_data
+
+
 def read_split_csv(root: str | Path, split: str) -> list[ClipPair]:
     """Read ``{root}/{split}.csv`` and return its rows *mirrored*: all rows, then all rows swapped.
+
+    The file has three columns, ``,speaker_path,listener_path`` (see :func:`_split_columns` for
+    how the header is read).
 
     Returns:
         ``2 R`` pairs for a CSV with ``R`` data rows, in the neighbour matrix's order.
@@ -91,17 +117,22 @@ def read_split_csv(root: str | Path, split: str) -> list[ClipPair]:
     path = Path(root) / f"{split}.csv"
     if not path.is_file():
         raise MissingFileError(f"{path}: split index file is missing")
-    with path.open(newline="") as handle:
-        rows = list(csv.reader(handle))
+    try:
+        with path.open(newline="") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise DataError(f"{path}: not a readable CSV text file ({error})") from error
     if not rows:
         raise DataError(f"{path}: file is empty, expected a header ',speaker_path,listener_path'")
+    speaker, listener, header = _split_columns(rows[0])
     pairs = []
-    for number, row in enumerate(rows[1:], start=2):
+    for number, row in enumerate(rows[int(header) :], start=1 + int(header)):
         if not row or all(not cell.strip() for cell in row):
             continue
         if len(row) != 3:
             raise DataError(f"{path}: row {number}: expected 3 columns, got {len(row)}")
-        pairs.append(ClipPair(_clean_clip(row[1], path, number), _clean_clip(row[2], path, number)))
+        clips = (_clean_clip(row[column], path, number) for column in (speaker, listener))
+        pairs.append(ClipPair(*clips))
     if not pairs:
         raise DataError(f"{path}: no data rows after the header")
     return pairs + [ClipPair(p.listener, p.speaker) for p in pairs]
@@ -218,8 +249,9 @@ def read_npy(path: str | Path) -> np.ndarray:
 def read_face(path: Path) -> np.ndarray:
     """Read a FaceVerse 3DMM ``.npy`` (squeezes to ``(751, 58)``); returns ``(750, 58)`` float32."""
     array = read_npy(path)
-    if not np.issubdtype(array.dtype, np.number):
-        raise DataError(f"{path}: expected a numeric array, got dtype {array.dtype}")
+    # Complex values would be cast to float32 with their imaginary part silently dropped.
+    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+        raise DataError(f"{path}: expected a real numeric array, got dtype {array.dtype}")
     return _check_frames(np.squeeze(array), path, FACE_DIM, "3DMM coefficients")
 
 

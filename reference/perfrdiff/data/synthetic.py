@@ -94,8 +94,16 @@ class SyntheticConfig:
         low, high = self.clips_per_session
         if not 1 <= low <= high:
             raise ValueError(f"clips_per_session: expected 1 <= min <= max, got {low, high}")
-        if self.sample_rate % (2 * FPS):
-            raise ValueError(f"sample_rate: expected a multiple of 50 Hz, got {self.sample_rate}")
+        # 0 is a multiple of 50 too, and failed only in soundfile, after other files were written.
+        if self.sample_rate <= 0 or self.sample_rate % (2 * FPS):
+            raise ValueError(
+                f"sample_rate: expected a positive multiple of 50 Hz, got {self.sample_rate}"
+            )
+        if not self.seed >= 0:
+            raise ValueError(f"seed: expected an integer >= 0, got {self.seed}")
+        # NaN noise would write NaN emotion files that every reader then refuses.
+        if not 0 <= self.noise < float("inf"):
+            raise ValueError(f"noise: expected a finite number >= 0, got {self.noise}")
         if not 0 < self.appropriate_quantile <= 1:
             raise ValueError(
                 f"appropriate_quantile: expected in (0, 1], got {self.appropriate_quantile}"

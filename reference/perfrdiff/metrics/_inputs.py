@@ -7,10 +7,24 @@ from typing import Any
 import numpy as np
 
 
+def _tensor_to_numpy(name: str, value: Any) -> Any:
+    """A torch tensor as a numpy array; anything else unchanged."""
+    if not hasattr(value, "detach"):
+        return value
+    import torch  # only reached with a tensor, so torch is already imported
+
+    value = value.detach().cpu()
+    if value.dtype == torch.bfloat16:
+        value = value.float()  # NumPy has no bfloat16, what bf16 generation produces
+    try:
+        return value.numpy()
+    except TypeError:  # e.g. float8: torch's message names neither argument nor dtype
+        raise TypeError(f"{name}: expected a real numeric dtype, got {value.dtype}") from None
+
+
 def as_array(name: str, value: Any, ndim: int, layout: str) -> np.ndarray:
     """``value`` (numpy array or torch tensor) as a finite real array with ``ndim`` dimensions."""
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
+    value = _tensor_to_numpy(name, value)
     if not isinstance(value, np.ndarray):
         raise TypeError(
             f"{name}: expected a numpy array or torch tensor, got {type(value).__name__}"
@@ -51,9 +65,7 @@ def sequences_array(name: str, value: Any, predictions: np.ndarray) -> np.ndarra
 
 def neighbour_array(neighbours: Any, n: int) -> np.ndarray:
     """The appropriateness matrix validated as boolean ``(n, n)`` with no empty row."""
-    if hasattr(neighbours, "detach"):
-        neighbours = neighbours.detach().cpu().numpy()
-    neighbours = np.asarray(neighbours)
+    neighbours = np.asarray(_tensor_to_numpy("neighbours", neighbours))
     if neighbours.shape != (n, n):
         raise ValueError(f"neighbours: expected shape (n, n) = {(n, n)}, got {neighbours.shape}")
     if neighbours.dtype != np.bool_:
@@ -64,3 +76,13 @@ def neighbour_array(neighbours: Any, n: int) -> np.ndarray:
     if empty.size:
         raise ValueError(f"neighbours: row {int(empty[0])} has no appropriate reaction")
     return neighbours
+
+
+def check_n_jobs(n_jobs: Any) -> None:
+    """``n_jobs`` of FRdist: None (one process per usable CPU) or an integer >= 1."""
+    if n_jobs is None:
+        return
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int | np.integer) or n_jobs < 1:
+        raise ValueError(
+            f"n_jobs: expected None (one process per usable CPU) or an integer >= 1, got {n_jobs!r}"
+        )

@@ -47,7 +47,12 @@ from dtaidistance import dtw_ndim
 from tqdm import tqdm
 
 from perfrdiff.host import usable_cpus
-from perfrdiff.metrics._inputs import neighbour_array, predictions_array, sequences_array
+from perfrdiff.metrics._inputs import (
+    check_n_jobs,
+    neighbour_array,
+    predictions_array,
+    sequences_array,
+)
 
 #: (channels, weight) of the three FRdist components: 15 AUs, valence/arousal, 8 expressions.
 COMPONENTS: tuple[tuple[slice, float], ...] = (
@@ -227,6 +232,7 @@ def frdist_per_speaker(
         n_jobs: worker processes (None: one per CPU this process may use; 1: in this process).
         prune: exact pruning (see :mod:`perfrdiff.metrics.dtw`); False is exhaustive.
     """
+    check_n_jobs(n_jobs)  # 0 used to mean 'all CPUs' by accident, -1 failed in the pool
     predictions = np.asarray(predictions_array(predictions), dtype=np.float32)
     reals = np.asarray(
         sequences_array("listener_emotion", listener_emotion, predictions), dtype=np.float32

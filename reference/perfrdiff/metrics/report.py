@@ -11,7 +11,7 @@ from typing import Any, Literal
 import numpy as np
 
 from perfrdiff.data import ClipStore, DataError, MissingFileError, SplitIndex, read_npy
-from perfrdiff.metrics._inputs import predictions_array
+from perfrdiff.metrics._inputs import check_n_jobs, predictions_array
 from perfrdiff.metrics.evaluate import evaluate_all, write_report
 from perfrdiff.metrics.motion import motion_report
 
@@ -145,17 +145,41 @@ def load_references(root: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.
 
 
 def recorded_stride(path: Path) -> int | None:
-    """The window stride recorded beside saved predictions (``<stem>.json``), if any."""
-    meta = path.with_suffix(".json")
-    if not meta.is_file():
+    """The window stride recorded beside saved predictions (``<stem>.json``), if any.
+
+    Raises:
+        perfrdiff.data.DataError: the sidecar is unreadable or its stride is not an integer
+            >= 1.
+    """
+    stride = read_sidecar(path).get("stride")
+    if stride is None:
         return None
-    stride = json.loads(meta.read_text()).get("stride")
-    return int(stride) if stride is not None else None
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise DataError(
+            f"{Path(path).with_suffix('.json')}: expected 'stride' to be an integer >= 1, "
+            f"got {stride!r}"
+        )
+    return stride
+
+
+def check_evaluate_options(config: EvaluateConfig) -> None:
+    """Reject bad ``window`` / ``stride`` / ``n_jobs`` before the (slow) metrics run.
+
+    Raises:
+        ValueError: naming the option.
+    """
+    check_n_jobs(config.n_jobs)
+    for name, value in (("window", config.window), ("stride", config.stride)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1
+        ):
+            raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
 
 
 def evaluate_saved_predictions(config: EvaluateConfig) -> tuple[dict[str, float], Path, Path]:
     """Compute the seven metrics and the motion statistics for ``config.predictions``; returns
     them and the report paths."""
+    check_evaluate_options(config)
     split = resolve_split(config.predictions, config.split)
     predictions = load_predictions(config.predictions)
     listener, speaker, neighbours = load_references(config.root, split)
@@ -163,7 +187,8 @@ def evaluate_saved_predictions(config: EvaluateConfig) -> tuple[dict[str, float]
     results = evaluate_all(
         predictions, listener, speaker, neighbours, config.n_jobs, config.nan_policy, True
     )
-    stride = config.stride or recorded_stride(config.predictions)
+    # An explicit stride wins; `or` would have let --stride 0 fall back silently.
+    stride = config.stride if config.stride is not None else recorded_stride(config.predictions)
     results.update(motion_report(predictions, listener, config.window, stride))
     name = config.name or config.predictions.stem
     output = config.output or config.predictions.parent
