@@ -1,5 +1,5 @@
 import sys
 
-from perfrdiff.cli import main
+from perfrdiff.cli import console
 
-sys.exit(main())
+sys.exit(console())

@@ -19,13 +19,17 @@ DEVICES_HELP = "auto (CUDA when available), cpu, cuda or cuda:N"
 PRECISIONS = ("fp32", "bf16")
 
 
+class DeviceUnavailable(RuntimeError):
+    """A device was asked for that this machine does not have (no CUDA, or too few GPUs)."""
+
+
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:
     """``"auto" | "cpu" | "cuda" | "cuda:N"`` (or a ``torch.device``) -> a concrete device.
 
     Raises:
         ValueError: ``spec`` is none of these.
-        RuntimeError: a CUDA device is asked for but CUDA is not available, or ``N`` is out of
-            range.
+        DeviceUnavailable: a CUDA device is asked for but CUDA is not available, or ``N`` is out
+            of range (a ``RuntimeError``).
     """
     if isinstance(spec, torch.device):
         spec = str(spec)
@@ -36,10 +40,10 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
     device = torch.device(spec)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError(f"device {spec!r} asked for, but CUDA is not available here")
+            raise DeviceUnavailable(f"device {spec!r} asked for, but CUDA is not available here")
         index = device.index if device.index is not None else torch.cuda.current_device()
         if index >= torch.cuda.device_count():
-            raise RuntimeError(
+            raise DeviceUnavailable(
                 f"device {spec!r}: only {torch.cuda.device_count()} CUDA devices are visible"
             )
         device = torch.device("cuda", index)
