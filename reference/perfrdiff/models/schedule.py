@@ -101,8 +101,8 @@ class DDIMSchedule:
         elif spacing == "linspace":
             # from T - 1 (one step: a single jump from pure noise) to 0; gaps of (T - 1) / (s - 1)
             # >= 1 for s < T, and exactly 1 for s = T, so rounding keeps the steps distinct
-            ascending = torch.linspace(last, 0, num_steps, dtype=torch.float64).round().long()
-            ascending = ascending.flip(0)
+            descending = torch.linspace(last, 0, num_steps, dtype=torch.float64).round().long()
+            ascending = descending.flip(0)
         elif spacing == "trailing":
             # T (i + 1) / s - 1 for i < s: gaps of T / s >= 1, so rounding keeps them distinct
             fraction = torch.arange(1, num_steps + 1, dtype=torch.float64) / num_steps
