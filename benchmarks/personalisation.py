@@ -16,7 +16,8 @@ For each trained run (``perfrdiff train all``), on its test split:
         --run lagged-expressive=runs/bench/expressive/run \\
         --json benchmarks/results/personalisation.json
 
-Predictions, variants and input p are kept in ``<run>-personalisation/`` and reused.
+Predictions, variants and input p are kept in ``<run>-personalisation/`` and reused; predictions
+only while the run's config, device, precision and stage weights are those they were made with.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 from perfrdiff import Run
+from perfrdiff.config import STAGES, config_to_dict
 from perfrdiff.personalisation import (
     fine_tuned_predictions,
     history_emotion_means,
@@ -39,6 +41,7 @@ from perfrdiff.personalisation import (
     train_input_p,
     variant_run,
 )
+from perfrdiff.weights import stage_weights
 
 TARGETS = {"frcorr_ratio": 1.10, "retrieval_top1": 0.9}
 
@@ -64,14 +67,38 @@ def split_overrides(text: str) -> list[str]:
     return [part for part in parts if part]
 
 
-def cached(path: Path, make) -> dict[str, np.ndarray]:
-    """``make()`` (name -> predictions), saved to ``path`` and read from it next time."""
-    if path.is_file():
+def generation_key(run: Run) -> str:
+    """What a run's predictions depend on, as JSON: its whole config (sampling settings, threads,
+    data root...), device, precision, and the size and time of every stage's weights file (a
+    stage retrained in place)."""
+    weights = {}
+    for stage in STAGES:
+        path = stage_weights(run.directory, stage)
+        weights[stage] = [path.stat().st_size, path.stat().st_mtime_ns] if path.is_file() else None
+    key = {
+        "config": config_to_dict(run.config),
+        "device": str(run.device),
+        "precision": run.precision,
+        "weights": weights,
+    }
+    return json.dumps(key, sort_keys=True, default=str)
+
+
+def cached(path: Path, make, key: str) -> dict[str, np.ndarray]:
+    """``make()`` (name -> predictions), saved to ``path`` with ``key`` (see
+    :func:`generation_key`) beside it, and read back only while the key is the same: a run
+    sampled on another grid or retrained since is generated again, not reported stale."""
+    stamp = path.with_suffix(".json")
+    if path.is_file() and stamp.is_file() and stamp.read_text() == key:
         with np.load(path) as archive:
             return {name: archive[name] for name in archive.files}
     result = make()
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **result)
+    partial = path.with_name(f"{path.stem}.partial.npz")
+    np.savez(partial, **result)
+    stamp.unlink(missing_ok=True)  # the old key must not vouch for the new file
+    partial.replace(path)
+    stamp.write_text(key)
     return result
 
 
@@ -89,7 +116,9 @@ def benchmark_run(name: str, run_dir: Path, args: argparse.Namespace) -> dict:
         "history": data.history,
         "retrieval": style_retrieval(run, "test"),
     }
-    predictions = cached(work / "generate.npz", lambda: run.generate("test", data=data))
+    predictions = cached(
+        work / "generate.npz", lambda: run.generate("test", data=data), generation_key(run)
+    )
     means = history_emotion_means(run.config, "test")
     predictions["offset"] = mean_offset_predictions(predictions["generic"], means)
     if not args.no_input_p:
@@ -105,6 +134,7 @@ def benchmark_run(name: str, run_dir: Path, args: argparse.Namespace) -> dict:
         generated = cached(
             work / variant / "generate.npz",
             lambda trained=trained: trained.generate("test", ["personalised"], data=data),
+            generation_key(trained),
         )
         predictions[f"variant {variant}"] = generated["personalised"]
     report["methods"] = [
