@@ -461,6 +461,9 @@ def load_config(name_or_path: str | Path = "tiny", overrides: Sequence[str] = ()
     Override values are parsed as YAML, so ``train.gafrg.steps=50`` gives an int and
     ``pwsg.rank=null`` gives ``None``.
     """
+    if not isinstance(name_or_path, str | os.PathLike):
+        kind = type(name_or_path).__name__
+        raise TypeError(f"name_or_path: expected a preset name or a YAML path, got {kind}")
     if isinstance(overrides, str):
         # A lone string would be read character by character as overrides.
         raise TypeError(f"overrides: expected a list of 'key.sub=value' strings, got {overrides!r}")

@@ -184,5 +184,5 @@ def test_overlapping_windows_are_released_when_the_speaker_reaches_their_start(m
 
 
 def test_the_overlap_must_be_shorter_than_the_window(model):
-    with pytest.raises(ValueError, match="overlap"):
+    with pytest.raises(ValueError, match=r"a run's generate\.overlap\) must be in \[0, 50\)"):
         sampler(model, overlap=50)

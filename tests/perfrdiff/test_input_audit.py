@@ -91,6 +91,11 @@ def test_overrides_given_as_one_string_are_refused():
         load_config("tiny", "seed=3")
 
 
+def test_a_config_that_is_neither_name_nor_path_is_named():
+    with pytest.raises(TypeError, match=r"name_or_path: expected a preset name .* got NoneType"):
+        load_config(None)
+
+
 @pytest.mark.parametrize(
     "text, error, message",
     [

@@ -119,8 +119,8 @@ class ReactionSampler:
         self.timesteps = schedule.set_timesteps(config.steps, config.spacing).tolist()
         if not 0 <= config.overlap < self.gafrg.window:
             raise ValueError(
-                f"config.overlap must be in [0, {self.gafrg.window}) (the window), "
-                f"got {config.overlap}"
+                f"config.overlap (a run's generate.overlap) must be in [0, {self.gafrg.window}) "
+                f"(the window), got {config.overlap}"
             )
 
     def bind(self, shifts: Shifts) -> BoundShifts:
