@@ -27,7 +27,12 @@ from torch import Tensor, nn
 from weditlib import edit_state, materialised
 from weditlib.conv_layers import EditableConv1d, EditableConv2d
 from weditlib.deltas import Delta, DenseDelta, Grouping, LowRankDelta, check_grouping
-from weditlib.layers import EditableLinear, EditableMixin, EditableMultiheadAttention
+from weditlib.layers import (
+    EditableLinear,
+    EditableMixin,
+    EditableMultiheadAttention,
+    check_batch_dim,
+)
 
 # ----------------------------------------------------------------------------- wrapping table
 
@@ -134,9 +139,9 @@ class _BatchDims:
     def __init__(self, batch_dim: int | Mapping[str, int] | None, model: nn.Module) -> None:
         if isinstance(batch_dim, Mapping):
             for pattern, dim in batch_dim.items():
-                _check_dim(dim, f"batch_dim[{pattern!r}]")
+                check_batch_dim(dim, f"batch_dim[{pattern!r}]", _BATCH_DIM_FORMS)
         elif batch_dim is not None:
-            _check_dim(batch_dim, "batch_dim")
+            check_batch_dim(batch_dim, "batch_dim", _BATCH_DIM_FORMS)
         self.explicit = batch_dim
         self.used: dict[str, bool] = (
             dict.fromkeys(batch_dim, False) if isinstance(batch_dim, Mapping) else {}
@@ -173,14 +178,8 @@ class _BatchDims:
             raise ValueError(f"batch_dim patterns {unused} match no layer being made editable")
 
 
-def _check_dim(value: object, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(
-            f"{name} must be an int (batch_dim may also be a mapping glob pattern → int, or "
-            f"None), got {type(value).__name__}"
-        )
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0 (a dim counted from the front), got {value}")
+#: What ``make_editable``'s ``batch_dim`` may be, for its errors.
+_BATCH_DIM_FORMS = "an int (batch_dim may also be a mapping glob pattern → int, or None)"
 
 
 def _sequence_first_attention(model: nn.Module) -> str | None:

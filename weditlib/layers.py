@@ -36,18 +36,22 @@ def _share_state(cls: type[ModuleT], base: nn.Module) -> ModuleT:
     return module
 
 
-def check_batch_dim(batch_dim: object) -> None:
+def check_batch_dim(batch_dim: object, name: str = "batch_dim", expected: str = "an int") -> None:
     """``batch_dim`` is an int ``>= 0``: a dim counted from the front, which stays the sample dim
     whatever token dims follow it (a negative one would count from the feature dim).
+
+    Args:
+        name: how errors name the value (e.g. ``batch_dim['h.*.attn']``).
+        expected: what errors say it must be.
 
     Raises:
         TypeError: it is not an int.
         ValueError: it is negative.
     """
     if isinstance(batch_dim, bool) or not isinstance(batch_dim, int):
-        raise TypeError(f"batch_dim must be an int, got {type(batch_dim).__name__}")
+        raise TypeError(f"{name} must be {expected}, got {type(batch_dim).__name__}")
     if batch_dim < 0:
-        raise ValueError(f"batch_dim must be >= 0 (a dim counted from the front), got {batch_dim}")
+        raise ValueError(f"{name} must be >= 0 (a dim counted from the front), got {batch_dim}")
 
 
 def edited_linear_at(
