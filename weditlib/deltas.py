@@ -18,6 +18,7 @@ shared by every edited layer.
 from __future__ import annotations
 
 import dataclasses
+import operator
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -283,6 +284,17 @@ def _meta_index_error() -> ValueError:
         "index must hold values to group samples by (a meta tensor holds none); build the "
         "grouping from a real index, then move it with Grouping.to('meta')"
     )
+
+
+def as_integer(value: object) -> int | None:
+    """``value`` as a Python int when it is an integer (a numpy integer or a 0-d integer tensor
+    too), else ``None``: bools and floats are not taken for counts or positions."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
 
 
 def check_index(index: Tensor | None, num_shifts: int, batch_size: int | None) -> Tensor | None:

@@ -15,25 +15,13 @@ weight's shift. Heads are zero-initialised so the edited model equals the base m
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Mapping, Sequence
 
 import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from weditlib.deltas import MODES, Delta, DenseDelta, LowRankDelta
-
-
-def _is_int(value: object) -> bool:
-    """An integer (a numpy one too), not a bool or a float."""
-    if isinstance(value, bool):
-        return False
-    try:
-        operator.index(value)
-    except TypeError:
-        return False
-    return True
+from weditlib.deltas import MODES, Delta, DenseDelta, LowRankDelta, as_integer
 
 
 def _is_shape(shape: object) -> bool:
@@ -41,7 +29,7 @@ def _is_shape(shape: object) -> bool:
     return (
         isinstance(shape, Sequence)
         and len(shape) == 2
-        and all(_is_int(size) and size >= 0 for size in shape)
+        and all(as_integer(size) is not None and size >= 0 for size in shape)
     )
 
 
@@ -167,7 +155,7 @@ class MultiBranchDeltaGenerator(nn.Module):
                 raise ValueError(f"targets[{name!r}] must be (n, k), two ints >= 0, got {shape!r}")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if rank is not None and (not _is_int(rank) or rank < 1):
+        if rank is not None and (as_integer(rank) is None or rank < 1):
             raise ValueError(f"rank must be a positive int or None (dense heads), got {rank!r}")
         if branch_dim is not None and rank is None:
             raise ValueError("branch_dim applies to low-rank heads only (rank is None)")

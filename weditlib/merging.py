@@ -14,13 +14,12 @@ kernel has no ``(n, k)`` view), which merging flattens and writes back whole.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
 
-from weditlib.deltas import Delta, LowRankDelta
+from weditlib.deltas import Delta, LowRankDelta, as_integer
 from weditlib.edit_state import current_state
 from weditlib.editing import check_shifts
 from weditlib.layers import EditableMixin
@@ -31,16 +30,6 @@ def _shift_matrix(delta: Delta, which: int) -> Tensor:
     if isinstance(delta, LowRankDelta):
         return delta.up[which] @ delta.down[which]
     return delta.weight[which]
-
-
-def _as_position(which: object) -> int | None:
-    """``which`` as a Python int, or ``None`` when it is no integer (a bool, a float)."""
-    if isinstance(which, bool):
-        return None
-    try:
-        return operator.index(which)
-    except TypeError:
-        return None
 
 
 def _merged_layers(model: nn.Module) -> list[tuple[str, EditableMixin]]:
@@ -73,7 +62,7 @@ def merge(model: nn.Module, shifts: Mapping[str, Delta], which: int) -> None:
     if not shifts:
         raise ValueError("shifts is empty: nothing to merge")
     count = next(iter(shifts.values())).num_shifts
-    position = _as_position(which)  # numpy ints and 0-d integer tensors count as ints
+    position = as_integer(which)  # numpy ints and 0-d integer tensors count as ints
     if position is None or not 0 <= position < count:
         raise ValueError(
             f"which must be an int in [0, {count}) (the number of shifts), got {which!r}"
