@@ -12,13 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from perfrdiff._checks import check_at_least
 from perfrdiff.data import read_npy
 from perfrdiff.features import HISTORY_DIMS
-
-
-def _at_least(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-        raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
 
 
 def check_generation_options(
@@ -44,9 +40,9 @@ def check_generation_options(
     """
     for name, value, low in (("samples", samples, 1), ("steps", steps, 1), ("limit", limit, 1)):
         if value is not None:
-            _at_least(name, value, low)
-    _at_least("plots", plots, 0)
-    _at_least("seed", seed, 0)
+            check_at_least(name, value, low)
+    check_at_least("plots", plots, 0)
+    check_at_least("seed", seed, 0)
     if guidance is not None and (
         isinstance(guidance, bool)
         or not isinstance(guidance, int | float)

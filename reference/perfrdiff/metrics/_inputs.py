@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from perfrdiff._checks import is_integer
+
 
 def _tensor_to_numpy(name: str, value: Any) -> Any:
     """A torch tensor as a numpy array; anything else unchanged."""
@@ -80,9 +82,7 @@ def neighbour_array(neighbours: Any, n: int) -> np.ndarray:
 
 def check_n_jobs(n_jobs: Any) -> None:
     """``n_jobs`` of FRdist: None (one process per usable CPU) or an integer >= 1."""
-    if n_jobs is None:
-        return
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int | np.integer) or n_jobs < 1:
+    if n_jobs is not None and not (is_integer(n_jobs) and n_jobs >= 1):
         raise ValueError(
             f"n_jobs: expected None (one process per usable CPU) or an integer >= 1, got {n_jobs!r}"
         )

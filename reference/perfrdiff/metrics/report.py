@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from perfrdiff._checks import check_at_least, is_integer
 from perfrdiff.data import ClipStore, DataError, MissingFileError, SplitIndex, read_npy
 from perfrdiff.metrics._inputs import check_n_jobs, predictions_array
 from perfrdiff.metrics.evaluate import evaluate_all, write_report
@@ -154,7 +155,7 @@ def recorded_stride(path: Path) -> int | None:
     stride = read_sidecar(path).get("stride")
     if stride is None:
         return None
-    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+    if not is_integer(stride) or stride < 1:
         raise DataError(
             f"{Path(path).with_suffix('.json')}: expected 'stride' to be an integer >= 1, "
             f"got {stride!r}"
@@ -170,10 +171,8 @@ def check_evaluate_options(config: EvaluateConfig) -> None:
     """
     check_n_jobs(config.n_jobs)
     for name, value in (("window", config.window), ("stride", config.stride)):
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1
-        ):
-            raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+        if value is not None:
+            check_at_least(name, value, 1)
 
 
 def evaluate_saved_predictions(config: EvaluateConfig) -> tuple[dict[str, float], Path, Path]:
