@@ -74,7 +74,11 @@ def generation_key(run: Run) -> str:
     weights = {}
     for stage in STAGES:
         path = stage_weights(run.directory, stage)
-        weights[stage] = [path.stat().st_size, path.stat().st_mtime_ns] if path.is_file() else None
+        if path.is_file():
+            status = path.stat()
+            weights[stage] = [status.st_size, status.st_mtime_ns]
+        else:
+            weights[stage] = None
     key = {
         "config": config_to_dict(run.config),
         "device": str(run.device),
