@@ -285,6 +285,10 @@ class PWSGConfig(_Checked):
     # directories written before these options existed load as they were trained.
     bias_shifts: bool = False
     history_stats: bool = False
+    # Embed a history longer than style.frames (the style encoder's training clips) in pieces of
+    # that length and average their styles, instead of as one sequence longer than any the
+    # encoder was trained on. Off (the paper's: one pass) so that runs load as they were trained.
+    history_segments: bool = False
     # Diffuse a listener's windows around the mean of their history instead of the training
     # split's mean (a data-dependent prior, as in PriorGrad, Lee et al. 2022): the personalised
     # model's x_T and its low-noise end start from the listener's level, and the weight shifts

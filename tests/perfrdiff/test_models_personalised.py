@@ -4,6 +4,7 @@ import pytest
 import torch
 from perfrdiff.config import load_config
 from perfrdiff.models import StyleEncoder, build_perfrdiff
+from perfrdiff.models.style_encoder import segment_starts
 
 #: Channels of the tiny preset's style history (its style.input).
 from .tiny_preset import HISTORY_DIM as H
@@ -129,3 +130,56 @@ def test_without_history_stats_the_generator_sees_the_style_alone():
     history = torch.randn(2, 250, H)
     with torch.no_grad():
         torch.testing.assert_close(model.style(history), model.style_encoder(history))
+
+
+@pytest.mark.parametrize(
+    ("length", "segment", "starts"),
+    [
+        (250, 250, [0]),
+        (100, 250, [0]),  # shorter than a piece: the whole history
+        (750, 250, [0, 250, 500]),
+        (600, 250, [0, 250, 350]),  # the last piece ends at the last frame
+        (251, 250, [0, 1]),
+        (7, 3, [0, 3, 4]),
+    ],
+)
+def test_segment_starts_cover_every_frame_with_whole_pieces(length, segment, starts):
+    assert segment_starts(length, segment) == starts
+    covered = set()
+    for start in starts:
+        covered |= set(range(start, min(start + segment, length)))
+        assert start + min(segment, length) <= length
+    assert covered == set(range(length))
+
+
+@pytest.mark.parametrize(("length", "segment"), [(0, 250), (250, 0), (-1, 3)])
+def test_segment_starts_refuse_empty_lengths(length, segment):
+    with pytest.raises(ValueError, match="must be >= 1"):
+        segment_starts(length, segment)
+
+
+def test_a_long_history_is_styled_as_the_mean_of_its_training_length_pieces():
+    encoder = StyleEncoder(load_config("tiny", ["style.frames=100"]).style).eval()
+    history = torch.randn(3, 250, H, dtype=torch.float64)
+    encoder.double()
+    with torch.no_grad():
+        pieces = [encoder(history[:, s : s + 100]) for s in (0, 100, 150)]
+        expected = torch.nn.functional.normalize(torch.stack(pieces).mean(0), dim=-1)
+        torch.testing.assert_close(encoder.segmented(history), expected)
+        short = history[:, :80]  # one piece: the plain encoder
+        torch.testing.assert_close(encoder.segmented(short), encoder(short))
+
+
+def test_history_segments_change_the_style_only_of_histories_longer_than_style_frames():
+    segmented = build(["pwsg.history_segments=true", "pwsg.history_stats=true"])
+    whole = build(["pwsg.history_segments=false", "pwsg.history_stats=true"])
+    frames = segmented.style_encoder.frames
+    with torch.no_grad():
+        short, long = torch.randn(2, frames, H), torch.randn(2, 2 * frames, H)
+        torch.testing.assert_close(segmented.style(short), whole.style(short))
+        features = segmented.style(long)
+        style_dim = segmented.style_encoder.style_dim
+        torch.testing.assert_close(features[:, :style_dim], segmented.style_encoder.segmented(long))
+        # the mean and std read the whole history, not a piece
+        torch.testing.assert_close(features[:, style_dim:], whole.style(long)[:, style_dim:])
+        assert not torch.allclose(features[:, :style_dim], whole.style(long)[:, :style_dim])

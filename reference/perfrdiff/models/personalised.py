@@ -66,6 +66,7 @@ class PerFRDiff(nn.Module):
         # Names are relative to the denoiser (e.g. "output"), which edit() is called on.
         self.targets = make_editable(gafrg, config.targets)
         self.history_stats = config.history_stats
+        self.history_segments = config.history_segments
         if config.listener_prior and gafrg.scaler is None:
             raise ValueError("pwsg.listener_prior needs a standardising denoiser")
         if config.listener_prior and style_encoder.input_name == "face":
@@ -83,8 +84,13 @@ class PerFRDiff(nn.Module):
 
     def style(self, history: Tensor) -> Tensor:
         """``history: (l, h, c)`` -> the generator's input ``(l, s)``: the style vector, then
-        (with ``pwsg.history_stats``) the history's per-channel mean and std ``(l, 2c)``."""
-        style = self.style_encoder(history)
+        (with ``pwsg.history_stats``) the history's per-channel mean and std ``(l, 2c)``.
+
+        With ``pwsg.history_segments`` a history longer than the style encoder's training clips
+        is embedded in pieces of that length (:meth:`StyleEncoder.segmented`); the mean, std and
+        the listener prior always read the whole history."""
+        encode = self.style_encoder.segmented if self.history_segments else self.style_encoder
+        style = encode(history)
         if not self.history_stats:
             return style
         history = history.to(style.dtype)
