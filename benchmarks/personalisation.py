@@ -44,6 +44,9 @@ from perfrdiff.personalisation import (
 from perfrdiff.weights import stage_weights
 
 TARGETS = {"frcorr_ratio": 1.10, "retrieval_top1": 0.9}
+#: Listener retrieval reads 10 s of history (25 fps), whatever ``data.history_frames`` the run
+#: conditions generation on.
+RETRIEVAL_FRAMES = 250
 
 
 def named(text: str) -> tuple[str, str]:
@@ -118,7 +121,7 @@ def benchmark_run(name: str, run_dir: Path, args: argparse.Namespace) -> dict:
         "test_items": len(data.clips),
         "samples": run.config.generate.samples,
         "history": data.history,
-        "retrieval": style_retrieval(run, "test"),
+        "retrieval": style_retrieval(run, "test", frames=RETRIEVAL_FRAMES),
     }
     predictions = cached(
         work / "generate.npz", lambda: run.generate("test", data=data), generation_key(run)

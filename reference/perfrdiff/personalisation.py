@@ -140,10 +140,17 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _training_view(config) -> dict:
-    """``config`` as nested dicts without the :data:`~perfrdiff.config.SAMPLING_ONLY` keys."""
+#: Values inside those sections that only the shift generator's training reads: the history
+#: it is given. The other stages never read a history (the window datasets of the emotion VAE and
+#: GAFRG draw one they do not use), so a variant that changes these retrains ``pwsg`` alone.
+PWSG_ONLY: tuple[str, ...] = ("data.history_frames",)
+
+
+def _training_view(config, stage: str) -> dict:
+    """``config`` as nested dicts without the :data:`~perfrdiff.config.SAMPLING_ONLY` keys, and
+    without the :data:`PWSG_ONLY` ones for the stages before ``pwsg``."""
     view = config_to_dict(config)
-    for dotted in SAMPLING_ONLY:
+    for dotted in SAMPLING_ONLY + (PWSG_ONLY if stage != "pwsg" else ()):
         section, key = dotted.split(".")
         view[section].pop(key, None)
     return view
@@ -152,11 +159,11 @@ def _training_view(config) -> dict:
 def changed_stages(base, variant) -> list[str]:
     """The stages of config ``variant`` whose weights differ from those trained under ``base``:
     a changed section of :data:`STAGE_SECTIONS` (less
-    :data:`~perfrdiff.config.SAMPLING_ONLY`) or
+    :data:`~perfrdiff.config.SAMPLING_ONLY`, and :data:`PWSG_ONLY` before ``pwsg``) or
     ``train.<stage>``, or a changed stage it builds on."""
-    old, new = _training_view(base), _training_view(variant)
     changed: list[str] = []
     for stage in STAGES:  # in training order: a stage's requirements come before it
+        old, new = _training_view(base, stage), _training_view(variant, stage)
         differs = any(old[key] != new[key] for key in STAGE_SECTIONS[stage])
         differs |= old["train"][stage] != new["train"][stage]
         if differs or any(up in changed for up in STAGE_MODELS[stage].requires):

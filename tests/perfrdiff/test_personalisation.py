@@ -40,6 +40,9 @@ def quick_run(synthetic_root, tmp_path_factory):
     [
         ("train.pwsg.steps=7", ["pwsg"]),
         ("pwsg.prior_weight=1", ["pwsg"]),
+        ("pwsg.history_segments=false", ["pwsg"]),
+        ("data.history_frames=100", ["pwsg"]),  # only the shift generator reads a history
+        ("data.window=40", ["emotion-vae", "style", "gafrg", "pwsg"]),
         ("style.temperature=0.1", ["style", "pwsg"]),
         ("denoiser.layers=3", ["gafrg", "pwsg"]),
         ("emotion_vae.latent_dim=8", ["emotion-vae", "gafrg", "pwsg"]),
