@@ -84,12 +84,10 @@ class StyleEncoder(nn.Module):
         are averaged, as listener retrieval represents a listener. A history of at most
         ``frames`` frames is one piece: ``forward(history)``.
         """
-        if history.dim() != 3:
-            return self(history)  # forward names the expected shape
+        if history.dim() != 3 or history.shape[1] <= self.frames:
+            return self(history)  # one piece (forward names a wrong shape)
         b, h = history.shape[:2]
         starts = segment_starts(h, self.frames)
-        if len(starts) == 1:
-            return self(history)
         pieces = torch.stack([history[:, s : s + self.frames] for s in starts])  # (p, b, f, c)
         styles = self(pieces.flatten(0, 1)).unflatten(0, (len(starts), b))  # (p, b, s)
         return F.normalize(styles.mean(dim=0), dim=-1)
