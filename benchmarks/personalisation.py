@@ -138,9 +138,11 @@ def benchmark_run(name: str, run_dir: Path, args: argparse.Namespace) -> dict:
         )
     for variant, overrides in args.variant:
         trained = variant_run(run, work / variant, split_overrides(overrides))
+        # a variant of the history's length reads its own histories; the scores use `data`
+        own = data if trained.config.data == run.config.data else trained.evaluation_set("test")
         generated = cached(
             work / variant / "generate.npz",
-            lambda trained=trained: trained.generate("test", ["personalised"], data=data),
+            lambda trained=trained, own=own: trained.generate("test", ["personalised"], data=own),
             generation_key(trained),
         )
         predictions[f"variant {variant}"] = generated["personalised"]

@@ -29,6 +29,7 @@ from perfrdiff.generation import (
     EvaluationSet,
     ReactionSampler,
     SamplerConfig,
+    check_history_frames,
     generate_dataset,
     load_evaluation_set,
     with_listener_history,
@@ -234,7 +235,9 @@ class Run:
         data = data if data is not None else self.evaluation_set(split, limit)
         if data.style_input is not None:  # e.g. a set loaded by a run with another style input
             data = with_style_input(data, self.config.style.input)
-        if history is not None:
+        if history is None:
+            check_history_frames(data, self.config.data.history_frames)
+        else:
             data = with_listener_history(data, history, self.config)
         samples = samples or self.config.generate.samples
         predictions = {}

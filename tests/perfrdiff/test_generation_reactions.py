@@ -7,6 +7,7 @@ from perfrdiff.config import load_config
 from perfrdiff.generation import (
     EvaluationSet,
     chance_predictions,
+    check_history_frames,
     plot_reactions,
     with_listener_history,
 )
@@ -62,9 +63,12 @@ def test_one_listener_history_can_personalise_every_item():
 def test_an_evaluation_set_serves_the_history_of_another_runs_style_input(synthetic_root):
     from perfrdiff.generation import load_evaluation_set, with_style_input
 
-    config = load_config("tiny", [f"data.root={synthetic_root}", "style.input=emotion"])
+    config = load_config(
+        "tiny", [f"data.root={synthetic_root}", "style.input=emotion", "data.history_frames=250"]
+    )
     emotion = load_evaluation_set(config, "test")
     assert emotion.style_input == "emotion"
+    assert emotion.history_frames == 250
     assert all(c["history"].shape == (250, 25) for c in emotion.clips)
     dyadic = with_style_input(emotion, "dyadic")
     assert dyadic.style_input == "dyadic"
@@ -75,3 +79,23 @@ def test_an_evaluation_set_serves_the_history_of_another_runs_style_input(synthe
     one = with_listener_history(emotion, np.ones((250, 25), np.float32), config)
     with pytest.raises(ValueError, match=r"holds histories for style.input='emotion', not 'face'"):
         with_style_input(one, "face")  # one given history: the per-item ones are gone
+
+
+def test_histories_read_for_another_length_are_refused():
+    data = evaluation_set()
+    data.history_frames = 250
+    check_history_frames(data, 250)
+    with pytest.raises(ValueError, match=r"histories of 250 frames, but the run reads 750"):
+        check_history_frames(data, 750)
+    data.history_frames = None  # not recorded: nothing to check
+    check_history_frames(data, 750)
+
+
+def test_a_given_history_has_no_recorded_length():
+    data = evaluation_set()
+    data.clips = [{"history": torch.zeros(250, 25)} for _ in range(6)]
+    data.history_frames = 250
+    config = load_config("tiny", ["style.input=emotion"])
+    replaced = with_listener_history(data, np.ones((100, 25), np.float32), config)
+    assert replaced.history_frames is None
+    check_history_frames(replaced, 750)

@@ -112,6 +112,18 @@ def test_input_p_edits_only_the_style_token_and_starts_as_the_generic_model():
     assert not torch.allclose(edited, generic)
 
 
+def test_a_run_refuses_histories_read_for_another_length(quick_run):
+    run = Run.load(quick_run, device="cpu")
+    frames = run.config.data.history_frames
+    shorter = Run.load(quick_run, device="cpu", overrides=[f"data.history_frames={frames - 100}"])
+    data = shorter.evaluation_set("test", limit=2)
+    assert data.history_frames == frames - 100
+    assert all(clip["history"].shape[0] == frames - 100 for clip in data.clips)
+    with pytest.raises(ValueError, match=rf"histories of {frames - 100} frames, but the run reads"):
+        run.generate("test", ["personalised"], data=data)
+    assert shorter.generate("test", ["personalised"], data=data)["personalised"].shape[0] == 2
+
+
 def test_upper_bound_fine_tunes_per_history_clip(quick_run):
     run = Run.load(quick_run, device="cpu")
     data = run.evaluation_set("test")

@@ -38,6 +38,9 @@ class EvaluationSet:
     history: dict = dataclasses.field(default_factory=dict)
     # The style.input the clips' "history" is for (None: not recorded).
     style_input: str | None = None
+    # How many frames of its history clip each item's history holds (data.history_frames when
+    # read from a split; None: not recorded, or histories given by the caller).
+    history_frames: int | None = None
 
 
 def with_style_input(data: EvaluationSet, style_input: str) -> EvaluationSet:
@@ -56,6 +59,23 @@ def with_style_input(data: EvaluationSet, style_input: str) -> EvaluationSet:
         )
     clips = [{**clip, "history": clip[key]} for clip in data.clips]
     return dataclasses.replace(data, clips=clips, style_input=style_input)
+
+
+def check_history_frames(data: EvaluationSet, history_frames: int) -> None:
+    """Refuse histories read under another ``data.history_frames`` than the run's.
+
+    A history is the first frames of another clip, so a set read for a shorter (or longer)
+    history cannot be cut to this run's: it must be read again.
+
+    Raises:
+        ValueError: ``data`` records another history length than ``history_frames``.
+    """
+    if data.history_frames is not None and data.history_frames != history_frames:
+        raise ValueError(
+            f"this evaluation set holds histories of {data.history_frames} frames, but the run "
+            f"reads {history_frames} (data.history_frames): load it again for this run "
+            f"(Run.evaluation_set), or load the run with data.history_frames={data.history_frames}"
+        )
 
 
 def clip_dataset(config: Config, split: str):
@@ -110,6 +130,7 @@ def load_evaluation_set(config: Config, split: str, limit: int | None = None) ->
         neighbours=np.asarray(neighbours, dtype=bool),
         history=history,
         style_input=config.style.input,
+        history_frames=config.data.history_frames,
     )
 
 
@@ -153,7 +174,9 @@ def with_listener_history(
         for clip in data.clips
     ]
     given = {"rule": "one given history for every item", "frames": int(history.shape[0])}
-    return dataclasses.replace(data, clips=clips, history=given, style_input=config.style.input)
+    return dataclasses.replace(
+        data, clips=clips, history=given, style_input=config.style.input, history_frames=None
+    )
 
 
 def write_generation(
