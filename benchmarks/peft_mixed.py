@@ -7,6 +7,9 @@ config, random weights), at T = 50 and T = 1 tokens per sample, it times:
 * inference: the base model with no adapter; PEFT's ``model(x, adapter_names=...)`` (a loop over
   adapters on sub-batches); weditlib's stacked low-rank shifts with an index (one pass, including
   stacking the shifts on every call);
+* at T = 1, a decode loop's pattern too: ``DECODE_STEPS`` forwards in a row, the base model's and
+  weditlib's inside one ``edit()`` block entered once for them all (the block's entry, with its
+  checks, is then paid once per loop, not per forward);
 * a training step (forward, backward, SGD step on the adapters): PEFT cannot train a mixed batch,
   so it loops over adapters with ``set_adapter`` and one sub-batch each; weditlib runs the mixed
   batch in one pass.
@@ -45,6 +48,10 @@ TARGETS = {
     "PEFT / weditlib, T=1": ("peft_over_weditlib", 4.0, ">="),
     "PEFT loop / weditlib, train step": ("peft_loop_over_weditlib", 3.0, ">="),
 }
+
+
+#: Forwards per timed call in the decode-loop rows (T = 1): tokens decoded under one edit block.
+DECODE_STEPS = 10
 
 
 class LinearStack(nn.Module):
@@ -148,17 +155,30 @@ def measure(work: Workload, tokens: int, adapters: int, samples: int, rank: int,
         with lora.edit(model, names):
             return work.output(model(**inputs))
 
+    def base_steps() -> None:
+        for _ in range(DECODE_STEPS):
+            base(**inputs)
+
+    def ours_steps() -> None:
+        with lora.edit(model, names):
+            for _ in range(DECODE_STEPS):
+                model(**inputs)
+
+    methods = {
+        "base": lambda: base(**inputs),
+        "peft": lambda: peft_model(**inputs, adapter_names=names),
+        "weditlib": ours,
+    }
+    if tokens == 1:
+        methods |= {"base_steps": base_steps, "weditlib_steps": ours_steps}
     with torch.no_grad():
         expected = work.output(peft_model(**inputs, adapter_names=names))
         inference_error = (ours() - expected).abs().max().item()
-        inference = median_times_ms(
-            {
-                "base": lambda: base(**inputs),
-                "peft": lambda: peft_model(**inputs, adapter_names=names),
-                "weditlib": ours,
-            },
-            repeats * _short_call_factor(tokens),
-        )
+        inference = median_times_ms(methods, repeats * _short_call_factor(tokens))
+    decode = dict.fromkeys(("base", "weditlib", "ratio"))
+    if tokens == 1:  # per forward, the loop's time / DECODE_STEPS
+        decode = {name: inference[f"{name}_steps"] / DECODE_STEPS for name in ("base", "weditlib")}
+        decode["ratio"] = decode["weditlib"] / decode["base"]
 
     # Training: the same loss, sum over samples / batch size, so the mixed batch's gradient is
     # the sum of the per-adapter ones.
@@ -205,6 +225,11 @@ def measure(work: Workload, tokens: int, adapters: int, samples: int, rank: int,
         "weditlib_ms": inference["weditlib"],
         "weditlib_over_base": inference["weditlib"] / inference["base"],
         "peft_over_weditlib": inference["peft"] / inference["weditlib"],
+        # T = 1 only (None at T = 50): ms per forward of a DECODE_STEPS-forward loop, weditlib's
+        # inside one edit block
+        "decode_base_ms": decode["base"],
+        "decode_weditlib_ms": decode["weditlib"],
+        "decode_weditlib_over_base": decode["ratio"],
         "train_peft_loop_ms": training["peft_loop"],
         "train_weditlib_ms": training["weditlib"],
         "peft_loop_over_weditlib": training["peft_loop"] / training["weditlib"],
@@ -269,6 +294,13 @@ def print_report(report: dict) -> None:
             f"{r['max_lora_A_grad_diff']:>10.1e}"
         )
     print("(median ms; out diff: largest |weditlib - PEFT| output difference, float32)")
+    for r in report["results"]:
+        if r["decode_weditlib_ms"] is not None:
+            print(
+                f"decode loop, {r['model']}, T=1: {DECODE_STEPS} forwards under one edit block "
+                f"{r['decode_weditlib_ms']:.2f} ms each, base {r['decode_base_ms']:.2f} ms "
+                f"({r['decode_weditlib_over_base']:.2f}x)"
+            )
     for v in report["targets"]:
         mark = "hit " if v["hit"] else "MISS"
         print(f"  {mark} {v['target']:<40} {v['model']:<22} T={v['tokens']:<3} {v['measured']:.2f}")

@@ -1,0 +1,38 @@
+"""benchmarks/peft_mixed.py: one measured row per model and T, checked against PEFT."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("peft")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("peft_mixed", ROOT / "benchmarks/peft_mixed.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+@pytest.mark.parametrize("tokens", [1, 3])
+def test_a_row_equals_peft_and_times_the_decode_loop_at_one_token(bench, tokens):
+    row = bench.measure(bench.linear_stack(), tokens, adapters=3, samples=2, rank=2, repeats=1)
+    assert row["model"] == "two 512x512 linears" and row["tokens"] == tokens
+    assert row["max_output_diff"] <= 1e-5 * max(1.0, row["max_output"])
+    assert row["max_lora_A_grad_diff"] < 1e-3
+    timed = ("base_ms", "peft_ms", "weditlib_ms", "train_peft_loop_ms", "train_weditlib_ms")
+    assert all(row[key] > 0 for key in timed)
+    decode = ("decode_base_ms", "decode_weditlib_ms", "decode_weditlib_over_base")
+    if tokens == 1:
+        assert all(row[key] > 0 for key in decode)
+        ratio = row["decode_weditlib_ms"] / row["decode_base_ms"]
+        assert row["decode_weditlib_over_base"] == pytest.approx(ratio)
+    else:
+        assert all(row[key] is None for key in decode)
