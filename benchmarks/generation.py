@@ -215,6 +215,7 @@ def pwsg_size(config: Config, rank: int | None, branch_dim: int | None) -> dict:
 def frcorr_dense_vs_lowrank(run_dir: Path, out: Path) -> dict:
     """Train a dense-head PWSG next to the low-rank one of ``run_dir``; PMAFRG FRCorr of both."""
     from perfrdiff import Run
+    from perfrdiff.training import train_run
 
     dense_dir = out / "dense_run"
     dense_dir.mkdir(parents=True, exist_ok=True)
@@ -223,7 +224,7 @@ def frcorr_dense_vs_lowrank(run_dir: Path, out: Path) -> dict:
     low_rank = Run.load(run_dir, device="cpu")
     dense_config = load_config(run_dir / "config.yaml", ["pwsg.rank=null"])
     dense = Run(dense_config, dense_dir, device="cpu")
-    dense.train(["pwsg"])
+    train_run(dense, ["pwsg"])
     data = low_rank.evaluation_set("test")
     predictions = {
         "low-rank": low_rank.generate("test", ["personalised"], 10, data=data)["personalised"],

@@ -192,7 +192,7 @@ def training_rate(
     sync(device)
     start = time.perf_counter()
     for _ in range(steps):
-        loss, _ = step()
+        loss, _, _ = step()
     sync(device)
     elapsed = time.perf_counter() - start
     return {

@@ -35,7 +35,6 @@ from perfrdiff.personalisation import (
     fine_tuned_predictions,
     history_emotion_means,
     mean_offset_predictions,
-    sample,
     scores,
     style_retrieval,
     train_input_p,
@@ -130,8 +129,8 @@ def benchmark_run(name: str, run_dir: Path, args: argparse.Namespace) -> dict:
     predictions["offset"] = mean_offset_predictions(predictions["generic"], means)
     if not args.no_input_p:
         input_p = train_input_p(run, work / "input-p")
-        predictions["input-p (MAFRG, no style)"] = sample(run, input_p, data, personalised=False)
-        predictions["input-p"] = sample(run, input_p, data, personalised=True)
+        predictions["input-p (MAFRG, no style)"] = run.sample("generic", data, model=input_p)
+        predictions["input-p"] = run.sample("personalised", data, model=input_p)
     if args.upper_bound_steps:
         predictions["upper bound (fine-tuned per listener)"] = fine_tuned_predictions(
             run, "test", data, args.upper_bound_steps

@@ -21,15 +21,11 @@ from typing import Any
 import yaml
 
 from perfrdiff.features import CLIP_FRAMES
+from perfrdiff.stages import STAGE_NAMES
 
 PRESETS_DIR = Path(__file__).parent / "configs"
-STAGES: tuple[str, ...] = ("emotion-vae", "style", "gafrg", "pwsg")
-
-#: Settings only the sampler reads (dotted keys): changing one changes no trained weight, so it
-#: neither blocks resuming a stage nor makes a variant retrain one.
-SAMPLING_ONLY: tuple[str, ...] = (
-    "diffusion.sample_steps", "diffusion.guidance", "diffusion.eta", "diffusion.spacing",
-)  # fmt: skip
+#: The training stages in order (from the registry, :mod:`perfrdiff.stages`).
+STAGES: tuple[str, ...] = STAGE_NAMES
 
 
 class ConfigError(ValueError):
@@ -81,9 +77,63 @@ def _non_empty(v: Sequence[Any]) -> str | None:
     return None if len(v) else "must not be empty"
 
 
-def _setting(default: Any, rule: _Rule) -> Any:
-    """A dataclass field whose value must also satisfy ``rule`` (checked in ``__post_init__``)."""
-    return field(default=default, metadata={"rule": rule})
+@dataclass(frozen=True)
+class Role:
+    """What depends on a config field: declared once, beside the field's default and rule.
+
+    Every "does this key matter here?" question is answered from these declarations
+    (:mod:`perfrdiff.changes`): which trained stages a generate or a resume must refuse, which
+    stages a variant retrains, which changes a resume applies.
+
+    Attributes:
+        kind: ``"weights"`` (the value is part of what trained weights mean: a model size, the
+            diffusion target), ``"training"`` (training reads it, the weights' meaning does not
+            change: dropout, a loss weight, the data, the optimiser), ``"sampling"`` (only
+            generation and evaluation read it) or ``"runtime"`` (how the work runs: threads,
+            loader workers).
+        defines: the stages whose trained weights the value defines (the stages built on them
+            depend on it through them).
+        trains: the stages whose training reads the value (``defines`` included).
+        resumable: a resumed training may take a new value (it is applied and recorded).
+    """
+
+    kind: str
+    defines: tuple[str, ...] = ()
+    trains: tuple[str, ...] = ()
+    resumable: bool = False
+
+
+#: Stands for "the stage whose ``train.<stage>`` section holds the field" in a role.
+OWN_STAGE = "<own stage>"
+
+
+def _stages_checked(stages: tuple[str, ...]) -> tuple[str, ...]:
+    unknown = [s for s in stages if s not in STAGE_NAMES and s != OWN_STAGE]
+    if unknown:  # a typo in a role would silently guard nothing
+        raise ValueError(f"config role names unknown stages {unknown} (stages: {STAGE_NAMES})")
+    return stages
+
+
+def weights_of(*stages: str) -> Role:
+    """The role of a value that defines ``stages``' trained weights."""
+    stages = _stages_checked(stages)
+    return Role("weights", defines=stages, trains=stages)
+
+
+def training_of(*stages: str, resumable: bool = False) -> Role:
+    """The role of a value that ``stages``' training reads without changing what the weights
+    mean."""
+    return Role("training", trains=_stages_checked(stages), resumable=resumable)
+
+
+SAMPLING = Role("sampling")
+RUNTIME = Role("runtime")
+
+
+def _setting(default: Any, rule: _Rule | None = None, *, role: Role) -> Any:
+    """A dataclass field with its ``role`` and an optional ``rule`` its value must satisfy
+    (checked in ``__post_init__``)."""
+    return field(default=default, metadata={"rule": rule, "role": role})
 
 
 def _convert(hint: Any, value: Any) -> Any:
@@ -183,20 +233,20 @@ def _heads_divide(section: Any) -> None:
 class DenoiserConfig(_Checked):
     """GAFRG: the transformer-decoder denoiser and its speaker encoders."""
 
-    d_model: int = _setting(512, _at_least(1))
-    heads: int = _setting(4, _at_least(1))
-    ffn_dim: int = _setting(1024, _at_least(1))
-    layers: int = _setting(7, _at_least(1))
-    dropout: float = _setting(0.1, _below_one)
+    d_model: int = _setting(512, _at_least(1), role=weights_of("gafrg"))
+    heads: int = _setting(4, _at_least(1), role=weights_of("gafrg"))
+    ffn_dim: int = _setting(1024, _at_least(1), role=weights_of("gafrg"))
+    layers: int = _setting(7, _at_least(1), role=weights_of("gafrg"))
+    dropout: float = _setting(0.1, _below_one, role=training_of("gafrg"))
     # Condition the window on the previously generated one (the paper's online mode).
-    use_prev_window: bool = True
+    use_prev_window: bool = _setting(True, role=weights_of("gafrg"))
     # One extra memory token for the listener's style ("input p", the paper's Table 3), set by a
     # bias shift of the "style_slot" layer; off in the paper's PerFRDiff.
-    style_token: bool = False
+    style_token: bool = _setting(False, role=weights_of("gafrg"))
     # Diffuse the listener features standardised per channel with the training split's mean and
     # std (the cosine schedule assumes unit variance; the features' std is 0.05-0.6). Off in the
     # paper, which diffuses the raw features.
-    standardise: bool = False
+    standardise: bool = _setting(False, role=weights_of("gafrg"))
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -207,30 +257,32 @@ class DenoiserConfig(_Checked):
 class EmotionVAEConfig(_Checked):
     """GRU VAE over speaker emotion windows; its posterior mean is the speaker-emotion token."""
 
-    hidden_dim: int = _setting(256, _at_least(1))
-    latent_dim: int = _setting(256, _at_least(1))
-    kl_weight: float = _setting(1e-4, _at_least(0))
+    hidden_dim: int = _setting(256, _at_least(1), role=weights_of("emotion-vae"))
+    latent_dim: int = _setting(256, _at_least(1), role=weights_of("emotion-vae"))
+    kl_weight: float = _setting(1e-4, _at_least(0), role=training_of("emotion-vae"))
 
 
 @dataclass
 class DiffusionConfig(_Checked):
     """Cosine schedule, DDIM sampling and classifier-free guidance."""
 
-    train_steps: int = _setting(1000, _at_least(1))
-    sample_steps: int = _setting(50, _at_least(1))
-    cond_drop: float = _setting(0.2, _fraction)
+    train_steps: int = _setting(1000, _at_least(1), role=weights_of("gafrg"))
+    sample_steps: int = _setting(50, _at_least(1), role=SAMPLING)
+    cond_drop: float = _setting(0.2, _fraction, role=training_of("gafrg", "pwsg"))
     # Probability of hiding the real previous window in training. Generation conditions on the
     # model's own previous window (none for the first one), so the real past shown in training
     # lets the model read the listener's level off it instead of learning it from the style.
-    prev_drop: float = _setting(0.0, _fraction)
-    guidance: float = 1.0
-    eta: float = _setting(0.0, _at_least(0))
+    prev_drop: float = _setting(0.0, _fraction, role=training_of("gafrg", "pwsg"))
+    guidance: float = _setting(1.0, role=SAMPLING)
+    eta: float = _setting(0.0, _at_least(0), role=SAMPLING)
     # What the denoiser predicts: "x0" (the paper) or "v" (see DDIMSchedule).
-    prediction: str = _setting("x0", _one_of("x0", "v"))
+    prediction: str = _setting("x0", _one_of("x0", "v"), role=weights_of("gafrg"))
     # DDIM timestep grid: "uniform", "quadratic" (more steps where the noise is small, so
     # frame-to-frame detail survives the last step), "linspace" or "trailing" (even steps from
     # pure noise); see DDIMSchedule.set_timesteps.
-    spacing: str = _setting("uniform", _one_of("uniform", "quadratic", "linspace", "trailing"))
+    spacing: str = _setting(
+        "uniform", _one_of("uniform", "quadratic", "linspace", "trailing"), role=SAMPLING
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -241,26 +293,32 @@ class DiffusionConfig(_Checked):
             )
 
 
+_STYLE = weights_of("style")
+
+
 @dataclass
 class StyleConfig(_Checked):
     """PSSL style encoder: transformer encoder with a CLS token and an L2-normalised projection."""
 
     # The listener's 58-d 3DMM or 25-d emotion (the paper's inputs), or "dyadic": their emotion
     # beside their conversation partner's at the same frames (50-d; not the paper's).
-    input: str = _setting("face", _one_of("face", "emotion", "dyadic"))
-    d_model: int = _setting(256, _at_least(1))
-    heads: int = _setting(4, _at_least(1))
-    layers: int = _setting(4, _at_least(1))
-    ffn_dim: int = _setting(512, _at_least(1))
-    dropout: float = _setting(0.1, _below_one)
-    style_dim: int = _setting(128, _at_least(1))
-    temperature: float = _setting(0.07, _positive)
+    input: str = _setting("face", _one_of("face", "emotion", "dyadic"), role=_STYLE)
+    d_model: int = _setting(256, _at_least(1), role=_STYLE)
+    heads: int = _setting(4, _at_least(1), role=_STYLE)
+    layers: int = _setting(4, _at_least(1), role=_STYLE)
+    ffn_dim: int = _setting(512, _at_least(1), role=_STYLE)
+    dropout: float = _setting(0.1, _below_one, role=training_of("style"))
+    style_dim: int = _setting(128, _at_least(1), role=_STYLE)
+    temperature: float = _setting(0.07, _positive, role=training_of("style"))
     # clip length for contrastive training (10 s); cut from one clip
-    frames: int = _setting(250, _between(1, CLIP_FRAMES))
+    frames: int = _setting(250, _between(1, CLIP_FRAMES), role=training_of("style"))
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _heads_divide(self)
+
+
+_PWSG = weights_of("pwsg")
 
 
 @dataclass
@@ -271,78 +329,89 @@ class PWSGConfig(_Checked):
     # the paper's best edits cross-attention and the output mapping.
     targets: list[str] = field(
         default_factory=lambda: ["decoder.layers.*.multihead_attn", "output"],
-        metadata={"rule": _non_empty},
+        metadata={"rule": _non_empty, "role": _PWSG},
     )
-    hidden_dim: int = _setting(256, _at_least(1))
-    trunk_layers: int = _setting(2, _at_least(1))
-    rank: int | None = _setting(8, _at_least(1))  # None: dense heads, as in the paper
-    branch_dim: int | None = _setting(None, _at_least(1))  # bottleneck before low-rank heads
-    mode: str = _setting("shift", _one_of("shift", "scale"))
+    hidden_dim: int = _setting(256, _at_least(1), role=_PWSG)
+    trunk_layers: int = _setting(2, _at_least(1), role=_PWSG)
+    rank: int | None = _setting(8, _at_least(1), role=_PWSG)  # None: dense heads, as in the paper
+    # bottleneck before low-rank heads
+    branch_dim: int | None = _setting(None, _at_least(1), role=_PWSG)
+    mode: str = _setting("shift", _one_of("shift", "scale"), role=_PWSG)
     # Also generate a bias shift Δb per edited layer (the paper edits weights only), and feed the
     # generator the history's per-channel mean and std next to the style vector (the paper feeds
     # the style alone). The tiny preset turns both on (better PMAFRG FRCorr and FRdist on both
     # synthetic families, benchmarks/personalisation.py); off by default so that run
     # directories written before these options existed load as they were trained.
-    bias_shifts: bool = False
-    history_stats: bool = False
+    bias_shifts: bool = _setting(False, role=_PWSG)
+    history_stats: bool = _setting(False, role=_PWSG)
     # Embed a history longer than style.frames (the style encoder's training clips) in pieces of
     # that length and average their styles, instead of as one sequence longer than any the
     # encoder was trained on. Off (the paper's: one pass) so that runs load as they were trained.
-    history_segments: bool = False
+    history_segments: bool = _setting(False, role=_PWSG)
     # Diffuse a listener's windows around the mean of their history instead of the training
     # split's mean (a data-dependent prior, as in PriorGrad, Lee et al. 2022): the personalised
     # model's x_T and its low-noise end start from the listener's level, and the weight shifts
     # learn the rest. Needs denoiser.standardise and an emotion history (style.input emotion or
     # dyadic). Not the paper's.
-    listener_prior: bool = False
+    listener_prior: bool = _setting(False, role=_PWSG)
     # How far the prior's mean moves from the training split's mean towards the history's:
     # centre = mean + prior_weight * (history mean - mean). 1: the history's mean.
-    prior_weight: float = _setting(1.0, _fraction)
+    prior_weight: float = _setting(1.0, _fraction, role=_PWSG)
     # Fit that weight per channel on the training split instead (stage pwsg, saved with the
     # generator): the least-squares slope of the level of a listener's other clip on their
     # history's (perfrdiff.models.prior); prior_weight is then unused.
-    fit_prior_weight: bool = False
+    fit_prior_weight: bool = _setting(False, role=_PWSG)
+
+
+_RESUMABLE = training_of(OWN_STAGE, resumable=True)
 
 
 @dataclass
 class StageConfig(_Checked):
     """Optimisation of one training stage."""
 
-    steps: int = _setting(1000, _at_least(1))
-    batch_size: int = _setting(32, _at_least(1))
-    lr: float = _setting(1e-4, _positive)
-    optimizer: str = _setting("adamw", _one_of("adamw", "sgd"))
-    weight_decay: float = _setting(0.0, _at_least(0))
-    warmup_steps: int = _setting(0, _at_least(0))
-    grad_clip: float = _setting(1.0, _at_least(0))  # 0: no clipping
-    val_every: int = _setting(200, _at_least(1))
-    val_batches: int = _setting(4, _at_least(0))  # 0: no validation
-    ckpt_every: int = _setting(200, _at_least(1))
-    log_every: int = _setting(10, _at_least(1))
+    # A resumed training applies a new value of each setting (steps: not below the checkpoint's
+    # step), except batch_size and optimizer.
+    steps: int = _setting(1000, _at_least(1), role=_RESUMABLE)
+    batch_size: int = _setting(32, _at_least(1), role=training_of(OWN_STAGE))
+    lr: float = _setting(1e-4, _positive, role=_RESUMABLE)
+    optimizer: str = _setting("adamw", _one_of("adamw", "sgd"), role=training_of(OWN_STAGE))
+    weight_decay: float = _setting(0.0, _at_least(0), role=_RESUMABLE)
+    warmup_steps: int = _setting(0, _at_least(0), role=_RESUMABLE)
+    grad_clip: float = _setting(1.0, _at_least(0), role=_RESUMABLE)  # 0: no clipping
+    val_every: int = _setting(200, _at_least(1), role=_RESUMABLE)
+    val_batches: int = _setting(4, _at_least(0), role=_RESUMABLE)  # 0: no validation
+    ckpt_every: int = _setting(200, _at_least(1), role=_RESUMABLE)
+    log_every: int = _setting(10, _at_least(1), role=_RESUMABLE)
+    # Steps whose loss or gradient is not finite that are skipped (no update) before the stage
+    # stops with an error; 0: the first one stops it.
+    skip_nonfinite: int = _setting(0, _at_least(0), role=_RESUMABLE)
 
 
 @dataclass
 class DataConfig(_Checked):
-    root: str = "data/synthetic"
+    # Where the data is (a resumed training may read it from a new place).
+    root: str = _setting("data/synthetic", role=training_of(*STAGE_NAMES, resumable=True))
     # Both are cut from one clip, so they cannot be longer than one (the datasets refuse it).
-    window: int = _setting(50, _between(1, CLIP_FRAMES))
-    history_frames: int = _setting(250, _between(1, CLIP_FRAMES))
+    window: int = _setting(50, _between(1, CLIP_FRAMES), role=weights_of("emotion-vae", "gafrg"))
+    # Listener history read by the shift generator in training (and checked at generation).
+    history_frames: int = _setting(250, _between(1, CLIP_FRAMES), role=training_of("pwsg"))
     # Evaluation: a listener with no other clip in any split takes its history from the evaluated
     # clip itself (which then leaks the target into the condition). Off: such a split fails.
-    allow_same_clip_history: bool = False
+    allow_same_clip_history: bool = _setting(False, role=SAMPLING)
     # DataLoader workers; None: 0 on the CPU (the model needs the cores), up to 4 on CUDA.
-    num_workers: int | None = _setting(None, _at_least(0))
+    num_workers: int | None = _setting(None, _at_least(0), role=RUNTIME)
 
 
 @dataclass
 class GenerateConfig(_Checked):
-    samples: int = _setting(10, _at_least(1))
-    clips_per_batch: int = _setting(8, _at_least(1))
+    samples: int = _setting(10, _at_least(1), role=SAMPLING)
+    clips_per_batch: int = _setting(8, _at_least(1), role=RUNTIME)
     # Frames each online window shares with the frames generated before it, held fixed while it
     # is denoised (0: windows end to end, each starting afresh, with a jump at every join). See
     # perfrdiff.generation. On the synthetic demo, 10 took the join/inside step ratio of
     # personalised samples from 10.6 to 0.8 for 1.3x the windows (benchmarks/realism.py).
-    overlap: int = _setting(10, _at_least(0))
+    overlap: int = _setting(10, _at_least(0), role=SAMPLING)
 
 
 @dataclass
@@ -353,10 +422,10 @@ class Config(_Checked):
     bad value raises :class:`ConfigError` naming its dotted key.
     """
 
-    seed: int = _setting(0, _at_least(0))
+    seed: int = _setting(0, _at_least(0), role=training_of(*STAGE_NAMES))
     # torch intra-op threads (None: torch's default). Small models on a shared CPU run several
     # times faster on one thread than on two that compete with other processes.
-    threads: int | None = _setting(None, _at_least(1))
+    threads: int | None = _setting(None, _at_least(1), role=RUNTIME)
     data: DataConfig = field(default_factory=DataConfig)
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
     emotion_vae: EmotionVAEConfig = field(default_factory=EmotionVAEConfig)
@@ -516,3 +585,33 @@ def apply_runtime(config: Config) -> None:
 def save_config(config: Config, path: str | Path) -> None:
     with open(path, "w") as f:
         yaml.safe_dump(config_to_dict(config), f, sort_keys=False)
+
+
+def _for_stage(role: Role, stage: str) -> Role:
+    """``role`` with :data:`OWN_STAGE` read as ``stage``."""
+    own = lambda stages: tuple(stage if s == OWN_STAGE else s for s in stages)  # noqa: E731
+    return dataclasses.replace(role, defines=own(role.defines), trains=own(role.trains))
+
+
+def _roles_of(cls: type, prefix: str) -> dict[str, Role]:
+    roles: dict[str, Role] = {}
+    for f in dataclasses.fields(cls):
+        key, hint = f"{prefix}{f.name}", _hints(cls)[f.name]
+        if dataclasses.is_dataclass(hint):
+            roles.update(_roles_of(hint, f"{key}."))
+        elif cls is Config and f.name == "train":
+            for stage in STAGE_NAMES:
+                for sub, role in _roles_of(StageConfig, f"train.{stage}.").items():
+                    roles[sub] = _for_stage(role, stage)
+        elif "role" not in f.metadata:
+            raise TypeError(f"config field {key} declares no role (see perfrdiff.config.Role)")
+        else:
+            roles[key] = f.metadata["role"]
+    return roles
+
+
+@functools.cache
+def field_roles() -> types.MappingProxyType[str, Role]:
+    """``dotted key -> Role`` for every value of a :class:`Config`, ``train.<stage>.<setting>``
+    for every stage; the one source of what depends on which key."""
+    return types.MappingProxyType(_roles_of(Config, ""))

@@ -27,14 +27,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from perfrdiff.config import SAMPLING_ONLY, STAGES, PWSGConfig, config_to_dict, load_config
+from perfrdiff.changes import retrained_stages
+from perfrdiff.config import STAGES, PWSGConfig, load_config
 from perfrdiff.data import ClipStore, SplitIndex, WindowDataset, history_features, person_of
 from perfrdiff.features import CLIP_FRAMES
-from perfrdiff.generation import EvaluationSet, ReactionSampler, SamplerConfig, generate_dataset
+from perfrdiff.generation import EvaluationSet
 from perfrdiff.generation.reactions import clip_dataset
 from perfrdiff.metrics import frcorr, frdist
-from perfrdiff.models import STAGE_MODELS, PerFRDiff, build_gafrg
+from perfrdiff.models import PerFRDiff, build_gafrg
 from perfrdiff.run import CONFIG_FILE, Run
+from perfrdiff.training import train_run, train_stage_of
+from perfrdiff.training.objectives import GAFRGObjective, fit_listener_prior, personalised_loss
 from perfrdiff.weights import load_weights, stage_weights
 
 log = logging.getLogger(__name__)
@@ -129,63 +132,21 @@ def mean_offset_predictions(predictions: np.ndarray, means: np.ndarray) -> np.nd
 # Variants --------------------------------------------------------------------------------
 
 
-#: The config sections each stage's trained weights depend on (``train.<stage>`` too); the
-#: stages it builds on are ``STAGE_MODELS[stage].requires``. A variant retrains a stage when any
-#: of them changed.
-STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
-    "emotion-vae": ("seed", "data", "emotion_vae"),
-    "style": ("seed", "data", "style"),
-    "gafrg": ("seed", "data", "denoiser", "diffusion"),
-    "pwsg": ("seed", "data", "diffusion", "pwsg"),
-}
-
-
-#: Values inside those sections that only the shift generator's training reads: the history
-#: it is given. The other stages never read a history (the window datasets of the emotion VAE and
-#: GAFRG draw one they do not use), so a variant that changes these retrains ``pwsg`` alone.
-PWSG_ONLY: tuple[str, ...] = ("data.history_frames",)
-
-
-def _training_view(config, stage: str) -> dict:
-    """``config`` as nested dicts without the :data:`~perfrdiff.config.SAMPLING_ONLY` keys, and
-    without the :data:`PWSG_ONLY` ones for the stages before ``pwsg``."""
-    view = config_to_dict(config)
-    for dotted in SAMPLING_ONLY + (PWSG_ONLY if stage != "pwsg" else ()):
-        section, key = dotted.split(".")
-        view[section].pop(key, None)
-    return view
-
-
-def changed_stages(base, variant) -> list[str]:
-    """The stages of config ``variant`` whose weights differ from those trained under ``base``:
-    a changed section of :data:`STAGE_SECTIONS` (less
-    :data:`~perfrdiff.config.SAMPLING_ONLY`, and :data:`PWSG_ONLY` before ``pwsg``) or
-    ``train.<stage>``, or a changed stage it builds on."""
-    changed: list[str] = []
-    for stage in STAGES:  # in training order: a stage's requirements come before it
-        old, new = _training_view(base, stage), _training_view(variant, stage)
-        differs = any(old[key] != new[key] for key in STAGE_SECTIONS[stage])
-        differs |= old["train"][stage] != new["train"][stage]
-        if differs or any(up in changed for up in STAGE_MODELS[stage].requires):
-            changed.append(stage)
-    return changed
-
-
 def variant_run(base: Run, directory: str | Path, overrides: Sequence[str]) -> Run:
     """A run in ``directory`` with ``base``'s config plus ``overrides``: the stages the
-    overrides change (:func:`changed_stages`, e.g. ``style.*`` retrains the style encoder and
-    the shift generator) are trained, the others copied from ``base``. Stages already trained in
-    ``directory`` are kept (a rerun resumes)."""
+    overrides change (:func:`perfrdiff.changes.retrained_stages`, e.g. ``style.*`` retrains the
+    style encoder and the shift generator) are trained, the others copied from ``base``. Stages
+    already trained in ``directory`` are kept (a rerun resumes)."""
     directory = Path(directory)
     config = load_config(base.directory / CONFIG_FILE, list(overrides))
-    retrain = changed_stages(base.config, config)
+    retrain = retrained_stages(base.config, config)
     for stage in STAGES:
         if stage not in retrain:
             shutil.copytree(base.directory / stage, directory / stage, dirs_exist_ok=True)
     run = Run(config, directory, base.device, base.precision)
     missing = [s for s in retrain if not stage_weights(directory, s).is_file()]
     if missing:
-        run.train(missing)
+        train_run(run, missing)
     return run
 
 
@@ -207,8 +168,6 @@ class _InputPObjective(nn.Module):
         return self
 
     def forward(self, batch) -> tuple[Tensor, dict[str, float]]:
-        from perfrdiff.training.objectives import personalised_loss
-
         d = self.config.diffusion
         loss, _ = personalised_loss(
             self.model, self.schedule, batch, d.cond_drop, d.prev_drop, self.history_key
@@ -245,12 +204,9 @@ def input_p_model(config, gafrg_weights: Path | None, style_encoder: nn.Module) 
 
 
 def train_input_p(base: Run, directory: str | Path) -> PerFRDiff:
-    """The paper's "input p": generic denoiser + style token, trained jointly for the ``pwsg``
-    stage's steps (same budget as weight editing); cached in ``directory``."""
-    from perfrdiff.training.distributed import Distributed
-    from perfrdiff.training.loop import StageRun, train_stage
-    from perfrdiff.training.stages import fit_listener_prior, window_datasets
-
+    """The paper's "input p": generic denoiser + style token, trained jointly as the ``pwsg``
+    stage is (its settings, data and budget: the same as weight editing); cached in
+    ``directory``."""
     directory = Path(directory)
     config = base.config
     weights = directory / "model.safetensors"
@@ -260,35 +216,11 @@ def train_input_p(base: Run, directory: str | Path) -> PerFRDiff:
             fit_listener_prior(model, config)
         torch.manual_seed(config.seed)
         objective = _InputPObjective(model, base.schedule, config)
-        train_set, val_set = window_datasets(config)
-        stage_run = StageRun(
-            out_dir=directory,
-            config=config.stage("pwsg"),
-            seed=config.seed,
-            num_workers=base.loader_workers,
-            metadata={"config": config_to_dict(config), "variant": "input-p"},
-            precision=base.precision,
-        )
-        train_stage(
-            "input-p", objective, train_set, val_set, stage_run, Distributed(device=base.device)
+        train_stage_of(
+            base, "pwsg", objective=objective, out_dir=directory, extra={"variant": "input-p"}
         )
     load_weights(model, weights)
     return model.to(base.device).eval()
-
-
-def sample(run: Run, model: nn.Module, data: EvaluationSet, personalised: bool, seed: int = 0):
-    """``(n, M, T, 25)`` reactions of ``model`` (GAFRG or PerFRDiff) with ``run``'s sampling."""
-    d = run.config.diffusion
-    sampler = ReactionSampler(model, run.schedule, SamplerConfig(d.sample_steps, d.guidance))
-    reactions = generate_dataset(
-        sampler,
-        data.clips,
-        run.config.generate.samples,
-        personalised=personalised,
-        clips_per_batch=run.config.generate.clips_per_batch,
-        seed=seed,
-    )
-    return reactions.float().cpu().numpy()
 
 
 def fine_tuned_predictions(
@@ -300,8 +232,6 @@ def fine_tuned_predictions(
     Every item's history clip is chosen as in evaluation, so the model sees the same listener
     data as PMAFRG's history (750 frames instead of 250), never the evaluated clip.
     """
-    from perfrdiff.training.objectives import GAFRGObjective
-
     config = run.config
     dataset = clip_dataset(config, split)
     sources = dataset.history_sources[: len(data.clips)]
@@ -321,7 +251,8 @@ def fine_tuned_predictions(
         pool = windows[source.split]
         items = [i for i, p in enumerate(pool.index.items) if p.listener == source.clip]
         model = copy.deepcopy(generic).train()
-        objective = GAFRGObjective(model, run.schedule, config.diffusion.cond_drop)
+        d = config.diffusion
+        objective = GAFRGObjective(model, run.schedule, d.cond_drop, d.prev_drop)
         params = [p for p in model.parameters() if p.requires_grad]
         optimiser = torch.optim.AdamW(params, lr=lr)
         generator = torch.Generator().manual_seed(seed)
@@ -343,7 +274,7 @@ def fine_tuned_predictions(
             data.speaker_emotion[targets],
             data.neighbours[np.ix_(targets, targets)],
         )
-        out[targets] = sample(run, model, subset, personalised=False, seed=seed)
+        out[targets] = run.sample("generic", subset, seed=seed, model=model)
     return out
 
 
@@ -423,9 +354,9 @@ def ablate(
         input_p = train_input_p(tuned, out / "input-p")
         personalised = tuned.generate("test", ["personalised"], data=data)["personalised"]
         p = scores(
-            {
-                "input-p none": sample(tuned, input_p, data, personalised=False),
-                "input-p": sample(tuned, input_p, data, personalised=True),
+            {  # input p samples exactly as the run samples PerFRDiff (Run.sample)
+                "input-p none": tuned.sample("generic", data, model=input_p),
+                "input-p": tuned.sample("personalised", data, model=input_p),
                 "editing": personalised,
             },
             data,

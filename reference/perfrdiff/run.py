@@ -5,9 +5,9 @@ and precision, builds every stage's model and hands out samplers, predictions an
     predictions = run.generate("test")                    # {"generic": ..., "personalised": ...}
     metrics = run.evaluate(predictions["personalised"], "test")
 
-A run directory holds ``config.yaml`` and one folder per trained stage (see
-:mod:`perfrdiff.training.stages`). Inference (:meth:`Run.sampler`, :meth:`Run.generate`) never
-imports :mod:`perfrdiff.training`; :meth:`Run.train` does, on demand.
+A run directory holds ``config.yaml`` and one folder per trained stage (the registry:
+:mod:`perfrdiff.stages`). A run knows nothing of training: :func:`perfrdiff.training.train_run`
+takes a run and trains its stages, and inference never imports :mod:`perfrdiff.training`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from perfrdiff.config import STAGES, Config, apply_runtime, load_config, save_config
-from perfrdiff.data import read_split_csv
+from perfrdiff.config import Config, apply_runtime, load_config
 from perfrdiff.device import autocast, check_precision, loader_workers, resolve_device
 from perfrdiff.generation import (
     MODES,
@@ -35,8 +34,9 @@ from perfrdiff.generation import (
     with_listener_history,
     with_style_input,
 )
-from perfrdiff.models import STAGE_MODELS, DDIMSchedule, build_schedule
-from perfrdiff.rundir import UPSTREAM, check_stage, load_stage_weights, run_dir_lock
+from perfrdiff.models import DDIMSchedule, build_schedule
+from perfrdiff.rundir import load_stage_weights
+from perfrdiff.stages import stage as stage_entry
 
 log = logging.getLogger(__name__)
 
@@ -117,14 +117,12 @@ class Run:
             ValueError: unknown stage.
             FileNotFoundError: a needed stage has not been trained.
         """
-        if stage not in STAGE_MODELS:
-            raise ValueError(f"stage must be one of {list(STAGE_MODELS)}, got {stage!r}")
-        entry = STAGE_MODELS[stage]
+        entry = stage_entry(stage)
         # Required stages load their trained weights, unless this stage's own weights hold them.
         required = not (trained and entry.exports_requirements)
-        model = entry.build(self.config, *(self.build(r, required) for r in entry.requires))
+        model = entry.build_model(self.config, *(self.build(r, required) for r in entry.requires))
         if trained:  # checked against the config and the stages it was trained with
-            load_stage_weights(entry.exported(model), self.directory, stage, self.config)
+            load_stage_weights(entry.exported_part(model), self.directory, stage, self.config)
         return model
 
     def model(self, stage: str) -> nn.Module:
@@ -133,66 +131,59 @@ class Run:
             self._models[stage] = self.build(stage).to(self.device).eval()
         return self._models[stage]
 
-    # Training -----------------------------------------------------------------------------
-
-    def train(self, stages: Sequence[str] = STAGES, resume: bool = False) -> dict[str, Path]:
-        """Train ``stages`` in order (``torchrun`` for several processes); returns stage ->
-        exported weights."""
-        from perfrdiff.training.distributed import init_distributed, shutdown
-        from perfrdiff.training.resume import check_resume
-        from perfrdiff.training.stages import run_training, stage
-
-        for name in stages:
-            stage(name)  # unknown names fail before any work
-        env = init_distributed(self.device)
-        paths = {}
-        try:
-            with run_dir_lock(self.directory, enabled=env.is_main):
-                if resume:
-                    check_resume(self.config, self.directory, stages)  # before config.yaml
-                self._check_can_train(stages)  # before config.yaml too
-                if env.is_main:
-                    save_config(self.config, self.directory / CONFIG_FILE)
-                for name in stages:
-                    paths[name] = run_training(name, self, resume=resume, env=env)
-                    self._models.pop(name, None)
-                    if env.is_main:
-                        log.info("stage %s done: %s", name, paths[name])
-        finally:
-            shutdown(env)
-        return paths
-
-    def _check_can_train(self, stages: Sequence[str]) -> None:
-        """Fail before ``config.yaml`` is replaced when ``stages`` cannot train: the training
-        split is unreadable, or an earlier stage they load (and that is not trained here first)
-        is missing or does not fit this config. Otherwise a failed call would leave the run's
-        trained stages under a config they do not fit.
-
-        Raises:
-            perfrdiff.data.DataError: ``{data.root}/train.csv`` is missing or unreadable.
-            FileNotFoundError, perfrdiff.rundir.StageMismatch: see :func:`check_stage`.
-        """
-        read_split_csv(self.config.data.root, "train")
-        for position, name in enumerate(stages):
-            for upstream in UPSTREAM[name]:
-                if upstream not in stages[:position]:
-                    check_stage(self.directory, upstream, self.config)
+    def forget(self, stage: str) -> None:
+        """Drop the model of ``stage`` built by :meth:`model` (its weights were retrained)."""
+        self._models.pop(stage, None)
 
     # Inference ----------------------------------------------------------------------------
 
-    def sampler(self, mode: str) -> ReactionSampler:
+    def sampler(self, mode: str, model: nn.Module | None = None) -> ReactionSampler:
         """DDIM sampler of ``mode`` (``"generic"``: GAFRG; ``"personalised"``: PerFRDiff) with
-        the config's steps and guidance, on the run's device.
+        the config's steps, guidance, spacing and online overlap, on the run's device.
+
+        ``model`` samples another model of the same kind the run's way (a variant or an
+        ablation's model, on the run's device); by default, the run's trained one.
 
         Raises:
             ValueError: unknown mode.
         """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        model = self.model("pwsg" if mode == "personalised" else "gafrg")
+        if model is None:
+            model = self.model("pwsg" if mode == "personalised" else "gafrg")
         d = self.config.diffusion
         config = SamplerConfig(d.sample_steps, d.guidance, self.config.generate.overlap, d.spacing)
         return ReactionSampler(model, self.schedule, config)
+
+    def sample(
+        self,
+        mode: str,
+        data: EvaluationSet,
+        samples: int | None = None,
+        seed: int = 0,
+        model: nn.Module | None = None,
+    ) -> np.ndarray:
+        """Reactions ``(n, M, T, 25)`` float32 of :meth:`sampler` ``(mode, model)`` for every clip
+        of ``data``, under the run's precision; what :meth:`generate` does per mode.
+
+        Raises:
+            FloatingPointError: the model produced NaN or infinite reactions.
+        """
+        with autocast(self.device, self.precision):
+            reactions = generate_dataset(
+                self.sampler(mode, model),
+                data.clips,
+                samples or self.config.generate.samples,
+                personalised=mode == "personalised",
+                clips_per_batch=self.config.generate.clips_per_batch,
+                seed=seed,
+            )
+        if not torch.isfinite(reactions).all():
+            raise FloatingPointError(
+                f"{mode} generation produced NaN or infinite reactions: the weights in "
+                f"{self.directory} are probably damaged or diverged in training"
+            )
+        return reactions.float().cpu().numpy()
 
     def sampling_info(self) -> dict:
         """How the run samples (recorded beside saved predictions)."""
@@ -239,25 +230,7 @@ class Run:
             check_history_frames(data, self.config.data.history_frames)
         else:
             data = with_listener_history(data, history, self.config)
-        samples = samples or self.config.generate.samples
-        predictions = {}
-        for mode in modes:
-            with autocast(self.device, self.precision):
-                reactions = generate_dataset(
-                    self.sampler(mode),
-                    data.clips,
-                    samples,
-                    personalised=mode == "personalised",
-                    clips_per_batch=self.config.generate.clips_per_batch,
-                    seed=seed,
-                )
-            if not torch.isfinite(reactions).all():
-                raise FloatingPointError(
-                    f"{mode} generation produced NaN or infinite reactions: the weights in "
-                    f"{self.directory} are probably damaged or diverged in training"
-                )
-            predictions[mode] = reactions.float().cpu().numpy()
-        return predictions
+        return {mode: self.sample(mode, data, samples, seed) for mode in modes}
 
     def evaluate(
         self,

@@ -19,42 +19,20 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
+from perfrdiff.changes import weights_changes
 from perfrdiff.config import Config, config_to_dict
-from perfrdiff.models.build import STAGE_MODELS
+from perfrdiff.stages import stage as stage_entry
 from perfrdiff.weights import file_sha256, load_weights, stage_weights
 
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".lock"
-
-#: The earlier stages each stage loads (frozen) while it trains.
-UPSTREAM: dict[str, tuple[str, ...]] = {name: m.requires for name, m in STAGE_MODELS.items()}
-
-#: Config keys (sections or dotted values) that define a stage's weights: a stage is only valid
-#: under a config that agrees with the one it was trained with on these.
-DEFINED_BY: dict[str, tuple[str, ...]] = {
-    "emotion-vae": ("emotion_vae", "data.window"),
-    "style": ("style",),
-    "gafrg": ("denoiser", "emotion_vae", "diffusion.train_steps", "data.window"),
-    "pwsg": ("pwsg", "denoiser", "style", "diffusion.train_steps", "data.window"),
-}
-
-
-#: Values inside those sections that only shape training (losses, regularisation, crops), not
-#: the weights' meaning: a later stage may use the weights under other values.
-TRAINING_ONLY: tuple[str, ...] = (
-    "emotion_vae.kl_weight",
-    "denoiser.dropout",
-    "style.dropout",
-    "style.temperature",
-    "style.frames",
-)
 
 
 class RunDirLocked(RuntimeError):
@@ -63,10 +41,6 @@ class RunDirLocked(RuntimeError):
 
 class StageMismatch(ValueError):
     """A stage's weights do not belong with the config or the earlier stages they are used with."""
-
-
-# Reentrant within a process: run_training locks what the train command already holds.
-_held: dict[Path, int] = {}
 
 
 @contextlib.contextmanager
@@ -79,13 +53,6 @@ def run_dir_lock(run_dir: str | Path, enabled: bool = True) -> Iterator[None]:
     run_dir = Path(run_dir).resolve()
     if not enabled:
         yield
-        return
-    if run_dir in _held:
-        _held[run_dir] += 1
-        try:
-            yield
-        finally:
-            _held[run_dir] -= 1
         return
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK_NAME
@@ -107,11 +74,9 @@ def run_dir_lock(run_dir: str | Path, enabled: bool = True) -> Iterator[None]:
             f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n"
         )
         handle.flush()
-        _held[run_dir] = 1
         try:
             yield
         finally:
-            del _held[run_dir]
             handle.truncate(0)
             fcntl.flock(handle, fcntl.LOCK_UN)
     finally:
@@ -129,38 +94,10 @@ def _weights_sha256(run_dir: str | Path, stage: str) -> str | None:
 
 def stage_record(config: Config, run_dir: str | Path, stage: str) -> dict[str, Any]:
     """What ``stage``'s weights are made of: the run's config and its earlier stages' SHA-256."""
-    depends_on = {up: _weights_sha256(run_dir, up) for up in UPSTREAM[stage]}
+    depends_on = {up: _weights_sha256(run_dir, up) for up in stage_entry(stage).requires}
     return {
         "config": config_to_dict(config),
         "depends_on": {up: sha for up, sha in depends_on.items() if sha is not None},
-    }
-
-
-def flat_keys(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested mappings as one ``dotted.key -> value`` dict."""
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, Mapping):
-            out.update(flat_keys(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def config_differences(
-    old: Mapping[str, Any],
-    new: Mapping[str, Any],
-    keys: tuple[str, ...],
-    ignore: tuple[str, ...] = (),
-) -> dict[str, tuple[Any, Any]]:
-    """``dotted key -> (old, new)`` for the values under ``keys`` (sections or dotted values),
-    except ``ignore``, that both nested mappings hold and that differ."""
-    flat_old, flat_new = flat_keys(old), flat_keys(new)
-    selected = lambda k: any(k == s or k.startswith(f"{s}.") for s in keys)  # noqa: E731
-    return {
-        k: (flat_old[k], flat_new[k])
-        for k in sorted(set(flat_old) & set(flat_new))
-        if selected(k) and k not in ignore and flat_old[k] != flat_new[k]
     }
 
 
@@ -171,9 +108,10 @@ def check_stage(run_dir: str | Path, stage: str, config: Config) -> None:
 
     Raises:
         FileNotFoundError: the stage has not been trained.
-        StageMismatch: the stage was trained under other values of the keys that define it
-            (:data:`DEFINED_BY`, except :data:`TRAINING_ONLY`), or an earlier stage it was
-            trained against has changed since; the message names each key (old -> new) or stage.
+        StageMismatch: the stage was trained under other values of the keys that define it or
+            the stages it is built on (their role, :func:`perfrdiff.changes.weights_changes`),
+            or an earlier stage it was trained against has changed since; the message names
+            each key (old -> new) or stage.
     """
     weights = stage_weights(run_dir, stage)
     meta_path = weights.with_suffix(".json")
@@ -183,9 +121,7 @@ def check_stage(run_dir: str | Path, stage: str, config: Config) -> None:
     if "config" not in meta:
         log.warning("%s records no training config: not checked against this run", meta_path)
         return
-    changed = config_differences(
-        meta["config"], config_to_dict(config), DEFINED_BY[stage], TRAINING_ONLY
-    )
+    changed = weights_changes(meta["config"], config_to_dict(config), stage)
     problems = [f"{key}: trained with {old!r}, now {new!r}" for key, (old, new) in changed.items()]
     for upstream, sha in meta.get("depends_on", {}).items():
         now = _weights_sha256(run_dir, upstream)

@@ -28,7 +28,7 @@ from tests.docs.markdown_blocks import ROOT
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 #: Modules without ``__all__``: their public names are those defined in them without a leading _.
-MODULES = ("perfrdiff.config", "perfrdiff.cli")
+MODULES = ("perfrdiff.config", "perfrdiff.cli", "perfrdiff.stages", "perfrdiff.changes")
 #: Subpackages that are not API: the CLI's command modules are documented by their --help.
 NOT_API = ("perfrdiff.commands",)
 

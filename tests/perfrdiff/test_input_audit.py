@@ -16,7 +16,7 @@ from perfrdiff.config import ConfigError, load_config
 from perfrdiff.data import DataError, SyntheticConfig, audio_features, read_face, read_split_csv
 from perfrdiff.metrics import evaluate_all, frdist
 from perfrdiff.metrics.report import EvaluateConfig, evaluate_saved_predictions, recorded_stride
-from perfrdiff.training import StageMismatch
+from perfrdiff.training import StageMismatch, train_run
 
 from .training_runs import one_thread  # noqa: F401 (autouse)
 
@@ -165,7 +165,7 @@ def _config(root, *overrides):
 def vae_run(synthetic_root, tmp_path_factory):
     """A run directory with only the emotion VAE trained (and its config.yaml)."""
     run = tmp_path_factory.mktemp("vae_run")
-    Run(_config(synthetic_root), run, device="cpu").train(["emotion-vae"])
+    train_run(Run(_config(synthetic_root), run, device="cpu"), ["emotion-vae"])
     return run
 
 
@@ -176,10 +176,10 @@ def test_a_stage_that_cannot_load_its_earlier_stage_leaves_config_yaml(
     saved = (run / "config.yaml").read_text()
     changed = Run(_config(synthetic_root, "emotion_vae.hidden_dim=32"), run, device="cpu")
     with pytest.raises(StageMismatch, match=r"emotion_vae\.hidden_dim: trained with 64, now 32"):
-        changed.train(["gafrg"])
+        train_run(changed, ["gafrg"])
     assert (run / "config.yaml").read_text() == saved
     with pytest.raises(FileNotFoundError, match=r"gafrg/model\.safetensors"):
-        Run(_config(synthetic_root), run, device="cpu").train(["pwsg"])
+        train_run(Run(_config(synthetic_root), run, device="cpu"), ["pwsg"])
     assert (run / "config.yaml").read_text() == saved
 
 
@@ -187,5 +187,5 @@ def test_a_missing_training_split_leaves_config_yaml(vae_run, tmp_path):
     run = shutil.copytree(vae_run, tmp_path / "run")
     saved = (run / "config.yaml").read_text()
     with pytest.raises(DataError, match=r"train\.csv: split index file is missing"):
-        Run(_config(tmp_path / "nowhere"), run, device="cpu").train(["emotion-vae"])
+        train_run(Run(_config(tmp_path / "nowhere"), run, device="cpu"), ["emotion-vae"])
     assert (run / "config.yaml").read_text() == saved

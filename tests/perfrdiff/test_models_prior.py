@@ -17,6 +17,7 @@ from perfrdiff.data import (
 )
 from perfrdiff.models import ListenerPrior
 from perfrdiff.run import Run
+from perfrdiff.training import train_run
 from safetensors.torch import load_file
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -136,7 +137,7 @@ def trained_run(directory, root, *overrides: str) -> tuple[Run, dict]:
         for key, value in (("steps", 1), ("batch_size", 2), ("val_batches", 1))
     ]
     run = Run(load_config("tiny", [f"data.root={root}", *overrides, *quick]), directory, "cpu")
-    run.train()
+    train_run(run)
     return run, load_file(str(directory / "pwsg" / "model.safetensors"))
 
 

@@ -11,6 +11,7 @@ from perfrdiff.generation import ReactionSampler, SamplerConfig
 from perfrdiff.models import DDIMSchedule, build_gafrg
 from perfrdiff.models.scaler import MIN_STD, FeatureScaler
 from perfrdiff.run import Run
+from perfrdiff.training import train_run
 from perfrdiff.training.objectives import diffusion_inputs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -118,7 +119,7 @@ def test_the_gafrg_stage_fits_the_scaler_to_the_training_split(tmp_path, synthet
         "tiny", [f"data.root={synthetic_root}", "denoiser.standardise=true", *steps]
     )
     run = Run(config, tmp_path, device="cpu")
-    run.train(["emotion-vae", "gafrg"])
+    train_run(run, ["emotion-vae", "gafrg"])
     mean, std = listener_emotion_statistics(synthetic_root, "train")
     gafrg = run.build("gafrg")  # from the exported weights
     torch.testing.assert_close(gafrg.scaler.mean, mean)

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 from perfrdiff import Run
+from perfrdiff.changes import retrained_stages
 from perfrdiff.cli import main
 from perfrdiff.config import load_config
 from perfrdiff.models import build_style_encoder
 from perfrdiff.personalisation import (
     EDIT_SETS,
-    changed_stages,
     fine_tuned_predictions,
     input_p_model,
     mean_offset_predictions,
@@ -42,7 +42,8 @@ def quick_run(synthetic_root, tmp_path_factory):
         ("pwsg.prior_weight=1", ["pwsg"]),
         ("pwsg.history_segments=false", ["pwsg"]),
         ("data.history_frames=100", ["pwsg"]),  # only the shift generator reads a history
-        ("data.window=40", ["emotion-vae", "style", "gafrg", "pwsg"]),
+        # the style encoder reads clips of style.frames, not windows
+        ("data.window=40", ["emotion-vae", "gafrg", "pwsg"]),
         ("style.temperature=0.1", ["style", "pwsg"]),
         ("denoiser.layers=3", ["gafrg", "pwsg"]),
         ("emotion_vae.latent_dim=8", ["emotion-vae", "gafrg", "pwsg"]),
@@ -53,7 +54,7 @@ def quick_run(synthetic_root, tmp_path_factory):
 )
 def test_a_variant_retrains_the_stages_its_overrides_change_and_those_above(override, retrained):
     base = load_config("tiny")
-    assert changed_stages(base, load_config("tiny", [override])) == retrained
+    assert retrained_stages(base, load_config("tiny", [override])) == retrained
 
 
 def test_mean_offset_moves_each_item_to_its_listener_mean():

@@ -9,6 +9,7 @@ from perfrdiff.config import ConfigError, config_to_dict, load_config
 from perfrdiff.training import ResumeError
 from perfrdiff.training.checkpoint import list_checkpoints
 from perfrdiff.training.loop import StageRun, train_stage
+from safetensors.torch import load_file
 
 from .training_runs import (  # noqa: F401 (one_thread: autouse)
     RandomWindows,
@@ -167,3 +168,43 @@ def test_batch_size_error_names_the_key_for_direct_calls(tmp_path):
     with pytest.raises(ValueError, match=r"train\.gafrg\.batch_size = 17"):
         train_stage("gafrg", objective(), RandomWindows(), None, run)
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_diverged_stage_stops_named_and_leaves_the_previous_weights(tmp_path):
+    from perfrdiff.training.loop import TrainingDiverged
+
+    train(tmp_path, steps=2, ckpt_every=1)
+    weights = (tmp_path / "model.safetensors").read_bytes()
+    meta = (tmp_path / "model.json").read_bytes()
+    message = (
+        r"gafrg: training diverged at step \d+ .*not finite.*Lower train\.gafrg\.lr \(now "
+        r"1e\+30\).*skip_nonfinite"
+    )
+    with pytest.raises(TrainingDiverged, match=message):
+        train(tmp_path, lr=1e30, warmup_steps=0)
+    assert (tmp_path / "model.safetensors").read_bytes() == weights
+    assert (tmp_path / "model.json").read_bytes() == meta
+    for checkpoint in (tmp_path / "checkpoints").iterdir():  # what is left is finite
+        state = load_file(str(checkpoint / "model.safetensors"))
+        assert all(t.isfinite().all() for t in state.values())
+
+
+def test_non_finite_steps_can_be_skipped_a_bounded_number_of_times(tmp_path, monkeypatch):
+    import perfrdiff.training.loop as loop
+    from perfrdiff.training.loop import TrainingDiverged
+
+    real = loop.optimisation_step
+    calls = []
+
+    def every_third_not_finite(model, batch, optimizer, params, grad_clip, precision="fp32"):
+        calls.append(1)
+        if len(calls) % 3 == 0:  # what a non-finite gradient does: nothing
+            loss, metrics, _ = real(model, batch, optimizer, params, grad_clip, precision)
+            return loss, metrics, False
+        return real(model, batch, optimizer, params, grad_clip, precision)
+
+    monkeypatch.setattr(loop, "optimisation_step", every_third_not_finite)
+    assert train(tmp_path / "allowed", skip_nonfinite=2) is not None  # steps 3 and 6 skipped
+    calls.clear()
+    with pytest.raises(TrainingDiverged, match="at step 6"):
+        train(tmp_path / "refused", skip_nonfinite=1)

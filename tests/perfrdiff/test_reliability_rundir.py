@@ -24,7 +24,7 @@ QUICK = ["steps=2", "batch_size=4", "val_every=2", "ckpt_every=1", "val_batches=
 
 
 def run_training(stage, cfg, run_dir, resume=False):
-    return training.run_training(stage, Run(cfg, run_dir, device="cpu"), resume=resume)
+    return training.train_run(Run(cfg, run_dir, device="cpu"), [stage], resume=resume)[stage]
 
 
 def build_sampler(cfg, run_dir, personalised):
@@ -93,9 +93,13 @@ def test_a_second_training_into_a_locked_run_dir_is_refused(synthetic_root, tmp_
     assert (run / "emotion-vae" / "model.safetensors").is_file()
 
 
-def test_the_lock_is_reentrant_in_one_process_and_released_after(tmp_path):
-    with run_dir_lock(tmp_path), run_dir_lock(tmp_path), run_dir_lock(tmp_path, enabled=False):
-        pass
+def test_the_lock_is_held_once_and_released_after(tmp_path):
+    # Training takes the lock once (train_run): a second take, even in the same process, is
+    # another training of the same directory.
+    with run_dir_lock(tmp_path), run_dir_lock(tmp_path, enabled=False):
+        second = run_dir_lock(tmp_path)
+        with pytest.raises(RunDirLocked, match="being trained by another process"):
+            second.__enter__()
     holder = LockHolder(tmp_path)  # free again: another process can take it
     assert holder.stop() == 0
 
@@ -160,3 +164,21 @@ def test_resume_refusal_happens_before_config_yaml_is_rewritten(run_500, synthet
 def test_values_that_only_shape_training_may_differ(run_500, synthetic_root):
     changed = ["diffusion.train_steps=500", "emotion_vae.kl_weight=0.5", "denoiser.dropout=0.3"]
     check_stage(run_500, "gafrg", config(synthetic_root, *changed))
+
+
+def test_another_diffusion_target_is_refused_at_generate_train_and_resume(run_500, synthetic_root):
+    # diffusion.prediction defines what the denoiser's output means (its role, perfrdiff.config).
+    trained = config(synthetic_root, "diffusion.train_steps=500")
+    was = trained.diffusion.prediction
+    other = "x0" if was == "v" else "v"
+    changed = config(synthetic_root, "diffusion.train_steps=500", f"diffusion.prediction={other}")
+    message = rf"diffusion\.prediction: trained with '{was}', now '{other}'"
+    with pytest.raises(StageMismatch, match=message):
+        build_sampler(changed, run_500, personalised=False)
+    saved = (run_500 / "config.yaml").read_text()
+    with pytest.raises(StageMismatch, match=message):
+        run_training("pwsg", changed, run_500)
+    assert (run_500 / "config.yaml").read_text() == saved  # refused before it is rewritten
+    with pytest.raises(ResumeError, match=rf"diffusion\.prediction: '{was}' -> '{other}'"):
+        run_training("gafrg", changed, run_500, resume=True)
+    build_sampler(trained, run_500, personalised=False)  # the trained target still loads

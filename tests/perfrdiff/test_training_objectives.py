@@ -5,6 +5,7 @@ import torch
 from perfrdiff.config import load_config
 from perfrdiff.models import DDIMSchedule, build_gafrg, build_perfrdiff
 from perfrdiff.run import Run
+from perfrdiff.training import train_run
 from perfrdiff.training.objectives import GAFRGObjective, PWSGObjective
 
 
@@ -75,7 +76,7 @@ def test_gafrg_stage_trains_the_null_condition_only_when_it_drops_conditions(con
 def test_pwsg_stage_needs_the_trained_gafrg_and_style_encoder(tmp_path, synthetic_root):
     config = load_config("tiny", [f"data.root={synthetic_root}"])
     with pytest.raises(FileNotFoundError, match="gafrg"):
-        Run(config, tmp_path, device="cpu").train(["pwsg"])
+        train_run(Run(config, tmp_path, device="cpu"), ["pwsg"])
 
 
 def test_pwsg_step_runs_under_bf16_autocast_with_float32_gradients():

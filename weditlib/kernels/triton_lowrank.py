@@ -30,6 +30,13 @@ def rank_block(rank: int) -> int:
     return max(16, triton.next_power_of_2(rank))
 
 
+@triton.jit
+def _tile(rows, cols, row_ok, col_ok):
+    """The tile at ``rows[:, None] + cols[None, :]`` (one side pointers, the other offsets),
+    zero outside the masks."""
+    return tl.load(rows[:, None] + cols[None, :], mask=row_ok[:, None] & col_ok[None, :], other=0.0)
+
+
 @triton.autotune(configs=MATMUL_CONFIGS, key=["N", "K", "MAX_ROWS", "R"])
 @triton.jit
 def _lowrank_matmul_kernel(
@@ -79,21 +86,9 @@ def _lowrank_matmul_kernel(
     for k0 in range(0, K, BLOCK_K):
         kk = k0 + rk
         k_ok = kk < K
-        a = tl.load(
-            a_rows[:, None] + kk[None, :] * stride_ak,
-            mask=row_ok[:, None] & k_ok[None, :],
-            other=0.0,
-        )
-        w = tl.load(
-            w_cols[None, :] + kk[:, None] * stride_wk,
-            mask=k_ok[:, None] & n_ok[None, :],
-            other=0.0,
-        )
-        vt = tl.load(
-            v_rows[None, :] + kk[:, None] * stride_vk,
-            mask=k_ok[:, None] & r_ok[None, :],
-            other=0.0,
-        )  # V_gᵀ tile (BLOCK_K, BLOCK_R)
+        a = _tile(a_rows, kk * stride_ak, row_ok, k_ok)
+        w = _tile(kk * stride_wk, w_cols, k_ok, n_ok)
+        vt = _tile(kk * stride_vk, v_rows, k_ok, r_ok)  # V_gᵀ tile (BLOCK_K, BLOCK_R)
         if SCALE:
             delta = tl.dot(vt, ut, input_precision=PRECISION, out_dtype=ACC_DTYPE)
             w32 = w.to(ACC_DTYPE)

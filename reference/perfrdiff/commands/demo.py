@@ -62,6 +62,7 @@ def demo(
     from perfrdiff.generation import chance_predictions, write_generation
     from perfrdiff.metrics import markdown_table, motion_table, write_report
     from perfrdiff.run import Run
+    from perfrdiff.training import train_run
 
     start = time.perf_counter()
     out = Path(out)
@@ -73,7 +74,7 @@ def demo(
     run = Run(config, out / "run", device, precision)
     ensure_dataset(data_root, sessions, seed)
     timings = {"data": time.perf_counter() - start}
-    run.train(STAGES)
+    train_run(run, STAGES)
     timings["train"] = time.perf_counter() - start - sum(timings.values())
     data = run.evaluation_set("test")
     predictions = run.generate("test", seed=seed, data=data)

@@ -27,8 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from perfrdiff.training import train_run
+
     stages = list(STAGES) if args.stage == "all" else [args.stage]
-    Run(config_from_args(args), args.run_dir, args.device, args.precision).train(
-        stages, args.resume
-    )
+    run = Run(config_from_args(args), args.run_dir, args.device, args.precision)
+    train_run(run, stages, args.resume)
     return 0

@@ -1,8 +1,6 @@
 """PerFRDiff models: speaker encoders, emotion VAE, GAFRG denoiser, schedule, PSSL, PWSG."""
 
 from perfrdiff.models.build import (
-    STAGE_MODELS,
-    StageModel,
     build_gafrg,
     build_perfrdiff,
     build_schedule,
@@ -21,7 +19,6 @@ from perfrdiff.models.style_encoder import StyleEncoder
 
 __all__ = [
     "GAFRG",
-    "STAGE_MODELS",
     "DDIMSchedule",
     "EmotionVAE",
     "FeatureScaler",
@@ -29,7 +26,6 @@ __all__ = [
     "MemoryCache",
     "PerFRDiff",
     "SpeakerEncoder",
-    "StageModel",
     "StyleEncoder",
     "build_gafrg",
     "build_generator",

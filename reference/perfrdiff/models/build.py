@@ -1,15 +1,11 @@
 """Builders of every model from the application :class:`~perfrdiff.config.Config`.
 
 The one place that maps the whole config onto each model's own small config; everything that
-needs a model (training stages, a run's loaders, benchmarks, tests) builds it here.
+needs a model (the stage registry :mod:`perfrdiff.stages`, a run, benchmarks, tests) builds it
+here.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from dataclasses import dataclass
-
-from torch import nn
 
 from perfrdiff.config import Config
 from perfrdiff.models.denoiser import GAFRG
@@ -47,31 +43,3 @@ def build_schedule(config: Config) -> DDIMSchedule:
     """The diffusion schedule a run trains and samples with."""
     d = config.diffusion
     return DDIMSchedule(d.train_steps, eta=d.eta, prediction=d.prediction)
-
-
-@dataclass(frozen=True)
-class StageModel:
-    """The model a training stage produces.
-
-    Attributes:
-        requires: stages whose models this one is built around (in ``build``'s argument order).
-        build: ``(config, *required models) -> model``.
-        exported: the part of the model whose weights the stage exports (``pwsg``: the
-            generator, and a fitted listener prior; the others: the whole model).
-        exports_requirements: whether the exported weights include the required models' (GAFRG's
-            hold its VAE's), so loading the trained stage needs no earlier stage.
-    """
-
-    requires: tuple[str, ...]
-    build: Callable[..., nn.Module]
-    exported: Callable[[nn.Module], nn.Module] = lambda model: model
-    exports_requirements: bool = False
-
-
-#: Stage name -> its model, in training order: the one registry every model is built from.
-STAGE_MODELS: dict[str, StageModel] = {
-    "emotion-vae": StageModel((), build_vae),
-    "style": StageModel((), build_style_encoder),
-    "gafrg": StageModel(("emotion-vae",), build_gafrg, exports_requirements=True),
-    "pwsg": StageModel(("gafrg", "style"), build_perfrdiff, lambda model: model.exported),
-}

@@ -1,5 +1,7 @@
-"""Training: the stage registry, one loop, one objective per stage, resumable checkpoints, DDP."""
+"""Training: :func:`train_run` trains a run's stages (the registry, :mod:`perfrdiff.stages`),
+through one loop, one objective per stage, resumable checkpoints, DDP."""
 
+from perfrdiff.rundir import RunDirLocked, StageMismatch, check_stage, run_dir_lock
 from perfrdiff.training.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -11,24 +13,16 @@ from perfrdiff.training.checkpoint import (
 )
 from perfrdiff.training.loop import Objective, StageRun, train_stage
 from perfrdiff.training.resume import ResumeError, check_resume, plan_resume
-from perfrdiff.training.rundir import (
-    RunDirLocked,
-    StageMismatch,
-    check_stage,
-    run_dir_lock,
-    stage_weights,
-)
-from perfrdiff.training.stages import STAGE_REGISTRY, Stage, run_training, stage
+from perfrdiff.training.train import check_can_train, train_run, train_stage_of
 
 __all__ = [
-    "STAGE_REGISTRY",
     "CheckpointError",
     "Objective",
     "ResumeError",
     "RunDirLocked",
-    "Stage",
     "StageMismatch",
     "StageRun",
+    "check_can_train",
     "check_resume",
     "check_stage",
     "load_checkpoint",
@@ -36,11 +30,10 @@ __all__ = [
     "newest_intact_checkpoint",
     "plan_resume",
     "run_dir_lock",
-    "run_training",
     "save_checkpoint",
     "save_weights",
-    "stage",
-    "stage_weights",
+    "train_run",
     "train_stage",
+    "train_stage_of",
     "verify_checkpoint",
 ]

@@ -22,7 +22,7 @@ import logging
 import os
 import random
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from perfrdiff.training.distributed import Distributed, gather_objects
 from perfrdiff.weights import (  # the weight-file functions live there, shared with inference
     CheckpointError,
     contiguous,
@@ -45,6 +46,7 @@ from perfrdiff.weights import read_json as _read_json
 __all__ = [
     "CHECKSUMS",
     "CheckpointError",
+    "CheckpointWriter",
     "TrainingState",
     "file_sha256",
     "list_checkpoints",
@@ -184,6 +186,51 @@ def save_checkpoint(
         shutil.rmtree(old, ignore_errors=True)
     log.info("checkpoint step %d -> %s", step, final)
     return final
+
+
+class CheckpointWriter:
+    """Writes one stage's checkpoints: every process's RNG state is gathered, the main process
+    writes, all wait for it.
+
+    Args:
+        directory: the stage's ``checkpoints`` folder.
+        trained, optimizer, scheduler: what a checkpoint restores.
+        record: how the stage is trained (checked when resuming).
+        env: the process group.
+        supersedes: an earlier run's checkpoints, removed once the first new one is complete.
+        on_written: called (main process) after each checkpoint, e.g. to commit a metrics log.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        trained: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        record: Mapping[str, Any],
+        env: Distributed,
+        supersedes: Sequence[Path] = (),
+        on_written: Callable[[], None] | None = None,
+    ) -> None:
+        self.directory = directory
+        self.trained, self.optimizer, self.scheduler = trained, optimizer, scheduler
+        self.record = record
+        self.env = env
+        self.supersedes = list(supersedes)
+        self.on_written = on_written
+
+    def __call__(self, step: int, extra: Mapping[str, Any]) -> None:
+        states = gather_objects(self.env, rng_state())
+        if self.env.is_main:
+            save_checkpoint(
+                self.directory, step, self.trained, self.optimizer, self.scheduler, states,
+                self.record, extra, supersedes=self.supersedes,
+            )  # fmt: skip
+            if self.on_written is not None:
+                self.on_written()
+        self.supersedes.clear()
+        if self.env.enabled:
+            torch.distributed.barrier()
 
 
 def list_checkpoints(directory: str | Path) -> list[Path]:

@@ -16,7 +16,7 @@ import math
 import os
 import random
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,19 +31,14 @@ from perfrdiff.config import StageConfig
 from perfrdiff.data.samplers import Reseeded, StepBatchSampler
 from perfrdiff.device import autocast, check_precision
 from perfrdiff.training.checkpoint import (
+    CheckpointWriter,
     list_checkpoints,
     load_checkpoint,
     newest_intact_checkpoint,
     rng_state,
-    save_checkpoint,
     set_rng_state,
 )
-from perfrdiff.training.distributed import (
-    Distributed,
-    gather_objects,
-    mean_scalar,
-    replica_divergence,
-)
+from perfrdiff.training.distributed import Distributed, mean_scalar, replica_divergence
 from perfrdiff.training.resume import apply_settings, plan_resume, training_record
 from perfrdiff.weights import save_weights
 
@@ -76,10 +71,14 @@ class StageRun:
     on_step: Callable[[int], None] | None = None
     precision: str = "fp32"  # "bf16": forward passes under bf16 autocast, fp32 weights
 
+    def __post_init__(self) -> None:
+        self.out_dir = Path(self.out_dir)
+
 
 def default_batch_sampler(
     dataset: Dataset, batch_size: int, seed: int, start: int, env_rank_world: tuple[int, int]
 ) -> Sampler[list[int]]:
+    """Uniform batches of ``batch_size`` (this rank's share), from step ``start + 1`` on."""
     rank, world = env_rank_world
     return StepBatchSampler(len(dataset), batch_size, seed, start, rank, world)
 
@@ -115,6 +114,11 @@ def _to(batch: Batch, device: torch.device) -> dict[str, Tensor]:
     }
 
 
+class TrainingDiverged(FloatingPointError):
+    """A stage's loss or gradient stopped being finite: the stage stopped, nothing was exported,
+    and the weights it would have replaced are as they were."""
+
+
 def optimisation_step(
     model: nn.Module,
     batch: Batch,
@@ -122,18 +126,24 @@ def optimisation_step(
     params: list[nn.Parameter],
     grad_clip: float,
     precision: str = "fp32",
-) -> tuple[Tensor, dict[str, float]]:
+) -> tuple[Tensor, dict[str, float], bool]:
     """One step: forward under ``precision``'s autocast, backward (float32 gradients into the
-    float32 master weights), clipping, optimiser update. Returns the objective's output."""
+    float32 master weights), clipping, optimiser update. Returns the objective's output and
+    whether the update was applied: a step whose loss or gradient norm is not finite changes
+    nothing (as a mixed-precision scaler skips an overflowing step)."""
     device = params[0].device
     with autocast(device, precision):
         loss, metrics = model(batch)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    if grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    # The norm is computed (and clipping applied when grad_clip > 0) in one pass; under DDP the
+    # gradients are already reduced, so every rank takes the same decision.
+    norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else math.inf)
+    if not bool(torch.isfinite(norm) & torch.isfinite(loss.detach())):
+        optimizer.zero_grad(set_to_none=True)
+        return loss, metrics, False
     optimizer.step()
-    return loss, metrics
+    return loss, metrics, True
 
 
 def seed_everything(seed: int) -> None:
@@ -211,6 +221,80 @@ def preserved_rng() -> Iterator[None]:
         set_rng_state(state)
 
 
+@dataclass
+class Resumed:
+    """Where a stage's training starts: step 0, or a checkpoint's step and its resume history."""
+
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    from_checkpoint: bool = False
+
+
+def resume_state(
+    name: str,
+    trained: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+    run: StageRun,
+    how_trained: Mapping[str, Any],
+    env: Distributed,
+) -> Resumed:
+    """With ``run.resume``, restore the newest intact checkpoint into ``trained``, ``optimizer``
+    and ``scheduler`` (after checking its record against ``how_trained``) and apply the changed
+    settings the resume allows; otherwise start at step 0."""
+    found = newest_intact_checkpoint(run.out_dir / "checkpoints") if run.resume else None
+    if found is None:
+        return Resumed()
+    path, saved = found
+    plan = plan_resume(name, saved["config"], how_trained, saved["step"], path, env.is_main)
+    state = load_checkpoint(path, trained, optimizer, scheduler, env.rank, env.world_size)
+    apply_settings(optimizer, scheduler, run.config)
+    history = list(state.extra.get("resumes", []))
+    if plan.applied:
+        history.append({"step": state.step, "changed": plan.applied})
+    log.info("%s: resumed from %s at step %d", name, path, state.step)
+    return Resumed(state.step, history, from_checkpoint=True)
+
+
+def training_loader(
+    name: str,
+    dataset: Dataset,
+    run: StageRun,
+    env: Distributed,
+    make_sampler: BatchSamplerFactory,
+    start: int,
+) -> Iterator[Batch]:
+    """The endless stream of training batches from step ``start + 1`` on (this rank's share)."""
+    cfg = run.config
+    try:
+        batches = make_sampler(dataset, cfg.batch_size, run.seed, start, (env.rank, env.world_size))
+    except ValueError as error:
+        raise ValueError(f"train.{name}.batch_size = {cfg.batch_size}: {error}") from error
+    loader = DataLoader(
+        Reseeded(dataset, run.seed),
+        batch_sampler=batches,
+        num_workers=run.num_workers,
+        pin_memory=env.device.type == "cuda",
+        persistent_workers=run.num_workers > 0,
+    )
+    with preserved_rng():  # creating a DataLoader iterator draws a seed from the global RNG
+        return iter(loader)  # infinite: the batch sampler never ends
+
+
+def validation_batches(
+    dataset: Dataset | None, run: StageRun, env: Distributed, make_sampler: BatchSamplerFactory
+) -> list[Batch]:
+    """``val_batches`` fixed batches of ``dataset`` on the device (none without one)."""
+    cfg = run.config
+    if dataset is None or cfg.val_batches == 0 or len(dataset) < 2:
+        return []
+    with preserved_rng():
+        size = min(cfg.batch_size, len(dataset))  # small validation splits
+        sampler = make_sampler(dataset, size, run.seed + 1, 0, (0, 1))
+        batches = iter(DataLoader(Reseeded(dataset, run.seed + 1), batch_sampler=sampler))
+        return [_to(next(batches), env.device) for _ in range(cfg.val_batches)]
+
+
 def train_stage(
     name: str,
     objective: Objective,
@@ -227,139 +311,196 @@ def train_stage(
     RNG, step) and reaches the same weights as an uninterrupted run.
     """
     env = env or Distributed()
-    cfg = run.config
     check_precision(run.precision)
-    out_dir = Path(run.out_dir)
-    ckpt_dir = out_dir / "checkpoints"
-    make_sampler = batch_sampler or (
-        lambda ds, bs, seed, start, rw: default_batch_sampler(ds, bs, seed, start, rw)
-    )
+    make_sampler = batch_sampler or default_batch_sampler
     seed_everything(run.seed * 1000 + env.rank)
     objective.to(env.device).train()
     params = [p for p in objective.trained.parameters() if p.requires_grad]
     if not params:
         raise ValueError(f"stage {name!r}: the trained module has no trainable parameters")
-    optimizer = make_optimizer(params, cfg)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
-
-    how_trained = training_record(name, run.seed, cfg, run.metadata)
-    start, resumes = 0, []
-    found = newest_intact_checkpoint(ckpt_dir) if run.resume else None
-    if found is not None:
-        path, saved = found
-        plan = plan_resume(name, saved["config"], how_trained, saved["step"], path, env.is_main)
-        state = load_checkpoint(
-            path, objective.trained, optimizer, scheduler, env.rank, env.world_size
-        )
-        apply_settings(optimizer, scheduler, cfg)
-        start, resumes = state.step, list(state.extra.get("resumes", []))
-        if plan.applied:
-            resumes.append({"step": start, "changed": plan.applied})
-        log.info("%s: resumed from %s at step %d", name, path, start)
-    # A fresh run replaces the old checkpoints and metrics only once its first checkpoint exists.
-    superseded = [] if found is not None else list_checkpoints(ckpt_dir)
+    optimizer = make_optimizer(params, run.config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(run.config))
+    how_trained = training_record(name, run.seed, run.config, run.metadata)
+    resumed = resume_state(name, objective.trained, optimizer, scheduler, run, how_trained, env)
     if env.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    metrics_log = MetricsLog(out_dir / "metrics.jsonl", env.is_main, start)
-
+        run.out_dir.mkdir(parents=True, exist_ok=True)
+    metrics_log = MetricsLog(run.out_dir / "metrics.jsonl", env.is_main, resumed.step)
+    checkpoint = CheckpointWriter(
+        run.out_dir / "checkpoints",
+        objective.trained,
+        optimizer,
+        scheduler,
+        how_trained,
+        env,
+        # A fresh run replaces the old checkpoints and log only once its first checkpoint exists.
+        supersedes=[] if resumed.from_checkpoint else list_checkpoints(run.out_dir / "checkpoints"),
+        on_written=metrics_log.commit,
+    )
     model: nn.Module = objective
     if env.enabled:
         model = DistributedDataParallel(
             objective, device_ids=[env.device.index] if env.device.type == "cuda" else None
         )
-    try:
-        train_batches = make_sampler(
-            train_set, cfg.batch_size, run.seed, start, (env.rank, env.world_size)
-        )
-    except ValueError as error:
-        raise ValueError(f"train.{name}.batch_size = {cfg.batch_size}: {error}") from error
-    loader = DataLoader(
-        Reseeded(train_set, run.seed),
-        batch_sampler=train_batches,
-        num_workers=run.num_workers,
-        pin_memory=env.device.type == "cuda",
-        persistent_workers=run.num_workers > 0,
+    guard = NonFiniteGuard(name, run)
+    steps = StepLoop(
+        name, objective, model, optimizer, scheduler, params, run, env, metrics_log, guard
     )
-    val_batches: list[Batch] = []
-    if val_set is not None and cfg.val_batches > 0 and len(val_set) >= 2:
-        with preserved_rng():
-            val_batch = min(cfg.batch_size, len(val_set))  # small validation splits
-            val_sampler = make_sampler(val_set, val_batch, run.seed + 1, 0, (0, 1))
-            val_loader = DataLoader(Reseeded(val_set, run.seed + 1), batch_sampler=val_sampler)
-            val_iter = iter(val_loader)
-            val_batches = [_to(next(val_iter), env.device) for _ in range(cfg.val_batches)]
+    last_val = steps.train(
+        training_loader(name, train_set, run, env, make_sampler, resumed.step),
+        validation_batches(val_set, run, env, make_sampler),
+        resumed,
+        checkpoint,
+    )
+    check_finite(objective.trained, guard)
+    return export_weights(name, objective.trained, run, env, last_val, resumed.history)
 
-    def checkpoint(step: int, extra: dict[str, Any]) -> None:
-        states = gather_objects(env, rng_state())
-        if env.is_main:
-            save_checkpoint(
-                ckpt_dir,
-                step,
-                objective.trained,
-                optimizer,
-                scheduler,
-                states,
-                how_trained,
-                {**extra, "resumes": resumes},
-                supersedes=superseded,
-            )
-            metrics_log.commit()
-        superseded.clear()
-        if env.enabled:
-            torch.distributed.barrier()
 
-    last_val: dict[str, float] = {}
-    if val_batches and start == 0:  # the untrained reference point of the validation curve
-        metrics_log.write(
-            {"step": 0, "split": "val", **validate(objective, val_batches, run.seed, run.precision)}
+@dataclass
+class StepLoop:
+    """The optimisation steps of one stage: log, validate and checkpoint on their schedules."""
+
+    name: str
+    objective: Objective
+    model: nn.Module  # the objective, or its DDP wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    params: list[nn.Parameter]
+    run: StageRun
+    env: Distributed
+    metrics_log: MetricsLog
+    guard: NonFiniteGuard
+
+    def train(
+        self,
+        batches: Iterator[Batch],
+        val_batches: list[Batch],
+        resumed: Resumed,
+        checkpoint: CheckpointWriter,
+    ) -> dict[str, float]:
+        """Steps ``resumed.step + 1 .. steps``; returns the last validation metrics."""
+        cfg, run = self.run.config, self.run
+        last_val: dict[str, float] = {}
+        if val_batches and resumed.step == 0:  # the untrained point of the validation curve
+            self.metrics_log.write({"step": 0, "split": "val", **self.validate(val_batches)})
+        progress = tqdm(
+            total=cfg.steps, initial=resumed.step, desc=self.name, unit="step",
+            disable=not self.env.is_main,
+        )  # fmt: skip
+        for step in range(resumed.step + 1, cfg.steps + 1):
+            loss, metrics, applied = optimisation_step(
+                self.model, _to(next(batches), self.env.device), self.optimizer, self.params,
+                cfg.grad_clip, run.precision,
+            )  # fmt: skip
+            self.guard.after(step, loss, applied)
+            self.scheduler.step()
+            progress.update(1)
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                self.log_training(step, loss, metrics, progress)
+            if val_batches and (step % cfg.val_every == 0 or step == cfg.steps):
+                last_val = self.validate(val_batches)
+                self.metrics_log.write({"step": step, "split": "val", **last_val})
+                if self.env.is_main:
+                    values = ", ".join(f"{k}={v:.4f}" for k, v in last_val.items())
+                    log.info("%s step %d: val %s", self.name, step, values)
+            if step % cfg.ckpt_every == 0 or step == cfg.steps:
+                check_finite(self.objective.trained, self.guard)
+                checkpoint(step, {"val": last_val, "resumes": resumed.history})
+            if run.on_step is not None:
+                run.on_step(step)
+        progress.close()
+        return last_val
+
+    def validate(self, batches: list[Batch]) -> dict[str, float]:
+        return validate(self.objective, batches, self.run.seed, self.run.precision)
+
+    def log_training(
+        self, step: int, loss: Tensor, metrics: Mapping[str, float], progress: tqdm
+    ) -> None:
+        record = {"loss": mean_scalar(self.env, loss.item()), **metrics}
+        progress.set_postfix(loss=f"{record['loss']:.4f}")
+        lr = self.scheduler.get_last_lr()[0]
+        self.metrics_log.write({"step": step, "split": "train", "lr": lr, **record})
+
+
+@dataclass
+class NonFiniteGuard:
+    """Stops a stage whose steps are not finite: after ``skip_nonfinite`` skipped steps the next
+    one raises :class:`TrainingDiverged`, naming the step, the last finite loss and what to
+    change."""
+
+    name: str
+    run: StageRun
+    skipped: int = 0
+    last_finite: tuple[int, float] | None = None
+
+    def after(self, step: int, loss: Tensor, applied: bool) -> None:
+        if applied:
+            self.last_finite = (step, loss.item())
+            return
+        self.skipped += 1
+        allowed = self.run.config.skip_nonfinite
+        if self.skipped <= allowed:
+            log.warning(
+                "%s step %d: the loss or its gradient is not finite; step skipped (%d of %d "
+                "allowed, train.%s.skip_nonfinite)", self.name, step, self.skipped, allowed,
+                self.name,
+            )  # fmt: skip
+            return
+        raise TrainingDiverged(self.message(f"at step {step} (loss {loss.item():.4g})"))
+
+    def message(self, where: str) -> str:
+        key = f"train.{self.name}"
+        last = (
+            f"the last finite loss was {self.last_finite[1]:.4g} at step {self.last_finite[0]}"
+            if self.last_finite is not None
+            else "no step was finite"
         )
-    progress = tqdm(total=cfg.steps, initial=start, desc=name, unit="step", disable=not env.is_main)
-    with preserved_rng():  # creating a DataLoader iterator draws a seed from the global RNG
-        batches = iter(loader)  # infinite: the batch sampler never ends
-    for step in range(start + 1, cfg.steps + 1):
-        batch = _to(next(batches), env.device)
-        loss, metrics = optimisation_step(
-            model, batch, optimizer, params, cfg.grad_clip, run.precision
+        return (
+            f"{self.name}: training diverged {where}: the loss or its gradient is not finite "
+            f"({last}). The stage stopped; nothing was exported, {self.run.out_dir} keeps its "
+            f"previous weights and its last finite checkpoint. Lower {key}.lr (now "
+            f"{self.run.config.lr:.3g}), set {key}.grad_clip, or let a few such steps be skipped "
+            f"with {key}.skip_nonfinite=N."
         )
-        scheduler.step()
-        progress.update(1)
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            record = {"loss": mean_scalar(env, loss.item()), **metrics}
-            progress.set_postfix(loss=f"{record['loss']:.4f}")
-            metrics_log.write(
-                {"step": step, "split": "train", "lr": scheduler.get_last_lr()[0], **record}
-            )
-        if val_batches and (step % cfg.val_every == 0 or step == cfg.steps):
-            last_val = validate(objective, val_batches, run.seed, run.precision)
-            metrics_log.write({"step": step, "split": "val", **last_val})
-            if env.is_main:
-                log.info(
-                    "%s step %d: val %s",
-                    name,
-                    step,
-                    ", ".join(f"{k}={v:.4f}" for k, v in last_val.items()),
-                )
-        if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            checkpoint(step, {"val": last_val})
-        if run.on_step is not None:
-            run.on_step(step)
-    progress.close()
 
-    divergence = replica_divergence(env, objective.trained)
+
+def check_finite(trained: nn.Module, guard: NonFiniteGuard) -> None:
+    """Refuse to save non-finite weights (:class:`TrainingDiverged`)."""
+    bad = [
+        n
+        for n, t in trained.state_dict().items()
+        if t.is_floating_point() and not t.isfinite().all()
+    ]
+    if bad:
+        raise TrainingDiverged(guard.message(f"(non-finite weights: {', '.join(bad[:3])})"))
+
+
+def export_weights(
+    name: str,
+    trained: nn.Module,
+    run: StageRun,
+    env: Distributed,
+    last_val: Mapping[str, float],
+    resumes: list[dict[str, Any]],
+) -> Path:
+    """Write the trained weights and what made them to ``run.out_dir/model.safetensors``."""
+    divergence = replica_divergence(env, trained)
     if env.enabled:
-        log.info("%s: replicas differ by at most %.3g after %d steps", name, divergence, cfg.steps)
-    final = out_dir / "model.safetensors"
+        log.info(
+            "%s: replicas differ by at most %.3g after %d steps", name, divergence, run.config.steps
+        )
+    final = run.out_dir / "model.safetensors"
     if env.is_main:
         meta = {
             "stage": name,
-            "step": cfg.steps,
-            "val": last_val,
+            "step": run.config.steps,
+            "val": dict(last_val),
             "replica_divergence": divergence,
             "world_size": env.world_size,
             "resumes": resumes,
             **(run.metadata or {}),
         }
-        save_weights(objective.trained, final, meta)
+        save_weights(trained, final, meta)
         log.info("%s: weights -> %s", name, final)
     if env.enabled:
         torch.distributed.barrier()

@@ -10,6 +10,9 @@
 
 from __future__ import annotations
 
+import logging
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor
 
@@ -26,6 +29,11 @@ from perfrdiff.models import (
 )
 from perfrdiff.training.loop import Batch, Objective
 from weditlib import DenseDelta, LowRankDelta
+
+if TYPE_CHECKING:
+    from perfrdiff.run import Run
+
+log = logging.getLogger(__name__)
 
 
 class EmotionVAEObjective(Objective):
@@ -170,3 +178,44 @@ def squared_norm(delta: DenseDelta | LowRankDelta) -> Tensor:
         gram_down = delta.down @ delta.down.transpose(1, 2)
         return (gram_up * gram_down).sum()
     return delta.matrix().pow(2).sum()
+
+
+# The stage registry's objectives (perfrdiff.stages): each builds a new model of its stage
+# around the run's trained earlier stages.
+
+
+def emotion_vae_objective(run: Run) -> EmotionVAEObjective:
+    return EmotionVAEObjective(
+        run.build("emotion-vae", trained=False), run.config.emotion_vae.kl_weight
+    )
+
+
+def style_objective(run: Run) -> StyleObjective:
+    return StyleObjective(run.build("style", trained=False), run.config.style.temperature)
+
+
+def gafrg_objective(run: Run) -> GAFRGObjective:
+    d = run.config.diffusion
+    gafrg = run.build("gafrg", trained=False)  # around the trained, frozen VAE
+    if gafrg.scaler is not None:
+        from perfrdiff.data import listener_emotion_statistics
+
+        gafrg.scaler.fit(*listener_emotion_statistics(run.config.data.root, "train"))
+    return GAFRGObjective(gafrg, run.schedule, d.cond_drop, d.prev_drop)
+
+
+def pwsg_objective(run: Run) -> PWSGObjective:
+    model = run.build("pwsg", trained=False)  # trained GAFRG + PSSL, a new generator
+    if model.fit_prior_weight:
+        fit_listener_prior(model, run.config)
+    return PWSGObjective(model, run.schedule, run.config)
+
+
+def fit_listener_prior(model: PerFRDiff, config: Config) -> None:
+    """Fit ``model``'s listener prior weights on the training split (histories of
+    ``data.history_frames`` frames, as at evaluation)."""
+    from perfrdiff.data import listener_level_pairs
+
+    pairs = listener_level_pairs(config.data.root, "train", config.data.history_frames)
+    weight = model.prior.fit(*pairs, model.gafrg.scaler.mean)
+    log.info("listener prior weights fitted on %d clip pairs: %s", len(pairs[0]), weight.tolist())

@@ -2,19 +2,22 @@
 the others are refused before anything is loaded, naming each key (old -> new).
 
 A checkpoint records the stage's settings, the seed, the run's config and the earlier stages'
-SHA-256 (:func:`training_record`). Resuming compares that with the new run:
+SHA-256 (:func:`training_record`). Resuming compares that with the new run, by the role each
+config field declares (:class:`perfrdiff.config.Role`, :func:`perfrdiff.changes.resume_changes`):
 
-* applied: ``steps`` (not below the checkpoint's step), ``lr``, ``weight_decay``,
-  ``warmup_steps``, ``grad_clip``, ``val_every``, ``val_batches``, ``ckpt_every``, ``log_every``,
-  and ``data.root`` (the data may have moved);
-* ignored: settings of other stages and of generation (``generate.*``, ``diffusion.sample_steps``,
-  ``diffusion.guidance``, ``diffusion.eta``), ``data.num_workers``, ``threads``;
-* refused: everything else — ``batch_size``, ``optimizer``, ``seed``, model sizes, the schedule,
-  and earlier stages retrained since the checkpoint.
+* applied: the values the stage's training reads that are declared resumable — the stage's
+  ``steps`` (not below the checkpoint's step), ``lr``, ``weight_decay``, ``warmup_steps``,
+  ``grad_clip``, ``val_every``, ``val_batches``, ``ckpt_every``, ``log_every``, and
+  ``data.root`` (the data may have moved);
+* refused: the other values the stage's training reads or that define a stage it is built on
+  (``batch_size``, ``optimizer``, ``seed``, model sizes, the schedule), and earlier stages
+  retrained since the checkpoint;
+* ignored: everything else (other stages' settings, sampling, threads, loader workers).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
@@ -24,21 +27,12 @@ from typing import Any
 
 import torch
 
-from perfrdiff.config import SAMPLING_ONLY, Config, StageConfig
+from perfrdiff.changes import resume_changes
+from perfrdiff.config import Config, StageConfig
+from perfrdiff.rundir import stage_record
 from perfrdiff.training.checkpoint import newest_intact_checkpoint
-from perfrdiff.training.rundir import flat_keys, stage_record
 
 log = logging.getLogger(__name__)
-
-APPLIED_SETTINGS = (
-    "steps", "lr", "weight_decay", "warmup_steps", "grad_clip",
-    "val_every", "val_batches", "ckpt_every", "log_every",
-)  # fmt: skip
-APPLIED_CONFIG = ("data.root",)
-IGNORED_CONFIG = (
-    "train", "generate", *SAMPLING_ONLY,
-    "data.num_workers", "threads", "seed",  # the stage's own settings and seed come separately
-)  # fmt: skip
 
 
 class ResumeError(ValueError):
@@ -65,27 +59,27 @@ def training_record(
     }
 
 
-def _under(key: str, prefixes: Sequence[str]) -> bool:
-    return any(key == p or key.startswith(f"{p}.") for p in prefixes)
+def _as_config(record: Mapping[str, Any], stage: str) -> dict[str, Any]:
+    """A training record's config with the stage's own settings and seed in their config places
+    (``train.<stage>.*``, ``seed``): a record need not hold a whole config."""
+    config = copy.deepcopy(dict(record.get("config", {})))
+    config.setdefault("train", {})[stage] = dict(record.get("settings", {}))
+    config["seed"] = record.get("seed")
+    return config
 
 
-def _differences(saved: Mapping[str, Any], current: Mapping[str, Any], stage: str) -> dict:
-    """``user-facing dotted key -> (old, new)`` over what both records hold."""
-    old, new = flat_keys(saved), flat_keys(current)
-    out = {}
-    for key in sorted(set(old) & set(new)):
-        if old[key] == new[key] or key == "stage":
-            continue
-        if key.startswith("settings."):
-            name = f"train.{stage}.{key.removeprefix('settings.')}"
-        elif key.startswith("config."):
-            name = key.removeprefix("config.")
-            if _under(name, IGNORED_CONFIG):
-                continue
-        else:
-            name = key  # seed, depends_on.<stage>
-        out[name] = (old[key], new[key])
-    return out
+def _other_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """Differences in the rest of the records: retrained earlier stages, other metadata."""
+    compared = set(saved) & set(current) - {"stage", "seed", "settings", "config"}
+    refused = []
+    for key in sorted(compared):
+        if key == "depends_on":
+            for upstream in sorted(set(saved[key]) & set(current[key])):
+                if saved[key][upstream] != current[key][upstream]:
+                    refused.append(f"the {upstream} stage has been retrained since the checkpoint")
+        elif saved[key] != current[key]:
+            refused.append(f"{key}: {saved[key]!r} -> {current[key]!r}")
+    return refused
 
 
 def plan_resume(
@@ -108,19 +102,16 @@ def plan_resume(
     Raises:
         ResumeError: listing every change that cannot be applied.
     """
-    plan = ResumePlan(step)
-    refused = []
-    for key, (old, new) in _differences(saved, current, stage).items():
-        setting = key.removeprefix(f"train.{stage}.")
-        if setting == "steps" and new < step:
-            refused.append(f"{key}: {old!r} -> {new!r} (below the checkpoint's step {step})")
-        elif key.startswith("depends_on."):
-            upstream = key.removeprefix("depends_on.")
-            refused.append(f"the {upstream} stage has been retrained since the checkpoint")
-        elif (key != setting and setting in APPLIED_SETTINGS) or key in APPLIED_CONFIG:
-            plan.applied[key] = (old, new)
-        else:
-            refused.append(f"{key}: {old!r} -> {new!r}")
+    applied, refused_values = resume_changes(
+        _as_config(saved, stage), _as_config(current, stage), stage
+    )
+    refused = [f"{key}: {old!r} -> {new!r}" for key, (old, new) in refused_values.items()]
+    steps = f"train.{stage}.steps"
+    if steps in applied and applied[steps][1] < step:
+        old, new = applied.pop(steps)
+        refused.append(f"{steps}: {old!r} -> {new!r} (below the checkpoint's step {step})")
+    refused += _other_differences(saved, current)
+    plan = ResumePlan(step, applied)
     if refused:
         raise ResumeError(
             f"cannot resume {stage} from {where}: " + "; ".join(refused) + ". Restore these "

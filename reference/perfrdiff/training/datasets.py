@@ -1,0 +1,78 @@
+"""The datasets and batch samplers of the training stages (named by :mod:`perfrdiff.stages`).
+
+Each ``*_datasets`` function maps a config to ``(train, validation or None)``; a missing
+validation split is skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from perfrdiff.config import Config
+from perfrdiff.data.samplers import ListenerBatchSampler
+
+log = logging.getLogger(__name__)
+
+Datasets = tuple[Dataset, Dataset | None]
+
+
+def window_datasets(config: Config) -> Datasets:
+    from perfrdiff.data import WindowDataset
+
+    d = config.data
+    make = lambda split: WindowDataset(  # noqa: E731
+        d.root, split, window=d.window, history_frames=d.history_frames, seed=config.seed
+    )
+    return make("train"), _optional(lambda: make("val"))
+
+
+def _optional(make: Callable[[], Dataset]) -> Dataset | None:
+    try:
+        dataset = make()
+    except FileNotFoundError as err:
+        log.warning("no validation split (%s): validation is skipped", err)
+        return None
+    return dataset if len(dataset) else None
+
+
+class StyleClips(Dataset):
+    """Adapts ``ListenerClipDataset`` items to ``{"clip": (f, c), "listener_id": ()}``."""
+
+    def __init__(self, clips: Dataset, key: str) -> None:
+        self.clips = clips
+        self.key = key
+        self.groups = clips.items_of_listener()
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        item = self.clips[i]
+        return {
+            "clip": torch.as_tensor(item[self.key]).float(),
+            "listener_id": torch.as_tensor(item["label"]).long(),
+        }
+
+
+def style_datasets(config: Config) -> Datasets:
+    from perfrdiff.data import ListenerClipDataset
+
+    key = config.style.input
+    make = lambda split: StyleClips(  # noqa: E731
+        ListenerClipDataset(config.data.root, split, frames=config.style.frames, seed=config.seed),
+        key,
+    )
+    return make("train"), _optional(lambda: make("val"))
+
+
+def listener_batches(
+    dataset: Dataset, batch_size: int, seed: int, start: int, rank_world: tuple[int, int]
+) -> Sampler[list[int]]:
+    """Batches of ``batch_size / 4`` listeners with 4 clips each, so every anchor has positives."""
+    return ListenerBatchSampler(
+        dataset.groups, len(dataset), batch_size, 4, seed, start, *rank_world
+    )
