@@ -129,7 +129,7 @@ def test_face_npy_with_nan_is_rejected(tmp_path):
     face = np.zeros((751, 58))
     face[10, 3] = np.nan
     np.save(path, face)
-    with pytest.raises(DataError, match=r"nan\.npy: contains NaN"):
+    with pytest.raises(DataError, match=r"nan\.npy: contains 1 NaN .* at frame 10, channel 3"):
         read_face(path)
 
 

@@ -189,3 +189,24 @@ def test_a_missing_training_split_leaves_config_yaml(vae_run, tmp_path):
     with pytest.raises(DataError, match=r"train\.csv: split index file is missing"):
         train_run(Run(_config(tmp_path / "nowhere"), run, device="cpu"), ["emotion-vae"])
     assert (run / "config.yaml").read_text() == saved
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.int64, np.uint8, np.bool_])
+def test_integer_feature_files_are_refused_not_cast(tmp_path, dtype):
+    # Quantised features cast to float reach the model on another scale: refuse, name the file.
+    face = tmp_path / "face.npy"
+    np.save(face, np.ones((751, 58), dtype=dtype))
+    with pytest.raises(DataError, match=r"face\.npy: expected floating-point features, got dtype"):
+        read_face(face)
+    from perfrdiff.generation.inputs import read_history
+
+    history = tmp_path / "history.npy"
+    np.save(history, np.ones((250, 25), dtype=dtype))
+    with pytest.raises(ValueError, match=r"history\.npy: expected floating-point features"):
+        read_history(history, "emotion")
+
+
+def test_float16_and_float64_features_are_read_as_float32(tmp_path):
+    for dtype in (np.float16, np.float64):
+        np.save(tmp_path / "face.npy", np.ones((1, 751, 58), dtype=dtype))
+        assert read_face(tmp_path / "face.npy").dtype == np.float32

@@ -174,14 +174,51 @@ def clip_file(root: str | Path, split: str, modality: str, clip: str) -> Path:
     return path
 
 
+def check_feature_dtype(array: np.ndarray, source: str) -> None:
+    """Refuse an array that does not hold real-valued features: features are floating point.
+
+    An integer or boolean array is refused rather than cast: quantised features (an ``int16``
+    3DMM export, say) are on another scale than the model's, and casting would pass them on
+    silently. Complex and non-numeric arrays are refused too.
+
+    Raises:
+        DataError: naming ``source`` and the dtype.
+    """
+    if np.issubdtype(array.dtype, np.floating):
+        return
+    if np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_:
+        raise DataError(
+            f"{source}: expected floating-point features, got dtype {array.dtype}: integer data "
+            "(e.g. quantised) is on another scale; convert it to float and undo any "
+            "quantisation before use"
+        )
+    raise DataError(f"{source}: expected a real numeric array, got dtype {array.dtype}")
+
+
+def check_finite(array: np.ndarray, source: str) -> None:
+    """Refuse NaN or infinite values in ``(frames, channels)`` features, naming ``source``,
+    their count and the first one's frame and channel.
+
+    Raises:
+        DataError: naming ``source``.
+    """
+    bad = ~np.isfinite(array)
+    if bad.any():
+        frame, channel = np.argwhere(bad)[0]
+        raise DataError(
+            f"{source}: contains {int(bad.sum())} NaN or infinite values (first at frame "
+            f"{frame}, channel {channel})"
+        )
+
+
 def _check_frames(array: np.ndarray, path: Path, columns: int, what: str) -> np.ndarray:
+    check_feature_dtype(array, str(path))
     if array.ndim != 2 or array.shape[1] != columns:
         raise DataError(f"{path}: expected {what} of shape (frames, {columns}), got {array.shape}")
     if array.shape[0] < CLIP_FRAMES:
         raise DataError(f"{path}: truncated: {array.shape[0]} frames, need at least {CLIP_FRAMES}")
     array = array[:CLIP_FRAMES]
-    if not np.isfinite(array).all():
-        raise DataError(f"{path}: contains NaN or infinite values")
+    check_finite(array, str(path))
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
@@ -248,11 +285,7 @@ def read_npy(path: str | Path) -> np.ndarray:
 
 def read_face(path: Path) -> np.ndarray:
     """Read a FaceVerse 3DMM ``.npy`` (squeezes to ``(751, 58)``); returns ``(750, 58)`` float32."""
-    array = read_npy(path)
-    # Complex values would be cast to float32 with their imaginary part silently dropped.
-    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
-        raise DataError(f"{path}: expected a real numeric array, got dtype {array.dtype}")
-    return _check_frames(np.squeeze(array), path, FACE_DIM, "3DMM coefficients")
+    return _check_frames(np.squeeze(read_npy(path)), path, FACE_DIM, "3DMM coefficients")
 
 
 def read_neighbour_matrix(root: str | Path, split: str, items: int) -> np.ndarray:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from perfrdiff._checks import check_at_least
-from perfrdiff.data import read_npy
+from perfrdiff.data import check_feature_dtype, check_finite, read_npy
 from perfrdiff.features import HISTORY_DIMS
 
 
@@ -61,7 +61,9 @@ def check_history(history: Any, style_input: str, source: str = "history") -> np
         source: what to call the array in messages (e.g. its file name).
 
     Raises:
-        ValueError: wrong shape, empty, non-numeric, or containing NaN / infinite values.
+        ValueError: wrong shape, empty, not floating point (an integer array is refused, not
+            cast: see :func:`perfrdiff.data.check_feature_dtype`), or containing NaN / infinite
+            values.
     """
     if style_input not in HISTORY_DIMS:
         raise ValueError(
@@ -69,20 +71,13 @@ def check_history(history: Any, style_input: str, source: str = "history") -> np
         )
     channels = HISTORY_DIMS[style_input]
     array = np.asarray(history)
-    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
-        raise ValueError(f"{source}: expected a real numeric array, got dtype {array.dtype}")
+    check_feature_dtype(array, source)
     if array.ndim != 2 or array.shape[1] != channels or array.shape[0] == 0:
         raise ValueError(
             f"{source}: history must have shape (h, {channels}) with h >= 1 for "
             f"style.input={style_input!r}, got {array.shape}"
         )
-    bad = ~np.isfinite(array)
-    if bad.any():
-        frame, channel = np.argwhere(bad)[0]
-        raise ValueError(
-            f"{source}: contains {int(bad.sum())} NaN or infinite values (first at frame "
-            f"{frame}, channel {channel})"
-        )
+    check_finite(array, source)
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
