@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import socket
@@ -28,7 +27,7 @@ from torch import nn
 from perfrdiff.changes import weights_changes
 from perfrdiff.config import Config, config_to_dict
 from perfrdiff.stages import stage as stage_entry
-from perfrdiff.weights import file_sha256, load_weights, stage_weights
+from perfrdiff.weights import file_sha256, load_weights, read_json, stage_weights
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +87,7 @@ def _weights_sha256(run_dir: str | Path, stage: str) -> str | None:
     if not weights.is_file():
         return None
     meta = weights.with_suffix(".json")
-    recorded = json.loads(meta.read_text()).get("sha256") if meta.is_file() else None
+    recorded = read_json(meta).get("sha256") if meta.is_file() else None
     return recorded or file_sha256(weights)
 
 
@@ -117,7 +116,7 @@ def check_stage(run_dir: str | Path, stage: str, config: Config) -> None:
     meta_path = weights.with_suffix(".json")
     if not weights.is_file():
         raise FileNotFoundError(f"no weights at {weights} (train the stage that writes it first)")
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    meta = read_json(meta_path) if meta_path.is_file() else {}
     if "config" not in meta:
         log.warning("%s records no training config: not checked against this run", meta_path)
         return

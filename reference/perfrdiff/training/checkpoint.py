@@ -32,6 +32,7 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from perfrdiff.atomic import remove_abandoned, writer_tag
 from perfrdiff.training.distributed import Distributed, gather_objects
 from perfrdiff.weights import (  # the weight-file functions live there, shared with inference
     CheckpointError,
@@ -151,7 +152,8 @@ def save_checkpoint(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"{PREFIX}{step:08d}"
-    tmp = directory / f".{final.name}.tmp-{os.getpid()}"
+    remove_abandoned(directory, f".{PREFIX}")  # what a killed writer left (gigabytes at paper size)
+    tmp = directory / f".{final.name}.{writer_tag()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     save_file(contiguous(module.state_dict()), str(tmp / "model.safetensors"))
@@ -173,7 +175,7 @@ def save_checkpoint(
     checksums = {name: file_sha256(tmp / name) for name in FILES}
     (tmp / CHECKSUMS).write_text(json.dumps(checksums, indent=1))
     if final.exists():  # re-saving a step after a resume: replace it whole, once tmp is complete
-        trash = directory / f".{final.name}.old-{os.getpid()}"
+        trash = directory / f".{final.name}.{writer_tag()}.old"
         os.rename(final, trash)
         os.rename(tmp, final)
         shutil.rmtree(trash)
