@@ -179,9 +179,15 @@ class Run:
                 seed=seed,
             )
         if not torch.isfinite(reactions).all():
+            guidance = self.config.diffusion.guidance
+            cause = (
+                f"diffusion.guidance = {guidance:g} scales the difference of two predictions "
+                "and overflows; use a guidance of order 1 to 10"
+                if abs(guidance) > 100
+                else f"the weights in {self.directory} are probably damaged or diverged in training"
+            )
             raise FloatingPointError(
-                f"{mode} generation produced NaN or infinite reactions: the weights in "
-                f"{self.directory} are probably damaged or diverged in training"
+                f"{mode} generation produced NaN or infinite reactions: {cause}"
             )
         return reactions.float().cpu().numpy()
 

@@ -43,3 +43,10 @@ def test_notes_are_printed_under_the_message(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "denoiser.d_model" in err and f"in config file {config}" in err
+
+
+def test_a_demo_that_cannot_be_scored_is_refused_before_any_work(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert console(["demo", "--out", str(out), "--set", "generate.samples=1"]) == 2
+    assert "generate.samples = 1" in capsys.readouterr().err
+    assert not out.exists()  # no dataset written, nothing trained

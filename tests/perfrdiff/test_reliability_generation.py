@@ -109,3 +109,14 @@ def test_non_finite_reactions_are_an_error_not_a_file(tmp_path, synthetic_root):
     data = load_evaluation_set(config, "test", limit=1)
     with pytest.raises(FloatingPointError, match="generic generation produced NaN"):
         Run(config, tmp_path, device="cpu").generate("test", ["generic"], samples=1, data=data)
+
+
+def test_an_overflowing_guidance_is_named_not_the_weights(tmp_path, synthetic_root):
+    config = load_config(
+        "tiny",
+        [f"data.root={synthetic_root}", "diffusion.sample_steps=1", "diffusion.guidance=1e308"],
+    )
+    save_weights(build_gafrg(config), tmp_path / "gafrg" / "model.safetensors", {"stage": "gafrg"})
+    data = load_evaluation_set(config, "test", limit=1)
+    with pytest.raises(FloatingPointError, match=r"diffusion\.guidance = 1e\+308 .* overflows"):
+        Run(config, tmp_path, device="cpu").generate("test", ["generic"], samples=1, data=data)

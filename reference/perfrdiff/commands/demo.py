@@ -71,6 +71,11 @@ def demo(
     config = load_config(
         config_name, [f"data.root={data_root}", f"seed={seed}", *(overrides or [])]
     )
+    if config.generate.samples < 2:  # checked now, not after training
+        raise ValueError(
+            f"generate.samples = {config.generate.samples}: the demo's metrics compare a "
+            "speaker's samples with each other (FRDiv, FRVar across samples) and need at least 2"
+        )
     run = Run(config, out / "run", device, precision)
     ensure_dataset(data_root, sessions, seed)
     timings = {"data": time.perf_counter() - start}
