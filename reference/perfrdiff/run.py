@@ -206,9 +206,12 @@ class Run:
             "precision": self.precision,
         }
 
-    def evaluation_set(self, split: str, limit: int | None = None) -> EvaluationSet:
-        """The ``split`` clips of the run's dataset (the first ``limit`` items)."""
-        return load_evaluation_set(self.config, split, limit)
+    def evaluation_set(
+        self, split: str, limit: int | None = None, histories: bool = True
+    ) -> EvaluationSet:
+        """The ``split`` clips of the run's dataset (the first ``limit`` items); without
+        ``histories`` (generic generation only) no listener needs another clip."""
+        return load_evaluation_set(self.config, split, limit, histories)
 
     def generate(
         self,
@@ -229,13 +232,20 @@ class Run:
                 item's own.
             limit: only the first ``limit`` items (when ``data`` is not given).
         """
-        data = data if data is not None else self.evaluation_set(split, limit)
-        if data.style_input is not None:  # e.g. a set loaded by a run with another style input
-            data = with_style_input(data, self.config.style.input)
-        if history is None:
-            check_history_frames(data, self.config.data.history_frames)
-        else:
+        personalised = "personalised" in modes
+        if data is None:  # histories only where they are read
+            data = self.evaluation_set(split, limit, histories=personalised and history is None)
+        if history is not None:
             data = with_listener_history(data, history, self.config)
+        elif personalised:
+            if data.style_input is None and not all("history" in c for c in data.clips):
+                raise ValueError(
+                    "personalised generation needs each item's listener history: this "
+                    "evaluation set was read without histories (evaluation_set(histories=True))"
+                )
+            if data.style_input is not None:  # e.g. a set loaded by a run with another input
+                data = with_style_input(data, self.config.style.input)
+            check_history_frames(data, self.config.data.history_frames)
         return {mode: self.sample(mode, data, samples, seed) for mode in modes}
 
     def evaluate(

@@ -109,7 +109,7 @@ STAGES: dict[str, Stage] = {
             ("gafrg", "style"),
             model="perfrdiff.models.build:build_perfrdiff",
             objective=f"{_OBJECTIVES}:pwsg_objective",
-            datasets=f"{_DATASETS}:window_datasets",
+            datasets=f"{_DATASETS}:history_window_datasets",
             exported="exported",
         ),
     )

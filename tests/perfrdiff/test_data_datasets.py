@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
 from perfrdiff.data import (
     ClipDataset,
     ClipStore,
+    DataError,
     ListenerBatchSampler,
     ListenerClipDataset,
     SplitIndex,
@@ -178,3 +181,49 @@ def test_dyadic_histories_are_the_listener_beside_their_partner_at_the_same_fram
     for item in range(len(segments)):
         clip = segments.clips[item // 2]
         assert _dyadic_matches(segments[item]["dyadic"].numpy(), store, index, clip)
+
+
+def _single_clip_items(dataset):
+    return [
+        i for i, p in enumerate(dataset.index.items) if not dataset.index.other_clips(p.listener)
+    ]
+
+
+def test_a_history_needed_from_the_only_clip_never_holds_the_window(synthetic_root):
+    dataset = WindowDataset(synthetic_root, "train", window=50, history_frames=250, seed=3,
+                            history_needed=True)  # fmt: skip
+    single = _single_clip_items(dataset)
+    assert single and len(dataset) == len(dataset.index)
+    for position in single * 10:  # random starts: many draws per item
+        item = dataset[position]
+        emotion = dataset.store.emotion(dataset.index.items[position].listener)
+        history = item["history_emotion"].numpy()
+        begins = [b for b in range(751 - 250) if np.array_equal(emotion[b : b + 250], history)]
+        start = int(item["start"])
+        assert begins and all(b + 250 <= start - 50 or b >= start + 50 for b in begins)
+
+
+def test_items_whose_history_cannot_avoid_the_window_are_left_out(synthetic_root, caplog):
+    dataset = WindowDataset(synthetic_root, "train", window=50, history_frames=750,
+                            history_needed=True)  # fmt: skip
+    single = set(_single_clip_items(dataset))
+    assert dataset.items == [i for i in range(len(dataset.index)) if i not in single]
+    assert "left out" in caplog.text and "single clip" in caplog.text
+    # Stages that read no history keep every item.
+    assert len(WindowDataset(synthetic_root, "train", history_frames=750)) == len(dataset.index)
+
+
+def test_a_split_of_single_clip_listeners_and_a_whole_clip_history_is_refused(
+    synthetic_root, tmp_path
+):
+    root = shutil.copytree(synthetic_root, tmp_path / "data")
+    lines = (root / "train.csv").read_text().splitlines()
+    index = SplitIndex(root, "train")
+    solo = next(
+        row for row, pair in enumerate(index.items[: len(lines) - 1])
+        if not index.other_clips(pair.listener) and not index.other_clips(pair.speaker)
+    )  # fmt: skip
+    (root / "train.csv").write_text("\n".join([lines[0], lines[1 + solo]]) + "\n")
+    np.save(root / "neighbour_emotion_train.npy", np.ones((2, 2), dtype=bool))
+    with pytest.raises(DataError, match=r"history_frames = 750 .* no item is left to train on"):
+        WindowDataset(root, "train", window=50, history_frames=750, history_needed=True)

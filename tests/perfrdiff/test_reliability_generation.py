@@ -120,3 +120,18 @@ def test_an_overflowing_guidance_is_named_not_the_weights(tmp_path, synthetic_ro
     data = load_evaluation_set(config, "test", limit=1)
     with pytest.raises(FloatingPointError, match=r"diffusion\.guidance = 1e\+308 .* overflows"):
         Run(config, tmp_path, device="cpu").generate("test", ["generic"], samples=1, data=data)
+
+
+def test_generic_generation_needs_no_listener_history(tmp_path, synthetic_root):
+    # train has listeners with a single clip: no history can be read for them without the
+    # evaluated clip, which personalised generation refuses and generic generation never reads.
+    config = load_config("tiny", [f"data.root={synthetic_root}", "diffusion.sample_steps=1"])
+    save_weights(build_gafrg(config), tmp_path / "gafrg" / "model.safetensors", {"stage": "gafrg"})
+    run = Run(config, tmp_path, device="cpu")
+    generic = run.generate("train", ["generic"], samples=2, limit=3)["generic"]
+    assert generic.shape == (3, 2, 750, 25) and np.isfinite(generic).all()
+    with pytest.raises(ValueError, match="no other clip"):
+        run.generate("train", ["generic", "personalised"], samples=2)
+    without = run.evaluation_set("train", limit=2, histories=False)
+    with pytest.raises(ValueError, match="read without histories"):
+        run.generate("train", ["personalised"], samples=2, data=without)

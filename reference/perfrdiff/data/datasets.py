@@ -13,6 +13,7 @@ are reproducible after ``torch.manual_seed`` and differ between DataLoader worke
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,9 +23,11 @@ from torch.utils.data import Dataset
 
 from perfrdiff.data.history import HistoryPicker, history_summary
 from perfrdiff.data.index import SplitIndex
-from perfrdiff.data.layout import person_of
+from perfrdiff.data.layout import DataError, person_of
 from perfrdiff.data.store import ClipStore
 from perfrdiff.features import CLIP_FRAMES, HISTORY_DIMS, WINDOW
+
+log = logging.getLogger(__name__)
 
 
 class _Seeded:
@@ -117,6 +120,11 @@ class WindowDataset(Dataset):
         frames of the same listener from a different clip when one exists, else from a part of
         the same clip that does not overlap ``[s - w, s + w)``;
         ``start`` int64 scalar ``s``.
+
+    With ``history_needed`` (a stage that reads the history), the window of a listener with a
+    single clip is drawn where such a part exists, and when none can (``history_frames > 750 -
+    w``) the listener's items are left out with a warning: their history would contain the
+    target. Without it, items and draws are as described above (the history is not read).
     """
 
     def __init__(
@@ -128,6 +136,7 @@ class WindowDataset(Dataset):
         seed: int = 0,
         random_start: bool = True,
         cache_audio: bool = True,
+        history_needed: bool = False,
     ) -> None:
         if not 0 < window <= CLIP_FRAMES:
             raise ValueError(f"window: expected in [1, {CLIP_FRAMES}], got {window}")
@@ -141,21 +150,46 @@ class WindowDataset(Dataset):
         self.history_frames = history_frames
         self.seed = seed
         self.random_start = random_start
+        self.history_needed = history_needed
         self._seeded = _Seeded(seed)
+        #: The mirrored items this dataset serves (all, unless a history cannot avoid a target).
+        self.items = list(range(len(self.index)))
+        if history_needed and history_frames > CLIP_FRAMES - window:
+            self.items = self._items_with_separate_history(split)
+
+    def _items_with_separate_history(self, split: str) -> list[int]:
+        single = [
+            i for i, p in enumerate(self.index.items) if not self.index.other_clips(p.listener)
+        ]
+        if not single:
+            return self.items
+        people = sorted({person_of(self.index.items[i].listener) for i in single})
+        problem = (
+            f"data.history_frames = {self.history_frames} with window {self.window} leaves no "
+            f"part of a clip outside the target window, and {len(people)} listener(s) of "
+            f"{split} have a single clip ({', '.join(people[:3])}{', ...' * (len(people) > 3)})"
+        )
+        kept = [i for i in self.items if i not in set(single)]
+        if not kept:
+            raise DataError(f"{self.index.root}: {problem}: no item is left to train on")
+        log.warning("%s: their %d items are left out (a history would hold the target)", problem,
+                    len(single))  # fmt: skip
+        return kept
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self.items)
 
     def _rng(self, item: int) -> np.random.Generator:
         if self.random_start:
             return self._seeded.rng()
         return np.random.default_rng([self.seed, item])
 
-    def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, position: int) -> dict[str, torch.Tensor]:
+        item = self.items[position]
         pair = self.index.items[item]
         rng = self._rng(item)
         w = self.window
-        start = int(rng.integers(0, CLIP_FRAMES - w + 1))
+        start = self._start(pair.listener, rng)
         has_past = start >= w
         past = slice(start - w, start)
 
@@ -176,6 +210,15 @@ class WindowDataset(Dataset):
             **self._history(pair.listener, start, rng),
             "start": torch.tensor(start, dtype=torch.int64),
         }
+
+    def _start(self, clip: str, rng: np.random.Generator) -> int:
+        """The window start ``s``; for a single-clip listener whose history is read, one that
+        leaves ``history_frames`` of the clip outside ``[s - w, s + w)``."""
+        w, h = self.window, self.history_frames
+        if not (self.history_needed and not self.index.other_clips(clip)):
+            return int(rng.integers(0, CLIP_FRAMES - w + 1))
+        starts = np.arange(CLIP_FRAMES - w + 1)
+        return int(rng.choice(starts[(starts - w >= h) | (starts + w + h <= CLIP_FRAMES)]))
 
     def _history(self, clip: str, start: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         h = self.history_frames
@@ -203,12 +246,16 @@ class ClipDataset(Dataset):
     scalar. Use :func:`collate_clips` in a DataLoader (``appropriate`` has a different length per
     item).
 
+    With ``histories=False`` (generic generation, which reads no history) the items hold no
+    ``history_*`` keys and no listener needs another clip.
+
     Attributes:
-        history_sources: the :class:`~perfrdiff.data.history.HistorySource` of every item.
+        history_sources: the :class:`~perfrdiff.data.history.HistorySource` of every item
+            (empty without histories).
 
     Raises:
-        DataError: a listener has no other clip in any split and ``allow_same_clip_history`` is
-            False.
+        DataError: with histories, a listener has no other clip in any split and
+            ``allow_same_clip_history`` is False.
     """
 
     def __init__(
@@ -218,6 +265,7 @@ class ClipDataset(Dataset):
         history_frames: int = 250,
         cache_audio: bool = True,
         allow_same_clip_history: bool = False,
+        histories: bool = True,
     ) -> None:
         if not 0 < history_frames <= CLIP_FRAMES:
             raise ValueError(
@@ -229,7 +277,9 @@ class ClipDataset(Dataset):
         self.history_frames = history_frames
         self.allow_same_clip_history = allow_same_clip_history
         self._picker = HistoryPicker(root, split, allow_same_clip_history)
-        self.history_sources = self._picker.pick(pair.listener for pair in self.index.items)
+        self.history_sources = (
+            self._picker.pick(pair.listener for pair in self.index.items) if histories else []
+        )
         self._stores = {split: self.store}
         self._cache_audio = cache_audio
 
@@ -245,13 +295,17 @@ class ClipDataset(Dataset):
             self._stores[split] = ClipStore(self.root, split, cache_audio=self._cache_audio)
         return self._stores[split]
 
-    def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
-        pair = self.index.items[item]
+    def _history(self, item: int) -> dict[str, torch.Tensor]:
+        if not self.history_sources:
+            return {}
         source = self.history_sources[item]
         partner = self._picker.index(source.split).partner_of[source.clip]
-        history = _history_tensors(
-            self._history_store(source.split), source.clip, partner, slice(0, self.history_frames)
-        )
+        span = slice(0, self.history_frames)
+        return _history_tensors(self._history_store(source.split), source.clip, partner, span)
+
+    def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
+        pair = self.index.items[item]
+        history = self._history(item)
         return {
             "speaker_audio": _tensor(self.store.audio(pair.speaker)),
             "speaker_face": _tensor(self.store.face(pair.speaker)),

@@ -78,7 +78,7 @@ def check_history_frames(data: EvaluationSet, history_frames: int) -> None:
         )
 
 
-def clip_dataset(config: Config, split: str):
+def clip_dataset(config: Config, split: str, histories: bool = True):
     """The :class:`~perfrdiff.data.ClipDataset` of ``split`` with the config's history rule."""
     from perfrdiff.data import ClipDataset
 
@@ -87,33 +87,45 @@ def clip_dataset(config: Config, split: str):
         split,
         history_frames=config.data.history_frames,
         allow_same_clip_history=config.data.allow_same_clip_history,
+        histories=histories,
     )
 
 
-def load_evaluation_set(config: Config, split: str, limit: int | None = None) -> EvaluationSet:
+def load_evaluation_set(
+    config: Config, split: str, limit: int | None = None, histories: bool = True
+) -> EvaluationSet:
     """Read the ``split`` clips (the first ``limit`` items, all if ``None``).
 
     Each item's history comes from another clip of its listener (see
     :mod:`perfrdiff.data.history`); with ``data.allow_same_clip_history`` a listener without one
-    uses the evaluated clip, and a warning says how many items did.
+    uses the evaluated clip, and a warning says how many items did. ``histories=False`` reads
+    none (for generic generation, or one history given for every item), so a listener without
+    another clip is no obstacle.
     """
-    from perfrdiff.data.history import SAME_CLIP, history_summary
-
     check_generation_options(limit=limit)
-    dataset = clip_dataset(config, split)
+    dataset = clip_dataset(config, split, histories)
     n = len(dataset) if limit is None else min(limit, len(dataset))
     items = [dataset[i] for i in range(n)]
     clips = [
-        {
-            "speaker_audio": it["speaker_audio"],
-            "speaker_face": it["speaker_face"],
-            "speaker_emotion": it["speaker_emotion"],
-            "history": it[f"history_{config.style.input}"],
-            **{key: value for key, value in it.items() if key.startswith("history_")},
-        }
+        {key: value for key, value in it.items() if key.startswith(("speaker_", "history_"))}
         for it in items
     ]
-    neighbours = dataset.index.neighbours[:n, :n]
+    data = EvaluationSet(
+        clips=clips,
+        listener_emotion=np.stack([it["listener_emotion"].numpy() for it in items]),
+        speaker_emotion=np.stack([it["speaker_emotion"].numpy() for it in items]),
+        neighbours=np.asarray(dataset.index.neighbours[:n, :n], dtype=bool),
+    )
+    return _with_histories(data, dataset, config, split) if histories else data
+
+
+def _with_histories(data: EvaluationSet, dataset, config: Config, split: str) -> EvaluationSet:
+    """``data`` with each clip's history for ``style.input`` and where the histories came from."""
+    from perfrdiff.data.history import SAME_CLIP, history_summary
+
+    for clip in data.clips:
+        clip["history"] = clip[f"history_{config.style.input}"]
+    n = len(data.clips)
     history = history_summary(dataset.history_sources[:n], dataset.allow_same_clip_history)
     if history["items"][SAME_CLIP]:
         log.warning(
@@ -123,11 +135,8 @@ def load_evaluation_set(config: Config, split: str, limit: int | None = None) ->
             history["items"][SAME_CLIP],
             n,
         )
-    return EvaluationSet(
-        clips=clips,
-        listener_emotion=np.stack([it["listener_emotion"].numpy() for it in items]),
-        speaker_emotion=np.stack([it["speaker_emotion"].numpy() for it in items]),
-        neighbours=np.asarray(neighbours, dtype=bool),
+    return dataclasses.replace(
+        data,
         history=history,
         style_input=config.style.input,
         history_frames=config.data.history_frames,

@@ -20,14 +20,22 @@ log = logging.getLogger(__name__)
 Datasets = tuple[Dataset, Dataset | None]
 
 
-def window_datasets(config: Config) -> Datasets:
+def window_datasets(config: Config, history_needed: bool = False) -> Datasets:
+    """Listener windows with the speaker's past (stages ``emotion-vae`` and ``gafrg``, which
+    read no history)."""
     from perfrdiff.data import WindowDataset
 
     d = config.data
     make = lambda split: WindowDataset(  # noqa: E731
-        d.root, split, window=d.window, history_frames=d.history_frames, seed=config.seed
-    )
+        d.root, split, window=d.window, history_frames=d.history_frames, seed=config.seed,
+        history_needed=history_needed,
+    )  # fmt: skip
     return make("train"), _optional(lambda: make("val"))
+
+
+def history_window_datasets(config: Config) -> Datasets:
+    """Windows with a listener history that never holds the window (stage ``pwsg``)."""
+    return window_datasets(config, history_needed=True)
 
 
 def _optional(make: Callable[[], Dataset]) -> Dataset | None:
