@@ -21,6 +21,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
+from weditlib._autocast import autocast_dtype
 from weditlib.deltas import MODES, Delta, DenseDelta, LowRankDelta, as_integer
 
 
@@ -182,7 +183,8 @@ class MultiBranchDeltaGenerator(nn.Module):
             name → :class:`DenseDelta` ``(l, n, k)`` or :class:`LowRankDelta`.
 
         Raises:
-            TypeError: ``style`` is not a tensor.
+            TypeError: ``style`` is not a floating tensor of the generator's dtype (outside
+                ``torch.autocast``, which casts it as it casts any linear input).
             ValueError: ``style`` is not ``(l, d)``.
         """
         if not isinstance(style, Tensor):
@@ -191,8 +193,21 @@ class MultiBranchDeltaGenerator(nn.Module):
             raise ValueError(
                 f"style must have shape (l, {self.style_dim}), got {tuple(style.shape)}"
             )
+        self._check_dtype(style)
         h = self.trunk(style)
         return {name: branch(h) for name, branch in zip(self.names, self.branches, strict=True)}
+
+    def _check_dtype(self, style: Tensor) -> None:
+        dtype = next(self.parameters()).dtype
+        if not style.is_floating_point():
+            raise TypeError(f"style must be a floating-point tensor ({dtype}), got {style.dtype}")
+        # autocast casts a style to its dtype as it casts any linear input (float64 excepted)
+        autocast = autocast_dtype(style.device.type) is not None
+        if style.dtype != dtype and (not autocast or style.dtype == torch.float64):
+            raise TypeError(
+                f"style dtype {style.dtype} does not match the generator's parameters ({dtype}): "
+                f"pass style.to({dtype}), or run under torch.autocast"
+            )
 
     def parameter_report(self) -> dict[str, int]:
         """Parameter count of the trunk, of each branch (by weight name), and the total."""

@@ -80,7 +80,9 @@ def edited_linear_at(
             )
         x = x.movedim(batch_dim, 0)
     y = edited_linear(x, weight, bias, delta, index, grouping=grouping)
-    return y.movedim(0, batch_dim) if batch_dim else y
+    # Contiguous in the input's order, as F.linear returns it: a dropout after it then draws
+    # the same mask element for element.
+    return y.movedim(0, batch_dim).contiguous() if batch_dim else y
 
 
 class EditableMixin:
@@ -377,7 +379,9 @@ class EditableMultiheadAttention(EditableMixin, nn.MultiheadAttention):
             if mask is not None:
                 scores = scores + mask
             weights = torch.softmax(scores, dim=-1)
-            attended = F.dropout(weights, dropout) @ v if dropout else weights @ v
+            if dropout:  # returned after dropout, as torch returns them
+                weights = F.dropout(weights, dropout)
+            attended = weights @ v
         else:
             weights = None
             attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
@@ -390,7 +394,10 @@ class EditableMultiheadAttention(EditableMixin, nn.MultiheadAttention):
             out = edited_linear(
                 out, self.out_proj.weight, self.out_proj.bias, delta, grouping=grouping
             )
-        if not self.batch_first:
+        # torch's output is (s, b, e) in memory (a view (b, s, e) when batch_first): the same
+        # layout, so that a dropout after it draws the same mask element for element.
+        out = out.transpose(0, 1).contiguous()
+        if self.batch_first:
             out = out.transpose(0, 1)
         if weights is not None and average_attn_weights:
             weights = weights.mean(dim=1)
@@ -420,6 +427,8 @@ def _merge_masks(
 
     if attn_mask is None and is_causal:
         attn_mask = torch.ones(queries, keys, dtype=torch.bool, device=like.device).triu(1)
+    _check_mask_shape("attn_mask", attn_mask, [(queries, keys), (batch * heads, queries, keys)])
+    _check_mask_shape("key_padding_mask", key_padding_mask, [(batch, keys)])
     merged = None
     if attn_mask is not None:
         merged = additive(attn_mask)
@@ -429,3 +438,10 @@ def _merge_masks(
         padding = additive(key_padding_mask).reshape(batch, 1, 1, keys)
         merged = padding if merged is None else merged + padding
     return merged
+
+
+def _check_mask_shape(name: str, mask: Tensor | None, allowed: list[tuple[int, ...]]) -> None:
+    """Refuse a mask of another shape (a reshape would fail later, or silently regroup it)."""
+    if mask is not None and tuple(mask.shape) not in allowed:
+        expected = " or ".join(str(shape) for shape in allowed)
+        raise ValueError(f"{name}: expected shape {expected}, got {tuple(mask.shape)}")

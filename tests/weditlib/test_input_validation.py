@@ -195,3 +195,40 @@ def test_shifts_and_groupings_compare_by_identity():
     for value in (first, low_rank, grouping, built):
         assert value == value and value in [second, value]  # no elementwise tensor ==
     assert first != second and len({first: 0, second: 1}) == 2
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.int64, torch.bfloat16, torch.bool])
+def test_a_style_of_another_dtype_is_named_before_the_trunk(dtype):
+    generator = MultiBranchDeltaGenerator(style_dim=4, targets={"w": (3, 5)}, rank=2)
+    style = torch.ones(2, 4).to(dtype)
+    with pytest.raises(TypeError, match=rf"style .*{str(dtype).removeprefix('torch.')}"):
+        generator(style)
+
+
+def test_autocast_takes_a_lower_precision_style_as_it_takes_any_linear_input():
+    generator = MultiBranchDeltaGenerator(style_dim=4, targets={"w": (3, 5)}, rank=2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        shifts = generator(torch.ones(2, 4, dtype=torch.bfloat16))
+        with pytest.raises(TypeError, match="float64"):  # autocast never casts float64
+            generator(torch.ones(2, 4, dtype=torch.float64))
+    assert shifts["w"].up.shape == (2, 3, 2)
+
+
+@pytest.mark.parametrize(
+    ("masks", "message"),
+    [
+        ({"attn_mask": torch.zeros(3, 3, dtype=torch.bool)}, r"attn_mask: expected shape \(5, 7\)"),
+        ({"attn_mask": torch.zeros(4, 5, 7)}, r"attn_mask: .* or \(6, 5, 7\), got \(4, 5, 7\)"),
+        (
+            {"key_padding_mask": torch.zeros(2, 5, dtype=torch.bool)},
+            r"key_padding_mask: .*\(3, 7\), got \(2, 5\)",
+        ),
+    ],
+)
+def test_edited_attention_names_a_mask_of_the_wrong_shape(masks, message):
+    model = nn.ModuleDict({"attn": nn.MultiheadAttention(8, 2, batch_first=True)})
+    weights = make_editable(model, ["attn"])
+    generator = MultiBranchDeltaGenerator(style_dim=2, targets=weights, rank=1)
+    q, kv = torch.randn(3, 5, 8), torch.randn(3, 7, 8)
+    with edit(model, generator(torch.randn(3, 2))), pytest.raises(ValueError, match=message):
+        model["attn"](q, kv, kv, **masks)
