@@ -522,7 +522,6 @@ CLI_PLACEHOLDER = "<!-- perfrdiff-cli-help -->"
 def cli_help(columns: int = 100) -> str:
     """One section per ``perfrdiff`` sub-command with its ``--help``, from the real parsers."""
     import argparse
-    import importlib
     import os
 
     from perfrdiff import cli
@@ -530,10 +529,12 @@ def cli_help(columns: int = 100) -> str:
     previous = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = str(columns)  # argparse wraps help text to the terminal width
     try:
+        top = argparse.ArgumentParser(prog="perfrdiff")
+        sub = top.add_subparsers()
         sections = []
         for name, module_name in cli.COMMANDS.items():
             try:
-                module = importlib.import_module(f"perfrdiff.commands.{module_name}")
+                parser = cli.command_parser(sub, name, module_name)
             except ImportError as error:
                 logging.getLogger("mkdocs.hooks").info("perfrdiff %s: %s", name, error)
                 sections.append(
@@ -541,8 +542,6 @@ def cli_help(columns: int = 100) -> str:
                     f"    `perfrdiff.commands.{module_name}` could not be imported: {error}."
                 )
                 continue
-            parser = argparse.ArgumentParser(prog=f"perfrdiff {name}", description=module.__doc__)
-            module.add_arguments(parser)
             text = parser.format_help().rstrip()
             sections.append(f"## `perfrdiff {name}`\n\n```text\n{text}\n```")
         return "\n\n".join(sections)

@@ -323,7 +323,7 @@ class StageConfig(_Checked):
 
 @dataclass
 class DataConfig(_Checked):
-    root: str = "data/synthetic"
+    root: str = "runs/demo/data"
     # Both are cut from one clip, so they cannot be longer than one (the datasets refuse it).
     window: int = _setting(50, _between(1, CLIP_FRAMES))
     history_frames: int = _setting(250, _between(1, CLIP_FRAMES))

@@ -1,5 +1,6 @@
 """Training: the stage registry, one loop, one objective per stage, resumable checkpoints, DDP."""
 
+import perfrdiff._guard  # noqa: F401  (names the extra to install when it is missing)
 from perfrdiff.training.checkpoint import (
     CheckpointError,
     load_checkpoint,
