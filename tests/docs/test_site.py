@@ -170,3 +170,20 @@ def test_api_page_renders_in_chromium(served: str, tmp_path: Path):
     assert 'class="no-js"' not in dom
     assert "md-code__button" in dom
     assert "md-search__input" in dom
+
+
+def test_no_page_has_an_overlong_paragraph_or_a_list_run_into_text(site: Path):
+    from tests.docs.rendering import MAX_PARAGRAPH_WORDS, inline_lists, long_paragraphs
+
+    problems = []
+    for page in sorted(site.rglob("*.html")):
+        html, name = page.read_text(encoding="utf-8"), str(page.relative_to(site))
+        problems += [
+            f"{p.page}: {p.words} words: {p.text[:60]!r}" for p in long_paragraphs(html, name)
+        ]
+        problems += [
+            f"{p.page}: list rendered inline: {p.text[:60]!r}" for p in inline_lists(html, name)
+        ]
+    assert not problems, f"over {MAX_PARAGRAPH_WORDS} words or inline lists:\n" + "\n".join(
+        problems
+    )
