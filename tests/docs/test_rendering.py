@@ -79,3 +79,14 @@ def test_no_returns_section_has_more_entries_than_values(package):
         docstring_options=_griffe_options(),
     )
     assert overfull_returns(_objects(tree)) == []
+
+
+def test_the_docs_extra_installs_a_signature_formatter():
+    # mkdocstrings formats long signatures with Black or Ruff; without either they run off the page.
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    names = {requirement.split(">")[0].split("=")[0].strip() for requirement in extras["docs"]}
+    assert names & {"black", "ruff"}, extras["docs"]
