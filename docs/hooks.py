@@ -340,12 +340,17 @@ def render_generation(report: dict[str, Any]) -> str:
         ("window_gflop", "GFLOP / window"),
     ]
     rtf_columns += [c for c in extra if any(c[0] in row for row in rtf)]
+    # Two tables, so that each fits the page: how it was run, then how fast.
+    setup_keys = {"threads", "samples", "ddim_steps", "guidance", "denoiser_parameters", "repeats"}
+    setup_columns = [c for c in rtf_columns if c[0] == "config" or c[0] in setup_keys]
+    speed_columns = [c for c in rtf_columns if c[0] not in setup_keys]
     parts = [
         f"Measured on **{fmt(report.get('machine'))}** (threads: {fmt(report.get('threads'))}).",
         "Streaming personalised generation: compute time per generated window divided by the "
         "window's duration (2 s). The compute floor is the window's counted flops divided by the "
         "measured GEMM rate.",
-        table(rtf, rtf_columns) if rtf else "*No real-time factor in this report.*",
+        table(rtf, setup_columns) if rtf else "*No real-time factor in this report.*",
+        table(rtf, speed_columns) if rtf else "",
         "The shift generator for the paper's edit set (cross-attention and output mapping of "
         "the 7-layer, d = 512 denoiser):",
         table(heads, pwsg_columns) if heads else "*No PWSG sizes in this report.*",
@@ -555,8 +560,7 @@ def plot_peft_mixed(report: dict[str, Any]) -> str:
                 if r["model"] == target["model"] and r["tokens"] == target["tokens"]
             )
             lines.append((float(match["value"]), column - 0.45, column + 0.45, "weditlib target"))
-    lines += [(1.0, -0.5, len(rows) - 0.5, "base model")]
-    return grouped_bars(groups, series, "time / base model's", lines, log=False)
+    return grouped_bars(groups, series, "time / base model's (1: no adapters)", lines, log=False)
 
 
 def plot_roofline(report: dict[str, Any]) -> str:

@@ -67,7 +67,7 @@ def test_peft_tables_have_readable_headers_and_the_bound_of_each_target(hooks, t
 def test_peft_ratio_chart_shows_both_ratios_and_the_target(hooks):
     svg = hooks.plot_peft_mixed(PEFT_MIXED)
     assert svg.lstrip().startswith("<?xml")
-    for label in ("weditlib / base", "PEFT / base", "weditlib target", "base model"):
+    for label in ("weditlib / base", "PEFT / base", "weditlib target", "1: no adapters"):
         assert label in svg
 
 
