@@ -704,7 +704,8 @@ def cli_help(columns: int = 100) -> str:
     try:
         top = argparse.ArgumentParser(prog="perfrdiff")
         sub = top.add_subparsers()
-        sections = []
+        overview = cli.build_parser().format_help().rstrip()
+        sections = [f"## `perfrdiff`\n\n```text\n{overview}\n```"]
         for name, module_name in cli.COMMANDS.items():
             try:
                 parser = cli.command_parser(sub, name, module_name)

@@ -72,7 +72,8 @@ def test_a_missing_extra_is_one_line_naming_it(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err == (
         "perfrdiff: error: perfrdiff needs the [reference] extra: "
-        "pip install 'weditlib[reference]' (missing: no_such_module_xyz)\n"
+        "pip install 'weditlib[reference]', or pip install -e '.[reference]' in a clone "
+        "(missing: no_such_module_xyz)\n"
     )
 
 

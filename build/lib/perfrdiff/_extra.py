@@ -23,6 +23,7 @@ REFERENCE_MODULES = (
     "matplotlib",
 )
 INSTALL = "pip install 'weditlib[reference]'"
+INSTALL_FROM_CLONE = "pip install -e '.[reference]'"
 
 
 class MissingExtraError(ModuleNotFoundError):
@@ -39,6 +40,7 @@ def require_reference_extra() -> None:
     missing = missing_reference_modules()
     if missing:
         raise MissingExtraError(
-            f"perfrdiff needs the [reference] extra: {INSTALL} (missing: {', '.join(missing)})",
+            f"perfrdiff needs the [reference] extra: {INSTALL}, or {INSTALL_FROM_CLONE} in a clone "
+            f"(missing: {', '.join(missing)})",
             name=missing[0],
         )
