@@ -84,15 +84,16 @@ def shrink(args: argparse.Namespace) -> None:
         args.train_sessions, args.val_sessions, args.test_sessions = 2, 1, 1
         args.min_clips = args.max_clips = 2
     if args.command == "demo":
-        args.sessions = (2, 1, 1)
+        args.sessions = [2, 1, 1]
+    # New lists: the parsed default is the parser's own list object, shared by later parses.
     if args.command in ("train", "demo", "ablate"):
-        args.overrides += [
+        args.overrides = args.overrides + [
             f"train.{stage}.{key}={value}"
             for stage in STAGES
             for key, value in QUICK_TRAINING.items()
         ]
     if args.command in ("generate", "demo"):
-        args.overrides += ["generate.samples=2", "diffusion.sample_steps=2"]
+        args.overrides = [*args.overrides, "generate.samples=2", "diffusion.sample_steps=2"]
     if args.command == "generate":
         args.samples = None if args.samples is None else 2
         args.steps = None if args.steps is None else 2
