@@ -340,12 +340,17 @@ def render_generation(report: dict[str, Any]) -> str:
         ("window_gflop", "GFLOP / window"),
     ]
     rtf_columns += [c for c in extra if any(c[0] in row for row in rtf)]
+    # Two tables, so that each fits the page: how it was run, then how fast.
+    setup_keys = {"threads", "samples", "ddim_steps", "guidance", "denoiser_parameters", "repeats"}
+    setup_columns = [c for c in rtf_columns if c[0] == "config" or c[0] in setup_keys]
+    speed_columns = [c for c in rtf_columns if c[0] not in setup_keys]
     parts = [
         f"Measured on **{fmt(report.get('machine'))}** (threads: {fmt(report.get('threads'))}).",
         "Streaming personalised generation: compute time per generated window divided by the "
         "window's duration (2 s). The compute floor is the window's counted flops divided by the "
         "measured GEMM rate.",
-        table(rtf, rtf_columns) if rtf else "*No real-time factor in this report.*",
+        table(rtf, setup_columns) if rtf else "*No real-time factor in this report.*",
+        table(rtf, speed_columns) if rtf else "",
         "The shift generator for the paper's edit set (cross-attention and output mapping of "
         "the 7-layer, d = 512 denoiser):",
         table(heads, pwsg_columns) if heads else "*No PWSG sizes in this report.*",
@@ -446,6 +451,171 @@ def render_gpu_check(report: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    return None if numerator is None or not denominator else numerator / denominator
+
+
+def peft_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """``peft_mixed`` results with the ratios to the base model, and the best PEFT / weditlib
+    can reach: PEFT / base (weditlib cannot be faster than the base model it edits)."""
+    rows = []
+    for r in report["results"]:
+        rows.append(
+            {
+                **r,
+                "peft_over_base": _ratio(r["peft_ms"], r["base_ms"]),
+                "peft_over_weditlib_bound": _ratio(r["peft_ms"], r["base_ms"]),
+            }
+        )
+    return rows
+
+
+PEFT_TARGET = re.compile(
+    r"^(?P<what>.+?)(?:, (?P<case>T=\d+|train step))? (?P<op>[<>]=) (?P<value>[\d.]+)$"
+)
+
+
+def peft_target_status(target: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """met / missed, or "out of reach" for a PEFT / weditlib inference target above PEFT / base
+    (weditlib would have to be faster than the unedited model)."""
+    if target.get("hit"):
+        return "met"
+    match = PEFT_TARGET.match(target["target"])
+    row = next(
+        (r for r in rows if r["model"] == target["model"] and r["tokens"] == target["tokens"]),
+        None,
+    )
+    if match and match["what"] == "PEFT / weditlib" and row is not None:
+        bound = row["peft_over_weditlib_bound"]
+        if bound is not None and bound < float(match["value"]):
+            return f"out of reach (at most {bound:.2f})"
+    return "missed"
+
+
+def render_peft_mixed(report: dict[str, Any]) -> str:
+    """``benchmarks/peft_mixed.py`` report: inference and training tables with readable headers,
+    exactness against PEFT, and each target with why it was missed."""
+    rows = peft_rows(report)
+    inference = [
+        ("model", "model"),
+        ("tokens", "T"),
+        ("base_ms", "base ms"),
+        ("weditlib_over_base", "weditlib / base"),
+        ("peft_over_base", "PEFT / base"),
+        ("peft_over_weditlib", "PEFT / weditlib"),
+        ("decode_weditlib_over_base", "10-token decode / base"),
+    ]
+    training = [
+        ("model", "model"),
+        ("tokens", "T"),
+        ("train_weditlib_ms", "weditlib ms"),
+        ("train_peft_loop_ms", "PEFT loop ms"),
+        ("peft_loop_over_weditlib", "PEFT loop / weditlib"),
+        ("max_output_diff", "max output diff"),
+        ("max_lora_A_grad_diff", "max grad diff"),
+    ]
+    targets = [{**t, "status": peft_target_status(t, rows)} for t in report.get("targets", [])]
+    target_columns = [
+        ("target", "target"),
+        ("model", "model"),
+        ("tokens", "T"),
+        ("measured", "measured"),
+        ("status", "status"),
+    ]
+    setup = (
+        f"{fmt(report.get('adapters'))} adapters × {fmt(report.get('samples_per_adapter'))} "
+        f"samples, rank {fmt(report.get('rank'))}, {fmt(report.get('dtype'))}, on "
+        f"{fmt(report.get('device'))} with {fmt(report.get('threads'))} threads "
+        f"(torch {fmt(report.get('torch'))})."
+    )
+    return "\n\n".join(
+        [
+            setup,
+            "**Inference** (one forward of the mixed batch; ratios of medians):",
+            table(rows, inference),
+            "**Training step** (forward, backward, SGD step) and agreement with PEFT (float32):",
+            table(rows, training),
+            "**Targets**",
+            table(targets, target_columns),
+        ]
+    )
+
+
+def plot_peft_mixed(report: dict[str, Any]) -> str:
+    """Inference time over the base model's, weditlib's and PEFT's, per model and T, with the
+    weditlib / base targets as dashes."""
+    rows = peft_rows(report)
+    groups = [f"{r['model']}\nT = {r['tokens']}" for r in rows]
+    series = {
+        "weditlib / base": [r["weditlib_over_base"] for r in rows],
+        "PEFT / base": [r["peft_over_base"] for r in rows],
+    }
+    lines = []
+    for target in report.get("targets", []):
+        match = PEFT_TARGET.match(target["target"])
+        if match and match["what"] == "weditlib / base":
+            column = next(
+                i
+                for i, r in enumerate(rows)
+                if r["model"] == target["model"] and r["tokens"] == target["tokens"]
+            )
+            lines.append((float(match["value"]), column - 0.45, column + 0.45, "weditlib target"))
+    return grouped_bars(groups, series, "time / base model's (1: no adapters)", lines, log=False)
+
+
+def plot_roofline(report: dict[str, Any]) -> str:
+    """The H100 roofline (attainable TFLOP/s against flop per byte, log-log) with each
+    algorithm of each benchmark shape at its floor."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    settings = report["settings"]
+    peak, bandwidth = settings["peak_tflops"], settings["bandwidth_tbs"]
+    rows = report["rows"]
+    figure, axes = plt.subplots(figsize=(8, 4.2))
+    intensities = [r["intensity"] for r in rows]
+    low, high = min(intensities) / 2, max(max(intensities), peak / bandwidth) * 4
+    xs = [low * (high / low) ** (i / 200) for i in range(201)]
+    axes.plot(xs, [min(peak, bandwidth * x) for x in xs], "k-", label="roof: min(peak, bw × I)")
+    markers = dict(
+        zip(dict.fromkeys(r["algorithm"].split(" ")[0] for r in rows), "os^Dv<>", strict=False)
+    )
+    for case in dict.fromkeys(r["case"] for r in rows):
+        color = axes._get_lines.get_next_color()
+        for r in (r for r in rows if r["case"] == case):
+            achieved = r["flops"] / (r["floor_us"] * 1e-6) / 1e12
+            axes.plot(r["intensity"], achieved, markers[r["algorithm"].split(" ")[0]], color=color)
+        axes.plot([], [], "s", color=color, label=case)
+    for name, marker in markers.items():
+        axes.plot([], [], marker, color="grey", label=name)
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlabel("arithmetic intensity (flop / byte of HBM traffic)")
+    axes.set_ylabel("TFLOP/s at the floor")
+    axes.axvline(peak / bandwidth, color="grey", linestyle=":", linewidth=1)
+    axes.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.0, 0.5))
+    figure.tight_layout()
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "weditlib"}):
+        figure.savefig(buffer, format="svg", metadata={"Date": None})
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def short_paragraphs(text: str, words: int = 90) -> list[str]:
+    """``text`` cut between sentences into paragraphs of about ``words`` words at most."""
+    sentences = re.split(r"(?<=[.;:])\s+(?=[A-Z(`*])", text.strip())
+    paragraphs, current = [], []
+    for sentence in sentences:
+        if current and len(" ".join([*current, sentence]).split()) > words:
+            paragraphs.append(" ".join(current))
+            current = []
+        current.append(sentence)
+    return [*paragraphs, " ".join(current)] if current else paragraphs
+
+
 _SVG_CACHE: dict[str, str | None] = {}
 
 
@@ -473,12 +643,15 @@ RENDERERS = {
     "personalisation": render_personalisation,
     "ablation": render_ablation,
     "gpu/gpu_check": render_gpu_check,
+    "peft_mixed": render_peft_mixed,
 }
 PLOTTERS = {
     "edit_linear": plot_edit_linear,
     "metrics": plot_metrics,
     "metrics_near": plot_metrics,
     "generation": plot_generation,
+    "peft_mixed": plot_peft_mixed,
+    "roofline": plot_roofline,
 }
 
 
@@ -505,7 +678,7 @@ def render(name: str, results: Path = RESULTS) -> str:
     if name in RENDERERS and isinstance(report, dict) and report.get("notes"):
         notes = report["notes"]
         notes = notes if isinstance(notes, str) else " ".join(map(str, notes))
-        body += f"\n\n**Notes** (from the report): {notes}"
+        body += "\n\n**Notes** (from the report): " + "\n\n".join(short_paragraphs(notes))
     source = f"*Source: `benchmarks/results/{name}.json`, rendered when the site is built.*"
     if plot(name, report) is not None:
         body += f"\n\n![{name} benchmark plot](benchmarks/{name}.svg)"
@@ -522,7 +695,6 @@ CLI_PLACEHOLDER = "<!-- perfrdiff-cli-help -->"
 def cli_help(columns: int = 100) -> str:
     """One section per ``perfrdiff`` sub-command with its ``--help``, from the real parsers."""
     import argparse
-    import importlib
     import os
 
     from perfrdiff import cli
@@ -530,10 +702,13 @@ def cli_help(columns: int = 100) -> str:
     previous = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = str(columns)  # argparse wraps help text to the terminal width
     try:
-        sections = []
+        top = argparse.ArgumentParser(prog="perfrdiff")
+        sub = top.add_subparsers()
+        overview = cli.build_parser().format_help().rstrip()
+        sections = [f"## `perfrdiff`\n\n```text\n{overview}\n```"]
         for name, module_name in cli.COMMANDS.items():
             try:
-                module = importlib.import_module(f"perfrdiff.commands.{module_name}")
+                parser = cli.command_parser(sub, name, module_name)
             except ImportError as error:
                 logging.getLogger("mkdocs.hooks").info("perfrdiff %s: %s", name, error)
                 sections.append(
@@ -541,8 +716,6 @@ def cli_help(columns: int = 100) -> str:
                     f"    `perfrdiff.commands.{module_name}` could not be imported: {error}."
                 )
                 continue
-            parser = argparse.ArgumentParser(prog=f"perfrdiff {name}", description=module.__doc__)
-            module.add_arguments(parser)
             text = parser.format_help().rstrip()
             sections.append(f"## `perfrdiff {name}`\n\n```text\n{text}\n```")
         return "\n\n".join(sections)

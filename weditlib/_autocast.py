@@ -30,7 +30,7 @@ def autocast_dtype(device_type: str) -> torch.dtype | None:
 
     Returns:
         ``torch.get_autocast_dtype(device_type)`` when autocast is enabled for that device type,
-        otherwise ``None``.
+            otherwise ``None``.
     """
     if device_type == "meta" or not torch.is_autocast_enabled(device_type):
         return None  # meta: no autocast region exists for it (torch raises on asking)

@@ -242,8 +242,8 @@ def plan_conv(
     Takes the arguments of :func:`edited_conv` (without running anything).
 
     Returns:
-        a :class:`~weditlib.planner.Plan`: the chosen algorithm, its estimated seconds and cost,
-        and the estimate of every supported candidate.
+        The :class:`~weditlib.planner.Plan`: the chosen algorithm, its estimated seconds and cost,
+            and the estimate of every supported candidate.
 
     Raises:
         TypeError: as :func:`edited_conv`.
@@ -305,7 +305,7 @@ def edited_conv(
 
     Returns:
         ``(b, n, *s_out)``, differentiable with respect to ``x``, ``weight``, ``bias`` and the
-        shift's tensors. Under ``torch.autocast`` the inputs are cast as ``F.conv*`` casts them.
+            shift's tensors. Under ``torch.autocast`` the inputs are cast as ``F.conv*`` casts them.
 
     Raises:
         TypeError: non-tensor inputs, mismatched dtypes, non-integer ``index``, non-int geometry.

@@ -284,7 +284,7 @@ def make_editable(
 
     Returns:
         every selected weight of the model after the call (this call's and earlier calls'),
-        name → ``(n, k)``, in module order.
+            name → ``(n, k)``, in module order.
 
     Raises:
         TypeError: ``model`` is not an ``nn.Module``, ``targets`` is a string instead of a

@@ -196,8 +196,8 @@ def plan(
         bias: ``(n,)`` or ``None``.
 
     Returns:
-        a :class:`~weditlib.planner.Plan`: the chosen algorithm's name, its estimated seconds and
-        cost, and the estimate of every supported candidate.
+        The :class:`~weditlib.planner.Plan`: the chosen algorithm's name, its estimated seconds and
+            cost, and the estimate of every supported candidate.
 
     Raises:
         TypeError: as :func:`edited_linear`.
@@ -255,7 +255,7 @@ def edited_linear(
 
     Returns:
         ``(b, *t, n)``; differentiable with respect to ``x``, ``weight``, ``bias`` and the shift's
-        tensors (``Δb`` included).
+            tensors (``Δb`` included).
 
     Raises:
         TypeError: non-tensor inputs, mismatched dtypes, non-integer ``index``, a ``grouping``

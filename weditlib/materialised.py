@@ -112,7 +112,7 @@ class MaterialisedDelta(_StackedWeights, _DeltaMethods):
 
         Returns:
             ``(weight (n, k), bias (n,) or None)``: the edited weight and the bias to add, the
-            base bias plus the bias shift ``Δb`` (``Δb`` alone without a base bias).
+                base bias plus the bias shift ``Δb`` (``Δb`` alone without a base bias).
 
         Raises:
             ValueError: the delta holds more than one shift.

@@ -6,6 +6,8 @@ window.MathJax = {
     processEscapes: true,
     processEnvironments: true,
   },
+  // SVG output: glyphs are paths inside the page, so no font files have to load (works offline).
+  svg: { fontCache: "global" },
   options: {
     ignoreHtmlClass: ".*|",
     processHtmlClass: "arithmatex",

@@ -19,6 +19,9 @@ def __getattr__(name: str) -> Any:
     # Lazy, so that importing a torch-free part (e.g. perfrdiff.metrics in FRdist worker
     # processes) does not import torch.
     if name == "Run":
+        from perfrdiff._extra import require_reference_extra
+
+        require_reference_extra()  # names the extra to install instead of a raw import error
         from perfrdiff.run import Run
 
         return Run

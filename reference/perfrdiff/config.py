@@ -391,7 +391,7 @@ class StageConfig(_Checked):
 @dataclass
 class DataConfig(_Checked):
     # Where the data is (a resumed training may read it from a new place).
-    root: str = _setting("data/synthetic", role=training_of(*STAGE_NAMES, resumable=True))
+    root: str = _setting("runs/demo/data", role=training_of(*STAGE_NAMES, resumable=True))
     # Both are cut from one clip, so they cannot be longer than one (the datasets refuse it).
     window: int = _setting(50, _between(1, CLIP_FRAMES), role=weights_of("emotion-vae", "gafrg"))
     # Listener history read by the shift generator in training (and checked at generation).

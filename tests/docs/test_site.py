@@ -129,8 +129,8 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def dump_dom(url: str, profile: Path) -> str:
-    """The DOM of ``url`` after its scripts ran, from headless Chromium."""
+def dump_dom(url: str, profile: Path, *flags: str) -> str:
+    """The DOM of ``url`` after its scripts ran, from headless Chromium (extra ``flags`` too)."""
     browser = _chromium()
     if browser is None:
         pytest.skip(f"no Chromium binary on PATH ({', '.join(CHROMIUM_NAMES)}); CI installs it")
@@ -149,6 +149,7 @@ def dump_dom(url: str, profile: Path) -> str:
         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
         f"--user-data-dir={profile}",
         "--virtual-time-budget=5000",
+        *flags,
         "--dump-dom",
         url,
     ]
@@ -170,3 +171,46 @@ def test_api_page_renders_in_chromium(served: str, tmp_path: Path):
     assert 'class="no-js"' not in dom
     assert "md-code__button" in dom
     assert "md-search__input" in dom
+
+
+def test_no_page_has_an_overlong_paragraph_or_a_list_run_into_text(site: Path):
+    from tests.docs.rendering import MAX_PARAGRAPH_WORDS, inline_lists, long_paragraphs
+
+    problems = []
+    for page in sorted(site.rglob("*.html")):
+        html, name = page.read_text(encoding="utf-8"), str(page.relative_to(site))
+        problems += [
+            f"{p.page}: {p.words} words: {p.text[:60]!r}" for p in long_paragraphs(html, name)
+        ]
+        problems += [
+            f"{p.page}: list rendered inline: {p.text[:60]!r}" for p in inline_lists(html, name)
+        ]
+    assert not problems, f"over {MAX_PARAGRAPH_WORDS} words or inline lists:\n" + "\n".join(
+        problems
+    )
+
+
+#: Marks, after the page has loaded, every table that scrolls sideways in a 1280 px window.
+OVERFLOW_PROBE = """<script>window.addEventListener("load", () => setTimeout(() => {
+  const wide = [...document.querySelectorAll(".md-typeset__table, .md-typeset__scrollwrap")]
+    .filter((e) => e.scrollWidth > e.clientWidth + 1)
+    .map((e) => (e.querySelector("th") || {}).textContent);
+  document.body.setAttribute("data-wide-tables", JSON.stringify(wide));
+}, 2000));</script></body>"""
+
+
+def test_diagrams_and_maths_render_offline(served: str, tmp_path: Path):
+    # dump_dom resolves no host but 127.0.0.1: a CDN script would fail here.
+    diagram = dump_dom(f"{served}/perfrdiff/", tmp_path / "profile")
+    # The theme replaces the diagram's source by the drawing (in a shadow root) once Mermaid ran.
+    assert '<div class="mermaid">' in diagram and "flowchart TB" not in diagram
+    maths = dump_dom(f"{served}/perfrdiff/training/", tmp_path / "profile")
+    assert '<mjx-container class="MathJax' in maths and 'jax="SVG"' in maths
+
+
+@pytest.mark.parametrize("page", ["benchmarks", "roofline", "perfrdiff/generation"])
+def test_tables_fit_a_1280px_window(site: Path, served: str, tmp_path: Path, page: str):
+    html = (site / page / "index.html").read_text(encoding="utf-8")
+    (site / page / "probe.html").write_text(html.replace("</body>", OVERFLOW_PROBE))
+    dom = dump_dom(f"{served}/{page}/probe.html", tmp_path / "profile", "--window-size=1280,1000")
+    assert 'data-wide-tables="[]"' in dom, dom.split("data-wide-tables=", 1)[-1][:300]

@@ -50,3 +50,49 @@ def test_a_demo_that_cannot_be_scored_is_refused_before_any_work(tmp_path, capsy
     assert console(["demo", "--out", str(out), "--set", "generate.samples=1"]) == 2
     assert "generate.samples = 1" in capsys.readouterr().err
     assert not out.exists()  # no dataset written, nothing trained
+
+
+def test_ctrl_c_is_one_line_saying_how_to_resume_and_status_130(monkeypatch, capsys):
+    import perfrdiff.cli as cli
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "main", interrupted)
+    assert console(["train", "all", "--run-dir", "r"]) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "perfrdiff train all --run-dir r --resume" in err
+    assert console(["generate"]) == 130
+    assert "kept" in capsys.readouterr().err
+
+
+def test_a_diverged_training_is_one_line_with_status_2(monkeypatch, capsys):
+    import perfrdiff.cli as cli
+    from perfrdiff.training.loop import TrainingDiverged
+
+    def diverged(argv):
+        raise TrainingDiverged("gafrg: training diverged at step 3: lower train.gafrg.lr")
+
+    monkeypatch.setattr(cli, "main", diverged)
+    assert console(["train", "gafrg"]) == 2
+    assert "perfrdiff: error: gafrg: training diverged at step 3" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "emotion-vae", "--run-dir", "{file}"],
+        ["generate", "--out", "{file}/below"],
+        ["evaluate", "--output", "{file}"],
+        ["demo", "--out", "{file}"],
+    ],
+)
+def test_an_output_path_that_is_a_file_is_refused_before_any_work(tmp_path, capsys, argv):
+    taken = tmp_path / "taken.txt"
+    taken.write_text("keep me")
+    argv = [a.replace("{file}", str(taken)) for a in argv]
+    assert console(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{taken} is a file, not a folder" in err
+    assert taken.read_text() == "keep me"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import filecmp
+import json
 
 import numpy as np
 import pytest
@@ -179,3 +181,25 @@ def test_families_differ_and_unknown_family_is_refused(expressive_root):
         SyntheticConfig(family="nope")
     style = next(iter(load_ground_truth_style(expressive_root)["persons"].values()))
     assert "lag_mean_frames" in style and "mixing" not in style
+
+
+def test_an_existing_dataset_is_kept_or_refused_never_overwritten_silently(tmp_path):
+    root = tmp_path / "data"
+    write_synthetic_dataset(root, ONE)
+    before = {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+    write_synthetic_dataset(root, ONE)  # the same settings: nothing to do
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()} == before
+    other = dataclasses.replace(ONE, seed=ONE.seed + 1)
+    with pytest.raises(FileExistsError, match=r"other settings \(seed\).*--overwrite"):
+        write_synthetic_dataset(root, other)
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()} == before
+    write_synthetic_dataset(root, other, overwrite=True)
+    assert (
+        json.loads((root / "ground_truth_style.json").read_text())["config"]["seed"] == other.seed
+    )
+
+
+def test_a_foreign_dataset_is_refused(tmp_path):
+    (tmp_path / "train.csv").write_text(",speaker_path,listener_path\n")
+    with pytest.raises(FileExistsError, match="did not make"):
+        write_synthetic_dataset(tmp_path, ONE)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -65,3 +66,18 @@ def test_evaluate_rejects_predictions_for_another_split(synthetic_root, tmp_path
     np.save(tmp_path / "p.npy", np.zeros((n, 1, 750, 25), dtype=np.float32))
     with pytest.raises(ValueError, match="mirrored items of split 'test'"):
         main(["evaluate", str(tmp_path / "p.npy"), "--root", str(synthetic_root), "--n-jobs", "1"])
+
+
+def test_evaluate_defaults_to_the_sidecars_data_root_and_mode(synthetic_root, tmp_path):
+    from perfrdiff.metrics.report import EvaluateConfig, report_name, resolve_root
+
+    path = tmp_path / "predictions.npy"
+    np.save(path, np.zeros((1, 1, 750, 25), np.float32))
+    assert resolve_root(path, None) == Path("runs/demo/data")  # no sidecar: the demo's data
+    path.with_suffix(".json").write_text(
+        json.dumps({"mode": "personalised", "data_root": str(synthetic_root)})
+    )
+    assert resolve_root(path, None) == synthetic_root
+    assert resolve_root(path, tmp_path) == tmp_path  # an explicit --data-root wins
+    assert report_name(EvaluateConfig(predictions=path)) == "personalised"
+    assert report_name(EvaluateConfig(predictions=path, name="PMAFRG")) == "PMAFRG"

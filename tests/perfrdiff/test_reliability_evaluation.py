@@ -39,8 +39,9 @@ def test_the_split_defaults_to_the_sidecars(synthetic_root, tmp_path):
     val_listener = load_references(synthetic_root, "val")[0]
     path = save(tmp_path / "p.npy", np.repeat(val_listener[:, None], 2, axis=1), split="val")
     assert evaluate(path, synthetic_root) == 0  # scored against val, not the default test
-    # copies of the real val reactions: CCC 1 for each of the 2 samples
-    assert json.loads((tmp_path / "metrics.json").read_text())["p"]["FRCorr"] > 1.99
+    # copies of the real val reactions: CCC 1 for each of the 2 samples; the row is named after
+    # the sidecar's mode
+    assert json.loads((tmp_path / "metrics.json").read_text())["generic"]["FRCorr"] > 1.99
     assert resolve_split(path, "val") == "val"
     assert resolve_split(tmp_path / "no_sidecar.npy", None) == "test"
 

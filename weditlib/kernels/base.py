@@ -130,7 +130,7 @@ class Algorithm(Protocol):
 
         Returns:
             ``(b, t, n)``, differentiable with respect to ``x``, ``weight``, ``bias`` and the
-            shift's tensors.
+                shift's tensors.
         """
         ...
 

@@ -283,8 +283,8 @@ class LoraAdapters(nn.Module):
 
         Returns:
             ``(shifts, index)``: weight name → :class:`~weditlib.LowRankDelta` with ``l``
-            shifts ``up (l, n, r_max)``, ``down (l, r_max, k)``; ``index: (b,)`` in ``[0, l)``.
-            Pass both to :func:`weditlib.edit` (with other shifts if you like).
+                shifts ``up (l, n, r_max)``, ``down (l, r_max, k)``; ``index: (b,)`` in ``[0, l)``.
+                Pass both to :func:`weditlib.edit` (with other shifts if you like).
 
         Raises:
             TypeError: ``adapter_names`` is a string, or holds something else than

@@ -34,7 +34,8 @@ def _safetensors():
         import safetensors.torch
     except ImportError as error:  # pragma: no cover - safetensors ships with peft
         raise ImportError(
-            "reading and writing PEFT adapters needs safetensors: pip install weditlib[peft]"
+            "reading and writing PEFT adapters needs safetensors: pip install safetensors (or the "
+            "peft extra: pip install -e '.[peft]' in a clone of weditlib)"
         ) from error
     return safetensors.torch
 

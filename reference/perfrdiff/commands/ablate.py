@@ -11,19 +11,27 @@ import argparse
 import json
 from pathlib import Path
 
-from perfrdiff.commands.common import add_device_arguments, add_overrides_argument
+from perfrdiff.commands.common import (
+    add_device_arguments,
+    add_overrides_argument,
+    add_run_dir_argument,
+)
 from perfrdiff.run import Run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--run-dir", default="runs/demo/run", help="trained run (default: runs/demo/run)"
-    )
+    add_run_dir_argument(parser)
     parser.add_argument("--out", default=None, help="output dir (default: <run-dir>/../ablation)")
     parser.add_argument(
-        "--tables", nargs="+", choices=["3", "4"], default=["3", "4"], help="which tables"
+        "--tables",
+        nargs="+",
+        choices=["3", "4"],
+        default=["3", "4"],
+        help="which tables (default: 3 4)",
     )
-    parser.add_argument("--limit", type=int, default=None, help="only the first N test items")
+    parser.add_argument(
+        "--limit", type=int, default=None, help="only the first N test items (default: all)"
+    )
     add_overrides_argument(parser)  # applied to the retrained rows
     add_device_arguments(parser)
 

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from perfrdiff.config import Config, load_config
 from perfrdiff.device import DEVICES_HELP, PRECISIONS
+
+# The defaults chain: make-synthetic writes DATA_ROOT (the tiny preset's data.root), train writes
+# RUN_DIR, generate writes <RUN_DIR>/generate, evaluate reads it; demo does all four in runs/demo.
+DATA_ROOT = "runs/demo/data"
+RUN_DIR = "runs/demo/run"
+#: Synthetic sessions per split of the demo's dataset (make-synthetic's default too).
+DEMO_SESSIONS = {"train": 30, "val": 4, "test": 6}
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, default: str | None = "tiny") -> None:
@@ -17,7 +25,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, default: str | None = 
         + (f" (default: {default})" if default else " (default: the run's config.yaml)"),
     )
     parser.add_argument(
-        "--data-root", default=None, help="dataset root (default: the config's data.root)"
+        "--data-root",
+        default=None,
+        help=f"dataset root (default: the config's data.root; {DATA_ROOT} in tiny)",
     )
     add_overrides_argument(parser)
 
@@ -32,6 +42,11 @@ def add_overrides_argument(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override a config value, e.g. --set train.gafrg.steps=200 (repeatable)",
     )
+
+
+def add_run_dir_argument(parser: argparse.ArgumentParser, what: str = "trained run") -> None:
+    """``--run-dir``, default :data:`RUN_DIR`."""
+    parser.add_argument("--run-dir", default=RUN_DIR, help=f"{what} (default: {RUN_DIR})")
 
 
 def add_device_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,3 +70,22 @@ def overrides_from_args(args: argparse.Namespace) -> list[str]:
 
 def config_from_args(args: argparse.Namespace) -> Config:
     return load_config(args.config, overrides_from_args(args))
+
+
+def check_output_folder(path: str | Path | None, option: str) -> None:
+    """Refuse, before any work, an output folder that cannot be one (an existing file, or a
+    path below a file): otherwise the command fails only when it writes, its work lost.
+
+    Raises:
+        ValueError: naming ``option``, the path and the file in the way.
+    """
+    if path is None:
+        return
+    path = Path(path)
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                raise ValueError(
+                    f"{option} {path}: {part} is a file, not a folder; choose another {option}"
+                )
+            return

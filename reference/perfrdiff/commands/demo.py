@@ -3,7 +3,9 @@
 Writes a synthetic dataset, trains every stage (emotion VAE, style encoder, GAFRG, PWSG) in the
 tiny config, generates M reactions per test speaker (generic and personalised), evaluates them and
 a chance baseline with the seven REACT metrics, and prints a table plus where the plots are.
-Everything goes under --out (default: runs/demo); a dataset already there is reused.
+Everything goes under --out (default: runs/demo): the dataset in data/ (reused when there), the
+run in run/, reactions in run/generate/, the table in results/. These are the paths that
+make-synthetic, train, generate and evaluate use by default.
 """
 
 from __future__ import annotations
@@ -13,24 +15,34 @@ import logging
 import time
 from pathlib import Path
 
-from perfrdiff.commands.common import add_device_arguments, add_overrides_argument
+from perfrdiff.commands.common import (
+    DEMO_SESSIONS,
+    add_device_arguments,
+    add_overrides_argument,
+    check_output_folder,
+)
 from perfrdiff.config import STAGES, load_config
 
 log = logging.getLogger(__name__)
+_SESSIONS = " ".join(map(str, DEMO_SESSIONS.values()))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
-    parser.add_argument("--config", default="tiny", help="preset or YAML (default: tiny)")
+    parser.add_argument(
+        "--config", default="tiny", help="preset name (tiny, paper) or YAML path (default: tiny)"
+    )
     parser.add_argument(
         "--sessions",
         type=int,
         nargs=3,
-        default=(30, 4, 6),
+        default=tuple(DEMO_SESSIONS.values()),
         metavar=("TRAIN", "VAL", "TEST"),
-        help="synthetic sessions per split (default: 30 4 6)",
+        help=f"synthetic sessions per split (default: {_SESSIONS})",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of data and training")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of data and training (default: 0)"
+    )
     add_overrides_argument(parser)
     add_device_arguments(parser)
 
@@ -52,7 +64,7 @@ def ensure_dataset(root: Path, sessions: tuple[int, int, int], seed: int) -> Non
 def demo(
     out: str | Path,
     config_name: str = "tiny",
-    sessions: tuple[int, int, int] = (30, 4, 6),
+    sessions: tuple[int, int, int] = tuple(DEMO_SESSIONS.values()),
     seed: int = 0,
     overrides: list[str] | None = None,
     device: str = "auto",
@@ -83,8 +95,13 @@ def demo(
     timings["train"] = time.perf_counter() - start - sum(timings.values())
     data = run.evaluation_set("test")
     predictions = run.generate("test", seed=seed, data=data)
-    meta = {"run_dir": str(run.directory), "seed": seed, **run.sampling_info()}
-    write_generation(predictions, data, out / "generate", "test", meta=meta)
+    meta = {
+        "run_dir": str(run.directory),
+        "data_root": str(data_root),
+        "seed": seed,
+        **run.sampling_info(),
+    }
+    write_generation(predictions, data, run.directory / "generate", "test", meta=meta)
     timings["generate"] = time.perf_counter() - start - sum(timings.values())
     predictions["chance"] = chance_predictions(data, config.generate.samples, seed)
     results = run.evaluate(predictions, "test", data=data)
@@ -102,7 +119,7 @@ def demo(
     print("Motion (perfrdiff.metrics.motion; real reactions: 1 everywhere)")
     print(motion_table(results))
     print(f"results: {json_path}")
-    print(f"plots:   {out / 'generate'}/{{generic,personalised}}/item_*.png")
+    print(f"plots:   {run.directory / 'generate'}/{{generic,personalised}}/item_*.png")
     print(
         "time:    "
         + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items())
@@ -112,6 +129,7 @@ def demo(
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_folder(args.out, "--out")
     demo(
         args.out,
         args.config,

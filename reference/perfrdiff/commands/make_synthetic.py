@@ -2,7 +2,8 @@
 
 Two listener style families (--family), documented in perfrdiff.data.synthetic and
 perfrdiff.data.synthetic_expressive; ground_truth_style.json beside the data lists every person's
-style parameters.
+style parameters. The default folder and sizes are the ones `perfrdiff train` (tiny preset) and
+`perfrdiff demo` read.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from perfrdiff.commands.common import DATA_ROOT, DEMO_SESSIONS
 from perfrdiff.data.synthetic import FAMILIES, SyntheticConfig, write_synthetic_dataset
 
 logger = logging.getLogger(__name__)
@@ -18,17 +20,32 @@ logger = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = SyntheticConfig()
-    parser.add_argument("--root", type=Path, default=Path("data/synthetic"), help="output folder")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    for split, count in defaults.sessions.items():
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=Path(DATA_ROOT),
+        help="output folder; the tiny preset reads this one (default: %(default)s)",
+    )
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed")
+    for split, count in DEMO_SESSIONS.items():
         parser.add_argument(
-            f"--{split}-sessions", type=int, default=count, help=f"sessions in {split}"
+            f"--{split}-sessions",
+            type=int,
+            default=count,
+            help=f"dyadic sessions in the {split} split",
         )
-    parser.add_argument("--min-clips", type=int, default=defaults.clips_per_session[0])
-    parser.add_argument("--max-clips", type=int, default=defaults.clips_per_session[1])
-    parser.add_argument("--sample-rate", type=int, default=defaults.sample_rate, help="Hz")
-    parser.add_argument("--noise", type=float, default=defaults.noise, help="emotion noise")
-    parser.add_argument("--stereo", action="store_true", help="write stereo wav files")
+    low, high = defaults.clips_per_session
+    parser.add_argument("--min-clips", type=int, default=low, help="fewest clips per session")
+    parser.add_argument("--max-clips", type=int, default=high, help="most clips per session")
+    parser.add_argument(
+        "--sample-rate", type=int, default=defaults.sample_rate, help="audio sample rate in Hz"
+    )
+    parser.add_argument(
+        "--noise", type=float, default=defaults.noise, help="std of the noise on the emotions"
+    )
+    parser.add_argument(
+        "--stereo", action="store_true", help="write stereo wav files (default: mono)"
+    )
     parser.add_argument(
         "--family",
         choices=FAMILIES,
@@ -36,6 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="listener style model: coupled-latent (linear coupled latents) or lagged-expressive "
         "(lag distributions, AU thresholds, expression preferences, valence bias, arousal gain, "
         f"smoothing) (default: {defaults.family})",
+    )
+
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a dataset already in --root that was written with other settings "
+        "(default: refuse; the same settings keep it as it is)",
     )
 
 
@@ -56,6 +80,7 @@ def config_from_args(args: argparse.Namespace) -> SyntheticConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    write_synthetic_dataset(args.root, config_from_args(args))
+    write_synthetic_dataset(args.root, config_from_args(args), overwrite=args.overwrite)
     logger.info("wrote a synthetic dataset to %s", args.root)
+    print(f"dataset: {args.root}")
     return 0

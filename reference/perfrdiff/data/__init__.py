@@ -4,6 +4,7 @@ Shapes use einops notation; all tensors are float32 unless stated. See :mod:`per
 for the on-disk layout and :mod:`perfrdiff.data.synthetic` for the synthetic generative model.
 """
 
+import perfrdiff._guard  # noqa: F401  (names the extra to install when it is missing)
 from perfrdiff.data.audio import audio_features, mfcc_features, read_wave
 from perfrdiff.data.datasets import (
     ClipDataset,

@@ -51,7 +51,7 @@ def mfcc_features(wave: np.ndarray, sample_rate: int, frames: int = CLIP_FRAMES)
 
     Returns:
         ``(frames, 78)`` float32: per frame ``[mfcc, delta, delta2]`` of the first 20 ms hop,
-        then of the second.
+            then of the second.
     """
     import librosa  # slow to import (numba); only needed when features are computed
 

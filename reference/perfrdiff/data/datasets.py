@@ -109,17 +109,19 @@ class WindowDataset(Dataset):
     ``[s - w, s)``.
 
     Item keys (float32 unless stated):
-        ``speaker_audio (w, 78)``, ``speaker_face (w, 58)``, ``speaker_emotion (w, 25)``: speaker
-        frames ``[s - w, s)``; ``listener_emotion (w, 25)``: target frames ``[s, s + w)``;
-        ``listener_prev_emotion (w, 25)``: the listener's frames ``[s - w, s)``;
-        ``has_past`` bool scalar: False when ``s < w``; then the four past tensors are all zeros
-        (padding at the clip start, not a substitute for bad data);
-        ``listener_id`` int64 scalar (dense over the split's listeners);
-        ``history_face (h, 58)``, ``history_emotion (h, 25)``, ``history_dyadic (h, 50)`` (that
-        emotion, then the conversation partner's at the same frames): ``h = history_frames``
-        frames of the same listener from a different clip when one exists, else from a part of
-        the same clip that does not overlap ``[s - w, s + w)``;
-        ``start`` int64 scalar ``s``.
+
+    - ``speaker_audio (w, 78)``, ``speaker_face (w, 58)``, ``speaker_emotion (w, 25)``: speaker
+      frames ``[s - w, s)``;
+    - ``listener_emotion (w, 25)``: target frames ``[s, s + w)``;
+    - ``listener_prev_emotion (w, 25)``: the listener's frames ``[s - w, s)``;
+    - ``has_past`` bool scalar: False when ``s < w``; then the four past tensors are all zeros
+      (padding at the clip start, not a substitute for bad data);
+    - ``listener_id`` int64 scalar (dense over the split's listeners);
+    - ``history_face (h, 58)``, ``history_emotion (h, 25)``, ``history_dyadic (h, 50)`` (that
+      emotion, then the conversation partner's at the same frames): ``h = history_frames``
+      frames of the same listener from a different clip when one exists, else from a part of
+      the same clip that does not overlap ``[s - w, s + w)``;
+    - ``start`` int64 scalar ``s``.
 
     With ``history_needed`` (a stage that reads the history), the window of a listener with a
     single clip is drawn where such a part exists, and when none can (``history_frames > 750 -

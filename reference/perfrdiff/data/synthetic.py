@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -59,6 +60,8 @@ EMOTION_COLUMNS = [
 ]
 BURN_IN = 100
 FAMILIES = ("coupled-latent", "lagged-expressive")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -292,15 +295,25 @@ def _session_roles(site_index: int, session: int) -> tuple[str, str, str, str]:
     return "RECOLA", f"group-{session}", f"P{first}", f"P{first + 1}"
 
 
-def write_synthetic_dataset(root: str | Path, config: SyntheticConfig | None = None) -> None:
+def write_synthetic_dataset(
+    root: str | Path, config: SyntheticConfig | None = None, overwrite: bool = False
+) -> None:
     """Write a complete synthetic dataset in the REACT 2024 layout under ``root``.
 
     Writes, per split: wav/csv/npy clips, ``{split}.csv``, ``neighbour_emotion_{split}.npy``; and
     ``ground_truth_style.json`` with the family and every person's reaction style (for the
     coupled-latent family also their 3DMM map).
+
+    A dataset already in ``root`` is never replaced silently: written with the same settings it
+    is kept as it is (nothing to do); otherwise only ``overwrite`` replaces it.
+
+    Raises:
+        FileExistsError: ``root`` holds another dataset (the message names what differs).
     """
     config = config or SyntheticConfig()
     root = Path(root)
+    if _kept_existing(root, config, overwrite):
+        return
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(config.seed)
     family = _family(rng, config)
@@ -348,3 +361,28 @@ def write_synthetic_dataset(root: str | Path, config: SyntheticConfig | None = N
 def load_ground_truth_style(root: str | Path) -> dict:
     """Read ``ground_truth_style.json``: ``{"config": ..., "persons": {identity: style}}``."""
     return json.loads((Path(root) / GROUND_TRUTH_FILE).read_text())
+
+
+def _kept_existing(root: Path, config: SyntheticConfig, overwrite: bool) -> bool:
+    """Whether ``root`` already holds this dataset; refuse another one unless ``overwrite``."""
+    existing = [f"{split}.csv" for split in SPLITS if (root / f"{split}.csv").is_file()]
+    if not existing or overwrite:
+        return False
+    truth = root / GROUND_TRUTH_FILE
+    try:
+        written = json.loads(truth.read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        written = None
+    wanted = json.loads(json.dumps(asdict(config)))  # as JSON reads it back (tuples as lists)
+    if written == wanted:
+        log.info("%s already holds this synthetic dataset: kept", root)
+        return True
+    if written is None:
+        what = f"a dataset ({', '.join(existing)}) that this writer did not make"
+    else:
+        changed = sorted(k for k in wanted if written.get(k) != wanted[k])
+        what = f"a synthetic dataset written with other settings ({', '.join(changed)})"
+    raise FileExistsError(
+        f"{root} holds {what}; choose another root, or replace it with overwrite=True "
+        "(perfrdiff make-synthetic --overwrite)"
+    )

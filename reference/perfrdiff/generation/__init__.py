@@ -4,6 +4,7 @@ Inference only: nothing here imports :mod:`perfrdiff.training`. Trained models c
 :class:`perfrdiff.Run`.
 """
 
+import perfrdiff._guard  # noqa: F401  (names the extra to install when it is missing)
 from perfrdiff.generation.inputs import check_generation_options, check_history, read_history
 from perfrdiff.generation.plots import plot_reactions
 from perfrdiff.generation.reactions import (

@@ -120,8 +120,8 @@ class StreamingGenerator:
 
         Returns:
             the newly computable listener frames in time order, one ``(n, M, f', 25)`` tensor
-            per window: its ``w`` frames for the first, the ``s`` frames after the overlap for
-            the others (the first call also returns window 0, which needs no speaker frames).
+                per window: its ``w`` frames for the first, the ``s`` frames after the overlap for
+                the others (the first call also returns window 0, which needs no speaker frames).
         """
         if not (audio.shape[:2] == face.shape[:2] == emotion.shape[:2]) or audio.shape[0] != self.n:
             raise ValueError(

@@ -4,6 +4,7 @@ Inputs are numpy arrays or torch tensors: predictions ``(n, k, t, d)``, real lis
 ``(n, t, d)``, speaker emotions ``(n, t, d)``, appropriateness ``(n, n)`` bool.
 """
 
+import perfrdiff._guard  # noqa: F401  (names the extra to install when it is missing)
 from perfrdiff.metrics.ccc import ccc_matrix, frcorr, frcorr_per_speaker
 from perfrdiff.metrics.diversity import frdiv, frdvs, frvar
 from perfrdiff.metrics.dtw import COMPONENTS, dtw_distance, frdist, frdist_per_speaker, min_cost

@@ -50,7 +50,7 @@ def evaluate_all(
 
     Returns:
         ``{"FRCorr", "FRdist", "FRDiv", "FRDvs", "FRVar", "FRSyn", "FRRea"} -> float``; FRDiv,
-        FRDvs and FRVar unscaled (papers print them x100).
+            FRDvs and FRVar unscaled (papers print them x100).
     """
     p = predictions_array(predictions)
     listener = sequences_array("listener_emotion", listener_emotion, p)

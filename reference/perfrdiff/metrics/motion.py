@@ -130,8 +130,8 @@ def motion_report(
 
     Returns:
         ``join_step``, ``inside_step``, ``join_ratio`` (of the predictions), ``real_join_ratio``
-        (the real reactions at the same frames), ``inside_vs_real``, and per band
-        ``power lo-hiHz`` as generated / real power.
+            (the real reactions at the same frames), ``inside_vs_real``, and per band
+            ``power lo-hiHz`` as generated / real power.
     """
     p = predictions_array(predictions)
     real = as_array("listener_emotion", listener_emotion, 3, "(m, t, d)")

@@ -24,14 +24,15 @@ class EvaluateConfig:
     ``predictions`` is a ``.npy`` array or a ``.npz`` with key ``predictions``, shaped
     ``(n, k, 750, 25)`` in the split's mirrored item order (see :mod:`perfrdiff.data.layout`).
     ``split`` defaults to the one named in the predictions' JSON sidecar (written by
-    ``perfrdiff generate``), else ``test``; a different explicit split is an error.
+    ``perfrdiff generate``), else ``test``; a different explicit split is an error. ``root``
+    defaults to the dataset named in the sidecar, else ``runs/demo/data`` (the demo's).
     """
 
     predictions: Path
-    root: Path = Path("data/synthetic")
+    root: Path | None = None
     split: str | None = None
     output: Path | None = None  # default: the predictions file's folder
-    name: str | None = None  # row label; default: the predictions file's stem
+    name: str | None = None  # row label; default: the sidecar's mode, else the file's stem
     n_jobs: int | None = None
     nan_policy: Literal["ignore", "challenge"] = "ignore"
     # How the predictions were generated, for the motion statistics: windows of ``window``
@@ -42,6 +43,8 @@ class EvaluateConfig:
 
 
 DEFAULT_SPLIT = "test"
+#: Where ``perfrdiff make-synthetic`` and the tiny preset put the dataset.
+DEFAULT_ROOT = Path("runs/demo/data")
 
 
 def load_predictions(path: Path) -> np.ndarray:
@@ -110,6 +113,15 @@ def resolve_split(predictions: Path, split: str | None) -> str:
     return split
 
 
+def resolve_root(predictions: Path, root: Path | None) -> Path:
+    """The dataset to score ``predictions`` against: ``root``, else the one recorded in the
+    predictions' sidecar, else :data:`DEFAULT_ROOT`."""
+    if root is not None:
+        return Path(root)
+    recorded = read_sidecar(predictions).get("data_root")
+    return Path(recorded) if isinstance(recorded, str) else DEFAULT_ROOT
+
+
 def check_predictions_match(
     predictions: np.ndarray, listener: np.ndarray, path: Path, split: str
 ) -> None:
@@ -163,6 +175,13 @@ def recorded_stride(path: Path) -> int | None:
     return stride
 
 
+def report_name(config: EvaluateConfig) -> str:
+    """The report's row label: ``config.name``, else the mode recorded beside the predictions
+    (``generic`` / ``personalised``), else the predictions file's stem."""
+    mode = read_sidecar(config.predictions).get("mode")
+    return config.name or (mode if isinstance(mode, str) else config.predictions.stem)
+
+
 def check_evaluate_options(config: EvaluateConfig) -> None:
     """Reject bad ``window`` / ``stride`` / ``n_jobs`` before the (slow) metrics run.
 
@@ -181,7 +200,9 @@ def evaluate_saved_predictions(config: EvaluateConfig) -> tuple[dict[str, float]
     check_evaluate_options(config)
     split = resolve_split(config.predictions, config.split)
     predictions = load_predictions(config.predictions)
-    listener, speaker, neighbours = load_references(config.root, split)
+    listener, speaker, neighbours = load_references(
+        resolve_root(config.predictions, config.root), split
+    )
     check_predictions_match(predictions, listener, config.predictions, split)
     results = evaluate_all(
         predictions, listener, speaker, neighbours, config.n_jobs, config.nan_policy, True
@@ -189,7 +210,7 @@ def evaluate_saved_predictions(config: EvaluateConfig) -> tuple[dict[str, float]
     # An explicit stride wins; `or` would have let --stride 0 fall back silently.
     stride = config.stride if config.stride is not None else recorded_stride(config.predictions)
     results.update(motion_report(predictions, listener, config.window, stride))
-    name = config.name or config.predictions.stem
+    name = report_name(config)
     output = config.output or config.predictions.parent
     json_path, markdown_path = write_report({name: results}, output)
     return results, json_path, markdown_path

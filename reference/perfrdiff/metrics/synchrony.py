@@ -43,7 +43,7 @@ def lag_correlations(
 
     Returns:
         ``r (b, 2 max_lag + 1, d)`` float64 (0 where undefined) and ``defined`` bool, same shape;
-        lag index ``i`` is lag ``i - max_lag``.
+            lag index ``i`` is lag ``i - max_lag``.
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)

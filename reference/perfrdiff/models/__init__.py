@@ -1,5 +1,6 @@
 """PerFRDiff models: speaker encoders, emotion VAE, GAFRG denoiser, schedule, PSSL, PWSG."""
 
+import perfrdiff._guard  # noqa: F401  (names the extra to install when it is missing)
 from perfrdiff.models.build import (
     build_gafrg,
     build_perfrdiff,

@@ -221,7 +221,7 @@ class GAFRG(nn.Module):
 
         Returns:
             ``(b, w, 25)`` predicted ``x0`` (equal to :meth:`forward` to float rounding; in eval
-            mode, as dropout is not applied to the cached path).
+                mode, as dropout is not applied to the cached path).
         """
         b = x_t.shape[0]
         if cache.batch_size != b or t.shape != (b,):

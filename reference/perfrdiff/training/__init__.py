@@ -1,6 +1,7 @@
 """Training: :func:`train_run` trains a run's stages (the registry, :mod:`perfrdiff.stages`),
 through one loop, one objective per stage, resumable checkpoints, DDP."""
 
+import perfrdiff._guard  # noqa: F401  (names the extra to install when it is missing)
 from perfrdiff.rundir import RunDirLocked, StageMismatch, check_stage, run_dir_lock
 from perfrdiff.training.checkpoint import (
     CheckpointError,

@@ -1,0 +1,5 @@
+import sys
+
+from perfrdiff.cli import console
+
+sys.exit(console())

@@ -1,0 +1,152 @@
+"""``perfrdiff`` command line: one sub-command per stage.
+
+The CLI is thin: each command module parses its flags into a config dataclass and calls library
+functions that the tests call too. Commands are listed explicitly below.
+
+:func:`main` raises what the command raises (the tests call it); the installed ``perfrdiff``
+command is :func:`console`, which prints a user's mistake (a bad value, a missing or damaged file,
+a device this machine lacks, the ``[reference]`` extra not installed) as one line instead of a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import re
+import sys
+from argparse import SUPPRESS
+from collections.abc import Sequence
+
+from perfrdiff import __version__
+from perfrdiff._extra import MissingExtraError, require_reference_extra
+
+DESCRIPTION = """\
+PerFRDiff, personalised facial reaction generation (ACM MM 2024), built on weditlib:
+write or read a REACT 2024 dataset, train the four stages, generate reactions, score them."""
+EXAMPLES = """\
+examples (the defaults chain: data in runs/demo/data, the run in runs/demo/run):
+  perfrdiff make-synthetic && perfrdiff train all && perfrdiff generate && perfrdiff evaluate
+  perfrdiff demo                      # the four commands above in one, with a results table
+  perfrdiff train all --config paper --data-root /data/react2024 --run-dir runs/react2024
+  perfrdiff <command> --help          # every option of one command, with its default
+"""
+
+# name -> module under perfrdiff.commands exposing `add_arguments(parser)` and `run(args) -> int`,
+# in the order a pipeline runs them.
+COMMANDS: dict[str, str] = {
+    "make-synthetic": "make_synthetic",
+    "train": "train",
+    "generate": "generate",
+    "evaluate": "evaluate",
+    "demo": "demo",
+    "ablate": "ablate",
+}
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """What a user fixes by changing an argument, a config value or a file. Config, data, resume
+    and stage-mismatch errors are ValueErrors; every message names the value or the file."""
+    from perfrdiff.device import DeviceUnavailable
+    from perfrdiff.rundir import RunDirLocked
+    from perfrdiff.weights import CheckpointError
+
+    return (
+        ValueError, FileNotFoundError, DeviceUnavailable, RunDirLocked, CheckpointError,
+        MissingExtraError,
+    )  # fmt: skip
+
+
+def plain_text(docstring: str) -> str:
+    """A docstring as a terminal shows it: ``code`` and :role:`~a.b.C` markup removed."""
+    text = re.sub(r":\w+:`~?([^`]+)`", r"\1", docstring)
+    return text.replace("``", "")
+
+
+def summary(docstring: str) -> str:
+    """The first paragraph of a docstring, on one line (a summary may wrap over lines)."""
+    paragraph = plain_text(docstring).strip().split("\n\n")[0]
+    return " ".join(paragraph.split())
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the descriptions' paragraphs and adds ``(default: …)`` to an option whose help does
+    not state its default already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        # `is`: a default of 0 is a value to show, unlike None (a flag's help says what it means).
+        stated = "default" in text or any(action.default is v for v in (None, False, SUPPRESS))
+        stated |= action.default == []  # a repeatable option given no times
+        if stated or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def command_parser(
+    sub: argparse._SubParsersAction, name: str, module_name: str
+) -> argparse.ArgumentParser:
+    """The sub-parser of ``perfrdiff <name>`` from ``perfrdiff.commands.<module_name>``."""
+    module = importlib.import_module(f"perfrdiff.commands.{module_name}")
+    doc = plain_text(module.__doc__ or name).strip()
+    parser = sub.add_parser(
+        name,
+        help=summary(doc),
+        description=doc,
+        epilog=getattr(module, "EXAMPLES", None),
+        formatter_class=HelpFormatter,
+    )
+    module.add_arguments(parser)
+    parser.set_defaults(_module=module)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="perfrdiff", description=DESCRIPTION, epilog=EXAMPLES, formatter_class=HelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--log-level", default="INFO", help="logging level")
+    parser.add_argument(
+        "--traceback", action="store_true", help="show the full traceback of an input error"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
+    for name, module_name in COMMANDS.items():
+        command_parser(sub, name, module_name)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return int(args._module.run(args) or 0)
+
+
+def console(argv: Sequence[str] | None = None) -> int:
+    """The ``perfrdiff`` command: :func:`main`, with an input error (:func:`user_errors`) printed
+    as ``perfrdiff: error: <message>`` on stderr and exit status 2, like argparse's own errors.
+    ``--traceback`` re-raises it instead; any other exception keeps its traceback. Without the
+    ``[reference]`` extra it prints the one line that names it, and exits 2.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        require_reference_extra()
+    except MissingExtraError as error:
+        print(f"perfrdiff: error: {error}", file=sys.stderr)
+        return 2
+    try:
+        return main(argv)
+    except user_errors() as error:
+        if "--traceback" in argv:
+            raise
+        notes = "".join(f"\n  {note}" for note in getattr(error, "__notes__", ()))
+        print(f"perfrdiff: error: {error}{notes}", file=sys.stderr)
+        print("perfrdiff: (--traceback before the command shows where)", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(console())

@@ -1,0 +1,1 @@
+"""Sub-commands of the ``perfrdiff`` CLI (see :mod:`perfrdiff.cli`)."""

@@ -1,0 +1,116 @@
+"""Generate M reactions per speaker clip of a split, generic and/or personalised, with plots.
+
+Reads the trained stages from --run-dir (and its config.yaml); writes
+<out>/<mode>/predictions.npy of shape (n, M, 750, 25) in the split's mirrored item order, a JSON
+sidecar (which `perfrdiff evaluate` reads), and PNG plots of the samples' AU12 / valence / arousal
+curves against the real reaction.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from perfrdiff.commands.common import (
+    add_config_arguments,
+    add_device_arguments,
+    add_run_dir_argument,
+    overrides_from_args,
+)
+from perfrdiff.generation import check_generation_options, read_history, write_generation
+from perfrdiff.run import Run
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_run_dir_argument(parser)
+    add_config_arguments(parser, default=None)
+    add_device_arguments(parser)
+    parser.add_argument("--split", default="test", help="split to generate for (default: test)")
+    parser.add_argument(
+        "--mode",
+        choices=["generic", "personalised", "both"],
+        default="both",
+        help="MAFRG (generic), PMAFRG (personalised) or both (default: both)",
+    )
+    parser.add_argument(
+        "--samples", type=int, default=None, help="M (default: the config's, 10 in tiny)"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=None, help="DDIM steps (default: the config's)"
+    )
+    parser.add_argument(
+        "--guidance", type=float, default=None, help="CFG scale (default: the config's)"
+    )
+    parser.add_argument(
+        "--history",
+        default=None,
+        help="a listener history .npy (h, 58 or 25, per style.input) to personalise every item "
+        "to that listener (default: each item's own listener, from another clip)",
+    )
+    parser.add_argument(
+        "--limit", type=int, default=None, help="only the first N items (default: all)"
+    )
+    parser.add_argument("--plots", type=int, default=3, help="items to plot (default: 3)")
+    parser.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
+    parser.add_argument("--out", default=None, help="output dir (default: <run-dir>/generate)")
+
+
+def run(args: argparse.Namespace) -> int:
+    check_generation_options(
+        args.samples, args.steps, args.guidance, args.limit, args.plots, args.seed
+    )
+    overrides = overrides_from_args(args)
+    if args.samples is not None:
+        overrides.append(f"generate.samples={args.samples}")
+    if args.steps is not None:
+        overrides.append(f"diffusion.sample_steps={args.steps}")
+    if args.guidance is not None:
+        overrides.append(f"diffusion.guidance={args.guidance}")
+    trained = load_trained_run(args, overrides)
+    modes = ("generic", "personalised") if args.mode == "both" else (args.mode,)
+    load_samplers(trained, modes)  # missing weights fail here, before the (slow) features
+    data = trained.evaluation_set(args.split, args.limit)
+    style_input = trained.config.style.input
+    history = read_history(args.history, style_input) if args.history else None
+    predictions = trained.generate(args.split, modes, seed=args.seed, data=data, history=history)
+    out = Path(args.out) if args.out else Path(args.run_dir) / "generate"
+    meta = {
+        "run_dir": str(args.run_dir),
+        "data_root": str(trained.config.data.root),
+        "seed": args.seed,
+        **trained.sampling_info(),
+    }
+    for mode, path in write_generation(
+        predictions, data, out, args.split, args.plots, meta
+    ).items():
+        print(f"{mode}: {path}")
+    return 0
+
+
+def train_hint(run_dir: str | Path) -> str:
+    return f"`perfrdiff train all --run-dir {run_dir}` trains every stage"
+
+
+def load_trained_run(args: argparse.Namespace, overrides: list[str]) -> Run:
+    """The run in ``--run-dir``.
+
+    Raises:
+        FileNotFoundError: it has no config.yaml (and no --config), naming the train command.
+    """
+    try:
+        return Run.load(args.run_dir, args.device, args.precision, overrides, args.config)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"{error}; {train_hint(args.run_dir)}") from None
+
+
+def load_samplers(trained: Run, modes: tuple[str, ...]) -> None:
+    """Build the samplers of ``modes`` (their weights are loaded once, then cached by the run).
+
+    Raises:
+        FileNotFoundError: a stage they need is not trained, naming the train command.
+    """
+    for mode in modes:
+        try:
+            trained.sampler(mode)
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"{error}; {train_hint(trained.directory)}") from None

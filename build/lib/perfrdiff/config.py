@@ -1,0 +1,518 @@
+"""Configuration of the PerFRDiff reference: dataclasses with working defaults, YAML maps onto them.
+
+Two presets ship in ``perfrdiff/configs``: ``paper`` (the paper's sizes) and ``tiny`` (CPU-friendly,
+used by the tests and the demo). :func:`load_config` accepts a preset name or a YAML path, then
+applies ``key.sub=value`` overrides, so every size and path can be changed from the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from perfrdiff.features import CLIP_FRAMES
+
+PRESETS_DIR = Path(__file__).parent / "configs"
+STAGES: tuple[str, ...] = ("emotion-vae", "style", "gafrg", "pwsg")
+
+#: Settings only the sampler reads (dotted keys): changing one changes no trained weight, so it
+#: neither blocks resuming a stage nor makes a variant retrain one.
+SAMPLING_ONLY: tuple[str, ...] = (
+    "diffusion.sample_steps", "diffusion.guidance", "diffusion.eta", "diffusion.spacing",
+)  # fmt: skip
+
+
+class ConfigError(ValueError):
+    """A config value has the wrong type or is out of range.
+
+    ``key`` is the value's dotted name (``train.gafrg.lr``), ``problem`` what is wrong with it.
+    """
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+    def within(self, section: str) -> ConfigError:
+        """The same error, with ``key`` prefixed by the enclosing ``section``."""
+        return ConfigError(f"{section}.{self.key}" if section else self.key, self.problem)
+
+
+# A rule returns what is wrong with a (type-checked) value, or None when it is fine.
+_Rule = Callable[[Any], "str | None"]
+
+
+def _at_least(low: float) -> _Rule:
+    return lambda v: None if v >= low else f"must be >= {low}, got {v!r}"
+
+
+def _between(low: int, high: int) -> _Rule:
+    below = _at_least(low)
+    return lambda v: below(v) or (None if v <= high else f"must be <= {high}, got {v!r}")
+
+
+def _positive(v: float) -> str | None:
+    return None if v > 0 else f"must be > 0, got {v!r}"
+
+
+def _fraction(v: float) -> str | None:
+    return None if 0 <= v <= 1 else f"must be in [0, 1], got {v!r}"
+
+
+def _below_one(v: float) -> str | None:
+    return None if 0 <= v < 1 else f"must be in [0, 1), got {v!r}"
+
+
+def _one_of(*choices: str) -> _Rule:
+    return lambda v: None if v in choices else f"must be one of {list(choices)}, got {v!r}"
+
+
+def _non_empty(v: Sequence[Any]) -> str | None:
+    return None if len(v) else "must not be empty"
+
+
+def _setting(default: Any, rule: _Rule) -> Any:
+    """A dataclass field whose value must also satisfy ``rule`` (checked in ``__post_init__``)."""
+    return field(default=default, metadata={"rule": rule})
+
+
+def _convert(hint: Any, value: Any) -> Any:
+    """``value`` as type ``hint``, or raise ``TypeError`` saying what was expected.
+
+    Numbers written as text are accepted (YAML 1.1 reads ``1e-3`` as a string); an integer
+    field also takes an integral float (``1e3``); ``bool`` is never taken for a number.
+    """
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(inner, value)
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise TypeError(f"expected a list, got {value!r} ({type(value).__name__})")
+        return [_convert(args[0], v) for v in value]
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise TypeError(f"expected true or false, got {value!r} ({type(value).__name__})")
+        return value
+    if hint is int:
+        number = _number(value, "an integer")
+        if isinstance(number, float):
+            if not number.is_integer():
+                raise TypeError(f"expected an integer, got {value!r}")
+            number = int(number)
+        return number
+    if hint is float:
+        number = float(_number(value, "a number"))
+        if not math.isfinite(number):
+            raise TypeError(f"expected a finite number, got {value!r}")
+        return number
+    if hint is str:
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        if not isinstance(value, str):
+            raise TypeError(f"expected a string, got {value!r} ({type(value).__name__})")
+        return value
+    raise TypeError(f"unsupported config type {hint!r}")  # pragma: no cover
+
+
+def _number(value: Any, expected: str) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise TypeError(f"expected {expected}, got {value!r} ({type(value).__name__})")
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            return float(text)
+        except ValueError:
+            raise TypeError(f"expected {expected}, got {value!r}") from None
+    return value
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+class _Checked:
+    """Converts and checks every field against its type hint and rule when an instance is built."""
+
+    def __post_init__(self) -> None:
+        hints = _hints(type(self))
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value, hint = getattr(self, f.name), hints[f.name]
+            if dataclasses.is_dataclass(hint):
+                if not isinstance(value, hint):
+                    raise ConfigError(f.name, f"expected a {hint.__name__} section, got {value!r}")
+                continue
+            if f.name == "train" and isinstance(self, Config):
+                continue  # checked by Config.__post_init__
+            try:
+                value = _convert(hint, value)
+            except TypeError as error:
+                raise ConfigError(f.name, str(error)) from None
+            rule = f.metadata.get("rule")
+            problem = rule(value) if rule is not None and value is not None else None
+            if problem:
+                raise ConfigError(f.name, problem)
+            setattr(self, f.name, value)
+
+
+def _heads_divide(section: Any) -> None:
+    if section.d_model % section.heads:
+        raise ConfigError(
+            "heads", f"must divide d_model = {section.d_model}, got heads = {section.heads}"
+        )
+
+
+@dataclass
+class DenoiserConfig(_Checked):
+    """GAFRG: the transformer-decoder denoiser and its speaker encoders."""
+
+    d_model: int = _setting(512, _at_least(1))
+    heads: int = _setting(4, _at_least(1))
+    ffn_dim: int = _setting(1024, _at_least(1))
+    layers: int = _setting(7, _at_least(1))
+    dropout: float = _setting(0.1, _below_one)
+    # Condition the window on the previously generated one (the paper's online mode).
+    use_prev_window: bool = True
+    # One extra memory token for the listener's style ("input p", the paper's Table 3), set by a
+    # bias shift of the "style_slot" layer; off in the paper's PerFRDiff.
+    style_token: bool = False
+    # Diffuse the listener features standardised per channel with the training split's mean and
+    # std (the cosine schedule assumes unit variance; the features' std is 0.05-0.6). Off in the
+    # paper, which diffuses the raw features.
+    standardise: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _heads_divide(self)
+
+
+@dataclass
+class EmotionVAEConfig(_Checked):
+    """GRU VAE over speaker emotion windows; its posterior mean is the speaker-emotion token."""
+
+    hidden_dim: int = _setting(256, _at_least(1))
+    latent_dim: int = _setting(256, _at_least(1))
+    kl_weight: float = _setting(1e-4, _at_least(0))
+
+
+@dataclass
+class DiffusionConfig(_Checked):
+    """Cosine schedule, DDIM sampling and classifier-free guidance."""
+
+    train_steps: int = _setting(1000, _at_least(1))
+    sample_steps: int = _setting(50, _at_least(1))
+    cond_drop: float = _setting(0.2, _fraction)
+    # Probability of hiding the real previous window in training. Generation conditions on the
+    # model's own previous window (none for the first one), so the real past shown in training
+    # lets the model read the listener's level off it instead of learning it from the style.
+    prev_drop: float = _setting(0.0, _fraction)
+    guidance: float = 1.0
+    eta: float = _setting(0.0, _at_least(0))
+    # What the denoiser predicts: "x0" (the paper) or "v" (see DDIMSchedule).
+    prediction: str = _setting("x0", _one_of("x0", "v"))
+    # DDIM timestep grid: "uniform", "quadratic" (more steps where the noise is small, so
+    # frame-to-frame detail survives the last step), "linspace" or "trailing" (even steps from
+    # pure noise); see DDIMSchedule.set_timesteps.
+    spacing: str = _setting("uniform", _one_of("uniform", "quadratic", "linspace", "trailing"))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.sample_steps > self.train_steps:
+            raise ConfigError(
+                "sample_steps",
+                f"must be <= train_steps = {self.train_steps}, got {self.sample_steps}",
+            )
+
+
+@dataclass
+class StyleConfig(_Checked):
+    """PSSL style encoder: transformer encoder with a CLS token and an L2-normalised projection."""
+
+    # The listener's 58-d 3DMM or 25-d emotion (the paper's inputs), or "dyadic": their emotion
+    # beside their conversation partner's at the same frames (50-d; not the paper's).
+    input: str = _setting("face", _one_of("face", "emotion", "dyadic"))
+    d_model: int = _setting(256, _at_least(1))
+    heads: int = _setting(4, _at_least(1))
+    layers: int = _setting(4, _at_least(1))
+    ffn_dim: int = _setting(512, _at_least(1))
+    dropout: float = _setting(0.1, _below_one)
+    style_dim: int = _setting(128, _at_least(1))
+    temperature: float = _setting(0.07, _positive)
+    # clip length for contrastive training (10 s); cut from one clip
+    frames: int = _setting(250, _between(1, CLIP_FRAMES))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _heads_divide(self)
+
+
+@dataclass
+class PWSGConfig(_Checked):
+    """Personalised weight-shift generator (weditlib's MultiBranchDeltaGenerator)."""
+
+    # fnmatch patterns over the denoiser's qualified names (the paper's ablation table);
+    # the paper's best edits cross-attention and the output mapping.
+    targets: list[str] = field(
+        default_factory=lambda: ["decoder.layers.*.multihead_attn", "output"],
+        metadata={"rule": _non_empty},
+    )
+    hidden_dim: int = _setting(256, _at_least(1))
+    trunk_layers: int = _setting(2, _at_least(1))
+    rank: int | None = _setting(8, _at_least(1))  # None: dense heads, as in the paper
+    branch_dim: int | None = _setting(None, _at_least(1))  # bottleneck before low-rank heads
+    mode: str = _setting("shift", _one_of("shift", "scale"))
+    # Also generate a bias shift Δb per edited layer (the paper edits weights only), and feed the
+    # generator the history's per-channel mean and std next to the style vector (the paper feeds
+    # the style alone). The tiny preset turns both on (better PMAFRG FRCorr and FRdist on both
+    # synthetic families, benchmarks/personalisation.py); off by default so that run
+    # directories written before these options existed load as they were trained.
+    bias_shifts: bool = False
+    history_stats: bool = False
+    # Embed a history longer than style.frames (the style encoder's training clips) in pieces of
+    # that length and average their styles, instead of as one sequence longer than any the
+    # encoder was trained on. Off (the paper's: one pass) so that runs load as they were trained.
+    history_segments: bool = False
+    # Diffuse a listener's windows around the mean of their history instead of the training
+    # split's mean (a data-dependent prior, as in PriorGrad, Lee et al. 2022): the personalised
+    # model's x_T and its low-noise end start from the listener's level, and the weight shifts
+    # learn the rest. Needs denoiser.standardise and an emotion history (style.input emotion or
+    # dyadic). Not the paper's.
+    listener_prior: bool = False
+    # How far the prior's mean moves from the training split's mean towards the history's:
+    # centre = mean + prior_weight * (history mean - mean). 1: the history's mean.
+    prior_weight: float = _setting(1.0, _fraction)
+    # Fit that weight per channel on the training split instead (stage pwsg, saved with the
+    # generator): the least-squares slope of the level of a listener's other clip on their
+    # history's (perfrdiff.models.prior); prior_weight is then unused.
+    fit_prior_weight: bool = False
+
+
+@dataclass
+class StageConfig(_Checked):
+    """Optimisation of one training stage."""
+
+    steps: int = _setting(1000, _at_least(1))
+    batch_size: int = _setting(32, _at_least(1))
+    lr: float = _setting(1e-4, _positive)
+    optimizer: str = _setting("adamw", _one_of("adamw", "sgd"))
+    weight_decay: float = _setting(0.0, _at_least(0))
+    warmup_steps: int = _setting(0, _at_least(0))
+    grad_clip: float = _setting(1.0, _at_least(0))  # 0: no clipping
+    val_every: int = _setting(200, _at_least(1))
+    val_batches: int = _setting(4, _at_least(0))  # 0: no validation
+    ckpt_every: int = _setting(200, _at_least(1))
+    log_every: int = _setting(10, _at_least(1))
+
+
+@dataclass
+class DataConfig(_Checked):
+    root: str = "runs/demo/data"
+    # Both are cut from one clip, so they cannot be longer than one (the datasets refuse it).
+    window: int = _setting(50, _between(1, CLIP_FRAMES))
+    history_frames: int = _setting(250, _between(1, CLIP_FRAMES))
+    # Evaluation: a listener with no other clip in any split takes its history from the evaluated
+    # clip itself (which then leaks the target into the condition). Off: such a split fails.
+    allow_same_clip_history: bool = False
+    # DataLoader workers; None: 0 on the CPU (the model needs the cores), up to 4 on CUDA.
+    num_workers: int | None = _setting(None, _at_least(0))
+
+
+@dataclass
+class GenerateConfig(_Checked):
+    samples: int = _setting(10, _at_least(1))
+    clips_per_batch: int = _setting(8, _at_least(1))
+    # Frames each online window shares with the frames generated before it, held fixed while it
+    # is denoised (0: windows end to end, each starting afresh, with a jump at every join). See
+    # perfrdiff.generation. On the synthetic demo, 10 took the join/inside step ratio of
+    # personalised samples from 10.6 to 0.8 for 1.3x the windows (benchmarks/realism.py).
+    overlap: int = _setting(10, _at_least(0))
+
+
+@dataclass
+class Config(_Checked):
+    """Everything one PerFRDiff run needs.
+
+    Every value is converted to its field's type and range-checked when a config is built; a
+    bad value raises :class:`ConfigError` naming its dotted key.
+    """
+
+    seed: int = _setting(0, _at_least(0))
+    # torch intra-op threads (None: torch's default). Small models on a shared CPU run several
+    # times faster on one thread than on two that compete with other processes.
+    threads: int | None = _setting(None, _at_least(1))
+    data: DataConfig = field(default_factory=DataConfig)
+    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    emotion_vae: EmotionVAEConfig = field(default_factory=EmotionVAEConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    style: StyleConfig = field(default_factory=StyleConfig)
+    pwsg: PWSGConfig = field(default_factory=PWSGConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    train: dict[str, StageConfig] = field(
+        default_factory=lambda: {stage: StageConfig() for stage in STAGES}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.train, Mapping):
+            raise ConfigError("train", f"expected a mapping stage -> settings, got {self.train!r}")
+        unknown = sorted(set(self.train) - set(STAGES))
+        if unknown:
+            raise ConfigError("train", f"unknown stages {unknown} (stages: {list(STAGES)})")
+        for stage, settings in self.train.items():
+            if not isinstance(settings, StageConfig):
+                raise ConfigError(f"train.{stage}", f"expected a StageConfig, got {settings!r}")
+        if self.pwsg.listener_prior and not self.denoiser.standardise:
+            raise ConfigError(
+                "pwsg.listener_prior", "needs denoiser.standardise = true (the prior's scale)"
+            )
+        if self.pwsg.listener_prior and self.style.input == "face":
+            raise ConfigError(
+                "pwsg.listener_prior",
+                "needs style.input = 'emotion' or 'dyadic' (the prior is the listener's emotion "
+                "history's mean), got 'face'",
+            )
+        if self.pwsg.fit_prior_weight and not self.pwsg.listener_prior:
+            raise ConfigError(
+                "pwsg.fit_prior_weight", "needs pwsg.listener_prior = true (it fits its weight)"
+            )
+
+    def stage(self, name: str) -> StageConfig:
+        if name not in self.train:
+            raise ValueError(f"stage must be one of {sorted(self.train)}, got {name!r}")
+        return self.train[name]
+
+
+def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    """Instantiate dataclass ``cls`` from a mapping, recursing into nested dataclasses."""
+    if not isinstance(data, Mapping):
+        raise TypeError(f"{where or 'config'} must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"unknown keys in {where or 'config'}: {sorted(unknown)}")
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value, f"{where}.{key}".lstrip("."))
+        elif key == "train" and cls is Config:
+            if not isinstance(value, Mapping):
+                raise ConfigError("train", f"expected a mapping stage -> settings, got {value!r}")
+            defaults = Config().train
+            for stage, cfg in value.items():
+                if cfg is not None and not isinstance(cfg, Mapping):
+                    raise ConfigError(
+                        f"train.{stage}", f"expected a mapping of settings, got {cfg!r}"
+                    )
+            kwargs[key] = {
+                stage: _build(
+                    StageConfig,
+                    {**dataclasses.asdict(defaults.get(stage, StageConfig())), **(cfg or {})},
+                    f"train.{stage}",
+                )
+                for stage, cfg in value.items()
+            }
+            kwargs[key] = {**defaults, **kwargs[key]}
+        else:
+            kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except ConfigError as error:
+        raise error.within(where) from None
+
+
+def config_from_dict(data: Mapping[str, Any]) -> Config:
+    return _build(Config, data, "")
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = data
+    for key in keys[:-1]:
+        if key not in node or not isinstance(node[key], dict):
+            raise ValueError(f"override {dotted!r}: no config section {key!r}")
+        node = node[key]
+    if keys[-1] not in node:
+        raise ValueError(f"override {dotted!r}: unknown key {keys[-1]!r}")
+    node[keys[-1]] = value
+
+
+def load_config(name_or_path: str | Path = "tiny", overrides: Sequence[str] = ()) -> Config:
+    """Load a preset (``"tiny"``, ``"paper"``) or a YAML file, then apply ``a.b=value`` overrides.
+
+    Override values are parsed as YAML, so ``train.gafrg.steps=50`` gives an int and
+    ``pwsg.rank=null`` gives ``None``.
+    """
+    if not isinstance(name_or_path, str | os.PathLike):
+        kind = type(name_or_path).__name__
+        raise TypeError(f"name_or_path: expected a preset name or a YAML path, got {kind}")
+    if isinstance(overrides, str):
+        # A lone string would be read character by character as overrides.
+        raise TypeError(f"overrides: expected a list of 'key.sub=value' strings, got {overrides!r}")
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PRESETS_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        presets = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+        raise FileNotFoundError(f"config {name_or_path!r}: no file {path} (presets: {presets})")
+    try:
+        with open(path) as f:
+            raw = yaml.safe_load(f)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ValueError(f"{path}: not a readable YAML config ({error})") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise TypeError(
+            f"{path}: expected a YAML mapping of config sections, got {type(raw).__name__}"
+        )
+    try:
+        data = config_to_dict(config_from_dict(raw))
+    except (TypeError, ValueError) as error:
+        error.add_note(f"in config file {path}")  # the message names the key, this the file
+        raise
+    for item in overrides:
+        if not isinstance(item, str) or "=" not in item:
+            raise ValueError(f"override must look like key.sub=value, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            raise ValueError(f"override {item!r}: the value is not valid YAML ({error})") from None
+        _set_path(data, key.strip(), parsed)
+    return config_from_dict(data)
+
+
+def apply_runtime(config: Config) -> None:
+    """Process-wide settings of a config (torch threads)."""
+    if config.threads is not None:
+        import torch
+
+        torch.set_num_threads(config.threads)
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    with open(path, "w") as f:
+        yaml.safe_dump(config_to_dict(config), f, sort_keys=False)

@@ -1,0 +1,75 @@
+"""Per-channel statistics of a split's listener emotion: the denoiser's standardisation, and how
+far a listener's level in one clip carries to another (the fitted listener prior)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from perfrdiff.data.index import SplitIndex
+from perfrdiff.data.store import ClipStore
+from perfrdiff.features import EMOTION_DIM
+
+
+def listener_emotion_statistics(root: str | Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean, std)``, each ``(25,)`` float32, over every frame of every listener clip of
+    ``split`` (each clip counted once, however many speakers it is paired with).
+
+    Raises:
+        ValueError: the split has no listener clip.
+    """
+    index = SplitIndex(root, split)
+    store = ClipStore(root, split, cache_audio=False, capacity=1)
+    clips = sorted({pair.listener for pair in index.items})
+    if not clips:
+        raise ValueError(f"split {split!r} of {root} has no listener clip to take statistics of")
+    # Sums over clips one at a time: the whole split need not fit in memory at once.
+    total, total_sq, frames = np.zeros(EMOTION_DIM), np.zeros(EMOTION_DIM), 0
+    for clip in clips:
+        emotion = store.emotion(clip).astype(np.float64)
+        total += emotion.sum(0)
+        total_sq += (emotion**2).sum(0)
+        frames += emotion.shape[0]
+    mean = total / frames
+    std = np.sqrt(np.maximum(total_sq / frames - mean**2, 0.0))
+    return torch.from_numpy(mean).float(), torch.from_numpy(std).float()
+
+
+def listener_level_pairs(
+    root: str | Path, split: str, frames: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Histories and the levels they should predict, over the listeners of ``split`` with more
+    than one clip: for every ordered pair of distinct clips ``(i, j)`` of one listener, the mean
+    of clip ``i``'s first ``frames`` frames (a history, taken as at evaluation) and the mean of
+    all of clip ``j`` (the level of another conversation).
+
+    Returns:
+        ``(history_means, clip_means)``, each ``(p, 25)`` float64, ``p`` = number of pairs.
+
+    Raises:
+        ValueError: ``frames`` < 1, or no listener of ``split`` has two clips.
+    """
+    if frames < 1:
+        raise ValueError(f"frames must be >= 1, got {frames}")
+    index = SplitIndex(root, split)
+    store = ClipStore(root, split, cache_audio=False, capacity=1)
+    histories, levels = [], []
+    for clips in index.clips_of.values():
+        if len(clips) < 2:
+            continue
+        emotion = [store.emotion(clip).astype(np.float64) for clip in clips]
+        heads = [e[:frames].mean(0) for e in emotion]
+        means = [e.mean(0) for e in emotion]
+        for i, head in enumerate(heads):
+            for j, mean in enumerate(means):
+                if i != j:
+                    histories.append(head)
+                    levels.append(mean)
+    if not histories:
+        raise ValueError(
+            f"split {split!r} of {root} has no listener with two clips: a history's carry-over "
+            "to another clip cannot be fitted"
+        )
+    return torch.from_numpy(np.stack(histories)), torch.from_numpy(np.stack(levels))

@@ -1,0 +1,117 @@
+"""All seven REACT metrics in one call, and their JSON / Markdown reports (with the motion
+statistics of :mod:`.motion` where a result has them)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from perfrdiff.atomic import atomic_write_text
+from perfrdiff.metrics._inputs import neighbour_array, predictions_array, sequences_array
+from perfrdiff.metrics.ccc import frcorr
+from perfrdiff.metrics.diversity import frdiv, frdvs, frvar
+from perfrdiff.metrics.dtw import frdist
+from perfrdiff.metrics.realism import frrea
+from perfrdiff.metrics.synchrony import frsyn
+
+METRICS = ("FRCorr", "FRdist", "FRDiv", "FRDvs", "FRVar", "FRSyn", "FRRea")
+# Motion statistics in the report, with their column titles (targets: join/inside 1, as real
+# reactions; inside step / real 1; each band's power generated / real 1).
+MOTION_COLUMNS = {
+    "join_ratio": "join/inside step",
+    "real_join_ratio": "real join/inside",
+    "inside_vs_real": "inside step / real",
+}
+HIGHER_IS_BETTER = {
+    "FRCorr": True, "FRdist": False, "FRDiv": True, "FRDvs": True, "FRVar": True,
+    "FRSyn": False, "FRRea": False,
+}  # fmt: skip
+
+
+def evaluate_all(
+    predictions: Any,
+    listener_emotion: Any,
+    speaker_emotion: Any,
+    neighbours: Any,
+    n_jobs: int | None = None,
+    nan_policy: Literal["ignore", "challenge"] = "ignore",
+    progress: bool = False,
+) -> dict[str, float]:
+    """The seven metrics of generated reactions.
+
+    Args:
+        predictions: ``(n, k, t, 25)`` generated listener emotions, ``k`` samples per speaker.
+        listener_emotion: ``(n, t, 25)`` real listener emotions (item order of ``neighbours``).
+        speaker_emotion: ``(n, t, 25)`` speaker emotions.
+        neighbours: ``(n, n)`` bool appropriateness matrix.
+        n_jobs: processes for FRdist (None: one per CPU this process may use).
+        nan_policy: FRSyn's handling of constant channels (see :mod:`.synchrony`).
+
+    Returns:
+        ``{"FRCorr", "FRdist", "FRDiv", "FRDvs", "FRVar", "FRSyn", "FRRea"} -> float``; FRDiv,
+            FRDvs and FRVar unscaled (papers print them x100).
+    """
+    p = predictions_array(predictions)
+    listener = sequences_array("listener_emotion", listener_emotion, p)
+    speaker = sequences_array("speaker_emotion", speaker_emotion, p)
+    neighbours = neighbour_array(neighbours, p.shape[0])
+    return {
+        "FRCorr": frcorr(p, listener, neighbours, progress),
+        "FRdist": frdist(p, listener, neighbours, n_jobs=n_jobs, progress=progress),
+        "FRDiv": frdiv(p),
+        "FRDvs": frdvs(p),
+        "FRVar": frvar(p),
+        "FRSyn": frsyn(p, speaker, nan_policy, progress),
+        "FRRea": frrea(p, listener),
+    }
+
+
+def _table(
+    results: dict[str, dict[str, float]], columns: list[str], titles: list[str], digits: int
+) -> str:
+    """Markdown: one row per named result, one column per key (blank where a result lacks it)."""
+    lines = ["| run | " + " | ".join(titles) + " |", "|---" * (len(columns) + 1) + "|"]
+    for name, values in results.items():
+        cells = [f"{values[c]:.{digits}f}" if c in values else "" for c in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def markdown_table(results: dict[str, dict[str, float]]) -> str:
+    """A Markdown table with one row per named result and one column per metric."""
+    columns = [m for m in METRICS if any(m in r for r in results.values())]
+    arrows = [f"{m} {'↑' if HIGHER_IS_BETTER[m] else '↓'}" for m in columns]
+    return _table(results, columns, arrows, 4)
+
+
+def motion_table(results: dict[str, dict[str, float]]) -> str:
+    """A Markdown table of the motion statistics (:func:`~.motion.motion_report` keys) of each
+    named result that has them; empty when none has."""
+    columns = [key for key in MOTION_COLUMNS if any(key in r for r in results.values())]
+    columns += sorted(
+        {k for r in results.values() for k in r if k.startswith("power ")},
+        key=lambda k: float(k.split()[1].split("-")[0]),
+    )
+    if not columns:
+        return ""
+    return _table(results, columns, [MOTION_COLUMNS.get(c, f"{c} gen/real") for c in columns], 3)
+
+
+def report_markdown(results: dict[str, dict[str, float]]) -> str:
+    """The REACT metrics table, then the motion statistics table when there is one."""
+    motion = motion_table(results)
+    return markdown_table(results) + (f"\n{motion}" if motion else "")
+
+
+def write_report(results: dict[str, dict[str, float]], directory: str | Path) -> tuple[Path, Path]:
+    """Write ``metrics.json`` and ``metrics.md`` into ``directory`` atomically; return the paths."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    outputs = (
+        (directory / "metrics.json", json.dumps(results, indent=2) + "\n"),
+        (directory / "metrics.md", report_markdown(results)),
+    )
+    for path, text in outputs:
+        atomic_write_text(path, text)
+    return outputs[0][0], outputs[1][0]

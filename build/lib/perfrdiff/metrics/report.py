@@ -1,0 +1,216 @@
+"""Evaluate saved predictions against a split of a REACT-layout dataset and write the report."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from perfrdiff._checks import check_at_least, is_integer
+from perfrdiff.data import ClipStore, DataError, MissingFileError, SplitIndex, read_npy
+from perfrdiff.metrics._inputs import check_n_jobs, predictions_array
+from perfrdiff.metrics.evaluate import evaluate_all, write_report
+from perfrdiff.metrics.motion import motion_report
+
+
+@dataclass
+class EvaluateConfig:
+    """What ``perfrdiff evaluate`` does; every field has a working default except ``predictions``.
+
+    ``predictions`` is a ``.npy`` array or a ``.npz`` with key ``predictions``, shaped
+    ``(n, k, 750, 25)`` in the split's mirrored item order (see :mod:`perfrdiff.data.layout`).
+    ``split`` defaults to the one named in the predictions' JSON sidecar (written by
+    ``perfrdiff generate``), else ``test``; a different explicit split is an error. ``root``
+    defaults to the dataset named in the sidecar, else ``runs/demo/data`` (the demo's).
+    """
+
+    predictions: Path
+    root: Path | None = None
+    split: str | None = None
+    output: Path | None = None  # default: the predictions file's folder
+    name: str | None = None  # row label; default: the sidecar's mode, else the file's stem
+    n_jobs: int | None = None
+    nan_policy: Literal["ignore", "challenge"] = "ignore"
+    # How the predictions were generated, for the motion statistics: windows of ``window``
+    # frames every ``stride`` (default: the ``stride`` recorded in the predictions' .json by
+    # ``perfrdiff generate``, else ``window``).
+    window: int = 50
+    stride: int | None = None
+
+
+DEFAULT_SPLIT = "test"
+#: Where ``perfrdiff make-synthetic`` and the tiny preset put the dataset.
+DEFAULT_ROOT = Path("runs/demo/data")
+
+
+def load_predictions(path: Path) -> np.ndarray:
+    """Read ``(n, k, t, d)`` predictions from ``.npy`` or ``.npz`` (key ``predictions``).
+
+    Raises:
+        perfrdiff.data.DataError: naming the file, when it is missing, not a NumPy file,
+            holds no numeric 4-d array, or contains NaN / infinite values.
+    """
+    path = Path(path)
+    if path.suffix == ".npz":
+        array = _read_npz(path)
+    elif path.suffix == ".npy":
+        array = read_npy(path)
+    else:
+        raise DataError(f"{path}: expected a .npy or .npz file")
+    try:
+        return predictions_array(array)
+    except (TypeError, ValueError) as error:
+        raise DataError(f"{path}: {error}") from None
+
+
+def _read_npz(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise MissingFileError(f"{path}: predictions file is missing")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if "predictions" not in archive:
+                raise DataError(f"{path}: no array named 'predictions' (has {list(archive)})")
+            return archive["predictions"]
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        if isinstance(error, DataError):
+            raise
+        raise DataError(f"{path}: not a readable .npz archive ({error})") from error
+
+
+def read_sidecar(path: Path) -> dict[str, Any]:
+    """The JSON written next to predictions by ``perfrdiff generate`` (empty if there is none)."""
+    sidecar = Path(path).with_suffix(".json")
+    if not sidecar.is_file():
+        return {}
+    try:
+        meta = json.loads(sidecar.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataError(f"{sidecar}: not readable JSON ({error})") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{sidecar}: expected a JSON object, got {type(meta).__name__}")
+    return meta
+
+
+def resolve_split(predictions: Path, split: str | None) -> str:
+    """The split to score ``predictions`` against: ``split``, else the sidecar's, else test.
+
+    Raises:
+        ValueError: ``split`` contradicts the split named in the predictions' sidecar.
+    """
+    recorded = read_sidecar(predictions).get("split")
+    if split is None:
+        return recorded or DEFAULT_SPLIT
+    if recorded is not None and recorded != split:
+        raise ValueError(
+            f"{predictions}: its sidecar {Path(predictions).with_suffix('.json').name} says "
+            f"these are predictions for split {recorded!r}, but split {split!r} was asked for "
+            f"(--split); pass --split {recorded} or leave it out"
+        )
+    return split
+
+
+def resolve_root(predictions: Path, root: Path | None) -> Path:
+    """The dataset to score ``predictions`` against: ``root``, else the one recorded in the
+    predictions' sidecar, else :data:`DEFAULT_ROOT`."""
+    if root is not None:
+        return Path(root)
+    recorded = read_sidecar(predictions).get("data_root")
+    return Path(recorded) if isinstance(recorded, str) else DEFAULT_ROOT
+
+
+def check_predictions_match(
+    predictions: np.ndarray, listener: np.ndarray, path: Path, split: str
+) -> None:
+    """Check predictions ``(n, k, t, d)`` against the split's real reactions ``(n, t, d)``.
+
+    A mismatch blames the predictions file and says which dimension differs.
+    """
+    n, t, d = listener.shape
+    got_n, _, got_t, got_d = predictions.shape
+    differ = [
+        f"{what} = {got} (expected {want}{why})"
+        for what, got, want, why in (
+            ("n", got_n, n, f" mirrored items of split {split!r}"),
+            ("t", got_t, t, " frames"),
+            ("d", got_d, d, " emotion channels"),
+        )
+        if got != want
+    ]
+    if differ:
+        raise ValueError(
+            f"{path}: predictions of shape (n, k, t, d) = {predictions.shape} do not fit split "
+            f"{split!r}: " + ", ".join(differ)
+        )
+
+
+def load_references(root: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Real listener emotions ``(n, 750, 25)``, speaker emotions ``(n, 750, 25)`` and the
+    appropriateness matrix ``(n, n)`` of a split, in mirrored item order."""
+    index = SplitIndex(root, split)
+    store = ClipStore(root, split)
+    listener = np.stack([store.emotion(pair.listener) for pair in index.items])
+    speaker = np.stack([store.emotion(pair.speaker) for pair in index.items])
+    return listener, speaker, index.neighbours
+
+
+def recorded_stride(path: Path) -> int | None:
+    """The window stride recorded beside saved predictions (``<stem>.json``), if any.
+
+    Raises:
+        perfrdiff.data.DataError: the sidecar is unreadable or its stride is not an integer
+            >= 1.
+    """
+    stride = read_sidecar(path).get("stride")
+    if stride is None:
+        return None
+    if not is_integer(stride) or stride < 1:
+        raise DataError(
+            f"{Path(path).with_suffix('.json')}: expected 'stride' to be an integer >= 1, "
+            f"got {stride!r}"
+        )
+    return stride
+
+
+def report_name(config: EvaluateConfig) -> str:
+    """The report's row label: ``config.name``, else the mode recorded beside the predictions
+    (``generic`` / ``personalised``), else the predictions file's stem."""
+    mode = read_sidecar(config.predictions).get("mode")
+    return config.name or (mode if isinstance(mode, str) else config.predictions.stem)
+
+
+def check_evaluate_options(config: EvaluateConfig) -> None:
+    """Reject bad ``window`` / ``stride`` / ``n_jobs`` before the (slow) metrics run.
+
+    Raises:
+        ValueError: naming the option.
+    """
+    check_n_jobs(config.n_jobs)
+    for name, value in (("window", config.window), ("stride", config.stride)):
+        if value is not None:
+            check_at_least(name, value, 1)
+
+
+def evaluate_saved_predictions(config: EvaluateConfig) -> tuple[dict[str, float], Path, Path]:
+    """Compute the seven metrics and the motion statistics for ``config.predictions``; returns
+    them and the report paths."""
+    check_evaluate_options(config)
+    split = resolve_split(config.predictions, config.split)
+    predictions = load_predictions(config.predictions)
+    listener, speaker, neighbours = load_references(
+        resolve_root(config.predictions, config.root), split
+    )
+    check_predictions_match(predictions, listener, config.predictions, split)
+    results = evaluate_all(
+        predictions, listener, speaker, neighbours, config.n_jobs, config.nan_policy, True
+    )
+    # An explicit stride wins; `or` would have let --stride 0 fall back silently.
+    stride = config.stride if config.stride is not None else recorded_stride(config.predictions)
+    results.update(motion_report(predictions, listener, config.window, stride))
+    name = report_name(config)
+    output = config.output or config.predictions.parent
+    json_path, markdown_path = write_report({name: results}, output)
+    return results, json_path, markdown_path

@@ -1,0 +1,46 @@
+"""PerFRDiff models: speaker encoders, emotion VAE, GAFRG denoiser, schedule, PSSL, PWSG."""
+
+import perfrdiff._guard  # noqa: F401  (names the extra to install when it is missing)
+from perfrdiff.models.build import (
+    STAGE_MODELS,
+    StageModel,
+    build_gafrg,
+    build_perfrdiff,
+    build_schedule,
+    build_style_encoder,
+    build_vae,
+)
+from perfrdiff.models.denoiser import GAFRG, MemoryCache
+from perfrdiff.models.emotion_vae import EmotionVAE, vae_loss
+from perfrdiff.models.encoders import SpeakerEncoder, sinusoidal_embedding
+from perfrdiff.models.losses import supervised_contrastive_loss, x0_loss
+from perfrdiff.models.personalised import PerFRDiff, build_generator
+from perfrdiff.models.prior import ListenerPrior
+from perfrdiff.models.scaler import FeatureScaler
+from perfrdiff.models.schedule import DDIMSchedule, cosine_alphas_cumprod
+from perfrdiff.models.style_encoder import StyleEncoder
+
+__all__ = [
+    "GAFRG",
+    "STAGE_MODELS",
+    "DDIMSchedule",
+    "EmotionVAE",
+    "FeatureScaler",
+    "ListenerPrior",
+    "MemoryCache",
+    "PerFRDiff",
+    "SpeakerEncoder",
+    "StageModel",
+    "StyleEncoder",
+    "build_gafrg",
+    "build_generator",
+    "build_perfrdiff",
+    "build_schedule",
+    "build_style_encoder",
+    "build_vae",
+    "cosine_alphas_cumprod",
+    "sinusoidal_embedding",
+    "supervised_contrastive_loss",
+    "vae_loss",
+    "x0_loss",
+]

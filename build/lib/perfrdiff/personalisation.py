@@ -1,0 +1,464 @@
+"""Is PerFRDiff's personalisation worth anything? The diagnostics and the paper's ablations.
+
+Every claim is measured against two references (see ``docs/perfrdiff/personalisation.md``): the
+generic model, and the trivial per-listener mean offset (generic samples shifted per channel so
+that their mean equals the listener's history mean). Pieces:
+
+* :func:`style_retrieval`: does the style encoder recognise a held-out listener from 10 s?
+* :func:`mean_offset_predictions`: the trivial baseline.
+* :func:`variant_run`: a run under config overrides (edited weights, bias shifts, a dyadic
+  style history, ...) that reuses another run's stages the overrides do not change.
+* :func:`train_input_p`: the paper's "input p" (style as an extra condition token), trained from
+  the generic denoiser for the shift generator's budget.
+* :func:`fine_tuned_predictions`: upper bound, the generic denoiser fine-tuned per listener on the
+  clip its history comes from.
+* :func:`scores`: PMAFRG/MAFRG FRCorr and FRdist of named predictions.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from perfrdiff.config import SAMPLING_ONLY, STAGES, PWSGConfig, config_to_dict, load_config
+from perfrdiff.data import ClipStore, SplitIndex, WindowDataset, history_features, person_of
+from perfrdiff.features import CLIP_FRAMES
+from perfrdiff.generation import EvaluationSet, ReactionSampler, SamplerConfig, generate_dataset
+from perfrdiff.generation.reactions import clip_dataset
+from perfrdiff.metrics import frcorr, frdist
+from perfrdiff.models import STAGE_MODELS, PerFRDiff, build_gafrg
+from perfrdiff.run import CONFIG_FILE, Run
+from perfrdiff.weights import load_weights, stage_weights
+
+log = logging.getLogger(__name__)
+
+INPUT_P_TARGETS = ["style_slot"]
+
+
+# Style encoder ---------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def style_retrieval(run: Run, split: str = "test", frames: int | None = None) -> dict:
+    """Listener identification from ``frames`` (default ``data.history_frames``) of history.
+
+    Every listener clip of ``split`` is a query (its first ``frames`` frames); each listener of
+    the split is represented by the mean style of the non-overlapping ``frames``-long segments
+    of its *other* clips. A listener without another clip is not queried (its gallery entry
+    would contain the query).
+
+    Returns:
+        ``{"top1", "top5", "queries", "listeners", "frames", "input"}``.
+    """
+    frames = frames or run.config.data.history_frames
+    encoder = run.model("style")
+    index, store = SplitIndex(run.config.data.root, split), ClipStore(run.config.data.root, split)
+
+    def read(clip: str) -> np.ndarray:
+        return history_features(store, clip, index.partner_of[clip], run.config.style.input)
+
+    clips = sorted({p.listener for p in index.items})
+    segments = [slice(s, s + frames) for s in range(0, CLIP_FRAMES - frames + 1, frames)]
+
+    def embed(batch: list[np.ndarray]) -> Tensor:
+        x = torch.from_numpy(np.stack(batch).astype(np.float32)).to(run.device)
+        return encoder(x).float().cpu()
+
+    queries = embed([read(c)[:frames] for c in clips])
+    per_segment = embed([read(c)[s] for c in clips for s in segments]).reshape(
+        len(clips), len(segments), -1
+    )
+    listeners = index.listeners
+    owner = np.array([listeners.index(person_of(c)) for c in clips])
+    hits1 = hits5 = asked = 0
+    for q in range(len(clips)):
+        others = np.arange(len(clips)) != q
+        if not (others & (owner == owner[q])).any():
+            continue
+        gallery = torch.stack(
+            [
+                per_segment[others & (owner == listener)].mean(dim=(0, 1))
+                if (others & (owner == listener)).any()
+                else torch.zeros_like(queries[q])
+                for listener in range(len(listeners))
+            ]
+        )
+        ranking = (gallery @ queries[q]).argsort(descending=True).tolist()
+        hits1 += int(ranking[0] == owner[q])
+        hits5 += int(owner[q] in ranking[:5])
+        asked += 1
+    return {
+        "top1": hits1 / max(asked, 1),
+        "top5": hits5 / max(asked, 1),
+        "queries": asked,
+        "listeners": len(listeners),
+        "frames": frames,
+        "input": run.config.style.input,
+    }
+
+
+# Baselines -------------------------------------------------------------------------------
+
+
+def history_emotion_means(config, split: str, limit: int | None = None) -> np.ndarray:
+    """``(n, 25)`` mean emotion of each item's listener history (same rule as evaluation)."""
+    dataset = clip_dataset(config, split)
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    return np.stack([dataset[i]["history_emotion"].numpy().mean(axis=0) for i in range(n)])
+
+
+def mean_offset_predictions(predictions: np.ndarray, means: np.ndarray) -> np.ndarray:
+    """Shift ``predictions: (n, M, T, 25)`` per item and channel so that their mean over samples
+    and time equals ``means: (n, 25)`` (the trivial personalisation baseline)."""
+    if predictions.ndim != 4 or means.shape != (predictions.shape[0], predictions.shape[-1]):
+        raise ValueError(
+            f"predictions (n, M, T, d) and means (n, d) disagree: {predictions.shape}, "
+            f"{means.shape}"
+        )
+    current = predictions.mean(axis=(1, 2), keepdims=True)
+    return (predictions - current + means[:, None, None, :]).astype(np.float32)
+
+
+# Variants --------------------------------------------------------------------------------
+
+
+#: The config sections each stage's trained weights depend on (``train.<stage>`` too); the
+#: stages it builds on are ``STAGE_MODELS[stage].requires``. A variant retrains a stage when any
+#: of them changed.
+STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "emotion-vae": ("seed", "data", "emotion_vae"),
+    "style": ("seed", "data", "style"),
+    "gafrg": ("seed", "data", "denoiser", "diffusion"),
+    "pwsg": ("seed", "data", "diffusion", "pwsg"),
+}
+
+
+#: Values inside those sections that only the shift generator's training reads: the history
+#: it is given. The other stages never read a history (the window datasets of the emotion VAE and
+#: GAFRG draw one they do not use), so a variant that changes these retrains ``pwsg`` alone.
+PWSG_ONLY: tuple[str, ...] = ("data.history_frames",)
+
+
+def _training_view(config, stage: str) -> dict:
+    """``config`` as nested dicts without the :data:`~perfrdiff.config.SAMPLING_ONLY` keys, and
+    without the :data:`PWSG_ONLY` ones for the stages before ``pwsg``."""
+    view = config_to_dict(config)
+    for dotted in SAMPLING_ONLY + (PWSG_ONLY if stage != "pwsg" else ()):
+        section, key = dotted.split(".")
+        view[section].pop(key, None)
+    return view
+
+
+def changed_stages(base, variant) -> list[str]:
+    """The stages of config ``variant`` whose weights differ from those trained under ``base``:
+    a changed section of :data:`STAGE_SECTIONS` (less
+    :data:`~perfrdiff.config.SAMPLING_ONLY`, and :data:`PWSG_ONLY` before ``pwsg``) or
+    ``train.<stage>``, or a changed stage it builds on."""
+    changed: list[str] = []
+    for stage in STAGES:  # in training order: a stage's requirements come before it
+        old, new = _training_view(base, stage), _training_view(variant, stage)
+        differs = any(old[key] != new[key] for key in STAGE_SECTIONS[stage])
+        differs |= old["train"][stage] != new["train"][stage]
+        if differs or any(up in changed for up in STAGE_MODELS[stage].requires):
+            changed.append(stage)
+    return changed
+
+
+def variant_run(base: Run, directory: str | Path, overrides: Sequence[str]) -> Run:
+    """A run in ``directory`` with ``base``'s config plus ``overrides``: the stages the
+    overrides change (:func:`changed_stages`, e.g. ``style.*`` retrains the style encoder and
+    the shift generator) are trained, the others copied from ``base``. Stages already trained in
+    ``directory`` are kept (a rerun resumes)."""
+    directory = Path(directory)
+    config = load_config(base.directory / CONFIG_FILE, list(overrides))
+    retrain = changed_stages(base.config, config)
+    for stage in STAGES:
+        if stage not in retrain:
+            shutil.copytree(base.directory / stage, directory / stage, dirs_exist_ok=True)
+    run = Run(config, directory, base.device, base.precision)
+    missing = [s for s in retrain if not stage_weights(directory, s).is_file()]
+    if missing:
+        run.train(missing)
+    return run
+
+
+class _InputPObjective(nn.Module):
+    """x0 loss of the denoiser with a style token; the denoiser and the token map both learn."""
+
+    def __init__(self, model: PerFRDiff, schedule, config) -> None:
+        super().__init__()
+        self.model = model
+        self.trained = model  # exported whole; the frozen parts have requires_grad False
+        self.schedule = schedule
+        self.config = config
+        model.style_encoder.requires_grad_(False)
+        self.history_key = f"history_{config.style.input}"
+
+    def train(self, mode: bool = True) -> _InputPObjective:
+        super().train(mode)
+        self.model.style_encoder.eval()
+        return self
+
+    def forward(self, batch) -> tuple[Tensor, dict[str, float]]:
+        from perfrdiff.training.objectives import personalised_loss
+
+        d = self.config.diffusion
+        loss, _ = personalised_loss(
+            self.model, self.schedule, batch, d.cond_drop, d.prev_drop, self.history_key
+        )
+        return loss, {}
+
+
+def input_p_model(config, gafrg_weights: Path | None, style_encoder: nn.Module) -> PerFRDiff:
+    """PerFRDiff whose only edit is the bias of ``style_slot``: the style as a memory token.
+
+    The denoiser starts from ``gafrg_weights`` (the generic one; the slot is new).
+    """
+    token_config = copy.deepcopy(config)
+    token_config.denoiser.style_token = True
+    gafrg = build_gafrg(token_config)
+    if gafrg_weights is not None:
+        from safetensors.torch import load_file
+
+        missing, unexpected = gafrg.load_state_dict(load_file(str(gafrg_weights)), strict=False)
+        if unexpected or any(not k.startswith("style_slot.") for k in missing):
+            raise ValueError(f"{gafrg_weights}: not a GAFRG of this config ({missing, unexpected})")
+    pwsg = PWSGConfig(
+        targets=INPUT_P_TARGETS,
+        hidden_dim=config.pwsg.hidden_dim,
+        trunk_layers=config.pwsg.trunk_layers,
+        rank=None,
+        bias_shifts=True,
+        # The same listener prior as the weight-edited model: the comparison is token vs edits.
+        listener_prior=config.pwsg.listener_prior,
+        prior_weight=config.pwsg.prior_weight,
+        fit_prior_weight=config.pwsg.fit_prior_weight,
+    )
+    return PerFRDiff(gafrg, style_encoder, pwsg)
+
+
+def train_input_p(base: Run, directory: str | Path) -> PerFRDiff:
+    """The paper's "input p": generic denoiser + style token, trained jointly for the ``pwsg``
+    stage's steps (same budget as weight editing); cached in ``directory``."""
+    from perfrdiff.training.distributed import Distributed
+    from perfrdiff.training.loop import StageRun, train_stage
+    from perfrdiff.training.stages import fit_listener_prior, window_datasets
+
+    directory = Path(directory)
+    config = base.config
+    weights = directory / "model.safetensors"
+    model = input_p_model(config, stage_weights(base.directory, "gafrg"), base.build("style"))
+    if not weights.is_file():
+        if model.fit_prior_weight:  # saved with the model; loading a cached one restores it
+            fit_listener_prior(model, config)
+        torch.manual_seed(config.seed)
+        objective = _InputPObjective(model, base.schedule, config)
+        train_set, val_set = window_datasets(config)
+        stage_run = StageRun(
+            out_dir=directory,
+            config=config.stage("pwsg"),
+            seed=config.seed,
+            num_workers=base.loader_workers,
+            metadata={"config": config_to_dict(config), "variant": "input-p"},
+            precision=base.precision,
+        )
+        train_stage(
+            "input-p", objective, train_set, val_set, stage_run, Distributed(device=base.device)
+        )
+    load_weights(model, weights)
+    return model.to(base.device).eval()
+
+
+def sample(run: Run, model: nn.Module, data: EvaluationSet, personalised: bool, seed: int = 0):
+    """``(n, M, T, 25)`` reactions of ``model`` (GAFRG or PerFRDiff) with ``run``'s sampling."""
+    d = run.config.diffusion
+    sampler = ReactionSampler(model, run.schedule, SamplerConfig(d.sample_steps, d.guidance))
+    reactions = generate_dataset(
+        sampler,
+        data.clips,
+        run.config.generate.samples,
+        personalised=personalised,
+        clips_per_batch=run.config.generate.clips_per_batch,
+        seed=seed,
+    )
+    return reactions.float().cpu().numpy()
+
+
+def fine_tuned_predictions(
+    run: Run, split: str, data: EvaluationSet, steps: int, lr: float = 1e-4, seed: int = 0
+) -> np.ndarray:
+    """Upper bound: for each listener history clip, the generic denoiser fine-tuned on that
+    whole clip (``steps`` AdamW steps of the GAFRG loss), then sampling that listener's items.
+
+    Every item's history clip is chosen as in evaluation, so the model sees the same listener
+    data as PMAFRG's history (750 frames instead of 250), never the evaluated clip.
+    """
+    from perfrdiff.training.objectives import GAFRGObjective
+
+    config = run.config
+    dataset = clip_dataset(config, split)
+    sources = dataset.history_sources[: len(data.clips)]
+    n, (t, e) = len(data.clips), data.listener_emotion.shape[1:]
+    out = np.empty((n, config.generate.samples, t, e), dtype=np.float32)
+    generic = run.model("gafrg")
+    windows = {}
+    for source in sorted(set(sources), key=lambda s: (s.split, s.clip)):
+        if source.split not in windows:
+            windows[source.split] = WindowDataset(
+                config.data.root,
+                source.split,
+                config.data.window,
+                config.data.history_frames,
+                seed=config.seed,
+            )
+        pool = windows[source.split]
+        items = [i for i, p in enumerate(pool.index.items) if p.listener == source.clip]
+        model = copy.deepcopy(generic).train()
+        objective = GAFRGObjective(model, run.schedule, config.diffusion.cond_drop)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimiser = torch.optim.AdamW(params, lr=lr)
+        generator = torch.Generator().manual_seed(seed)
+        for _ in range(steps):
+            chosen = torch.randint(
+                len(items), (config.stage("pwsg").batch_size,), generator=generator
+            )
+            batch = [pool[items[int(i)]] for i in chosen]
+            stacked = {k: torch.stack([b[k] for b in batch]).to(run.device) for k in batch[0]}
+            loss, _ = objective(stacked)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+        model.eval()
+        targets = [k for k, s in enumerate(sources) if s == source]
+        subset = EvaluationSet(
+            [data.clips[k] for k in targets],
+            data.listener_emotion[targets],
+            data.speaker_emotion[targets],
+            data.neighbours[np.ix_(targets, targets)],
+        )
+        out[targets] = sample(run, model, subset, personalised=False, seed=seed)
+    return out
+
+
+# Scores ----------------------------------------------------------------------------------
+
+
+def scores(
+    predictions: Mapping[str, np.ndarray], data: EvaluationSet, n_jobs: int | None = None
+) -> dict[str, dict[str, float]]:
+    """FRCorr (higher is better) and FRdist (lower) of each named ``(n, M, T, 25)`` array."""
+    return {
+        name: {
+            "FRCorr": frcorr(p, data.listener_emotion, data.neighbours),
+            "FRdist": frdist(p, data.listener_emotion, data.neighbours, n_jobs),
+        }
+        for name, p in predictions.items()
+    }
+
+
+# The paper's ablations -------------------------------------------------------------------
+
+#: Table 4: which denoiser weights the shift generator edits (fnmatch patterns).
+EDIT_SETS: dict[str, list[str]] = {
+    "self-attn": ["decoder.layers.*.self_attn"],
+    "cross-attn": ["decoder.layers.*.multihead_attn"],
+    "FFN": ["decoder.layers.*.linear1", "decoder.layers.*.linear2"],
+    "mapping": ["output"],
+    "cross-attn + mapping": ["decoder.layers.*.multihead_attn", "output"],
+    "self-attn + cross-attn": ["decoder.layers.*.self_attn", "decoder.layers.*.multihead_attn"],
+    "all": [
+        "decoder.layers.*.self_attn",
+        "decoder.layers.*.multihead_attn",
+        "decoder.layers.*.linear1",
+        "decoder.layers.*.linear2",
+        "output",
+    ],
+}
+
+
+def _row(table: str, row: str, mafrg: dict, pmafrg: dict) -> dict:
+    return {
+        "table": table,
+        "row": row,
+        "MAFRG FRCorr": mafrg["FRCorr"],
+        "MAFRG FRdist": mafrg["FRdist"],
+        "PMAFRG FRCorr": pmafrg["FRCorr"],
+        "PMAFRG FRdist": pmafrg["FRdist"],
+    }
+
+
+def ablate(
+    base: Run,
+    out: str | Path,
+    tables: Sequence[str] = ("3", "4"),
+    overrides: Sequence[str] = (),
+    limit: int | None = None,
+    edit_sets: Mapping[str, list[str]] = EDIT_SETS,
+) -> list[dict]:
+    """The paper's Tables 3 and 4 on ``base``'s data, reusing its trained earlier stages.
+
+    MAFRG: the row's model without the listener (generic denoiser; input p with its "no style"
+    token); PMAFRG: with the listener's history. Table 3: GAFRG / input p / weight editing (the
+    base run's edit set); Table 4: the PWSG retrained for each edit set of ``edit_sets``.
+    ``overrides`` apply to the retrained parts (e.g. ``train.pwsg.steps=200``).
+
+    Returns:
+        one record per row: ``table``, ``row``, ``MAFRG FRCorr``/``FRdist``, ``PMAFRG ...``.
+    """
+    out = Path(out)
+    data = base.evaluation_set("test", limit)
+    generic_scores = scores(
+        {"generic": base.generate("test", ["generic"], data=data)["generic"]}, data
+    )
+    rows = []
+    if "3" in tables:
+        tuned = variant_run(base, out / "weight-editing", overrides) if overrides else base
+        input_p = train_input_p(tuned, out / "input-p")
+        personalised = tuned.generate("test", ["personalised"], data=data)["personalised"]
+        p = scores(
+            {
+                "input-p none": sample(tuned, input_p, data, personalised=False),
+                "input-p": sample(tuned, input_p, data, personalised=True),
+                "editing": personalised,
+            },
+            data,
+        )
+        rows += [
+            _row("3", "GAFRG", generic_scores["generic"], generic_scores["generic"]),
+            _row("3", "input p", p["input-p none"], p["input-p"]),
+            _row("3", "weight editing", generic_scores["generic"], p["editing"]),
+        ]
+    if "4" in tables:
+        for name, targets in edit_sets.items():
+            variant = variant_run(
+                base, out / f"edit-{_slug(name)}", [*overrides, f"pwsg.targets={targets!r}"]
+            )
+            p = variant.generate("test", ["personalised"], data=data)["personalised"]
+            rows.append(_row("4", name, generic_scores["generic"], scores({"p": p}, data)["p"]))
+    return rows
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name).strip("-").replace("--", "-")
+
+
+def ablation_markdown(rows: Sequence[dict]) -> str:
+    """The ablation records as one Markdown table per paper table."""
+    columns = ["row", "MAFRG FRCorr", "MAFRG FRdist", "PMAFRG FRCorr", "PMAFRG FRdist"]
+    titles = {"3": "Table 3: how the style enters", "4": "Table 4: which weights are edited"}
+    parts = []
+    for table in dict.fromkeys(r["table"] for r in rows):
+        lines = [f"### {titles.get(table, table)}", "", "| " + " | ".join(columns) + " |"]
+        lines.append("|:--|" + "--:|" * (len(columns) - 1))
+        for r in (r for r in rows if r["table"] == table):
+            cells = [r["row"], *(f"{r[c]:.4f}" for c in columns[1:])]
+            lines.append("| " + " | ".join(cells) + " |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"

@@ -1,0 +1,290 @@
+"""A trained (or training) PerFRDiff run: the one object that owns its config, directory, device
+and precision, builds every stage's model and hands out samplers, predictions and metrics.
+
+    run = Run.load("runs/demo/run", device="auto")        # a finished run
+    predictions = run.generate("test")                    # {"generic": ..., "personalised": ...}
+    metrics = run.evaluate(predictions["personalised"], "test")
+
+A run directory holds ``config.yaml`` and one folder per trained stage (see
+:mod:`perfrdiff.training.stages`). Inference (:meth:`Run.sampler`, :meth:`Run.generate`) never
+imports :mod:`perfrdiff.training`; :meth:`Run.train` does, on demand.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from perfrdiff.config import STAGES, Config, apply_runtime, load_config, save_config
+from perfrdiff.data import read_split_csv
+from perfrdiff.device import autocast, check_precision, loader_workers, resolve_device
+from perfrdiff.generation import (
+    MODES,
+    EvaluationSet,
+    ReactionSampler,
+    SamplerConfig,
+    check_history_frames,
+    generate_dataset,
+    load_evaluation_set,
+    with_listener_history,
+    with_style_input,
+)
+from perfrdiff.models import STAGE_MODELS, DDIMSchedule, build_schedule
+from perfrdiff.rundir import UPSTREAM, check_stage, load_stage_weights, run_dir_lock
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.yaml"
+
+
+class Run:
+    """One PerFRDiff run.
+
+    Args:
+        config: everything the run needs (sizes, data root, stage lengths, sampling).
+        directory: where the stages' weights live (``<directory>/<stage>/model.safetensors``).
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+        precision: ``"fp32"`` or ``"bf16"`` (autocast; weights stay float32).
+
+    Raises:
+        ValueError: an unknown device or precision.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        directory: str | Path,
+        device: str | torch.device = "auto",
+        precision: str = "fp32",
+    ) -> None:
+        self.config = config
+        self.directory = Path(directory)
+        self.device = resolve_device(device)
+        self.precision = check_precision(precision)
+        self._models: dict[str, nn.Module] = {}
+        apply_runtime(config)
+
+    @classmethod
+    def load(
+        cls,
+        directory: str | Path,
+        device: str | torch.device = "auto",
+        precision: str = "fp32",
+        overrides: Sequence[str] = (),
+        config: str | Path | None = None,
+    ) -> Run:
+        """The run in ``directory``, with its saved ``config.yaml`` (or ``config``) and
+        ``overrides`` (``key.sub=value``) applied.
+
+        Raises:
+            FileNotFoundError: no ``config.yaml`` in ``directory`` and no ``config`` given.
+        """
+        path = Path(config) if config is not None else Path(directory) / CONFIG_FILE
+        if config is None and not path.is_file():
+            raise FileNotFoundError(f"{path} not found: train the run first or pass a config")
+        return cls(load_config(path, list(overrides)), directory, device, precision)
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.directory)!r}, device={self.device}, precision={self.precision!r})"
+
+    @property
+    def loader_workers(self) -> int:
+        """DataLoader workers for training (``data.num_workers``, or by device when null)."""
+        return loader_workers(self.config.data.num_workers, self.device)
+
+    @cached_property
+    def schedule(self) -> DDIMSchedule:
+        """The diffusion schedule the run trains and samples with."""
+        return build_schedule(self.config)
+
+    # Models -------------------------------------------------------------------------------
+
+    def build(self, stage: str, trained: bool = True) -> nn.Module:
+        """A new model of ``stage`` with its earlier stages' trained weights loaded, on the CPU.
+
+        ``emotion-vae`` -> :class:`~perfrdiff.models.EmotionVAE`, ``style`` ->
+        :class:`~perfrdiff.models.StyleEncoder`, ``gafrg`` -> :class:`~perfrdiff.models.GAFRG`
+        (around the trained VAE), ``pwsg`` -> :class:`~perfrdiff.models.PerFRDiff` (trained
+        GAFRG and style encoder). With ``trained``, ``stage``'s own weights are loaded too.
+
+        Raises:
+            ValueError: unknown stage.
+            FileNotFoundError: a needed stage has not been trained.
+        """
+        if stage not in STAGE_MODELS:
+            raise ValueError(f"stage must be one of {list(STAGE_MODELS)}, got {stage!r}")
+        entry = STAGE_MODELS[stage]
+        # Required stages load their trained weights, unless this stage's own weights hold them.
+        required = not (trained and entry.exports_requirements)
+        model = entry.build(self.config, *(self.build(r, required) for r in entry.requires))
+        if trained:  # checked against the config and the stages it was trained with
+            load_stage_weights(entry.exported(model), self.directory, stage, self.config)
+        return model
+
+    def model(self, stage: str) -> nn.Module:
+        """The trained model of ``stage`` on the run's device, in eval mode (built once)."""
+        if stage not in self._models:
+            self._models[stage] = self.build(stage).to(self.device).eval()
+        return self._models[stage]
+
+    # Training -----------------------------------------------------------------------------
+
+    def train(self, stages: Sequence[str] = STAGES, resume: bool = False) -> dict[str, Path]:
+        """Train ``stages`` in order (``torchrun`` for several processes); returns stage ->
+        exported weights."""
+        from perfrdiff.training.distributed import init_distributed, shutdown
+        from perfrdiff.training.resume import check_resume
+        from perfrdiff.training.stages import run_training, stage
+
+        for name in stages:
+            stage(name)  # unknown names fail before any work
+        env = init_distributed(self.device)
+        paths = {}
+        try:
+            with run_dir_lock(self.directory, enabled=env.is_main):
+                if resume:
+                    check_resume(self.config, self.directory, stages)  # before config.yaml
+                self._check_can_train(stages)  # before config.yaml too
+                if env.is_main:
+                    save_config(self.config, self.directory / CONFIG_FILE)
+                for name in stages:
+                    paths[name] = run_training(name, self, resume=resume, env=env)
+                    self._models.pop(name, None)
+                    if env.is_main:
+                        log.info("stage %s done: %s", name, paths[name])
+        finally:
+            shutdown(env)
+        return paths
+
+    def _check_can_train(self, stages: Sequence[str]) -> None:
+        """Fail before ``config.yaml`` is replaced when ``stages`` cannot train: the training
+        split is unreadable, or an earlier stage they load (and that is not trained here first)
+        is missing or does not fit this config. Otherwise a failed call would leave the run's
+        trained stages under a config they do not fit.
+
+        Raises:
+            perfrdiff.data.DataError: ``{data.root}/train.csv`` is missing or unreadable.
+            FileNotFoundError, perfrdiff.rundir.StageMismatch: see :func:`check_stage`.
+        """
+        read_split_csv(self.config.data.root, "train")
+        for position, name in enumerate(stages):
+            for upstream in UPSTREAM[name]:
+                if upstream not in stages[:position]:
+                    check_stage(self.directory, upstream, self.config)
+
+    # Inference ----------------------------------------------------------------------------
+
+    def sampler(self, mode: str) -> ReactionSampler:
+        """DDIM sampler of ``mode`` (``"generic"``: GAFRG; ``"personalised"``: PerFRDiff) with
+        the config's steps and guidance, on the run's device.
+
+        Raises:
+            ValueError: unknown mode.
+        """
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        model = self.model("pwsg" if mode == "personalised" else "gafrg")
+        d = self.config.diffusion
+        config = SamplerConfig(d.sample_steps, d.guidance, self.config.generate.overlap, d.spacing)
+        return ReactionSampler(model, self.schedule, config)
+
+    def sampling_info(self) -> dict:
+        """How the run samples (recorded beside saved predictions)."""
+        d = self.config.diffusion
+        return {
+            "sample_steps": d.sample_steps,
+            "guidance": d.guidance,
+            "eta": d.eta,
+            "spacing": d.spacing,
+            "prediction": d.prediction,
+            "window": self.config.data.window,
+            "stride": self.config.data.window - self.config.generate.overlap,
+            "device": str(self.device),
+            "precision": self.precision,
+        }
+
+    def evaluation_set(self, split: str, limit: int | None = None) -> EvaluationSet:
+        """The ``split`` clips of the run's dataset (the first ``limit`` items)."""
+        return load_evaluation_set(self.config, split, limit)
+
+    def generate(
+        self,
+        split: str = "test",
+        modes: Sequence[str] = MODES,
+        samples: int | None = None,
+        seed: int = 0,
+        data: EvaluationSet | None = None,
+        history: np.ndarray | None = None,
+        limit: int | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Reactions ``(n, M, T, 25)`` float32 per mode for every item of ``split``.
+
+        Args:
+            samples: ``M`` (default: ``generate.samples``).
+            data: the split, if already loaded (:meth:`evaluation_set`).
+            history: ``(h, c)`` to personalise every item to this one listener instead of each
+                item's own.
+            limit: only the first ``limit`` items (when ``data`` is not given).
+        """
+        data = data if data is not None else self.evaluation_set(split, limit)
+        if data.style_input is not None:  # e.g. a set loaded by a run with another style input
+            data = with_style_input(data, self.config.style.input)
+        if history is None:
+            check_history_frames(data, self.config.data.history_frames)
+        else:
+            data = with_listener_history(data, history, self.config)
+        samples = samples or self.config.generate.samples
+        predictions = {}
+        for mode in modes:
+            with autocast(self.device, self.precision):
+                reactions = generate_dataset(
+                    self.sampler(mode),
+                    data.clips,
+                    samples,
+                    personalised=mode == "personalised",
+                    clips_per_batch=self.config.generate.clips_per_batch,
+                    seed=seed,
+                )
+            if not torch.isfinite(reactions).all():
+                raise FloatingPointError(
+                    f"{mode} generation produced NaN or infinite reactions: the weights in "
+                    f"{self.directory} are probably damaged or diverged in training"
+                )
+            predictions[mode] = reactions.float().cpu().numpy()
+        return predictions
+
+    def evaluate(
+        self,
+        predictions: np.ndarray | Mapping[str, np.ndarray],
+        split: str = "test",
+        data: EvaluationSet | None = None,
+        n_jobs: int | None = None,
+    ) -> dict:
+        """The seven REACT metrics of ``predictions`` ``(n, M, T, 25)`` against ``split``
+        (or of each array of a mapping name -> predictions, returning name -> metrics), with
+        the motion statistics of :func:`perfrdiff.metrics.motion_report` at the joins of the
+        run's online windows.
+
+        Metrics are computed in NumPy on the CPU whatever the run's device.
+        """
+        from perfrdiff.metrics import evaluate_all, motion_report
+
+        data = data if data is not None else self.evaluation_set(split)
+        window = self.config.data.window
+        stride = window - self.config.generate.overlap
+
+        def one(p: np.ndarray) -> dict[str, float]:
+            metrics = evaluate_all(
+                p, data.listener_emotion, data.speaker_emotion, data.neighbours, n_jobs
+            )
+            return {**metrics, **motion_report(p, data.listener_emotion, window, stride)}
+
+        if isinstance(predictions, Mapping):
+            return {name: one(p) for name, p in predictions.items()}
+        return one(predictions)

@@ -1,0 +1,172 @@
+"""The loss of each training stage, as an :class:`~perfrdiff.training.loop.Objective`.
+
+* ``emotion-vae``: reconstruction + KL on speaker and listener emotion windows.
+* ``style``: supervised contrastive loss on listener clips (label = listener identity).
+* ``gafrg``: ``x0`` (or ``v``) MSE of the generic denoiser, conditions dropped with
+  ``p = cond_drop``.
+* ``pwsg``: the same loss through the denoiser edited by shifts from the listener's style, with
+  the denoiser and the style encoder frozen (only the shift generator learns).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from perfrdiff.config import Config
+from perfrdiff.models import (
+    GAFRG,
+    DDIMSchedule,
+    EmotionVAE,
+    PerFRDiff,
+    StyleEncoder,
+    supervised_contrastive_loss,
+    vae_loss,
+    x0_loss,
+)
+from perfrdiff.training.loop import Batch, Objective
+from weditlib import DenseDelta, LowRankDelta
+
+
+class EmotionVAEObjective(Objective):
+    def __init__(self, vae: EmotionVAE, kl_weight: float) -> None:
+        super().__init__()
+        self.trained = vae
+        self.kl_weight = kl_weight
+
+    def forward(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        x = torch.cat([batch["speaker_emotion"], batch["listener_emotion"]]).float()
+        recon, mu, logvar = self.trained(x)
+        return vae_loss(recon, x, mu, logvar, self.kl_weight)
+
+
+class StyleObjective(Objective):
+    """Batches hold ``clip: (b, f, c)`` and ``listener_id: (b,)``."""
+
+    def __init__(self, encoder: StyleEncoder, temperature: float) -> None:
+        super().__init__()
+        self.trained = encoder
+        self.temperature = temperature
+
+    def forward(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        style = self.trained(batch["clip"].float())
+        labels = batch["listener_id"]
+        loss = supervised_contrastive_loss(style, labels, self.temperature)
+        with torch.no_grad():
+            # Nearest-neighbour identification accuracy: the style encoder's quality in one number.
+            sim = style @ style.T
+            sim.fill_diagonal_(-2.0)
+            accuracy = (labels[sim.argmax(1)] == labels).float().mean().item()
+        return loss, {"nn_accuracy": accuracy}
+
+
+def diffusion_inputs(
+    gafrg: GAFRG,
+    schedule: DDIMSchedule,
+    batch: Batch,
+    cond_drop: float,
+    prev_drop: float = 0.0,
+    centre: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Noised windows and conditions of a training batch: ``(target, x_t, t, memory, keep)``.
+
+    ``target`` is what the network learns to output (``x0`` or ``v``, see
+    :meth:`DDIMSchedule.training_target`), in the space the denoiser diffuses
+    (:meth:`GAFRG.to_diffusion`, around ``centre: (b, 25)`` when given: a listener prior).
+    The real previous window is hidden with probability ``prev_drop`` (as at a clip's start).
+    """
+    x0 = gafrg.to_diffusion(batch["listener_emotion"].float(), centre)
+    b = x0.shape[0]
+    t = torch.randint(0, schedule.num_train_steps, (b,), device=x0.device)
+    noise = torch.randn_like(x0)
+    x_t = schedule.add_noise(x0, noise, t)
+    has_past = batch["has_past"].bool() & (torch.rand(b, device=x0.device) >= prev_drop)
+    memory = gafrg.condition(
+        batch["speaker_audio"].float(),
+        batch["speaker_face"].float(),
+        batch["speaker_emotion"].float(),
+        batch["listener_prev_emotion"].float() * has_past[:, None, None],
+        has_past,
+    )
+    keep = torch.rand(b, device=x0.device) >= cond_drop
+    return schedule.training_target(x0, noise, t), x_t, t, memory, keep
+
+
+class GAFRGObjective(Objective):
+    def __init__(
+        self, gafrg: GAFRG, schedule: DDIMSchedule, cond_drop: float, prev_drop: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.trained = gafrg
+        self.schedule = schedule
+        self.cond_drop = cond_drop
+        self.prev_drop = prev_drop
+
+    def forward(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        target, x_t, t, memory, keep = diffusion_inputs(
+            self.trained, self.schedule, batch, self.cond_drop, self.prev_drop
+        )
+        return x0_loss(self.trained(x_t, t, memory, keep), target), {}
+
+
+class PWSGObjective(Objective):
+    """Stage 2: only ``model.generator`` learns; GAFRG and PSSL stay frozen and in eval mode."""
+
+    def __init__(self, model: PerFRDiff, schedule: DDIMSchedule, config: Config) -> None:
+        super().__init__()
+        self.model = model
+        self.trained = model.exported  # the generator (and a fitted prior: buffers)
+        self.schedule = schedule
+        self.cond_drop = config.diffusion.cond_drop
+        self.prev_drop = config.diffusion.prev_drop
+        self.history_key = f"history_{config.style.input}"
+        model.gafrg.requires_grad_(False)
+        model.style_encoder.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> PWSGObjective:
+        super().train(mode)
+        self.model.gafrg.eval()
+        self.model.style_encoder.eval()
+        return self
+
+    def forward(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        loss, shifts = personalised_loss(
+            self.model, self.schedule, batch, self.cond_drop, self.prev_drop, self.history_key
+        )
+        samples = batch["listener_emotion"].shape[0]
+        with torch.no_grad():
+            size = sum(squared_norm(d) for d in shifts.values()) / samples
+        return loss, {"shift_norm": size.sqrt().item()}
+
+
+def personalised_loss(
+    model: PerFRDiff,
+    schedule: DDIMSchedule,
+    batch: Batch,
+    cond_drop: float,
+    prev_drop: float,
+    history_key: str,
+) -> tuple[Tensor, dict[str, DenseDelta | LowRankDelta]]:
+    """The diffusion loss of ``model`` edited per sample by the shifts of its listener's history
+    ``batch[history_key]``, around the listener prior when configured; and those shifts.
+
+    The style and the noised inputs carry no gradient; the loss reaches whatever of the
+    generator and the denoiser requires it.
+    """
+    with torch.no_grad():
+        history = batch[history_key].float()
+        style = model.style(history)
+        target, x_t, t, memory, keep = diffusion_inputs(
+            model.gafrg, schedule, batch, cond_drop, prev_drop, model.listener_centre(history)
+        )
+    shifts = model.generator(style)  # one shift per sample: the batch mixes listeners
+    return x0_loss(model(x_t, t, memory, keep, shifts, None), target), shifts
+
+
+def squared_norm(delta: DenseDelta | LowRankDelta) -> Tensor:
+    """``Σ_l ‖ΔW_l‖²_F`` without building low-rank shifts: ``‖UV‖² = Σ (UᵀU) ⊙ (VVᵀ)``."""
+    if isinstance(delta, LowRankDelta):
+        gram_up = delta.up.transpose(1, 2) @ delta.up
+        gram_down = delta.down @ delta.down.transpose(1, 2)
+        return (gram_up * gram_down).sum()
+    return delta.matrix().pow(2).sum()

@@ -1,0 +1,452 @@
+"""What a weight shift is.
+
+A *shift* holds ``l`` edits of one ``(n, k)`` weight. Two kinds exist:
+
+* :class:`DenseDelta` — ``weight: (l, n, k)``;
+* :class:`LowRankDelta` — ``up: (l, n, r)`` and ``down: (l, r, k)``, i.e. ``ΔW = up @ down``.
+
+Each is applied in one of two modes: ``"shift"`` gives ``W + ΔW`` (the paper's default) and
+``"scale"`` gives ``W ⊙ (1 + ΔW)``. Either kind may also carry a bias shift ``bias: (l, n)``,
+always additive: ``y_b = x_b (W ⊕ ΔW_{i_b})ᵀ + b + Δb_{i_b}`` (``+ Δb`` alone without a base bias).
+
+Which sample uses which of the ``l`` shifts is said by an ``index: (b,)`` of integers in
+``[0, l)`` (``None`` means ``l == b``, one shift per sample). :class:`Grouping` is the sorted view
+of such an index that the grouped algorithms use; it is computed once per forward pass and can be
+shared by every edited layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import operator
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+Mode = Literal["shift", "scale"]
+MODES: tuple[str, ...] = ("shift", "scale")
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+
+
+def _check_bias(owner: str, bias: Tensor | None, like: Tensor, num_shifts: int, n: int) -> None:
+    """``bias`` is ``None`` or an ``(l, n)`` tensor of ``like``'s dtype and device."""
+    if bias is None:
+        return
+    if not isinstance(bias, Tensor):
+        raise TypeError(f"{owner}.bias must be a Tensor or None, got {type(bias).__name__}")
+    if tuple(bias.shape) != (num_shifts, n):
+        raise ValueError(
+            f"{owner}.bias must have shape (l, n) = ({num_shifts}, {n}), got {tuple(bias.shape)}"
+        )
+    if bias.dtype != like.dtype:
+        raise TypeError(f"{owner}.bias dtype {bias.dtype} does not match the shift's {like.dtype}")
+    if bias.device != like.device:
+        raise ValueError(f"{owner}.bias is on {bias.device} but the shift is on {like.device}")
+
+
+class _DeltaMethods:
+    """What both kinds share: the optional bias shift and the list of their tensors."""
+
+    bias: Tensor | None
+    _factor_fields: ClassVar[tuple[str, ...]]
+
+    def tensor_fields(self) -> tuple[str, ...]:
+        """Names of the fields that hold tensors (``bias`` only when present)."""
+        names = self._factor_fields
+        return (*names, "bias") if self.bias is not None else names
+
+    def tensors(self) -> tuple[Tensor, ...]:
+        """The shift's tensors, in :meth:`tensor_fields` order."""
+        return tuple(getattr(self, name) for name in self.tensor_fields())
+
+    def replace(self, **changes: object):
+        """A copy with some fields replaced (validated again)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+class _StackedWeights:
+    """Sizes of ``weight: (l, n, k)``, a stack of ``l`` full-size matrices."""
+
+    weight: Tensor
+
+    @property
+    def num_shifts(self) -> int:
+        return self.weight.shape[0]
+
+    @property
+    def out_features(self) -> int:
+        return self.weight.shape[1]
+
+    @property
+    def in_features(self) -> int:
+        return self.weight.shape[2]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.weight.device
+
+
+@dataclass(frozen=True, eq=False)  # holds tensors: == is identity
+class DenseDelta(_StackedWeights, _DeltaMethods):
+    """``l`` full-size shifts of an ``(n, k)`` weight.
+
+    Args:
+        weight: ``(l, n, k)`` the shifts ``ΔW``.
+        mode: ``"shift"`` (``W + ΔW``) or ``"scale"`` (``W ⊙ (1 + ΔW)``).
+        bias: ``(l, n)`` optional bias shifts ``Δb``, added in both modes.
+
+    Raises:
+        TypeError: ``weight`` or ``bias`` is not a tensor, or their dtypes differ.
+        ValueError: ``weight`` is not 3-d, ``bias`` is not ``(l, n)`` or on another device, or
+            ``mode`` is unknown.
+    """
+
+    weight: Tensor
+    mode: Mode = "shift"
+    bias: Tensor | None = None
+    _factor_fields: ClassVar[tuple[str, ...]] = ("weight",)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.weight, Tensor):
+            raise TypeError(f"DenseDelta.weight must be a Tensor, got {type(self.weight).__name__}")
+        if self.weight.dim() != 3:
+            raise ValueError(
+                f"DenseDelta.weight must have shape (l, n, k), got {tuple(self.weight.shape)}"
+            )
+        _check_mode(self.mode)
+        _check_bias("DenseDelta", self.bias, self.weight, *self.weight.shape[:2])
+
+    def to_dense(self) -> DenseDelta:
+        return self
+
+    def matrix(self) -> Tensor:
+        """``(l, n, k)`` the shifts as full matrices."""
+        return self.weight
+
+    def rows(self, start: int, stop: int) -> DenseDelta:
+        """The shifts of output rows ``[start, stop)``: ``(l, stop - start, k)`` (views)."""
+        bias = None if self.bias is None else self.bias[:, start:stop]
+        return DenseDelta(self.weight[:, start:stop], mode=self.mode, bias=bias)
+
+
+@dataclass(frozen=True, eq=False)  # holds tensors: == is identity
+class LowRankDelta(_DeltaMethods):
+    """``l`` rank-``r`` shifts ``ΔW = up @ down`` of an ``(n, k)`` weight.
+
+    Args:
+        up: ``(l, n, r)`` left factors ``U``.
+        down: ``(l, r, k)`` right factors ``V``.
+        mode: ``"shift"`` (``W + U V``) or ``"scale"`` (``W ⊙ (1 + U V)``).
+        bias: ``(l, n)`` optional bias shifts ``Δb``, added in both modes.
+
+    Raises:
+        TypeError: a factor or ``bias`` is not a tensor, or their dtypes differ.
+        ValueError: a factor is not 3-d, they disagree on ``l`` or ``r``, they (or ``bias``) are
+            on different devices, ``bias`` is not ``(l, n)``, or ``mode`` is unknown.
+    """
+
+    up: Tensor
+    down: Tensor
+    mode: Mode = "shift"
+    bias: Tensor | None = None
+    _factor_fields: ClassVar[tuple[str, ...]] = ("up", "down")
+
+    def __post_init__(self) -> None:
+        for name, t in (("up", self.up), ("down", self.down)):
+            if not isinstance(t, Tensor):
+                raise TypeError(f"LowRankDelta.{name} must be a Tensor, got {type(t).__name__}")
+            if t.dim() != 3:
+                expected = "(l, n, r)" if name == "up" else "(l, r, k)"
+                raise ValueError(
+                    f"LowRankDelta.{name} must have shape {expected}, got {tuple(t.shape)}"
+                )
+        if self.up.shape[0] != self.down.shape[0] or self.up.shape[2] != self.down.shape[1]:
+            raise ValueError(
+                "LowRankDelta.up (l, n, r) and down (l, r, k) disagree on l or r: "
+                f"up {tuple(self.up.shape)}, down {tuple(self.down.shape)}"
+            )
+        if self.up.dtype != self.down.dtype:
+            raise TypeError(
+                f"LowRankDelta.up and down must share a dtype, got {self.up.dtype} "
+                f"and {self.down.dtype}"
+            )
+        if self.up.device != self.down.device:
+            raise ValueError(
+                f"LowRankDelta.up and down must share a device, got {self.up.device} "
+                f"and {self.down.device}"
+            )
+        _check_mode(self.mode)
+        _check_bias("LowRankDelta", self.bias, self.up, *self.up.shape[:2])
+
+    @property
+    def num_shifts(self) -> int:
+        return self.up.shape[0]
+
+    @property
+    def out_features(self) -> int:
+        return self.up.shape[1]
+
+    @property
+    def in_features(self) -> int:
+        return self.down.shape[2]
+
+    @property
+    def rank(self) -> int:
+        return self.up.shape[2]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.up.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.up.device
+
+    def matrix(self) -> Tensor:
+        """``(l, n, k)`` the shifts as full matrices ``up @ down``."""
+        return torch.bmm(self.up, self.down)
+
+    def to_dense(self) -> DenseDelta:
+        return DenseDelta(self.matrix(), mode=self.mode, bias=self.bias)
+
+    def rows(self, start: int, stop: int) -> LowRankDelta:
+        """The shifts of output rows ``[start, stop)``: ``up[:, start:stop] @ down`` (views)."""
+        bias = None if self.bias is None else self.bias[:, start:stop]
+        return LowRankDelta(self.up[:, start:stop], self.down, mode=self.mode, bias=bias)
+
+
+Delta = DenseDelta | LowRankDelta
+
+
+_INDEX_DTYPES = (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8)
+
+
+def check_grouping(
+    grouping: object,
+    batch_size: int | None,
+    num_shifts: int,
+    device: torch.device,
+    device_of: str = "x is",
+) -> None:
+    """``grouping`` is a :class:`Grouping` for ``batch_size`` samples (any when ``None``),
+    ``num_shifts`` shifts, on ``device``, the device of what ``device_of`` names (with its verb,
+    for the error message).
+
+    Raises:
+        TypeError: it is not a :class:`Grouping`.
+        ValueError: it is for another batch size, shift count or device.
+    """
+    if not isinstance(grouping, Grouping):
+        raise TypeError(f"grouping must be a Grouping or None, got {type(grouping).__name__}")
+    if batch_size is None:
+        if grouping.num_shifts != num_shifts:
+            raise ValueError(
+                f"grouping is for l={grouping.num_shifts} shifts; the shifts hold {num_shifts}"
+            )
+    elif grouping.batch_size != batch_size or grouping.num_shifts != num_shifts:
+        raise ValueError(
+            f"grouping is for b={grouping.batch_size}, l={grouping.num_shifts}; "
+            f"got b={batch_size}, l={num_shifts} (an edit() block's index, or its grouping, needs "
+            "one entry per sample of the batch each edited layer sees)"
+        )
+    if grouping.device != device:
+        raise ValueError(f"grouping is on {grouping.device} but {device_of} on {device}")
+
+
+def _check_index_tensor(index: object, batch_size: int | None) -> None:
+    """``index`` is an integer tensor of shape ``(b,)`` (``b == batch_size`` when given)."""
+    if not isinstance(index, Tensor):
+        raise TypeError(
+            f"index must be an integer Tensor of shape (b,), got {type(index).__name__}"
+        )
+    if index.dtype not in _INDEX_DTYPES:
+        raise TypeError(f"index must have an integer dtype, got {index.dtype}")
+    if index.dim() != 1 or (batch_size is not None and index.shape[0] != batch_size):
+        expected = "(b,)" if batch_size is None else f"(b,) = ({batch_size},)"
+        raise ValueError(f"index must have shape {expected}, got {tuple(index.shape)}")
+    if index.device.type == "meta":
+        raise _meta_index_error()
+
+
+def _meta_index_error() -> ValueError:
+    return ValueError(
+        "index must hold values to group samples by (a meta tensor holds none); build the "
+        "grouping from a real index, then move it with Grouping.to('meta')"
+    )
+
+
+def as_integer(value: object) -> int | None:
+    """``value`` as a Python int when it is an integer (a numpy integer or a 0-d integer tensor
+    too), else ``None``: bools and floats are not taken for counts or positions."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
+def check_index(index: Tensor | None, num_shifts: int, batch_size: int | None) -> Tensor | None:
+    """Validate ``index`` and return it as int64 (``None`` stays ``None``).
+
+    Reads ``index.min()``/``max()`` back to the host: call it once per index (building a
+    :class:`Grouping` does), not once per layer.
+
+    Args:
+        index: ``(b,)`` integers in ``[0, num_shifts)``, or ``None`` meaning one shift per sample.
+        num_shifts: ``l``.
+        batch_size: ``b``, or ``None`` when any length is allowed (``None`` index then means
+            ``b == l``).
+
+    Raises:
+        TypeError: ``index`` is not an integer tensor.
+        ValueError: wrong shape, or out-of-range values, or ``None`` with ``l != b``.
+    """
+    if index is None:
+        if batch_size is not None and num_shifts != batch_size:
+            raise ValueError(
+                f"index=None means one shift per sample, so the shift count ({num_shifts}) must "
+                f"equal the batch size ({batch_size}); pass index (b,) to share shifts"
+            )
+        return None
+    _check_index_tensor(index, batch_size)
+    if index.numel():
+        _check_range(*torch.stack([index.min(), index.max()]).tolist(), num_shifts)
+    return index.long()
+
+
+def _check_range(low: int, high: int, num_shifts: int) -> None:
+    """The index's smallest and largest values lie in ``[0, num_shifts)``."""
+    if low < 0 or high >= num_shifts:
+        raise ValueError(
+            f"index values must lie in [0, {num_shifts}) (the number of shifts), "
+            f"got min {low}, max {high}"
+        )
+
+
+@dataclass(frozen=True, eq=False)  # holds tensors: == is identity
+class Grouping:
+    """Samples sorted by the shift they use: the layout of the grouped algorithms.
+
+    Built once per index by :meth:`from_index` (which validates the index and reads the group
+    sizes back to the host) and shared by every edited layer of a forward pass, so that a layer
+    call does no validation, no host synchronisation and no data-dependent shape: everything a
+    layer needs is either a tensor of static shape or a Python number fixed here.
+
+    Attributes:
+        index: ``(b,)`` int64, the shift of each sample.
+        order: ``(b,)`` int64, a stable permutation that sorts samples by shift.
+        counts: ``(l,)`` int64, number of samples using each shift (zeros allowed).
+        starts: ``(l,)`` int64, position in ``order`` of each shift's first sample.
+        position: ``(b,)`` int64, row of each sample in the shift-major padded layout
+            ``(l · max_count)``: ``index[s] · max_count + (rank of s among its shift's samples)``.
+        max_count: largest entry of ``counts`` (a Python int: the static group size).
+        uniform: every shift is used by the same number of samples and ``index`` is already
+            sorted, so ``x`` can be viewed as ``(l, count * t, k)`` without any copy.
+    """
+
+    index: Tensor
+    order: Tensor
+    counts: Tensor
+    starts: Tensor
+    position: Tensor
+    max_count: int
+    uniform: bool
+
+    @property
+    def num_shifts(self) -> int:
+        return self.counts.shape[0]
+
+    @property
+    def batch_size(self) -> int:
+        return self.index.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.index.device
+
+    @property
+    def identity(self) -> bool:
+        """One shift per sample, in order (``index == arange(b)``)."""
+        return self.uniform and self.max_count == 1
+
+    @staticmethod
+    def from_index(
+        index: Tensor | None,
+        num_shifts: int,
+        batch_size: int | None,
+        device: torch.device | str | None = None,
+    ) -> Grouping:
+        """Validate ``index`` and build its grouping (``None`` means ``arange(batch_size)``).
+
+        Args:
+            index: ``(b,)`` integers in ``[0, num_shifts)`` or ``None`` (then ``l == b``).
+            num_shifts: ``l``.
+            batch_size: ``b``; ``None`` takes it from ``index`` (``l`` when ``index`` is ``None``).
+            device: where the grouping's tensors live (default: ``index``'s device, or CPU).
+
+        Raises:
+            TypeError: as :func:`check_index`, or ``num_shifts`` is not an int.
+            ValueError: as :func:`check_index`, or ``num_shifts`` is negative.
+        """
+        if isinstance(num_shifts, bool) or not isinstance(num_shifts, int | torch.SymInt):
+            raise TypeError(f"num_shifts must be an int, got {type(num_shifts).__name__}")
+        if num_shifts < 0:  # else reported as an index out of range [0, l)
+            raise ValueError(f"num_shifts must be >= 0, got {num_shifts}")
+        if index is None:
+            check_index(None, num_shifts, batch_size)
+            size = num_shifts if batch_size is None else batch_size
+            ar = torch.arange(size, device=device)
+            ones = torch.ones(size, dtype=torch.long, device=device)
+            return Grouping(ar, ar, ones, ar, ar, 1 if size else 0, True)
+        _check_index_tensor(index, batch_size)
+        if device is not None:
+            if torch.device(device).type == "meta":
+                raise _meta_index_error()
+            index = index.to(device)
+        # The group sizes must reach the host anyway (max_count is a Python int), so the whole
+        # grouping is built there from one copy of the index: a few vectorised numpy calls on
+        # b integers instead of a dozen small device ops, and one copy back.
+        host = index.detach().cpu().numpy().astype(np.int64, copy=False)
+        if host.size:
+            _check_range(int(host.min()), int(host.max()), num_shifts)
+        counts = np.bincount(host, minlength=num_shifts)
+        order = np.argsort(host, kind="stable")
+        starts = np.cumsum(counts) - counts
+        max_count = int(counts.max()) if num_shifts else 0
+        sorted_index = host[order]
+        position = np.empty_like(order)
+        position[order] = sorted_index * max_count + np.arange(host.size) - starts[sorted_index]
+        ordered = bool(np.all(host[1:] >= host[:-1]))
+        uniform = ordered and num_shifts > 0 and int(counts.min()) == max_count
+        packed = torch.from_numpy(np.concatenate([order, counts, starts, position]))
+        order_t, counts_t, starts_t, position_t = packed.to(index.device).split(
+            [host.size, num_shifts, num_shifts, host.size]
+        )
+        return Grouping(index.long(), order_t, counts_t, starts_t, position_t, max_count, uniform)
+
+    def to(self, device: torch.device | str) -> Grouping:
+        """The same grouping with its tensors on ``device``."""
+        device = torch.device(device)
+        if self.index.device == device:
+            return self
+        return Grouping(
+            self.index.to(device),
+            self.order.to(device),
+            self.counts.to(device),
+            self.starts.to(device),
+            self.position.to(device),
+            self.max_count,
+            self.uniform,
+        )

@@ -1,0 +1,148 @@
+"""PEFT's on-disk format for one LoRA adapter, and the names of its tensors.
+
+A directory written by ``PeftModel.save_pretrained`` holds ``adapter_config.json`` and
+``adapter_model.safetensors`` (older versions: ``adapter_model.bin``). The state dict names each
+LoRA factor ``base_model.model.<module path>.lora_A.weight`` (``lora_B``), with the adapter's name
+removed; an adapter saved with ``lora_bias=True`` also holds ``<module path>.lora_B.bias``.
+Reading needs only ``safetensors`` (or torch); PEFT itself is not imported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+CONFIG_NAME = "adapter_config.json"
+SAFETENSORS_NAME = "adapter_model.safetensors"
+TORCH_NAME = "adapter_model.bin"
+
+_FACTOR_KEY = re.compile(r"(?P<module>.+)\.lora_(?P<factor>[AB])\.(?P<tensor>weight|bias)")
+_PEFT_PREFIX = "base_model.model."
+
+
+def _safetensors():
+    try:
+        import safetensors.torch
+    except ImportError as error:  # pragma: no cover - safetensors ships with peft
+        raise ImportError(
+            "reading and writing PEFT adapters needs safetensors: pip install safetensors (or the "
+            "peft extra: pip install -e '.[peft]' in a clone of weditlib)"
+        ) from error
+    return safetensors.torch
+
+
+def read_adapter_dir(directory: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """``(config, state_dict)`` of the adapter saved in ``directory``.
+
+    Raises:
+        FileNotFoundError: the directory lacks ``adapter_config.json`` or the weights file.
+    """
+    directory = Path(directory)
+    config_path = directory / CONFIG_NAME
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path} does not exist (not a PEFT adapter directory)")
+    config = json.loads(config_path.read_text())
+    if (directory / SAFETENSORS_NAME).is_file():
+        state = _safetensors().load_file(directory / SAFETENSORS_NAME)
+    elif (directory / TORCH_NAME).is_file():
+        state = torch.load(directory / TORCH_NAME, map_location="cpu", weights_only=True)
+    else:
+        raise FileNotFoundError(
+            f"{directory} has neither {SAFETENSORS_NAME} nor {TORCH_NAME} (adapter weights)"
+        )
+    return config, state
+
+
+def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Write ``path`` through a temporary file in the same directory and ``os.replace``."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(handle)
+    try:
+        write(Path(temporary))
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_adapter_dir(
+    directory: str | os.PathLike, config: Mapping[str, Any], state: Mapping[str, Tensor]
+) -> None:
+    """Write ``adapter_config.json`` and ``adapter_model.safetensors`` as PEFT does."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {key: value.detach().contiguous().cpu() for key, value in state.items()}
+    text = json.dumps(dict(config), indent=2, sort_keys=True)
+    _write_atomically(
+        directory / SAFETENSORS_NAME,
+        lambda path: _safetensors().save_file(tensors, path, metadata={"format": "pt"}),
+    )
+    _write_atomically(directory / CONFIG_NAME, lambda path: path.write_text(text))
+
+
+@dataclass(frozen=True)
+class Factors:
+    """The LoRA factors of one module: ``ΔW = scaling · B @ A`` and ``Δb = scaling · bias``.
+
+    Attributes:
+        module: the module's path in the base model.
+        lora_a: ``(r, k)`` (linear) as stored.
+        lora_b: ``(n, r)`` as stored.
+        key_a: the state-dict key ``lora_a`` was read from (written back unchanged).
+        key_b: the same for ``lora_b``.
+        lora_bias: ``(n,)``, the bias of PEFT's ``lora_B`` layer (``lora_bias=True``), else
+            ``None``.
+        key_bias: the state-dict key ``lora_bias`` was read from, else ``None``.
+    """
+
+    module: str
+    lora_a: Tensor
+    lora_b: Tensor
+    key_a: str
+    key_b: str
+    lora_bias: Tensor | None = None
+    key_bias: str | None = None
+
+
+def split_state_dict(adapter: str, state: Mapping[str, Tensor]) -> list[Factors]:
+    """The LoRA factors of every module in a PEFT adapter state dict, in key order.
+
+    Raises:
+        TypeError: a value is not a floating-point tensor.
+        ValueError: a key is not a LoRA factor (or ``lora_B``'s bias), or a module has only one
+            of ``lora_A`` and ``lora_B`` (the message names the adapter and the key or module).
+    """
+    found: dict[str, dict[str, tuple[str, Tensor]]] = {}
+    for key, value in state.items():
+        match = _FACTOR_KEY.fullmatch(key)
+        if match is None or (match["factor"], match["tensor"]) == ("A", "bias"):
+            raise ValueError(
+                f"adapter {adapter!r}: state-dict key {key!r} is not a LoRA factor "
+                "'<module>.lora_A.weight' / '<module>.lora_B.weight' / '<module>.lora_B.bias' "
+                "(keys of a PeftModel's own state_dict carry the adapter name: use "
+                "peft.get_peft_model_state_dict)"
+            )
+        if not isinstance(value, Tensor) or not value.dtype.is_floating_point:
+            kind = value.dtype if isinstance(value, Tensor) else type(value).__name__
+            raise TypeError(f"adapter {adapter!r}: {key!r} must be a floating tensor, got {kind}")
+        module = match["module"].removeprefix(_PEFT_PREFIX)
+        part = "bias" if match["tensor"] == "bias" else match["factor"]
+        found.setdefault(module, {})[part] = (key, value)
+    factors = []
+    for module, parts in found.items():
+        if not {"A", "B"} <= set(parts):
+            missing = "lora_B" if "A" in parts else "lora_A"
+            raise ValueError(f"adapter {adapter!r}: module {module!r} has no {missing} weight")
+        (key_a, lora_a), (key_b, lora_b) = parts["A"], parts["B"]
+        key_bias, lora_bias = parts.get("bias", (None, None))
+        factors.append(Factors(module, lora_a, lora_b, key_a, key_b, lora_bias, key_bias))
+    return factors
