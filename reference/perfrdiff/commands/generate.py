@@ -69,13 +69,13 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"diffusion.guidance={args.guidance}")
     check_output_folder(args.out, "--out")
     trained = load_trained_run(args, overrides)
+    # The user's own inputs first (a bad --history file is named before weights are loaded).
+    history = read_history(args.history, trained.config.style.input) if args.history else None
     modes = ("generic", "personalised") if args.mode == "both" else (args.mode,)
     load_samplers(trained, modes)  # missing weights fail here, before the (slow) features
     # Each item's own history only where it is read (not for generic, nor with --history).
-    own_histories = "personalised" in modes and not args.history
+    own_histories = "personalised" in modes and history is None
     data = trained.evaluation_set(args.split, args.limit, histories=own_histories)
-    style_input = trained.config.style.input
-    history = read_history(args.history, style_input) if args.history else None
     predictions = trained.generate(args.split, modes, seed=args.seed, data=data, history=history)
     out = Path(args.out) if args.out else Path(args.run_dir) / "generate"
     meta = {
