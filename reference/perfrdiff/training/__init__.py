@@ -12,7 +12,7 @@ from perfrdiff.training.checkpoint import (
     save_weights,
     verify_checkpoint,
 )
-from perfrdiff.training.loop import Objective, StageRun, train_stage
+from perfrdiff.training.loop import Objective, StageRun, TrainingDiverged, train_stage
 from perfrdiff.training.resume import ResumeError, check_resume, plan_resume
 from perfrdiff.training.train import check_can_train, train_run, train_stage_of
 
@@ -23,6 +23,7 @@ __all__ = [
     "RunDirLocked",
     "StageMismatch",
     "StageRun",
+    "TrainingDiverged",
     "check_can_train",
     "check_resume",
     "check_stage",
