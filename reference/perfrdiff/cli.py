@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "generate": "generate",
     "demo": "demo",
     "ablate": "ablate",
+    "view": "view",
 }
 
 

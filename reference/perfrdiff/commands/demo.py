@@ -2,7 +2,8 @@
 
 Writes a synthetic dataset, trains every stage (emotion VAE, style encoder, GAFRG, PWSG) in the
 tiny config, generates M reactions per test speaker (generic and personalised), evaluates them and
-a chance baseline with the seven REACT metrics, and prints a table plus where the plots are.
+a chance baseline with the seven REACT metrics, and prints a table plus where the plots and the
+offline viewer (faces animated with the speaker's audio, see perfrdiff view) are.
 Everything goes under --out (default: runs/demo); a dataset already there is reused.
 """
 
@@ -84,6 +85,7 @@ def demo(
     results = run.evaluate(predictions, "test", data=data)
     timings["evaluate"] = time.perf_counter() - start - sum(timings.values())
     json_path, _ = write_report(results, out / "results")
+    viewer = write_demo_viewer(out, data_root, len(data.clips))
     total = time.perf_counter() - start
     print()
     print(
@@ -97,12 +99,21 @@ def demo(
     print(motion_table(results))
     print(f"results: {json_path}")
     print(f"plots:   {out / 'generate'}/{{generic,personalised}}/item_*.png")
+    print(f"viewer:  {viewer} (open it in a browser: faces, audio, curves; offline)")
     print(
         "time:    "
         + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items())
         + f", total {total:.0f}s"
     )
     return results
+
+
+def write_demo_viewer(out: Path, data_root: Path, items: int, shown: int = 3) -> Path:
+    """The offline viewer of the first ``shown`` test items (``perfrdiff view``'s page)."""
+    from perfrdiff.viewer import load_items, write_viewer
+
+    chosen = list(range(min(shown, items)))
+    return write_viewer(load_items(out / "generate", chosen, data_root), out / "viewer.html")
 
 
 def run(args: argparse.Namespace) -> int:

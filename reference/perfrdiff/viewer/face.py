@@ -44,6 +44,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from perfrdiff.viewer.channels import AUS
 
 #: Width and height of the face's coordinate box.
@@ -239,29 +240,29 @@ def point(points: np.ndarray, name: str) -> np.ndarray:
 
 
 def bezier_controls(points: np.ndarray, closed: bool) -> np.ndarray:
-    """Cubic Bézier segments of the Catmull-Rom spline through ``points: (n, 2)``: ``(s, 4, 2)``.
+    """Cubic Bézier segments of the Catmull-Rom spline through ``points: (*b, n, 2)``:
+    ``(*b, s, 4, 2)``.
 
     Segment ``i`` runs from ``p[i]`` to ``p[i+1]`` with controls ``p[i] + (p[i+1] - p[i-1]) / 6``
-    and ``p[i+1] - (p[i+2] - p[i]) / 6``; an open curve repeats its end points. The viewer's
-    JavaScript builds its SVG paths with the same formula.
+    and ``p[i+1] - (p[i+2] - p[i]) / 6``; an open curve repeats its end points, a closed one
+    wraps around (``s = n``, else ``n - 1``). The viewer's JavaScript builds its SVG paths with
+    the same formula.
     """
-    if closed:
-        ext = np.concatenate([points[-1:], points, points[:2]])
-        segments = len(points)
-    else:
-        ext = np.concatenate([points[:1], points, points[-1:]])
-        segments = len(points) - 1
-    p0, p1, p2, p3 = (ext[k : k + segments] for k in range(4))
-    return np.stack([p1, p1 + (p2 - p0) / 6, p2 - (p3 - p1) / 6, p2], axis=1)
+    n = points.shape[-2]
+    segment = np.arange(n if closed else n - 1)[:, None] + np.arange(-1, 3)  # (s, 4)
+    neighbours = segment % n if closed else np.clip(segment, 0, n - 1)
+    p0, p1, p2, p3 = np.moveaxis(points[..., neighbours, :], -2, 0)  # each (*b, s, 2)
+    return np.stack([p1, p1 + (p2 - p0) / 6, p2 - (p3 - p1) / 6, p2], axis=-2)
 
 
 def sample_spline(points: np.ndarray, closed: bool, per_segment: int = 8) -> np.ndarray:
-    """``(s * per_segment + 1, 2)`` points along the spline of :func:`bezier_controls`."""
-    controls = bezier_controls(points, closed)
-    t = np.linspace(0.0, 1.0, per_segment, endpoint=False)[:, None]
-    weights = np.stack([(1 - t) ** 3, 3 * (1 - t) ** 2 * t, 3 * (1 - t) * t**2, t**3])
-    curve = np.einsum("kt,skc->stc", weights[..., 0], controls).reshape(-1, 2)
-    return np.concatenate([curve, controls[-1:, 3]])
+    """``(*b, s * per_segment + 1, 2)`` points along the spline of :func:`bezier_controls`."""
+    controls = bezier_controls(points, closed)  # (*b, s, 4, 2)
+    t = np.linspace(0.0, 1.0, per_segment, endpoint=False)
+    weights = np.stack([(1 - t) ** 3, 3 * (1 - t) ** 2 * t, 3 * (1 - t) * t**2, t**3])  # (4, m)
+    curve = np.einsum("km,...skc->...smc", weights, controls)
+    curve = curve.reshape(*curve.shape[:-3], -1, 2)
+    return np.concatenate([curve, controls[..., -1:, 3, :]], axis=-2)
 
 
 def pupil_circle(points: np.ndarray, shape: Shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

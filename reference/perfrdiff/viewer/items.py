@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from perfrdiff.data import DataError, MissingFileError, SplitIndex, clip_file, read_emotion
 from perfrdiff.data.audio import read_wave
 from perfrdiff.features import EMOTION_DIM, FPS

@@ -88,7 +88,9 @@ def item_payload(item: ViewerItem, options: ViewOptions) -> dict:
         "stride": stride,
         "start": first / item.fps,
         "frames": len(range(first, stop, stride)),
-        "audio": None if audio is None else audio_data_uri(audio, item.sample_rate, options.audio_rate),
+        "audio": None
+        if audio is None
+        else audio_data_uri(audio, item.sample_rate, options.audio_rate),
         "sequences": {
             "speaker": quantise(item.speaker[window]),
             "listener": quantise(item.listener[window]),
