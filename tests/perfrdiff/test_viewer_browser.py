@@ -87,3 +87,16 @@ def test_the_javascript_draws_the_python_geometry(page):
     numbers = np.array([float(x) for x in re.findall(r"-?\d+\.\d+", path)])
     expected = np.concatenate([controls[0, 0], controls[:, 1:].ravel()])
     np.testing.assert_allclose(numbers, expected, atol=0.006)  # the path prints 2 decimals
+
+
+def test_a_page_without_audio_plays_on_its_own_clock(synthetic_root, tmp_path):
+    folder = write_generate_output(tmp_path / "generate", synthetic_root, samples=1)
+    items = load_items(folder, [1], synthetic_root, audio=False)
+    page = write_viewer(items, tmp_path / "silent.html", ViewOptions(duration=3))
+    with HeadlessPage() as browser:
+        browser.open(page)
+        browser.wait_until("window.perfrdiffViewer && perfrdiffViewer.readyAt")
+        assert browser.evaluate("document.getElementById('audio').hidden") is True
+        browser.evaluate("document.getElementById('play').click()", gesture=True)
+        frame = browser.wait_until("+document.body.dataset.frame >= 5", timeout=5)
+        assert frame and browser.errors == []

@@ -31,7 +31,6 @@ _FLAGS = (
     "--disable-sync",
     "--disable-dev-shm-usage",
     "--host-resolver-rules=MAP * ~NOTFOUND",
-    "--autoplay-policy=no-user-gesture-required",
     "--remote-debugging-pipe",
 )
 
