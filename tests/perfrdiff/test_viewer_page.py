@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -219,6 +220,14 @@ def test_perfrdiff_view_writes_the_page_for_the_chosen_items(generated, syntheti
     items = payload_of(out.read_text())["items"]
     assert [i["index"] for i in items] == [1, 3]
     assert all(len(i["modes"]["generic"]) == 2 for i in items)
+
+
+def test_mp4_without_the_video_extra_says_what_to_install(generated, synthetic_root, monkeypatch):
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # as if not installed
+    with pytest.raises(
+        ValueError, match=r"--mp4 needs imageio-ffmpeg: pip install 'weditlib\[video\]'"
+    ):
+        main(["view", str(generated), "--data-root", str(synthetic_root), "--mp4"])
 
 
 def test_the_demo_writes_a_viewer_with_its_results(tmp_path, synthetic_root):

@@ -12,6 +12,7 @@ panels to <out stem>_item<k>.mp4 / .gif beside the page.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import time
 from pathlib import Path
@@ -72,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
     from perfrdiff.viewer import ViewOptions, load_items, write_viewer
     from perfrdiff.viewer.video import write_gif, write_mp4
 
+    if args.mp4 and importlib.util.find_spec("imageio_ffmpeg") is None:
+        raise ValueError("--mp4 needs imageio-ffmpeg: pip install 'weditlib[video]'")
     options = ViewOptions(
         start=args.start,
         duration=args.duration,
