@@ -13,7 +13,7 @@ Reads what ``perfrdiff generate`` wrote (by default the demo's ``runs/demo/gener
   and its ratio to the clip's duration.
 
     python benchmarks/viewer.py runs/demo/generate --json benchmarks/results/viewer.json \\
-        --gif docs/perfrdiff/viewer.gif
+        --gif docs/perfrdiff/viewer.gif --gallery docs/perfrdiff/viewer_aus.png
 
 Timings on a shared machine are noisy: each is repeated and printed as median (min-max).
 """
@@ -28,9 +28,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from perfrdiff.viewer import ViewOptions, load_items, write_viewer
+import numpy as np
+from perfrdiff.viewer import ViewerItem, ViewOptions, load_items, write_viewer
+from perfrdiff.viewer.channels import AUS
 from perfrdiff.viewer.headless import HeadlessPage, find_chromium
+from perfrdiff.viewer.raster import FrameRenderer
 from perfrdiff.viewer.video import write_gif, write_mp4
+from PIL import Image, ImageDraw
 
 
 def time_to_play(page: Path) -> tuple[float, float, float]:
@@ -51,6 +55,22 @@ def time_to_play(page: Path) -> tuple[float, float, float]:
     return ready, inside, playing - clicked
 
 
+def write_au_gallery(path: Path) -> Path:
+    """One face per AU switched on alone (and the neutral face), labelled, as a PNG."""
+    frames = np.zeros((len(AUS) + 1, 25), dtype=np.float32)
+    frames[1:, : len(AUS)] = np.eye(len(AUS))
+    item = ViewerItem(0, "-", "-/-/-/speaker", "-/-/-/listener", frames, frames, {}, 25.0)
+    renderer = FrameRenderer(item)
+    gallery = Image.new("RGB", (160 * 8, 196 * 2), "#ffffff")
+    for f, label in enumerate(("neutral", *AUS)):
+        face = Image.fromarray(renderer.render(f)).crop((8, 22, 168, 218))
+        ImageDraw.Draw(face).text((4, 2), label, fill="#222222")
+        gallery.paste(face, ((f % 8) * 160, (f // 8) * 196))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    gallery.save(path, optimize=True)
+    return path
+
+
 def spread(values: list[float]) -> str:
     return f"{statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f})"
 
@@ -64,6 +84,7 @@ def main() -> None:
     parser.add_argument("--mp4-repeats", type=int, default=2, help="MP4 repeats (default: 2)")
     parser.add_argument("--json", type=Path, default=None, help="write results as JSON here")
     parser.add_argument("--gif", type=Path, default=None, help="write the docs' GIF here")
+    parser.add_argument("--gallery", type=Path, default=None, help="write the AU gallery PNG here")
     parser.add_argument("--gif-seconds", type=float, default=6.0, help="GIF length (default: 6)")
     args = parser.parse_args()
 
@@ -95,6 +116,8 @@ def main() -> None:
         options = ViewOptions(duration=args.gif_seconds)
         write_gif(item, args.gif, options, every=2, scale=0.75)
         results["gif"] = {"path": str(args.gif), "mb": args.gif.stat().st_size / 1e6}
+    if args.gallery:
+        write_au_gallery(args.gallery)
 
     shown = ", ".join(f"{k} {mode}" for mode, k in samples.items())
     print(f"item {args.item}: {seconds:.0f} s, real listener + {shown} samples")
