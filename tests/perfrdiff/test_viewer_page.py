@@ -14,6 +14,7 @@ from hypothesis.extra.numpy import arrays
 from perfrdiff.cli import main
 from perfrdiff.commands.demo import write_demo_viewer
 from perfrdiff.data import MissingFileError, SplitIndex, clip_file, read_emotion
+from perfrdiff.generation.reactions import save_predictions
 from perfrdiff.viewer import ViewerItem, ViewOptions, load_items, write_viewer
 from perfrdiff.viewer.encoding import dequantise, frame_stride, quantise
 from perfrdiff.viewer.html import render_page
@@ -53,6 +54,14 @@ def test_items_come_from_the_predictions_and_the_split_files(generated, syntheti
 def test_an_item_outside_the_predictions_is_refused_with_the_count(generated, synthetic_root):
     with pytest.raises(ValueError, match=r"items: item 4 is outside the 4 items"):
         load_items(generated, [4], synthetic_root)
+
+
+def test_predictions_of_another_length_than_the_real_listener_are_named(tmp_path, synthetic_root):
+    n = len(SplitIndex(synthetic_root, "test"))
+    path = tmp_path / "generic" / "predictions.npy"
+    save_predictions(fake_predictions(n, 2, 700, 0), path, {"split": "test"})
+    with pytest.raises(ValueError, match=rf"{path}: item 0 has 700 frames, the real listener 750"):
+        load_items(tmp_path, [0], synthetic_root)
 
 
 def test_a_folder_without_predictions_is_named(tmp_path, synthetic_root):

@@ -17,7 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from perfrdiff.data import DataError, MissingFileError, SplitIndex, clip_file, read_emotion
+from perfrdiff.data import (
+    ClipPair,
+    DataError,
+    MissingFileError,
+    SplitIndex,
+    clip_file,
+    read_emotion,
+)
 from perfrdiff.data.audio import read_wave
 from perfrdiff.features import EMOTION_DIM, FPS
 from perfrdiff.generation.reactions import MODES
@@ -156,6 +163,9 @@ def load_items(
 ) -> list[ViewerItem]:
     """Read ``items`` (mirrored item indices of the split) for the viewer.
 
+    ``data_root`` defaults to the generating run's (:func:`default_data_root`), ``split`` to the
+    predictions' own; ``audio=False`` leaves the speaker's audio out.
+
     Raises:
         ValueError: an item index outside the predictions, or predictions that do not fit the
             split's real reactions.
@@ -168,42 +178,47 @@ def load_items(
     index = SplitIndex(root, split)
     arrays = {mode: open_predictions(path) for mode, path in paths.items()}
     available = min(len(index), *(a.shape[0] for a in arrays.values()))
-    metrics = read_metrics(generate_dir, paths)
-    fps = recorded_fps(paths)
-    loaded = []
     for item in items:
         if not 0 <= item < available:
             raise ValueError(
                 f"items: item {item} is outside the {available} items that every mode's "
                 f"predictions hold for split {split!r}"
             )
-        pair = index.items[item]
-        listener = read_emotion(clip_file(root, split, "emotion", pair.listener))
-        generated = {
-            mode: np.asarray(array[item], dtype=np.float32) for mode, array in arrays.items()
-        }
-        for mode, samples in generated.items():
-            if samples.shape[1] != listener.shape[0]:
-                raise ValueError(
-                    f"{paths[mode]}: item {item} has {samples.shape[1]} frames, the real "
-                    f"listener {listener.shape[0]}"
-                )
-        wave, rate = (
-            read_wave(clip_file(root, split, "audio", pair.speaker)) if audio else (None, None)
-        )
-        loaded.append(
-            ViewerItem(
-                index=item,
-                split=split,
-                speaker_clip=pair.speaker,
-                listener_clip=pair.listener,
-                speaker=read_emotion(clip_file(root, split, "emotion", pair.speaker)),
-                listener=listener,
-                generated=generated,
-                fps=fps,
-                audio=wave,
-                sample_rate=rate,
-                metrics=metrics,
-            )
-        )
+    metrics, fps = read_metrics(generate_dir, paths), recorded_fps(paths)
+    loaded = []
+    for item in items:
+        generated = {mode: np.asarray(a[item], dtype=np.float32) for mode, a in arrays.items()}
+        loaded.append(_read_item(root, split, index.items[item], item, generated, audio))
+        _check_frames(loaded[-1], paths)
+        loaded[-1].fps, loaded[-1].metrics = fps, metrics
     return loaded
+
+
+def _read_item(
+    root: Path, split: str, pair: ClipPair, item: int, generated: dict, audio: bool
+) -> ViewerItem:
+    def emotion(clip: str) -> np.ndarray:
+        return read_emotion(clip_file(root, split, "emotion", clip))
+
+    wave, rate = read_wave(clip_file(root, split, "audio", pair.speaker)) if audio else (None, None)
+    return ViewerItem(
+        index=item,
+        split=split,
+        speaker_clip=pair.speaker,
+        listener_clip=pair.listener,
+        speaker=emotion(pair.speaker),
+        listener=emotion(pair.listener),
+        generated=generated,
+        fps=float(FPS),
+        audio=wave,
+        sample_rate=rate,
+    )
+
+
+def _check_frames(item: ViewerItem, paths: dict[str, Path]) -> None:
+    for mode, samples in item.generated.items():
+        if samples.shape[1] != item.frames:
+            raise ValueError(
+                f"{paths[mode]}: item {item.index} has {samples.shape[1]} frames, the real "
+                f"listener {item.frames}"
+            )
