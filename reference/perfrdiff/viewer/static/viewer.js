@@ -142,7 +142,6 @@
         const p = Math.min(1, Math.max(0, values[DATA.expressionStart + e]));
         bar.style.width = `${(p * 48).toFixed(1)}px`;
       });
-      this.points = points;
       this.svg.dataset.frame = frame;
     }
   }
@@ -228,7 +227,6 @@
         this.drawCursor(frame);
       }
       if (this.playingAt === null && this.clock.playing() && t > 0) this.playingAt = performance.now();
-      this.time = t;
       document.body.dataset.frame = frame;
       $("clock").textContent = `${t.toFixed(2)} s`;
       $("play").textContent = this.clock.playing() ? "pause" : "play";
