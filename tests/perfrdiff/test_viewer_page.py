@@ -98,7 +98,7 @@ def test_a_missing_speaker_audio_file_is_named(tmp_path, synthetic_root):
 
 def test_the_metrics_shown_are_the_ones_evaluate_wrote(tmp_path, synthetic_root):
     folder = write_generate_output(tmp_path / "generate", synthetic_root)
-    metrics = {"predictions": {"FRCorr": 0.25, "FRdist": 90.5, "note": "text is left out"}}
+    metrics = {"predictions": {"FRCorr": 0.25, "FRdist": 90.5, "join_ratio": 1.1}}
     (folder / "generic" / "metrics.json").write_text(json.dumps(metrics))
     (item,) = load_items(folder, [0], synthetic_root)
     assert item.metrics == {"generic": {"FRCorr": 0.25, "FRdist": 90.5}}

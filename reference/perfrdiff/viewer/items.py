@@ -28,6 +28,7 @@ from perfrdiff.data import (
 from perfrdiff.data.audio import read_wave
 from perfrdiff.features import EMOTION_DIM, FPS
 from perfrdiff.generation.reactions import MODES
+from perfrdiff.metrics.evaluate import METRICS
 from perfrdiff.metrics.report import read_sidecar
 
 log = logging.getLogger(__name__)
@@ -136,8 +137,9 @@ def default_data_root(paths: dict[str, Path]) -> Path:
 
 
 def read_metrics(generate_dir: Path, modes: dict[str, Path]) -> dict[str, dict[str, float]]:
-    """Split-level metrics already written beside the predictions: ``<mode>/metrics.json``
-    (``perfrdiff evaluate``) and ``../results/metrics.json`` (``perfrdiff demo``)."""
+    """The seven REACT metrics of the whole split, as already written beside the predictions:
+    ``<mode>/metrics.json`` (``perfrdiff evaluate``) and ``../results/metrics.json``
+    (``perfrdiff demo``); row label -> metric -> value."""
     found: dict[str, dict[str, float]] = {}
     candidates = [(m, p.parent / "metrics.json") for m, p in modes.items()]
     candidates.append((None, generate_dir.parent / "results" / "metrics.json"))
@@ -150,7 +152,7 @@ def read_metrics(generate_dir: Path, modes: dict[str, Path]) -> dict[str, dict[s
             raise DataError(f"{path}: not readable JSON ({error})") from None
         for name, values in rows.items():
             label = mode if mode is not None and len(rows) == 1 else name
-            found.setdefault(label, {k: v for k, v in values.items() if isinstance(v, float)})
+            found.setdefault(label, {k: float(values[k]) for k in METRICS if k in values})
     return found
 
 
