@@ -42,6 +42,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "evaluate",
     "demo": "demo",
     "ablate": "ablate",
+    "view": "view",
 }
 
 

@@ -2,7 +2,8 @@
 
 Writes a synthetic dataset, trains every stage (emotion VAE, style encoder, GAFRG, PWSG) in the
 tiny config, generates M reactions per test speaker (generic and personalised), evaluates them and
-a chance baseline with the seven REACT metrics, and prints a table plus where the plots are.
+a chance baseline with the seven REACT metrics, and prints a table plus where the plots and the
+offline viewer (faces animated with the speaker's audio, see perfrdiff view) are.
 Everything goes under --out (default: runs/demo): the dataset in data/ (reused when there), the
 run in run/, reactions in run/generate/, the table in results/. These are the paths that
 make-synthetic, train, generate and evaluate use by default.
@@ -107,6 +108,7 @@ def demo(
     results = run.evaluate(predictions, "test", data=data)
     timings["evaluate"] = time.perf_counter() - start - sum(timings.values())
     json_path, _ = write_report(results, out / "results")
+    viewer = write_demo_viewer(run.directory / "generate", data_root, len(data.clips), out)
     total = time.perf_counter() - start
     print()
     print(
@@ -120,12 +122,24 @@ def demo(
     print(motion_table(results))
     print(f"results: {json_path}")
     print(f"plots:   {run.directory / 'generate'}/{{generic,personalised}}/item_*.png")
+    print(f"viewer:  {viewer} (open it in a browser: faces, audio, curves; offline)")
     print(
         "time:    "
         + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items())
         + f", total {total:.0f}s"
     )
     return results
+
+
+def write_demo_viewer(
+    generated: Path, data_root: Path, items: int, out: Path, shown: int = 3
+) -> Path:
+    """``out/viewer.html``: the offline viewer of the first ``shown`` test items of what
+    ``generate`` wrote to ``generated`` (``perfrdiff view``'s page)."""
+    from perfrdiff.viewer import load_items, write_viewer
+
+    chosen = list(range(min(shown, items)))
+    return write_viewer(load_items(generated, chosen, data_root), out / "viewer.html")
 
 
 def run(args: argparse.Namespace) -> int:
