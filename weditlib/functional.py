@@ -15,12 +15,13 @@ from weditlib._autocast import autocast_inputs
 from weditlib.deltas import Delta, DenseDelta, Grouping, LowRankDelta, check_grouping
 from weditlib.deltas import check_index as check_index  # re-exported: its historical home
 from weditlib.kernels.base import Problem
-from weditlib.kernels.reference import group_bias, grouped_product
+from weditlib.kernels.reference import group_bias, grouped_product, sample_bias
 from weditlib.materialised import MaterialisedDelta
+from weditlib.row_scaled import RowScaledDelta, sample_scale
 
 #: What ``edited_linear`` accepts as a shift (a tuple: ``isinstance`` on it is cheaper than on a
 #: union built at each call).
-_DELTA_TYPES = (DenseDelta, LowRankDelta, MaterialisedDelta)
+_DELTA_TYPES = (DenseDelta, LowRankDelta, MaterialisedDelta, RowScaledDelta)
 
 
 def check_bias(bias: Tensor | None, n: int, size_name: str) -> None:
@@ -61,7 +62,7 @@ def _check_inputs(
         raise TypeError(f"weight must be a Tensor, got {type(weight).__name__}")
     if not isinstance(delta, _DELTA_TYPES):
         raise TypeError(
-            "delta must be a DenseDelta, LowRankDelta or MaterialisedDelta, "
+            "delta must be a DenseDelta, LowRankDelta, RowScaledDelta or MaterialisedDelta, "
             f"got {type(delta).__name__}"
         )
     if weight.dim() != 2:
@@ -82,7 +83,7 @@ def _check_inputs(
         raise TypeError(f"x must have a floating dtype, got {x.dtype}")
 
 
-def _check_finite(delta: Delta | MaterialisedDelta) -> None:
+def _check_finite(delta: Delta | MaterialisedDelta | RowScaledDelta) -> None:
     for position, tensor in enumerate(delta.tensors()):
         if not bool(torch.isfinite(tensor).all()):
             bad = int((~torch.isfinite(tensor)).sum())
@@ -179,6 +180,27 @@ def _materialised_linear(
     return y3.reshape(*x.shape[:-1], weight.shape[0])
 
 
+def _row_scaled_linear(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    delta: RowScaledDelta,
+    index: Tensor | None,
+    grouping: Grouping | None,
+    algorithm: str | None,
+) -> Tensor:
+    """:func:`edited_linear` of a :class:`~weditlib.RowScaledDelta`: the inner shift's output
+    without bias, then ``⊙ scale + bias + Δb`` in one pass."""
+    x, weight, bias, delta = autocast_inputs(x, weight, bias, delta)
+    grouping = _checked_grouping(x, weight, bias, delta, index, grouping)
+    y = edited_linear(x, weight, None, delta.unscaled(), algorithm=algorithm, grouping=grouping)
+    y3 = _as_3d(y)
+    scale = sample_scale(delta.scale, grouping).unsqueeze(1)  # (b, 1, n)
+    bias3 = sample_bias(bias, delta.inner, grouping)  # (b, 1, n), (n,) or None
+    out = y3 * scale if bias3 is None else torch.addcmul(bias3, y3, scale)
+    return out.reshape(y.shape)
+
+
 def plan(
     x: Tensor,
     weight: Tensor,
@@ -203,6 +225,8 @@ def plan(
         TypeError: as :func:`edited_linear`.
         ValueError: as :func:`edited_linear`.
     """
+    if isinstance(delta, RowScaledDelta):  # the inner shift's plan, then one elementwise pass
+        delta = delta.unscaled()
     x, weight, bias, delta = autocast_inputs(x, weight, bias, delta)
     _, _, problem = prepare(x, weight, bias, delta, index)
     return planner.choose(problem)[1]
@@ -239,7 +263,8 @@ def edited_linear(
         bias: ``(n,)`` or ``None``.
         delta: ``l`` shifts (:class:`~weditlib.deltas.DenseDelta` ``(l, n, k)`` or
             :class:`~weditlib.deltas.LowRankDelta` ``(l, n, r) @ (l, r, k)``, each with an
-            optional ``bias: (l, n)``), or a
+            optional ``bias: (l, n)``; a :class:`~weditlib.RowScaledDelta` of either, whose
+            edited weights ``diag(scale_i) (W ⊕ ΔW_i)`` are DoRA's), or a
             :class:`~weditlib.materialised.MaterialisedDelta` of this ``weight`` (edited weights
             built once by :func:`~weditlib.materialise`: one product, no planner, a plain
             ``F.linear`` when ``l == 1``); ``None`` is the plain ``F.linear``.
@@ -268,10 +293,12 @@ def edited_linear(
     """
     if delta is None:
         return torch.nn.functional.linear(x, weight, bias)
+    if check_finite and isinstance(delta, MaterialisedDelta | RowScaledDelta):
+        _check_finite(delta)
     if isinstance(delta, MaterialisedDelta):
-        if check_finite:
-            _check_finite(delta)
         return _materialised_linear(x, weight, bias, delta, index, grouping, algorithm)
+    if isinstance(delta, RowScaledDelta):
+        return _row_scaled_linear(x, weight, bias, delta, index, grouping, algorithm)
     x, weight, bias, delta = autocast_inputs(x, weight, bias, delta)
     x3, grouping, problem = prepare(x, weight, bias, delta, index, grouping)
     if check_finite:

@@ -2,9 +2,9 @@
 
 :class:`LoraSettings` keeps the whole configuration (it is written back unchanged on save) and
 interprets the few fields that decide the forward pass: ``r``, ``lora_alpha``, ``use_rslora``,
-``rank_pattern``, ``alpha_pattern``, ``lora_bias`` and ``lora_dropout``. A field that would
-change the forward pass in a way low-rank shifts cannot express (DoRA, trained base biases, extra
-trainable modules, ...) is refused when the adapter is loaded, never silently ignored.
+``rank_pattern``, ``alpha_pattern``, ``lora_bias``, ``use_dora`` and ``lora_dropout``. A field
+that would change the forward pass in a way these shifts cannot express (trained base biases,
+extra trainable modules, ...) is refused when the adapter is loaded, never silently ignored.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from typing import Any
 _UNSUPPORTED_FIELDS: tuple[str, ...] = (
     "bias",  # "all" / "lora_only" train the base layers' biases
     "modules_to_save",  # full trainable copies of whole modules
-    "use_dora",
     "layer_replication",
     "trainable_token_indices",
     "target_parameters",
@@ -115,6 +114,11 @@ class LoraSettings:
     def lora_bias(self) -> bool:
         """Whether ``lora_B`` has a bias (a bias shift ``scaling · bias``, as PEFT adds it)."""
         return bool(self.config.get("lora_bias"))
+
+    @property
+    def use_dora(self) -> bool:
+        """Whether the adapter is DoRA: ``m ⊙ (W + ΔW) / ‖W + ΔW‖`` per output row."""
+        return bool(self.config.get("use_dora"))
 
     @property
     def lora_dropout(self) -> float:
