@@ -43,7 +43,13 @@ from weditlib.editing import edit, editable_modules, make_editable
 from weditlib.layers import EditableMixin
 from weditlib.peft.config import LoraSettings
 from weditlib.peft.dora import row_norms
-from weditlib.peft.files import Factors, read_adapter_dir, split_state_dict, write_adapter_dir
+from weditlib.peft.files import (
+    Factors,
+    read_adapter_dir,
+    split_base_tensors,
+    split_state_dict,
+    write_adapter_dir,
+)
 from weditlib.peft.layouts import check_factors
 from weditlib.row_scaled import RowScaledDelta
 
@@ -91,8 +97,17 @@ class LoraAdapter(nn.Module):
             adapter is DoRA (``use_dora=True``), else empty.
     """
 
-    def __init__(self, name: str, settings: LoraSettings, factors: Sequence[Factors]) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings: LoraSettings,
+        factors: Sequence[Factors],
+        base_tensors: Mapping[str, Tensor] | None = None,
+    ) -> None:
         super().__init__()
+        # base model tensors PEFT saved beside the factors (save_embedding_layers), equal to the
+        # model's: written back unchanged, never applied
+        self._base_tensors = dict(base_tensors or {})
         self.name = name
         self.settings = settings
         self.module_paths = tuple(f.module for f in factors)
@@ -134,6 +149,7 @@ class LoraAdapter(nn.Module):
                 state[key_bias] = self.lora_bias[position].detach()
             if key_magnitude is not None:
                 state[key_magnitude] = self.lora_magnitude_vector[position].detach()
+        state.update(self._base_tensors)
         return state
 
     def extra_repr(self) -> str:
@@ -286,6 +302,8 @@ class LoraAdapters(nn.Module):
             )
         config, state = _read_source(name, source)
         settings = LoraSettings.parse(name, config)
+        state, base_tensors = split_base_tensors(name, state)
+        _check_base_tensors(name, model, base_tensors)
         factors = split_state_dict(name, state)
         if not factors:
             raise ValueError(f"adapter {name!r}: the state dict holds no LoRA factors")
@@ -298,7 +316,8 @@ class LoraAdapters(nn.Module):
             )  # fmt: skip
         editable = make_editable(model, [_as_pattern(f.module) for f in factors])
         placed = [_placed(f, modules[f.module].weight) for f in factors]
-        adapter = LoraAdapter(name, settings, placed)
+        kept = {key: tensor for key, (_, tensor) in base_tensors.items()}
+        adapter = LoraAdapter(name, settings, placed, kept)
         self.adapters[name] = adapter
         self._factors = tuple(self.parameters())
         layers = editable_modules(model)
@@ -474,6 +493,29 @@ class LoraAdapters(nn.Module):
                 raise KeyError(f"no adapter named {name!r}; loaded: {self.names}")
             target = Path(directory) if name == "default" else Path(directory) / name
             write_adapter_dir(target, self.peft_config(name), self.peft_state_dict(name))
+
+
+def _check_base_tensors(
+    name: str, model: nn.Module, base_tensors: Mapping[str, tuple[str, Tensor]]
+) -> None:
+    """Base model tensors saved beside the factors equal the model's own (so that ignoring them
+    computes what PEFT computes after loading them into the model)."""
+    own = dict(model.state_dict(keep_vars=True))
+    for key, (parameter, tensor) in base_tensors.items():
+        current = own.get(parameter)
+        same = (
+            current is not None
+            and current.shape == tensor.shape
+            and torch.equal(current.detach().to("cpu", tensor.dtype), tensor.cpu())
+        )
+        if not same:
+            state = "is not in the model" if current is None else "differs from the model's"
+            raise ValueError(
+                f"adapter {name!r} holds the base model's {parameter!r} ({key!r}), which "
+                f"{state}: PEFT's save_embedding_layers (on by default when target_modules names "
+                "an embedding layer or lm_head) saved it; load it into the model first, or save "
+                "the adapter with save_embedding_layers=False"
+            )
 
 
 def _check_optional_parts(name: str, settings: LoraSettings, factors: Factors) -> None:

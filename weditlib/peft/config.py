@@ -54,6 +54,17 @@ def jsonable(config: Mapping[str, Any]) -> dict[str, Any]:
     return {key: convert(value) for key, value in config.items()}
 
 
+def _hint(field: str, config: Mapping[str, Any]) -> str:
+    """How to make PEFT write a config without ``field`` where PEFT set it by default."""
+    task = config.get("task_type")
+    if field == "modules_to_save" and task in ("SEQ_CLS", "TOKEN_CLS", "QUESTION_ANS"):
+        return (
+            f"; PEFT adds the task head to modules_to_save itself for task_type={task!r}: create "
+            "the adapter with task_type=None (and train or load the head apart from it)"
+        )
+    return ""
+
+
 def _pattern_value(patterns: Mapping[str, Any], module_path: str, default: Any) -> Any:
     """PEFT's ``get_pattern_key``: the first pattern matching a suffix of ``module_path``."""
     for pattern, value in patterns.items():
@@ -107,6 +118,7 @@ class LoraSettings:
                 raise ValueError(
                     f"adapter {adapter!r}: config sets {field}={value!r}, which weditlib.peft "
                     "cannot apply as a low-rank weight shift (it must be unset)"
+                    + _hint(field, config)
                 )
         return LoraSettings(adapter, config)
 

@@ -29,6 +29,10 @@ TORCH_NAME = "adapter_model.bin"
 _FACTOR_KEY = re.compile(r"(?P<module>.+)\.lora_(?P<factor>[AB])\.(?P<tensor>weight|bias)")
 # PEFT writes the magnitude without the ".weight" of its module; accept both spellings
 _MAGNITUDE_KEY = re.compile(r"(?P<module>.+)\.lora_magnitude_vector(\.weight)?")
+# LoRA on an nn.Embedding: not a shift of a linear or conv weight
+_EMBEDDING_KEY = re.compile(r"(?P<module>.+)\.lora_embedding_[AB]")
+# a base model tensor, as save_embedding_layers saves embedding layers (wrapped or not)
+_BASE_KEY = re.compile(r"(?P<module>.+?)(\.base_layer)?\.(?P<tensor>weight|bias)")
 _PEFT_PREFIX = "base_model.model."
 
 
@@ -118,6 +122,34 @@ class Factors:
     key_bias: str | None = None
     magnitude: Tensor | None = None
     key_magnitude: str | None = None
+
+
+def split_base_tensors(
+    adapter: str, state: Mapping[str, Tensor]
+) -> tuple[dict[str, Tensor], dict[str, tuple[str, Tensor]]]:
+    """``(LoRA state, base tensors)``: the tensors of the base model that PEFT's
+    ``save_embedding_layers`` (``"auto"`` by default) writes beside the factors, split off as
+    key → ``(the model's parameter name, tensor)``.
+
+    Raises:
+        ValueError: the adapter holds LoRA factors of an embedding layer (the message says to
+            remove it from ``target_modules``).
+    """
+    lora, base = {}, {}
+    for key, value in state.items():
+        if (match := _EMBEDDING_KEY.match(key)) is not None:
+            module = match["module"].removeprefix(_PEFT_PREFIX)
+            raise ValueError(
+                f"adapter {adapter!r} holds LoRA factors of the embedding {module!r} ({key!r}): "
+                "weditlib.peft loads LoRA onto linear and conv layers; create the adapter "
+                f"without {module.rpartition('.')[2]!r} in target_modules"
+            )
+        if ".lora_" not in key and (match := _BASE_KEY.fullmatch(key)) is not None:
+            module = match["module"].removeprefix(_PEFT_PREFIX)
+            base[key] = (f"{module}.{match['tensor']}", value)
+        else:
+            lora[key] = value
+    return lora, base
 
 
 def split_state_dict(adapter: str, state: Mapping[str, Tensor]) -> list[Factors]:
