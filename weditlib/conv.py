@@ -28,6 +28,7 @@ from weditlib.kernels.conv import (
     output_sizes,
 )
 from weditlib.kernels.reference import shift_bias
+from weditlib.kernels.traced import run_traced_conv
 from weditlib.materialised import MaterialisedDelta
 from weditlib.row_scaled import RowScaledDelta, sample_scale
 
@@ -226,6 +227,30 @@ def _empty_batch(
     return y + sum(tensor[:0].sum() for tensor in delta.tensors())  # + 0, in the graph
 
 
+def _traced_conv(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    delta: Delta | MaterialisedDelta,
+    index: Tensor | None,
+    grouping: Grouping | None,
+    geometry_args: tuple,
+    check_finite: bool,
+) -> Tensor:
+    """:func:`edited_conv` inside ``torch.compile``: the checks on shapes only, then
+    :func:`~weditlib.kernels.traced.run_traced_conv` (no planner, no grouping facts), so one
+    graph serves every batch size and index pattern."""
+    _check_tensors(x, weight, bias, delta)
+    x, geometry = _geometry(x, weight, *geometry_args)
+    if grouping is None:
+        grouping = Grouping.from_index(index, delta.num_shifts, x.shape[0], device=x.device)
+    else:
+        check_grouping(grouping, x.shape[0], delta.num_shifts, x.device)
+    if check_finite:
+        _check_finite(delta)
+    return run_traced_conv(x, weight, bias, delta, grouping.index, geometry)
+
+
 def _row_scaled_conv(
     x: Tensor,
     weight: Tensor,
@@ -356,15 +381,17 @@ def edited_conv(
         x, geometry = _geometry(x, weight, stride, padding, dilation, groups, padding_mode)
         y = geometry.conv(x, weight, bias, groups)
         return y.squeeze(0) if unbatched else y
+    geometry_args = (stride, padding, dilation, groups, padding_mode)
     if isinstance(delta, RowScaledDelta):
         if check_finite:
             _check_finite(delta)
-        geometry_args = (stride, padding, dilation, groups, padding_mode)
         return _row_scaled_conv(x, weight, bias, delta, index, grouping, geometry_args, algorithm)
     materialised = isinstance(delta, MaterialisedDelta)
     if materialised and isinstance(weight, Tensor):
         delta.check_base(weight)  # before autocast makes a copy of it
     x, weight, bias, delta = autocast_inputs(x, weight, bias, delta)
+    if algorithm is None and torch.compiler.is_compiling():
+        return _traced_conv(x, weight, bias, delta, index, grouping, geometry_args, check_finite)
     x, geometry, grouping, problem = _prepare(
         x, weight, bias, delta, index, grouping, stride, padding, dilation, groups, padding_mode
     )

@@ -16,6 +16,7 @@ from weditlib.deltas import Delta, DenseDelta, Grouping, LowRankDelta, check_gro
 from weditlib.deltas import check_index as check_index  # re-exported: its historical home
 from weditlib.kernels.base import Problem
 from weditlib.kernels.reference import group_bias, grouped_product, sample_bias
+from weditlib.kernels.traced import per_sample_bias, run_traced
 from weditlib.materialised import MaterialisedDelta
 from weditlib.row_scaled import RowScaledDelta, sample_scale
 
@@ -176,7 +177,12 @@ def _materialised_linear(
         except RuntimeError:
             _checked_grouping(x, weight, bias, delta, index, grouping)
             raise
-    y3 = grouped_product(_as_3d(x), delta.weight, group_bias(bias, delta), grouping)
+    if torch.compiler.is_compiling():  # gathered per sample: no grouping facts in the graph
+        y3 = torch.bmm(_as_3d(x), delta.weight[grouping.index].transpose(1, 2))
+        sample_bias = per_sample_bias(bias, delta, grouping.index)
+        y3 = y3 if sample_bias is None else y3 + sample_bias
+    else:
+        y3 = grouped_product(_as_3d(x), delta.weight, group_bias(bias, delta), grouping)
     return y3.reshape(*x.shape[:-1], weight.shape[0])
 
 
@@ -300,9 +306,14 @@ def edited_linear(
     if isinstance(delta, RowScaledDelta):
         return _row_scaled_linear(x, weight, bias, delta, index, grouping, algorithm)
     x, weight, bias, delta = autocast_inputs(x, weight, bias, delta)
-    x3, grouping, problem = prepare(x, weight, bias, delta, index, grouping)
     if check_finite:
         _check_finite(delta)
-    chosen, _ = planner.choose(problem, algorithm)
-    y3 = chosen.run(x3, weight, bias, delta, grouping)
+    if algorithm is None and torch.compiler.is_compiling():
+        # one graph for every batch size and index pattern: no planner, no grouping facts
+        grouping = _checked_grouping(x, weight, bias, delta, index, grouping)
+        y3 = run_traced(_as_3d(x), weight, bias, delta, grouping.index)
+    else:
+        x3, grouping, problem = prepare(x, weight, bias, delta, index, grouping)
+        chosen, _ = planner.choose(problem, algorithm)
+        y3 = chosen.run(x3, weight, bias, delta, grouping)
     return y3 if x.dim() == 3 else y3.reshape(*x.shape[:-1], weight.shape[0])

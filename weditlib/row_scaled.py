@@ -120,5 +120,8 @@ class RowScaledDelta:
 
 
 def sample_scale(scale: Tensor, grouping: Grouping) -> Tensor:
-    """``(l, n) -> (b, n)``: the row scale of each sample (a view when one shift per sample)."""
-    return scale if grouping.identity else scale[grouping.index]
+    """``(l, n) -> (b, n)``: the row scale of each sample (a view when one shift per sample and
+    not traced: traced, ``identity`` would be a guard)."""
+    if not torch.compiler.is_compiling() and grouping.identity:
+        return scale
+    return scale[grouping.index]

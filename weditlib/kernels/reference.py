@@ -46,8 +46,11 @@ def from_groups(y: Tensor, grouping: Grouping, tokens: int) -> Tensor:
 
 
 def _per_sample(tensor: Tensor, grouping: Grouping) -> Tensor:
-    """``(l, ...) -> (b, ...)``: the shift tensor of each sample (a view when identity)."""
-    return tensor if grouping.identity else tensor[grouping.index]
+    """``(l, ...) -> (b, ...)``: the shift tensor of each sample (a view when identity; always a
+    gather when traced, where ``identity`` would be a guard)."""
+    if not torch.compiler.is_compiling() and grouping.identity:
+        return tensor
+    return tensor[grouping.index]
 
 
 def shift_bias(bias: Tensor | None, delta: Delta | MaterialisedDelta) -> Tensor | None:
