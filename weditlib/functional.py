@@ -311,7 +311,7 @@ def edited_linear(
     if algorithm is None and torch.compiler.is_compiling():
         # one graph for every batch size and index pattern: no planner, no grouping facts
         grouping = _checked_grouping(x, weight, bias, delta, index, grouping)
-        y3 = run_traced(_as_3d(x), weight, bias, delta, grouping.index)
+        y3 = run_traced(_as_3d(x), weight, bias, delta, grouping)
     else:
         x3, grouping, problem = prepare(x, weight, bias, delta, index, grouping)
         chosen, _ = planner.choose(problem, algorithm)

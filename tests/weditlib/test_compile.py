@@ -142,6 +142,21 @@ def test_one_compilation_serves_every_batch_size_and_index_pattern(case):
     assert backend.graphs == 1
 
 
+def test_sorted_equal_groups_take_a_second_graph_and_no_more():
+    model, shapes = mlp()
+    shifts = low_rank(shapes)
+    backend = CountingBackend()
+    compiled = torch.compile(model, fullgraph=True, dynamic=True, backend=backend)
+    g = torch.Generator().manual_seed(4)
+    # c samples per shift; the first b is no static size of the model (duck sizing)
+    uniform = [(SHIFTS * c, torch.arange(SHIFTS * c) // c) for c in (5, 2, 1)]
+    for batch, index in uniform + calls(full=False) + uniform:
+        x = inputs("mlp", batch, g)
+        with torch.no_grad(), edit(model, shifts, index):
+            torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-5)
+    assert backend.graphs == 2  # grouped products on a view, and gathered per sample
+
+
 def test_without_dynamic_the_second_batch_size_compiles_once_more_then_none():
     model, shapes = transformer()
     shifts = low_rank(shapes)
@@ -181,8 +196,9 @@ def test_mixed_dora_and_lora_adapters_compile_once_for_every_batch(tmp_path):
         x = inputs("transformer", batch, g)
         with torch.no_grad(), adapters.edit(model, names):
             torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-5)
-    # the number of adapters in a batch (l) varies too; one graph still serves all
-    assert backend.graphs == 1
+    # the number of adapters in a batch (l) varies too; a batch that happens to hold its
+    # adapters in equal sorted groups takes the grouped graph
+    assert backend.graphs <= 2
 
 
 def test_compiled_training_gives_eager_gradients():

@@ -4,9 +4,11 @@ for every batch size and index pattern.
 The planner picks an algorithm per problem shape and the grouped algorithms lay samples out by
 the grouping's Python-side facts (``max_count``, ``uniform``, ``identity``); traced, each of
 those becomes a guard, so a compiled model would recompile for every new batch size, token count
-and index pattern. Traced calls therefore run one fixed algorithm per kind of shift that reads
-only the index tensor: the shift's tensors are gathered per sample (``up[index]``,
-``down[index]``, ``(W ⊕ ΔW)[index]``), with symbolic shapes throughout.
+and index pattern. Traced calls therefore run fixed algorithms with symbolic shapes throughout
+that read the index tensor and one bool, ``uniform``: a batch sorted in equal groups (``c``
+samples per shift, ``c = b / l`` from the shapes) runs the grouped products on a free view, as
+eager calls do; any other index gathers the shift's tensors per sample (``up[index]``,
+``down[index]``, ``(W ⊕ ΔW)[index]``). At most two graphs, one per value of the bool.
 
 Costs beside the planner's choice: low-rank shifts gather ``b·r·(n + k)`` factor values (small
 next to the products); dense shifts gather one edited weight per sample, ``b·n·k`` values
@@ -22,16 +24,11 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-from weditlib.deltas import Delta, LowRankDelta
+from weditlib.deltas import Delta, Grouping, LowRankDelta
 from weditlib.kernels.base import combine
 from weditlib.kernels.conv import ConvGeometry, output_sizes
-from weditlib.kernels.reference import shift_bias
+from weditlib.kernels.reference import add_base, group_bias, linear_bmm, shift_bias
 from weditlib.materialised import MaterialisedDelta
-
-
-def _add_base(y: Tensor, x: Tensor, weight: Tensor) -> Tensor:
-    """``y + x Wᵀ`` (the shared-weight GEMM)."""
-    return y + torch.nn.functional.linear(x, weight)
 
 
 def per_sample_bias(
@@ -43,26 +40,60 @@ def per_sample_bias(
 
 
 def run_traced(
-    x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta, index: Tensor
+    x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta, grouping: Grouping
 ) -> Tensor:
-    """``y_b = x_b (W ⊕ ΔW_index[b])ᵀ + bias + Δb_index[b]`` from the index alone.
+    """``y_b = x_b (W ⊕ ΔW_index[b])ᵀ + bias + Δb_index[b]`` from the index and one bool.
+
+    A uniform grouping (sorted, every shift used by the same number of samples, as a batch of
+    ``c`` samples per adapter) runs the grouped products on the free view ``(l, c·t, k)``, with
+    ``c = b / l`` taken from the shapes; any other runs on shifts gathered per sample. The bool
+    is the only grouping fact in the graph: at most two graphs per shift kind.
 
     Args:
         x: ``(b, t, k)``.
         weight: ``(n, k)``.
         bias: ``(n,)`` or ``None``.
         delta: ``l`` shifts of the weight.
-        index: ``(b,)`` int64, the shift of each sample.
+        grouping: the samples' shifts (only ``index``, ``uniform`` and the shapes are read).
 
     Returns:
         ``(b, t, n)``.
     """
+    low_rank_scale = isinstance(delta, LowRankDelta) and delta.mode == "scale"
+    if grouping.uniform and not low_rank_scale:
+        return _run_uniform(x, weight, bias, delta, grouping.num_shifts)
+    return _run_gathered(x, weight, bias, delta, grouping.index)
+
+
+def _run_uniform(x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta, shifts: int):
+    """Samples sorted in equal groups: products per shift on the view ``(l, c·t, k)``."""
+    batch, tokens, k = x.shape
+    rows = x.contiguous().view(-1, k)  # (b·t, k)
+    # (l, c·t, k) as strides, not a reshape: a reshape's view rule tells c = 1 apart (a guard)
+    grouped = rows.as_strided(
+        (shifts, rows.shape[0] // shifts, k), (rows.shape[0] // shifts * k, k, 1)
+    )
+    per_group_bias = group_bias(bias, delta)  # (l, 1, n), (n,) or None
+    if isinstance(delta, LowRankDelta):  # shift mode: (x Vᵀ) Uᵀ + bias, then += x Wᵀ
+        inner = torch.bmm(grouped, delta.down.transpose(1, 2))  # (l, c·t, r)
+        y = linear_bmm(inner, delta.up.transpose(1, 2), per_group_bias).view(-1, weight.shape[0])
+        y.addmm_(rows, weight.t())  # the base GEMM accumulates onto it (see add_base)
+    else:
+        effective = combine(weight, delta.matrix(), delta.mode)  # (l, n, k), once per shift
+        y = linear_bmm(grouped, effective.transpose(1, 2), per_group_bias)
+    return y.view(batch, tokens, -1)
+
+
+def _run_gathered(
+    x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta, index: Tensor
+) -> Tensor:
+    """Any index: each sample's factors (or edited weight) gathered by ``index``."""
     sample_bias = per_sample_bias(bias, delta, index)
     if isinstance(delta, LowRankDelta):
         up, down = delta.up[index], delta.down[index]  # (b, n, r), (b, r, k)
-        if delta.mode == "shift":  # x Wᵀ + (x Vᵀ) Uᵀ
+        if delta.mode == "shift":  # (x Vᵀ) Uᵀ, then += x Wᵀ in the base GEMM
             y = torch.bmm(torch.bmm(x, down.transpose(1, 2)), up.transpose(1, 2))
-            y = _add_base(y, x, weight)
+            y = add_base(y, x, weight)
         else:  # W ⊙ (1 + U V): x Wᵀ + Σ_r u_r ⊙ ((x ⊙ v_r) Wᵀ)
             scaled = rearrange(x, "b t k -> b 1 t k") * rearrange(down, "b r k -> b r 1 k")
             per_rank = torch.nn.functional.linear(scaled, weight)  # (b, r, t, n)
