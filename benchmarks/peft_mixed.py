@@ -422,9 +422,20 @@ COMPILE_BATCHES = (160, 96, 40, 128, 17, 80, 150, 33)
 COMPILE_PATTERNS = 12
 
 
-def measure_compiled(adapters: int, samples: int, rank: int, repeats: int) -> dict:
-    """The LoRA mixed batch on the two linears under ``torch.compile`` (inductor, dynamic):
-    compilations over 8 batch sizes and 12 random index patterns, time against eager at T=50."""
+def measure_compiled(
+    adapters: int,
+    samples: int,
+    rank: int,
+    repeats: int,
+    *,
+    backend: str = "inductor",
+    batches: tuple[int, ...] = COMPILE_BATCHES,
+    patterns: int = COMPILE_PATTERNS,
+    tokens: int = 50,
+) -> dict:
+    """The LoRA mixed batch on the two linears under ``torch.compile`` (``backend``, dynamic):
+    compilations over the ``batches`` sizes and ``patterns`` random index patterns at the first,
+    then time against eager at ``tokens`` tokens per sample."""
     import torch._dynamo
 
     torch.manual_seed(0)
@@ -435,21 +446,21 @@ def measure_compiled(adapters: int, samples: int, rank: int, repeats: int) -> di
     lora = LoraAdapters.load(model, sources_of(peft_model))
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
-    compiled = torch.compile(model, fullgraph=True, dynamic=True)
+    compiled = torch.compile(model, fullgraph=True, dynamic=True, backend=backend)
     g = torch.Generator().manual_seed(2)
-    sizes = [*COMPILE_BATCHES, *[COMPILE_BATCHES[0]] * COMPILE_PATTERNS]
+    sizes = [*batches, *[batches[0]] * patterns]
     error, start = 0.0, time.perf_counter()
     with torch.no_grad():
         for size in sizes:
             picks = torch.randint(0, adapters, (size,), generator=g).tolist()
             names = [lora.names[i] for i in picks]
-            x = torch.randn(size, 50, 512, generator=g)
+            x = torch.randn(size, tokens, 512, generator=g)
             with lora.edit(model, names):
                 error = max(error, _relative(compiled(x), model(x)))
     warm_ms = 1e3 * (time.perf_counter() - start)
     compilations = int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
     names = [f"user{i}" for i in range(adapters) for _ in range(samples)]
-    x = work.inputs(len(names), 50, torch.Generator().manual_seed(1))["x"]
+    x = work.inputs(len(names), tokens, torch.Generator().manual_seed(1))["x"]
 
     def call(fn) -> Callable[[], Tensor]:
         def run() -> Tensor:
@@ -466,7 +477,8 @@ def measure_compiled(adapters: int, samples: int, rank: int, repeats: int) -> di
     counters = torch._dynamo.utils.counters
     return {
         "model": work.name + ", LoRA, compiled",
-        "tokens": 50,
+        "tokens": tokens,
+        "backend": backend,
         "compilations": compilations,
         "calls": len(sizes),
         # the timed batch is sorted by adapter in equal groups (uniform): its own graph

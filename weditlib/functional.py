@@ -261,7 +261,9 @@ def edited_linear(
     result; empty batches and zero-size ``t``, ``n``, ``k`` or ``l`` give empty results. With a
     precomputed ``grouping`` the call does no host synchronisation and no data-dependent shape,
     so it compiles into one graph (``torch.compile(..., fullgraph=True)``); building the grouping
-    from ``index`` reads the group sizes back to the host once per call.
+    from ``index`` reads the group sizes back to the host once per call. Traced (and with no
+    ``algorithm`` forced), it runs the algorithms of :mod:`weditlib.kernels.traced` instead of
+    the planner's, so one graph serves every batch size and index pattern.
 
     Args:
         x: ``(b, *t, k)`` input; any number of token dims (possibly none).
