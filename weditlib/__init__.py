@@ -22,6 +22,7 @@ from weditlib.layers import EditableFeedForward, EditableLinear, EditableMultihe
 from weditlib.materialised import MaterialisedDelta, materialise
 from weditlib.merging import merge, unmerge
 from weditlib.planner import MachineModel, Plan, algorithm_names, calibrate, set_machine_model
+from weditlib.row_scaled import RowScaledDelta
 
 __version__ = "0.1.0"
 
@@ -39,6 +40,7 @@ __all__ = [
     "MaterialisedDelta",
     "MultiBranchDeltaGenerator",
     "Plan",
+    "RowScaledDelta",
     "algorithm_names",
     "calibrate",
     "conv_algorithm_names",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -27,9 +28,11 @@ from weditlib.kernels.conv import (
     output_sizes,
 )
 from weditlib.kernels.reference import shift_bias
+from weditlib.kernels.traced import run_traced_conv
 from weditlib.materialised import MaterialisedDelta
+from weditlib.row_scaled import RowScaledDelta, sample_scale
 
-AnyDelta = Delta | MaterialisedDelta
+AnyDelta = Delta | MaterialisedDelta | RowScaledDelta
 
 PADDING_MODES: tuple[str, ...] = ("zeros", "reflect", "replicate", "circular")
 SPATIAL_DIMS: tuple[int, ...] = (1, 2)
@@ -95,9 +98,9 @@ def _check_kernel(x: Tensor, weight: Tensor) -> None:
 
 def _check_tensors(x: Tensor, weight: Tensor, bias: Tensor | None, delta: AnyDelta) -> None:
     _check_kernel(x, weight)
-    if not isinstance(delta, DenseDelta | LowRankDelta | MaterialisedDelta):
+    if not isinstance(delta, DenseDelta | LowRankDelta | MaterialisedDelta | RowScaledDelta):
         raise TypeError(
-            "delta must be a DenseDelta, LowRankDelta or MaterialisedDelta, "
+            "delta must be a DenseDelta, LowRankDelta, RowScaledDelta or MaterialisedDelta, "
             f"got {type(delta).__name__}"
         )
     if x.dim() != weight.dim():
@@ -224,6 +227,61 @@ def _empty_batch(
     return y + sum(tensor[:0].sum() for tensor in delta.tensors())  # + 0, in the graph
 
 
+def _traced_conv(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    delta: Delta | MaterialisedDelta,
+    index: Tensor | None,
+    grouping: Grouping | None,
+    geometry_args: tuple,
+    check_finite: bool,
+) -> Tensor:
+    """:func:`edited_conv` inside ``torch.compile``: the checks on shapes only, then
+    :func:`~weditlib.kernels.traced.run_traced_conv` (no planner, no grouping facts), so one
+    graph serves every batch size and index pattern."""
+    _check_tensors(x, weight, bias, delta)
+    x, geometry = _geometry(x, weight, *geometry_args)
+    if grouping is None:
+        grouping = Grouping.from_index(index, delta.num_shifts, x.shape[0], device=x.device)
+    else:
+        check_grouping(grouping, x.shape[0], delta.num_shifts, x.device)
+    if check_finite:
+        _check_finite(delta)
+    return run_traced_conv(x, weight, bias, delta, grouping.index, geometry)
+
+
+def _row_scaled_conv(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    delta: RowScaledDelta,
+    index: Tensor | None,
+    grouping: Grouping | None,
+    geometry_args: tuple,
+    algorithm: str | None,
+) -> Tensor:
+    """:func:`edited_conv` of a :class:`~weditlib.RowScaledDelta`: the inner shift's output
+    without bias, then ``⊙ scale + bias + Δb`` per output channel in one pass."""
+    x, weight, bias, delta = autocast_inputs(x, weight, bias, delta)
+    _check_tensors(x, weight, bias, delta)
+    if grouping is None:
+        grouping = Grouping.from_index(index, delta.num_shifts, x.shape[0], device=x.device)
+    stride, padding, dilation, groups, padding_mode = geometry_args
+    y = edited_conv(
+        x, weight, None, delta.unscaled(), stride=stride, padding=padding, dilation=dilation,
+        groups=groups, padding_mode=padding_mode, algorithm=algorithm, grouping=grouping,
+    )  # fmt: skip
+    spatial = (1,) * (y.dim() - 2)
+    scale = sample_scale(delta.scale, grouping).reshape(*y.shape[:2], *spatial)
+    per_shift = shift_bias(bias, delta.inner)  # (l, n) or None: then the base bias, if any
+    if per_shift is not None:
+        bias = sample_scale(per_shift, grouping).reshape(*y.shape[:2], *spatial)
+    elif bias is not None:
+        bias = bias.reshape(-1, *spatial)
+    return y * scale if bias is None else torch.addcmul(bias, y, scale)
+
+
 def plan_conv(
     x: Tensor,
     weight: Tensor,
@@ -323,10 +381,17 @@ def edited_conv(
         x, geometry = _geometry(x, weight, stride, padding, dilation, groups, padding_mode)
         y = geometry.conv(x, weight, bias, groups)
         return y.squeeze(0) if unbatched else y
+    geometry_args = (stride, padding, dilation, groups, padding_mode)
+    if isinstance(delta, RowScaledDelta):
+        if check_finite:
+            _check_finite(delta)
+        return _row_scaled_conv(x, weight, bias, delta, index, grouping, geometry_args, algorithm)
     materialised = isinstance(delta, MaterialisedDelta)
     if materialised and isinstance(weight, Tensor):
         delta.check_base(weight)  # before autocast makes a copy of it
     x, weight, bias, delta = autocast_inputs(x, weight, bias, delta)
+    if algorithm is None and torch.compiler.is_compiling():
+        return _traced_conv(x, weight, bias, delta, index, grouping, geometry_args, check_finite)
     x, geometry, grouping, problem = _prepare(
         x, weight, bias, delta, index, grouping, stride, padding, dilation, groups, padding_mode
     )

@@ -33,6 +33,7 @@ from weditlib.layers import (
     EditableMultiheadAttention,
     check_batch_dim,
 )
+from weditlib.row_scaled import RowScaledDelta
 
 # ----------------------------------------------------------------------------- wrapping table
 
@@ -449,8 +450,8 @@ def _checked_targets(
         raise KeyError(
             f"{unknown} are not editable weights of the model; editable: {sorted(targets)}"
         )
-    kinds: tuple[type, ...] = (DenseDelta, LowRankDelta)
-    allowed = "a DenseDelta or LowRankDelta"
+    kinds: tuple[type, ...] = (DenseDelta, LowRankDelta, RowScaledDelta)
+    allowed = "a DenseDelta, LowRankDelta or RowScaledDelta"
     if built:
         kinds, allowed = (*kinds, materialised.MaterialisedDelta), f"{allowed} or MaterialisedDelta"
     for name, delta in shifts.items():

@@ -15,12 +15,14 @@ from weditlib._autocast import autocast_inputs
 from weditlib.deltas import Delta, DenseDelta, Grouping, LowRankDelta, check_grouping
 from weditlib.deltas import check_index as check_index  # re-exported: its historical home
 from weditlib.kernels.base import Problem
-from weditlib.kernels.reference import group_bias, grouped_product
+from weditlib.kernels.reference import group_bias, grouped_product, sample_bias
+from weditlib.kernels.traced import per_sample_bias, run_traced
 from weditlib.materialised import MaterialisedDelta
+from weditlib.row_scaled import RowScaledDelta, sample_scale
 
 #: What ``edited_linear`` accepts as a shift (a tuple: ``isinstance`` on it is cheaper than on a
 #: union built at each call).
-_DELTA_TYPES = (DenseDelta, LowRankDelta, MaterialisedDelta)
+_DELTA_TYPES = (DenseDelta, LowRankDelta, MaterialisedDelta, RowScaledDelta)
 
 
 def check_bias(bias: Tensor | None, n: int, size_name: str) -> None:
@@ -61,7 +63,7 @@ def _check_inputs(
         raise TypeError(f"weight must be a Tensor, got {type(weight).__name__}")
     if not isinstance(delta, _DELTA_TYPES):
         raise TypeError(
-            "delta must be a DenseDelta, LowRankDelta or MaterialisedDelta, "
+            "delta must be a DenseDelta, LowRankDelta, RowScaledDelta or MaterialisedDelta, "
             f"got {type(delta).__name__}"
         )
     if weight.dim() != 2:
@@ -82,7 +84,7 @@ def _check_inputs(
         raise TypeError(f"x must have a floating dtype, got {x.dtype}")
 
 
-def _check_finite(delta: Delta | MaterialisedDelta) -> None:
+def _check_finite(delta: Delta | MaterialisedDelta | RowScaledDelta) -> None:
     for position, tensor in enumerate(delta.tensors()):
         if not bool(torch.isfinite(tensor).all()):
             bad = int((~torch.isfinite(tensor)).sum())
@@ -175,8 +177,34 @@ def _materialised_linear(
         except RuntimeError:
             _checked_grouping(x, weight, bias, delta, index, grouping)
             raise
-    y3 = grouped_product(_as_3d(x), delta.weight, group_bias(bias, delta), grouping)
+    if torch.compiler.is_compiling():  # gathered per sample: no grouping facts in the graph
+        y3 = torch.bmm(_as_3d(x), delta.weight[grouping.index].transpose(1, 2))
+        sample_bias = per_sample_bias(bias, delta, grouping.index)
+        y3 = y3 if sample_bias is None else y3 + sample_bias
+    else:
+        y3 = grouped_product(_as_3d(x), delta.weight, group_bias(bias, delta), grouping)
     return y3.reshape(*x.shape[:-1], weight.shape[0])
+
+
+def _row_scaled_linear(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    delta: RowScaledDelta,
+    index: Tensor | None,
+    grouping: Grouping | None,
+    algorithm: str | None,
+) -> Tensor:
+    """:func:`edited_linear` of a :class:`~weditlib.RowScaledDelta`: the inner shift's output
+    without bias, then ``⊙ scale + bias + Δb`` in one pass."""
+    x, weight, bias, delta = autocast_inputs(x, weight, bias, delta)
+    grouping = _checked_grouping(x, weight, bias, delta, index, grouping)
+    y = edited_linear(x, weight, None, delta.unscaled(), algorithm=algorithm, grouping=grouping)
+    y3 = _as_3d(y)
+    scale = sample_scale(delta.scale, grouping).unsqueeze(1)  # (b, 1, n)
+    bias3 = sample_bias(bias, delta.inner, grouping)  # (b, 1, n), (n,) or None
+    out = y3 * scale if bias3 is None else torch.addcmul(bias3, y3, scale)
+    return out.reshape(y.shape)
 
 
 def plan(
@@ -203,6 +231,8 @@ def plan(
         TypeError: as :func:`edited_linear`.
         ValueError: as :func:`edited_linear`.
     """
+    if isinstance(delta, RowScaledDelta):  # the inner shift's plan, then one elementwise pass
+        delta = delta.unscaled()
     x, weight, bias, delta = autocast_inputs(x, weight, bias, delta)
     _, _, problem = prepare(x, weight, bias, delta, index)
     return planner.choose(problem)[1]
@@ -231,7 +261,9 @@ def edited_linear(
     result; empty batches and zero-size ``t``, ``n``, ``k`` or ``l`` give empty results. With a
     precomputed ``grouping`` the call does no host synchronisation and no data-dependent shape,
     so it compiles into one graph (``torch.compile(..., fullgraph=True)``); building the grouping
-    from ``index`` reads the group sizes back to the host once per call.
+    from ``index`` reads the group sizes back to the host once per call. Traced (and with no
+    ``algorithm`` forced), it runs the algorithms of :mod:`weditlib.kernels.traced` instead of
+    the planner's, so one graph serves every batch size and index pattern.
 
     Args:
         x: ``(b, *t, k)`` input; any number of token dims (possibly none).
@@ -239,7 +271,8 @@ def edited_linear(
         bias: ``(n,)`` or ``None``.
         delta: ``l`` shifts (:class:`~weditlib.deltas.DenseDelta` ``(l, n, k)`` or
             :class:`~weditlib.deltas.LowRankDelta` ``(l, n, r) @ (l, r, k)``, each with an
-            optional ``bias: (l, n)``), or a
+            optional ``bias: (l, n)``; a :class:`~weditlib.RowScaledDelta` of either, whose
+            edited weights ``diag(scale_i) (W ⊕ ΔW_i)`` are DoRA's), or a
             :class:`~weditlib.materialised.MaterialisedDelta` of this ``weight`` (edited weights
             built once by :func:`~weditlib.materialise`: one product, no planner, a plain
             ``F.linear`` when ``l == 1``); ``None`` is the plain ``F.linear``.
@@ -268,14 +301,21 @@ def edited_linear(
     """
     if delta is None:
         return torch.nn.functional.linear(x, weight, bias)
+    if check_finite and isinstance(delta, MaterialisedDelta | RowScaledDelta):
+        _check_finite(delta)
     if isinstance(delta, MaterialisedDelta):
-        if check_finite:
-            _check_finite(delta)
         return _materialised_linear(x, weight, bias, delta, index, grouping, algorithm)
+    if isinstance(delta, RowScaledDelta):
+        return _row_scaled_linear(x, weight, bias, delta, index, grouping, algorithm)
     x, weight, bias, delta = autocast_inputs(x, weight, bias, delta)
-    x3, grouping, problem = prepare(x, weight, bias, delta, index, grouping)
     if check_finite:
         _check_finite(delta)
-    chosen, _ = planner.choose(problem, algorithm)
-    y3 = chosen.run(x3, weight, bias, delta, grouping)
+    if algorithm is None and torch.compiler.is_compiling():
+        # one graph for every batch size and index pattern: no planner, no grouping facts
+        grouping = _checked_grouping(x, weight, bias, delta, index, grouping)
+        y3 = run_traced(_as_3d(x), weight, bias, delta, grouping)
+    else:
+        x3, grouping, problem = prepare(x, weight, bias, delta, index, grouping)
+        chosen, _ = planner.choose(problem, algorithm)
+        y3 = chosen.run(x3, weight, bias, delta, grouping)
     return y3 if x.dim() == 3 else y3.reshape(*x.shape[:-1], weight.shape[0])

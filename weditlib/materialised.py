@@ -34,6 +34,7 @@ from weditlib.deltas import (
     _StackedWeights,
 )
 from weditlib.kernels.base import combine
+from weditlib.row_scaled import RowScaledDelta
 
 _Kept = TypeVar("_Kept")
 
@@ -203,8 +204,11 @@ def materialise(weight: Tensor, delta: Delta) -> MaterialisedDelta:
     """
     if not isinstance(weight, Tensor):
         raise TypeError(f"weight must be a Tensor, got {type(weight).__name__}")
-    if not isinstance(delta, DenseDelta | LowRankDelta):
-        raise TypeError(f"delta must be a DenseDelta or LowRankDelta, got {type(delta).__name__}")
+    if not isinstance(delta, DenseDelta | LowRankDelta | RowScaledDelta):
+        raise TypeError(
+            "delta must be a DenseDelta, LowRankDelta or RowScaledDelta, "
+            f"got {type(delta).__name__}"
+        )
     expected = (delta.out_features, delta.in_features)
     if not _flattens_to(weight, expected):
         raise ValueError(
@@ -221,5 +225,7 @@ def materialise(weight: Tensor, delta: Delta) -> MaterialisedDelta:
         # A kernel's (n, k) view may not exist (channels_last): reshape then copies, and the
         # signature below is still taken from the kernel itself, the tensor calls will pass.
         built = combine(weight.reshape(expected), shift, delta.mode)
+        if isinstance(delta, RowScaledDelta):
+            built = built * delta.scale.to(weight.dtype).unsqueeze(-1)
     bias = None if delta.bias is None else delta.bias.to(weight.dtype)
     return MaterialisedDelta(built, bias, weight_signature(weight))

@@ -23,10 +23,13 @@ from weditlib.deltas import Delta, LowRankDelta, as_integer
 from weditlib.edit_state import current_state
 from weditlib.editing import check_shifts
 from weditlib.layers import EditableMixin
+from weditlib.row_scaled import RowScaledDelta
 
 
-def _shift_matrix(delta: Delta, which: int) -> Tensor:
-    """``(n, k)`` shift number ``which`` as a full matrix."""
+def _shift_matrix(delta: Delta | RowScaledDelta, which: int) -> Tensor:
+    """``(n, k)`` shift number ``which`` as a full matrix (a row-scaled shift's inner one)."""
+    if isinstance(delta, RowScaledDelta):
+        return _shift_matrix(delta.inner, which)
     if isinstance(delta, LowRankDelta):
         return delta.up[which] @ delta.down[which]
     return delta.weight[which]
@@ -44,7 +47,8 @@ def merge(model: nn.Module, shifts: Mapping[str, Delta], which: int) -> None:
     """Bake shift number ``which`` of every shift in ``shifts`` into the weights of ``model``.
 
     Afterwards ``model(x)`` equals what ``edit(model, shifts, index=full(which))`` computes, with
-    the base layers' own forward: weights become ``W ⊕ ΔW[which]`` and biases ``b + Δb[which]``.
+    the base layers' own forward: weights become ``W ⊕ ΔW[which]`` (``diag(scale) (W ⊕ ΔW)``
+    for a :class:`~weditlib.RowScaledDelta`) and biases ``b + Δb[which]``.
     The original parameters of every touched layer are kept (copied) until :func:`unmerge`.
 
     Args:
@@ -91,6 +95,8 @@ def merge(model: nn.Module, shifts: Mapping[str, Delta], which: int) -> None:
             shift = _shift_matrix(delta, which).to(weight.dtype)
             flat = weight.reshape(shift.shape)  # a conv kernel's (n, k) values (maybe a copy)
             merged = flat + shift if delta.mode == "shift" else flat * (1 + shift)
+            if isinstance(delta, RowScaledDelta):
+                merged = merged * delta.scale[which].to(weight.dtype).unsqueeze(-1)
             weight.copy_(merged.reshape(weight.shape))
             if delta.bias is not None:
                 bias.add_(delta.bias[which].to(bias.dtype))

@@ -405,9 +405,11 @@ def test_compiles_into_one_graph_under_autocast():
     compiled = torch.compile(_edited_forward, fullgraph=True, backend="eager")
     with torch.autocast("cpu", torch.bfloat16):
         y = compiled(*inputs)
-        expected = _edited_forward(*inputs)
     assert y.dtype == torch.bfloat16
-    torch.testing.assert_close(y, expected)
+    # traced, the op runs the gathered algorithm, eager the planner's: they round differently in
+    # bfloat16, so both are held to the float32 result within bfloat16's precision
+    expected = _edited_forward(*inputs)
+    torch.testing.assert_close(y.float(), expected, rtol=2e-2, atol=5e-2)
 
 
 # --- the planner's decision is cached ------------------------------------------------------------

@@ -154,7 +154,7 @@ def test_a_weight_changed_in_place_or_another_weight_is_refused():
 
 def test_bad_arguments_are_named():
     weight = torch.randn(4, 6)
-    with pytest.raises(TypeError, match="delta must be a DenseDelta or LowRankDelta"):
+    with pytest.raises(TypeError, match="must be a DenseDelta, LowRankDelta or RowScaledDelta"):
         materialise(weight, torch.randn(1, 4, 6))
     with pytest.raises(ValueError, match=r"shift's shape \(n, k\) = \(4, 6\), got \(6, 4\)"):
         materialise(weight.T, DenseDelta(torch.randn(1, 4, 6)))
@@ -349,9 +349,9 @@ def test_materialise_shifts_checks_like_edit():
     with pytest.raises(ValueError, match="edits a"):
         materialise_shifts(layer, {"linear1": shifts["linear2"]})
     built = materialise_shifts(layer, shifts)
-    with pytest.raises(TypeError, match="must be a DenseDelta or LowRankDelta, got Materialised"):
+    with pytest.raises(TypeError, match="LowRankDelta or RowScaledDelta, got Materialised"):
         materialise_shifts(layer, built)  # built once is enough
-    with pytest.raises(TypeError, match="must be a DenseDelta or LowRankDelta, got Materialised"):
+    with pytest.raises(TypeError, match="LowRankDelta or RowScaledDelta, got Materialised"):
         weditlib.merge(layer, built, 0)  # merge bakes a shift, not built weights
 
 

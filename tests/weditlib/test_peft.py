@@ -263,7 +263,7 @@ def test_a_linear_inside_multihead_attention_is_refused():
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("use_dora", True), ("bias", "all"), ("modules_to_save", ["head"]),
+    [("bias", "all"), ("modules_to_save", ["head"]),
      ("use_qalora", True), ("layer_replication", [[0, 1]])],
 )  # fmt: skip
 def test_config_fields_a_shift_cannot_express_are_refused(field, value):
@@ -526,3 +526,38 @@ def test_a_conv3d_is_refused():
     }
     with pytest.raises(TypeError, match="targets module '0', a Conv3d"):
         LoraAdapters.load(model, {"a": (lora_config(1), state)})
+
+
+def dora_state(seed: int, magnitude_shape: tuple[int, ...] = (6,)) -> dict[str, torch.Tensor]:
+    state = lora_state({"inner": 2}, seed)
+    state["base_model.model.inner.lora_magnitude_vector"] = torch.rand(magnitude_shape).double()
+    return state
+
+
+def test_use_dora_must_agree_with_the_state_dict():
+    with pytest.raises(ValueError, match=r"sets use_dora=True but the state dict lacks"):
+        load_one(lora_config(2, use_dora=True), lora_state({"inner": 2}, 0))
+    with pytest.raises(ValueError, match=r"sets use_dora=False but the state dict holds"):
+        load_one(lora_config(2), dora_state(0))
+
+
+def test_a_dora_magnitude_of_the_wrong_shape_names_both_shapes():
+    with pytest.raises(ValueError, match=r"DoRA magnitude \(5,\) does not fit .*expected \(6,\)"):
+        load_one(lora_config(2, use_dora=True), dora_state(0, (5,)))
+
+
+def test_a_dora_stacking_is_not_reused_once_the_base_weight_changed():
+    model = copy.deepcopy(base_model())
+    adapters = LoraAdapters.load(model, {"d": (lora_config(2, use_dora=True), dora_state(0))})
+    x = torch.randn(2, 5, dtype=torch.float64)
+    with torch.no_grad():
+        with adapters.edit(model, ["d", None]):
+            before = model(x)
+        model.inner.weight.mul_(2)  # DoRA's norm ‖W + ΔW‖ changes with W
+        with adapters.edit(model, ["d", None]):
+            after = model(x)
+        model.inner.weight.div_(2)
+        with adapters.edit(model, ["d", None]):
+            again = model(x)
+    assert not torch.allclose(before[0], after[0])
+    torch.testing.assert_close(again, before)

@@ -46,8 +46,11 @@ def from_groups(y: Tensor, grouping: Grouping, tokens: int) -> Tensor:
 
 
 def _per_sample(tensor: Tensor, grouping: Grouping) -> Tensor:
-    """``(l, ...) -> (b, ...)``: the shift tensor of each sample (a view when identity)."""
-    return tensor if grouping.identity else tensor[grouping.index]
+    """``(l, ...) -> (b, ...)``: the shift tensor of each sample (a view when identity; always a
+    gather when traced, where ``identity`` would be a guard)."""
+    if not torch.compiler.is_compiling() and grouping.identity:
+        return tensor
+    return tensor[grouping.index]
 
 
 def shift_bias(bias: Tensor | None, delta: Delta | MaterialisedDelta) -> Tensor | None:
@@ -75,7 +78,7 @@ def add_bias_shift(y: Tensor, delta: Delta, grouping: Grouping) -> Tensor:
     return y + _per_sample(delta.bias, grouping).unsqueeze(1)
 
 
-def _linear_bmm(x: Tensor, weight_t: Tensor, bias: Tensor | None) -> Tensor:
+def linear_bmm(x: Tensor, weight_t: Tensor, bias: Tensor | None) -> Tensor:
     """``x @ weight_t + bias`` batched: ``bias`` broadcasts (``(n,)`` or ``(l, 1, n)``)."""
     if bias is None:
         return torch.bmm(x, weight_t)
@@ -98,7 +101,7 @@ def grouped_product(
     :func:`group_bias` returns -> ``(b, t, n)``.
     """
     xg = to_groups(x, grouping)  # (l, c·t, k)
-    yg = _linear_bmm(xg, effective.transpose(1, 2), bias)
+    yg = linear_bmm(xg, effective.transpose(1, 2), bias)
     return from_groups(yg, grouping, x.shape[1])
 
 
@@ -179,10 +182,10 @@ class MaterialiseGather:
         self, x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta, grouping: Grouping
     ) -> Tensor:
         effective = _per_sample(combine(weight, delta.matrix(), delta.mode), grouping)
-        return _linear_bmm(x, effective.transpose(1, 2), sample_bias(bias, delta, grouping))
+        return linear_bmm(x, effective.transpose(1, 2), sample_bias(bias, delta, grouping))
 
 
-def _add_base(y: Tensor, x: Tensor, weight: Tensor) -> Tensor:
+def add_base(y: Tensor, x: Tensor, weight: Tensor) -> Tensor:
     """``y += x Wᵀ`` in place, as the GEMM's own accumulation (``beta = 1``).
 
     The shared-weight product is the big, compute-bound GEMM: reading ``y`` inside it is hidden
@@ -226,8 +229,8 @@ class Split:
         assert isinstance(delta, DenseDelta)
         per_shift = shift_bias(bias, delta)
         group_bias = bias if per_shift is None else per_shift.unsqueeze(1)
-        yg = _linear_bmm(to_groups(x, grouping), delta.weight.transpose(1, 2), group_bias)
-        return _add_base(from_groups(yg, grouping, x.shape[1]), x, weight)
+        yg = linear_bmm(to_groups(x, grouping), delta.weight.transpose(1, 2), group_bias)
+        return add_base(from_groups(yg, grouping, x.shape[1]), x, weight)
 
 
 def _lowrank_grouped(grouping: Grouping, tokens: int, rank: int) -> bool:
@@ -276,14 +279,14 @@ class LowRank:
             per_shift = shift_bias(bias, delta)
             group_bias = bias if per_shift is None else per_shift.unsqueeze(1)
             inner = torch.bmm(to_groups(x, grouping), delta.down.transpose(1, 2))  # (l, c·t, r)
-            yg = _linear_bmm(inner, delta.up.transpose(1, 2), group_bias)
+            yg = linear_bmm(inner, delta.up.transpose(1, 2), group_bias)
             y = from_groups(yg, grouping, t)
         else:
             up = _per_sample(delta.up, grouping)  # (b, n, r)
             down = _per_sample(delta.down, grouping)  # (b, r, k)
             inner = torch.bmm(x, down.transpose(1, 2))  # (b, t, r)
-            y = _linear_bmm(inner, up.transpose(1, 2), sample_bias(bias, delta, grouping))
-        return _add_base(y, x, weight)
+            y = linear_bmm(inner, up.transpose(1, 2), sample_bias(bias, delta, grouping))
+        return add_base(y, x, weight)
 
 
 class LowRankScale:

@@ -8,6 +8,12 @@ into one :class:`~weditlib.LowRankDelta` per targeted layer (``up = scaling · B
 ``bias = scaling · b_B``) with an index. A forward pass inside :meth:`LoraAdapters.edit` then
 runs every sample with its adapter in one pass, with autograd to every adapter's factors.
 
+A DoRA adapter (``use_dora=True``) edits the weight into ``m ⊙ (W + ΔW) / ‖W + ΔW‖`` (norm per
+output row, detached as PEFT detaches it): where a batch holds one, the layer's stacked shift is a
+:class:`~weditlib.RowScaledDelta` of that low-rank shift with ``scale = m / ‖W + ΔW‖`` for DoRA
+slots and ``1`` for the others (see :mod:`weditlib.peft.dora` for how the norms are computed
+without building ``W + ΔW``). LoRA and DoRA adapters mix freely in one batch.
+
 Exactness of the stacking:
 
 * adapters of different ranks are zero-padded to the largest rank (zero columns of ``B`` times
@@ -21,26 +27,54 @@ Exactness of the stacking:
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from weditlib.deltas import Grouping, LowRankDelta
-from weditlib.editing import edit, make_editable
+from weditlib.editing import edit, editable_modules, make_editable
+from weditlib.layers import EditableMixin
 from weditlib.peft.config import LoraSettings
-from weditlib.peft.files import Factors, read_adapter_dir, split_state_dict, write_adapter_dir
+from weditlib.peft.dora import row_norms
+from weditlib.peft.files import (
+    Factors,
+    read_adapter_dir,
+    split_base_tensors,
+    split_state_dict,
+    write_adapter_dir,
+)
 from weditlib.peft.layouts import check_factors
+from weditlib.row_scaled import RowScaledDelta
 
 #: PEFT's name for "no adapter" in ``adapter_names``; ``None`` means the same.
 BASE = "__base__"
 
 AdapterSource = str | os.PathLike | tuple[Any, Mapping[str, Tensor]]
+
+
+class ModuleFactors(NamedTuple):
+    """One adapter's factors for one module, flattened to the layer's ``(n, k)`` weight.
+
+    Attributes:
+        down: ``(r, k)`` ``lora_A``.
+        up: ``(n, r)`` ``lora_B`` (unscaled).
+        scaling: PEFT's ``scaling``.
+        bias: ``(n,)`` ``lora_B``'s bias, or ``None``.
+        magnitude: ``(n,)`` DoRA's magnitude ``m``, or ``None`` for a plain LoRA adapter.
+    """
+
+    down: Tensor
+    up: Tensor
+    scaling: float
+    bias: Tensor | None
+    magnitude: Tensor | None
 
 
 class LoraAdapter(nn.Module):
@@ -59,10 +93,21 @@ class LoraAdapter(nn.Module):
         lora_B: one parameter per module, in ``module_paths`` order.
         lora_bias: ``lora_B``'s bias per module in ``module_paths`` order when the adapter was
             trained with ``lora_bias=True``, else empty.
+        lora_magnitude_vector: DoRA's magnitude per module in ``module_paths`` order when the
+            adapter is DoRA (``use_dora=True``), else empty.
     """
 
-    def __init__(self, name: str, settings: LoraSettings, factors: Sequence[Factors]) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings: LoraSettings,
+        factors: Sequence[Factors],
+        base_tensors: Mapping[str, Tensor] | None = None,
+    ) -> None:
         super().__init__()
+        # base model tensors PEFT saved beside the factors (save_embedding_layers), equal to the
+        # model's: written back unchanged, never applied
+        self._base_tensors = dict(base_tensors or {})
         self.name = name
         self.settings = settings
         self.module_paths = tuple(f.module for f in factors)
@@ -72,28 +117,39 @@ class LoraAdapter(nn.Module):
         if biases and len(biases) != len(factors):
             raise ValueError(f"adapter {name!r}: some modules have a lora_B bias, others not")
         self.lora_bias = nn.ParameterList(nn.Parameter(bias) for bias in biases)
-        self._keys = tuple((f.key_a, f.key_b, f.key_bias) for f in factors)
+        magnitudes = [f.magnitude for f in factors if f.magnitude is not None]
+        if magnitudes and len(magnitudes) != len(factors):
+            raise ValueError(f"adapter {name!r}: some modules have a DoRA magnitude, others not")
+        self.lora_magnitude_vector = nn.ParameterList(nn.Parameter(m) for m in magnitudes)
+        self._keys = tuple((f.key_a, f.key_b, f.key_bias, f.key_magnitude) for f in factors)
         self._position = {module: i for i, module in enumerate(self.module_paths)}
         self._scaling = tuple(settings.scaling(module) for module in self.module_paths)
 
-    def factors(self, module: str) -> tuple[Tensor, Tensor, float, Tensor | None] | None:
-        """``(down (r, k), B (n, r), scaling, bias (n,) or None)`` of ``module``, or ``None``
-        if not targeted."""
+    def factors(self, module: str) -> ModuleFactors | None:
+        """The factors of ``module`` flattened to its ``(n, k)`` weight, or ``None`` if not
+        targeted."""
         position = self._position.get(module)
         if position is None:
             return None
         down = self.lora_A[position].flatten(1)
         bias = self.lora_bias[position] if len(self.lora_bias) else None
-        return down, self.lora_B[position].flatten(1), self._scaling[position], bias
+        magnitude = None
+        if len(self.lora_magnitude_vector):
+            magnitude = self.lora_magnitude_vector[position].flatten()
+        up = self.lora_B[position].flatten(1)
+        return ModuleFactors(down, up, self._scaling[position], bias, magnitude)
 
     def peft_state_dict(self) -> dict[str, Tensor]:
         """The factors under PEFT's state-dict keys (as read), detached."""
         state = {}
-        for position, (key_a, key_b, key_bias) in enumerate(self._keys):
+        for position, (key_a, key_b, key_bias, key_magnitude) in enumerate(self._keys):
             state[key_a] = self.lora_A[position].detach()
             state[key_b] = self.lora_B[position].detach()
             if key_bias is not None:
                 state[key_bias] = self.lora_bias[position].detach()
+            if key_magnitude is not None:
+                state[key_magnitude] = self.lora_magnitude_vector[position].detach()
+        state.update(self._base_tensors)
         return state
 
     def extra_repr(self) -> str:
@@ -109,18 +165,20 @@ def _as_pattern(path: str) -> str:
 
 
 def _stack(
-    parts: Sequence[tuple[Tensor, Tensor, float, Tensor | None] | None], shape: tuple[int, int]
-) -> LowRankDelta:
-    """One shift per slot from ``(down (r, k), B (n, r), scaling, bias (n,) or None)`` or
-    ``None`` (all zero).
+    parts: Sequence[ModuleFactors | None], shape: tuple[int, int], weight: Callable[[], Tensor]
+) -> LowRankDelta | RowScaledDelta:
+    """One shift per slot from each slot's factors, or ``None`` (all zero).
 
     Ranks are zero-padded to the largest; ``up = scaling · B``; the bias shift is
     ``scaling · bias`` (zero for a slot without one), present only if some slot has a bias.
+    When some slot is DoRA, the low-rank shift is wrapped in a :class:`RowScaledDelta` whose
+    scale is that slot's ``m / ‖W + ΔW‖`` (``weight()`` gives the base ``W``) and ``1`` for the
+    other slots.
     """
     present = [part for part in parts if part is not None]
-    rank = max(part[0].shape[0] for part in present)
-    like = present[0][0]
-    has_bias = any(part[3] is not None for part in present)
+    rank = max(part.down.shape[0] for part in present)
+    like = present[0].down
+    has_bias = any(part.bias is not None for part in present)
     zero_bias = like.new_zeros(shape[0]) if has_bias else None
     downs, ups, biases, scalings = [], [], [], []
     for part in parts:
@@ -130,18 +188,39 @@ def _stack(
             biases.append(zero_bias)
             scalings.append(0.0)
             continue
-        down, up, scaling, bias = part
-        missing = rank - down.shape[0]
-        downs.append(F.pad(down, (0, 0, 0, missing)) if missing else down)
-        ups.append(F.pad(up, (0, missing)) if missing else up)
-        biases.append(zero_bias if bias is None else bias)
-        scalings.append(scaling)
+        missing = rank - part.down.shape[0]
+        downs.append(F.pad(part.down, (0, 0, 0, missing)) if missing else part.down)
+        ups.append(F.pad(part.up, (0, missing)) if missing else part.up)
+        biases.append(zero_bias if part.bias is None else part.bias)
+        scalings.append(part.scaling)
     scale = torch.tensor(scalings, dtype=like.dtype, device=like.device).view(-1, 1, 1)
     bias = torch.stack(biases) * scale[:, :, 0] if has_bias else None
     # up is stored (l, r, n) and viewed as (l, n, r): the expand product x_r Uᵀ then reads a
     # contiguous right operand.
     up_t = torch.stack([up.t() for up in ups]) * scale
-    return LowRankDelta(up_t.transpose(1, 2), torch.stack(downs), bias=bias)
+    delta = LowRankDelta(up_t.transpose(1, 2), torch.stack(downs), bias=bias)
+    dora = [i for i, part in enumerate(parts) if part is not None and part.magnitude is not None]
+    if not dora:
+        return delta
+    magnitudes = torch.stack([parts[i].magnitude for i in dora])  # type: ignore[union-attr]
+    return RowScaledDelta(delta, _dora_scale(delta, dora, magnitudes, weight()))
+
+
+def _dora_scale(delta: LowRankDelta, dora: list[int], magnitudes: Tensor, weight: Tensor) -> Tensor:
+    """``(l, n)``: ``m / ‖W + ΔW‖`` (the norm detached) for the DoRA slots ``dora``, ``1`` for
+    the others.
+
+    Args:
+        delta: the stacked shifts ``(l, n, r) @ (l, r, k)``.
+        dora: the DoRA slots, increasing.
+        magnitudes: ``(len(dora), n)`` their magnitudes ``m``.
+        weight: the base weight (a conv's kernel is flattened to ``(n, k)``).
+    """
+    slots = torch.tensor(dora, device=delta.device)
+    flat = weight.detach().reshape(delta.out_features, delta.in_features)
+    norms = row_norms(flat, delta.up[slots], delta.down[slots])  # (len(dora), n)
+    ones = magnitudes.new_ones(delta.num_shifts, delta.out_features)
+    return ones.index_copy(0, slots, magnitudes / norms)
 
 
 class LoraAdapters(nn.Module):
@@ -169,6 +248,9 @@ class LoraAdapters(nn.Module):
         # every factor's storage and version (bumped by in-place updates) are unchanged.
         self._reusable: tuple[tuple, dict[str, LowRankDelta], Grouping] | None = None
         self._factors: tuple[nn.Parameter, ...] = ()  # every lora_A and lora_B, kept by add_adapter
+        # the editable layer of each target (a plain dict: not submodules): DoRA reads its weight
+        self._layers: dict[str, EditableMixin] = {}
+        self._dora = False  # some adapter is DoRA: stackings depend on the base weights too
 
     @classmethod
     def load(
@@ -220,42 +302,29 @@ class LoraAdapters(nn.Module):
             )
         config, state = _read_source(name, source)
         settings = LoraSettings.parse(name, config)
+        state, base_tensors = split_base_tensors(name, state)
+        _check_base_tensors(name, model, base_tensors)
         factors = split_state_dict(name, state)
         if not factors:
             raise ValueError(f"adapter {name!r}: the state dict holds no LoRA factors")
         modules = dict(model.named_modules())
         for f in factors:
-            if settings.lora_bias != (f.lora_bias is not None):
-                raise ValueError(
-                    f"adapter {name!r}, module {f.module!r}: the config sets lora_bias="
-                    f"{settings.lora_bias} but the state dict "
-                    f"{'lacks' if settings.lora_bias else 'holds'} '{f.module}.lora_B.bias'"
-                )
+            _check_optional_parts(name, settings, f)
             check_factors(
-                name, f.module, f.lora_a, f.lora_b, settings.rank(f.module), modules, f.lora_bias
-            )
+                name, f.module, f.lora_a, f.lora_b, settings.rank(f.module), modules,
+                f.lora_bias, f.magnitude,
+            )  # fmt: skip
         editable = make_editable(model, [_as_pattern(f.module) for f in factors])
-        placed = []
-        for f in factors:
-            weight = modules[f.module].weight
-            placed.append(
-                Factors(
-                    f.module,
-                    f.lora_a.detach().to(weight.device, weight.dtype),
-                    f.lora_b.detach().to(weight.device, weight.dtype),
-                    f.key_a,
-                    f.key_b,
-                    None
-                    if f.lora_bias is None
-                    else f.lora_bias.detach().to(weight.device, weight.dtype),
-                    f.key_bias,
-                )
-            )
-        adapter = LoraAdapter(name, settings, placed)
+        placed = [_placed(f, modules[f.module].weight) for f in factors]
+        kept = {key: tensor for key, (_, tensor) in base_tensors.items()}
+        adapter = LoraAdapter(name, settings, placed, kept)
         self.adapters[name] = adapter
         self._factors = tuple(self.parameters())
+        layers = editable_modules(model)
         for f in factors:
             self._targets.setdefault(f.module, editable[f.module])
+            self._layers.setdefault(f.module, layers[f.module][0])
+        self._dora = self._dora or settings.use_dora
         return adapter
 
     @property
@@ -317,14 +386,20 @@ class LoraAdapters(nn.Module):
         for path, shape in self._targets.items():
             parts = [None if a is None else a.factors(path) for a in slots]
             if any(part is not None for part in parts):
-                shifts[path] = _stack(parts, shape)
+                shifts[path] = _stack(parts, shape, lambda path=path: self._base_weight(path))
         grouping = Grouping.from_index(index, len(slots), None)
         self._reusable = None if key is None else (key, shifts, grouping)
         return dict(shifts), grouping
 
+    def _base_weight(self, path: str) -> Tensor:
+        """The base weight of target ``path`` as its layer holds it now (a conv's kernel)."""
+        return self._layers[path]._weight_views("")[0]
+
     def _reuse_key(self, adapter_names: Sequence[str | None]) -> tuple | None:
         """What a stacking depends on, or ``None`` when it must carry autograd history."""
         factors = self._factors
+        if self._dora:  # DoRA's norms read the base weights
+            factors = (*factors, *map(self._base_weight, self._targets))
         if torch.is_grad_enabled() and any(p.requires_grad for p in factors):
             return None
         if isinstance(adapter_names, str) or not isinstance(adapter_names, Sequence):
@@ -418,6 +493,58 @@ class LoraAdapters(nn.Module):
                 raise KeyError(f"no adapter named {name!r}; loaded: {self.names}")
             target = Path(directory) if name == "default" else Path(directory) / name
             write_adapter_dir(target, self.peft_config(name), self.peft_state_dict(name))
+
+
+def _check_base_tensors(
+    name: str, model: nn.Module, base_tensors: Mapping[str, tuple[str, Tensor]]
+) -> None:
+    """Base model tensors saved beside the factors equal the model's own (so that ignoring them
+    computes what PEFT computes after loading them into the model)."""
+    own = dict(model.state_dict(keep_vars=True))
+    for key, (parameter, tensor) in base_tensors.items():
+        current = own.get(parameter)
+        same = (
+            current is not None
+            and current.shape == tensor.shape
+            and torch.equal(current.detach().to("cpu", tensor.dtype), tensor.cpu())
+        )
+        if not same:
+            state = "is not in the model" if current is None else "differs from the model's"
+            raise ValueError(
+                f"adapter {name!r} holds the base model's {parameter!r} ({key!r}), which "
+                f"{state}: PEFT's save_embedding_layers (on by default when target_modules names "
+                "an embedding layer or lm_head) saved it; load it into the model first, or save "
+                "the adapter with save_embedding_layers=False"
+            )
+
+
+def _check_optional_parts(name: str, settings: LoraSettings, factors: Factors) -> None:
+    """The config's ``lora_bias`` and ``use_dora`` agree with the tensors the state dict holds."""
+    module = factors.module
+    for field, wanted, present, key in (
+        ("lora_bias", settings.lora_bias, factors.lora_bias is not None, "lora_B.bias"),
+        ("use_dora", settings.use_dora, factors.magnitude is not None, "lora_magnitude_vector"),
+    ):
+        if wanted != present:
+            raise ValueError(
+                f"adapter {name!r}, module {module!r}: the config sets {field}={wanted} but the "
+                f"state dict {'lacks' if wanted else 'holds'} '{module}.{key}'"
+            )
+
+
+def _placed(factors: Factors, weight: Tensor) -> Factors:
+    """``factors`` detached, on the device and in the dtype of the weight they edit."""
+
+    def place(tensor: Tensor | None) -> Tensor | None:
+        return None if tensor is None else tensor.detach().to(weight.device, weight.dtype)
+
+    return dataclasses.replace(
+        factors,
+        lora_a=place(factors.lora_a),
+        lora_b=place(factors.lora_b),
+        lora_bias=place(factors.lora_bias),
+        magnitude=place(factors.magnitude),
+    )
 
 
 def _read_source(name: str, source: AdapterSource) -> tuple[Any, Mapping[str, Tensor]]:

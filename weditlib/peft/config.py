@@ -2,9 +2,9 @@
 
 :class:`LoraSettings` keeps the whole configuration (it is written back unchanged on save) and
 interprets the few fields that decide the forward pass: ``r``, ``lora_alpha``, ``use_rslora``,
-``rank_pattern``, ``alpha_pattern``, ``lora_bias`` and ``lora_dropout``. A field that would
-change the forward pass in a way low-rank shifts cannot express (DoRA, trained base biases, extra
-trainable modules, ...) is refused when the adapter is loaded, never silently ignored.
+``rank_pattern``, ``alpha_pattern``, ``lora_bias``, ``use_dora`` and ``lora_dropout``. A field
+that would change the forward pass in a way these shifts cannot express (trained base biases,
+extra trainable modules, ...) is refused when the adapter is loaded, never silently ignored.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from typing import Any
 _UNSUPPORTED_FIELDS: tuple[str, ...] = (
     "bias",  # "all" / "lora_only" train the base layers' biases
     "modules_to_save",  # full trainable copies of whole modules
-    "use_dora",
     "layer_replication",
     "trainable_token_indices",
     "target_parameters",
@@ -53,6 +52,17 @@ def jsonable(config: Mapping[str, Any]) -> dict[str, Any]:
         return enum_value if isinstance(value, str) and enum_value is not None else value
 
     return {key: convert(value) for key, value in config.items()}
+
+
+def _hint(field: str, config: Mapping[str, Any]) -> str:
+    """How to make PEFT write a config without ``field`` where PEFT set it by default."""
+    task = config.get("task_type")
+    if field == "modules_to_save" and task in ("SEQ_CLS", "TOKEN_CLS", "QUESTION_ANS"):
+        return (
+            f"; PEFT adds the task head to modules_to_save itself for task_type={task!r}: create "
+            "the adapter with task_type=None (and train or load the head apart from it)"
+        )
+    return ""
 
 
 def _pattern_value(patterns: Mapping[str, Any], module_path: str, default: Any) -> Any:
@@ -108,6 +118,7 @@ class LoraSettings:
                 raise ValueError(
                     f"adapter {adapter!r}: config sets {field}={value!r}, which weditlib.peft "
                     "cannot apply as a low-rank weight shift (it must be unset)"
+                    + _hint(field, config)
                 )
         return LoraSettings(adapter, config)
 
@@ -115,6 +126,11 @@ class LoraSettings:
     def lora_bias(self) -> bool:
         """Whether ``lora_B`` has a bias (a bias shift ``scaling · bias``, as PEFT adds it)."""
         return bool(self.config.get("lora_bias"))
+
+    @property
+    def use_dora(self) -> bool:
+        """Whether the adapter is DoRA: ``m ⊙ (W + ΔW) / ‖W + ΔW‖`` per output row."""
+        return bool(self.config.get("use_dora"))
 
     @property
     def lora_dropout(self) -> float:

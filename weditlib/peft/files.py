@@ -3,7 +3,8 @@
 A directory written by ``PeftModel.save_pretrained`` holds ``adapter_config.json`` and
 ``adapter_model.safetensors`` (older versions: ``adapter_model.bin``). The state dict names each
 LoRA factor ``base_model.model.<module path>.lora_A.weight`` (``lora_B``), with the adapter's name
-removed; an adapter saved with ``lora_bias=True`` also holds ``<module path>.lora_B.bias``.
+removed; an adapter saved with ``lora_bias=True`` also holds ``<module path>.lora_B.bias``, and a
+DoRA adapter (``use_dora=True``) ``<module path>.lora_magnitude_vector``.
 Reading needs only ``safetensors`` (or torch); PEFT itself is not imported.
 """
 
@@ -26,6 +27,12 @@ SAFETENSORS_NAME = "adapter_model.safetensors"
 TORCH_NAME = "adapter_model.bin"
 
 _FACTOR_KEY = re.compile(r"(?P<module>.+)\.lora_(?P<factor>[AB])\.(?P<tensor>weight|bias)")
+# PEFT writes the magnitude without the ".weight" of its module; accept both spellings
+_MAGNITUDE_KEY = re.compile(r"(?P<module>.+)\.lora_magnitude_vector(\.weight)?")
+# LoRA on an nn.Embedding: not a shift of a linear or conv weight
+_EMBEDDING_KEY = re.compile(r"(?P<module>.+)\.lora_embedding_[AB]")
+# a base model tensor, as save_embedding_layers saves embedding layers (wrapped or not)
+_BASE_KEY = re.compile(r"(?P<module>.+?)(\.base_layer)?\.(?P<tensor>weight|bias)")
 _PEFT_PREFIX = "base_model.model."
 
 
@@ -102,6 +109,9 @@ class Factors:
         lora_bias: ``(n,)``, the bias of PEFT's ``lora_B`` layer (``lora_bias=True``), else
             ``None``.
         key_bias: the state-dict key ``lora_bias`` was read from, else ``None``.
+        magnitude: DoRA's magnitude as stored (linear ``(n,)``, conv ``(1, out, 1, ...)``),
+            else ``None``.
+        key_magnitude: the state-dict key ``magnitude`` was read from, else ``None``.
     """
 
     module: str
@@ -111,6 +121,36 @@ class Factors:
     key_b: str
     lora_bias: Tensor | None = None
     key_bias: str | None = None
+    magnitude: Tensor | None = None
+    key_magnitude: str | None = None
+
+
+def split_base_tensors(
+    adapter: str, state: Mapping[str, Tensor]
+) -> tuple[dict[str, Tensor], dict[str, tuple[str, Tensor]]]:
+    """``(LoRA state, base tensors)``: the tensors of the base model that PEFT's
+    ``save_embedding_layers`` (``"auto"`` by default) writes beside the factors, split off as
+    key → ``(the model's parameter name, tensor)``.
+
+    Raises:
+        ValueError: the adapter holds LoRA factors of an embedding layer (the message says to
+            remove it from ``target_modules``).
+    """
+    lora, base = {}, {}
+    for key, value in state.items():
+        if (match := _EMBEDDING_KEY.match(key)) is not None:
+            module = match["module"].removeprefix(_PEFT_PREFIX)
+            raise ValueError(
+                f"adapter {adapter!r} holds LoRA factors of the embedding {module!r} ({key!r}): "
+                "weditlib.peft loads LoRA onto linear and conv layers; create the adapter "
+                f"without {module.rpartition('.')[2]!r} in target_modules"
+            )
+        if ".lora_" not in key and (match := _BASE_KEY.fullmatch(key)) is not None:
+            module = match["module"].removeprefix(_PEFT_PREFIX)
+            base[key] = (f"{module}.{match['tensor']}", value)
+        else:
+            lora[key] = value
+    return lora, base
 
 
 def split_state_dict(adapter: str, state: Mapping[str, Tensor]) -> list[Factors]:
@@ -123,19 +163,10 @@ def split_state_dict(adapter: str, state: Mapping[str, Tensor]) -> list[Factors]
     """
     found: dict[str, dict[str, tuple[str, Tensor]]] = {}
     for key, value in state.items():
-        match = _FACTOR_KEY.fullmatch(key)
-        if match is None or (match["factor"], match["tensor"]) == ("A", "bias"):
-            raise ValueError(
-                f"adapter {adapter!r}: state-dict key {key!r} is not a LoRA factor "
-                "'<module>.lora_A.weight' / '<module>.lora_B.weight' / '<module>.lora_B.bias' "
-                "(keys of a PeftModel's own state_dict carry the adapter name: use "
-                "peft.get_peft_model_state_dict)"
-            )
+        module, part = _parse_key(adapter, key)
         if not isinstance(value, Tensor) or not value.dtype.is_floating_point:
             kind = value.dtype if isinstance(value, Tensor) else type(value).__name__
             raise TypeError(f"adapter {adapter!r}: {key!r} must be a floating tensor, got {kind}")
-        module = match["module"].removeprefix(_PEFT_PREFIX)
-        part = "bias" if match["tensor"] == "bias" else match["factor"]
         found.setdefault(module, {})[part] = (key, value)
     factors = []
     for module, parts in found.items():
@@ -144,5 +175,27 @@ def split_state_dict(adapter: str, state: Mapping[str, Tensor]) -> list[Factors]
             raise ValueError(f"adapter {adapter!r}: module {module!r} has no {missing} weight")
         (key_a, lora_a), (key_b, lora_b) = parts["A"], parts["B"]
         key_bias, lora_bias = parts.get("bias", (None, None))
-        factors.append(Factors(module, lora_a, lora_b, key_a, key_b, lora_bias, key_bias))
+        key_magnitude, magnitude = parts.get("magnitude", (None, None))
+        factors.append(
+            Factors(
+                module, lora_a, lora_b, key_a, key_b, lora_bias, key_bias, magnitude, key_magnitude
+            )
+        )
     return factors
+
+
+def _parse_key(adapter: str, key: str) -> tuple[str, str]:
+    """``(module path, part)`` of a state-dict key; part is ``A``, ``B``, ``bias`` or
+    ``magnitude``."""
+    if (match := _MAGNITUDE_KEY.fullmatch(key)) is not None:
+        return match["module"].removeprefix(_PEFT_PREFIX), "magnitude"
+    match = _FACTOR_KEY.fullmatch(key)
+    if match is None or (match["factor"], match["tensor"]) == ("A", "bias"):
+        raise ValueError(
+            f"adapter {adapter!r}: state-dict key {key!r} is not a LoRA factor "
+            "'<module>.lora_A.weight' / '<module>.lora_B.weight' / '<module>.lora_B.bias' / "
+            "'<module>.lora_magnitude_vector' (keys of a PeftModel's own state_dict carry the "
+            "adapter name: use peft.get_peft_model_state_dict)"
+        )
+    module = match["module"].removeprefix(_PEFT_PREFIX)
+    return module, "bias" if match["tensor"] == "bias" else match["factor"]

@@ -42,12 +42,17 @@ class LoraLayout:
         factor_shapes: ``(module, r) -> (lora_A shape, lora_B shape)`` as PEFT stores them.
         refusal: ``module -> reason`` when this module's LoRA is not a shift of its weight,
             else ``None``.
+        magnitude_shape: ``module -> shape`` of DoRA's ``lora_magnitude_vector`` as PEFT stores
+            it (``(n,)`` for a linear, ``(1, out, 1, ...)`` for a conv).
     """
 
     name: str
     matches: Callable[[nn.Module], bool]
     factor_shapes: Callable[[nn.Module, int], tuple[tuple[int, ...], tuple[int, ...]]]
     refusal: Callable[[nn.Module], str | None] = lambda module: None
+    magnitude_shape: Callable[[nn.Module], tuple[int, ...]] = lambda module: (
+        module.weight.shape[0],
+    )
 
 
 def _conv_refusal(module: nn.Module) -> str | None:
@@ -77,12 +82,14 @@ LAYOUTS: tuple[LoraLayout, ...] = (
         "transformers Conv1D",
         lambda module: (conv1d := _hf_conv1d_type()) is not None and isinstance(module, conv1d),
         lambda module, rank: ((rank, module.nx), (module.nf, rank)),
+        magnitude_shape=lambda module: (module.nf,),
     ),
     LoraLayout(
         "nn.Conv1d / nn.Conv2d",
         lambda module: isinstance(module, nn.Conv1d | nn.Conv2d),
         _conv_factors,
         _conv_refusal,
+        lambda module: (1, module.out_channels, *(1,) * len(module.kernel_size)),
     ),
 )
 
@@ -95,6 +102,7 @@ def check_factors(
     rank: int,
     modules: dict[str, nn.Module],
     lora_bias: Tensor | None = None,
+    magnitude: Tensor | None = None,
 ) -> None:
     """Check that the factors of ``adapter`` for module ``path`` fit the model's layer.
 
@@ -106,6 +114,7 @@ def check_factors(
         rank: the rank the adapter's config gives this module.
         modules: the model's ``named_modules()``.
         lora_bias: ``lora_B``'s bias when the adapter has one (``lora_bias=True``).
+        magnitude: DoRA's magnitude when the adapter has one (``use_dora=True``).
 
     Raises:
         ValueError: the model has no such module, a conv layer has a geometry PEFT's conv LoRA
@@ -149,4 +158,9 @@ def check_factors(
         raise ValueError(
             f"adapter {adapter!r}, module {path!r}: lora_B bias {tuple(lora_bias.shape)} does "
             f"not fit the layer's {expected_b[0]} outputs (expected ({expected_b[0]},))"
+        )
+    if magnitude is not None and tuple(magnitude.shape) != layout.magnitude_shape(module):
+        raise ValueError(
+            f"adapter {adapter!r}, module {path!r}: DoRA magnitude {tuple(magnitude.shape)} does "
+            f"not fit the layer (expected {layout.magnitude_shape(module)})"
         )

@@ -1,0 +1,127 @@
+"""Shifts whose edited weights are rescaled per output row: DoRA's weight, per sample.
+
+A :class:`RowScaledDelta` wraps ``l`` shifts (dense or low-rank) and a scale ``(l, n)``; shift
+``i`` edits a weight into ``diag(scale_i) · (W ⊕ ΔW_i)``. That is the weight of a DoRA adapter
+(weight-decomposed LoRA), ``m ⊙ (W + s·B·A) / ‖W + s·B·A‖_row`` with the norm computed once and
+folded into ``scale = m / ‖·‖``. The edited ops apply it as the inner shift's output times the
+scale, so it costs one elementwise pass over the result beyond the inner shift: the bias (base
+and bias shift) is added after the scale, never scaled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from weditlib.deltas import Delta, DenseDelta, Grouping, LowRankDelta
+
+
+@dataclass(frozen=True, eq=False)  # holds tensors: == is identity
+class RowScaledDelta:
+    """``l`` shifts ``diag(scale_i) · (W ⊕ ΔW_i)`` of an ``(n, k)`` weight.
+
+    For every sample ``b`` with shift ``i``:
+    ``y_b = scale_i ⊙ (x_b (W ⊕ ΔW_i)ᵀ) + bias + Δb_i``.
+
+    Args:
+        inner: the ``l`` shifts ``ΔW`` (:class:`~weditlib.DenseDelta` or
+            :class:`~weditlib.LowRankDelta`, any mode, with its optional bias shift ``Δb``).
+        scale: ``(l, n)`` the factor of each output row of each edited weight (``1`` leaves a
+            row as the inner shift makes it).
+
+    Raises:
+        TypeError: ``inner`` is not a DenseDelta / LowRankDelta, ``scale`` is not a tensor or has
+            another dtype than ``inner``.
+        ValueError: ``scale`` is not ``(l, n)`` or is on another device.
+    """
+
+    inner: Delta
+    scale: Tensor
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.inner, DenseDelta | LowRankDelta):
+            raise TypeError(
+                "RowScaledDelta.inner must be a DenseDelta or LowRankDelta, "
+                f"got {type(self.inner).__name__}"
+            )
+        if not isinstance(self.scale, Tensor):
+            raise TypeError(
+                f"RowScaledDelta.scale must be a Tensor, got {type(self.scale).__name__}"
+            )
+        expected = (self.inner.num_shifts, self.inner.out_features)
+        if tuple(self.scale.shape) != expected:
+            raise ValueError(
+                f"RowScaledDelta.scale must have shape (l, n) = {expected}, "
+                f"got {tuple(self.scale.shape)}"
+            )
+        if self.scale.dtype != self.inner.dtype:
+            raise TypeError(
+                f"RowScaledDelta.scale dtype {self.scale.dtype} does not match the inner "
+                f"shift's {self.inner.dtype}"
+            )
+        if self.scale.device != self.inner.device:
+            raise ValueError(
+                f"RowScaledDelta.scale is on {self.scale.device} but the inner shift is on "
+                f"{self.inner.device}"
+            )
+
+    @property
+    def num_shifts(self) -> int:
+        return self.inner.num_shifts
+
+    @property
+    def out_features(self) -> int:
+        return self.inner.out_features
+
+    @property
+    def in_features(self) -> int:
+        return self.inner.in_features
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.inner.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.inner.device
+
+    @property
+    def mode(self) -> str:
+        return self.inner.mode
+
+    @property
+    def bias(self) -> Tensor | None:
+        """The inner shift's bias shift ``(l, n)`` (added unscaled), or ``None``."""
+        return self.inner.bias
+
+    def tensors(self) -> tuple[Tensor, ...]:
+        """The scale, then the inner shift's tensors."""
+        return (self.scale, *self.inner.tensors())
+
+    def replace(self, **changes: object) -> RowScaledDelta:
+        """A copy with ``inner`` or ``scale`` replaced (validated again)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def matrix(self) -> Tensor:
+        """``(l, n, k)`` the inner shifts as full matrices (unscaled)."""
+        return self.inner.matrix()
+
+    def rows(self, start: int, stop: int) -> RowScaledDelta:
+        """The shifts of output rows ``[start, stop)`` (views)."""
+        return RowScaledDelta(self.inner.rows(start, stop), self.scale[:, start:stop])
+
+    def unscaled(self) -> Delta:
+        """The inner shift without its bias shift: what runs before the scale."""
+        inner = self.inner
+        return inner if inner.bias is None else inner.replace(bias=None)
+
+
+def sample_scale(scale: Tensor, grouping: Grouping) -> Tensor:
+    """``(l, n) -> (b, n)``: the row scale of each sample (a view when one shift per sample and
+    not traced: traced, ``identity`` would be a guard)."""
+    if not torch.compiler.is_compiling() and grouping.identity:
+        return scale
+    return scale[grouping.index]
