@@ -561,3 +561,20 @@ def test_a_dora_stacking_is_not_reused_once_the_base_weight_changed():
             again = model(x)
     assert not torch.allclose(before[0], after[0])
     torch.testing.assert_close(again, before)
+
+
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [
+        (lambda d: (d / "adapter_config.json").write_text('{"r": 4, "lora_al'), "adapter_config"),
+        (lambda d: (d / "adapter_config.json").write_text("[1, 2]"), "adapter_config"),
+        (lambda d: (d / "adapter_model.safetensors").write_bytes(b"\x08\x00" * 7), "adapter_model"),
+    ],
+)
+def test_a_damaged_adapter_directory_names_the_file(tmp_path, damage, named):
+    from weditlib.peft.files import read_adapter_dir, write_adapter_dir
+
+    write_adapter_dir(tmp_path, lora_config(2), lora_state(dict.fromkeys(SHAPES, 2), seed=0))
+    damage(tmp_path)
+    with pytest.raises(ValueError, match=rf"{named}\.\w+: "):
+        read_adapter_dir(tmp_path)

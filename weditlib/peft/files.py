@@ -52,20 +52,33 @@ def read_adapter_dir(directory: str | os.PathLike) -> tuple[dict[str, Any], dict
 
     Raises:
         FileNotFoundError: the directory lacks ``adapter_config.json`` or the weights file.
+        ValueError: either file is damaged (truncated, not JSON, not safetensors); the message
+            names the file.
     """
     directory = Path(directory)
     config_path = directory / CONFIG_NAME
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path} does not exist (not a PEFT adapter directory)")
-    config = json.loads(config_path.read_text())
-    if (directory / SAFETENSORS_NAME).is_file():
-        state = _safetensors().load_file(directory / SAFETENSORS_NAME)
-    elif (directory / TORCH_NAME).is_file():
-        state = torch.load(directory / TORCH_NAME, map_location="cpu", weights_only=True)
-    else:
+    try:
+        config = json.loads(config_path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{config_path}: not a readable adapter config ({error})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{config_path}: expected a JSON object, got {type(config).__name__}")
+    weights = directory / SAFETENSORS_NAME
+    if not weights.is_file():
+        weights = directory / TORCH_NAME
+    if not weights.is_file():
         raise FileNotFoundError(
             f"{directory} has neither {SAFETENSORS_NAME} nor {TORCH_NAME} (adapter weights)"
         )
+    try:
+        if weights.name == SAFETENSORS_NAME:
+            state = _safetensors().load_file(weights)
+        else:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as error:  # safetensors and torch raise their own types for a bad file
+        raise ValueError(f"{weights}: not readable adapter weights ({error})") from None
     return config, state
 
 
