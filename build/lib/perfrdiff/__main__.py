@@ -1,5 +1,0 @@
-import sys
-
-from perfrdiff.cli import console
-
-sys.exit(console())

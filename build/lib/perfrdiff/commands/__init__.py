@@ -1,1 +1,0 @@
-"""Sub-commands of the ``perfrdiff`` CLI (see :mod:`perfrdiff.cli`)."""
