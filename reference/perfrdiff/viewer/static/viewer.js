@@ -228,6 +228,7 @@
       }
       if (this.playingAt === null && this.clock.playing() && t > 0) this.playingAt = performance.now();
       document.body.dataset.frame = frame;
+      document.body.dataset.time = t;  // the clock time this frame was drawn for
       $("clock").textContent = `${t.toFixed(2)} s`;
       $("play").textContent = this.clock.playing() ? "pause" : "play";
     },
