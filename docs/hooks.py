@@ -28,6 +28,20 @@ NOT_MEASURED_BY = {
 }
 
 
+def svg_of(figure) -> str:
+    """``figure`` laid out and closed, as reproducible inline SVG (text kept as text, fixed ids,
+    no date), so a rebuilt site changes only when the data does."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "weditlib"}):
+        figure.savefig(buffer, format="svg", metadata={"Date": None})
+    plt.close(figure)
+    return buffer.getvalue()
+
+
 def fmt(value: Any) -> str:
     """A table cell: floats to 4 significant digits, everything else as text."""
     if isinstance(value, bool) or value is None:
@@ -226,12 +240,7 @@ def grouped_bars(
         loc="lower center",
         bbox_to_anchor=(0.5, 1.0),
     )
-    figure.tight_layout()
-    buffer = io.StringIO()
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "weditlib"}):
-        figure.savefig(buffer, format="svg", metadata={"Date": None})
-    plt.close(figure)
-    return buffer.getvalue()
+    return svg_of(figure)
 
 
 def plot_edit_linear(report: dict[str, Any]) -> str:
@@ -596,12 +605,7 @@ def plot_roofline(report: dict[str, Any]) -> str:
     axes.set_ylabel("TFLOP/s at the floor")
     axes.axvline(peak / bandwidth, color="grey", linestyle=":", linewidth=1)
     axes.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.0, 0.5))
-    figure.tight_layout()
-    buffer = io.StringIO()
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "weditlib"}):
-        figure.savefig(buffer, format="svg", metadata={"Date": None})
-    plt.close(figure)
-    return buffer.getvalue()
+    return svg_of(figure)
 
 
 def short_paragraphs(text: str, words: int = 90) -> list[str]:
