@@ -16,6 +16,8 @@ transformers = pytest.importorskip("transformers", reason="transformers ships wi
 safetensors_torch = pytest.importorskip("safetensors.torch", reason="safetensors ships with peft")
 from peft import LoraConfig, TaskType, get_peft_model  # noqa: E402
 
+from tests.weditlib.test_peft_interop import assert_written_back  # noqa: E402
+
 
 def llama(**fields) -> torch.nn.Module:
     config = transformers.LlamaConfig(
@@ -54,9 +56,7 @@ def test_an_adapter_on_lm_head_loads_with_the_base_weights_peft_saved_beside_it(
         expected = peft_model(input_ids=tokens).logits
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     adapters.save_pretrained(tmp_path / "ours", ["a"])
-    written = safetensors_torch.load_file(tmp_path / "ours/a/adapter_model.safetensors")
-    assert list(written) == list(original)
-    assert all(torch.equal(written[key], original[key]) for key in original)
+    assert_written_back(tmp_path / "ours/a/adapter_model.safetensors", original)
 
 
 def test_saved_base_weights_that_differ_from_the_model_name_save_embedding_layers(tmp_path):

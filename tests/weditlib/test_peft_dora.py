@@ -17,7 +17,12 @@ safetensors_torch = pytest.importorskip("safetensors.torch", reason="safetensors
 from peft import LoraConfig, PeftModel  # noqa: E402
 from peft.utils import get_peft_model_state_dict  # noqa: E402
 
-from tests.weditlib.test_peft_interop import ConvNet, make_base, peft_model_of  # noqa: E402
+from tests.weditlib.test_peft_interop import (  # noqa: E402
+    ConvNet,
+    assert_written_back,
+    make_base,
+    peft_model_of,
+)
 
 # PEFT's state-dict export warns that a 1-d tensor may be an ungathered FSDP shard (DoRA's
 # magnitude of a linear is 1-d)
@@ -149,9 +154,7 @@ def test_dora_round_trip_peft_to_weditlib_to_peft_is_bit_identical(tmp_path):
     assert any(key.endswith("lora_magnitude_vector") for key in original)
     adapters = LoraAdapters.load(copy.deepcopy(base), {"dora": tmp_path / "peft/dora"})
     adapters.save_pretrained(tmp_path / "ours")
-    written = safetensors_torch.load_file(tmp_path / "ours/dora/adapter_model.safetensors")
-    assert list(written) == list(original)
-    assert all(torch.equal(written[key], original[key]) for key in original)
+    assert_written_back(tmp_path / "ours/dora/adapter_model.safetensors", original)
     back = PeftModel.from_pretrained(copy.deepcopy(base), tmp_path / "ours/dora", "dora")
     with torch.no_grad():
         peft_model.set_adapter("dora")

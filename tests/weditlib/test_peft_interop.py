@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -30,6 +31,14 @@ ADAPTERS = {
 # (lora_bias=True) is 1-d.
 ONE_D_LORA_BIAS = pytest.mark.filterwarnings("ignore:Adapter .*invalid shape")
 NAMES = ["carol", BASE, "bob", "default", "carol", "dave", BASE, "bob", "default"]
+
+
+def assert_written_back(written: Path, original: dict[str, torch.Tensor]) -> None:
+    """The adapter weights file ``written`` holds ``original``'s tensors in its order, bit for
+    bit (what PEFT's save_pretrained wrote, saved back by weditlib)."""
+    tensors = safetensors_torch.load_file(written)
+    assert list(tensors) == list(original)
+    assert all(torch.equal(tensors[key], original[key]) for key in original)
 
 
 class Mlp(nn.Module):
@@ -158,10 +167,8 @@ def test_round_trip_peft_to_weditlib_to_peft_is_bit_identical(tmp_path):
     for name in ADAPTERS:
         theirs = directory[name]
         ours = tmp_path / "ours" / ("" if name == "default" else name)
-        written = safetensors_torch.load_file(ours / "adapter_model.safetensors")
         original = safetensors_torch.load_file(theirs / "adapter_model.safetensors")
-        assert list(written) == list(original)
-        assert all(torch.equal(written[key], original[key]) for key in original)
+        assert_written_back(ours / "adapter_model.safetensors", original)
         config = json.loads((ours / "adapter_config.json").read_text())
         assert config == json.loads((theirs / "adapter_config.json").read_text())
         # PEFT loads what we wrote, unchanged
@@ -330,9 +337,7 @@ def test_lora_bias_adapters_match_peft_outputs_gradients_and_files(tmp_path):
     assert any(key.endswith("lora_B.bias") for key in original)
     reloaded = LoraAdapters.load(copy.deepcopy(base), {"biased": tmp_path / "peft/biased"})
     reloaded.save_pretrained(tmp_path / "ours")
-    written = safetensors_torch.load_file(tmp_path / "ours/biased/adapter_model.safetensors")
-    assert list(written) == list(original)
-    assert all(torch.equal(written[key], original[key]) for key in original)
+    assert_written_back(tmp_path / "ours/biased/adapter_model.safetensors", original)
     back = PeftModel.from_pretrained(copy.deepcopy(base), tmp_path / "ours/biased", "biased")
     state = get_peft_model_state_dict(back, adapter_name="biased")
     assert all(torch.equal(state[key], original[key]) for key in original)
