@@ -9,7 +9,10 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from perfrdiff.data.synthetic_heldout import AUS, LATENT, HeldOutFamily, Person
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from perfrdiff.data.synthetic_heldout import AUS, LATENT, HeldOutFamily, Person, ar1, ema
 
 DELAYS = (2, 12)
 LAGS = np.arange(0, 29, 4)  # partner frames back that the ridge regressions see
@@ -101,6 +104,26 @@ def prediction_mse(seed: int = 0, people: int = 60, pairs: int = 300, frames: in
     result = {k: float(np.mean(v)) for k, v in errors.items()}
     result["reactive_gain"], result["low_reactive_gain"] = np.mean(gain[False]), np.mean(gain[True])
     return result
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    arrays(np.float64, st.tuples(st.integers(1, 40), st.integers(1, 3)), elements=st.floats(-5, 5)),
+    st.floats(0.0, 0.99),
+    st.booleans(),
+)
+def test_ema_matches_the_recursion(x, alpha, settled):
+    start = x[0] if settled else np.zeros(x.shape[1])
+    expected, previous = np.empty_like(x), start
+    for t in range(len(x)):
+        previous = expected[t] = alpha * previous + (1 - alpha) * x[t]
+    np.testing.assert_allclose(ema(x, alpha, start), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_ar1_is_stationary_with_unit_variance_from_the_first_frame():
+    draws = ar1(np.random.default_rng(0), (200, 4000), 0.95)
+    assert np.allclose(draws[[0, 10, 199]].var(1), 1.0, atol=0.1)
+    np.testing.assert_allclose(np.corrcoef(draws[100], draws[101])[0, 1], 0.95, atol=0.02)
 
 
 def test_shapes_ranges_and_finiteness():

@@ -79,9 +79,18 @@ _ARCHETYPES[3][[4, 4, 1], [4, 1, 1]] = 0.8, -0.6, 0.5
 _HABIT_AUS = np.array([0, 1, 4, 8, 10, 12])  # brow flashes, lid tightening, dimpler, chin, lips
 
 
-def ema(x: np.ndarray, alpha: float) -> np.ndarray:
-    """Exponential smoothing along time, unit DC gain: ``y_t = alpha y_{t-1} + (1-alpha) x_t``."""
-    return lfilter([1.0 - alpha], [1.0, -alpha], x, axis=0)
+def ema(x: np.ndarray, alpha: float, start: np.ndarray | float = 0.0) -> np.ndarray:
+    """Exponential smoothing along time, unit DC gain: ``y_t = alpha y_{t-1} + (1-alpha) x_t``,
+    with ``y_{-1} = start`` (zero for impulse responses; ``x[0]`` to start settled)."""
+    state = alpha * np.broadcast_to(np.asarray(start, dtype=float), x.shape[1:])[None]
+    return lfilter([1.0 - alpha], [1.0, -alpha], x, axis=0, zi=state)[0]
+
+
+def ar1(rng: np.random.Generator, shape: tuple[int, ...], alpha: float) -> np.ndarray:
+    """Stationary unit-variance AR(1) noise along the first axis, coefficient ``alpha``."""
+    innovation = rng.standard_normal(shape) * np.sqrt(1 - alpha**2)
+    innovation[0] /= np.sqrt(1 - alpha**2)  # the first frame drawn from the stationary law
+    return lfilter([1.0], [1.0, -alpha], innovation, axis=0)
 
 
 def _delayed(x: np.ndarray, frames: int) -> np.ndarray:
@@ -209,10 +218,12 @@ class HeldOutFamily:
         impulses = (events * rng.gamma(2.0, 0.5, steps))[:, None] * _BURSTS[kinds]
         kernel_peak = 0.1**2 * 10 * 0.9**9  # peak of the twice-smoothed (alpha 0.9) impulse
         bursts = ema(ema(impulses, 0.9), 0.9) / kernel_peak
-        fluctuation = ema(rng.standard_normal((steps, _L)), p.tempo) * np.sqrt(
-            (1 + p.tempo) / (1 - p.tempo)
+        fluctuation = ar1(rng, (steps, _L), p.tempo)
+        return (
+            ema(speaking, 0.85, start=speaking[0])[:, None] * p.speak_profile
+            + bursts
+            + p.own_noise * fluctuation
         )
-        return ema(speaking, 0.85)[:, None] * p.speak_profile + bursts + p.own_noise * fluctuation
 
     @staticmethod
     def _response(p: Person, partner: np.ndarray, listening: np.ndarray) -> np.ndarray:
@@ -275,15 +286,14 @@ class HeldOutFamily:
                 f"emotion: expected shape (frames, {EMOTION_DIM}), got {emotion.shape}"
             )
         steps = len(emotion)
-        expression = ema(
-            person.face_offset + (emotion[:, :17] @ self.face_basis.T) * person.face_gain,
-            person.face_alpha,
-        )
+        target = person.face_offset + (emotion[:, :17] @ self.face_basis.T) * person.face_gain
+        expression = ema(target, person.face_alpha, start=target[0])  # facial inertia
         # Nods: an oscillation at the person's rate, gated by engagement (brows, smile, arousal).
         engagement = emotion[:, [0, 1, 7]].mean(1) + 0.5 * emotion[:, 16]
-        envelope = ema(np.maximum(engagement - np.median(engagement), 0.0), 0.95)
+        gate = np.maximum(engagement - np.median(engagement), 0.0)
+        envelope = ema(gate, 0.95, start=gate[0])
         phase = 2 * np.pi * person.nod_freq * np.arange(steps) / FPS + rng.uniform(0, 2 * np.pi)
-        drift = ema(rng.standard_normal((steps, 6)), 0.98) * 0.1 * [1, 1, 0.5, 0.3, 0.3, 0.3]
+        drift = ar1(rng, (steps, 6), 0.98) * [0.06, 0.08, 0.04, 0.01, 0.01, 0.01]
         pose = person.pose_rest + drift
         pose[:, 0] += person.nod_gain * envelope * np.sin(phase)
         out = np.concatenate([expression, pose], 1)
