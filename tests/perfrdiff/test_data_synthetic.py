@@ -176,6 +176,29 @@ def test_second_family_listener_styles_are_recoverable_from_their_clips(expressi
         assert np.corrcoef(au_logit, -np.array(style["au_threshold"]))[0, 1] > 0.5
 
 
+@pytest.mark.parametrize("family", ["held-out"])
+def test_every_family_writes_a_loadable_react_layout(tmp_path, family):
+    """A family plugged into the writer gives the layout every reader expects: valid channels,
+    REACT shapes, a neighbour matrix per split and each listener in the ground truth."""
+    config = SyntheticConfig(seed=5, sessions={"train": 2, "test": 1}, family=family)
+    write_synthetic_dataset(tmp_path, config)
+    truth = load_ground_truth_style(tmp_path)
+    assert truth["family"] == family
+    for split in ("train", "test"):
+        index, store = SplitIndex(tmp_path, split), ClipStore(tmp_path, split)
+        assert index.neighbours.shape == (len(index), len(index))
+        for pair in index.items:
+            emotion = store.emotion(pair.listener)
+            assert emotion.shape == (750, 25) and np.isfinite(emotion).all()
+            assert ((emotion[:, :15] >= 0) & (emotion[:, :15] <= 1)).all()
+            assert (np.abs(emotion[:, 15:17]) <= 1).all()
+            np.testing.assert_allclose(emotion[:, 17:].sum(axis=1), 1, atol=1e-4)
+            assert store.face(pair.speaker).shape == (750, 58)
+            assert store.audio(pair.speaker).shape == (750, 78)
+        for listener in index.listeners:
+            assert truth["persons"][listener]["split"] == split
+
+
 def test_families_differ_and_unknown_family_is_refused(expressive_root):
     with pytest.raises(ValueError, match="family: expected one of"):
         SyntheticConfig(family="nope")

@@ -50,9 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--family",
         choices=FAMILIES,
         default=defaults.family,
-        help="listener style model: coupled-latent (linear coupled latents) or lagged-expressive "
+        help="listener style model: coupled-latent (linear coupled latents), lagged-expressive "
         "(lag distributions, AU thresholds, expression preferences, valence bias, arousal gain, "
-        f"smoothing) (default: {defaults.family})",
+        "smoothing) or held-out (written blind, for reporting only: turns, bursts, gated "
+        f"delayed reactions, low-reactive people) (default: {defaults.family})",
     )
 
     parser.add_argument(

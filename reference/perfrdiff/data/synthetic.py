@@ -1,8 +1,9 @@
 """Synthetic twin of REACT 2024: same layout, listeners with a *known* reaction style.
 
-Two listener models (``SyntheticConfig.family``): ``"coupled-latent"``, described here, and
-``"lagged-expressive"`` (:mod:`perfrdiff.data.synthetic_expressive`). Everything else (layout,
-speech, appropriateness) is shared.
+Three listener models (``SyntheticConfig.family``): ``"coupled-latent"``, described here,
+``"lagged-expressive"`` (:mod:`perfrdiff.data.synthetic_expressive`) and ``"held-out"``
+(:mod:`perfrdiff.data.synthetic_heldout`, written blind and used only for reporting, never for
+choosing settings). Everything else (layout, speech, appropriateness) is shared.
 
 Generative model of ``"coupled-latent"`` (all draws from one seeded generator, so a config
 reproduces the same files):
@@ -59,7 +60,7 @@ EMOTION_COLUMNS = [
     *("Neutral", "Happy", "Sad", "Surprise", "Fear", "Disgust", "Anger", "Contempt"),
 ]
 BURN_IN = 100
-FAMILIES = ("coupled-latent", "lagged-expressive")
+FAMILIES = ("coupled-latent", "lagged-expressive", "held-out")
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,9 @@ class SyntheticConfig:
     gain_range: tuple[float, float] = (0.5, 0.9)
     drive_range: tuple[float, float] = (0.5, 0.9)
     appropriate_quantile: float = 0.15
-    # Listener model: "coupled-latent" (below) or "lagged-expressive"
-    # (perfrdiff.data.synthetic_expressive); delay_range is its mean-lag range too.
+    # Listener model: "coupled-latent" (below), "lagged-expressive"
+    # (perfrdiff.data.synthetic_expressive; delay_range is its mean-lag range too) or "held-out"
+    # (perfrdiff.data.synthetic_heldout).
     family: str = "coupled-latent"
 
     def __post_init__(self) -> None:
@@ -230,6 +232,10 @@ def _family(rng: np.random.Generator, config: SyntheticConfig):
         from perfrdiff.data.synthetic_expressive import LaggedExpressiveFamily
 
         return LaggedExpressiveFamily(rng, config.delay_range, config.noise)
+    if config.family == "held-out":
+        from perfrdiff.data.synthetic_heldout import HeldOutFamily
+
+        return HeldOutFamily(rng, config.delay_range, config.noise)
     return _CoupledLatentFamily(rng, config)
 
 
