@@ -19,10 +19,11 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from weditlib import checkpoint_support
-from weditlib.deltas import Delta, Grouping
+from weditlib.deltas import Grouping
 from weditlib.edit_state import ActiveShift, current_state
 from weditlib.functional import edited_linear
-from weditlib.materialised import MaterialisedDelta
+from weditlib.materialised import EditedWeights
+from weditlib.row_scaled import AnyShift
 
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
@@ -59,7 +60,7 @@ def edited_linear_at(
     batch_dim: int,
     weight: Tensor,
     bias: Tensor | None,
-    delta: Delta | MaterialisedDelta,
+    delta: AnyShift | EditedWeights,
     index: Tensor | None = None,
     grouping: Grouping | None = None,
 ) -> Tensor:
@@ -196,7 +197,7 @@ class EditableLinear(EditableMixin, nn.Linear):
         self._init_edit_state()
 
     def forward(
-        self, input: Tensor, delta: Delta | None = None, index: Tensor | None = None
+        self, input: Tensor, delta: AnyShift | None = None, index: Tensor | None = None
     ) -> Tensor:
         """``F.linear`` with ``delta`` (or the active shift) applied per sample.
 

@@ -4,13 +4,13 @@ PEFT adds ``scaling · B (A x)`` to a layer's output, i.e. shifts its weight by
 ``ΔW = scaling · B @ A``: a low-rank shift (with ``lora_bias=True`` it also adds
 ``scaling · b_B``, a bias shift). :class:`LoraAdapters` keeps each adapter's factors as
 parameters in PEFT's shapes and, for a batch where every sample names its adapter, stacks them
-into one :class:`~weditlib.LowRankDelta` per targeted layer (``up = scaling · B``, ``down = A``,
+into one :class:`~weditlib.LowRankShift` per targeted layer (``up = scaling · B``, ``down = A``,
 ``bias = scaling · b_B``) with an index. A forward pass inside :meth:`LoraAdapters.edit` then
 runs every sample with its adapter in one pass, with autograd to every adapter's factors.
 
 A DoRA adapter (``use_dora=True``) edits the weight into ``m ⊙ (W + ΔW) / ‖W + ΔW‖`` (norm per
 output row, detached as PEFT detaches it): where a batch holds one, the layer's stacked shift is a
-:class:`~weditlib.RowScaledDelta` of that low-rank shift with ``scale = m / ‖W + ΔW‖`` for DoRA
+:class:`~weditlib.RowScaledShift` of that low-rank shift with ``scale = m / ‖W + ΔW‖`` for DoRA
 slots and ``1`` for the others (see :mod:`weditlib.peft.dora` for how the norms are computed
 without building ``W + ΔW``). LoRA and DoRA adapters mix freely in one batch.
 
@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from weditlib.deltas import Grouping, LowRankDelta
+from weditlib.deltas import Grouping, LowRankShift
 from weditlib.editing import edit, editable_modules, make_editable
 from weditlib.layers import EditableMixin
 from weditlib.peft.config import LoraSettings
@@ -51,7 +51,7 @@ from weditlib.peft.files import (
     write_adapter_dir,
 )
 from weditlib.peft.layouts import check_factors
-from weditlib.row_scaled import RowScaledDelta
+from weditlib.row_scaled import RowScaledShift
 
 #: PEFT's name for "no adapter" in ``adapter_names``; ``None`` means the same.
 BASE = "__base__"
@@ -166,12 +166,12 @@ def _as_pattern(path: str) -> str:
 
 def _stack(
     parts: Sequence[ModuleFactors | None], shape: tuple[int, int], weight: Callable[[], Tensor]
-) -> LowRankDelta | RowScaledDelta:
+) -> LowRankShift | RowScaledShift:
     """One shift per slot from each slot's factors, or ``None`` (all zero).
 
     Ranks are zero-padded to the largest; ``up = scaling · B``; the bias shift is
     ``scaling · bias`` (zero for a slot without one), present only if some slot has a bias.
-    When some slot is DoRA, the low-rank shift is wrapped in a :class:`RowScaledDelta` whose
+    When some slot is DoRA, the low-rank shift is wrapped in a :class:`RowScaledShift` whose
     scale is that slot's ``m / ‖W + ΔW‖`` (``weight()`` gives the base ``W``) and ``1`` for the
     other slots.
     """
@@ -198,15 +198,15 @@ def _stack(
     # up is stored (l, r, n) and viewed as (l, n, r): the expand product x_r Uᵀ then reads a
     # contiguous right operand.
     up_t = torch.stack([up.t() for up in ups]) * scale
-    delta = LowRankDelta(up_t.transpose(1, 2), torch.stack(downs), bias=bias)
+    delta = LowRankShift(up_t.transpose(1, 2), torch.stack(downs), bias=bias)
     dora = [i for i, part in enumerate(parts) if part is not None and part.magnitude is not None]
     if not dora:
         return delta
     magnitudes = torch.stack([parts[i].magnitude for i in dora])  # type: ignore[union-attr]
-    return RowScaledDelta(delta, _dora_scale(delta, dora, magnitudes, weight()))
+    return RowScaledShift(delta, _dora_scale(delta, dora, magnitudes, weight()))
 
 
-def _dora_scale(delta: LowRankDelta, dora: list[int], magnitudes: Tensor, weight: Tensor) -> Tensor:
+def _dora_scale(delta: LowRankShift, dora: list[int], magnitudes: Tensor, weight: Tensor) -> Tensor:
     """``(l, n)``: ``m / ‖W + ΔW‖`` (the norm detached) for the DoRA slots ``dora``, ``1`` for
     the others.
 
@@ -246,7 +246,7 @@ class LoraAdapters(nn.Module):
         self._targets: dict[str, tuple[int, int]] = {}
         # The last stacking done without autograd, reused while the batch's adapter names and
         # every factor's storage and version (bumped by in-place updates) are unchanged.
-        self._reusable: tuple[tuple, dict[str, LowRankDelta], Grouping] | None = None
+        self._reusable: tuple[tuple, dict[str, LowRankShift], Grouping] | None = None
         self._factors: tuple[nn.Parameter, ...] = ()  # every lora_A and lora_B, kept by add_adapter
         # the editable layer of each target (a plain dict: not submodules): DoRA reads its weight
         self._layers: dict[str, EditableMixin] = {}
@@ -335,7 +335,7 @@ class LoraAdapters(nn.Module):
     def __getitem__(self, name: str) -> LoraAdapter:
         return self.adapters[name]
 
-    def shifts(self, adapter_names: Sequence[str | None]) -> tuple[dict[str, LowRankDelta], Tensor]:
+    def shifts(self, adapter_names: Sequence[str | None]) -> tuple[dict[str, LowRankShift], Tensor]:
         """The stacked shifts and index that run each sample with its adapter.
 
         Only the adapters named in the batch are stacked, in order of first appearance (so a
@@ -351,7 +351,7 @@ class LoraAdapters(nn.Module):
                 ``"__base__"`` for the base model.
 
         Returns:
-            ``(shifts, index)``: weight name → :class:`~weditlib.LowRankDelta` with ``l``
+            ``(shifts, index)``: weight name → :class:`~weditlib.LowRankShift` with ``l``
                 shifts ``up (l, n, r_max)``, ``down (l, r_max, k)``; ``index: (b,)`` in ``[0, l)``.
                 Pass both to :func:`weditlib.edit` (with other shifts if you like).
 
@@ -367,7 +367,7 @@ class LoraAdapters(nn.Module):
 
     def _stacked(
         self, adapter_names: Sequence[str | None]
-    ) -> tuple[dict[str, LowRankDelta], Grouping]:
+    ) -> tuple[dict[str, LowRankShift], Grouping]:
         """:meth:`shifts` with the index's grouping (reused with the stacking)."""
         key = self._reuse_key(adapter_names)
         if self._reusable is not None and key is not None and self._reusable[0] == key:
