@@ -82,8 +82,9 @@ class LoraAdapter(nn.Module):
 
     Parameters keep PEFT's shapes (linear: ``lora_A (r, k)``, ``lora_B (n, r)``; conv:
     ``lora_A (r, in, *kernel)``, ``lora_B (out, r, 1, ...)``; ``lora_bias (n,)``, see
-    :mod:`weditlib.peft.layouts`) and the dtype and device of the base weight they edit, so that
-    saving writes back what PEFT reads.
+    :mod:`weditlib.peft.layouts`) and their own dtype, as PEFT keeps them (a float32 adapter
+    on a bfloat16 model stays float32 and is applied in float32), on the device of the base
+    weight they edit, so that saving writes back what was read, bit for bit.
 
     Attributes:
         name: the adapter's name.
@@ -177,7 +178,10 @@ def _stack(
     """
     present = [part for part in parts if part is not None]
     rank = max(part.down.shape[0] for part in present)
-    like = present[0].down
+    dtype = present[0].down.dtype
+    for part in present[1:]:  # adapters of different dtypes stack in the widest of them
+        dtype = torch.promote_types(dtype, part.down.dtype)
+    like = present[0].down.new_empty((), dtype=dtype)
     has_bias = any(part.bias is not None for part in present)
     zero_bias = like.new_zeros(shape[0]) if has_bias else None
     downs, ups, biases, scalings = [], [], [], []
@@ -189,9 +193,10 @@ def _stack(
             scalings.append(0.0)
             continue
         missing = rank - part.down.shape[0]
-        downs.append(F.pad(part.down, (0, 0, 0, missing)) if missing else part.down)
-        ups.append(F.pad(part.up, (0, missing)) if missing else part.up)
-        biases.append(zero_bias if part.bias is None else part.bias)
+        down, up = part.down.to(dtype), part.up.to(dtype)
+        downs.append(F.pad(down, (0, 0, 0, missing)) if missing else down)
+        ups.append(F.pad(up, (0, missing)) if missing else up)
+        biases.append(zero_bias if part.bias is None else part.bias.to(dtype))
         scalings.append(part.scaling)
     scale = torch.tensor(scalings, dtype=like.dtype, device=like.device).view(-1, 1, 1)
     bias = torch.stack(biases) * scale[:, :, 0] if has_bias else None
@@ -202,7 +207,7 @@ def _stack(
     dora = [i for i, part in enumerate(parts) if part is not None and part.magnitude is not None]
     if not dora:
         return delta
-    magnitudes = torch.stack([parts[i].magnitude for i in dora])  # type: ignore[union-attr]
+    magnitudes = torch.stack([parts[i].magnitude.to(dtype) for i in dora])  # type: ignore[union-attr]
     return RowScaledShift(delta, _dora_scale(delta, dora, magnitudes, weight()))
 
 
@@ -214,10 +219,11 @@ def _dora_scale(delta: LowRankShift, dora: list[int], magnitudes: Tensor, weight
         delta: the stacked shifts ``(l, n, r) @ (l, r, k)``.
         dora: the DoRA slots, increasing.
         magnitudes: ``(len(dora), n)`` their magnitudes ``m``.
-        weight: the base weight (a conv's kernel is flattened to ``(n, k)``).
+        weight: the base weight (a conv's kernel is flattened to ``(n, k)``); the norms are
+            taken in the shift's dtype, as PEFT takes them in its adapter's.
     """
     slots = torch.tensor(dora, device=delta.device)
-    flat = weight.detach().reshape(delta.out_features, delta.in_features)
+    flat = weight.detach().reshape(delta.out_features, delta.in_features).to(delta.dtype)
     norms = row_norms(flat, delta.up[slots], delta.down[slots])  # (len(dora), n)
     ones = magnitudes.new_ones(delta.num_shifts, delta.out_features)
     return ones.index_copy(0, slots, magnitudes / norms)
@@ -272,7 +278,8 @@ class LoraAdapters(nn.Module):
             ignore_lora_dropout: see the class.
 
         Returns:
-            the adapters, in eval mode, on the device and in the dtype of the weights they edit.
+            the adapters, in eval mode, on the device of the weights they edit, each factor
+                in the dtype it was saved in.
 
         Raises:
             ValueError: no source, a bad adapter name, a config this cannot apply, a module the
@@ -386,10 +393,23 @@ class LoraAdapters(nn.Module):
         for path, shape in self._targets.items():
             parts = [None if a is None else a.factors(path) for a in slots]
             if any(part is not None for part in parts):
-                shifts[path] = _stack(parts, shape, lambda path=path: self._base_weight(path))
+                shifts[path] = self._in_layer_dtype(
+                    path, _stack(parts, shape, lambda path=path: self._base_weight(path))
+                )
         grouping = Grouping.from_index(index, len(slots), None)
         self._reusable = None if key is None else (key, shifts, grouping)
         return dict(shifts), grouping
+
+    def _in_layer_dtype(
+        self, path: str, shift: LowRankShift | RowScaledShift
+    ) -> LowRankShift | RowScaledShift:
+        """``shift`` as the layer at ``path`` can apply it: in its own dtype on a linear layer
+        (applied as PEFT applies the adapter), cast to the kernel's dtype on a convolution (whose
+        edited op takes shifts of the input's dtype only)."""
+        weight = self._base_weight(path)
+        if weight.dim() == 2 or shift.dtype == weight.dtype:
+            return shift
+        return shift.map_tensors(lambda tensor: tensor.to(weight.dtype))
 
     def _base_weight(self, path: str) -> Tensor:
         """The base weight of target ``path`` as its layer holds it now (a conv's kernel)."""
@@ -533,10 +553,11 @@ def _check_optional_parts(name: str, settings: LoraSettings, factors: Factors) -
 
 
 def _placed(factors: Factors, weight: Tensor) -> Factors:
-    """``factors`` detached, on the device and in the dtype of the weight they edit."""
+    """``factors`` detached, on the device of the weight they edit, in their own dtype (PEFT
+    keeps an adapter's dtype: a float32 adapter on a bfloat16 model is applied in float32)."""
 
     def place(tensor: Tensor | None) -> Tensor | None:
-        return None if tensor is None else tensor.detach().to(weight.device, weight.dtype)
+        return None if tensor is None else tensor.detach().to(weight.device)
 
     return dataclasses.replace(
         factors,
