@@ -148,9 +148,19 @@ class _ShiftMethods(TensorFields):
         raise NotImplementedError
 
     def edited(self, weight: Tensor) -> Tensor:
-        """``(l, n, k)``: the edited weights ``W ⊕ ΔW_i`` of the base ``weight: (n, k)``, built by
-        :func:`combine` in ``weight``'s dtype (the shift is cast to it first)."""
-        return combine(weight, self.matrix().to(weight.dtype), self.mode)
+        """``(l, n, k)``: the edited weights ``W ⊕ ΔW_i`` of the base ``weight: (n, k)``, in
+        ``weight``'s dtype.
+
+        Built by :func:`combine` in the wider of the two dtypes and rounded once (a float32
+        shift of a bfloat16 weight is merged as PEFT merges a float32 adapter); with one dtype
+        it is exactly ``combine(weight, matrix(), mode)``.
+        """
+        return self.edited_wide(weight).to(weight.dtype)
+
+    def edited_wide(self, weight: Tensor) -> Tensor:
+        """:meth:`edited` before its rounding to ``weight``'s dtype."""
+        wide = torch.promote_types(weight.dtype, self.dtype)  # type: ignore[attr-defined]
+        return combine(weight.to(wide), self.matrix().to(wide), self.mode)
 
     def without_row_scale(self):
         """The shift without its row scale: itself (a row-scaled shift answers its inner one)."""

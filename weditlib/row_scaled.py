@@ -134,8 +134,14 @@ class RowScaledShift:
         return self.inner.matrix()
 
     def edited(self, weight: Tensor) -> Tensor:
-        """``(l, n, k)``: ``diag(scale_i) · (W ⊕ ΔW_i)`` in ``weight``'s dtype."""
-        return self.inner.edited(weight) * self.scale.to(weight.dtype).unsqueeze(-1)
+        """``(l, n, k)``: ``diag(scale_i) · (W ⊕ ΔW_i)`` in ``weight``'s dtype (computed in the
+        wider of the two dtypes, rounded once)."""
+        return self.edited_wide(weight).to(weight.dtype)
+
+    def edited_wide(self, weight: Tensor) -> Tensor:
+        """:meth:`edited` before its rounding to ``weight``'s dtype."""
+        built = self.inner.edited_wide(weight)
+        return built * self.scale.to(built.dtype).unsqueeze(-1)
 
     def without_row_scale(self) -> Shift:
         """The inner shift, bias shift included."""
