@@ -114,3 +114,26 @@ def test_a_float32_low_rank_shift_on_bfloat16_is_peft_arithmetic():
     lora = torch.einsum("btr,bnr->btn", lora, up[index]) + shift_bias[index].unsqueeze(1)
     assert y.dtype == BF16
     torch.testing.assert_close(y, (base + lora).to(BF16), rtol=0, atol=0)
+
+
+def test_float32_adapter_gradients_on_a_bfloat16_model_equal_peft(saved):
+    base, peft_model, directory = saved
+    model = copy.deepcopy(base)
+    adapters = LoraAdapters.load(model, {"plain": directory / "plain"}).train()
+    tokens = torch.randint(0, 64, (3, 7), generator=torch.Generator().manual_seed(4))
+    with adapters.edit(model, ["plain"] * 3):
+        model(input_ids=tokens).logits.float().square().mean().backward()
+    theirs = copy.deepcopy(peft_model)
+    theirs.set_adapter("plain")
+    theirs(input_ids=tokens).logits.float().square().mean().backward()
+    grads = {n: p.grad for n, p in theirs.named_parameters() if p.grad is not None}
+    adapter = adapters["plain"]
+    for position, path in enumerate(adapter.module_paths):
+        for part, factor in (("lora_A", adapter.lora_A), ("lora_B", adapter.lora_B)):
+            own = factor[position].grad
+            peft_grad = next(
+                g for n, g in grads.items() if n.endswith(f"{path}.{part}.plain.weight")
+            )
+            assert own.dtype == torch.float32
+            error = (own - peft_grad).norm() / peft_grad.norm()
+            assert error < 1e-2, (path, part, float(error))

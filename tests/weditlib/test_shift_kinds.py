@@ -173,3 +173,11 @@ def test_the_old_mode_name_warns_and_means_add():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         DenseShift(torch.zeros(1, 2, 3), mode="add")  # the new name does not warn
+
+
+def test_linear_and_conv_algorithms_share_one_protocol():
+    from weditlib.kernels import base, conv, reference
+
+    for algorithm in (*reference.ALGORITHMS, *conv.ALGORITHMS):
+        assert isinstance(algorithm, base.Algorithm), algorithm.name
+    assert conv.ConvAlgorithm.__origin__ is base.Algorithm
