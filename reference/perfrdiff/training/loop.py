@@ -59,7 +59,7 @@ class Objective(nn.Module):
 
 @dataclass
 class StageTraining:
-    """Where a stage writes and how it behaves."""
+    """One stage's training: where it writes and how it behaves (a `Run` is the whole run)."""
 
     out_dir: Path
     config: StageConfig
