@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from weditlib import DenseDelta, Grouping, conv_algorithm_names, edited_conv, materialise, plan_conv
+from weditlib import DenseShift, Grouping, conv_algorithm_names, edited_conv, materialise, plan_conv
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def make_inputs(case: Case, device: torch.device, seed: int = 0):
     x = torch.randn(case.batch, c, case.size, case.size, generator=g).to(device)
     conv = nn.Conv2d(c, c, k, padding=k // 2).to(device)
     shifts = 0.01 * torch.randn(case.listeners, c, c * k * k, generator=g)
-    delta = DenseDelta(shifts.to(device))
+    delta = DenseShift(shifts.to(device))
     index = torch.arange(case.listeners, device=device).repeat_interleave(case.samples)
     return x, conv, delta, index
 
@@ -95,7 +95,7 @@ def vmap_functional_call(conv: nn.Conv2d):
 
     batched = torch.func.vmap(one)
 
-    def run(x: Tensor, delta: DenseDelta, index: Tensor) -> Tensor:
+    def run(x: Tensor, delta: DenseShift, index: Tensor) -> Tensor:
         kernels = conv.weight + delta.weight[index].reshape(-1, *conv.weight.shape)
         return batched(x, kernels)
 
@@ -103,7 +103,7 @@ def vmap_functional_call(conv: nn.Conv2d):
 
 
 def per_sample_loop(conv: nn.Conv2d):
-    def run(x: Tensor, delta: DenseDelta, index: Tensor) -> Tensor:
+    def run(x: Tensor, delta: DenseShift, index: Tensor) -> Tensor:
         outputs = []
         for b, shift in enumerate(index.tolist()):
             kernel = conv.weight + delta.weight[shift].reshape(conv.weight.shape)
@@ -113,7 +113,7 @@ def per_sample_loop(conv: nn.Conv2d):
     return run
 
 
-def case_methods(x: Tensor, conv: nn.Conv2d, delta: DenseDelta, index: Tensor, plan) -> dict:
+def case_methods(x: Tensor, conv: nn.Conv2d, delta: DenseShift, index: Tensor, plan) -> dict:
     """Every timed method of one case, as a zero-argument callable."""
     weight, bias, padding = conv.weight, conv.bias, conv.padding
     vmap_run, loop_run = vmap_functional_call(conv), per_sample_loop(conv)

@@ -36,8 +36,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import weditlib
-from weditlib import DenseDelta, Grouping, LowRankDelta, edited_linear
-from weditlib.deltas import Delta
+from weditlib import DenseShift, Grouping, LowRankShift, edited_linear
+from weditlib.deltas import Shift
 from weditlib.kernels import triton_backend_algorithms
 
 
@@ -133,11 +133,11 @@ def make_inputs(case: Case, device: torch.device, seed: int = 0):
     weight = (torch.randn(n, k, generator=g) / k**0.5).to(device)
     bias = torch.randn(n, generator=g).to(device)
     if case.rank is None:
-        delta: Delta = DenseDelta(
+        delta: Shift = DenseShift(
             (0.01 * torch.randn(case.listeners, n, k, generator=g)).to(device)
         )
     else:
-        delta = LowRankDelta(
+        delta = LowRankShift(
             (0.1 * torch.randn(case.listeners, n, case.rank, generator=g)).to(device),
             (0.1 * torch.randn(case.listeners, case.rank, k, generator=g)).to(device),
         )
@@ -145,7 +145,7 @@ def make_inputs(case: Case, device: torch.device, seed: int = 0):
     return x, weight, bias, delta, index
 
 
-def naive_materialise(x: Tensor, weight: Tensor, bias: Tensor, delta: Delta, index: Tensor):
+def naive_materialise(x: Tensor, weight: Tensor, bias: Tensor, delta: Shift, index: Tensor):
     effective = weight + delta.matrix()[index]  # (b, n, k): one copy per sample
     return torch.baddbmm(bias, x, effective.transpose(1, 2))
 
@@ -157,19 +157,19 @@ def vmap_functional_call(linear: nn.Linear):
 
     batched = torch.func.vmap(one)
 
-    def run(x: Tensor, weight: Tensor, bias: Tensor, delta: Delta, index: Tensor):
+    def run(x: Tensor, weight: Tensor, bias: Tensor, delta: Shift, index: Tensor):
         return batched(x, delta.matrix()[index])
 
     return run
 
 
-def per_group_loop(x: Tensor, weight: Tensor, bias: Tensor, delta: Delta, index: Tensor):
+def per_group_loop(x: Tensor, weight: Tensor, bias: Tensor, delta: Shift, index: Tensor):
     """PEFT's mixed-batch forward: base output for all, then each group's own adapter."""
     y = F.linear(x, weight, bias)
     for shift in torch.unique(index).tolist():
         rows = (index == shift).nonzero().squeeze(1)
         x_g = x[rows]
-        if isinstance(delta, LowRankDelta):
+        if isinstance(delta, LowRankShift):
             change = (x_g @ delta.down[shift].T) @ delta.up[shift].T
         else:
             change = x_g @ delta.weight[shift].T
@@ -316,7 +316,7 @@ def serving_inputs(case: ServingCase, device: torch.device, seed: int = 0):
         bias = torch.randn(n, generator=g).to(device)
         up = 0.1 * torch.randn(case.adapters, n, case.rank, generator=g)
         down = 0.1 * torch.randn(case.adapters, case.rank, n, generator=g)
-        layers.append((weight, bias, LowRankDelta(up.to(device), down.to(device))))
+        layers.append((weight, bias, LowRankShift(up.to(device), down.to(device))))
     index = torch.arange(case.adapters).repeat_interleave(case.samples)
     if case.shuffled:
         index = index[torch.randperm(case.batch, generator=g)]

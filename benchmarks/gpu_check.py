@@ -45,7 +45,7 @@ from perfrdiff.models import build_gafrg, build_perfrdiff, build_schedule
 from perfrdiff.training.loop import make_optimizer, optimisation_step
 from perfrdiff.training.objectives import GAFRGObjective, PWSGObjective
 
-from weditlib import DenseDelta, LowRankDelta, edited_linear, plan
+from weditlib import DenseShift, LowRankShift, edited_linear, plan
 from weditlib.kernels import triton_backend_algorithms
 
 HERE = Path(__file__).resolve().parent
@@ -69,7 +69,7 @@ def compiled_kernels(device: torch.device) -> dict:
     cases = []
     for dtype, tol in tolerances.items():
         for rank in (None, 8):
-            for mode in ("shift", "scale"):
+            for mode in ("add", "scale"):
                 for b, t, n, k, listeners in ((12, 50, 512, 512, 3), (5, 1, 136, 72, 5)):
                     x = torch.randn(b, t, k, generator=g, dtype=torch.float64)
                     weight = torch.randn(n, k, generator=g, dtype=torch.float64) / k**0.5
@@ -84,7 +84,7 @@ def compiled_kernels(device: torch.device) -> dict:
                     index = torch.randint(listeners, (b,), generator=g)
 
                     def delta(tensors, rank=rank, mode=mode):
-                        kind = DenseDelta if rank is None else LowRankDelta
+                        kind = DenseShift if rank is None else LowRankShift
                         return kind(*tensors, mode=mode)
 
                     expected = edited_linear(x, weight, bias, delta(parts), index)

@@ -1,6 +1,6 @@
 """Griffe extension: Sphinx cross-reference roles in docstrings become links in the API reference.
 
-The code's docstrings use Sphinx roles (``:class:`~weditlib.deltas.DenseDelta```, ``:func:`edit```,
+The code's docstrings use Sphinx roles (``:class:`~weditlib.deltas.DenseShift```, ``:func:`edit```,
 ``:mod:`.synchrony```), which Markdown would print verbatim. Each role becomes an *optional*
 mkdocs-autorefs reference: a link when the target is documented on the site, plain code otherwise,
 never a broken link. A leading ``~`` shows only the last name, as in Sphinx. Relative and

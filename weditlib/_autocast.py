@@ -18,12 +18,12 @@ from typing import TypeVar
 import torch
 from torch import Tensor
 
-from weditlib.deltas import Delta
-from weditlib.materialised import MaterialisedDelta
-from weditlib.row_scaled import RowScaledDelta
+from weditlib.deltas import DenseShift, LowRankShift
+from weditlib.materialised import EditedWeights
+from weditlib.row_scaled import RowScaledShift
 
 _T = TypeVar("_T", Tensor, None)
-_D = TypeVar("_D", Delta, MaterialisedDelta, RowScaledDelta)
+_D = TypeVar("_D", DenseShift, LowRankShift, RowScaledShift, EditedWeights)
 
 
 def autocast_dtype(device_type: str) -> torch.dtype | None:
@@ -56,17 +56,7 @@ def cast(tensor: _T, dtype: torch.dtype, device_type: str) -> _T:
 
 def cast_delta(delta: _D, dtype: torch.dtype, device_type: str) -> _D:
     """``delta`` with each of its tensors :func:`cast` (the same object when none changes)."""
-    if isinstance(delta, RowScaledDelta):  # its scale and its inner shift's tensors
-        inner = cast_delta(delta.inner, dtype, device_type)
-        scale = cast(delta.scale, dtype, device_type)
-        if inner is delta.inner and scale is delta.scale:
-            return delta
-        return delta.replace(inner=inner, scale=scale)
-    fields = {name: getattr(delta, name) for name in delta.tensor_fields()}
-    casted = {name: cast(value, dtype, device_type) for name, value in fields.items()}
-    if all(casted[name] is fields[name] for name in fields):
-        return delta
-    return delta.replace(**casted)
+    return delta.map_tensors(lambda tensor: cast(tensor, dtype, device_type))
 
 
 def autocast_inputs(

@@ -2,7 +2,7 @@
 
 The conv counterpart of :func:`weditlib.edited_linear`. A kernel ``(out, in/groups, *kernel)`` is
 edited through its flattened ``(n, k) = (out, in/groups · prod(kernel))`` view, so the same
-:class:`~weditlib.deltas.DenseDelta` / :class:`~weditlib.deltas.LowRankDelta` that edit a linear
+:class:`~weditlib.DenseShift` / :class:`~weditlib.LowRankShift` that edit a linear
 layer edit a convolution (a PEFT LoRA conv adapter factors the same way: ``B (out, r) @ A (r, k)``).
 Everything about how the kernel slides (stride, padding, dilation, groups, padding mode) is the base
 module's, validated here once; the algorithms in :mod:`weditlib.kernels.conv` trust it.
@@ -19,8 +19,8 @@ from torch import Tensor
 
 from weditlib import planner
 from weditlib._autocast import autocast_inputs
-from weditlib.deltas import Delta, DenseDelta, Grouping, LowRankDelta, check_grouping
-from weditlib.functional import _check_finite, check_bias, check_like_x
+from weditlib.deltas import Grouping, Shift, check_grouping
+from weditlib.functional import _DELTA_NAMES, _DELTA_TYPES, _check_finite, check_bias, check_like_x
 from weditlib.kernels.conv import (
     ALGORITHMS,
     ConvGeometry,
@@ -29,10 +29,10 @@ from weditlib.kernels.conv import (
 )
 from weditlib.kernels.reference import shift_bias
 from weditlib.kernels.traced import run_traced_conv
-from weditlib.materialised import MaterialisedDelta
-from weditlib.row_scaled import RowScaledDelta, sample_scale
+from weditlib.materialised import EditedWeights
+from weditlib.row_scaled import AnyShift, sample_scale
 
-AnyDelta = Delta | MaterialisedDelta | RowScaledDelta
+AnyInput = AnyShift | EditedWeights
 
 PADDING_MODES: tuple[str, ...] = ("zeros", "reflect", "replicate", "circular")
 SPATIAL_DIMS: tuple[int, ...] = (1, 2)
@@ -96,13 +96,10 @@ def _check_kernel(x: Tensor, weight: Tensor) -> None:
         )
 
 
-def _check_tensors(x: Tensor, weight: Tensor, bias: Tensor | None, delta: AnyDelta) -> None:
+def _check_tensors(x: Tensor, weight: Tensor, bias: Tensor | None, delta: AnyInput) -> None:
     _check_kernel(x, weight)
-    if not isinstance(delta, DenseDelta | LowRankDelta | MaterialisedDelta | RowScaledDelta):
-        raise TypeError(
-            "delta must be a DenseDelta, LowRankDelta, RowScaledDelta or MaterialisedDelta, "
-            f"got {type(delta).__name__}"
-        )
+    if not isinstance(delta, _DELTA_TYPES):
+        raise TypeError(f"delta must be {_DELTA_NAMES}, got {type(delta).__name__}")
     if x.dim() != weight.dim():
         raise ValueError(
             f"x must be a batch (b, c_in, *s) with {weight.dim() - 2} spatial dims like the "
@@ -197,7 +194,7 @@ def _prepare(
     x: Tensor,
     weight: Tensor,
     bias: Tensor | None,
-    delta: AnyDelta,
+    delta: AnyInput,
     index: Tensor | None,
     grouping: Grouping | None,
     stride: IntOrTuple,
@@ -219,7 +216,7 @@ def _prepare(
 
 
 def _empty_batch(
-    x: Tensor, weight: Tensor, bias: Tensor | None, delta: AnyDelta, geometry: ConvGeometry
+    x: Tensor, weight: Tensor, bias: Tensor | None, delta: AnyInput, geometry: ConvGeometry
 ) -> Tensor:
     """``(0, n, *s')`` for ``b = 0``; the shift's tensors join the graph (zero gradients), as the
     weight and bias of ``F.conv*`` do on an empty batch."""
@@ -231,7 +228,7 @@ def _traced_conv(
     x: Tensor,
     weight: Tensor,
     bias: Tensor | None,
-    delta: Delta | MaterialisedDelta,
+    delta: Shift | EditedWeights,
     index: Tensor | None,
     grouping: Grouping | None,
     geometry_args: tuple,
@@ -255,13 +252,13 @@ def _row_scaled_conv(
     x: Tensor,
     weight: Tensor,
     bias: Tensor | None,
-    delta: RowScaledDelta,
+    delta: AnyShift,
     index: Tensor | None,
     grouping: Grouping | None,
     geometry_args: tuple,
     algorithm: str | None,
 ) -> Tensor:
-    """:func:`edited_conv` of a :class:`~weditlib.RowScaledDelta`: the inner shift's output
+    """:func:`edited_conv` of a :class:`~weditlib.RowScaledShift`: the inner shift's output
     without bias, then ``⊙ scale + bias + Δb`` per output channel in one pass."""
     x, weight, bias, delta = autocast_inputs(x, weight, bias, delta)
     _check_tensors(x, weight, bias, delta)
@@ -285,7 +282,7 @@ def _row_scaled_conv(
 def plan_conv(
     x: Tensor,
     weight: Tensor,
-    delta: Delta,
+    delta: AnyShift,
     index: Tensor | None = None,
     bias: Tensor | None = None,
     *,
@@ -318,7 +315,7 @@ def edited_conv(
     x: Tensor,
     weight: Tensor,
     bias: Tensor | None,
-    delta: AnyDelta | None,
+    delta: AnyInput | None,
     index: Tensor | None = None,
     *,
     stride: IntOrTuple = 1,
@@ -334,7 +331,7 @@ def edited_conv(
 
     For every sample ``b``: ``y[b] = conv(x[b], W ⊕ ΔW[index[b]], bias + Δb[index[b]])`` with the
     base module's ``stride``, ``padding``, ``dilation``, ``groups`` and ``padding_mode``; ``⊕`` is
-    ``W + ΔW`` (``delta.mode == "shift"``) or ``W ⊙ (1 + ΔW)`` (``"scale"``) on the flattened
+    ``W + ΔW`` (``delta.mode == "add"``) or ``W ⊙ (1 + ΔW)`` (``"scale"``) on the flattened
     kernel, and the bias shift ``Δb`` (``delta.bias``, when present) is always added.
 
     Args:
@@ -344,7 +341,7 @@ def edited_conv(
         bias: ``(n,)`` or ``None``.
         delta: ``l`` shifts of the flattened ``(n, k) = (n, c_in / groups · prod(kernel))``
             kernel (dense ``(l, n, k)`` or low-rank ``(l, n, r) @ (l, r, k)``), optionally with
-            ``bias: (l, n)``), or a :class:`~weditlib.materialised.MaterialisedDelta` of the
+            ``bias: (l, n)``), or a :class:`~weditlib.materialised.EditedWeights` of the
             kernel's flattened view (kernels built once by :func:`~weditlib.materialise`; a
             plain conv when ``l == 1``); ``None`` is the plain convolution.
         index: ``(b,)`` integers in ``[0, l)``: the shift of each sample (unsorted and repeated
@@ -371,7 +368,7 @@ def edited_conv(
             geometry or padding mode, an input smaller than the kernel, ``index`` of wrong length
             or out of range, device mismatch, unknown or unsupported ``algorithm``, non-finite
             shift when ``check_finite``.
-        RuntimeError: a ``MaterialisedDelta`` of another kernel, or of one changed in place
+        RuntimeError: a ``EditedWeights`` of another kernel, or of one changed in place
             since it was built.
     """
     if delta is None:  # the plain convolution, padded exactly as with a shift
@@ -382,11 +379,13 @@ def edited_conv(
         y = geometry.conv(x, weight, bias, groups)
         return y.squeeze(0) if unbatched else y
     geometry_args = (stride, padding, dilation, groups, padding_mode)
-    if isinstance(delta, RowScaledDelta):
+    if not isinstance(delta, _DELTA_TYPES):
+        _check_tensors(x, weight, bias, delta)  # raises, naming the first bad argument
+    materialised = isinstance(delta, EditedWeights)  # built weights, not a shift
+    if not materialised and delta.row_scale is not None:
         if check_finite:
             _check_finite(delta)
         return _row_scaled_conv(x, weight, bias, delta, index, grouping, geometry_args, algorithm)
-    materialised = isinstance(delta, MaterialisedDelta)
     if materialised and isinstance(weight, Tensor):
         delta.check_base(weight)  # before autocast makes a copy of it
     x, weight, bias, delta = autocast_inputs(x, weight, bias, delta)

@@ -14,8 +14,8 @@ import math
 from torch import Tensor, nn
 
 from weditlib.conv import edited_conv
-from weditlib.deltas import Delta
 from weditlib.layers import EditableMixin, _share_state
+from weditlib.row_scaled import AnyShift
 
 
 class _EditableConv(EditableMixin):
@@ -47,7 +47,7 @@ class _EditableConv(EditableMixin):
         self._init_edit_state()
 
     def forward(
-        self, input: Tensor, delta: Delta | None = None, index: Tensor | None = None
+        self, input: Tensor, delta: AnyShift | None = None, index: Tensor | None = None
     ) -> Tensor:
         """The base convolution with ``delta`` (or the active shift) applied per sample.
 

@@ -1,13 +1,21 @@
-"""What a weight shift is.
+"""What a weight shift is: the one place that knows the kinds of shift.
 
-A *shift* holds ``l`` edits of one ``(n, k)`` weight. Two kinds exist:
+A *shift* holds ``l`` edits of one ``(n, k)`` weight. Two kinds are stored here (a third,
+:class:`~weditlib.RowScaledShift`, wraps either in :mod:`weditlib.row_scaled`):
 
-* :class:`DenseDelta` — ``weight: (l, n, k)``;
-* :class:`LowRankDelta` — ``up: (l, n, r)`` and ``down: (l, r, k)``, i.e. ``ΔW = up @ down``.
+* :class:`DenseShift` — ``weight: (l, n, k)``;
+* :class:`LowRankShift` — ``up: (l, n, r)`` and ``down: (l, r, k)``, i.e. ``ΔW = up @ down``.
 
-Each is applied in one of two modes: ``"shift"`` gives ``W + ΔW`` (the paper's default) and
-``"scale"`` gives ``W ⊙ (1 + ΔW)``. Either kind may also carry a bias shift ``bias: (l, n)``,
-always additive: ``y_b = x_b (W ⊕ ΔW_{i_b})ᵀ + b + Δb_{i_b}`` (``+ Δb`` alone without a base bias).
+Each is combined with the base weight in one of two modes: ``"add"`` gives ``W + ΔW`` (the
+paper's default) and ``"scale"`` gives ``W ⊙ (1 + ΔW)``; :func:`combine` is that ``W ⊕ ΔW``,
+written once for the whole library. Either kind may also carry a bias shift ``bias: (l, n)``,
+always added: ``y_b = x_b (W ⊕ ΔW_{i_b})ᵀ + b + Δb_{i_b}`` (``+ Δb`` alone without a base bias).
+
+Callers ask a shift what they need instead of branching on its class: its ``rank`` (``None``
+for dense), its full matrices (:meth:`~DenseShift.matrix`), the edited weights it makes of a
+base weight (:meth:`~DenseShift.edited`), some of its shifts (:meth:`~DenseShift.select`), its
+rows (:meth:`~DenseShift.rows`), its row scale (``row_scale``, ``None`` but for a row-scaled
+shift) and a copy with its tensors mapped (:meth:`~DenseShift.map_tensors`).
 
 Which sample uses which of the ``l`` shifts is said by an ``index: (b,)`` of integers in
 ``[0, l)`` (``None`` means ``l == b``, one shift per sample). :class:`Grouping` is the sorted view
@@ -19,6 +27,8 @@ from __future__ import annotations
 
 import dataclasses
 import operator
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -26,13 +36,51 @@ import numpy as np
 import torch
 from torch import Tensor
 
-Mode = Literal["shift", "scale"]
-MODES: tuple[str, ...] = ("shift", "scale")
+from weditlib._deprecation import renamed_names
+
+Mode = Literal["add", "scale"]
+MODES: tuple[str, ...] = ("add", "scale")
+#: Mode names of the previous release, still accepted with a ``DeprecationWarning``.
+OLD_MODES: dict[str, str] = {"shift": "add"}
 
 
-def _check_mode(mode: str) -> None:
+def check_mode(mode: object, stacklevel: int = 3) -> str:
+    """``mode`` as one of :data:`MODES` (an old name is translated, with a warning).
+
+    Raises:
+        ValueError: ``mode`` is not a mode name.
+    """
+    if isinstance(mode, str) and mode in OLD_MODES:
+        new = OLD_MODES[mode]
+        warnings.warn(
+            f"mode={mode!r} is deprecated and will be refused in the next release; use "
+            f"mode={new!r} (the same W + ΔW)",
+            DeprecationWarning,
+            stacklevel=stacklevel,
+        )
+        return new
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    return mode  # type: ignore[return-value]
+
+
+def combine(weight: Tensor, shift: Tensor, mode: str) -> Tensor:
+    """``W ⊕ ΔW``: ``W + ΔW`` (mode ``add``) or ``W ⊙ (1 + ΔW)`` (mode ``scale``).
+
+    The library's one definition: the op's algorithms, :func:`~weditlib.materialise`,
+    :func:`~weditlib.merge` and the PEFT export all build edited weights here, so they round
+    alike (``scale`` is ``W + W ⊙ ΔW`` in one fused multiply-add).
+
+    Args:
+        weight: ``(n, k)``.
+        shift: ``(..., n, k)``, of ``weight``'s dtype.
+
+    Returns:
+        ``(..., n, k)``.
+    """
+    if mode == "add":
+        return weight + shift
+    return torch.addcmul(weight, weight, shift)
 
 
 def _check_bias(owner: str, bias: Tensor | None, like: Tensor, num_shifts: int, n: int) -> None:
@@ -51,8 +99,13 @@ def _check_bias(owner: str, bias: Tensor | None, like: Tensor, num_shifts: int, 
         raise ValueError(f"{owner}.bias is on {bias.device} but the shift is on {like.device}")
 
 
-class _DeltaMethods:
-    """What both kinds share: the optional bias shift and the list of their tensors."""
+def _set_mode(shift: object, mode: object) -> None:
+    """Store the checked ``mode`` on a frozen shift (an old name becomes the new one)."""
+    object.__setattr__(shift, "mode", check_mode(mode, stacklevel=5))
+
+
+class TensorFields:
+    """What every stored kind shares: its optional bias shift and the list of its tensors."""
 
     bias: Tensor | None
     _factor_fields: ClassVar[tuple[str, ...]]
@@ -63,12 +116,55 @@ class _DeltaMethods:
         return (*names, "bias") if self.bias is not None else names
 
     def tensors(self) -> tuple[Tensor, ...]:
-        """The shift's tensors, in :meth:`tensor_fields` order."""
+        """The tensors, in :meth:`tensor_fields` order."""
         return tuple(getattr(self, name) for name in self.tensor_fields())
 
     def replace(self, **changes: object):
         """A copy with some fields replaced (validated again)."""
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+    def map_tensors(self, fn: Callable[[Tensor], Tensor]):
+        """A copy with ``fn`` applied to every tensor (the same object when none changes)."""
+        fields = {name: getattr(self, name) for name in self.tensor_fields()}
+        mapped = {name: fn(value) for name, value in fields.items()}
+        if all(mapped[name] is fields[name] for name in fields):
+            return self
+        return self.replace(**mapped)
+
+    def select(self, index: Tensor | Sequence[int]):
+        """The shifts ``index`` picks, in its order: ``l' = len(index)`` shifts of the same kind
+        (``index`` may repeat; ``select([i])`` is shift ``i`` alone)."""
+        return self.replace(**{name: getattr(self, name)[index] for name in self.tensor_fields()})
+
+
+class _ShiftMethods(TensorFields):
+    """What both stored kinds of shift answer beyond their tensors."""
+
+    mode: str
+    #: The per-row factor of each edited weight; only a row-scaled shift has one.
+    row_scale: ClassVar[None] = None
+
+    def matrix(self) -> Tensor:
+        raise NotImplementedError
+
+    def edited(self, weight: Tensor) -> Tensor:
+        """``(l, n, k)``: the edited weights ``W ⊕ ΔW_i`` of the base ``weight: (n, k)``, in
+        ``weight``'s dtype.
+
+        Built by :func:`combine` in the wider of the two dtypes and rounded once (a float32
+        shift of a bfloat16 weight is merged as PEFT merges a float32 adapter); with one dtype
+        it is exactly ``combine(weight, matrix(), mode)``.
+        """
+        return self.edited_wide(weight).to(weight.dtype)
+
+    def edited_wide(self, weight: Tensor) -> Tensor:
+        """:meth:`edited` before its rounding to ``weight``'s dtype."""
+        wide = torch.promote_types(weight.dtype, self.dtype)  # type: ignore[attr-defined]
+        return combine(weight.to(wide), self.matrix().to(wide), self.mode)
+
+    def without_row_scale(self):
+        """The shift without its row scale: itself (a row-scaled shift answers its inner one)."""
+        return self
 
 
 class _StackedWeights:
@@ -98,12 +194,13 @@ class _StackedWeights:
 
 
 @dataclass(frozen=True, eq=False)  # holds tensors: == is identity
-class DenseDelta(_StackedWeights, _DeltaMethods):
+class DenseShift(_StackedWeights, _ShiftMethods):
     """``l`` full-size shifts of an ``(n, k)`` weight.
 
     Args:
         weight: ``(l, n, k)`` the shifts ``ΔW``.
-        mode: ``"shift"`` (``W + ΔW``) or ``"scale"`` (``W ⊙ (1 + ΔW)``).
+        mode: ``"add"`` (``W + ΔW``) or ``"scale"`` (``W ⊙ (1 + ΔW)``); the previous
+            release's ``"shift"`` is read as ``"add"``, with a ``DeprecationWarning``.
         bias: ``(l, n)`` optional bias shifts ``Δb``, added in both modes.
 
     Raises:
@@ -113,42 +210,48 @@ class DenseDelta(_StackedWeights, _DeltaMethods):
     """
 
     weight: Tensor
-    mode: Mode = "shift"
+    mode: Mode = "add"
     bias: Tensor | None = None
     _factor_fields: ClassVar[tuple[str, ...]] = ("weight",)
+    #: Dense shifts have no rank (the planner's costs and the algorithms ask).
+    rank: ClassVar[None] = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.weight, Tensor):
-            raise TypeError(f"DenseDelta.weight must be a Tensor, got {type(self.weight).__name__}")
+            raise TypeError(f"DenseShift.weight must be a Tensor, got {type(self.weight).__name__}")
         if self.weight.dim() != 3:
             raise ValueError(
-                f"DenseDelta.weight must have shape (l, n, k), got {tuple(self.weight.shape)}"
+                f"DenseShift.weight must have shape (l, n, k), got {tuple(self.weight.shape)}"
             )
-        _check_mode(self.mode)
-        _check_bias("DenseDelta", self.bias, self.weight, *self.weight.shape[:2])
+        _set_mode(self, self.mode)
+        _check_bias("DenseShift", self.bias, self.weight, *self.weight.shape[:2])
 
-    def to_dense(self) -> DenseDelta:
+    def to_dense(self) -> DenseShift:
         return self
 
     def matrix(self) -> Tensor:
         """``(l, n, k)`` the shifts as full matrices."""
         return self.weight
 
-    def rows(self, start: int, stop: int) -> DenseDelta:
+    def rows(self, start: int, stop: int) -> DenseShift:
         """The shifts of output rows ``[start, stop)``: ``(l, stop - start, k)`` (views)."""
         bias = None if self.bias is None else self.bias[:, start:stop]
-        return DenseDelta(self.weight[:, start:stop], mode=self.mode, bias=bias)
+        return DenseShift(self.weight[:, start:stop], mode=self.mode, bias=bias)
 
 
 @dataclass(frozen=True, eq=False)  # holds tensors: == is identity
-class LowRankDelta(_DeltaMethods):
+class LowRankShift(_ShiftMethods):
     """``l`` rank-``r`` shifts ``ΔW = up @ down`` of an ``(n, k)`` weight.
 
     Args:
         up: ``(l, n, r)`` left factors ``U``.
         down: ``(l, r, k)`` right factors ``V``.
-        mode: ``"shift"`` (``W + U V``) or ``"scale"`` (``W ⊙ (1 + U V)``).
+        mode: ``"add"`` (``W + U V``) or ``"scale"`` (``W ⊙ (1 + U V)``); the previous
+            release's ``"shift"`` is read as ``"add"``, with a ``DeprecationWarning``.
         bias: ``(l, n)`` optional bias shifts ``Δb``, added in both modes.
+
+    The factors keep their own dtype: a float32 shift edits a bfloat16 layer in mode ``add``
+    as PEFT applies a float32 LoRA adapter (see :func:`~weditlib.edited_linear`).
 
     Raises:
         TypeError: a factor or ``bias`` is not a tensor, or their dtypes differ.
@@ -158,36 +261,36 @@ class LowRankDelta(_DeltaMethods):
 
     up: Tensor
     down: Tensor
-    mode: Mode = "shift"
+    mode: Mode = "add"
     bias: Tensor | None = None
     _factor_fields: ClassVar[tuple[str, ...]] = ("up", "down")
 
     def __post_init__(self) -> None:
         for name, t in (("up", self.up), ("down", self.down)):
             if not isinstance(t, Tensor):
-                raise TypeError(f"LowRankDelta.{name} must be a Tensor, got {type(t).__name__}")
+                raise TypeError(f"LowRankShift.{name} must be a Tensor, got {type(t).__name__}")
             if t.dim() != 3:
                 expected = "(l, n, r)" if name == "up" else "(l, r, k)"
                 raise ValueError(
-                    f"LowRankDelta.{name} must have shape {expected}, got {tuple(t.shape)}"
+                    f"LowRankShift.{name} must have shape {expected}, got {tuple(t.shape)}"
                 )
         if self.up.shape[0] != self.down.shape[0] or self.up.shape[2] != self.down.shape[1]:
             raise ValueError(
-                "LowRankDelta.up (l, n, r) and down (l, r, k) disagree on l or r: "
+                "LowRankShift.up (l, n, r) and down (l, r, k) disagree on l or r: "
                 f"up {tuple(self.up.shape)}, down {tuple(self.down.shape)}"
             )
         if self.up.dtype != self.down.dtype:
             raise TypeError(
-                f"LowRankDelta.up and down must share a dtype, got {self.up.dtype} "
+                f"LowRankShift.up and down must share a dtype, got {self.up.dtype} "
                 f"and {self.down.dtype}"
             )
         if self.up.device != self.down.device:
             raise ValueError(
-                f"LowRankDelta.up and down must share a device, got {self.up.device} "
+                f"LowRankShift.up and down must share a device, got {self.up.device} "
                 f"and {self.down.device}"
             )
-        _check_mode(self.mode)
-        _check_bias("LowRankDelta", self.bias, self.up, *self.up.shape[:2])
+        _set_mode(self, self.mode)
+        _check_bias("LowRankShift", self.bias, self.up, *self.up.shape[:2])
 
     @property
     def num_shifts(self) -> int:
@@ -202,7 +305,7 @@ class LowRankDelta(_DeltaMethods):
         return self.down.shape[2]
 
     @property
-    def rank(self) -> int:
+    def rank(self) -> int:  # type: ignore[override]
         return self.up.shape[2]
 
     @property
@@ -217,16 +320,24 @@ class LowRankDelta(_DeltaMethods):
         """``(l, n, k)`` the shifts as full matrices ``up @ down``."""
         return torch.bmm(self.up, self.down)
 
-    def to_dense(self) -> DenseDelta:
-        return DenseDelta(self.matrix(), mode=self.mode, bias=self.bias)
+    def to_dense(self) -> DenseShift:
+        return DenseShift(self.matrix(), mode=self.mode, bias=self.bias)
 
-    def rows(self, start: int, stop: int) -> LowRankDelta:
+    def rows(self, start: int, stop: int) -> LowRankShift:
         """The shifts of output rows ``[start, stop)``: ``up[:, start:stop] @ down`` (views)."""
         bias = None if self.bias is None else self.bias[:, start:stop]
-        return LowRankDelta(self.up[:, start:stop], self.down, mode=self.mode, bias=bias)
+        return LowRankShift(self.up[:, start:stop], self.down, mode=self.mode, bias=bias)
 
 
-Delta = DenseDelta | LowRankDelta
+#: A stored shift (a :class:`~weditlib.RowScaledShift` wraps one of these).
+Shift = DenseShift | LowRankShift
+
+#: Names of the previous release: ``weditlib.deltas.<old>`` warns and returns ``<new>``.
+__getattr__ = renamed_names(
+    __name__,
+    {"DenseDelta": "DenseShift", "LowRankDelta": "LowRankShift", "Delta": "Shift"},
+    globals(),
+)
 
 
 _INDEX_DTYPES = (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 import weditlib
-from weditlib import DenseDelta, LowRankDelta
+from weditlib import DenseShift, LowRankShift
 
 
 def check_against_copies(seed: int) -> float:
@@ -25,7 +25,7 @@ def check_against_copies(seed: int) -> float:
     base = nn.TransformerDecoder(layer, num_layers=2).double().eval()
     model = copy.deepcopy(base)
     weights = weditlib.make_editable(model, ["layers.*.multihead_attn.in_proj", "layers.*.linear2"])
-    generator = weditlib.MultiBranchDeltaGenerator(16, weights, hidden_dim=32, rank=4).double()
+    generator = weditlib.MultiBranchShiftGenerator(16, weights, hidden_dim=32, rank=4).double()
     with torch.no_grad():  # leave the zero initialisation so the shifts are visible
         for branch in generator.branches:
             branch.up.weight.normal_(std=0.05)
@@ -64,9 +64,9 @@ def show_plans() -> None:
         # torch.empty does not touch memory: planning only reads shapes and the index
         x = torch.empty(listeners * samples, tokens, k)
         if rank is None:
-            delta = DenseDelta(torch.empty(listeners, n, k))
+            delta = DenseShift(torch.empty(listeners, n, k))
         else:
-            delta = LowRankDelta(torch.empty(listeners, n, rank), torch.empty(listeners, rank, k))
+            delta = LowRankShift(torch.empty(listeners, n, rank), torch.empty(listeners, rank, k))
         index = torch.arange(listeners).repeat_interleave(samples)
         plan = weditlib.plan(x, torch.empty(n, k), delta, index)
         estimates = ", ".join(f"{name} {1e3 * s:.2f}" for name, s in plan.candidates.items())

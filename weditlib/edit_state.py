@@ -23,12 +23,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from weditlib.deltas import Delta, Grouping
-from weditlib.materialised import MaterialisedDelta
+from weditlib.deltas import Grouping
+from weditlib.materialised import EditedWeights
+from weditlib.row_scaled import AnyShift
 
 #: A weight's shift (built into the weight already under ``edit(..., materialise=True)``) and
 #: the grouping of the block's index.
-ActiveShift = tuple[Delta | MaterialisedDelta, Grouping | None]
+ActiveShift = tuple[AnyShift | EditedWeights, Grouping | None]
 
 
 @dataclass(frozen=True, eq=False)

@@ -26,14 +26,14 @@ from torch import Tensor, nn
 
 from weditlib import edit_state, materialised
 from weditlib.conv_layers import EditableConv1d, EditableConv2d
-from weditlib.deltas import Delta, DenseDelta, Grouping, LowRankDelta, check_grouping
+from weditlib.deltas import Grouping, check_grouping
 from weditlib.layers import (
     EditableLinear,
     EditableMixin,
     EditableMultiheadAttention,
     check_batch_dim,
 )
-from weditlib.row_scaled import RowScaledDelta
+from weditlib.row_scaled import SHIFT_KINDS, AnyShift
 
 # ----------------------------------------------------------------------------- wrapping table
 
@@ -416,31 +416,31 @@ class _FastPathSwitch:
 _FAST_PATH = _FastPathSwitch()
 
 
-def _shift_count(shifts: Mapping[str, Delta]) -> int:
+def _shift_count(shifts: Mapping[str, AnyShift]) -> int:
     counts = {name: delta.num_shifts for name, delta in shifts.items()}
     if len(set(counts.values())) > 1:
         raise ValueError(f"all shifts must hold the same number l of shifts, got {counts}")
     return next(iter(counts.values()))
 
 
-def check_shifts(model: nn.Module, shifts: Mapping[str, Delta]) -> _Targets:
+def check_shifts(model: nn.Module, shifts: Mapping[str, AnyShift]) -> _Targets:
     """Validate ``shifts`` against the editable weights of ``model``; returns those weights.
 
     Raises:
         KeyError: a name is not an editable weight of ``model``.
-        TypeError: ``shifts`` is not a mapping, or a value is not a DenseDelta / LowRankDelta.
+        TypeError: ``shifts`` is not a mapping, or a value is not a shift.
         ValueError: a shift edits a weight of another shape, or shifts disagree on ``l``.
     """
     return _checked_targets(shifts, editable_modules(model))
 
 
 def _checked_targets(
-    shifts: Mapping[str, Delta | materialised.MaterialisedDelta],
+    shifts: Mapping[str, AnyShift | materialised.EditedWeights],
     targets: _Targets,
     built: bool = False,
 ) -> _Targets:
     """``targets`` once every shift in ``shifts`` is checked against them (see check_shifts);
-    ``built`` also accepts :class:`~weditlib.MaterialisedDelta` s of the targets' own weights."""
+    ``built`` also accepts :class:`~weditlib.EditedWeights` s of the targets' own weights."""
     if not isinstance(shifts, Mapping):  # a list of shifts would be read as names below
         raise TypeError(
             f"shifts must be a mapping weight name → shift, got {type(shifts).__name__}"
@@ -450,10 +450,10 @@ def _checked_targets(
         raise KeyError(
             f"{unknown} are not editable weights of the model; editable: {sorted(targets)}"
         )
-    kinds: tuple[type, ...] = (DenseDelta, LowRankDelta, RowScaledDelta)
-    allowed = "a DenseDelta, LowRankDelta or RowScaledDelta"
+    kinds: tuple[type, ...] = SHIFT_KINDS
+    allowed = "a DenseShift, LowRankShift or RowScaledShift"
     if built:
-        kinds, allowed = (*kinds, materialised.MaterialisedDelta), f"{allowed} or MaterialisedDelta"
+        kinds, allowed = (*kinds, materialised.EditedWeights), f"{allowed} or EditedWeights"
     for name, delta in shifts.items():
         if not isinstance(delta, kinds):
             raise TypeError(f"shift {name!r} must be {allowed}, got {type(delta).__name__}")
@@ -461,7 +461,7 @@ def _checked_targets(
         got = (delta.out_features, delta.in_features)
         if got != expected:
             raise ValueError(f"shift {name!r} edits a {got} weight, expected {expected}")
-        if isinstance(delta, materialised.MaterialisedDelta):
+        if isinstance(delta, materialised.EditedWeights):
             delta.check_base(_base_weight(targets[name]))  # built from this weight, unchanged
     if shifts:
         _shift_count(shifts)
@@ -476,7 +476,7 @@ def _base_weight(target: tuple[EditableMixin, str, tuple[int, int]]) -> Tensor:
 
 
 def _block_grouping(
-    shifts: Mapping[str, Delta], index: Tensor | None, grouping: Grouping | None
+    shifts: Mapping[str, AnyShift], index: Tensor | None, grouping: Grouping | None
 ) -> Grouping:
     """The grouping every layer of an ``edit()`` block shares: ``grouping``, or ``index``'s."""
     count = _shift_count(shifts)
@@ -506,7 +506,7 @@ def _edit_targets(model: nn.Module) -> _Targets:
 
 def edit(
     model: nn.Module,
-    shifts: Mapping[str, Delta],
+    shifts: Mapping[str, AnyShift],
     index: Tensor | None = None,
     *,
     grouping: Grouping | None = None,
@@ -521,9 +521,10 @@ def edit(
 
     Args:
         model: a model prepared by :func:`make_editable`.
-        shifts: weight name → :class:`DenseDelta` / :class:`LowRankDelta` with ``l`` shifts each
-            (e.g. the output of :class:`~weditlib.hyper.MultiBranchDeltaGenerator`), or
-            :class:`~weditlib.MaterialisedDelta` s that :func:`materialise_shifts` built for this
+        shifts: weight name → shift (:class:`~weditlib.DenseShift`,
+            :class:`~weditlib.LowRankShift`, :class:`~weditlib.RowScaledShift`) with ``l``
+            shifts each (e.g. the output of :class:`~weditlib.hyper.MultiBranchShiftGenerator`), or
+            :class:`~weditlib.EditedWeights` s that :func:`materialise_shifts` built for this
             model's weights (edited weights reused across blocks, whatever ``materialise`` says).
         index: ``(b,)`` the shift of each sample of the batch the model will see; ``None``
             means ``l == b``. Its sorted grouping is computed once here and shared by all layers.
@@ -544,14 +545,14 @@ def edit(
 
     Raises:
         KeyError: a name in ``shifts`` is not an editable weight of ``model``.
-        TypeError: ``shifts`` is not a mapping, or a shift is not a DenseDelta / LowRankDelta /
-            MaterialisedDelta.
+        TypeError: ``shifts`` is not a mapping, or a shift is not a DenseShift / LowRankShift /
+            RowScaledShift / EditedWeights.
         ValueError: shifts disagree on ``l``, or a shift's shape does not match its weight, or
             both ``index`` and ``grouping`` are given, or ``grouping`` is for another ``l`` or
             device than the shifts.
         RuntimeError: ``model`` has a merged shift (see :func:`weditlib.merge`), or the block is
             left in another thread / asyncio task than the one that entered it, or a
-            ``MaterialisedDelta`` was built from another weight or one changed since.
+            ``EditedWeights`` was built from another weight or one changed since.
     """
     return _EditBlock(model, shifts, index, grouping, materialise)
 
@@ -566,7 +567,7 @@ class _EditBlock(contextlib.AbstractContextManager):
     def __init__(
         self,
         model: nn.Module,
-        shifts: Mapping[str, Delta],
+        shifts: Mapping[str, AnyShift],
         index: Tensor | None,
         grouping: Grouping | None,
         materialise: bool,
@@ -597,7 +598,7 @@ class _EditBlock(contextlib.AbstractContextManager):
 
 def _scope_of(
     model: nn.Module,
-    shifts: Mapping[str, Delta],
+    shifts: Mapping[str, AnyShift],
     index: Tensor | None,
     grouping: Grouping | None,
     materialise: bool,
@@ -609,15 +610,15 @@ def _scope_of(
     by_module: dict[nn.Module, dict[str, edit_state.ActiveShift]] = {}
     for name, delta in shifts.items():
         module, local, _ = targets[name]
-        if materialise and not isinstance(delta, materialised.MaterialisedDelta):
+        if materialise and not isinstance(delta, materialised.EditedWeights):
             delta = materialised.materialise(_base_weight(targets[name]), delta)
         by_module.setdefault(module, {})[local] = (delta, grouping)
     return edit_state.EditScope(by_module)
 
 
 def materialise_shifts(
-    model: nn.Module, shifts: Mapping[str, Delta]
-) -> dict[str, materialised.MaterialisedDelta]:
+    model: nn.Module, shifts: Mapping[str, AnyShift]
+) -> dict[str, materialised.EditedWeights]:
     """Build ``W ⊕ ΔW`` of every weight ``shifts`` edit, once, for many :func:`edit` blocks.
 
     ``edit(model, shifts, materialise=True)`` builds the edited weights when its block opens; a
@@ -630,10 +631,10 @@ def materialise_shifts(
 
     Args:
         model: a model prepared by :func:`make_editable`, without merged shifts.
-        shifts: weight name → :class:`DenseDelta` / :class:`LowRankDelta` with ``l`` shifts each.
+        shifts: weight name → shift with ``l`` shifts each (any kind).
 
     Returns:
-        weight name → :class:`~weditlib.MaterialisedDelta` ``(l, n, k)``, for :func:`edit`.
+        weight name → :class:`~weditlib.EditedWeights` ``(l, n, k)``, for :func:`edit`.
 
     Raises:
         KeyError, TypeError, ValueError: as :func:`edit` for the shifts.
@@ -648,7 +649,7 @@ def materialise_shifts(
 
 def edited_call(
     model: nn.Module,
-    shifts: Mapping[str, Delta],
+    shifts: Mapping[str, AnyShift],
     *args: Any,
     index: Tensor | None = None,
     **kwargs: Any,

@@ -11,18 +11,20 @@ import torch
 from torch import Tensor
 
 from weditlib import planner
-from weditlib._autocast import autocast_inputs
-from weditlib.deltas import Delta, DenseDelta, Grouping, LowRankDelta, check_grouping
+from weditlib._autocast import autocast_dtype, autocast_inputs
+from weditlib.deltas import Grouping, Shift, check_grouping
 from weditlib.deltas import check_index as check_index  # re-exported: its historical home
 from weditlib.kernels.base import Problem
 from weditlib.kernels.reference import group_bias, grouped_product, sample_bias
 from weditlib.kernels.traced import per_sample_bias, run_traced
-from weditlib.materialised import MaterialisedDelta
-from weditlib.row_scaled import RowScaledDelta, sample_scale
+from weditlib.materialised import EditedWeights
+from weditlib.mixed_dtype import keeps_own_dtype, mixed_dtype_linear
+from weditlib.row_scaled import SHIFT_KINDS, AnyShift, sample_scale
 
-#: What ``edited_linear`` accepts as a shift (a tuple: ``isinstance`` on it is cheaper than on a
-#: union built at each call).
-_DELTA_TYPES = (DenseDelta, LowRankDelta, MaterialisedDelta, RowScaledDelta)
+#: What ``edited_linear`` accepts (a tuple: ``isinstance`` on it is cheaper than on a union
+#: built at each call).
+_DELTA_TYPES = (*SHIFT_KINDS, EditedWeights)
+_DELTA_NAMES = "a DenseShift, LowRankShift, RowScaledShift or EditedWeights"
 
 
 def check_bias(bias: Tensor | None, n: int, size_name: str) -> None:
@@ -36,36 +38,38 @@ def check_bias(bias: Tensor | None, n: int, size_name: str) -> None:
 
 
 def check_like_x(
-    x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta | MaterialisedDelta
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    delta: AnyShift | EditedWeights,
+    own_dtype: bool = False,
 ) -> None:
-    """``weight``, ``delta`` and ``bias`` (if any) share ``x``'s dtype and device."""
+    """``weight``, ``delta`` and ``bias`` (if any) share ``x``'s dtype and device (``delta`` only
+    its device when ``own_dtype``: a shift computed in its own dtype)."""
     dtype, device = x.dtype, x.device
     if (
-        weight.dtype == dtype and delta.dtype == dtype and weight.device == device
+        weight.dtype == dtype and (own_dtype or delta.dtype == dtype) and weight.device == device
         and delta.device == device
         and (bias is None or (bias.dtype == dtype and bias.device == device))
     ):  # fmt: skip
         return  # the common case, checked without building the error list (a per-call cost)
     named = [("weight", weight), ("delta", delta)] + ([("bias", bias)] if bias is not None else [])
     for name, value in named:
-        if value.dtype != dtype:
+        if value.dtype != dtype and not (own_dtype and name == "delta"):
             raise TypeError(f"{name} dtype {value.dtype} does not match x dtype {dtype}")
         if value.device != device:
             raise ValueError(f"{name} is on {value.device} but x is on {device}")
 
 
 def _check_inputs(
-    x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta | MaterialisedDelta
+    x: Tensor, weight: Tensor, bias: Tensor | None, delta: AnyShift | EditedWeights
 ) -> None:
     if not isinstance(x, Tensor):
         raise TypeError(f"x must be a Tensor, got {type(x).__name__}")
     if not isinstance(weight, Tensor):
         raise TypeError(f"weight must be a Tensor, got {type(weight).__name__}")
     if not isinstance(delta, _DELTA_TYPES):
-        raise TypeError(
-            "delta must be a DenseDelta, LowRankDelta, RowScaledDelta or MaterialisedDelta, "
-            f"got {type(delta).__name__}"
-        )
+        raise TypeError(f"delta must be {_DELTA_NAMES}, got {type(delta).__name__}")
     if weight.dim() != 2:
         raise ValueError(f"weight must have shape (n, k), got {tuple(weight.shape)}")
     n, k = weight.shape
@@ -79,12 +83,12 @@ def _check_inputs(
             f"but weight has shape ({n}, {k})"
         )
     check_bias(bias, n, "n")
-    check_like_x(x, weight, bias, delta)
+    check_like_x(x, weight, bias, delta, keeps_own_dtype(x, delta))
     if not x.dtype.is_floating_point:
         raise TypeError(f"x must have a floating dtype, got {x.dtype}")
 
 
-def _check_finite(delta: Delta | MaterialisedDelta | RowScaledDelta) -> None:
+def _check_finite(delta: AnyShift | EditedWeights) -> None:
     for position, tensor in enumerate(delta.tensors()):
         if not bool(torch.isfinite(tensor).all()):
             bad = int((~torch.isfinite(tensor)).sum())
@@ -97,7 +101,7 @@ def prepare(
     x: Tensor,
     weight: Tensor,
     bias: Tensor | None,
-    delta: Delta,
+    delta: Shift,
     index: Tensor | None = None,
     grouping: Grouping | None = None,
 ) -> tuple[Tensor, Grouping, Problem]:
@@ -115,7 +119,7 @@ def _checked_grouping(
     x: Tensor,
     weight: Tensor,
     bias: Tensor | None,
-    delta: Delta | MaterialisedDelta,
+    delta: AnyShift | EditedWeights,
     index: Tensor | None,
     grouping: Grouping | None,
 ) -> Grouping:
@@ -136,7 +140,7 @@ def _as_3d(x: Tensor) -> Tensor:
 
 
 def _plain_call_fits(
-    x: Tensor, bias: Tensor | None, delta: MaterialisedDelta, index: object, grouping: object
+    x: Tensor, bias: Tensor | None, delta: EditedWeights, index: object, grouping: object
 ) -> bool:
     """What a one-shift call must satisfy beyond what ``F.linear`` checks: ``x`` is a batch of
     the grouping's size, and the bias, if any, is ``(n,)`` (``F.linear`` would broadcast a
@@ -152,7 +156,7 @@ def _materialised_linear(
     x: Tensor,
     weight: Tensor,
     bias: Tensor | None,
-    delta: MaterialisedDelta,
+    delta: EditedWeights,
     index: Tensor | None,
     grouping: Grouping | None,
     algorithm: str | None,
@@ -160,7 +164,7 @@ def _materialised_linear(
     """:func:`edited_linear` with edited weights built beforehand: one product, no planner."""
     if algorithm not in (None, "materialise"):
         raise ValueError(
-            f"a MaterialisedDelta runs only as algorithm='materialise' (or None), got {algorithm!r}"
+            f"a EditedWeights runs only as algorithm='materialise' (or None), got {algorithm!r}"
         )
     if isinstance(weight, Tensor):
         delta.check_base(weight)  # before autocast makes a copy of it
@@ -190,12 +194,12 @@ def _row_scaled_linear(
     x: Tensor,
     weight: Tensor,
     bias: Tensor | None,
-    delta: RowScaledDelta,
+    delta: AnyShift,
     index: Tensor | None,
     grouping: Grouping | None,
     algorithm: str | None,
 ) -> Tensor:
-    """:func:`edited_linear` of a :class:`~weditlib.RowScaledDelta`: the inner shift's output
+    """:func:`edited_linear` of a :class:`~weditlib.RowScaledShift`: the inner shift's output
     without bias, then ``⊙ scale + bias + Δb`` in one pass."""
     x, weight, bias, delta = autocast_inputs(x, weight, bias, delta)
     grouping = _checked_grouping(x, weight, bias, delta, index, grouping)
@@ -207,10 +211,28 @@ def _row_scaled_linear(
     return out.reshape(y.shape)
 
 
+def _own_dtype_linear(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    delta: AnyShift,
+    index: Tensor | None,
+    grouping: Grouping | None,
+    check_finite: bool,
+) -> Tensor:
+    """:func:`edited_linear` of a low-rank shift in another dtype than ``x`` (a float32 PEFT
+    adapter on a bfloat16 model): PEFT's arithmetic, see :mod:`weditlib.mixed_dtype`."""
+    grouping = _checked_grouping(x, weight, bias, delta, index, grouping)
+    if check_finite and delta.row_scale is None:
+        _check_finite(delta)
+    y3 = mixed_dtype_linear(_as_3d(x), weight, bias, delta, grouping)
+    return y3.reshape(*x.shape[:-1], weight.shape[0])
+
+
 def plan(
     x: Tensor,
     weight: Tensor,
-    delta: Delta,
+    delta: AnyShift,
     index: Tensor | None = None,
     bias: Tensor | None = None,
 ) -> planner.Plan:
@@ -231,7 +253,7 @@ def plan(
         TypeError: as :func:`edited_linear`.
         ValueError: as :func:`edited_linear`.
     """
-    if isinstance(delta, RowScaledDelta):  # the inner shift's plan, then one elementwise pass
+    if delta.row_scale is not None:  # the inner shift's plan, then one elementwise pass
         delta = delta.unscaled()
     x, weight, bias, delta = autocast_inputs(x, weight, bias, delta)
     _, _, problem = prepare(x, weight, bias, delta, index)
@@ -242,7 +264,7 @@ def edited_linear(
     x: Tensor,
     weight: Tensor,
     bias: Tensor | None,
-    delta: Delta | MaterialisedDelta | None,
+    delta: AnyShift | EditedWeights | None,
     index: Tensor | None = None,
     *,
     algorithm: str | None = None,
@@ -253,7 +275,7 @@ def edited_linear(
 
     For every sample ``b``, with ``i = index[b]``:
     ``y[b] = F.linear(x[b], W ⊕ ΔW[i], bias) + Δb[i]``, where ``⊕`` is ``W + ΔW``
-    (``delta.mode == "shift"``) or ``W ⊙ (1 + ΔW)`` (``"scale"``) and ``Δb`` is the shift's
+    (``delta.mode == "add"``) or ``W ⊙ (1 + ΔW)`` (``"scale"``) and ``Δb`` is the shift's
     optional bias shift ``delta.bias: (l, n)`` (added in both modes, also without ``bias``).
 
     Behaves like ``F.linear`` around the edit: under ``torch.autocast`` every floating input (the
@@ -269,13 +291,16 @@ def edited_linear(
         x: ``(b, *t, k)`` input; any number of token dims (possibly none).
         weight: ``(n, k)`` base weight, shared by all samples.
         bias: ``(n,)`` or ``None``.
-        delta: ``l`` shifts (:class:`~weditlib.deltas.DenseDelta` ``(l, n, k)`` or
-            :class:`~weditlib.deltas.LowRankDelta` ``(l, n, r) @ (l, r, k)``, each with an
-            optional ``bias: (l, n)``; a :class:`~weditlib.RowScaledDelta` of either, whose
-            edited weights ``diag(scale_i) (W ⊕ ΔW_i)`` are DoRA's), or a
-            :class:`~weditlib.materialised.MaterialisedDelta` of this ``weight`` (edited weights
+        delta: ``l`` shifts (:class:`~weditlib.DenseShift` ``(l, n, k)`` or
+            :class:`~weditlib.LowRankShift` ``(l, n, r) @ (l, r, k)``, each with an
+            optional ``bias: (l, n)``; a :class:`~weditlib.RowScaledShift` of either, whose
+            edited weights ``diag(scale_i) (W ⊕ ΔW_i)`` are DoRA's), or the
+            :class:`~weditlib.EditedWeights` of this ``weight`` (edited weights
             built once by :func:`~weditlib.materialise`: one product, no planner, a plain
-            ``F.linear`` when ``l == 1``); ``None`` is the plain ``F.linear``.
+            ``F.linear`` when ``l == 1``); ``None`` is the plain ``F.linear``. A low-rank
+            shift in mode ``add`` (row-scaled or not) may have another floating dtype than
+            ``x``: outside autocast it is then applied in its own dtype, as PEFT applies an
+            adapter (the sum rounded once to ``x``'s dtype; see :mod:`weditlib.mixed_dtype`).
         index: ``(b,)`` integers in ``[0, l)``: the shift of each sample (unsorted and repeated
             values allowed). ``None`` means ``l == b`` and sample ``b`` uses shift ``b``.
         algorithm: force one algorithm by name (see :func:`weditlib.planner.algorithm_names`);
@@ -296,16 +321,21 @@ def edited_linear(
         ValueError: mismatched ``k``/``n``, wrong ranks, ``index`` of wrong length or out of
             range, a ``grouping`` of another batch, shift count or device, device mismatch,
             unknown or unsupported ``algorithm``, non-finite shift when ``check_finite``.
-        RuntimeError: a ``MaterialisedDelta`` of another weight, or of one changed in place
+        RuntimeError: a ``EditedWeights`` of another weight, or of one changed in place
             since it was built.
     """
     if delta is None:
         return torch.nn.functional.linear(x, weight, bias)
-    if check_finite and isinstance(delta, MaterialisedDelta | RowScaledDelta):
+    if not isinstance(delta, _DELTA_TYPES):
+        _check_inputs(x, weight, bias, delta)  # raises, naming the first bad argument
+    built = isinstance(delta, EditedWeights)  # built weights, not a shift
+    if check_finite and (built or delta.row_scale is not None):
         _check_finite(delta)
-    if isinstance(delta, MaterialisedDelta):
+    if built:
         return _materialised_linear(x, weight, bias, delta, index, grouping, algorithm)
-    if isinstance(delta, RowScaledDelta):
+    if keeps_own_dtype(x, delta) and autocast_dtype(x.device.type) is None:
+        return _own_dtype_linear(x, weight, bias, delta, index, grouping, check_finite)
+    if delta.row_scale is not None:
         return _row_scaled_linear(x, weight, bias, delta, index, grouping, algorithm)
     x, weight, bias, delta = autocast_inputs(x, weight, bias, delta)
     if check_finite:

@@ -22,7 +22,8 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from weditlib._autocast import autocast_dtype
-from weditlib.deltas import MODES, Delta, DenseDelta, LowRankDelta, as_integer
+from weditlib._deprecation import renamed_names
+from weditlib.deltas import DenseShift, LowRankShift, Shift, as_integer, check_mode
 
 
 def _is_shape(shape: object) -> bool:
@@ -57,7 +58,7 @@ def _mlp(in_dim: int, hidden_dim: int, layers: int) -> nn.Sequential:
 
 
 class DenseBranch(nn.Module):
-    """``(l, h) -> DenseDelta (l, n, k)`` (with ``bias (l, n)`` when ``bias_shift``)."""
+    """``(l, h) -> DenseShift (l, n, k)`` (with ``bias (l, n)`` when ``bias_shift``)."""
 
     def __init__(
         self, hidden_dim: int, shape: tuple[int, int], mode: str, bias_shift: bool = False
@@ -68,15 +69,15 @@ class DenseBranch(nn.Module):
         self.head = _zero_linear(hidden_dim, shape[0] * shape[1])
         self.bias_head = _bias_head(hidden_dim, shape[0], bias_shift)
 
-    def forward(self, h: Tensor) -> Delta:
+    def forward(self, h: Tensor) -> Shift:
         n, k = self.shape
         weight = rearrange(self.head(h), "l (n k) -> l n k", n=n, k=k)
         bias = None if self.bias_head is None else self.bias_head(h)
-        return DenseDelta(weight, mode=self.mode, bias=bias)
+        return DenseShift(weight, mode=self.mode, bias=bias)
 
 
 class LowRankBranch(nn.Module):
-    """``(l, h) -> LowRankDelta``: ``up (l, n, r)``, ``down (l, r, k)`` (and ``bias (l, n)``)."""
+    """``(l, h) -> LowRankShift``: ``up (l, n, r)``, ``down (l, r, k)`` (and ``bias (l, n)``)."""
 
     def __init__(
         self,
@@ -100,16 +101,16 @@ class LowRankBranch(nn.Module):
         self.down = nn.Linear(branch_dim, rank * shape[1])
         self.bias_head = _bias_head(branch_dim, shape[0], bias_shift)
 
-    def forward(self, h: Tensor) -> Delta:
+    def forward(self, h: Tensor) -> Shift:
         n, k = self.shape
         h = self.bottleneck(h)
         up = rearrange(self.up(h), "l (n r) -> l n r", n=n, r=self.rank)
         down = rearrange(self.down(h), "l (r k) -> l r k", r=self.rank, k=k)
         bias = None if self.bias_head is None else self.bias_head(h)
-        return LowRankDelta(up, down, mode=self.mode, bias=bias)
+        return LowRankShift(up, down, mode=self.mode, bias=bias)
 
 
-class MultiBranchDeltaGenerator(nn.Module):
+class MultiBranchShiftGenerator(nn.Module):
     """Style vectors ``(l, d)`` → ``{name: shift with l entries}`` for the given weights.
 
     Args:
@@ -118,7 +119,8 @@ class MultiBranchDeltaGenerator(nn.Module):
         hidden_dim: width of the shared trunk.
         trunk_layers: number of ``Linear + GELU`` layers of the trunk.
         rank: rank ``r`` of low-rank heads; ``None`` builds dense heads (the paper's PWSG).
-        mode: ``"shift"`` (``W + ΔW``) or ``"scale"`` (``W ⊙ (1 + ΔW)``).
+        mode: ``"add"`` (``W + ΔW``) or ``"scale"`` (``W ⊙ (1 + ΔW)``); the previous
+            release's ``"shift"`` is read as ``"add"``, with a ``DeprecationWarning``.
         branch_dim: optional per-branch bottleneck width before low-rank heads.
         bias_shifts: also give every branch a zero-initialised bias head, so each shift carries
             a bias shift ``Δb: (l, n)``; ``n`` more outputs per branch. Off by default.
@@ -140,7 +142,7 @@ class MultiBranchDeltaGenerator(nn.Module):
         hidden_dim: int = 256,
         trunk_layers: int = 2,
         rank: int | None = 8,
-        mode: str = "shift",
+        mode: str = "add",
         branch_dim: int | None = None,
         bias_shifts: bool = False,
     ) -> None:
@@ -154,8 +156,7 @@ class MultiBranchDeltaGenerator(nn.Module):
         for name, shape in targets.items():
             if not _is_shape(shape):
                 raise ValueError(f"targets[{name!r}] must be (n, k), two ints >= 0, got {shape!r}")
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        mode = check_mode(mode)
         if rank is not None and (as_integer(rank) is None or rank < 1):
             raise ValueError(f"rank must be a positive int or None (dense heads), got {rank!r}")
         if branch_dim is not None and rank is None:
@@ -173,14 +174,14 @@ class MultiBranchDeltaGenerator(nn.Module):
             for shape in targets.values()
         )
 
-    def forward(self, style: Tensor) -> dict[str, Delta]:
+    def forward(self, style: Tensor) -> dict[str, Shift]:
         """Shifts for every target weight.
 
         Args:
             style: ``(l, d)`` one style vector per shift to produce.
 
         Returns:
-            name → :class:`DenseDelta` ``(l, n, k)`` or :class:`LowRankDelta`.
+            name → :class:`DenseShift` ``(l, n, k)`` or :class:`LowRankShift`.
 
         Raises:
             TypeError: ``style`` is not a floating tensor of the generator's dtype (outside
@@ -219,6 +220,11 @@ class MultiBranchDeltaGenerator(nn.Module):
 
 
 @torch.no_grad()
-def shift_norms(shifts: Mapping[str, Delta]) -> dict[str, Tensor]:
+def shift_norms(shifts: Mapping[str, Shift]) -> dict[str, Tensor]:
     """Frobenius norm of each shift: name → ``(l,)``; handy to monitor edit sizes."""
     return {name: torch.linalg.matrix_norm(delta.matrix()) for name, delta in shifts.items()}
+
+
+__getattr__ = renamed_names(
+    __name__, {"MultiBranchDeltaGenerator": "MultiBranchShiftGenerator"}, globals()
+)

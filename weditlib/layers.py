@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -19,10 +19,11 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from weditlib import checkpoint_support
-from weditlib.deltas import Delta, Grouping
+from weditlib.deltas import Grouping
 from weditlib.edit_state import ActiveShift, current_state
 from weditlib.functional import edited_linear
-from weditlib.materialised import MaterialisedDelta
+from weditlib.materialised import EditedWeights
+from weditlib.row_scaled import AnyShift
 
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
@@ -59,7 +60,7 @@ def edited_linear_at(
     batch_dim: int,
     weight: Tensor,
     bias: Tensor | None,
-    delta: Delta | MaterialisedDelta,
+    delta: AnyShift | EditedWeights,
     index: Tensor | None = None,
     grouping: Grouping | None = None,
 ) -> Tensor:
@@ -151,7 +152,60 @@ class EditableMixin:
         return f"editable({shapes}; *selected)"
 
 
-class EditableLinear(EditableMixin, nn.Linear):
+class LinearLike(EditableMixin):
+    """What every editable layer with one ``(n, k)`` weight applied as ``x Wᵀ + b`` shares:
+    wrapping its base module, its sample dim, and its forward with the shift (if any).
+
+    A subclass names the module type it wraps (``base_type``, ``base_name`` for errors) and the
+    ``(n, k)`` shape of its weight (``_edited_shape``); ``_weight_views`` gives the weight as
+    ``(n, k)`` (a transposed view where it is stored ``(k, n)``).
+    """
+
+    base_type: ClassVar[type[nn.Module]]
+    base_name: ClassVar[str]
+    batch_dim: int
+
+    @classmethod
+    def from_module(cls, base: nn.Module, batch_dim: int = 0):
+        """Wrap ``base`` without copying: the new layer shares its weight and bias.
+
+        Raises:
+            TypeError: ``base`` is not of the wrapped type, or ``batch_dim`` is not an int.
+            ValueError: ``batch_dim`` is negative.
+        """
+        if not isinstance(base, cls.base_type):
+            raise TypeError(f"base must be {cls.base_name}, got {type(base).__name__}")
+        module = _share_state(cls, base)
+        module._configure(batch_dim)
+        return module
+
+    def _edited_shape(self) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def _configure(self, batch_dim: int) -> None:
+        check_batch_dim(batch_dim)
+        self.batch_dim = batch_dim
+        self.editable_weights = {"": self._edited_shape()}
+        self._init_edit_state()
+
+    def _edited_forward(
+        self,
+        base_forward: Callable[[Tensor], Tensor],
+        input: Tensor,
+        delta: AnyShift | None = None,
+        index: Tensor | None = None,
+    ) -> Tensor:
+        """``base_forward(input)`` with ``delta`` (or the active shift) applied per sample."""
+        grouping = None
+        if delta is None and (active := self._active_shift("")) is not None:
+            delta, grouping = active
+        if delta is None:
+            return base_forward(input)
+        weight, bias = self._weight_views("")
+        return edited_linear_at(input, self.batch_dim, weight, bias, delta, index, grouping)
+
+
+class EditableLinear(LinearLike, nn.Linear):
     """``nn.Linear`` whose weight can be edited per sample.
 
     Shapes: ``x: (b, *t, k) -> (b, *t, n)`` when ``batch_dim == 0``.
@@ -163,40 +217,27 @@ class EditableLinear(EditableMixin, nn.Linear):
         batch_dim: which dim of the input indexes samples (``1`` inside a sequence-first
             transformer).
 
-    ``device`` and ``dtype`` are passed to ``nn.Linear``.
+    ``device`` and ``dtype`` are passed to ``nn.Linear``. ``EditableLinear.from_module(base,
+    batch_dim)`` wraps an existing ``nn.Linear`` without copying it.
 
     Raises:
         TypeError: ``batch_dim`` is not an int.
         ValueError: ``batch_dim`` is negative.
     """
 
+    base_type = nn.Linear
+    base_name = "an nn.Linear"
+
     def __init__(self, in_features: int, out_features: int, bias: bool = True, batch_dim: int = 0,
                  device=None, dtype=None) -> None:  # fmt: skip
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
         self._configure(batch_dim)
 
-    @classmethod
-    def from_module(cls, base: nn.Linear, batch_dim: int = 0) -> EditableLinear:
-        """Wrap ``base`` without copying: the new layer shares its weight and bias.
-
-        Raises:
-            TypeError: ``base`` is not an ``nn.Linear``, or ``batch_dim`` is not an int.
-            ValueError: ``batch_dim`` is negative.
-        """
-        if not isinstance(base, nn.Linear):
-            raise TypeError(f"base must be an nn.Linear, got {type(base).__name__}")
-        module = _share_state(cls, base)
-        module._configure(batch_dim)
-        return module
-
-    def _configure(self, batch_dim: int) -> None:
-        check_batch_dim(batch_dim)
-        self.batch_dim = batch_dim
-        self.editable_weights = {"": (self.out_features, self.in_features)}
-        self._init_edit_state()
+    def _edited_shape(self) -> tuple[int, int]:
+        return self.out_features, self.in_features
 
     def forward(
-        self, input: Tensor, delta: Delta | None = None, index: Tensor | None = None
+        self, input: Tensor, delta: AnyShift | None = None, index: Tensor | None = None
     ) -> Tensor:
         """``F.linear`` with ``delta`` (or the active shift) applied per sample.
 
@@ -205,14 +246,7 @@ class EditableLinear(EditableMixin, nn.Linear):
             delta: ``l`` shifts of the weight; overrides the active one.
             index: ``(b,)`` shift of each sample; ``None`` means one shift per sample.
         """
-        grouping = None
-        if delta is None and (active := self._active_shift("")) is not None:
-            delta, grouping = active
-        if delta is None:
-            return super().forward(input)
-        return edited_linear_at(
-            input, self.batch_dim, self.weight, self.bias, delta, index, grouping
-        )
+        return self._edited_forward(super().forward, input, delta, index)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, batch_dim={self.batch_dim}, {self._edit_repr()}"

@@ -10,50 +10,32 @@ from __future__ import annotations
 from torch import Tensor, nn
 from transformers.pytorch_utils import Conv1D
 
-from weditlib.layers import EditableMixin, _share_state, check_batch_dim, edited_linear_at
+from weditlib.layers import LinearLike
 
 
-class EditableConv1D(EditableMixin, Conv1D):
+class EditableConv1D(LinearLike, Conv1D):
     """Hugging Face's ``Conv1D`` (GPT-2's transposed linear) whose weight can be edited per sample.
 
     ``Conv1D(nf=n, nx=k)`` stores its weight as ``(k, n)`` and computes ``y = x @ W + b``. The
     editable weight is its transpose, ``(n, k)``, exactly like ``nn.Linear(k, n)``'s: a shift
     ``ΔW (l, n, k)`` means the same for both, and ``y_b = x_b (Wᵀ ⊕ ΔW_b)ᵀ + b``.
+    ``EditableConv1D.from_module(base, batch_dim)`` wraps an existing ``Conv1D`` without copying.
 
     Shapes: ``x: (b, *t, k) -> (b, *t, n)`` when ``batch_dim == 0``.
     """
 
-    @classmethod
-    def from_module(cls, base: Conv1D, batch_dim: int = 0) -> EditableConv1D:
-        """Wrap ``base`` without copying: the new layer shares its weight and bias.
+    base_type = Conv1D
+    base_name = "a transformers.pytorch_utils.Conv1D"
 
-        Raises:
-            TypeError: ``base`` is not a ``transformers.pytorch_utils.Conv1D``.
-        """
-        if not isinstance(base, Conv1D):
-            raise TypeError(
-                f"base must be a transformers.pytorch_utils.Conv1D, got {type(base).__name__}"
-            )
-        module = _share_state(cls, base)
-        module._configure(batch_dim)
-        return module
-
-    def _configure(self, batch_dim: int) -> None:
-        check_batch_dim(batch_dim)
-        self.batch_dim = batch_dim
-        self.editable_weights = {"": (self.nf, self.nx)}
-        self._init_edit_state()
+    def _edited_shape(self) -> tuple[int, int]:
+        return self.nf, self.nx
 
     def forward(self, x: Tensor) -> Tensor:
         """``Conv1D.forward`` with the active shift (if any) applied per sample.
 
         Shapes: ``x: (b, *t, k) -> (b, *t, n)`` (sample dim at ``batch_dim``).
         """
-        active = self._active_shift("")
-        if active is None:
-            return super().forward(x)
-        delta, grouping = active
-        return edited_linear_at(x, self.batch_dim, self.weight.T, self.bias, delta, None, grouping)
+        return self._edited_forward(super().forward, x)
 
     def _weight_views(self, name: str) -> tuple[Tensor, Tensor | None]:
         super()._weight_views(name)  # validates the name

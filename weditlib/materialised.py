@@ -1,9 +1,9 @@
-"""Shifts bound to their weight: ``W ⊕ ΔW`` built once, reused by every call.
+"""Edited weights: ``W ⊕ ΔW`` built once (*materialised*), reused by every call.
 
 A loop that calls an edited model many times under the same shifts (the steps of a diffusion
 sampler, the tokens of a decoder) makes the planner's ``materialise`` algorithm rebuild
 ``W ⊕ ΔW`` at every call, and pays the planner's bookkeeping each time. A
-:class:`MaterialisedDelta` holds the built weights instead: :func:`weditlib.edited_linear` and
+:class:`EditedWeights` holds the built weights instead: :func:`weditlib.edited_linear` and
 :func:`weditlib.edited_conv` run it as one product (a plain ``F.linear`` / ``F.conv*`` when one
 shift serves the whole batch), with no planner and no per-call build.
 ``weditlib.edit(..., materialise=True)`` binds every shift of the block this way.
@@ -25,16 +25,9 @@ from typing import ClassVar, TypeVar
 import torch
 from torch import Tensor
 
-from weditlib.deltas import (
-    Delta,
-    DenseDelta,
-    LowRankDelta,
-    _check_bias,
-    _DeltaMethods,
-    _StackedWeights,
-)
-from weditlib.kernels.base import combine
-from weditlib.row_scaled import RowScaledDelta
+from weditlib._deprecation import renamed_names
+from weditlib.deltas import TensorFields, _check_bias, _StackedWeights
+from weditlib.row_scaled import SHIFT_KINDS, AnyShift
 
 _Kept = TypeVar("_Kept")
 
@@ -57,8 +50,11 @@ def weight_signature(weight: Tensor) -> Signature:
 
 
 @dataclass(frozen=True, eq=False)  # holds tensors: == is identity
-class MaterialisedDelta(_StackedWeights, _DeltaMethods):
+class EditedWeights(_StackedWeights, TensorFields):
     """``l`` edited weights ``W ⊕ ΔW`` of one ``(n, k)`` weight, built by :func:`materialise`.
+
+    Not a shift: it holds the weights a shift makes of one base weight, and runs only on that
+    weight (``edited_linear`` and ``edited_conv`` check it, then run one product on them).
 
     Args:
         weight: ``(l, n, k)`` the edited weights themselves (not the shifts).
@@ -74,24 +70,20 @@ class MaterialisedDelta(_StackedWeights, _DeltaMethods):
     weight: Tensor
     bias: Tensor | None
     base: Signature
-    #: Not a shift mode: the algorithms that read ``mode`` see this and support only products
-    #: of built weights.
-    mode: ClassVar[str] = "materialised"
     _factor_fields: ClassVar[tuple[str, ...]] = ("weight",)
 
     def __post_init__(self) -> None:
         if not isinstance(self.weight, Tensor):
             raise TypeError(
-                f"MaterialisedDelta.weight must be a Tensor, got {type(self.weight).__name__}"
+                f"EditedWeights.weight must be a Tensor, got {type(self.weight).__name__}"
             )
         if self.weight.dim() != 3:
             raise ValueError(
-                "MaterialisedDelta.weight must have shape (l, n, k), "
-                f"got {tuple(self.weight.shape)}"
+                f"EditedWeights.weight must have shape (l, n, k), got {tuple(self.weight.shape)}"
             )
-        _check_bias("MaterialisedDelta", self.bias, self.weight, *self.weight.shape[:2])
+        _check_bias("EditedWeights", self.bias, self.weight, *self.weight.shape[:2])
 
-    def rows(self, start: int, stop: int) -> MaterialisedDelta:
+    def rows(self, start: int, stop: int) -> EditedWeights:
         """The edited weights of output rows ``[start, stop)`` (views; same base weight).
 
         Built once per ``(start, stop)`` and kept: a layer that splits one edited weight into
@@ -99,9 +91,9 @@ class MaterialisedDelta(_StackedWeights, _DeltaMethods):
         every call.
         """
 
-        def part() -> MaterialisedDelta:
+        def part() -> EditedWeights:
             bias = None if self.bias is None else self.bias[:, start:stop]
-            return MaterialisedDelta(self.weight[:, start:stop], bias, self.base)
+            return EditedWeights(self.weight[:, start:stop], bias, self.base)
 
         return self._kept(("rows", start, stop), part)
 
@@ -152,7 +144,7 @@ class MaterialisedDelta(_StackedWeights, _DeltaMethods):
         address, version = weight_signature(weight)
         if address != self.base[0]:
             raise RuntimeError(
-                "this MaterialisedDelta was built from another weight than the one it is applied "
+                "this EditedWeights was built from another weight than the one it is applied "
                 "to; materialise the shift for this weight (the weight itself, or a view of it: "
                 "a copy such as flatten() of a channels_last conv kernel is another weight)"
             )
@@ -175,7 +167,7 @@ def _flattens_to(weight: Tensor, shape: tuple[int, int]) -> bool:
     )
 
 
-def materialise(weight: Tensor, delta: Delta) -> MaterialisedDelta:
+def materialise(weight: Tensor, delta: AnyShift) -> EditedWeights:
     """Build ``W ⊕ ΔW`` for every shift of ``delta`` once.
 
     The result can be passed wherever the shift could (``edited_linear``, ``edited_conv``, with
@@ -197,16 +189,15 @@ def materialise(weight: Tensor, delta: Delta) -> MaterialisedDelta:
         ``l`` edited weights ``(l, n, k)`` with the shift's bias shifts.
 
     Raises:
-        TypeError: ``weight`` is not a floating tensor, or ``delta`` is not a DenseDelta /
-            LowRankDelta.
+        TypeError: ``weight`` is not a floating tensor, or ``delta`` is not a shift.
         ValueError: ``weight`` is neither ``(n, k)`` of the shift's shape nor a conv kernel
             that flattens to it, or is on another device.
     """
     if not isinstance(weight, Tensor):
         raise TypeError(f"weight must be a Tensor, got {type(weight).__name__}")
-    if not isinstance(delta, DenseDelta | LowRankDelta | RowScaledDelta):
+    if not isinstance(delta, SHIFT_KINDS):
         raise TypeError(
-            "delta must be a DenseDelta, LowRankDelta or RowScaledDelta, "
+            "delta must be a DenseShift, LowRankShift or RowScaledShift, "
             f"got {type(delta).__name__}"
         )
     expected = (delta.out_features, delta.in_features)
@@ -221,11 +212,11 @@ def materialise(weight: Tensor, delta: Delta) -> MaterialisedDelta:
     if weight.device != delta.device:
         raise ValueError(f"weight is on {weight.device} but the shift is on {delta.device}")
     with torch.autocast(weight.device.type, enabled=False):  # build at the weights' precision
-        shift = delta.matrix().to(weight.dtype)
         # A kernel's (n, k) view may not exist (channels_last): reshape then copies, and the
         # signature below is still taken from the kernel itself, the tensor calls will pass.
-        built = combine(weight.reshape(expected), shift, delta.mode)
-        if isinstance(delta, RowScaledDelta):
-            built = built * delta.scale.to(weight.dtype).unsqueeze(-1)
+        built = delta.edited(weight.reshape(expected))
     bias = None if delta.bias is None else delta.bias.to(weight.dtype)
-    return MaterialisedDelta(built, bias, weight_signature(weight))
+    return EditedWeights(built, bias, weight_signature(weight))
+
+
+__getattr__ = renamed_names(__name__, {"MaterialisedDelta": "EditedWeights"}, globals())

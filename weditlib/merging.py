@@ -17,22 +17,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from weditlib.deltas import Delta, LowRankDelta, as_integer
+from weditlib.deltas import as_integer
 from weditlib.edit_state import current_state
 from weditlib.editing import check_shifts
 from weditlib.layers import EditableMixin
-from weditlib.row_scaled import RowScaledDelta
-
-
-def _shift_matrix(delta: Delta | RowScaledDelta, which: int) -> Tensor:
-    """``(n, k)`` shift number ``which`` as a full matrix (a row-scaled shift's inner one)."""
-    if isinstance(delta, RowScaledDelta):
-        return _shift_matrix(delta.inner, which)
-    if isinstance(delta, LowRankDelta):
-        return delta.up[which] @ delta.down[which]
-    return delta.weight[which]
+from weditlib.row_scaled import AnyShift
 
 
 def _merged_layers(model: nn.Module) -> list[tuple[str, EditableMixin]]:
@@ -43,12 +34,14 @@ def _merged_layers(model: nn.Module) -> list[tuple[str, EditableMixin]]:
     ]
 
 
-def merge(model: nn.Module, shifts: Mapping[str, Delta], which: int) -> None:
+def merge(model: nn.Module, shifts: Mapping[str, AnyShift], which: int) -> None:
     """Bake shift number ``which`` of every shift in ``shifts`` into the weights of ``model``.
 
     Afterwards ``model(x)`` equals what ``edit(model, shifts, index=full(which))`` computes, with
     the base layers' own forward: weights become ``W ⊕ ΔW[which]`` (``diag(scale) (W ⊕ ΔW)``
-    for a :class:`~weditlib.RowScaledDelta`) and biases ``b + Δb[which]``.
+    for a :class:`~weditlib.RowScaledShift`) and biases ``b + Δb[which]``. The merged weight is
+    built by the shift's :meth:`~weditlib.DenseShift.edited`, as :func:`~weditlib.materialise`
+    builds it: bit for bit ``materialise(W, shift.select([which])).weight[0]``.
     The original parameters of every touched layer are kept (copied) until :func:`unmerge`.
 
     Args:
@@ -92,11 +85,9 @@ def merge(model: nn.Module, shifts: Mapping[str, Delta], which: int) -> None:
             if module._merged is None:
                 module._merged = {n: p.detach().clone() for n, p in module.named_parameters()}
             weight, bias = views[name]
-            shift = _shift_matrix(delta, which).to(weight.dtype)
-            flat = weight.reshape(shift.shape)  # a conv kernel's (n, k) values (maybe a copy)
-            merged = flat + shift if delta.mode == "shift" else flat * (1 + shift)
-            if isinstance(delta, RowScaledDelta):
-                merged = merged * delta.scale[which].to(weight.dtype).unsqueeze(-1)
+            # a conv kernel's (n, k) values (maybe a copy)
+            flat = weight.reshape(delta.out_features, delta.in_features)
+            merged = delta.select([which]).edited(flat)[0]
             weight.copy_(merged.reshape(weight.shape))
             if delta.bias is not None:
                 bias.add_(delta.bias[which].to(bias.dtype))

@@ -1,6 +1,6 @@
 """Shifts whose edited weights are rescaled per output row: DoRA's weight, per sample.
 
-A :class:`RowScaledDelta` wraps ``l`` shifts (dense or low-rank) and a scale ``(l, n)``; shift
+A :class:`RowScaledShift` wraps ``l`` shifts (dense or low-rank) and a scale ``(l, n)``; shift
 ``i`` edits a weight into ``diag(scale_i) · (W ⊕ ΔW_i)``. That is the weight of a DoRA adapter
 (weight-decomposed LoRA), ``m ⊙ (W + s·B·A) / ‖W + s·B·A‖_row`` with the norm computed once and
 folded into ``scale = m / ‖·‖``. The edited ops apply it as the inner shift's output times the
@@ -11,60 +11,62 @@ and bias shift) is added after the scale, never scaled.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from weditlib.deltas import Delta, DenseDelta, Grouping, LowRankDelta
+from weditlib._deprecation import renamed_names
+from weditlib.deltas import DenseShift, Grouping, LowRankShift, Shift
 
 
 @dataclass(frozen=True, eq=False)  # holds tensors: == is identity
-class RowScaledDelta:
+class RowScaledShift:
     """``l`` shifts ``diag(scale_i) · (W ⊕ ΔW_i)`` of an ``(n, k)`` weight.
 
     For every sample ``b`` with shift ``i``:
     ``y_b = scale_i ⊙ (x_b (W ⊕ ΔW_i)ᵀ) + bias + Δb_i``.
 
     Args:
-        inner: the ``l`` shifts ``ΔW`` (:class:`~weditlib.DenseDelta` or
-            :class:`~weditlib.LowRankDelta`, any mode, with its optional bias shift ``Δb``).
+        inner: the ``l`` shifts ``ΔW`` (:class:`~weditlib.DenseShift` or
+            :class:`~weditlib.LowRankShift`, any mode, with its optional bias shift ``Δb``).
         scale: ``(l, n)`` the factor of each output row of each edited weight (``1`` leaves a
             row as the inner shift makes it).
 
     Raises:
-        TypeError: ``inner`` is not a DenseDelta / LowRankDelta, ``scale`` is not a tensor or has
+        TypeError: ``inner`` is not a DenseShift / LowRankShift, ``scale`` is not a tensor or has
             another dtype than ``inner``.
         ValueError: ``scale`` is not ``(l, n)`` or is on another device.
     """
 
-    inner: Delta
+    inner: Shift
     scale: Tensor
 
     def __post_init__(self) -> None:
-        if not isinstance(self.inner, DenseDelta | LowRankDelta):
+        if not isinstance(self.inner, DenseShift | LowRankShift):
             raise TypeError(
-                "RowScaledDelta.inner must be a DenseDelta or LowRankDelta, "
+                "RowScaledShift.inner must be a DenseShift or LowRankShift, "
                 f"got {type(self.inner).__name__}"
             )
         if not isinstance(self.scale, Tensor):
             raise TypeError(
-                f"RowScaledDelta.scale must be a Tensor, got {type(self.scale).__name__}"
+                f"RowScaledShift.scale must be a Tensor, got {type(self.scale).__name__}"
             )
         expected = (self.inner.num_shifts, self.inner.out_features)
         if tuple(self.scale.shape) != expected:
             raise ValueError(
-                f"RowScaledDelta.scale must have shape (l, n) = {expected}, "
+                f"RowScaledShift.scale must have shape (l, n) = {expected}, "
                 f"got {tuple(self.scale.shape)}"
             )
         if self.scale.dtype != self.inner.dtype:
             raise TypeError(
-                f"RowScaledDelta.scale dtype {self.scale.dtype} does not match the inner "
+                f"RowScaledShift.scale dtype {self.scale.dtype} does not match the inner "
                 f"shift's {self.inner.dtype}"
             )
         if self.scale.device != self.inner.device:
             raise ValueError(
-                f"RowScaledDelta.scale is on {self.scale.device} but the inner shift is on "
+                f"RowScaledShift.scale is on {self.scale.device} but the inner shift is on "
                 f"{self.inner.device}"
             )
 
@@ -93,6 +95,16 @@ class RowScaledDelta:
         return self.inner.mode
 
     @property
+    def rank(self) -> int | None:
+        """The inner shift's rank (``None`` when dense)."""
+        return self.inner.rank
+
+    @property
+    def row_scale(self) -> Tensor:
+        """``(l, n)`` the factor of each output row (:attr:`scale`)."""
+        return self.scale
+
+    @property
     def bias(self) -> Tensor | None:
         """The inner shift's bias shift ``(l, n)`` (added unscaled), or ``None``."""
         return self.inner.bias
@@ -101,22 +113,54 @@ class RowScaledDelta:
         """The scale, then the inner shift's tensors."""
         return (self.scale, *self.inner.tensors())
 
-    def replace(self, **changes: object) -> RowScaledDelta:
+    def replace(self, **changes: object) -> RowScaledShift:
         """A copy with ``inner`` or ``scale`` replaced (validated again)."""
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def map_tensors(self, fn: Callable[[Tensor], Tensor]) -> RowScaledShift:
+        """A copy with ``fn`` applied to the scale and the inner shift's tensors (the same object
+        when none changes)."""
+        inner, scale = self.inner.map_tensors(fn), fn(self.scale)
+        if inner is self.inner and scale is self.scale:
+            return self
+        return RowScaledShift(inner, scale)
+
+    def select(self, index: Tensor | Sequence[int]) -> RowScaledShift:
+        """The shifts ``index`` picks, in its order (see :meth:`DenseShift.select`)."""
+        return RowScaledShift(self.inner.select(index), self.scale[index])
 
     def matrix(self) -> Tensor:
         """``(l, n, k)`` the inner shifts as full matrices (unscaled)."""
         return self.inner.matrix()
 
-    def rows(self, start: int, stop: int) -> RowScaledDelta:
-        """The shifts of output rows ``[start, stop)`` (views)."""
-        return RowScaledDelta(self.inner.rows(start, stop), self.scale[:, start:stop])
+    def edited(self, weight: Tensor) -> Tensor:
+        """``(l, n, k)``: ``diag(scale_i) · (W ⊕ ΔW_i)`` in ``weight``'s dtype (computed in the
+        wider of the two dtypes, rounded once)."""
+        return self.edited_wide(weight).to(weight.dtype)
 
-    def unscaled(self) -> Delta:
+    def edited_wide(self, weight: Tensor) -> Tensor:
+        """:meth:`edited` before its rounding to ``weight``'s dtype."""
+        built = self.inner.edited_wide(weight)
+        return built * self.scale.to(built.dtype).unsqueeze(-1)
+
+    def without_row_scale(self) -> Shift:
+        """The inner shift, bias shift included."""
+        return self.inner
+
+    def rows(self, start: int, stop: int) -> RowScaledShift:
+        """The shifts of output rows ``[start, stop)`` (views)."""
+        return RowScaledShift(self.inner.rows(start, stop), self.scale[:, start:stop])
+
+    def unscaled(self) -> Shift:
         """The inner shift without its bias shift: what runs before the scale."""
         inner = self.inner
         return inner if inner.bias is None else inner.replace(bias=None)
+
+
+#: Every kind of shift, for the checks at the public entry points (``isinstance``).
+SHIFT_KINDS: tuple[type, ...] = (DenseShift, LowRankShift, RowScaledShift)
+#: Any shift an edited op or layer takes.
+AnyShift = DenseShift | LowRankShift | RowScaledShift
 
 
 def sample_scale(scale: Tensor, grouping: Grouping) -> Tensor:
@@ -125,3 +169,6 @@ def sample_scale(scale: Tensor, grouping: Grouping) -> Tensor:
     if not torch.compiler.is_compiling() and grouping.identity:
         return scale
     return scale[grouping.index]
+
+
+__getattr__ = renamed_names(__name__, {"RowScaledDelta": "RowScaledShift"}, globals())

@@ -323,7 +323,7 @@ _PWSG = weights_of("pwsg")
 
 @dataclass
 class PWSGConfig(_Checked):
-    """Personalised weight-shift generator (weditlib's MultiBranchDeltaGenerator)."""
+    """Personalised weight-shift generator (weditlib's MultiBranchShiftGenerator)."""
 
     # fnmatch patterns over the denoiser's qualified names (the paper's ablation table);
     # the paper's best edits cross-attention and the output mapping.

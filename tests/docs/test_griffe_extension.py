@@ -34,10 +34,10 @@ def test_role_with_tilde_shows_the_last_name(ext, weditlib_tree):
 
 
 def test_unqualified_role_resolves_in_the_module_scope(ext, weditlib_tree):
-    obj = weditlib_tree["editing.edit"]  # editing.py imports DenseDelta from weditlib.deltas
-    text = ext.convert(obj, ":class:`DenseDelta`")
-    assert 'identifier="weditlib.deltas.DenseDelta"' in text
-    assert "<code>DenseDelta</code>" in text
+    obj = weditlib_tree["editing.edit"]  # editing.py imports Grouping from weditlib.deltas
+    text = ext.convert(obj, ":class:`Grouping`")
+    assert 'identifier="weditlib.deltas.Grouping"' in text
+    assert "<code>Grouping</code>" in text
 
 
 def test_relative_module_role(ext, weditlib_tree):

@@ -8,7 +8,7 @@ import pytest
 from perfrdiff.config import ConfigError, config_to_dict, load_config
 from perfrdiff.training import ResumeError
 from perfrdiff.training.checkpoint import list_checkpoints
-from perfrdiff.training.loop import StageRun, train_stage
+from perfrdiff.training.loop import StageTraining, train_stage
 from safetensors.torch import load_file
 
 from .training_runs import (  # noqa: F401 (one_thread: autouse)
@@ -164,7 +164,7 @@ def test_the_first_new_checkpoint_replaces_the_old_run(finished):
 
 
 def test_batch_size_error_names_the_key_for_direct_calls(tmp_path):
-    run = StageRun(tmp_path, stage_config(batch_size=17), seed=0)
+    run = StageTraining(tmp_path, stage_config(batch_size=17), seed=0)
     with pytest.raises(ValueError, match=r"train\.gafrg\.batch_size = 17"):
         train_stage("gafrg", objective(), RandomWindows(), None, run)
     assert not (tmp_path / "checkpoints").exists()

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 from perfrdiff.training.checkpoint import list_checkpoints
-from perfrdiff.training.loop import StageRun, train_stage
+from perfrdiff.training.loop import StageTraining, train_stage
 
 from .training_runs import (  # noqa: F401 (one_thread: an autouse fixture)
     Killed,
@@ -31,7 +31,7 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path, uninterrupted, kill_at)
 
 
 def test_runs_with_different_seeds_differ(tmp_path, uninterrupted):
-    run = StageRun(tmp_path, stage_config(), seed=4)
+    run = StageTraining(tmp_path, stage_config(), seed=4)
     obj = objective()
     train_stage("gafrg", obj, RandomWindows(), None, run)
     assert not torch.equal(obj.trained.output.weight, uninterrupted["output.weight"])
@@ -80,7 +80,11 @@ def test_resume_matches_with_the_real_window_dataset(tmp_path, synthetic_root):
         obj = objective()
         try:
             train_stage(
-                "gafrg", obj, windows, None, StageRun(out_dir, config, 3, resume, 0, None, on_step)
+                "gafrg",
+                obj,
+                windows,
+                None,
+                StageTraining(out_dir, config, 3, resume, 0, None, on_step),
             )
         except Killed:
             return None
@@ -94,7 +98,7 @@ def test_resume_matches_with_the_real_window_dataset(tmp_path, synthetic_root):
 
 
 def test_bf16_autocast_steps_train_float32_master_weights(tmp_path):
-    run = StageRun(tmp_path, stage_config(steps=2, val_batches=0), seed=3, precision="bf16")
+    run = StageTraining(tmp_path, stage_config(steps=2, val_batches=0), seed=3, precision="bf16")
     obj = objective()
     train_stage("gafrg", obj, RandomWindows(), None, run)
     assert all(p.dtype == torch.float32 for p in obj.trained.parameters())

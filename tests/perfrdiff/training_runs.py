@@ -8,7 +8,7 @@ import pytest
 import torch
 from perfrdiff.config import StageConfig, load_config
 from perfrdiff.models import DDIMSchedule, build_gafrg
-from perfrdiff.training.loop import StageRun, train_stage
+from perfrdiff.training.loop import StageTraining, train_stage
 from perfrdiff.training.objectives import GAFRGObjective
 from torch.utils.data import Dataset
 
@@ -76,7 +76,9 @@ def train(out_dir: Path, resume=False, kill_at=None, seed=3, metadata=None, **kw
         if step == kill_at:
             raise Killed
 
-    run = StageRun(out_dir, stage_config(**kw), seed, resume, metadata=metadata, on_step=on_step)
+    run = StageTraining(
+        out_dir, stage_config(**kw), seed, resume, metadata=metadata, on_step=on_step
+    )
     obj = objective()
     try:
         train_stage("gafrg", obj, RandomWindows(), RandomWindows(), run)

@@ -23,7 +23,7 @@ def effective_kernel(weight, delta, shift: int):
     """``W ⊕ ΔW[shift]`` in float64, in the kernel's own shape."""
     change = delta.matrix()[shift].double().reshape(weight.shape)
     base = weight.double()
-    return base + change if delta.mode == "shift" else base * (1 + change)
+    return base + change if delta.mode == "add" else base * (1 + change)
 
 
 def loop_edited_conv(x, weight, bias, delta, index, **geometry):
@@ -337,7 +337,7 @@ def conv_args(**override):
         ({"groups": 4}, ValueError, "groups=4 must divide the out channels, weight has 6"),
         ({"groups": 0}, ValueError, "groups must be a positive int"),
         ({"bias": torch.randn(5)}, ValueError, r"bias must have shape \(out,\) = \(6,\)"),
-        ({"delta": torch.randn(2, 6, 18)}, TypeError, "delta must be a DenseDelta"),
+        ({"delta": torch.randn(2, 6, 18)}, TypeError, "delta must be a DenseShift"),
         ({"index": torch.tensor([0, 1, 2, 0])}, ValueError, r"index values must lie in \[0, 2\)"),
         ({"index": torch.tensor([0, 1])}, ValueError, r"index must have shape \(b,\) = \(4,\)"),
         ({"index": None}, ValueError, r"shift count \(2\) must equal the batch size \(4\)"),

@@ -30,7 +30,7 @@ def bake_(module: nn.Module, delta, shift: int) -> None:
     with torch.no_grad():
         flat = module.weight.view(module.weight.shape[0], -1)
         change = delta.matrix()[shift]
-        flat.copy_(flat + change if delta.mode == "shift" else flat * (1 + change))
+        flat.copy_(flat + change if delta.mode == "add" else flat * (1 + change))
         if delta.bias is not None and module.bias is None:
             module.bias = nn.Parameter(delta.bias[shift].clone())
         elif delta.bias is not None:

@@ -103,5 +103,5 @@ def test_tensors_and_replace_cover_the_bias_shift():
     assert LowRankDelta(up, down).tensor_fields() == ("up", "down")
     doubled = delta.replace(up=2 * up)
     assert doubled.mode == "scale" and doubled.bias is bias
-    with pytest.raises(ValueError, match=r"LowRankDelta\.bias must have shape"):
+    with pytest.raises(ValueError, match=r"LowRankShift\.bias must have shape"):
         delta.replace(bias=torch.randn(3, 5))

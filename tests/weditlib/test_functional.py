@@ -292,7 +292,7 @@ def args(**override):
         ({"weight": torch.randn(5, 6, 1)}, ValueError, r"weight must have shape \(n, k\)"),
         ({"weight": torch.randn(4, 6)}, ValueError, r"delta edits a \(5, 6\) weight"),
         ({"bias": torch.randn(4)}, ValueError, r"bias must have shape \(n,\) = \(5,\)"),
-        ({"delta": torch.randn(2, 5, 6)}, TypeError, "delta must be a DenseDelta"),
+        ({"delta": torch.randn(2, 5, 6)}, TypeError, "delta must be a DenseShift"),
         ({"index": torch.tensor([0, 1, 2, 0])}, ValueError, r"index values must lie in \[0, 2\)"),
         ({"index": torch.tensor([0, -1, 1, 0])}, ValueError, r"index values must lie in \[0, 2\)"),
         ({"index": torch.tensor([0, 1, 1])}, ValueError, r"index must have shape \(b,\) = \(4,\)"),
@@ -329,23 +329,23 @@ def test_unknown_and_unsupported_algorithms_are_named():
 
 
 def test_delta_constructors_validate_shapes():
-    with pytest.raises(ValueError, match=r"DenseDelta.weight must have shape \(l, n, k\)"):
+    with pytest.raises(ValueError, match=r"DenseShift.weight must have shape \(l, n, k\)"):
         DenseDelta(torch.randn(5, 6))
     with pytest.raises(ValueError, match="disagree on l or r"):
         LowRankDelta(torch.randn(2, 5, 3), torch.randn(2, 2, 6))
     with pytest.raises(ValueError, match="mode must be one of"):
-        DenseDelta(torch.randn(2, 5, 6), mode="add")
+        DenseDelta(torch.randn(2, 5, 6), mode="plus")
     with pytest.raises(TypeError, match="share a dtype"):
         LowRankDelta(torch.randn(2, 5, 3), torch.randn(2, 3, 6, dtype=torch.float64))
-    with pytest.raises(ValueError, match=r"DenseDelta.bias must have shape \(l, n\) = \(2, 5\)"):
+    with pytest.raises(ValueError, match=r"DenseShift.bias must have shape \(l, n\) = \(2, 5\)"):
         DenseDelta(torch.randn(2, 5, 6), bias=torch.randn(2, 6))
-    with pytest.raises(TypeError, match=r"LowRankDelta\.bias dtype torch\.float64 does not match"):
+    with pytest.raises(TypeError, match=r"LowRankShift\.bias dtype torch\.float64 does not match"):
         LowRankDelta(
             torch.randn(2, 5, 3), torch.randn(2, 3, 6), bias=torch.randn(2, 5, dtype=torch.float64)
         )
-    with pytest.raises(TypeError, match=r"DenseDelta\.bias must be a Tensor or None"):
+    with pytest.raises(TypeError, match=r"DenseShift\.bias must be a Tensor or None"):
         DenseDelta(torch.randn(2, 5, 6), bias=[0.0] * 5)
-    with pytest.raises(ValueError, match=r"DenseDelta\.bias is on meta"):
+    with pytest.raises(ValueError, match=r"DenseShift\.bias is on meta"):
         DenseDelta(torch.randn(2, 5, 6), bias=torch.randn(2, 5, device="meta"))
 
 

@@ -24,7 +24,7 @@ def test_shapes_and_kinds(rank):
 
 
 @pytest.mark.parametrize("rank", [None, 2])
-@pytest.mark.parametrize("mode", ["shift", "scale"])
+@pytest.mark.parametrize("mode", ["add", "scale"])
 def test_heads_start_at_zero_but_learn(rank, mode):
     torch.manual_seed(0)
     generator = MultiBranchDeltaGenerator(6, TARGETS, hidden_dim=10, rank=rank, mode=mode)
@@ -67,7 +67,7 @@ def test_bad_arguments_are_named():
     with pytest.raises(TypeError, match="style must be a Tensor"):
         generator([0.0] * 6)
     with pytest.raises(ValueError, match="mode must be one of"):
-        MultiBranchDeltaGenerator(6, TARGETS, mode="add")
+        MultiBranchDeltaGenerator(6, TARGETS, mode="plus")
     with pytest.raises(ValueError, match="rank must be a positive int"):
         MultiBranchDeltaGenerator(6, TARGETS, rank=0)
     with pytest.raises(ValueError, match="targets must name at least one weight"):

@@ -154,13 +154,13 @@ def test_a_weight_changed_in_place_or_another_weight_is_refused():
 
 def test_bad_arguments_are_named():
     weight = torch.randn(4, 6)
-    with pytest.raises(TypeError, match="must be a DenseDelta, LowRankDelta or RowScaledDelta"):
+    with pytest.raises(TypeError, match="must be a DenseShift, LowRankShift or RowScaledShift"):
         materialise(weight, torch.randn(1, 4, 6))
     with pytest.raises(ValueError, match=r"shift's shape \(n, k\) = \(4, 6\), got \(6, 4\)"):
         materialise(weight.T, DenseDelta(torch.randn(1, 4, 6)))
     with pytest.raises(TypeError, match="weight must have a floating dtype"):
         materialise(weight.long(), DenseDelta(torch.randn(1, 4, 6)))
-    with pytest.raises(ValueError, match=r"MaterialisedDelta.weight must have shape \(l, n, k\)"):
+    with pytest.raises(ValueError, match=r"EditedWeights.weight must have shape \(l, n, k\)"):
         MaterialisedDelta(torch.randn(4, 6), None, (0, 0))
     built = materialise(weight, DenseDelta(torch.randn(2, 4, 6)))
     with pytest.raises(ValueError, match="runs only as algorithm='materialise'"):
@@ -349,9 +349,9 @@ def test_materialise_shifts_checks_like_edit():
     with pytest.raises(ValueError, match="edits a"):
         materialise_shifts(layer, {"linear1": shifts["linear2"]})
     built = materialise_shifts(layer, shifts)
-    with pytest.raises(TypeError, match="LowRankDelta or RowScaledDelta, got Materialised"):
+    with pytest.raises(TypeError, match="LowRankShift or RowScaledShift, got EditedWeights"):
         materialise_shifts(layer, built)  # built once is enough
-    with pytest.raises(TypeError, match="LowRankDelta or RowScaledDelta, got Materialised"):
+    with pytest.raises(TypeError, match="LowRankShift or RowScaledShift, got EditedWeights"):
         weditlib.merge(layer, built, 0)  # merge bakes a shift, not built weights
 
 

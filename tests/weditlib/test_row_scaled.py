@@ -42,7 +42,7 @@ def random_shift(g, l, n, k, rank, mode, bias) -> RowScaledDelta:
 def edited_weights(weight: torch.Tensor, delta: RowScaledDelta) -> torch.Tensor:
     """``(l, n, k)`` in float64, the definition."""
     shift = delta.inner.matrix()
-    combined = weight + shift if delta.mode == "shift" else weight * (1 + shift)
+    combined = weight + shift if delta.mode == "add" else weight * (1 + shift)
     return delta.scale.unsqueeze(-1) * combined
 
 
@@ -139,7 +139,7 @@ def test_bad_row_scaled_shifts_are_refused():
         RowScaledDelta(inner, torch.ones(2, 3))
     with pytest.raises(TypeError, match=r"scale dtype torch\.float64 does not match"):
         RowScaledDelta(inner, torch.ones(2, 4, dtype=F64))
-    with pytest.raises(TypeError, match="inner must be a DenseDelta or LowRankDelta"):
+    with pytest.raises(TypeError, match="inner must be a DenseShift or LowRankShift"):
         RowScaledDelta(RowScaledDelta(inner, torch.ones(2, 4)), torch.ones(2, 4))
 
 

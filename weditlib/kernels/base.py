@@ -1,20 +1,25 @@
 """The interface every backend algorithm implements, and the problem description it is given.
 
 A backend module (``weditlib/kernels/<backend>.py``) exposes :class:`Algorithm` objects. The planner
-asks each one whether it applies to a :class:`Problem` (``supported``) and what it would cost
-(``cost``), and runs the cheapest. Inputs reaching ``run`` have been validated by
-:func:`weditlib.functional.edited_linear`: backends trust them.
+asks each one whether it applies to a problem (``supported``) and what it would cost
+(``cost``), and runs the cheapest. One protocol serves both ops: a linear algorithm is an
+``Algorithm[Problem]`` and runs ``(x, weight, bias, shift, grouping)``; a convolution's is an
+``Algorithm[ConvProblem]`` and also takes the geometry. Inputs reaching ``run`` have been
+validated by :func:`weditlib.edited_linear` / :func:`weditlib.edited_conv`: backends trust them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import torch
 from torch import Tensor
 
-from weditlib.deltas import Delta, Grouping, LowRankDelta
+from weditlib.deltas import OLD_MODES, Grouping, Shift
+from weditlib.deltas import combine as combine  # re-exported: W ⊕ ΔW is defined in deltas
+
+ProblemT = TypeVar("ProblemT", contravariant=True)
 
 
 @dataclass(frozen=True)
@@ -28,7 +33,7 @@ class Problem:
         out_features: ``n``.
         num_shifts: ``l``.
         rank: ``r`` for low-rank shifts, ``None`` for dense.
-        mode: ``"shift"`` or ``"scale"``.
+        mode: ``"add"`` or ``"scale"``.
         max_group: largest number of samples sharing one shift.
         uniform: ``index`` is sorted and every shift has ``max_group`` samples.
         has_bias: a bias is added.
@@ -49,6 +54,10 @@ class Problem:
     dtype: torch.dtype
     device_type: str
 
+    def __post_init__(self) -> None:
+        # the previous release's mode name, as problems written by hand may still spell it
+        object.__setattr__(self, "mode", OLD_MODES.get(self.mode, self.mode))
+
     @property
     def dense(self) -> bool:
         return self.rank is None
@@ -63,7 +72,7 @@ class Problem:
         return self.num_shifts * self.max_group * self.tokens
 
     @staticmethod
-    def describe(x3: Tensor, delta: Delta, grouping: Grouping, has_bias: bool) -> Problem:
+    def describe(x3: Tensor, delta: Shift, grouping: Grouping, has_bias: bool) -> Problem:
         """The problem of ``x3: (b, t, k)`` edited by ``delta`` under ``grouping``."""
         return Problem(
             batch=x3.shape[0],
@@ -71,7 +80,7 @@ class Problem:
             in_features=delta.in_features,
             out_features=delta.out_features,
             num_shifts=delta.num_shifts,
-            rank=delta.rank if isinstance(delta, LowRankDelta) else None,
+            rank=delta.rank,
             mode=delta.mode,
             max_group=grouping.max_count,
             uniform=grouping.uniform,
@@ -103,48 +112,44 @@ class Cost:
 
 
 @runtime_checkable
-class Algorithm(Protocol):
-    """One exact way to compute ``y_b = x_b (W ⊕ ΔW_index[b])ᵀ + bias``."""
+class Algorithm(Protocol[ProblemT]):
+    """One exact way to compute an edited op, e.g. ``y_b = x_b (W ⊕ ΔW_index[b])ᵀ + bias``.
+
+    ``Algorithm[Problem]`` for :func:`~weditlib.edited_linear`, ``Algorithm[ConvProblem]`` for
+    :func:`~weditlib.edited_conv` (whose ``run`` also takes the convolution's geometry).
+    """
 
     name: str
 
-    def supported(self, problem: Problem) -> bool:
+    def supported(self, problem: ProblemT) -> bool:
         """Whether this algorithm can run ``problem`` (kind, mode, device, dtype)."""
         ...
 
-    def cost(self, problem: Problem) -> Cost:
+    def cost(self, problem: ProblemT) -> Cost:
         """Work and traffic of running ``problem``."""
         ...
 
     def run(
-        self, x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta, grouping: Grouping
+        self,
+        x: Tensor,
+        weight: Tensor,
+        bias: Tensor | None,
+        delta: Shift,
+        grouping: Grouping,
+        *geometry: Any,
     ) -> Tensor:
-        """Compute the edited linear map.
+        """Compute the edited op.
 
         Args:
-            x: ``(b, t, k)``.
-            weight: ``(n, k)``.
+            x: linear ``(b, t, k)``; conv ``(b, c_in, *s)``, already padded.
+            weight: linear ``(n, k)``; conv ``(n, c_in / g, *kernel)``.
             bias: ``(n,)`` or ``None``.
-            delta: ``l`` shifts of the ``(n, k)`` weight.
+            delta: ``l`` shifts of the (flattened) ``(n, k)`` weight.
             grouping: which sample uses which shift, on ``x``'s device.
+            geometry: conv only, its :class:`~weditlib.kernels.conv.ConvGeometry`.
 
         Returns:
-            ``(b, t, n)``, differentiable with respect to ``x``, ``weight``, ``bias`` and the
-                shift's tensors.
+            linear ``(b, t, n)``; conv ``(b, n, *s_out)``; differentiable with respect to
+                ``x``, ``weight``, ``bias`` and the shift's tensors.
         """
         ...
-
-
-def combine(weight: Tensor, shift: Tensor, mode: str) -> Tensor:
-    """``W + ΔW`` (mode ``shift``) or ``W ⊙ (1 + ΔW)`` (mode ``scale``).
-
-    Args:
-        weight: ``(n, k)``.
-        shift: ``(..., n, k)``.
-
-    Returns:
-        ``(..., n, k)``.
-    """
-    if mode == "shift":
-        return weight + shift
-    return torch.addcmul(weight, weight, shift)

@@ -28,15 +28,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from weditlib.deltas import Delta, Grouping, LowRankDelta
-from weditlib.kernels.base import Cost, combine
+from weditlib.deltas import OLD_MODES, Grouping, Shift
+from weditlib.kernels.base import Algorithm, Cost
 from weditlib.kernels.reference import from_groups, shift_bias, to_groups
+from weditlib.materialised import EditedWeights
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
@@ -92,8 +92,9 @@ class ConvProblem:
         in_positions: spatial positions of one (padded) input channel.
         out_positions: spatial positions of one output channel.
         num_shifts: ``l``.
-        rank: ``r`` for low-rank shifts, ``None`` for dense.
-        mode: ``"shift"`` or ``"scale"``.
+        rank: ``r`` for low-rank shifts, ``None`` for dense shifts and edited weights.
+        mode: ``"add"`` or ``"scale"``; ``None`` for :class:`~weditlib.EditedWeights` (built
+            already: only the algorithms that convolve with built kernels run them).
         max_group: largest number of samples sharing one shift.
         used_shifts: number of shifts used by at least one sample.
         uniform: ``index`` is sorted and every shift has ``max_group`` samples.
@@ -113,7 +114,7 @@ class ConvProblem:
     out_positions: int
     num_shifts: int
     rank: int | None
-    mode: str
+    mode: str | None
     max_group: int
     used_shifts: int
     uniform: bool
@@ -122,6 +123,10 @@ class ConvProblem:
     has_bias_shift: bool
     dtype: torch.dtype
     device_type: str
+
+    def __post_init__(self) -> None:
+        # the previous release's mode name, as problems written by hand may still spell it
+        object.__setattr__(self, "mode", OLD_MODES.get(self.mode, self.mode))
 
     @property
     def dense(self) -> bool:
@@ -145,11 +150,12 @@ class ConvProblem:
         x: Tensor,
         weight: Tensor,
         bias: Tensor | None,
-        delta: Delta,
+        delta: Shift | EditedWeights,
         grouping: Grouping,
         geometry: ConvGeometry,
     ) -> ConvProblem:
         """The problem of the padded ``x: (b, c_in, *s)`` edited by ``delta`` under ``grouping``."""
+        built = isinstance(delta, EditedWeights)
         out_sizes = output_sizes(x.shape[2:], weight.shape[2:], geometry)
         used = int((grouping.counts > 0).sum()) if grouping.num_shifts else 0
         return ConvProblem(
@@ -161,8 +167,8 @@ class ConvProblem:
             in_positions=math.prod(x.shape[2:]),
             out_positions=math.prod(out_sizes),
             num_shifts=delta.num_shifts,
-            rank=delta.rank if isinstance(delta, LowRankDelta) else None,
-            mode=delta.mode,
+            rank=None if built else delta.rank,
+            mode=None if built else delta.mode,
             max_group=grouping.max_count,
             used_shifts=used,
             uniform=grouping.uniform,
@@ -186,51 +192,16 @@ def output_sizes(
     )
 
 
-@runtime_checkable
-class ConvAlgorithm(Protocol):
-    """One exact way to compute the edited convolution."""
-
-    name: str
-
-    def supported(self, problem: ConvProblem) -> bool:
-        """Whether this algorithm can run ``problem``."""
-        ...
-
-    def cost(self, problem: ConvProblem) -> Cost:
-        """Work and traffic of running ``problem``."""
-        ...
-
-    def run(
-        self,
-        x: Tensor,
-        weight: Tensor,
-        bias: Tensor | None,
-        delta: Delta,
-        grouping: Grouping,
-        geometry: ConvGeometry,
-    ) -> Tensor:
-        """Compute the edited convolution.
-
-        Args:
-            x: ``(b, c_in, *s)``, already padded for non-``zeros`` padding modes.
-            weight: ``(n, c_in / g, *kernel)``.
-            bias: ``(n,)`` or ``None``.
-            delta: ``l`` shifts of the flattened ``(n, c_in / g · prod(kernel))`` weight.
-            grouping: which sample uses which shift, on ``x``'s device.
-            geometry: stride, symmetric padding, dilation, groups.
-
-        Returns:
-            ``(b, n, *s_out)``, differentiable with respect to every tensor input.
-        """
-        ...
+#: What :func:`weditlib.edited_conv` runs: the one algorithm protocol, for conv problems.
+ConvAlgorithm = Algorithm[ConvProblem]
 
 
 # --- shared pieces ----------------------------------------------------------------------------
 
 
-def shifted_kernels(weight: Tensor, delta: Delta) -> Tensor:
+def shifted_kernels(weight: Tensor, delta: Shift) -> Tensor:
     """``(l, n, c_in / g, *kernel)``: ``W ⊕ ΔW`` for every shift."""
-    flat = combine(weight.flatten(1), delta.matrix(), delta.mode)  # (l, n, k)
+    flat = delta.edited(weight.flatten(1))  # (l, n, k)
     return flat.reshape(delta.num_shifts, *weight.shape)
 
 
@@ -264,7 +235,7 @@ class _PrebuiltKernels:
         x: Tensor,
         weight: Tensor,
         bias: Tensor | None,
-        delta: Delta,
+        delta: Shift,
         grouping: Grouping,
         geometry: ConvGeometry,
     ) -> Tensor:
@@ -393,7 +364,7 @@ class LowRankConv:
     name = "lowrank"
 
     def supported(self, problem: ConvProblem) -> bool:
-        return not problem.dense and problem.mode == "shift"
+        return not problem.dense and problem.mode == "add"
 
     def cost(self, p: ConvProblem) -> Cost:
         assert p.rank is not None
@@ -426,11 +397,11 @@ class LowRankConv:
         x: Tensor,
         weight: Tensor,
         bias: Tensor | None,
-        delta: Delta,
+        delta: Shift,
         grouping: Grouping,
         geometry: ConvGeometry,
     ) -> Tensor:
-        assert isinstance(delta, LowRankDelta)
+        assert delta.rank is not None
         batch, groups, rank = x.shape[0], geometry.groups, delta.rank
         kernel = weight.shape[1:]  # (c_in/g, *kernel)
         ones = (1,) * geometry.spatial_dims

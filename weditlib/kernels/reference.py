@@ -7,7 +7,7 @@ Four ways to compute ``y_b = x_b (W ⊕ ΔW_index[b])ᵀ + bias``:
 * ``materialise_gather`` — build ``W ⊕ ΔW`` once per shift and gather it per sample; no padding
   when groups are very unequal.
 * ``split`` — ``x Wᵀ + bmm(x, ΔWᵀ)``: reads each shift once and never writes ``W + ΔW``
-  (memory-bound regime: few tokens per shift). Dense shifts in ``shift`` mode only.
+  (memory-bound regime: few tokens per shift). Dense shifts in ``add`` mode only.
 * ``lowrank`` — ``x Wᵀ + (x Vᵀ) Uᵀ``: never builds an ``(n, k)`` matrix per shift.
 * ``lowrank_scale`` — ``W ⊙ (1 + U V)`` applied as ``x Wᵀ + Σ_r u_r ⊙ ((x ⊙ v_r) Wᵀ)``: ``r``
   extra GEMMs against the shared ``W`` instead of ``l`` materialised matrices.
@@ -19,9 +19,9 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from weditlib.deltas import Delta, DenseDelta, Grouping, LowRankDelta
-from weditlib.kernels.base import Cost, Problem, combine
-from weditlib.materialised import MaterialisedDelta
+from weditlib.deltas import Grouping, Shift
+from weditlib.kernels.base import Cost, Problem
+from weditlib.materialised import EditedWeights
 
 
 def to_groups(x: Tensor, grouping: Grouping) -> Tensor:
@@ -53,7 +53,7 @@ def _per_sample(tensor: Tensor, grouping: Grouping) -> Tensor:
     return tensor[grouping.index]
 
 
-def shift_bias(bias: Tensor | None, delta: Delta | MaterialisedDelta) -> Tensor | None:
+def shift_bias(bias: Tensor | None, delta: Shift | EditedWeights) -> Tensor | None:
     """``(l, n)`` the bias each shift adds, ``b + Δb`` (``Δb`` alone without ``b``), or ``None``.
 
     ``None`` when the shift has no bias shift: then every sample adds the base ``bias``.
@@ -63,7 +63,7 @@ def shift_bias(bias: Tensor | None, delta: Delta | MaterialisedDelta) -> Tensor 
     return delta.bias if bias is None else delta.bias + bias
 
 
-def sample_bias(bias: Tensor | None, delta: Delta, grouping: Grouping) -> Tensor | None:
+def sample_bias(bias: Tensor | None, delta: Shift, grouping: Grouping) -> Tensor | None:
     """The bias to add to a ``(b, t, n)`` result: ``(b, 1, n)``, the base ``(n,)``, or ``None``."""
     per_shift = shift_bias(bias, delta)
     if per_shift is None:
@@ -71,7 +71,7 @@ def sample_bias(bias: Tensor | None, delta: Delta, grouping: Grouping) -> Tensor
     return _per_sample(per_shift, grouping).unsqueeze(1)
 
 
-def add_bias_shift(y: Tensor, delta: Delta, grouping: Grouping) -> Tensor:
+def add_bias_shift(y: Tensor, delta: Shift, grouping: Grouping) -> Tensor:
     """``y (b, t, n) + Δb[index]`` when the shift carries a bias shift, else ``y``."""
     if delta.bias is None:
         return y
@@ -85,7 +85,7 @@ def linear_bmm(x: Tensor, weight_t: Tensor, bias: Tensor | None) -> Tensor:
     return torch.baddbmm(bias, x, weight_t)
 
 
-def group_bias(bias: Tensor | None, delta: Delta | MaterialisedDelta) -> Tensor | None:
+def group_bias(bias: Tensor | None, delta: Shift | EditedWeights) -> Tensor | None:
     """The bias of each group of :func:`to_groups`: ``(l, 1, n)`` ``b + Δb``, the base ``(n,)``
     for all, or ``None``."""
     per_shift = shift_bias(bias, delta)
@@ -152,9 +152,9 @@ class Materialise:
         )
 
     def run(
-        self, x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta, grouping: Grouping
+        self, x: Tensor, weight: Tensor, bias: Tensor | None, delta: Shift, grouping: Grouping
     ) -> Tensor:
-        effective = combine(weight, delta.matrix(), delta.mode)  # (l, n, k)
+        effective = delta.edited(weight)  # (l, n, k)
         return grouped_product(x, effective, group_bias(bias, delta), grouping)
 
 
@@ -179,9 +179,9 @@ class MaterialiseGather:
         )
 
     def run(
-        self, x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta, grouping: Grouping
+        self, x: Tensor, weight: Tensor, bias: Tensor | None, delta: Shift, grouping: Grouping
     ) -> Tensor:
-        effective = _per_sample(combine(weight, delta.matrix(), delta.mode), grouping)
+        effective = _per_sample(delta.edited(weight), grouping)
         return linear_bmm(x, effective.transpose(1, 2), sample_bias(bias, delta, grouping))
 
 
@@ -207,7 +207,7 @@ class Split:
     name = "split"
 
     def supported(self, problem: Problem) -> bool:
-        return problem.dense and problem.mode == "shift"
+        return problem.dense and problem.mode == "add"
 
     def cost(self, p: Problem) -> Cost:
         nk = p.out_features * p.in_features
@@ -224,9 +224,9 @@ class Split:
         )
 
     def run(
-        self, x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta, grouping: Grouping
+        self, x: Tensor, weight: Tensor, bias: Tensor | None, delta: Shift, grouping: Grouping
     ) -> Tensor:
-        assert isinstance(delta, DenseDelta)
+        assert delta.rank is None
         per_shift = shift_bias(bias, delta)
         group_bias = bias if per_shift is None else per_shift.unsqueeze(1)
         yg = linear_bmm(to_groups(x, grouping), delta.weight.transpose(1, 2), group_bias)
@@ -249,7 +249,7 @@ class LowRank:
     name = "lowrank"
 
     def supported(self, problem: Problem) -> bool:
-        return not problem.dense and problem.mode == "shift"
+        return not problem.dense and problem.mode == "add"
 
     def cost(self, p: Problem) -> Cost:
         assert p.rank is not None
@@ -271,9 +271,9 @@ class LowRank:
         )
 
     def run(
-        self, x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta, grouping: Grouping
+        self, x: Tensor, weight: Tensor, bias: Tensor | None, delta: Shift, grouping: Grouping
     ) -> Tensor:
-        assert isinstance(delta, LowRankDelta)
+        assert delta.rank is not None
         t = x.shape[1]
         if _lowrank_grouped(grouping, t, delta.rank):  # one (c·t)-row product per shift
             per_shift = shift_bias(bias, delta)
@@ -311,9 +311,9 @@ class LowRankScale:
         )
 
     def run(
-        self, x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta, grouping: Grouping
+        self, x: Tensor, weight: Tensor, bias: Tensor | None, delta: Shift, grouping: Grouping
     ) -> Tensor:
-        assert isinstance(delta, LowRankDelta)
+        assert delta.rank is not None
         up = _per_sample(delta.up, grouping)  # (b, n, r)
         down = _per_sample(delta.down, grouping)  # (b, r, k)
         base = add_bias_shift(torch.nn.functional.linear(x, weight, bias), delta, grouping)

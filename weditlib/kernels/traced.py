@@ -24,15 +24,14 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-from weditlib.deltas import Delta, Grouping, LowRankDelta
-from weditlib.kernels.base import combine
+from weditlib.deltas import Grouping, Shift, combine
 from weditlib.kernels.conv import ConvGeometry, output_sizes
 from weditlib.kernels.reference import add_base, group_bias, linear_bmm, shift_bias
-from weditlib.materialised import MaterialisedDelta
+from weditlib.materialised import EditedWeights
 
 
 def per_sample_bias(
-    bias: Tensor | None, delta: Delta | MaterialisedDelta, index: Tensor
+    bias: Tensor | None, delta: Shift | EditedWeights, index: Tensor
 ) -> Tensor | None:
     """The bias of each sample: ``(b, 1, n)`` ``b + Δb[index]``, the base ``(n,)``, or ``None``."""
     per_shift = shift_bias(bias, delta)
@@ -40,7 +39,7 @@ def per_sample_bias(
 
 
 def run_traced(
-    x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta, grouping: Grouping
+    x: Tensor, weight: Tensor, bias: Tensor | None, delta: Shift, grouping: Grouping
 ) -> Tensor:
     """``y_b = x_b (W ⊕ ΔW_index[b])ᵀ + bias + Δb_index[b]`` from the index and one bool.
 
@@ -59,13 +58,13 @@ def run_traced(
     Returns:
         ``(b, t, n)``.
     """
-    low_rank_scale = isinstance(delta, LowRankDelta) and delta.mode == "scale"
+    low_rank_scale = delta.rank is not None and delta.mode == "scale"
     if grouping.uniform and not low_rank_scale:
         return _run_uniform(x, weight, bias, delta, grouping.num_shifts)
     return _run_gathered(x, weight, bias, delta, grouping.index)
 
 
-def _run_uniform(x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta, shifts: int):
+def _run_uniform(x: Tensor, weight: Tensor, bias: Tensor | None, delta: Shift, shifts: int):
     """Samples sorted in equal groups: products per shift on the view ``(l, c·t, k)``."""
     batch, tokens, k = x.shape
     rows = x.contiguous().view(-1, k)  # (b·t, k)
@@ -74,24 +73,24 @@ def _run_uniform(x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta, s
         (shifts, rows.shape[0] // shifts, k), (rows.shape[0] // shifts * k, k, 1)
     )
     per_group_bias = group_bias(bias, delta)  # (l, 1, n), (n,) or None
-    if isinstance(delta, LowRankDelta):  # shift mode: (x Vᵀ) Uᵀ + bias, then += x Wᵀ
+    if delta.rank is not None:  # add mode: (x Vᵀ) Uᵀ + bias, then += x Wᵀ
         inner = torch.bmm(grouped, delta.down.transpose(1, 2))  # (l, c·t, r)
         y = linear_bmm(inner, delta.up.transpose(1, 2), per_group_bias).view(-1, weight.shape[0])
         y.addmm_(rows, weight.t())  # the base GEMM accumulates onto it (see add_base)
     else:
-        effective = combine(weight, delta.matrix(), delta.mode)  # (l, n, k), once per shift
+        effective = delta.edited(weight)  # (l, n, k), once per shift
         y = linear_bmm(grouped, effective.transpose(1, 2), per_group_bias)
     return y.view(batch, tokens, -1)
 
 
 def _run_gathered(
-    x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta, index: Tensor
+    x: Tensor, weight: Tensor, bias: Tensor | None, delta: Shift, index: Tensor
 ) -> Tensor:
     """Any index: each sample's factors (or edited weight) gathered by ``index``."""
     sample_bias = per_sample_bias(bias, delta, index)
-    if isinstance(delta, LowRankDelta):
+    if delta.rank is not None:
         up, down = delta.up[index], delta.down[index]  # (b, n, r), (b, r, k)
-        if delta.mode == "shift":  # (x Vᵀ) Uᵀ, then += x Wᵀ in the base GEMM
+        if delta.mode == "add":  # (x Vᵀ) Uᵀ, then += x Wᵀ in the base GEMM
             y = torch.bmm(torch.bmm(x, down.transpose(1, 2)), up.transpose(1, 2))
             y = add_base(y, x, weight)
         else:  # W ⊙ (1 + U V): x Wᵀ + Σ_r u_r ⊙ ((x ⊙ v_r) Wᵀ)
@@ -99,7 +98,7 @@ def _run_gathered(
             per_rank = torch.nn.functional.linear(scaled, weight)  # (b, r, t, n)
             y = torch.nn.functional.linear(x, weight) + torch.einsum("brtn,bnr->btn", per_rank, up)
         return y if sample_bias is None else y + sample_bias
-    effective = combine(weight, delta.weight[index], delta.mode)  # (b, n, k)
+    effective = delta.select(index).edited(weight)  # (b, n, k)
     y = torch.bmm(x, effective.transpose(1, 2))
     return y if sample_bias is None else y + sample_bias
 
@@ -122,13 +121,13 @@ def run_traced_conv(
     x: Tensor,
     weight: Tensor,
     bias: Tensor | None,
-    delta: Delta | MaterialisedDelta,
+    delta: Shift | EditedWeights,
     index: Tensor,
     geometry: ConvGeometry,
 ) -> Tensor:
     """The edited convolution from the index alone, as products over unfolded inputs.
 
-    A low-rank shift (``shift`` mode) adds ``U (V · cols)`` to the base convolution; any other
+    A low-rank shift (``add`` mode) adds ``U (V · cols)`` to the base convolution; any other
     shift (and built kernels) gathers each sample's edited kernel ``(b, n, k)`` and multiplies
     it with the sample's unfolded input. Groups split the unfolded rows and the kernel rows
     alike.
@@ -149,14 +148,15 @@ def run_traced_conv(
     cols = _unfold(x, tuple(weight.shape[2:]), geometry)  # (b, c_in · prod, p)
     cols = cols.reshape(batch, groups, -1, cols.shape[-1])  # (b, g, k, p)
     sample_bias = per_sample_bias(bias, delta, index)  # (b, 1, n), (n,) or None
-    if isinstance(delta, LowRankDelta) and delta.mode == "shift":
+    built = isinstance(delta, EditedWeights)
+    if not built and delta.rank is not None and delta.mode == "add":
         up, down = delta.up[index], delta.down[index]  # (b, n, r), (b, r, k)
         inner = torch.einsum("bgkp,brk->bgrp", cols, down)
         up = up.reshape(batch, groups, n // groups, -1)  # (b, g, n/g, r)
         y = torch.einsum("bgrp,bgmr->bgmp", inner, up).reshape(batch, n, *out_sizes)
         y = y + geometry.conv(x, weight, None, groups)
     else:
-        if isinstance(delta, MaterialisedDelta):
+        if built:
             effective = delta.weight[index]  # (b, n, k)
         else:
             effective = combine(weight.reshape(n, -1), delta.matrix()[index], delta.mode)

@@ -2,7 +2,7 @@
 
 Two algorithms, each one kernel launch forward (plus a tiny ``cumsum`` for the segment starts):
 
-* ``triton_dense`` — dense shifts ``(l, n, k)``, modes ``shift`` and ``scale``
+* ``triton_dense`` — dense shifts ``(l, n, k)``, modes ``add`` and ``scale``
   (:mod:`weditlib.kernels.triton_dense`): ``W`` and ``ΔW_g`` tiles are combined in registers, so
   ``W ⊕ ΔW`` is never written; each shift is read once per row tile of its group.
 * ``triton_lowrank`` — low-rank shifts ``U (l, n, r) V (l, r, k)``, both modes
@@ -13,7 +13,7 @@ Backward (one :class:`torch.autograd.Function` per kind, next to the kernels it 
 * ``dx = dy (W ⊕ ΔW_g)`` — the forward kernel on transposed views;
 * dense ``dΔW_g`` and ``dW = Σ_g …`` — one grouped kernel that reduces ``dy_gᵀ x_g`` per group and
   sums the weight gradient in registers (:func:`~weditlib.kernels.triton_dense.grouped_outer`);
-* low-rank ``shift``: ``dW = dyᵀ x`` (one GEMM), ``dU_g = Σ dyᵀ (x V_gᵀ)``,
+* low-rank ``add``: ``dW = dyᵀ x`` (one GEMM), ``dU_g = Σ dyᵀ (x V_gᵀ)``,
   ``dV_g = Σ (dy U_g)ᵀ x`` with ``(b, t, r)`` intermediates — nothing of size ``n·k`` per shift;
 * low-rank ``scale``: ``dΔW_g = (dy_gᵀ x_g) ⊙ W`` is needed anyway for ``dU = dΔW Vᵀ`` and
   ``dV = Uᵀ dΔW``, so the backward materialises ``U V`` and ``dΔW`` (``l·n·k`` each) and reuses
@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-from weditlib.deltas import Delta, DenseDelta, Grouping, LowRankDelta
+from weditlib.deltas import Grouping, Shift
 from weditlib.kernels.base import Algorithm, Cost, Problem
 
 try:
@@ -227,9 +227,9 @@ class TritonDense:
         )
 
     def run(
-        self, x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta, grouping: Grouping
+        self, x: Tensor, weight: Tensor, bias: Tensor | None, delta: Shift, grouping: Grouping
     ) -> Tensor:
-        assert isinstance(delta, DenseDelta)
+        assert delta.rank is None
         return _DenseEditedLinear.apply(
             x,
             weight,
@@ -268,9 +268,9 @@ class TritonLowRank:
         )
 
     def run(
-        self, x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta, grouping: Grouping
+        self, x: Tensor, weight: Tensor, bias: Tensor | None, delta: Shift, grouping: Grouping
     ) -> Tensor:
-        assert isinstance(delta, LowRankDelta)
+        assert delta.rank is not None
         return _LowRankEditedLinear.apply(
             x,
             weight,

@@ -3,7 +3,7 @@
 Same sorted-segment walk as :mod:`weditlib.kernels.triton_dense` (rows gathered through
 ``Grouping.order``, grid over ``(group, m-tile, n-tile)``). Per program:
 
-* mode ``shift`` — the K loop accumulates the base GEMM ``x Wᵀ`` *and* the shrink ``x V_gᵀ``
+* mode ``add`` — the K loop accumulates the base GEMM ``x Wᵀ`` *and* the shrink ``x V_gᵀ``
   (``(BLOCK_M, r)``, registers only); the epilogue expands it, ``acc += (x V_gᵀ) U_gᵀ``, before
   adding the bias. The shrink is recomputed by each n-tile (``r / BLOCK_N`` extra flops), which is
   cheaper than a second launch and a ``(b·t, r)`` round trip through memory.

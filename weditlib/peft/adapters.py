@@ -4,13 +4,13 @@ PEFT adds ``scaling · B (A x)`` to a layer's output, i.e. shifts its weight by
 ``ΔW = scaling · B @ A``: a low-rank shift (with ``lora_bias=True`` it also adds
 ``scaling · b_B``, a bias shift). :class:`LoraAdapters` keeps each adapter's factors as
 parameters in PEFT's shapes and, for a batch where every sample names its adapter, stacks them
-into one :class:`~weditlib.LowRankDelta` per targeted layer (``up = scaling · B``, ``down = A``,
+into one :class:`~weditlib.LowRankShift` per targeted layer (``up = scaling · B``, ``down = A``,
 ``bias = scaling · b_B``) with an index. A forward pass inside :meth:`LoraAdapters.edit` then
 runs every sample with its adapter in one pass, with autograd to every adapter's factors.
 
 A DoRA adapter (``use_dora=True``) edits the weight into ``m ⊙ (W + ΔW) / ‖W + ΔW‖`` (norm per
 output row, detached as PEFT detaches it): where a batch holds one, the layer's stacked shift is a
-:class:`~weditlib.RowScaledDelta` of that low-rank shift with ``scale = m / ‖W + ΔW‖`` for DoRA
+:class:`~weditlib.RowScaledShift` of that low-rank shift with ``scale = m / ‖W + ΔW‖`` for DoRA
 slots and ``1`` for the others (see :mod:`weditlib.peft.dora` for how the norms are computed
 without building ``W + ΔW``). LoRA and DoRA adapters mix freely in one batch.
 
@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from weditlib.deltas import Grouping, LowRankDelta
+from weditlib.deltas import Grouping, LowRankShift
 from weditlib.editing import edit, editable_modules, make_editable
 from weditlib.layers import EditableMixin
 from weditlib.peft.config import LoraSettings
@@ -51,7 +51,7 @@ from weditlib.peft.files import (
     write_adapter_dir,
 )
 from weditlib.peft.layouts import check_factors
-from weditlib.row_scaled import RowScaledDelta
+from weditlib.row_scaled import RowScaledShift
 
 #: PEFT's name for "no adapter" in ``adapter_names``; ``None`` means the same.
 BASE = "__base__"
@@ -82,8 +82,9 @@ class LoraAdapter(nn.Module):
 
     Parameters keep PEFT's shapes (linear: ``lora_A (r, k)``, ``lora_B (n, r)``; conv:
     ``lora_A (r, in, *kernel)``, ``lora_B (out, r, 1, ...)``; ``lora_bias (n,)``, see
-    :mod:`weditlib.peft.layouts`) and the dtype and device of the base weight they edit, so that
-    saving writes back what PEFT reads.
+    :mod:`weditlib.peft.layouts`) and their own dtype, as PEFT keeps them (a float32 adapter
+    on a bfloat16 model stays float32 and is applied in float32), on the device of the base
+    weight they edit, so that saving writes back what was read, bit for bit.
 
     Attributes:
         name: the adapter's name.
@@ -166,18 +167,21 @@ def _as_pattern(path: str) -> str:
 
 def _stack(
     parts: Sequence[ModuleFactors | None], shape: tuple[int, int], weight: Callable[[], Tensor]
-) -> LowRankDelta | RowScaledDelta:
+) -> LowRankShift | RowScaledShift:
     """One shift per slot from each slot's factors, or ``None`` (all zero).
 
     Ranks are zero-padded to the largest; ``up = scaling · B``; the bias shift is
     ``scaling · bias`` (zero for a slot without one), present only if some slot has a bias.
-    When some slot is DoRA, the low-rank shift is wrapped in a :class:`RowScaledDelta` whose
+    When some slot is DoRA, the low-rank shift is wrapped in a :class:`RowScaledShift` whose
     scale is that slot's ``m / ‖W + ΔW‖`` (``weight()`` gives the base ``W``) and ``1`` for the
     other slots.
     """
     present = [part for part in parts if part is not None]
     rank = max(part.down.shape[0] for part in present)
-    like = present[0].down
+    dtype = present[0].down.dtype
+    for part in present[1:]:  # adapters of different dtypes stack in the widest of them
+        dtype = torch.promote_types(dtype, part.down.dtype)
+    like = present[0].down.new_empty((), dtype=dtype)
     has_bias = any(part.bias is not None for part in present)
     zero_bias = like.new_zeros(shape[0]) if has_bias else None
     downs, ups, biases, scalings = [], [], [], []
@@ -189,24 +193,25 @@ def _stack(
             scalings.append(0.0)
             continue
         missing = rank - part.down.shape[0]
-        downs.append(F.pad(part.down, (0, 0, 0, missing)) if missing else part.down)
-        ups.append(F.pad(part.up, (0, missing)) if missing else part.up)
-        biases.append(zero_bias if part.bias is None else part.bias)
+        down, up = part.down.to(dtype), part.up.to(dtype)
+        downs.append(F.pad(down, (0, 0, 0, missing)) if missing else down)
+        ups.append(F.pad(up, (0, missing)) if missing else up)
+        biases.append(zero_bias if part.bias is None else part.bias.to(dtype))
         scalings.append(part.scaling)
     scale = torch.tensor(scalings, dtype=like.dtype, device=like.device).view(-1, 1, 1)
     bias = torch.stack(biases) * scale[:, :, 0] if has_bias else None
     # up is stored (l, r, n) and viewed as (l, n, r): the expand product x_r Uᵀ then reads a
     # contiguous right operand.
     up_t = torch.stack([up.t() for up in ups]) * scale
-    delta = LowRankDelta(up_t.transpose(1, 2), torch.stack(downs), bias=bias)
+    delta = LowRankShift(up_t.transpose(1, 2), torch.stack(downs), bias=bias)
     dora = [i for i, part in enumerate(parts) if part is not None and part.magnitude is not None]
     if not dora:
         return delta
-    magnitudes = torch.stack([parts[i].magnitude for i in dora])  # type: ignore[union-attr]
-    return RowScaledDelta(delta, _dora_scale(delta, dora, magnitudes, weight()))
+    magnitudes = torch.stack([parts[i].magnitude.to(dtype) for i in dora])  # type: ignore[union-attr]
+    return RowScaledShift(delta, _dora_scale(delta, dora, magnitudes, weight()))
 
 
-def _dora_scale(delta: LowRankDelta, dora: list[int], magnitudes: Tensor, weight: Tensor) -> Tensor:
+def _dora_scale(delta: LowRankShift, dora: list[int], magnitudes: Tensor, weight: Tensor) -> Tensor:
     """``(l, n)``: ``m / ‖W + ΔW‖`` (the norm detached) for the DoRA slots ``dora``, ``1`` for
     the others.
 
@@ -214,10 +219,11 @@ def _dora_scale(delta: LowRankDelta, dora: list[int], magnitudes: Tensor, weight
         delta: the stacked shifts ``(l, n, r) @ (l, r, k)``.
         dora: the DoRA slots, increasing.
         magnitudes: ``(len(dora), n)`` their magnitudes ``m``.
-        weight: the base weight (a conv's kernel is flattened to ``(n, k)``).
+        weight: the base weight (a conv's kernel is flattened to ``(n, k)``); the norms are
+            taken in the shift's dtype, as PEFT takes them in its adapter's.
     """
     slots = torch.tensor(dora, device=delta.device)
-    flat = weight.detach().reshape(delta.out_features, delta.in_features)
+    flat = weight.detach().reshape(delta.out_features, delta.in_features).to(delta.dtype)
     norms = row_norms(flat, delta.up[slots], delta.down[slots])  # (len(dora), n)
     ones = magnitudes.new_ones(delta.num_shifts, delta.out_features)
     return ones.index_copy(0, slots, magnitudes / norms)
@@ -246,7 +252,7 @@ class LoraAdapters(nn.Module):
         self._targets: dict[str, tuple[int, int]] = {}
         # The last stacking done without autograd, reused while the batch's adapter names and
         # every factor's storage and version (bumped by in-place updates) are unchanged.
-        self._reusable: tuple[tuple, dict[str, LowRankDelta], Grouping] | None = None
+        self._reusable: tuple[tuple, dict[str, LowRankShift], Grouping] | None = None
         self._factors: tuple[nn.Parameter, ...] = ()  # every lora_A and lora_B, kept by add_adapter
         # the editable layer of each target (a plain dict: not submodules): DoRA reads its weight
         self._layers: dict[str, EditableMixin] = {}
@@ -272,7 +278,8 @@ class LoraAdapters(nn.Module):
             ignore_lora_dropout: see the class.
 
         Returns:
-            the adapters, in eval mode, on the device and in the dtype of the weights they edit.
+            the adapters, in eval mode, on the device of the weights they edit, each factor
+                in the dtype it was saved in.
 
         Raises:
             ValueError: no source, a bad adapter name, a config this cannot apply, a module the
@@ -335,7 +342,7 @@ class LoraAdapters(nn.Module):
     def __getitem__(self, name: str) -> LoraAdapter:
         return self.adapters[name]
 
-    def shifts(self, adapter_names: Sequence[str | None]) -> tuple[dict[str, LowRankDelta], Tensor]:
+    def shifts(self, adapter_names: Sequence[str | None]) -> tuple[dict[str, LowRankShift], Tensor]:
         """The stacked shifts and index that run each sample with its adapter.
 
         Only the adapters named in the batch are stacked, in order of first appearance (so a
@@ -351,7 +358,7 @@ class LoraAdapters(nn.Module):
                 ``"__base__"`` for the base model.
 
         Returns:
-            ``(shifts, index)``: weight name → :class:`~weditlib.LowRankDelta` with ``l``
+            ``(shifts, index)``: weight name → :class:`~weditlib.LowRankShift` with ``l``
                 shifts ``up (l, n, r_max)``, ``down (l, r_max, k)``; ``index: (b,)`` in ``[0, l)``.
                 Pass both to :func:`weditlib.edit` (with other shifts if you like).
 
@@ -367,7 +374,7 @@ class LoraAdapters(nn.Module):
 
     def _stacked(
         self, adapter_names: Sequence[str | None]
-    ) -> tuple[dict[str, LowRankDelta], Grouping]:
+    ) -> tuple[dict[str, LowRankShift], Grouping]:
         """:meth:`shifts` with the index's grouping (reused with the stacking)."""
         key = self._reuse_key(adapter_names)
         if self._reusable is not None and key is not None and self._reusable[0] == key:
@@ -386,10 +393,23 @@ class LoraAdapters(nn.Module):
         for path, shape in self._targets.items():
             parts = [None if a is None else a.factors(path) for a in slots]
             if any(part is not None for part in parts):
-                shifts[path] = _stack(parts, shape, lambda path=path: self._base_weight(path))
+                shifts[path] = self._in_layer_dtype(
+                    path, _stack(parts, shape, lambda path=path: self._base_weight(path))
+                )
         grouping = Grouping.from_index(index, len(slots), None)
         self._reusable = None if key is None else (key, shifts, grouping)
         return dict(shifts), grouping
+
+    def _in_layer_dtype(
+        self, path: str, shift: LowRankShift | RowScaledShift
+    ) -> LowRankShift | RowScaledShift:
+        """``shift`` as the layer at ``path`` can apply it: in its own dtype on a linear layer
+        (applied as PEFT applies the adapter), cast to the kernel's dtype on a convolution (whose
+        edited op takes shifts of the input's dtype only)."""
+        weight = self._base_weight(path)
+        if weight.dim() == 2 or shift.dtype == weight.dtype:
+            return shift
+        return shift.map_tensors(lambda tensor: tensor.to(weight.dtype))
 
     def _base_weight(self, path: str) -> Tensor:
         """The base weight of target ``path`` as its layer holds it now (a conv's kernel)."""
@@ -533,10 +553,11 @@ def _check_optional_parts(name: str, settings: LoraSettings, factors: Factors) -
 
 
 def _placed(factors: Factors, weight: Tensor) -> Factors:
-    """``factors`` detached, on the device and in the dtype of the weight they edit."""
+    """``factors`` detached, on the device of the weight they edit, in their own dtype (PEFT
+    keeps an adapter's dtype: a float32 adapter on a bfloat16 model is applied in float32)."""
 
     def place(tensor: Tensor | None) -> Tensor | None:
-        return None if tensor is None else tensor.detach().to(weight.device, weight.dtype)
+        return None if tensor is None else tensor.detach().to(weight.device)
 
     return dataclasses.replace(
         factors,

@@ -3,7 +3,7 @@
 A DoRA adapter (PEFT's ``use_dora=True``) edits a weight into ``m ⊙ (W + ΔW) / ‖W + ΔW‖`` with
 ``ΔW = s·B·A``, the norm taken over each output row (a conv kernel's output channel) and
 detached from autograd, and ``m`` the trained magnitude. weditlib folds ``m / ‖W + ΔW‖`` into a
-:class:`~weditlib.RowScaledDelta`'s scale, so only the norms are needed. Per row ``j``, with
+:class:`~weditlib.RowScaledShift`'s scale, so only the norms are needed. Per row ``j``, with
 ``U = s·B`` and ``V = A``::
 
     ‖W_j + U_j V‖² = ‖W_j‖² + 2 U_j · (V W_jᵀ) + U_j (V Vᵀ) U_jᵀ

@@ -1,11 +1,11 @@
 """Write weditlib shifts as PEFT LoRA adapter directories.
 
-A row ``i`` of a :class:`~weditlib.LowRankDelta` (``mode="shift"``) edits a layer exactly as a
+A row ``i`` of a :class:`~weditlib.LowRankShift` (``mode="add"``) edits a layer exactly as a
 PEFT LoRA adapter with ``lora_B = up[i]``, ``lora_A = down[i]`` and ``scaling = 1``
 (``lora_alpha = r``) does; its bias shift becomes ``lora_B``'s bias (``lora_bias=True``). A row of
-a :class:`~weditlib.RowScaledDelta` over such a shift is a DoRA adapter whose magnitude is
+a :class:`~weditlib.RowScaledShift` over such a shift is a DoRA adapter whose magnitude is
 ``scale ⊙ ‖W + ΔW‖`` (PEFT divides by the same norm). So a generator's output for one user (a
-:class:`~weditlib.MultiBranchDeltaGenerator`'s shifts, row by row) leaves weditlib as a directory
+:class:`~weditlib.MultiBranchShiftGenerator`'s shifts, row by row) leaves weditlib as a directory
 that ``PeftModel.from_pretrained`` loads and any PEFT-serving stack serves.
 
 Dense shifts (and ``mode="scale"``, whose ``W ⊙ U V`` is not low-rank) are refused unless the
@@ -25,13 +25,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from weditlib.deltas import Delta, DenseDelta, LowRankDelta, as_integer
+from weditlib.deltas import Shift, as_integer, combine
 from weditlib.editing import check_shifts
-from weditlib.kernels.base import combine
 from weditlib.peft.dora import row_norms
 from weditlib.peft.files import write_adapter_dir
 from weditlib.peft.layouts import LAYOUTS
-from weditlib.row_scaled import RowScaledDelta
+from weditlib.row_scaled import AnyShift
 
 _PREFIX = "base_model.model."
 
@@ -45,7 +44,7 @@ class AdapterExport:
         ranks: module path → the rank written.
         relative_errors: module path → ``‖ΔW − B A‖_F / ‖ΔW‖_F`` of the written factors (``0.0``
             for a low-rank shift written exactly; the truncation error of ``svd_rank``).
-        use_dora: the adapter is DoRA (the shifts were :class:`~weditlib.RowScaledDelta`).
+        use_dora: the adapter is DoRA (the shifts were :class:`~weditlib.RowScaledShift`).
         lora_bias: the adapter carries bias shifts (``lora_bias=True``).
     """
 
@@ -87,13 +86,13 @@ def _lora_module(targets: Mapping[str, tuple[Any, str, Any]], path: str) -> nn.M
 
 
 def _low_rank_row(
-    path: str, delta: Delta, which: int, weight: Tensor, svd_rank: int | None
+    path: str, delta: Shift, which: int, weight: Tensor, svd_rank: int | None
 ) -> tuple[Tensor, Tensor, float]:
     """``(up (n, r), down (r, k), relative error)`` of shift ``which``'s ``ΔW``."""
-    if isinstance(delta, LowRankDelta) and delta.mode == "shift":
+    if delta.rank is not None and delta.mode == "add":
         return delta.up[which], delta.down[which], 0.0
     if svd_rank is None:
-        kind = "a dense" if isinstance(delta, DenseDelta) else f"a mode={delta.mode!r}"
+        kind = "a dense" if delta.rank is None else f"a mode={delta.mode!r}"
         raise ValueError(
             f"shift {path!r} is {kind} shift, not a low-rank W + U V; pass svd_rank=r to export "
             "its truncated SVD (the relative error is reported)"
@@ -109,16 +108,16 @@ def _low_rank_row(
 
 
 def _module_factors(
-    path: str, module: nn.Module, delta: Delta | RowScaledDelta, which: int, svd_rank: int | None
+    path: str, module: nn.Module, delta: AnyShift, which: int, svd_rank: int | None
 ) -> _ModuleFactors:
     """Shift ``which`` of ``delta`` as PEFT's factors of ``module`` (scaling 1)."""
     kernel = module._weight_views("")[0].detach()  # type: ignore[operator]
     n, k = delta.out_features, delta.in_features
     weight = kernel.reshape(n, k)
-    inner = delta.inner if isinstance(delta, RowScaledDelta) else delta
+    inner = delta.without_row_scale()
     up, down, error = _low_rank_row(path, inner, which, weight, svd_rank)
     magnitude = None
-    if isinstance(delta, RowScaledDelta):
+    if delta.row_scale is not None:
         if delta.bias is not None:
             raise ValueError(
                 f"shift {path!r} is row-scaled (DoRA) with a bias shift; PEFT refuses lora_bias "
@@ -184,7 +183,7 @@ def _state(factors: Mapping[str, _ModuleFactors], lora_bias: bool) -> dict[str, 
 def export_adapter(
     directory: str | os.PathLike,
     model: nn.Module,
-    shifts: Mapping[str, Delta | RowScaledDelta],
+    shifts: Mapping[str, AnyShift],
     which: int = 0,
     *,
     svd_rank: int | None = None,
@@ -196,7 +195,7 @@ def export_adapter(
     (``lora_alpha = r``, per module through ``rank_pattern``/``alpha_pattern`` when ranks differ),
     ``lora_A = down[which]``, ``lora_B = up[which]`` (a conv's in PEFT's conv shapes), bias shifts
     as ``lora_B``'s bias (``lora_bias=True``; zero for modules without one), and a
-    :class:`~weditlib.RowScaledDelta` as DoRA (``use_dora=True``, magnitude
+    :class:`~weditlib.RowScaledShift` as DoRA (``use_dora=True``, magnitude
     ``scale ⊙ ‖W + ΔW‖``, which needs the base weights of ``model``).
 
     Args:
@@ -249,7 +248,7 @@ def export_adapter(
 def export_adapters(
     directory: str | os.PathLike,
     model: nn.Module,
-    shifts: Mapping[str, Delta | RowScaledDelta],
+    shifts: Mapping[str, AnyShift],
     rows: Mapping[str, int],
     *,
     svd_rank: int | None = None,

@@ -24,10 +24,10 @@ from perfrdiff.features import EMOTION_DIM
 from perfrdiff.models.denoiser import GAFRG
 from perfrdiff.models.personalised import PerFRDiff, Shifts
 from perfrdiff.models.schedule import DDIMSchedule
-from weditlib import DenseDelta, LowRankDelta, MaterialisedDelta, edit, materialise_shifts
+from weditlib import DenseShift, EditedWeights, LowRankShift, edit, materialise_shifts
 
 #: Shifts as :meth:`ReactionSampler.sample` takes them: as generated, or built into the weights.
-BoundShifts = Mapping[str, DenseDelta | LowRankDelta | MaterialisedDelta]
+BoundShifts = Mapping[str, DenseShift | LowRankShift | EditedWeights]
 
 #: Shifts whose edited weights take at most this many values (``l·n·k``) each are built into
 #: the weights once per window.

@@ -1,7 +1,7 @@
 """PerFRDiff: the generic denoiser edited per listener by weight shifts from their style.
 
 ``PSSL`` (style encoder) embeds a listener's history; ``PWSG`` (weditlib's
-:class:`~weditlib.MultiBranchDeltaGenerator`) turns the style into shifts for the denoiser's
+:class:`~weditlib.MultiBranchShiftGenerator`) turns the style into shifts for the denoiser's
 editable weights; :func:`weditlib.edit` applies them. A listener's shifts are computed once per
 sequence (:meth:`PerFRDiff.listener_shifts`) and reused across its samples and denoising steps;
 a batch may mix listeners through ``index``.
@@ -19,28 +19,29 @@ from perfrdiff.models.denoiser import GAFRG
 from perfrdiff.models.prior import ListenerPrior
 from perfrdiff.models.style_encoder import StyleEncoder
 from weditlib import (
-    DenseDelta,
-    LowRankDelta,
-    MultiBranchDeltaGenerator,
+    DenseShift,
+    LowRankShift,
+    MultiBranchShiftGenerator,
     edit,
     make_editable,
 )
 
-Shifts = Mapping[str, DenseDelta | LowRankDelta]
+Shifts = Mapping[str, DenseShift | LowRankShift]
 
 
 def build_generator(
     config: PWSGConfig, style_dim: int, targets: Mapping[str, tuple[int, int]]
-) -> MultiBranchDeltaGenerator:
+) -> MultiBranchShiftGenerator:
     """PWSG from ``style_dim``-d styles to shifts of the editable weights ``targets``
     (name -> ``(n, k)``), with the heads ``config`` describes."""
-    return MultiBranchDeltaGenerator(
+    return MultiBranchShiftGenerator(
         style_dim,
         targets,
         hidden_dim=config.hidden_dim,
         trunk_layers=config.trunk_layers,
         rank=config.rank,
-        mode=config.mode,
+        # the config keeps weditlib's old name of W + ΔW, so existing runs' configs still match
+        mode="add" if config.mode == "shift" else config.mode,
         branch_dim=config.branch_dim if config.rank is not None else None,
         bias_shifts=config.bias_shifts,
     )
@@ -132,7 +133,7 @@ class PerFRDiff(nn.Module):
             return self.generator  # the layout of runs saved before the prior could be fitted
         return nn.ModuleDict({"generator": self.generator, "prior": self.prior})
 
-    def listener_shifts(self, history: Tensor) -> dict[str, DenseDelta | LowRankDelta]:
+    def listener_shifts(self, history: Tensor) -> dict[str, DenseShift | LowRankShift]:
         """``history: (l, h, c)`` of ``l`` listeners -> name -> shift holding ``l`` edits."""
         return self.generator(self.style(history))
 

@@ -1,6 +1,8 @@
 """Training: :func:`train_run` trains a run's stages (the registry, :mod:`perfrdiff.stages`),
 through one loop, one objective per stage, resumable checkpoints, DDP."""
 
+import warnings
+
 import perfrdiff._guard  # noqa: F401  (names the extra to install when it is missing)
 from perfrdiff.rundir import RunDirLocked, StageMismatch, check_stage, run_dir_lock
 from perfrdiff.training.checkpoint import (
@@ -12,7 +14,7 @@ from perfrdiff.training.checkpoint import (
     save_weights,
     verify_checkpoint,
 )
-from perfrdiff.training.loop import Objective, StageRun, TrainingDiverged, train_stage
+from perfrdiff.training.loop import Objective, StageTraining, TrainingDiverged, train_stage
 from perfrdiff.training.resume import ResumeError, check_resume, plan_resume
 from perfrdiff.training.train import check_can_train, train_run, train_stage_of
 
@@ -22,7 +24,7 @@ __all__ = [
     "ResumeError",
     "RunDirLocked",
     "StageMismatch",
-    "StageRun",
+    "StageTraining",
     "TrainingDiverged",
     "check_can_train",
     "check_resume",
@@ -39,3 +41,19 @@ __all__ = [
     "train_stage_of",
     "verify_checkpoint",
 ]
+
+#: Names of the previous release, served for one more release with a ``DeprecationWarning``.
+_RENAMED = {"StageRun": "StageTraining"}  # a stage's training settings, not a Run
+
+
+def __getattr__(name: str):
+    new = _RENAMED.get(name)
+    if new is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(
+        f"{__name__}.{name} is deprecated and will be removed in the next release; use "
+        f"{__name__}.{new}",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return globals()[new]

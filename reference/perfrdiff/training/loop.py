@@ -58,8 +58,8 @@ class Objective(nn.Module):
 
 
 @dataclass
-class StageRun:
-    """Where a stage writes and how it behaves."""
+class StageTraining:
+    """One stage's training: where it writes and how it behaves (a `Run` is the whole run)."""
 
     out_dir: Path
     config: StageConfig
@@ -235,7 +235,7 @@ def resume_state(
     trained: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LambdaLR,
-    run: StageRun,
+    run: StageTraining,
     how_trained: Mapping[str, Any],
     env: Distributed,
 ) -> Resumed:
@@ -259,7 +259,7 @@ def resume_state(
 def training_loader(
     name: str,
     dataset: Dataset,
-    run: StageRun,
+    run: StageTraining,
     env: Distributed,
     make_sampler: BatchSamplerFactory,
     start: int,
@@ -282,7 +282,7 @@ def training_loader(
 
 
 def validation_batches(
-    dataset: Dataset | None, run: StageRun, env: Distributed, make_sampler: BatchSamplerFactory
+    dataset: Dataset | None, run: StageTraining, env: Distributed, make_sampler: BatchSamplerFactory
 ) -> list[Batch]:
     """``val_batches`` fixed batches of ``dataset`` on the device (none without one)."""
     cfg = run.config
@@ -300,7 +300,7 @@ def train_stage(
     objective: Objective,
     train_set: Dataset,
     val_set: Dataset | None,
-    run: StageRun,
+    run: StageTraining,
     env: Distributed | None = None,
     batch_sampler: BatchSamplerFactory | None = None,
 ) -> Path:
@@ -365,7 +365,7 @@ class StepLoop:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     params: list[nn.Parameter]
-    run: StageRun
+    run: StageTraining
     env: Distributed
     metrics_log: MetricsLog
     guard: NonFiniteGuard
@@ -429,7 +429,7 @@ class NonFiniteGuard:
     change."""
 
     name: str
-    run: StageRun
+    run: StageTraining
     skipped: int = 0
     last_finite: tuple[int, float] | None = None
 
@@ -478,7 +478,7 @@ def check_finite(trained: nn.Module, guard: NonFiniteGuard) -> None:
 def export_weights(
     name: str,
     trained: nn.Module,
-    run: StageRun,
+    run: StageTraining,
     env: Distributed,
     last_val: Mapping[str, float],
     resumes: list[dict[str, Any]],

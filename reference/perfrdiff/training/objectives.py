@@ -28,7 +28,7 @@ from perfrdiff.models import (
     x0_loss,
 )
 from perfrdiff.training.loop import Batch, Objective
-from weditlib import DenseDelta, LowRankDelta
+from weditlib import DenseShift, LowRankShift
 
 if TYPE_CHECKING:
     from perfrdiff.run import Run
@@ -154,7 +154,7 @@ def personalised_loss(
     cond_drop: float,
     prev_drop: float,
     history_key: str,
-) -> tuple[Tensor, dict[str, DenseDelta | LowRankDelta]]:
+) -> tuple[Tensor, dict[str, DenseShift | LowRankShift]]:
     """The diffusion loss of ``model`` edited per sample by the shifts of its listener's history
     ``batch[history_key]``, around the listener prior when configured; and those shifts.
 
@@ -171,9 +171,9 @@ def personalised_loss(
     return x0_loss(model(x_t, t, memory, keep, shifts, None), target), shifts
 
 
-def squared_norm(delta: DenseDelta | LowRankDelta) -> Tensor:
+def squared_norm(delta: DenseShift | LowRankShift) -> Tensor:
     """``Σ_l ‖ΔW_l‖²_F`` without building low-rank shifts: ``‖UV‖² = Σ (UᵀU) ⊙ (VVᵀ)``."""
-    if isinstance(delta, LowRankDelta):
+    if isinstance(delta, LowRankShift):
         gram_up = delta.up.transpose(1, 2) @ delta.up
         gram_down = delta.down @ delta.down.transpose(1, 2)
         return (gram_up * gram_down).sum()

@@ -21,7 +21,7 @@ from perfrdiff.run import CONFIG_FILE, Run
 from perfrdiff.rundir import check_stage, run_dir_lock, stage_record
 from perfrdiff.stages import STAGE_NAMES, stage
 from perfrdiff.training.distributed import Distributed, init_distributed, shutdown
-from perfrdiff.training.loop import StageRun, train_stage
+from perfrdiff.training.loop import StageTraining, train_stage
 from perfrdiff.training.resume import check_resume
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ def train_stage_of(
     """
     entry = stage(name)
     env = env or Distributed(device=run.device)
-    stage_run = StageRun(
+    stage_run = StageTraining(
         out_dir=out_dir if out_dir is not None else run.directory / name,
         config=run.config.stage(name),
         seed=run.config.seed,
