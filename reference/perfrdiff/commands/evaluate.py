@@ -26,6 +26,7 @@ from perfrdiff.metrics.report import (
     evaluate_saved_predictions,
     report_name,
 )
+from perfrdiff.protocol import PROTOCOLS
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +79,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="frames between window starts (default: as recorded by generate, else --window)",
     )
     parser.add_argument(
+        "--protocol",
+        choices=sorted(PROTOCOLS),
+        default=None,
+        help="challenge protocol whose metric variant and frame rate apply (default: the one "
+        "recorded beside the predictions, else react2024)",
+    )
+    parser.add_argument(
         "--nan-policy",
         choices=("ignore", "challenge"),
         default=EvaluateConfig.nan_policy,
@@ -119,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
             nan_policy=args.nan_policy,
             window=args.window,
             stride=args.stride,
+            protocol=args.protocol,
         )
         results, json_path, markdown_path = evaluate_saved_predictions(config)
         logger.info("wrote %s and %s", json_path, markdown_path)

@@ -18,6 +18,7 @@ import torch
 from perfrdiff.atomic import atomic_open, atomic_write_text
 from perfrdiff.config import Config
 from perfrdiff.generation.inputs import check_generation_options, check_history
+from perfrdiff.protocol import REACT2024
 
 log = logging.getLogger(__name__)
 
@@ -214,5 +215,6 @@ def write_generation(
                 data.listener_emotion[item],
                 out / mode / f"item_{item:04d}.png",
                 title=f"{mode}: {split} item {item}, {array.shape[1]} samples vs real",
+                fps=info.get("fps", REACT2024.fps),  # the run's protocol's (sampling_info)
             )
     return paths

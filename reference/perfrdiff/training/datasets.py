@@ -14,10 +14,23 @@ from torch.utils.data import Dataset, Sampler
 
 from perfrdiff.config import Config
 from perfrdiff.data.samplers import ListenerBatchSampler
+from perfrdiff.protocol import protocol_named
 
 log = logging.getLogger(__name__)
 
 Datasets = tuple[Dataset, Dataset | None]
+
+
+def _check_react2024(config: Config) -> None:
+    """Refuse a protocol whose data these datasets do not read (they read the REACT 2024
+    layout of fixed-length clips)."""
+    protocol = protocol_named(config.protocol)
+    if protocol.clip_frames is None:
+        raise ValueError(
+            f"protocol {protocol.name!r}: the training datasets read the REACT 2024 layout of "
+            f"{protocol_named('react2024').clip_frames}-frame clips; training on sequences of any "
+            "length (MARS) is not available yet: use protocol react2024"
+        )
 
 
 def window_datasets(config: Config, history_needed: bool = False) -> Datasets:
@@ -25,6 +38,7 @@ def window_datasets(config: Config, history_needed: bool = False) -> Datasets:
     read no history)."""
     from perfrdiff.data import WindowDataset
 
+    _check_react2024(config)
     d = config.data
     make = lambda split: WindowDataset(  # noqa: E731
         d.root, split, window=d.window, history_frames=d.history_frames, seed=config.seed,
@@ -69,6 +83,7 @@ class StyleClips(Dataset):
 def style_datasets(config: Config) -> Datasets:
     from perfrdiff.data import ListenerClipDataset
 
+    _check_react2024(config)
     key = config.style.input
     make = lambda split: StyleClips(  # noqa: E731
         ListenerClipDataset(config.data.root, split, frames=config.style.frames, seed=config.seed),
