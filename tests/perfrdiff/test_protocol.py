@@ -9,6 +9,7 @@ import pytest
 from perfrdiff import features
 from perfrdiff.changes import retrained_stages, weights_changes
 from perfrdiff.config import Config, ConfigError, config_to_dict, field_roles, load_config
+from perfrdiff.data import DataError
 from perfrdiff.data.audio import mfcc_features
 from perfrdiff.metrics import evaluate_all, frsyn
 from perfrdiff.metrics.report import EvaluateConfig, evaluate_saved_predictions, resolve_protocol
@@ -132,10 +133,14 @@ def test_evaluate_reads_the_protocol_beside_the_predictions(tmp_path):
     assert resolve_protocol(tmp_path / "other.npy", None) is REACT2024
 
 
-def test_evaluate_refuses_session_draws_it_cannot_read_yet(tmp_path):
+def test_evaluate_under_react2026_wants_one_array_per_item(tmp_path):
+    for role in ("speaker", "listener"):
+        for folder, width in (("facial-attributes", 25), ("coefficients", 58)):
+            (tmp_path / "test" / folder / role / "s").mkdir(parents=True)
+            np.save(tmp_path / "test" / folder / role / "s" / "a.npy", np.zeros((60, width)))
     path = tmp_path / "predictions.npy"
-    np.save(path, np.zeros((2, 1, 750, 25), np.float32))
-    with pytest.raises(ValueError, match="'session-draw' appropriate sets are not read here"):
+    np.save(path, np.zeros((1, 2, 60, 25), np.float32))
+    with pytest.raises(DataError, match=r"predictions\.npy: REACT 2026 predictions are a \.npz"):
         evaluate_saved_predictions(EvaluateConfig(path, root=tmp_path, protocol="react2026"))
 
 

@@ -44,6 +44,11 @@ class EvaluateConfig:
     # The challenge protocol (perfrdiff.protocol) whose metric variant and frame rate apply;
     # default: the one recorded in the predictions' sidecar, else react2024.
     protocol: str | None = None
+    # REACT 2026 only: the seed of the appropriate-set draw (the challenge's 1234), and the
+    # challenge's quirks switched off: TLCC over all samples, AUs not rounded.
+    appropriate_seed: int = 1234
+    tlcc_all_samples: bool = False
+    no_au_rounding: bool = False
 
 
 DEFAULT_SPLIT = "test"
@@ -217,18 +222,30 @@ def check_evaluate_options(config: EvaluateConfig) -> None:
             check_at_least(name, value, 1)
 
 
+def _evaluate_mars(
+    config: EvaluateConfig, protocol: Protocol, split: str
+) -> tuple[dict[str, float], Path, Path]:
+    """:func:`evaluate_saved_predictions` of a REACT 2026 ``.npz`` against a MARS split."""
+    from perfrdiff.metrics.report_react2026 import evaluate_mars, with_quirks
+
+    protocol = with_quirks(protocol, config.tlcc_all_samples, config.no_au_rounding)
+    root = resolve_root(config.predictions, config.root)
+    results = evaluate_mars(
+        config.predictions, root, split, protocol, config.appropriate_seed, config.nan_policy
+    )
+    output = config.output or config.predictions.parent
+    json_path, markdown_path = write_report({report_name(config): results}, output)
+    return results, json_path, markdown_path
+
+
 def evaluate_saved_predictions(config: EvaluateConfig) -> tuple[dict[str, float], Path, Path]:
     """Compute the seven metrics and the motion statistics for ``config.predictions``; returns
     them and the report paths."""
     check_evaluate_options(config)
     protocol = resolve_protocol(config.predictions, config.protocol)
-    if protocol.appropriate != "neighbours":
-        raise ValueError(
-            f"protocol {protocol.name!r}: saved predictions are scored against a REACT 2024 "
-            f"layout's neighbour matrix; its {protocol.appropriate!r} appropriate sets are not "
-            "read here yet"
-        )
     split = resolve_split(config.predictions, config.split)
+    if protocol.appropriate == "session-draw":
+        return _evaluate_mars(config, protocol, split)
     predictions = load_predictions(config.predictions)
     listener, speaker, neighbours = load_references(
         resolve_root(config.predictions, config.root), split

@@ -97,6 +97,10 @@ def _stems(folder: Path) -> dict[str, set[str]]:
     return found
 
 
+def _file_name(stem: str) -> str:
+    return f"{stem}.npy"
+
+
 def find_dyads(root: str | Path, split: str, strict: bool = False) -> list[Dyad]:
     """The dyads of ``split``, sorted by session then stem, paired by stem within a session
     from the ``facial-attributes`` files.
@@ -115,15 +119,17 @@ def find_dyads(root: str | Path, split: str, strict: bool = False) -> list[Dyad]
     dyads, unpaired = [], []
     for session in sorted(set(speakers) | set(listeners)):
         said, heard = speakers.get(session, set()), listeners.get(session, set())
-        dyads += [Dyad(session, stem) for stem in sorted(said & heard)]
+        # Stems in file-name order (``a-1.npy`` before ``a.npy``), as the challenge iterates.
+        dyads += [Dyad(session, stem) for stem in sorted(said & heard, key=_file_name)]
         unpaired += [base / "speaker" / session / f"{s}.npy" for s in sorted(said - heard)]
         unpaired += [base / "listener" / session / f"{s}.npy" for s in sorted(heard - said)]
     if unpaired:
         names = ", ".join(str(p) for p in unpaired)
         if strict:
             raise DataError(f"{len(unpaired)} file(s) have no partner with the same stem: {names}")
-        log.warning("left out %d file(s) without a partner of the same stem: %s", len(unpaired),
-                    names)  # fmt: skip
+        log.warning(
+            "left out %d file(s) without a partner of the same stem: %s", len(unpaired), names
+        )
     if not dyads:
         raise DataError(f"{base}: no speaker/listener files share a session and stem")
     return dyads
@@ -196,8 +202,12 @@ def with_personality(
     rows = {d: p for d in dyads if (p := personality_of(table, d)) is not None}
     dropped = [d.listener for d in dyads if d not in rows]
     if dropped:
-        log.warning("%s has no row for %d listener(s), left out: %s", source, len(dropped),
-                    ", ".join(dropped))  # fmt: skip
+        log.warning(
+            "%s has no row for %d listener(s), left out: %s",
+            source,
+            len(dropped),
+            ", ".join(dropped),
+        )
     if not rows:
         raise DataError(f"{source}: no row for any listener of the split")
     return [d for d in dyads if d in rows], rows
