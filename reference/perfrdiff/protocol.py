@@ -89,6 +89,21 @@ class Protocol:
         before, after = self.speaker_context
         return slice(start - before * self.window, start + after * self.window)
 
+    def check_fixed_clips(self, what: str) -> None:
+        """Refuse this protocol for ``what``, a reader of the REACT 2024 layout of fixed-length
+        clips, when its sequences have any length.
+
+        Raises:
+            ValueError: naming the protocol and ``what``.
+        """
+        if self.clip_frames is None:
+            raise ValueError(
+                f"protocol {self.name!r}: {what} read(s) the REACT 2024 layout of "
+                f"{REACT2024_CLIP}-frame clips; sequences of any length (MARS) are read by "
+                "perfrdiff.data.react2026, which training and generation do not use yet: use "
+                "protocol react2024"
+            )
+
     def finish(self, reactions: np.ndarray) -> np.ndarray:
         """``(..., 25)`` generated reactions as the protocol submits them: clamped and AU-rounded
         where it says so; returned unchanged (the same array) otherwise.
@@ -103,6 +118,8 @@ class Protocol:
         return out
 
 
+REACT2024_CLIP = 750
+
 #: REACT 2024 (NoXI, RECOLA): 25 fps, 750-frame clips (files hold 751), 2 s windows, the
 #: neighbour matrix, raw outputs, all samples in FRSyn. What every committed result used.
 REACT2024 = Protocol(
@@ -110,8 +127,8 @@ REACT2024 = Protocol(
     fps=25,
     window=50,
     speaker_context=(1, 0),
-    crop_frames=750,
-    clip_frames=750,
+    crop_frames=REACT2024_CLIP,
+    clip_frames=REACT2024_CLIP,
     appropriate="neighbours",
     appropriate_others=0,
     clamp_output=False,

@@ -160,3 +160,13 @@ def test_mfcc_at_30_fps_gives_one_vector_per_frame():
 
 def test_a_protocol_is_a_frozen_dataclass():
     assert Protocol.__dataclass_params__.frozen  # type: ignore[attr-defined]
+
+
+def test_generation_on_the_react2024_layout_refuses_react2026(synthetic_root):
+    from perfrdiff.generation import load_evaluation_set
+
+    config = load_config("tiny", ["protocol=react2026", f"data.root={synthetic_root}"])
+    with pytest.raises(ValueError, match="protocol 'react2026': generation's evaluation sets"):
+        load_evaluation_set(config, "test")
+    react2024 = load_config("tiny", [f"data.root={synthetic_root}"])
+    assert load_evaluation_set(react2024, "test", histories=False).listener_emotion.shape[1] == 750

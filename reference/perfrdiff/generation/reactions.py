@@ -18,7 +18,7 @@ import torch
 from perfrdiff.atomic import atomic_open, atomic_write_text
 from perfrdiff.config import Config
 from perfrdiff.generation.inputs import check_generation_options, check_history
-from perfrdiff.protocol import REACT2024
+from perfrdiff.protocol import REACT2024, protocol_named
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,7 @@ def load_evaluation_set(
     another clip is no obstacle.
     """
     check_generation_options(limit=limit)
+    protocol_named(config.protocol).check_fixed_clips("generation's evaluation sets")
     dataset = clip_dataset(config, split, histories)
     n = len(dataset) if limit is None else min(limit, len(dataset))
     items = [dataset[i] for i in range(n)]

@@ -22,15 +22,7 @@ Datasets = tuple[Dataset, Dataset | None]
 
 
 def _check_react2024(config: Config) -> None:
-    """Refuse a protocol whose data these datasets do not read (they read the REACT 2024
-    layout of fixed-length clips)."""
-    protocol = protocol_named(config.protocol)
-    if protocol.clip_frames is None:
-        raise ValueError(
-            f"protocol {protocol.name!r}: the training datasets read the REACT 2024 layout of "
-            f"{protocol_named('react2024').clip_frames}-frame clips; training on sequences of any "
-            "length (MARS) is not available yet: use protocol react2024"
-        )
+    protocol_named(config.protocol).check_fixed_clips("the training datasets")
 
 
 def window_datasets(config: Config, history_needed: bool = False) -> Datasets:
