@@ -104,7 +104,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-au-rounding",
         action="store_true",
-        help="react2026: score AUs as generated (default: rounded to 0/1, as the challenge)",
+        help="react2026: AUs clamped to [0, 1], not rounded (default: rounded to 0/1, as the "
+        "challenge)",
     )
     parser.add_argument(
         "--nan-policy",
