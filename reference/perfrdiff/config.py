@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from perfrdiff.features import CLIP_FRAMES
+from perfrdiff.protocol import PROTOCOLS, protocol_named
 from perfrdiff.stages import STAGE_NAMES
 
 PRESETS_DIR = Path(__file__).parent / "configs"
@@ -50,11 +50,6 @@ _Rule = Callable[[Any], "str | None"]
 
 def _at_least(low: float) -> _Rule:
     return lambda v: None if v >= low else f"must be >= {low}, got {v!r}"
-
-
-def _between(low: int, high: int) -> _Rule:
-    below = _at_least(low)
-    return lambda v: below(v) or (None if v <= high else f"must be <= {high}, got {v!r}")
 
 
 def _positive(v: float) -> str | None:
@@ -310,8 +305,9 @@ class StyleConfig(_Checked):
     dropout: float = _setting(0.1, _below_one, role=training_of("style"))
     style_dim: int = _setting(128, _at_least(1), role=_STYLE)
     temperature: float = _setting(0.07, _positive, role=training_of("style"))
-    # clip length for contrastive training (10 s); cut from one clip
-    frames: int = _setting(250, _between(1, CLIP_FRAMES), role=training_of("style"))
+    # clip length for contrastive training (10 s); cut from one clip (at most the protocol's
+    # crop_frames, checked by Config)
+    frames: int = _setting(250, _at_least(1), role=training_of("style"))
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -392,10 +388,12 @@ class StageConfig(_Checked):
 class DataConfig(_Checked):
     # Where the data is (a resumed training may read it from a new place).
     root: str = _setting("runs/demo/data", role=training_of(*STAGE_NAMES, resumable=True))
-    # Both are cut from one clip, so they cannot be longer than one (the datasets refuse it).
-    window: int = _setting(50, _between(1, CLIP_FRAMES), role=weights_of("emotion-vae", "gafrg"))
+    # Both are cut from one clip, so they cannot be longer than the protocol's crop_frames
+    # (checked by Config; the datasets refuse it too). The window is the model's: the
+    # protocol's own online window (REACT 2026: 30) is not imposed on it.
+    window: int = _setting(50, _at_least(1), role=weights_of("emotion-vae", "gafrg"))
     # Listener history read by the shift generator in training (and checked at generation).
-    history_frames: int = _setting(250, _between(1, CLIP_FRAMES), role=training_of("pwsg"))
+    history_frames: int = _setting(250, _at_least(1), role=training_of("pwsg"))
     # Evaluation: a listener with no other clip in any split takes its history from the evaluated
     # clip itself (which then leaks the target into the condition). Off: such a split fails.
     allow_same_clip_history: bool = _setting(False, role=SAMPLING)
@@ -423,6 +421,10 @@ class Config(_Checked):
     """
 
     seed: int = _setting(0, _at_least(0), role=training_of(*STAGE_NAMES))
+    # The challenge protocol (perfrdiff.protocol): frame rate, crops, appropriate sets, output
+    # post-processing and metric variant. It says what the data, and so every trained weight,
+    # means.
+    protocol: str = _setting("react2024", _one_of(*PROTOCOLS), role=weights_of(*STAGE_NAMES))
     # torch intra-op threads (None: torch's default). Small models on a shared CPU run several
     # times faster on one thread than on two that compete with other processes.
     threads: int | None = _setting(None, _at_least(1), role=RUNTIME)
@@ -447,6 +449,14 @@ class Config(_Checked):
         for stage, settings in self.train.items():
             if not isinstance(settings, StageConfig):
                 raise ConfigError(f"train.{stage}", f"expected a StageConfig, got {settings!r}")
+        crop = protocol_named(self.protocol).crop_frames
+        for key, frames in (
+            ("data.window", self.data.window),
+            ("data.history_frames", self.data.history_frames),
+            ("style.frames", self.style.frames),
+        ):  # each is cut from one crop
+            if frames > crop:
+                raise ConfigError(key, f"must be <= {crop}, got {frames}")
         if self.pwsg.listener_prior and not self.denoiser.standardise:
             raise ConfigError(
                 "pwsg.listener_prior", "needs denoiser.standardise = true (the prior's scale)"

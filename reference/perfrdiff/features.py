@@ -1,16 +1,20 @@
-"""The one table of per-frame feature widths and clip timing of REACT 2024 (DESIGN section 4).
+"""The one table of per-frame feature widths (DESIGN section 4).
 
-Every module that needs a width imports it from here; nothing else declares 25, 78 or 58.
+Every module that needs a width imports it from here; nothing else declares 25, 78 or 58. Frame
+rate, clip length and window belong to a protocol (:mod:`perfrdiff.protocol`): a run reads its
+own; the three names below are REACT 2024's, kept for code written against them.
 """
 
 from __future__ import annotations
 
-#: Video frame rate of every modality.
-FPS = 25
-#: Frames of a clip that are used (files hold 751).
-CLIP_FRAMES = 750
-#: Frames of one listener window (2 s).
-WINDOW = 50
+from perfrdiff.protocol import REACT2024
+
+#: REACT 2024's frame rate (a run reads its protocol's ``fps``).
+FPS = REACT2024.fps
+#: REACT 2024's clip length (files hold 751; a run reads its protocol's ``clip_frames``).
+CLIP_FRAMES: int = REACT2024.crop_frames  # its clips are its crops: 750 frames
+#: REACT 2024's listener window, 2 s (a run reads its config's ``data.window``).
+WINDOW = REACT2024.window
 #: Listener / speaker emotion: 15 AUs, valence, arousal, 8 expression probabilities.
 EMOTION_DIM = 25
 #: FaceVerse 3DMM: 52 expression, 3 rotation, 3 translation.

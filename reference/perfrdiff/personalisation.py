@@ -30,11 +30,11 @@ from torch import Tensor, nn
 from perfrdiff.changes import retrained_stages
 from perfrdiff.config import STAGES, PWSGConfig, load_config
 from perfrdiff.data import ClipStore, SplitIndex, WindowDataset, history_features, person_of
-from perfrdiff.features import CLIP_FRAMES
 from perfrdiff.generation import EvaluationSet
 from perfrdiff.generation.reactions import clip_dataset
 from perfrdiff.metrics import frcorr, frdist
 from perfrdiff.models import PerFRDiff, build_gafrg
+from perfrdiff.protocol import protocol_named
 from perfrdiff.run import CONFIG_FILE, Run
 from perfrdiff.training import train_run, train_stage_of
 from perfrdiff.training.objectives import GAFRGObjective, fit_listener_prior, personalised_loss
@@ -68,7 +68,8 @@ def style_retrieval(run: Run, split: str = "test", frames: int | None = None) ->
         return history_features(store, clip, index.partner_of[clip], run.config.style.input)
 
     clips = sorted({p.listener for p in index.items})
-    segments = [slice(s, s + frames) for s in range(0, CLIP_FRAMES - frames + 1, frames)]
+    clip = protocol_named(run.config.protocol).crop_frames  # the clips of the split
+    segments = [slice(s, s + frames) for s in range(0, clip - frames + 1, frames)]
 
     def embed(batch: list[np.ndarray]) -> Tensor:
         x = torch.from_numpy(np.stack(batch).astype(np.float32)).to(run.device)

@@ -35,6 +35,7 @@ from perfrdiff.generation import (
     with_style_input,
 )
 from perfrdiff.models import DDIMSchedule, build_schedule
+from perfrdiff.protocol import Protocol, protocol_named
 from perfrdiff.rundir import load_stage_weights
 from perfrdiff.stages import stage as stage_entry
 
@@ -97,6 +98,11 @@ class Run:
     def loader_workers(self) -> int:
         """DataLoader workers for training (``data.num_workers``, or by device when null)."""
         return loader_workers(self.config.data.num_workers, self.device)
+
+    @property
+    def protocol(self) -> Protocol:
+        """The challenge protocol the run follows (config key ``protocol``)."""
+        return protocol_named(self.config.protocol)
 
     @cached_property
     def schedule(self) -> DDIMSchedule:
@@ -164,7 +170,9 @@ class Run:
         model: nn.Module | None = None,
     ) -> np.ndarray:
         """Reactions ``(n, M, T, 25)`` float32 of :meth:`sampler` ``(mode, model)`` for every clip
-        of ``data``, under the run's precision; what :meth:`generate` does per mode.
+        of ``data``, under the run's precision, post-processed as the run's protocol submits
+        them (:meth:`~perfrdiff.protocol.Protocol.finish`: REACT 2024 leaves them as they are);
+        what :meth:`generate` does per mode.
 
         Raises:
             FloatingPointError: the model produced NaN or infinite reactions.
@@ -189,7 +197,7 @@ class Run:
             raise FloatingPointError(
                 f"{mode} generation produced NaN or infinite reactions: {cause}"
             )
-        return reactions.float().cpu().numpy()
+        return self.protocol.finish(reactions.float().cpu().numpy())
 
     def sampling_info(self) -> dict:
         """How the run samples (recorded beside saved predictions)."""
@@ -202,6 +210,8 @@ class Run:
             "prediction": d.prediction,
             "window": self.config.data.window,
             "stride": self.config.data.window - self.config.generate.overlap,
+            "protocol": self.protocol.name,
+            "fps": self.protocol.fps,
             "device": str(self.device),
             "precision": self.precision,
         }
@@ -268,11 +278,19 @@ class Run:
         window = self.config.data.window
         stride = window - self.config.generate.overlap
 
+        protocol = self.protocol
+
         def one(p: np.ndarray) -> dict[str, float]:
             metrics = evaluate_all(
-                p, data.listener_emotion, data.speaker_emotion, data.neighbours, n_jobs
+                p,
+                data.listener_emotion,
+                data.speaker_emotion,
+                data.neighbours,
+                n_jobs,
+                protocol=protocol,
             )
-            return {**metrics, **motion_report(p, data.listener_emotion, window, stride)}
+            motion = motion_report(p, data.listener_emotion, window, stride, fps=protocol.fps)
+            return {**metrics, **motion}
 
         if isinstance(predictions, Mapping):
             return {name: one(p) for name, p in predictions.items()}

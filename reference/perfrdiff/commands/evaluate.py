@@ -9,6 +9,11 @@ Predictions are a .npy (or .npz with key predictions) of shape (n, k, 750, 25) i
 mirrored item order: the CSV's rows, then the same rows with speaker and listener swapped. The
 metrics run in NumPy on the CPU (there is no model to place on a device). --root is a deprecated
 alias of --data-root.
+
+With --protocol react2026 the predictions are a .npz with one (k, T, 25) array per test dyad of a
+MARS-layout split, keyed <session>/<stem>; each is scored against its own listener and 9 drawn
+from its session (seeded), with the challenge's TLCC of sample 0 and AUs rounded to 0/1 unless
+switched off (perfrdiff.metrics.react2026).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from perfrdiff.metrics.report import (
     evaluate_saved_predictions,
     report_name,
 )
+from perfrdiff.protocol import PROTOCOLS
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +84,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="frames between window starts (default: as recorded by generate, else --window)",
     )
     parser.add_argument(
+        "--protocol",
+        choices=sorted(PROTOCOLS),
+        default=None,
+        help="challenge protocol whose metric variant and frame rate apply (default: the one "
+        "recorded beside the predictions, else react2024)",
+    )
+    parser.add_argument(
+        "--appropriate-seed",
+        type=int,
+        default=EvaluateConfig.appropriate_seed,
+        help="react2026: seed of the appropriate-set draw (default: %(default)s, the challenge's)",
+    )
+    parser.add_argument(
+        "--tlcc-all-samples",
+        action="store_true",
+        help="react2026: FRSyn/TLCC over every sample (default: sample 0, as the challenge)",
+    )
+    parser.add_argument(
+        "--no-au-rounding",
+        action="store_true",
+        help="react2026: AUs clamped to [0, 1], not rounded (default: rounded to 0/1, as the "
+        "challenge)",
+    )
+    parser.add_argument(
         "--nan-policy",
         choices=("ignore", "challenge"),
         default=EvaluateConfig.nan_policy,
@@ -119,6 +149,10 @@ def run(args: argparse.Namespace) -> int:
             nan_policy=args.nan_policy,
             window=args.window,
             stride=args.stride,
+            protocol=args.protocol,
+            appropriate_seed=args.appropriate_seed,
+            tlcc_all_samples=args.tlcc_all_samples,
+            no_au_rounding=args.no_au_rounding,
         )
         results, json_path, markdown_path = evaluate_saved_predictions(config)
         logger.info("wrote %s and %s", json_path, markdown_path)

@@ -1,6 +1,7 @@
 """Speaker audio features: 78-d MFCC per video frame, computed with librosa and cached on disk.
 
-Per 40 ms video frame (25 fps) we take two 20 ms analysis hops; each hop gives 13 MFCCs plus their
+Per video frame (40 ms at REACT 2024's 25 fps; a protocol's ``fps`` in general) we take two
+analysis hops of half a frame; each hop gives 13 MFCCs plus their
 first and second time derivatives (39 values), and the two hops of a frame are concatenated:
 ``2 x 39 = 78``. librosa is used because torchaudio has no build for torch 2.13; it is maintained,
 already a dependency of the reference, and works at any sample rate.
@@ -18,7 +19,8 @@ import soundfile
 
 from perfrdiff.atomic import atomic_open
 from perfrdiff.data.layout import DataError
-from perfrdiff.features import AUDIO_DIM, CLIP_FRAMES, FPS
+from perfrdiff.features import AUDIO_DIM
+from perfrdiff.protocol import REACT2024
 
 N_MFCC = 13
 HOPS_PER_FRAME = 2
@@ -26,28 +28,36 @@ CACHE_DIR = "Audio_features"
 CACHE_VERSION = 1
 
 
-def _hop_length(sample_rate: int) -> int:
-    samples_per_frame = sample_rate / FPS
+_FPS = REACT2024.fps  # the defaults: REACT 2024's 25 fps and 750-frame clips
+_FRAMES = REACT2024.crop_frames
+
+
+def _hop_length(sample_rate: int, fps: int = _FPS) -> int:
+    samples_per_frame = sample_rate / fps
     if samples_per_frame % HOPS_PER_FRAME:
         raise ValueError(
-            f"sample_rate: expected a multiple of {FPS * HOPS_PER_FRAME} Hz so that a 40 ms video "
-            f"frame splits into two whole 20 ms hops, got {sample_rate}"
+            f"sample_rate: expected a multiple of {fps * HOPS_PER_FRAME} Hz so that a video "
+            f"frame at {fps} fps splits into two whole hops, got {sample_rate}"
         )
     return int(samples_per_frame // HOPS_PER_FRAME)
 
 
-def min_samples(sample_rate: int, frames: int = CLIP_FRAMES) -> int:
+def min_samples(sample_rate: int, frames: int = _FRAMES, fps: int = _FPS) -> int:
     """Fewest samples that yield ``frames`` video frames of features at ``sample_rate``."""
-    return (frames * HOPS_PER_FRAME - 1) * _hop_length(sample_rate) + 1
+    return (frames * HOPS_PER_FRAME - 1) * _hop_length(sample_rate, fps) + 1
 
 
-def mfcc_features(wave: np.ndarray, sample_rate: int, frames: int = CLIP_FRAMES) -> np.ndarray:
-    """MFCC features of a mono waveform, one 78-d vector per 40 ms video frame.
+def mfcc_features(
+    wave: np.ndarray, sample_rate: int, frames: int = _FRAMES, fps: int = _FPS
+) -> np.ndarray:
+    """MFCC features of a mono waveform, one 78-d vector per video frame.
 
     Args:
         wave: ``(samples,)`` mono audio, any float or int dtype.
-        sample_rate: in Hz; a multiple of 50 (16 kHz, 44.1 kHz and 48 kHz all are).
+        sample_rate: in Hz; a multiple of ``2 fps`` (at 25 fps: 16 kHz, 44.1 kHz and 48 kHz
+            all are; at 30 fps: 44.1 kHz and 48 kHz, not 16 kHz).
         frames: number of video frames to return (the first ``frames``).
+        fps: video frame rate (the protocol's).
 
     Returns:
         ``(frames, 78)`` float32: per frame ``[mfcc, delta, delta2]`` of the first 20 ms hop,
@@ -62,8 +72,8 @@ def mfcc_features(wave: np.ndarray, sample_rate: int, frames: int = CLIP_FRAMES)
         # librosa would stop with its own ParameterError, which names neither file nor value.
         bad = int((~np.isfinite(wave)).sum())
         raise ValueError(f"wave: contains {bad} NaN or infinite samples")
-    hop = _hop_length(sample_rate)
-    needed = min_samples(sample_rate, frames)
+    hop = _hop_length(sample_rate, fps)
+    needed = min_samples(sample_rate, frames, fps)
     if wave.shape[0] < needed:
         raise ValueError(
             f"wave: expected at least {needed} samples ({frames} frames at {sample_rate} Hz), "

@@ -23,9 +23,10 @@ from torch.utils.data import Dataset
 
 from perfrdiff.data.history import HistoryPicker, history_summary
 from perfrdiff.data.index import SplitIndex
-from perfrdiff.data.layout import DataError, person_of
+from perfrdiff.data.layout import CLIP_FRAMES, DataError, person_of
 from perfrdiff.data.store import ClipStore
-from perfrdiff.features import CLIP_FRAMES, HISTORY_DIMS, WINDOW
+from perfrdiff.features import HISTORY_DIMS
+from perfrdiff.protocol import REACT2024
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ class WindowDataset(Dataset):
         self,
         root: str | Path,
         split: str,
-        window: int = WINDOW,
+        window: int = REACT2024.window,
         history_frames: int = 250,
         seed: int = 0,
         random_start: bool = True,

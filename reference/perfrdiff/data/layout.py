@@ -23,7 +23,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from perfrdiff.features import CLIP_FRAMES, EMOTION_DIM, FACE_DIM
+from perfrdiff.features import EMOTION_DIM, FACE_DIM
+from perfrdiff.protocol import REACT2024
 
 SPLITS = ("train", "val", "test")
 
@@ -31,6 +32,8 @@ AUDIO_DIR = "Audio_files"
 EMOTION_DIR = "Emotion"
 FACE_DIR = "3D_FV_files"
 VIDEO_DIR = "Video_files"
+#: Frames of a clip that are used: the REACT 2024 protocol's (files hold 751).
+CLIP_FRAMES: int = REACT2024.crop_frames
 
 
 class DataError(ValueError):

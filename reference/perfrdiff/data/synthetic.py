@@ -239,12 +239,12 @@ def _family(rng: np.random.Generator, config: SyntheticConfig):
     return _CoupledLatentFamily(rng, config)
 
 
-def _speech(person, z: np.ndarray, sample_rate: int, rng: np.random.Generator):
-    """Voiced signal whose loudness and pitch follow the latent ``z: (frames, l)``, around the
-    person's ``f0``."""
+def _speech(person, z: np.ndarray, sample_rate: int, rng: np.random.Generator, fps: int = FPS):
+    """Voiced signal whose loudness and pitch follow the latent ``z: (frames, l)`` at ``fps``,
+    around the person's ``f0``."""
     frames = z.shape[0]
-    samples = frames * sample_rate // FPS
-    frame_time = (np.arange(frames) + 0.5) / FPS
+    samples = frames * sample_rate // fps
+    frame_time = (np.arange(frames) + 0.5) / fps
     time = np.arange(samples) / sample_rate
     loudness = np.log1p(np.exp(1.5 * z[:, 0] + z[:, 1 % z.shape[1]] - 0.5))
     pitch = person.f0 * (1 + 0.15 * np.tanh(z[:, 2 % z.shape[1]]))

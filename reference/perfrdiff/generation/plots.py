@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from perfrdiff.features import FPS
+from perfrdiff.protocol import REACT2024
 
 # (channel index, label) in REACT's 25-d emotion: AU12 (lip corner puller), valence, arousal.
 DEFAULT_CHANNELS: tuple[tuple[int, str], ...] = ((7, "AU12"), (15, "valence"), (16, "arousal"))
@@ -19,6 +19,7 @@ def plot_reactions(
     path: str | Path,
     title: str = "",
     channels: Sequence[tuple[int, str]] = DEFAULT_CHANNELS,
+    fps: float = REACT2024.fps,
 ) -> Path:
     """Save a figure of ``samples: (M, T, 25)`` against ``real: (T, 25)`` for ``channels``."""
     import matplotlib
@@ -31,7 +32,7 @@ def plot_reactions(
             f"samples must be (M, T, 25) and real (T, 25) with the same T, got "
             f"{samples.shape} and {real.shape}"
         )
-    seconds = np.arange(real.shape[0]) / FPS
+    seconds = np.arange(real.shape[0]) / fps
     fig, axes = plt.subplots(len(channels), 1, figsize=(10, 2.2 * len(channels)), sharex=True)
     for ax, (channel, label) in zip(np.atleast_1d(axes), channels, strict=True):
         for m, sample in enumerate(samples):

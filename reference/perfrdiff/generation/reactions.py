@@ -18,6 +18,7 @@ import torch
 from perfrdiff.atomic import atomic_open, atomic_write_text
 from perfrdiff.config import Config
 from perfrdiff.generation.inputs import check_generation_options, check_history
+from perfrdiff.protocol import REACT2024, protocol_named
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ def load_evaluation_set(
     another clip is no obstacle.
     """
     check_generation_options(limit=limit)
+    protocol_named(config.protocol).check_fixed_clips("generation's evaluation sets")
     dataset = clip_dataset(config, split, histories)
     n = len(dataset) if limit is None else min(limit, len(dataset))
     items = [dataset[i] for i in range(n)]
@@ -214,5 +216,6 @@ def write_generation(
                 data.listener_emotion[item],
                 out / mode / f"item_{item:04d}.png",
                 title=f"{mode}: {split} item {item}, {array.shape[1]} samples vs real",
+                fps=info.get("fps", REACT2024.fps),  # the run's protocol's (sampling_info)
             )
     return paths

@@ -14,6 +14,7 @@ from perfrdiff.metrics.diversity import frdiv, frdvs, frvar
 from perfrdiff.metrics.dtw import frdist
 from perfrdiff.metrics.realism import frrea
 from perfrdiff.metrics.synchrony import frsyn
+from perfrdiff.protocol import REACT2024, Protocol
 
 METRICS = ("FRCorr", "FRdist", "FRDiv", "FRDvs", "FRVar", "FRSyn", "FRRea")
 # Motion statistics in the report, with their column titles (targets: join/inside 1, as real
@@ -37,6 +38,7 @@ def evaluate_all(
     n_jobs: int | None = None,
     nan_policy: Literal["ignore", "challenge"] = "ignore",
     progress: bool = False,
+    protocol: Protocol = REACT2024,
 ) -> dict[str, float]:
     """The seven metrics of generated reactions.
 
@@ -47,6 +49,7 @@ def evaluate_all(
         neighbours: ``(n, n)`` bool appropriateness matrix.
         n_jobs: processes for FRdist (None: one per CPU this process may use).
         nan_policy: FRSyn's handling of constant channels (see :mod:`.synchrony`).
+        protocol: whose metric variant (FRSyn's lags and samples) is computed.
 
     Returns:
         ``{"FRCorr", "FRdist", "FRDiv", "FRDvs", "FRVar", "FRSyn", "FRRea"} -> float``; FRDiv,
@@ -56,13 +59,16 @@ def evaluate_all(
     listener = sequences_array("listener_emotion", listener_emotion, p)
     speaker = sequences_array("speaker_emotion", speaker_emotion, p)
     neighbours = neighbour_array(neighbours, p.shape[0])
+    variant = protocol.metrics
     return {
         "FRCorr": frcorr(p, listener, neighbours, progress),
         "FRdist": frdist(p, listener, neighbours, n_jobs=n_jobs, progress=progress),
         "FRDiv": frdiv(p),
         "FRDvs": frdvs(p),
         "FRVar": frvar(p),
-        "FRSyn": frsyn(p, speaker, nan_policy, progress),
+        "FRSyn": frsyn(
+            p, speaker, nan_policy, progress, variant.tlcc_max_lag, variant.tlcc_first_sample_only
+        ),
         "FRRea": frrea(p, listener),
     }
 

@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 
 from perfrdiff.metrics._inputs import as_array, predictions_array
+from perfrdiff.protocol import REACT2024
 
-FPS = 25.0
+FPS = float(REACT2024.fps)  # a default: callers pass their protocol's
 # Hz; the last band ends at the Nyquist frequency (12.5 Hz at 25 fps), inclusive.
 BANDS: tuple[tuple[float, float], ...] = ((0, 0.5), (0.5, 1), (1, 2), (2, 4), (4, 8), (8, 12.5))
 

@@ -15,6 +15,7 @@ from perfrdiff.data import ClipStore, DataError, MissingFileError, SplitIndex, r
 from perfrdiff.metrics._inputs import check_n_jobs, predictions_array
 from perfrdiff.metrics.evaluate import evaluate_all, write_report
 from perfrdiff.metrics.motion import motion_report
+from perfrdiff.protocol import REACT2024, Protocol, protocol_named
 
 
 @dataclass
@@ -40,6 +41,14 @@ class EvaluateConfig:
     # ``perfrdiff generate``, else ``window``).
     window: int = 50
     stride: int | None = None
+    # The challenge protocol (perfrdiff.protocol) whose metric variant and frame rate apply;
+    # default: the one recorded in the predictions' sidecar, else react2024.
+    protocol: str | None = None
+    # REACT 2026 only: the seed of the appropriate-set draw (the challenge's 1234), and the
+    # challenge's quirks switched off: TLCC over all samples, AUs not rounded.
+    appropriate_seed: int = 1234
+    tlcc_all_samples: bool = False
+    no_au_rounding: bool = False
 
 
 DEFAULT_SPLIT = "test"
@@ -175,6 +184,25 @@ def recorded_stride(path: Path) -> int | None:
     return stride
 
 
+def resolve_protocol(predictions: Path, protocol: str | None) -> Protocol:
+    """The protocol to score ``predictions`` under: ``protocol``, else the one recorded in the
+    predictions' sidecar, else REACT 2024.
+
+    Raises:
+        ValueError: an unknown protocol, or one that contradicts the sidecar's.
+    """
+    recorded = read_sidecar(predictions).get("protocol")
+    if protocol is None:
+        return protocol_named(recorded) if isinstance(recorded, str) else REACT2024
+    if isinstance(recorded, str) and recorded != protocol:
+        raise ValueError(
+            f"{predictions}: its sidecar says these predictions follow protocol {recorded!r}, "
+            f"but protocol {protocol!r} was asked for (--protocol); pass --protocol {recorded} "
+            "or leave it out"
+        )
+    return protocol_named(protocol)
+
+
 def report_name(config: EvaluateConfig) -> str:
     """The report's row label: ``config.name``, else the mode recorded beside the predictions
     (``generic`` / ``personalised``), else the predictions file's stem."""
@@ -194,22 +222,48 @@ def check_evaluate_options(config: EvaluateConfig) -> None:
             check_at_least(name, value, 1)
 
 
+def _evaluate_mars(
+    config: EvaluateConfig, protocol: Protocol, split: str
+) -> tuple[dict[str, float], Path, Path]:
+    """:func:`evaluate_saved_predictions` of a REACT 2026 ``.npz`` against a MARS split."""
+    from perfrdiff.metrics.report_react2026 import evaluate_mars, with_quirks
+
+    protocol = with_quirks(protocol, config.tlcc_all_samples, config.no_au_rounding)
+    root = resolve_root(config.predictions, config.root)
+    results = evaluate_mars(
+        config.predictions, root, split, protocol, config.appropriate_seed, config.nan_policy
+    )
+    output = config.output or config.predictions.parent
+    json_path, markdown_path = write_report({report_name(config): results}, output)
+    return results, json_path, markdown_path
+
+
 def evaluate_saved_predictions(config: EvaluateConfig) -> tuple[dict[str, float], Path, Path]:
     """Compute the seven metrics and the motion statistics for ``config.predictions``; returns
     them and the report paths."""
     check_evaluate_options(config)
+    protocol = resolve_protocol(config.predictions, config.protocol)
     split = resolve_split(config.predictions, config.split)
+    if protocol.appropriate == "session-draw":
+        return _evaluate_mars(config, protocol, split)
     predictions = load_predictions(config.predictions)
     listener, speaker, neighbours = load_references(
         resolve_root(config.predictions, config.root), split
     )
     check_predictions_match(predictions, listener, config.predictions, split)
     results = evaluate_all(
-        predictions, listener, speaker, neighbours, config.n_jobs, config.nan_policy, True
+        predictions,
+        listener,
+        speaker,
+        neighbours,
+        config.n_jobs,
+        config.nan_policy,
+        True,
+        protocol=protocol,
     )
     # An explicit stride wins; `or` would have let --stride 0 fall back silently.
     stride = config.stride if config.stride is not None else recorded_stride(config.predictions)
-    results.update(motion_report(predictions, listener, config.window, stride))
+    results.update(motion_report(predictions, listener, config.window, stride, fps=protocol.fps))
     name = report_name(config)
     output = config.output or config.predictions.parent
     json_path, markdown_path = write_report({name: results}, output)

@@ -107,22 +107,26 @@ def frsyn_offsets(
     speaker_emotion: Any,
     nan_policy: Literal["ignore", "challenge"] = "ignore",
     progress: bool = False,
+    max_lag: int = MAX_LAG,
 ) -> np.ndarray:
     """``(n, k)`` absolute TLCC offsets of every sample against its speaker.
 
     Args:
-        predictions: ``(n, k, t, d)`` with ``t > 49``.
+        predictions: ``(n, k, t, d)`` with ``t > max_lag``.
         speaker_emotion: ``(n, t, d)``.
+        max_lag: lags ``-max_lag..max_lag`` (the protocol's ``metrics.tlcc_max_lag``).
     """
     predictions = predictions_array(predictions)
     speakers = sequences_array("speaker_emotion", speaker_emotion, predictions)
-    if predictions.shape[2] <= MAX_LAG:
+    if max_lag < 1:
+        raise ValueError(f"max_lag: expected >= 1, got {max_lag}")
+    if predictions.shape[2] <= max_lag:
         raise ValueError(
-            f"predictions: FRSyn needs t > {MAX_LAG} frames, got {predictions.shape[2]}"
+            f"predictions: FRSyn needs t > {max_lag} frames, got {predictions.shape[2]}"
         )
     result = np.empty(predictions.shape[:2])
     for k in tqdm(range(predictions.shape[0]), desc="FRSyn", disable=not progress, leave=False):
-        r, defined = lag_correlations(predictions[k], speakers[k])
+        r, defined = lag_correlations(predictions[k], speakers[k], max_lag)
         result[k] = offsets(r, defined, nan_policy)
     return result
 
@@ -132,6 +136,12 @@ def frsyn(
     speaker_emotion: Any,
     nan_policy: Literal["ignore", "challenge"] = "ignore",
     progress: bool = False,
+    max_lag: int = MAX_LAG,
+    first_sample_only: bool = False,
 ) -> float:
-    """FRSyn = mean over all speakers and samples of the absolute TLCC offset (frames)."""
-    return float(frsyn_offsets(predictions, speaker_emotion, nan_policy, progress).mean())
+    """FRSyn = mean over all speakers and samples of the absolute TLCC offset (frames); with
+    ``first_sample_only``, over sample 0 of each speaker (the challenges' parallel code)."""
+    if first_sample_only:
+        predictions = predictions_array(predictions)[:, :1]
+    offsets_ = frsyn_offsets(predictions, speaker_emotion, nan_policy, progress, max_lag)
+    return float(offsets_.mean())

@@ -14,10 +14,15 @@ from torch.utils.data import Dataset, Sampler
 
 from perfrdiff.config import Config
 from perfrdiff.data.samplers import ListenerBatchSampler
+from perfrdiff.protocol import protocol_named
 
 log = logging.getLogger(__name__)
 
 Datasets = tuple[Dataset, Dataset | None]
+
+
+def _check_react2024(config: Config) -> None:
+    protocol_named(config.protocol).check_fixed_clips("the training datasets")
 
 
 def window_datasets(config: Config, history_needed: bool = False) -> Datasets:
@@ -25,6 +30,7 @@ def window_datasets(config: Config, history_needed: bool = False) -> Datasets:
     read no history)."""
     from perfrdiff.data import WindowDataset
 
+    _check_react2024(config)
     d = config.data
     make = lambda split: WindowDataset(  # noqa: E731
         d.root, split, window=d.window, history_frames=d.history_frames, seed=config.seed,
@@ -69,6 +75,7 @@ class StyleClips(Dataset):
 def style_datasets(config: Config) -> Datasets:
     from perfrdiff.data import ListenerClipDataset
 
+    _check_react2024(config)
     key = config.style.input
     make = lambda split: StyleClips(  # noqa: E731
         ListenerClipDataset(config.data.root, split, frames=config.style.frames, seed=config.seed),

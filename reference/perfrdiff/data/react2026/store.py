@@ -1,0 +1,163 @@
+"""Per-clip access to a MARS split: memory-mapped sequences, the dyads and their listeners'
+personality, optional EEG, and the 3DMM standardisation."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from perfrdiff.data.layout import DataError, read_npy
+from perfrdiff.data.react2026.eeg import EegSource, eeg_frames
+from perfrdiff.data.react2026.layout import (
+    AUDIO_DIR,
+    AUDIO_FEATURES_DIR,
+    EMOTION_DIR,
+    FACE_DIR,
+    PERSONALITY_DIR,
+    Dyad,
+    clip_path,
+    find_dyads,
+    read_personality,
+    with_personality,
+)
+from perfrdiff.data.react2026.readers import mfcc_sequence, open_sequence, read_frames
+from perfrdiff.features import AUDIO_DIM, EMOTION_DIM, FACE_DIM
+
+log = logging.getLogger(__name__)
+
+#: Width of the ``audio-features`` (wav2vec2-base) per frame.
+WAV2VEC_DIM = 768
+#: ``audio`` choice -> width of the speaker audio per frame.
+AUDIO_WIDTHS = {"features": WAV2VEC_DIM, "mfcc": AUDIO_DIM, "none": 0}
+#: Where MFCC features computed from the wavs are cached (memory-mapped ``.npy``).
+MFCC_CACHE_DIR = "audio-mfcc"
+
+
+class MarsStore:
+    """One split of a MARS-layout dataset.
+
+    Args:
+        root: the dataset root (``{root}/{split}/facial-attributes/...``).
+        split: ``train``, ``val`` or ``test``.
+        fps: frame rate (the protocol's; 30 for REACT 2026).
+        audio: ``"features"`` (the 768-d ``audio-features`` npy, the challenge's default),
+            ``"mfcc"`` (78-d MFCC of ``audio`` wavs at ``fps``, cached under
+            ``audio-mfcc/``) or ``"none"``.
+        personality: read ``personality/listener.csv`` and keep only the dyads whose listener
+            has a row (the others are left out with a warning naming them).
+        strict_pairs: unpaired files are an error instead of a warning.
+
+    Attributes:
+        dyads: the split's :class:`Dyad` records, sorted by session and stem.
+        personality: dyad -> ``(5,)`` Big Five in ``[0, 1]`` (empty without ``personality``).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        fps: int = 30,
+        audio: str = "features",
+        personality: bool = True,
+        strict_pairs: bool = False,
+    ) -> None:
+        if audio not in AUDIO_WIDTHS:
+            raise ValueError(f"audio: expected one of {sorted(AUDIO_WIDTHS)}, got {audio!r}")
+        self.root, self.split, self.fps, self.audio_kind = Path(root), split, fps, audio
+        self.dyads: list[Dyad] = find_dyads(root, split, strict_pairs)
+        self.personality: dict[Dyad, np.ndarray] = {}
+        if personality:
+            source = self.root / split / PERSONALITY_DIR / "listener.csv"
+            self.dyads, self.personality = with_personality(
+                self.dyads, read_personality(source), source
+            )
+        self.eeg_source = EegSource(root, split)
+        self._open: dict[tuple[str, str], np.ndarray] = {}
+
+    def _sequence(self, modality: str, clip: str, columns: int, what: str) -> np.ndarray:
+        key = (modality, clip)
+        if key not in self._open:  # a memory map: holding it costs no memory
+            path = clip_path(self.root, self.split, modality, clip)
+            self._open[key] = open_sequence(path, columns, what)
+        return self._open[key]
+
+    def path(self, modality: str, clip: str) -> Path:
+        """The file of ``clip`` for ``modality`` (a layout folder name)."""
+        return clip_path(self.root, self.split, modality, clip)
+
+    def emotion(self, clip: str) -> np.ndarray:
+        """``(t, 25)`` memory-mapped facial attributes of ``clip``."""
+        return self._sequence(EMOTION_DIR, clip, EMOTION_DIM, "facial attributes")
+
+    def face(self, clip: str) -> np.ndarray:
+        """``(t, 58)`` memory-mapped 3DMM coefficients of ``clip`` (not standardised)."""
+        return self._sequence(FACE_DIR, clip, FACE_DIM, "3DMM coefficients")
+
+    def audio(self, clip: str, frames: int) -> np.ndarray:
+        """``(t, a)`` audio of ``clip``: the 768-d features, or MFCC of ``frames`` frames."""
+        if self.audio_kind == "features":
+            return self._sequence(AUDIO_FEATURES_DIR, clip, WAV2VEC_DIM, "audio features")
+        if self.audio_kind == "none":
+            return np.zeros((frames, 0), dtype=np.float32)
+        key = (MFCC_CACHE_DIR, clip)
+        if key not in self._open:
+            cache = self.root / self.split / MFCC_CACHE_DIR / f"{clip}.npy"
+            self._open[key] = mfcc_sequence(self.path(AUDIO_DIR, clip), frames, self.fps, cache)
+        return self._open[key]
+
+    def frames(self, dyad: Dyad) -> int:
+        """Frames of ``dyad``: the shortest of its speaker's and listener's facial attributes
+        and 3DMM files (recordings of one conversation may differ by a frame)."""
+        return min(
+            read.shape[0]
+            for clip in (dyad.speaker, dyad.listener)
+            for read in (self.emotion(clip), self.face(clip))
+        )
+
+    def eeg(self, clip: str, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(values, mask)`` of frames ``[start, stop)``, each ``(stop - start, 14)``."""
+        values, mask = self.eeg_source.rows(clip)
+        return eeg_frames(values, mask, start, stop, self.fps)
+
+    def read(self, modality: str, clip: str, start: int, stop: int) -> np.ndarray:
+        """Frames ``[start, stop)`` of ``clip``'s ``modality`` (``emotion``, ``face``)."""
+        sequence = self.emotion(clip) if modality == "emotion" else self.face(clip)
+        folder = EMOTION_DIR if modality == "emotion" else FACE_DIR
+        return read_frames(sequence, start, stop, self.path(folder, clip))
+
+
+def face_statistics(store: MarsStore, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean, std)`` ``(58,)`` of every 3DMM frame of ``store``'s dyads (speakers and
+    listeners), read ``chunk`` frames at a time; what the 3DMM is standardised with when no
+    FaceVerse statistics are given. A channel with std 0 gets std 1."""
+    total, square, count = np.zeros(FACE_DIM), np.zeros(FACE_DIM), 0
+    for dyad in store.dyads:
+        for clip in (dyad.speaker, dyad.listener):
+            face = store.face(clip)
+            for begin in range(0, face.shape[0], chunk):
+                block = store.read("face", clip, begin, begin + chunk).astype(np.float64)
+                total, square = total + block.sum(0), square + (block**2).sum(0)
+                count += block.shape[0]
+    mean = total / count
+    std = np.sqrt(np.maximum(square / count - mean**2, 0.0))
+    log.info("3DMM standardised with split %r's own statistics (%d frames)", store.split, count)
+    return mean.astype(np.float32), np.where(std > 0, std, 1.0).astype(np.float32)
+
+
+def read_face_statistics(mean: str | Path, std: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """FaceVerse ``(mean, std)`` files, each squeezing to ``(58,)``.
+
+    Raises:
+        DataError: naming the file: not ``58`` values, not finite, or a std that is not > 0.
+    """
+    out = []
+    for path in (Path(mean), Path(std)):
+        values = np.asarray(read_npy(path), dtype=np.float64).reshape(-1)
+        if values.shape != (FACE_DIM,) or not np.isfinite(values).all():
+            raise DataError(f"{path}: expected {FACE_DIM} finite values, got {values.shape}")
+        out.append(values.astype(np.float32))
+    if (out[1] <= 0).any():
+        raise DataError(f"{std}: every std must be > 0")
+    return out[0], out[1]
