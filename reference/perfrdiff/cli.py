@@ -16,6 +16,7 @@ import importlib
 import logging
 import re
 import sys
+import typing
 from argparse import SUPPRESS
 from collections.abc import Sequence
 
@@ -73,6 +74,14 @@ def summary(docstring: str) -> str:
     return " ".join(paragraph.split())
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose refusal is one line, like every other refusal of the command
+    (argparse prints the whole usage first); ``--help`` still shows the usage."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the descriptions' paragraphs and adds ``(default: …)`` to an option whose help does
     not state its default already."""
@@ -106,7 +115,7 @@ def command_parser(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="perfrdiff", description=DESCRIPTION, epilog=EXAMPLES, formatter_class=HelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -148,10 +157,15 @@ def console(argv: Sequence[str] | None = None) -> int:
     except user_errors() as error:
         if "--traceback" in argv:
             raise
-        notes = "".join(f"\n  {note}" for note in getattr(error, "__notes__", ()))
-        print(f"perfrdiff: error: {error}{notes}", file=sys.stderr)
-        print("perfrdiff: (--traceback before the command shows where)", file=sys.stderr)
+        print(f"perfrdiff: error: {one_line(error)}", file=sys.stderr)
         return 2
+
+
+def one_line(error: BaseException) -> str:
+    """``error``'s message and notes on one line: a refusal is one line (a YAML or JSON parser's
+    message spans several; ``--traceback`` shows the full error)."""
+    parts = [str(error), *(f"({note})" for note in getattr(error, "__notes__", ()))]
+    return " ".join(" ".join(parts).split())
 
 
 def interrupted(argv: Sequence[str]) -> str:

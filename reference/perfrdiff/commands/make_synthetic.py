@@ -12,7 +12,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from perfrdiff.commands.common import DATA_ROOT, DEMO_SESSIONS
+from perfrdiff.commands.common import DATA_ROOT, DEMO_SESSIONS, check_output_folder
 from perfrdiff.data.synthetic import FAMILIES, SyntheticConfig, write_synthetic_dataset
 
 logger = logging.getLogger(__name__)
@@ -80,6 +80,7 @@ def config_from_args(args: argparse.Namespace) -> SyntheticConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_folder(args.root, "--root")
     write_synthetic_dataset(args.root, config_from_args(args), overwrite=args.overwrite)
     logger.info("wrote a synthetic dataset to %s", args.root)
     print(f"dataset: {args.root}")

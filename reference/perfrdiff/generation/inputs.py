@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from perfrdiff._checks import check_at_least
+from perfrdiff._checks import check_at_least, check_seed
 from perfrdiff.data import check_feature_dtype, check_finite, read_npy
 from perfrdiff.features import HISTORY_DIMS
 
@@ -33,7 +33,7 @@ def check_generation_options(
         guidance: classifier-free guidance scale, a finite number.
         limit: generate only the first ``limit`` items, >= 1.
         plots: items to plot, >= 0.
-        seed: noise seed, >= 0.
+        seed: noise seed, in [0, 2³² - 1].
 
     Raises:
         ValueError: naming the first bad option.
@@ -42,7 +42,7 @@ def check_generation_options(
         if value is not None:
             check_at_least(name, value, low)
     check_at_least("plots", plots, 0)
-    check_at_least("seed", seed, 0)
+    check_seed("seed", seed)
     if guidance is not None and (
         isinstance(guidance, bool)
         or not isinstance(guidance, int | float)
