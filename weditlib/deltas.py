@@ -35,6 +35,12 @@ def _check_mode(mode: str) -> None:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
 
 
+def _check_floating(name: str, t: Tensor) -> None:
+    """A shift is a floating tensor: an integer one would fail later in a matmul, unnamed."""
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {t.dtype}")
+
+
 def _check_bias(owner: str, bias: Tensor | None, like: Tensor, num_shifts: int, n: int) -> None:
     """``bias`` is ``None`` or an ``(l, n)`` tensor of ``like``'s dtype and device."""
     if bias is None:
@@ -107,7 +113,8 @@ class DenseDelta(_StackedWeights, _DeltaMethods):
         bias: ``(l, n)`` optional bias shifts ``Δb``, added in both modes.
 
     Raises:
-        TypeError: ``weight`` or ``bias`` is not a tensor, or their dtypes differ.
+        TypeError: ``weight`` or ``bias`` is not a tensor, ``weight`` is not floating-point, or
+            their dtypes differ.
         ValueError: ``weight`` is not 3-d, ``bias`` is not ``(l, n)`` or on another device, or
             ``mode`` is unknown.
     """
@@ -124,6 +131,7 @@ class DenseDelta(_StackedWeights, _DeltaMethods):
             raise ValueError(
                 f"DenseDelta.weight must have shape (l, n, k), got {tuple(self.weight.shape)}"
             )
+        _check_floating("DenseDelta.weight", self.weight)
         _check_mode(self.mode)
         _check_bias("DenseDelta", self.bias, self.weight, *self.weight.shape[:2])
 
@@ -151,7 +159,8 @@ class LowRankDelta(_DeltaMethods):
         bias: ``(l, n)`` optional bias shifts ``Δb``, added in both modes.
 
     Raises:
-        TypeError: a factor or ``bias`` is not a tensor, or their dtypes differ.
+        TypeError: a factor or ``bias`` is not a tensor, a factor is not floating-point, or
+            their dtypes differ.
         ValueError: a factor is not 3-d, they disagree on ``l`` or ``r``, they (or ``bias``) are
             on different devices, ``bias`` is not ``(l, n)``, or ``mode`` is unknown.
     """
@@ -171,6 +180,7 @@ class LowRankDelta(_DeltaMethods):
                 raise ValueError(
                     f"LowRankDelta.{name} must have shape {expected}, got {tuple(t.shape)}"
                 )
+            _check_floating(f"LowRankDelta.{name}", t)
         if self.up.shape[0] != self.down.shape[0] or self.up.shape[2] != self.down.shape[1]:
             raise ValueError(
                 "LowRankDelta.up (l, n, r) and down (l, r, k) disagree on l or r: "
