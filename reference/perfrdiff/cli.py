@@ -47,6 +47,9 @@ COMMANDS: dict[str, str] = {
 }
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 def user_errors() -> tuple[type[Exception], ...]:
     """What a user fixes by changing an argument, a config value or a file. Config, data, resume
     and stage-mismatch errors are ValueErrors; every message names the value or the file."""
@@ -119,7 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="perfrdiff", description=DESCRIPTION, epilog=EXAMPLES, formatter_class=HelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--log-level", default="INFO", help="logging level")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help=f"logging level, one of {', '.join(LOG_LEVELS)} (default: INFO)",
+    )
     parser.add_argument(
         "--traceback", action="store_true", help="show the full traceback of an input error"
     )
@@ -132,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     return int(args._module.run(args) or 0)
 

@@ -41,6 +41,8 @@ def train_run(
             is missing or does not fit the config (see :func:`check_can_train`).
     """
     stages = [stage(name).name for name in stages]  # unknown names fail before any work
+    if not run.directory.exists():  # cheap there (no weights to verify): create no folder for
+        check_can_train(run, stages)  # a training that cannot start
     env = init_distributed(run.device)
     paths = {}
     try:
