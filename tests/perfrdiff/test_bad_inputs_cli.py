@@ -76,6 +76,7 @@ CASES = [
     ("evaluate {preds_t700} --data-root {data}", ["{preds_t700}", "700", "750 frames"]),
     ("evaluate {preds_nan} --data-root {data}", ["{preds_nan}", "NaN or infinite"]),
     ("evaluate {tmp}/none.npy --data-root {data}", ["{tmp}/none.npy", "missing"]),
+    ("evaluate {int16} --data-root {data}", ["{int16}", "floating-point", "int16"]),
     ("evaluate {file} --data-root {data}", ["{file}", ".npy or .npz"]),
     ("evaluate {preds_nan} --data-root {data} --output {file}", ["--output", "is a file"]),
     ("evaluate {preds_nan} --data-root {data} --n-jobs 0", ["n_jobs", ">= 1", "0"]),

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from perfrdiff._checks import check_at_least, check_seed
-from perfrdiff.data import check_feature_dtype, check_finite, read_npy
+from perfrdiff.data import check_emotion_range, check_feature_dtype, check_finite, read_npy
 from perfrdiff.features import HISTORY_DIMS
 
 
@@ -62,8 +62,8 @@ def check_history(history: Any, style_input: str, source: str = "history") -> np
 
     Raises:
         ValueError: wrong shape, empty, not floating point (an integer array is refused, not
-            cast: see :func:`perfrdiff.data.check_feature_dtype`), or containing NaN / infinite
-            values.
+            cast: see :func:`perfrdiff.data.check_feature_dtype`), containing NaN / infinite
+            values, or emotion values outside their ranges.
     """
     if style_input not in HISTORY_DIMS:
         raise ValueError(
@@ -78,6 +78,8 @@ def check_history(history: Any, style_input: str, source: str = "history") -> np
             f"style.input={style_input!r}, got {array.shape}"
         )
     check_finite(array, source)
+    if style_input != "face":  # emotion frames (dyadic: two side by side)
+        check_emotion_range(array, source)
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
