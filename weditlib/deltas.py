@@ -83,6 +83,12 @@ def combine(weight: Tensor, shift: Tensor, mode: str) -> Tensor:
     return torch.addcmul(weight, weight, shift)
 
 
+def _check_floating(name: str, t: Tensor) -> None:
+    """A shift is a floating tensor: an integer one would fail later in a matmul, unnamed."""
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {t.dtype}")
+
+
 def _check_bias(owner: str, bias: Tensor | None, like: Tensor, num_shifts: int, n: int) -> None:
     """``bias`` is ``None`` or an ``(l, n)`` tensor of ``like``'s dtype and device."""
     if bias is None:
@@ -204,7 +210,8 @@ class DenseShift(_StackedWeights, _ShiftMethods):
         bias: ``(l, n)`` optional bias shifts ``Δb``, added in both modes.
 
     Raises:
-        TypeError: ``weight`` or ``bias`` is not a tensor, or their dtypes differ.
+        TypeError: ``weight`` or ``bias`` is not a tensor, ``weight`` is not floating-point, or
+            their dtypes differ.
         ValueError: ``weight`` is not 3-d, ``bias`` is not ``(l, n)`` or on another device, or
             ``mode`` is unknown.
     """
@@ -223,6 +230,7 @@ class DenseShift(_StackedWeights, _ShiftMethods):
             raise ValueError(
                 f"DenseShift.weight must have shape (l, n, k), got {tuple(self.weight.shape)}"
             )
+        _check_floating("DenseShift.weight", self.weight)
         _set_mode(self, self.mode)
         _check_bias("DenseShift", self.bias, self.weight, *self.weight.shape[:2])
 
@@ -254,7 +262,8 @@ class LowRankShift(_ShiftMethods):
     as PEFT applies a float32 LoRA adapter (see :func:`~weditlib.edited_linear`).
 
     Raises:
-        TypeError: a factor or ``bias`` is not a tensor, or their dtypes differ.
+        TypeError: a factor or ``bias`` is not a tensor, a factor is not floating-point, or
+            their dtypes differ.
         ValueError: a factor is not 3-d, they disagree on ``l`` or ``r``, they (or ``bias``) are
             on different devices, ``bias`` is not ``(l, n)``, or ``mode`` is unknown.
     """
@@ -274,6 +283,7 @@ class LowRankShift(_ShiftMethods):
                 raise ValueError(
                     f"LowRankShift.{name} must have shape {expected}, got {tuple(t.shape)}"
                 )
+            _check_floating(f"LowRankShift.{name}", t)
         if self.up.shape[0] != self.down.shape[0] or self.up.shape[2] != self.down.shape[1]:
             raise ValueError(
                 "LowRankShift.up (l, n, r) and down (l, r, k) disagree on l or r: "

@@ -323,8 +323,8 @@ def make_editable(
     unused = [p for p, hit in used.items() if not hit]
     if unused:
         raise ValueError(
-            f"targets {unused} select no editable weight; available names include "
-            f"{available[:12]}{' ...' if len(available) > 12 else ''}"
+            f"targets {unused} select no editable weight{_not_editable(model, unused)}; "
+            f"available names include {available[:12]}{' ...' if len(available) > 12 else ''}"
         )
     # build (and so validate) every replacement before the model is changed at all
     dims = _BatchDims(batch_dim, model)
@@ -337,6 +337,29 @@ def make_editable(
             parent_path, _, child = path.rpartition(".")
             setattr(model.get_submodule(parent_path), child, replacement)
     return {name: shape for name, (_, _, shape) in editable_modules(model).items()}
+
+
+def _not_editable(model: nn.Module, patterns: list[str]) -> str:
+    """What ``patterns`` name instead of an editable layer: e.g. ``" ('norm' is a LayerNorm,
+    which make_editable cannot edit: it edits nn.Linear, ...)"``, or ``""``."""
+    named = [
+        f"{path!r} is of type {type(module).__name__}"
+        for path, module in model.named_modules()
+        if path and any(fnmatch.fnmatchcase(path, p) for p in patterns)
+    ]
+    if not named:
+        return ""
+    kinds = [
+        f"{e.base.rpartition(':')[2]} ({e.base.partition('.')[0]})"
+        if isinstance(e.base, str)
+        else e.base.__name__
+        for e in _TABLE
+    ]
+    more = " ..." if len(named) > 3 else ""
+    return (
+        f" ({', '.join(named[:3])}{more}, which make_editable cannot edit: it edits "
+        f"{', '.join(kinds)} and types added by register_editable)"
+    )
 
 
 def _replacement(
@@ -367,7 +390,13 @@ _Targets = dict[str, tuple[EditableMixin, str, tuple[int, int]]]
 
 
 def editable_modules(model: nn.Module) -> _Targets:
-    """Every selected editable weight of ``model``: name → ``(module, local name, (n, k))``."""
+    """Every selected editable weight of ``model``: name → ``(module, local name, (n, k))``.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     return _walk(model)[0]
 
 

@@ -35,6 +35,13 @@ def _is_shape(shape: object) -> bool:
     )
 
 
+def _check_sizes(**sizes: int | None) -> None:
+    """Each size is ``None`` or an int ``>= 1`` (torch would build an empty or a failing layer)."""
+    for name, size in sizes.items():
+        if size is not None and (as_integer(size) is None or size < 1):
+            raise ValueError(f"{name} must be a positive int, got {size!r}")
+
+
 def _zero_linear(in_dim: int, out_dim: int) -> nn.Linear:
     """A ``Linear`` whose output is zero until it is trained (edited model == base at step 0)."""
     head = nn.Linear(in_dim, out_dim)
@@ -131,7 +138,8 @@ class MultiBranchShiftGenerator(nn.Module):
     Raises:
         TypeError: ``targets`` is not a mapping.
         ValueError: empty ``targets``, a shape that is not two ints ``>= 0``, unknown ``mode``,
-            ``rank`` not a positive int, or ``branch_dim`` with dense heads.
+            ``rank``, ``style_dim``, ``hidden_dim`` or ``branch_dim`` not a positive int,
+            ``trunk_layers`` negative, or ``branch_dim`` with dense heads.
     """
 
     def __init__(
@@ -161,6 +169,9 @@ class MultiBranchShiftGenerator(nn.Module):
             raise ValueError(f"rank must be a positive int or None (dense heads), got {rank!r}")
         if branch_dim is not None and rank is None:
             raise ValueError("branch_dim applies to low-rank heads only (rank is None)")
+        _check_sizes(style_dim=style_dim, hidden_dim=hidden_dim, branch_dim=branch_dim)
+        if as_integer(trunk_layers) is None or trunk_layers < 0:
+            raise ValueError(f"trunk_layers must be an int >= 0, got {trunk_layers!r}")
         self.style_dim = style_dim
         self.rank = rank
         self.bias_shifts = bias_shifts
@@ -186,7 +197,7 @@ class MultiBranchShiftGenerator(nn.Module):
         Raises:
             TypeError: ``style`` is not a floating tensor of the generator's dtype (outside
                 ``torch.autocast``, which casts it as it casts any linear input).
-            ValueError: ``style`` is not ``(l, d)``.
+            ValueError: ``style`` is not ``(l, d)``, or is on another device than the generator.
         """
         if not isinstance(style, Tensor):
             raise TypeError(f"style must be a Tensor, got {type(style).__name__}")
@@ -195,6 +206,8 @@ class MultiBranchShiftGenerator(nn.Module):
                 f"style must have shape (l, {self.style_dim}), got {tuple(style.shape)}"
             )
         self._check_dtype(style)
+        if style.device != (device := next(self.parameters()).device):
+            raise ValueError(f"style is on {style.device} but the generator is on {device}")
         h = self.trunk(style)
         return {name: branch(h) for name, branch in zip(self.names, self.branches, strict=True)}
 

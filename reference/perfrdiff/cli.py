@@ -16,6 +16,7 @@ import importlib
 import logging
 import re
 import sys
+import typing
 from argparse import SUPPRESS
 from collections.abc import Sequence
 
@@ -46,6 +47,9 @@ COMMANDS: dict[str, str] = {
 }
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 def user_errors() -> tuple[type[Exception], ...]:
     """What a user fixes by changing an argument, a config value or a file. Config, data, resume
     and stage-mismatch errors are ValueErrors; every message names the value or the file."""
@@ -71,6 +75,14 @@ def summary(docstring: str) -> str:
     """The first paragraph of a docstring, on one line (a summary may wrap over lines)."""
     paragraph = plain_text(docstring).strip().split("\n\n")[0]
     return " ".join(paragraph.split())
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose refusal is one line, like every other refusal of the command
+    (argparse prints the whole usage first); ``--help`` still shows the usage."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -106,11 +118,17 @@ def command_parser(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="perfrdiff", description=DESCRIPTION, epilog=EXAMPLES, formatter_class=HelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--log-level", default="INFO", help="logging level")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help=f"logging level, one of {', '.join(LOG_LEVELS)} (default: INFO)",
+    )
     parser.add_argument(
         "--traceback", action="store_true", help="show the full traceback of an input error"
     )
@@ -123,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     return int(args._module.run(args) or 0)
 
@@ -148,10 +166,15 @@ def console(argv: Sequence[str] | None = None) -> int:
     except user_errors() as error:
         if "--traceback" in argv:
             raise
-        notes = "".join(f"\n  {note}" for note in getattr(error, "__notes__", ()))
-        print(f"perfrdiff: error: {error}{notes}", file=sys.stderr)
-        print("perfrdiff: (--traceback before the command shows where)", file=sys.stderr)
+        print(f"perfrdiff: error: {one_line(error)}", file=sys.stderr)
         return 2
+
+
+def one_line(error: BaseException) -> str:
+    """``error``'s message and notes on one line: a refusal is one line (a YAML or JSON parser's
+    message spans several; ``--traceback`` shows the full error)."""
+    parts = [str(error), *(f"({note})" for note in getattr(error, "__notes__", ()))]
+    return " ".join(" ".join(parts).split())
 
 
 def interrupted(argv: Sequence[str]) -> str:

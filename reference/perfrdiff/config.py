@@ -20,10 +20,13 @@ from typing import Any
 
 import yaml
 
+from perfrdiff._checks import SEED_MAX
 from perfrdiff.protocol import PROTOCOLS, protocol_named
 from perfrdiff.stages import STAGE_NAMES
 
 PRESETS_DIR = Path(__file__).parent / "configs"
+#: The most threads or loader workers a config may ask for (far above any machine's cores).
+MAX_THREADS = 1024
 #: The training stages in order (from the registry, :mod:`perfrdiff.stages`).
 STAGES: tuple[str, ...] = STAGE_NAMES
 
@@ -50,6 +53,11 @@ _Rule = Callable[[Any], "str | None"]
 
 def _at_least(low: float) -> _Rule:
     return lambda v: None if v >= low else f"must be >= {low}, got {v!r}"
+
+
+def _between(low: int, high: int) -> _Rule:
+    below = _at_least(low)
+    return lambda v: below(v) or (None if v <= high else f"must be <= {high}, got {v!r}")
 
 
 def _positive(v: float) -> str | None:
@@ -398,7 +406,7 @@ class DataConfig(_Checked):
     # clip itself (which then leaks the target into the condition). Off: such a split fails.
     allow_same_clip_history: bool = _setting(False, role=SAMPLING)
     # DataLoader workers; None: 0 on the CPU (the model needs the cores), up to 4 on CUDA.
-    num_workers: int | None = _setting(None, _at_least(0), role=RUNTIME)
+    num_workers: int | None = _setting(None, _between(0, MAX_THREADS), role=RUNTIME)
 
 
 @dataclass
@@ -420,14 +428,15 @@ class Config(_Checked):
     bad value raises :class:`ConfigError` naming its dotted key.
     """
 
-    seed: int = _setting(0, _at_least(0), role=training_of(*STAGE_NAMES))
+    seed: int = _setting(0, _between(0, SEED_MAX), role=training_of(*STAGE_NAMES))
     # The challenge protocol (perfrdiff.protocol): frame rate, crops, appropriate sets, output
     # post-processing and metric variant. It says what the data, and so every trained weight,
     # means.
     protocol: str = _setting("react2024", _one_of(*PROTOCOLS), role=weights_of(*STAGE_NAMES))
     # torch intra-op threads (None: torch's default). Small models on a shared CPU run several
-    # times faster on one thread than on two that compete with other processes.
-    threads: int | None = _setting(None, _at_least(1), role=RUNTIME)
+    # times faster on one thread than on two that compete with other processes. Bounded: torch
+    # crashes the process (no exception) on a count of a million.
+    threads: int | None = _setting(None, _between(1, MAX_THREADS), role=RUNTIME)
     data: DataConfig = field(default_factory=DataConfig)
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
     emotion_vae: EmotionVAEConfig = field(default_factory=EmotionVAEConfig)
@@ -481,7 +490,8 @@ class Config(_Checked):
 def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
     """Instantiate dataclass ``cls`` from a mapping, recursing into nested dataclasses."""
     if not isinstance(data, Mapping):
-        raise TypeError(f"{where or 'config'} must be a mapping, got {type(data).__name__}")
+        # a ConfigError (a ValueError): `--set denoiser=3` is a user's mistake, not a bug
+        raise ConfigError(where or "config", f"expected a mapping of settings, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
@@ -564,8 +574,8 @@ def load_config(name_or_path: str | Path = "tiny", overrides: Sequence[str] = ()
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
-        raise TypeError(
-            f"{path}: expected a YAML mapping of config sections, got {type(raw).__name__}"
+        raise ConfigError(
+            str(path), f"expected a YAML mapping of config sections, got {type(raw).__name__}"
         )
     try:
         data = config_to_dict(config_from_dict(raw))

@@ -29,3 +29,25 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+#: ``train.<stage>.*`` overrides that train every stage of the tiny preset in seconds.
+QUICK_TRAINING = [
+    f"train.{stage}.{setting}"
+    for stage in ("emotion-vae", "style", "gafrg", "pwsg")
+    for setting in ("steps=2", "batch_size=4", "val_every=2", "ckpt_every=2", "val_batches=1")
+]
+
+
+@pytest.fixture(scope="session")
+def quick_run(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run directory with every stage trained for 2 steps on ``synthetic_root`` (a checkpoint
+    at step 2 each) and its ``config.yaml``. Copy it before changing it."""
+    from perfrdiff import Run
+    from perfrdiff.config import load_config
+    from perfrdiff.training import train_run
+
+    run_dir = tmp_path_factory.mktemp("quick_run")
+    config = load_config("tiny", [f"data.root={synthetic_root}", *QUICK_TRAINING])
+    train_run(Run(config, run_dir, device="cpu"))
+    return run_dir

@@ -99,7 +99,7 @@ def test_a_config_that_is_neither_name_nor_path_is_named():
 @pytest.mark.parametrize(
     "text, error, message",
     [
-        ("- 1\n- 2\n", TypeError, r"bad\.yaml: expected a YAML mapping of config .*, got list"),
+        ("- 1\n- 2\n", ConfigError, r"bad\.yaml: expected a YAML mapping of config .*, got list"),
         ("a: [1\n", ValueError, r"bad\.yaml: not a readable YAML config"),
     ],
 )

@@ -8,7 +8,8 @@ from perfrdiff.data.synthetic import EMOTION_COLUMNS
 
 
 def frames(count=751):
-    return np.arange(count * 25, dtype=np.float64).reshape(count, 25) / 1000
+    # distinct values, all within every emotion channel's range ([0, 1])
+    return np.arange(count * 25, dtype=np.float64).reshape(count, 25) / 20000
 
 
 @pytest.mark.parametrize(

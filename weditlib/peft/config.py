@@ -65,6 +65,47 @@ def _hint(field: str, config: Mapping[str, Any]) -> str:
     return ""
 
 
+def _is_rank(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _is_alpha(value: Any) -> bool:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return number and math.isfinite(value) and value > 0
+
+
+def _check_numbers(adapter: str, config: Mapping[str, Any]) -> None:
+    """``r`` and ``rank_pattern``'s values are ints >= 1, ``lora_alpha`` and ``alpha_pattern``'s
+    finite numbers > 0, ``lora_dropout`` in [0, 1): PEFT itself refuses or fails on anything
+    else, and a NaN scaling would make every output of the adapter NaN.
+
+    Raises:
+        ValueError: naming the adapter, the field (and the pattern) and the value.
+    """
+    checks = (("r", _is_rank, "an int >= 1"), ("lora_alpha", _is_alpha, "a finite number > 0"))
+    for field, valid, expected in checks:
+        if not valid(config.get(field)):
+            raise ValueError(
+                f"adapter {adapter!r}: config field {field!r} must be a positive number, got "
+                f"{config.get(field)!r} (expected {expected})"
+            )
+    for field, valid, expected in (
+        ("rank_pattern", _is_rank, "an int >= 1"),
+        ("alpha_pattern", _is_alpha, "a finite number > 0"),
+    ):
+        for pattern, value in (config.get(field) or {}).items():
+            if not valid(value):
+                raise ValueError(
+                    f"adapter {adapter!r}: config field {field!r} gives {value!r} for pattern "
+                    f"{pattern!r}, expected {expected}"
+                )
+    dropout = config.get("lora_dropout") or 0.0
+    if not (isinstance(dropout, int | float) and 0 <= dropout < 1):
+        raise ValueError(
+            f"adapter {adapter!r}: config field 'lora_dropout' must be in [0, 1), got {dropout!r}"
+        )
+
+
 def _pattern_value(patterns: Mapping[str, Any], module_path: str, default: Any) -> Any:
     """PEFT's ``get_pattern_key``: the first pattern matching a suffix of ``module_path``."""
     for pattern, value in patterns.items():
@@ -107,12 +148,7 @@ class LoraSettings:
         peft_type = config.get("peft_type")
         if peft_type != "LORA":
             raise ValueError(f"adapter {adapter!r}: peft_type must be 'LORA', got {peft_type!r}")
-        for field in ("r", "lora_alpha"):
-            if not isinstance(config.get(field), int | float) or config[field] <= 0:
-                raise ValueError(
-                    f"adapter {adapter!r}: config field {field!r} must be a positive number, "
-                    f"got {config.get(field)!r}"
-                )
+        _check_numbers(adapter, config)
         for field in _UNSUPPORTED_FIELDS:
             if not _unset(value := config.get(field)):
                 raise ValueError(

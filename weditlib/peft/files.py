@@ -171,8 +171,9 @@ def split_state_dict(adapter: str, state: Mapping[str, Tensor]) -> list[Factors]
 
     Raises:
         TypeError: a value is not a floating-point tensor.
-        ValueError: a key is not a LoRA factor (or ``lora_B``'s bias), or a module has only one
-            of ``lora_A`` and ``lora_B`` (the message names the adapter and the key or module).
+        ValueError: a value holds NaN or infinite entries, a key is not a LoRA factor (or
+            ``lora_B``'s bias), or a module has only one of ``lora_A`` and ``lora_B`` (the
+            message names the adapter and the key or module).
     """
     found: dict[str, dict[str, tuple[str, Tensor]]] = {}
     for key, value in state.items():
@@ -180,6 +181,11 @@ def split_state_dict(adapter: str, state: Mapping[str, Tensor]) -> list[Factors]
         if not isinstance(value, Tensor) or not value.dtype.is_floating_point:
             kind = value.dtype if isinstance(value, Tensor) else type(value).__name__
             raise TypeError(f"adapter {adapter!r}: {key!r} must be a floating tensor, got {kind}")
+        if (bad := int((~value.isfinite()).sum())) > 0:  # every output of the adapter: NaN
+            raise ValueError(
+                f"adapter {adapter!r}: {key!r} holds {bad} NaN or infinite values of "
+                f"{value.numel()}; the adapter's training diverged or the file is damaged"
+            )
         found.setdefault(module, {})[part] = (key, value)
     factors = []
     for module, parts in found.items():

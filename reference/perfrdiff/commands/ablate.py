@@ -11,10 +11,12 @@ import argparse
 import json
 from pathlib import Path
 
+from perfrdiff.atomic import atomic_write_text
 from perfrdiff.commands.common import (
     add_device_arguments,
     add_overrides_argument,
     add_run_dir_argument,
+    check_output_folder,
 )
 from perfrdiff.run import Run
 
@@ -39,14 +41,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from perfrdiff.personalisation import ablate, ablation_markdown
 
-    base = Run.load(args.run_dir, args.device, args.precision)
     out = Path(args.out) if args.out else Path(args.run_dir).parent / "ablation"
+    check_output_folder(out, "--out")
+    base = Run.load(args.run_dir, args.device, args.precision)
     rows = ablate(base, out, args.tables, args.overrides, args.limit)
     out.mkdir(parents=True, exist_ok=True)
     report = {"run_dir": str(args.run_dir), "overrides": args.overrides, "rows": rows}
-    (out / "ablation.json").write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out / "ablation.json", json.dumps(report, indent=2) + "\n")
     markdown = ablation_markdown(rows)
-    (out / "ablation.md").write_text(markdown)
+    atomic_write_text(out / "ablation.md", markdown)
     print(markdown)
     print(f"written: {out / 'ablation.json'}, {out / 'ablation.md'}")
     return 0

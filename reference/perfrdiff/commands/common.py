@@ -72,6 +72,14 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return load_config(args.config, overrides_from_args(args))
 
 
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The existing non-folder at ``folder`` or above it (the nearest existing path), if any."""
+    for part in (folder, *folder.parents):
+        if part.exists():
+            return None if part.is_dir() else part
+    return None
+
+
 def check_output_folder(path: str | Path | None, option: str) -> None:
     """Refuse, before any work, an output folder that cannot be one (an existing file, or a
     path below a file): otherwise the command fails only when it writes, its work lost.
@@ -82,10 +90,25 @@ def check_output_folder(path: str | Path | None, option: str) -> None:
     if path is None:
         return
     path = Path(path)
-    for part in (path, *path.parents):
-        if part.exists():
-            if not part.is_dir():
-                raise ValueError(
-                    f"{option} {path}: {part} is a file, not a folder; choose another {option}"
-                )
-            return
+    if (blocking := _file_in_the_way(path)) is not None:
+        raise ValueError(
+            f"{option} {path}: {blocking} is a file, not a folder; choose another {option}"
+        )
+
+
+def check_output_file(path: str | Path | None, option: str) -> None:
+    """Refuse, before any work, an output file that cannot be written: an existing folder at
+    ``path``, or a file where a folder above it should be.
+
+    Raises:
+        ValueError: naming ``option``, the path and what is in the way.
+    """
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{option} {path}: is a folder, not a file; choose another {option}")
+    if (blocking := _file_in_the_way(path.parent)) is not None:
+        raise ValueError(
+            f"{option} {path}: {blocking} is a file, not a folder; choose another {option}"
+        )

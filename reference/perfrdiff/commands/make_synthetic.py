@@ -14,7 +14,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from perfrdiff.commands.common import DATA_ROOT, DEMO_SESSIONS
+from perfrdiff.commands.common import DATA_ROOT, DEMO_SESSIONS, check_output_folder
 from perfrdiff.data.react2026.synthetic import MarsSyntheticConfig, write_mars_dataset
 from perfrdiff.data.synthetic import FAMILIES, SyntheticConfig, write_synthetic_dataset
 
@@ -134,6 +134,7 @@ def config_from_args(args: argparse.Namespace) -> SyntheticConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_folder(args.root, "--root")
     if args.layout == "react2026":
         write_mars_dataset(args.root, mars_config_from_args(args), overwrite=args.overwrite)
     else:

@@ -17,6 +17,7 @@ import logging
 import time
 from pathlib import Path
 
+from perfrdiff.commands.common import check_output_file
 from perfrdiff.viewer.encoding import AUDIO_RATE, MAX_FRAMES
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     from perfrdiff.viewer import ViewOptions, load_items, write_viewer
     from perfrdiff.viewer.video import write_gif, write_mp4
 
+    out = Path(args.out) if args.out else Path(args.generate) / "viewer.html"
+    check_output_file(out, "--out")
     if args.mp4 and importlib.util.find_spec("imageio_ffmpeg") is None:
         raise ValueError("--mp4 needs imageio-ffmpeg: pip install 'weditlib[video]'")
     options = ViewOptions(
@@ -86,7 +89,6 @@ def run(args: argparse.Namespace) -> int:
     items = load_items(
         args.generate, args.items, args.data_root, args.split, audio=not args.no_audio
     )
-    out = Path(args.out) if args.out else Path(args.generate) / "viewer.html"
     path = write_viewer(items, out, options)
     print(f"viewer: {path} ({path.stat().st_size / 1e6:.2f} MB)")
     for item in items:

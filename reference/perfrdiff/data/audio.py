@@ -18,7 +18,7 @@ import numpy as np
 import soundfile
 
 from perfrdiff.atomic import atomic_open
-from perfrdiff.data.layout import DataError
+from perfrdiff.data.layout import DataError, MissingFileError
 from perfrdiff.features import AUDIO_DIM
 from perfrdiff.protocol import REACT2024
 
@@ -30,9 +30,16 @@ CACHE_VERSION = 1
 
 _FPS = REACT2024.fps  # the defaults: REACT 2024's 25 fps and 750-frame clips
 _FRAMES = REACT2024.crop_frames
+#: Below this the 13 MFCC's mel filters are empty (librosa only warns): features of nothing.
+MIN_SAMPLE_RATE = 8000
 
 
 def _hop_length(sample_rate: int, fps: int = _FPS) -> int:
+    if sample_rate < MIN_SAMPLE_RATE:
+        raise ValueError(
+            f"sample_rate: expected at least {MIN_SAMPLE_RATE} Hz for speech features, got "
+            f"{sample_rate}"
+        )
     samples_per_frame = sample_rate / fps
     if samples_per_frame % HOPS_PER_FRAME:
         raise ValueError(
@@ -111,7 +118,14 @@ def audio_features(path: Path, cache_dir: Path | None) -> np.ndarray:
     Args:
         path: the source ``.wav``.
         cache_dir: file to use as cache (``.npz``); None disables caching.
+
+    Raises:
+        perfrdiff.data.MissingFileError: there is no file at ``path``.
+        perfrdiff.data.DataError: it is not readable audio, too short, or at a sample rate that
+            features cannot be computed at; the message names the file.
     """
+    if not path.is_file():
+        raise MissingFileError(f"{path}: audio file is missing")
     stat = path.stat()
     key = np.array([stat.st_size, stat.st_mtime_ns, CACHE_VERSION], dtype=np.int64)
     if cache_dir is not None and cache_dir.is_file():

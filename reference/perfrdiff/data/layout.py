@@ -214,6 +214,37 @@ def check_finite(array: np.ndarray, source: str) -> None:
         )
 
 
+#: Channels of one emotion frame by their range: 15 AU occurrences and 8 expression
+#: probabilities in [0, 1], valence and arousal in [-1, 1].
+_EMOTION_RANGES = ((0, 15, 0.0, 1.0, "AU"), (15, 17, -1.0, 1.0, "valence/arousal"),
+                   (17, EMOTION_DIM, 0.0, 1.0, "expression"))  # fmt: skip
+_RANGE_SLACK = 1e-3  # rounding in a written file
+
+
+def check_emotion_range(array: np.ndarray, source: str) -> None:
+    """Refuse emotion values outside their channels' ranges (``(frames, 25·m)``: ``m`` emotion
+    blocks side by side): a file in percent or on an intensity scale would otherwise reach the
+    model on another scale, silently.
+
+    Raises:
+        DataError: naming ``source``, the count, and the first value's frame, channel and range.
+    """
+    blocks = array.reshape(array.shape[0], -1, EMOTION_DIM)
+    for start, stop, low, high, kind in _EMOTION_RANGES:
+        part = blocks[..., start:stop]
+        bad = (part < low - _RANGE_SLACK) | (part > high + _RANGE_SLACK)
+        if bad.any():
+            frame, block, channel = np.argwhere(bad)[0]
+            value = part[frame, block, channel]
+            raise DataError(
+                f"{source}: {int(bad.sum())} emotion values outside their range, the first "
+                f"{value:.4g} at frame {frame}, channel {block * EMOTION_DIM + start + channel} "
+                f"({kind}: [{low:g}, {high:g}]); emotion files hold AU occurrences and "
+                "expression probabilities in [0, 1] and valence/arousal in [-1, 1] (rescale "
+                "values in percent or on another scale)"
+            )
+
+
 def _check_frames(array: np.ndarray, path: Path, columns: int, what: str) -> np.ndarray:
     check_feature_dtype(array, str(path))
     if array.ndim != 2 or array.shape[1] != columns:
@@ -222,6 +253,8 @@ def _check_frames(array: np.ndarray, path: Path, columns: int, what: str) -> np.
         raise DataError(f"{path}: truncated: {array.shape[0]} frames, need at least {CLIP_FRAMES}")
     array = array[:CLIP_FRAMES]
     check_finite(array, str(path))
+    if what == "emotion":
+        check_emotion_range(array, str(path))
     return np.ascontiguousarray(array, dtype=np.float32)
 
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from perfrdiff._checks import check_at_least
-from perfrdiff.data import check_feature_dtype, check_finite, read_npy
+from perfrdiff._checks import check_at_least, check_seed
+from perfrdiff.data import check_emotion_range, check_feature_dtype, check_finite, read_npy
 from perfrdiff.features import HISTORY_DIMS
 
 
@@ -33,7 +33,7 @@ def check_generation_options(
         guidance: classifier-free guidance scale, a finite number.
         limit: generate only the first ``limit`` items, >= 1.
         plots: items to plot, >= 0.
-        seed: noise seed, >= 0.
+        seed: noise seed, in [0, 2³² - 1].
 
     Raises:
         ValueError: naming the first bad option.
@@ -42,7 +42,7 @@ def check_generation_options(
         if value is not None:
             check_at_least(name, value, low)
     check_at_least("plots", plots, 0)
-    check_at_least("seed", seed, 0)
+    check_seed("seed", seed)
     if guidance is not None and (
         isinstance(guidance, bool)
         or not isinstance(guidance, int | float)
@@ -62,8 +62,8 @@ def check_history(history: Any, style_input: str, source: str = "history") -> np
 
     Raises:
         ValueError: wrong shape, empty, not floating point (an integer array is refused, not
-            cast: see :func:`perfrdiff.data.check_feature_dtype`), or containing NaN / infinite
-            values.
+            cast: see :func:`perfrdiff.data.check_feature_dtype`), containing NaN / infinite
+            values, or emotion values outside their ranges.
     """
     if style_input not in HISTORY_DIMS:
         raise ValueError(
@@ -78,6 +78,8 @@ def check_history(history: Any, style_input: str, source: str = "history") -> np
             f"style.input={style_input!r}, got {array.shape}"
         )
     check_finite(array, source)
+    if style_input != "face":  # emotion frames (dyadic: two side by side)
+        check_emotion_range(array, source)
     return np.ascontiguousarray(array, dtype=np.float32)
 
 

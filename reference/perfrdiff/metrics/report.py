@@ -11,7 +11,14 @@ from typing import Any, Literal
 import numpy as np
 
 from perfrdiff._checks import check_at_least, is_integer
-from perfrdiff.data import ClipStore, DataError, MissingFileError, SplitIndex, read_npy
+from perfrdiff.data import (
+    ClipStore,
+    DataError,
+    MissingFileError,
+    SplitIndex,
+    check_feature_dtype,
+    read_npy,
+)
 from perfrdiff.metrics._inputs import check_n_jobs, predictions_array
 from perfrdiff.metrics.evaluate import evaluate_all, write_report
 from perfrdiff.metrics.motion import motion_report
@@ -61,7 +68,7 @@ def load_predictions(path: Path) -> np.ndarray:
 
     Raises:
         perfrdiff.data.DataError: naming the file, when it is missing, not a NumPy file,
-            holds no numeric 4-d array, or contains NaN / infinite values.
+            holds no floating-point 4-d array, or contains NaN / infinite values.
     """
     path = Path(path)
     if path.suffix == ".npz":
@@ -70,6 +77,7 @@ def load_predictions(path: Path) -> np.ndarray:
         array = read_npy(path)
     else:
         raise DataError(f"{path}: expected a .npy or .npz file")
+    check_feature_dtype(array, str(path))  # quantised predictions are on another scale
     try:
         return predictions_array(array)
     except (TypeError, ValueError) as error:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from perfrdiff.config import PWSGConfig
+from perfrdiff.config import ConfigError, PWSGConfig
 from perfrdiff.models.denoiser import GAFRG
 from perfrdiff.models.prior import ListenerPrior
 from perfrdiff.models.style_encoder import StyleEncoder
@@ -65,7 +65,10 @@ class PerFRDiff(nn.Module):
         self.gafrg = gafrg
         self.style_encoder = style_encoder
         # Names are relative to the denoiser (e.g. "output"), which edit() is called on.
-        self.targets = make_editable(gafrg, config.targets)
+        try:
+            self.targets = make_editable(gafrg, config.targets)
+        except ValueError as error:  # a pattern that selects nothing: the key to change
+            raise ConfigError("pwsg.targets", str(error)) from None
         self.history_stats = config.history_stats
         self.history_segments = config.history_segments
         if config.listener_prior and gafrg.scaler is None:

@@ -190,6 +190,13 @@ class MetricsLog:
             os.replace(self.pending, self.path)
             self.pending = None
 
+    def discard(self) -> None:
+        """Remove a fresh run's log that was never committed (the run failed before its first
+        checkpoint): the previous run's log stays the stage's, and no temporary is left."""
+        if self.pending is not None:
+            self.pending.unlink(missing_ok=True)
+            self.pending = None
+
 
 @torch.no_grad()
 def validate(
@@ -345,13 +352,17 @@ def train_stage(
     steps = StepLoop(
         name, objective, model, optimizer, scheduler, params, run, env, metrics_log, guard
     )
-    last_val = steps.train(
-        training_loader(name, train_set, run, env, make_sampler, resumed.step),
-        validation_batches(val_set, run, env, make_sampler),
-        resumed,
-        checkpoint,
-    )
-    check_finite(objective.trained, guard)
+    try:
+        last_val = steps.train(
+            training_loader(name, train_set, run, env, make_sampler, resumed.step),
+            validation_batches(val_set, run, env, make_sampler),
+            resumed,
+            checkpoint,
+        )
+        check_finite(objective.trained, guard)
+    except BaseException:  # diverged, interrupted, failed: nothing of this run replaces anything
+        metrics_log.discard()
+        raise
     return export_weights(name, objective.trained, run, env, last_val, resumed.history)
 
 
@@ -382,32 +393,32 @@ class StepLoop:
         last_val: dict[str, float] = {}
         if val_batches and resumed.step == 0:  # the untrained point of the validation curve
             self.metrics_log.write({"step": 0, "split": "val", **self.validate(val_batches)})
-        progress = tqdm(
+        # closed on an exception too: the refusal line then starts on a line of its own
+        with tqdm(
             total=cfg.steps, initial=resumed.step, desc=self.name, unit="step",
             disable=not self.env.is_main,
-        )  # fmt: skip
-        for step in range(resumed.step + 1, cfg.steps + 1):
-            loss, metrics, applied = optimisation_step(
-                self.model, _to(next(batches), self.env.device), self.optimizer, self.params,
-                cfg.grad_clip, run.precision,
-            )  # fmt: skip
-            self.guard.after(step, loss, applied)
-            self.scheduler.step()
-            progress.update(1)
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                self.log_training(step, loss, metrics, progress)
-            if val_batches and (step % cfg.val_every == 0 or step == cfg.steps):
-                last_val = self.validate(val_batches)
-                self.metrics_log.write({"step": step, "split": "val", **last_val})
-                if self.env.is_main:
-                    values = ", ".join(f"{k}={v:.4f}" for k, v in last_val.items())
-                    log.info("%s step %d: val %s", self.name, step, values)
-            if step % cfg.ckpt_every == 0 or step == cfg.steps:
-                check_finite(self.objective.trained, self.guard)
-                checkpoint(step, {"val": last_val, "resumes": resumed.history})
-            if run.on_step is not None:
-                run.on_step(step)
-        progress.close()
+        ) as progress:  # fmt: skip
+            for step in range(resumed.step + 1, cfg.steps + 1):
+                loss, metrics, applied = optimisation_step(
+                    self.model, _to(next(batches), self.env.device), self.optimizer, self.params,
+                    cfg.grad_clip, run.precision,
+                )  # fmt: skip
+                self.guard.after(step, loss, applied)
+                self.scheduler.step()
+                progress.update(1)
+                if step % cfg.log_every == 0 or step == cfg.steps:
+                    self.log_training(step, loss, metrics, progress)
+                if val_batches and (step % cfg.val_every == 0 or step == cfg.steps):
+                    last_val = self.validate(val_batches)
+                    self.metrics_log.write({"step": step, "split": "val", **last_val})
+                    if self.env.is_main:
+                        values = ", ".join(f"{k}={v:.4f}" for k, v in last_val.items())
+                        log.info("%s step %d: val %s", self.name, step, values)
+                if step % cfg.ckpt_every == 0 or step == cfg.steps:
+                    check_finite(self.objective.trained, self.guard)
+                    checkpoint(step, {"val": last_val, "resumes": resumed.history})
+                if run.on_step is not None:
+                    run.on_step(step)
         return last_val
 
     def validate(self, batches: list[Batch]) -> dict[str, float]:

@@ -1,8 +1,8 @@
 """Training a run: the stages of a :class:`~perfrdiff.run.Run`, in order, into its directory.
 
 :func:`train_run` is the one entry point (the ``train`` and ``demo`` commands, variants of a run,
-tests). It takes the run directory's lock once, checks everything it can before it writes
-``config.yaml``, then trains each stage with :func:`train_stage_of`.
+tests). It takes the run directory's lock once, checks everything it can, then trains each stage
+with :func:`train_stage_of` and writes ``config.yaml`` after each stage that finished.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ def train_run(
             is missing or does not fit the config (see :func:`check_can_train`).
     """
     stages = [stage(name).name for name in stages]  # unknown names fail before any work
+    if not run.directory.exists():  # cheap there (no weights to verify): create no folder for
+        check_can_train(run, stages)  # a training that cannot start
     env = init_distributed(run.device)
     paths = {}
     try:
@@ -48,12 +50,13 @@ def train_run(
             if resume:
                 check_resume(run.config, run.directory, stages)  # before config.yaml
             check_can_train(run, stages)  # before config.yaml too
-            if env.is_main:
-                save_config(run.config, run.directory / CONFIG_FILE)
             for name in stages:
                 paths[name] = train_stage_of(run, name, resume=resume, env=env)
                 run.forget(name)
                 if env.is_main:
+                    # Only now: a stage that fails (a bad value found while building it, a
+                    # divergence, Ctrl-C) leaves the run's config as its weights were trained.
+                    save_config(run.config, run.directory / CONFIG_FILE)
                     log.info("stage %s done: %s", name, paths[name])
     finally:
         shutdown(env)
