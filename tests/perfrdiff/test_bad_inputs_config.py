@@ -104,7 +104,18 @@ def test_a_bad_config_file_is_named(tmp_path, text, words):
 
 # --- keys that change what trained weights mean ---------------------------------------------
 
-_WORDS = ["x0", "v", "uniform", "trailing", "face", "emotion", "dyadic", "shift", "scale"]
+_WORDS = [
+    "x0",
+    "v",
+    "uniform",
+    "trailing",
+    "face",
+    "emotion",
+    "dyadic",
+    "shift",
+    "scale",
+    "react2026",
+]
 
 
 def another_value(key: str, value) -> str | None:

@@ -257,7 +257,7 @@ def test_mfcc_audio_at_30_fps_through_a_memory_mapped_cache(tmp_path):
     write_dyad(tmp_path, "s1", "a", 61, audio=False)
     wav = tmp_path / "train" / "audio" / "speaker" / "s1" / "a.wav"
     wav.parent.mkdir(parents=True)
-    rate = 6000  # a multiple of 2 x 30
+    rate = 12000  # a multiple of 2 x 30, at least 8 kHz
     soundfile.write(wav, np.random.default_rng(0).normal(0, 0.1, rate * 3), rate)
     store = MarsStore(tmp_path, "train", audio="mfcc", personality=False)
     first = store.audio("speaker/s1/a", 61)
@@ -273,7 +273,7 @@ def test_a_wav_too_short_for_its_frames_is_named(tmp_path):
     write_dyad(tmp_path, "s1", "a", 200, audio=False)
     wav = tmp_path / "train" / "audio" / "speaker" / "s1" / "a.wav"
     wav.parent.mkdir(parents=True)
-    soundfile.write(wav, np.zeros(6000), 6000)  # 1 s: 30 frames
+    soundfile.write(wav, np.zeros(12000), 12000)  # 1 s: 30 frames
     store = MarsStore(tmp_path, "train", audio="mfcc", personality=False)
     with pytest.raises(DataError, match=r"a\.wav: wave: expected at least"):
         store.audio("speaker/s1/a", 200)

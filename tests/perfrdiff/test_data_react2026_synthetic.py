@@ -134,7 +134,7 @@ def test_make_synthetic_writes_the_react2026_layout(tmp_path):
     args = ["make-synthetic", "--layout", "react2026", "--root", str(tmp_path), *sizes]
     assert main([*args, "--min-clips", "1", "--max-clips", "1", "--no-eeg"]) == 0
     truth = json.loads((tmp_path / "ground_truth_style.json").read_text())
-    assert truth["config"]["sample_rate"] == 6000 and not truth["config"]["eeg"]
+    assert truth["config"]["sample_rate"] == 12000 and not truth["config"]["eeg"]
     assert not (tmp_path / "train" / "eeg_processed").exists()
     assert len(MarsStore(tmp_path, "val").dyads) == 1
     assert main([*args, "--min-clips", "1", "--max-clips", "1", "--no-eeg"]) == 0  # kept

@@ -35,6 +35,7 @@ import numpy as np
 import soundfile
 from tqdm import tqdm
 
+from perfrdiff.data.audio import MIN_SAMPLE_RATE
 from perfrdiff.data.layout import SPLITS
 from perfrdiff.data.react2026.eeg import EEG_COLUMNS, RAW_CHANNELS, RAW_SCALE
 from perfrdiff.data.react2026.layout import (
@@ -77,8 +78,9 @@ class MarsSyntheticConfig:
     dyads_per_session: tuple[int, int] = (3, 4)
     # Each dyad's frames, cycled over the dyads in writing order.
     lengths: tuple[int, ...] = (58, 299, 751, 1500, 5400)
-    # Any multiple of 2 x 30 Hz (two MFCC hops per frame); small to keep the files small.
-    sample_rate: int = 6000
+    # A multiple of 2 x 30 Hz (two MFCC hops per frame) of at least 8 kHz (speech features need
+    # it); the smallest common rate that is both, to keep the files small.
+    sample_rate: int = 12000
     latent_dim: int = 4
     noise: float = 0.05
     # Fraction of the variance over listeners of offset, gain and delay that personality explains.
@@ -98,9 +100,10 @@ class MarsSyntheticConfig:
             raise ValueError(f"dyads_per_session: expected 1 <= min <= max, got {low, high}")
         if not self.lengths or min(self.lengths) < 2:
             raise ValueError(f"lengths: expected frame counts >= 2, got {self.lengths}")
-        if self.sample_rate <= 0 or self.sample_rate % (2 * REACT2026.fps):
+        if self.sample_rate < MIN_SAMPLE_RATE or self.sample_rate % (2 * REACT2026.fps):
             raise ValueError(
-                f"sample_rate: expected a positive multiple of 60 Hz, got {self.sample_rate}"
+                f"sample_rate: expected a multiple of 60 Hz of at least {MIN_SAMPLE_RATE}, "
+                f"got {self.sample_rate}"
             )
         for name in ("share", "eeg_fraction", "eeg_bad_cells"):
             if not 0 <= getattr(self, name) <= 1:
