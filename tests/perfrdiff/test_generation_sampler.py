@@ -1,6 +1,8 @@
 """The sampler's exact speedups: cached memory keys/values and one edit per window give the same
 reactions as calling the model at every DDIM step (float64, to 1e-6)."""
 
+import copy
+
 import pytest
 import torch
 from perfrdiff.config import load_config
@@ -192,3 +194,23 @@ def test_bound_shifts_give_the_same_windows(model, monkeypatch, limit, guidance)
     for _ in range(2):  # one binding, many windows
         windows = sampler.sample(memory, torch.Generator().manual_seed(4), bound, index)
         torch.testing.assert_close(windows, expected, rtol=0, atol=1e-12)
+
+
+@torch.no_grad()
+def test_bf16_autocast_keeps_the_solver_in_float32(model):
+    """Under bf16 autocast the bound edited weights are bf16 (cast once, not at every step),
+    the windows and the solver stay float32, and the result is near the float32 one."""
+    model = copy.deepcopy(model)
+    memory, shifts, index = inputs(model)  # float64, then everything float32
+    model.float()
+    memory = memory.float()
+    to_float = lambda d: d.replace(**{f: getattr(d, f).float() for f in d.tensor_fields()})  # noqa: E731
+    shifts = {name: to_float(delta) for name, delta in shifts.items()}
+    sampler = ReactionSampler(model, DDIMSchedule(1000), SamplerConfig(steps=4, solver="unipc"))
+    exact = sampler.sample(memory, torch.Generator().manual_seed(5), sampler.bind(shifts), index)
+    with torch.autocast("cpu", torch.bfloat16):
+        bound = sampler.bind(shifts)
+        half = sampler.sample(memory, torch.Generator().manual_seed(5), bound, index)
+    assert {delta.weight.dtype for delta in bound.values()} == {torch.bfloat16}
+    assert half.dtype == torch.float32
+    assert 0 < (half - exact).abs().max() < 0.05 * exact.abs().max()

@@ -50,6 +50,17 @@ def materialise_within_limit(shifts: BoundShifts) -> bool:
     )
 
 
+def _in_autocast_dtype(delta: MaterialisedDelta) -> MaterialisedDelta:
+    """``delta``'s built weights in the enabled autocast dtype of their device, if any (what
+    the edited op would cast them to at every call)."""
+    device_type = delta.weight.device.type
+    if not torch.is_autocast_enabled(device_type):
+        return delta
+    dtype = torch.get_autocast_dtype(device_type)
+    bias = None if delta.bias is None else delta.bias.to(dtype)
+    return delta.replace(weight=delta.weight.to(dtype), bias=bias)
+
+
 def guided_x0(
     denoise: Callable[[Tensor, Tensor], Tensor], x_t: Tensor, t: Tensor, guidance: float
 ) -> Tensor:
@@ -137,12 +148,15 @@ class ReactionSampler:
         Within :data:`DENSE_LIMIT` the edited weights are built once, here
         (:func:`weditlib.materialise_shifts`), instead of once per window; the windows' outputs
         are the same. Larger edits are returned unchanged (the planner chooses per call). The
-        built weights are a snapshot of the denoiser's: bind again after changing them.
+        built weights are a snapshot of the denoiser's: bind again after changing them. Bound
+        under bf16 autocast, they are kept in bf16: each step's product then reads them as they
+        are instead of casting them again (the edited op casts what autocast would).
         """
         if not materialise_within_limit(shifts):
             return shifts
         with torch.no_grad():
-            return materialise_shifts(self.gafrg, shifts)
+            built = materialise_shifts(self.gafrg, shifts)
+        return {name: _in_autocast_dtype(delta) for name, delta in built.items()}
 
     @property
     def guided(self) -> bool:
