@@ -59,6 +59,15 @@ def per_item(predictions: np.ndarray, data: EvaluationSet) -> dict[str, np.ndarr
     }
 
 
+def output_difference(bf16: np.ndarray, fp32: np.ndarray) -> dict[str, float]:
+    """Mean and max absolute difference of bf16 from fp32 reactions, the mean also over the
+    fp32 reactions' std (how large it is next to what the reactions do)."""
+    difference = np.abs(bf16.astype(np.float64) - fp32)
+    return {"bf16_mean_abs_diff": float(difference.mean()),
+            "bf16_max_abs_diff": float(difference.max()),
+            "bf16_diff_over_std": float(difference.mean() / fp32.std())}  # fmt: skip
+
+
 def paired_bootstrap(
     values: np.ndarray, reference: np.ndarray, resamples: int = 2000, seed: int = 0
 ) -> tuple[float, float, float]:
@@ -79,6 +88,8 @@ def sample_row(run: Run, data: EvaluationSet, seeds: list[int], samples: int) ->
     start = time.perf_counter()
     for seed in seeds:
         predictions = run.generate("test", MODES, samples, seed, data=data)
+        if seed == seeds[0]:
+            out["first"] = predictions
         for mode, p in predictions.items():
             items = per_item(p, data)
             motion = motion_report(p, data.listener_emotion, window, stride)
@@ -94,7 +105,7 @@ def sample_row(run: Run, data: EvaluationSet, seeds: list[int], samples: int) ->
 
 def family_rows(name: str, directory: Path, grid, seeds, samples, limit) -> list[dict]:
     """Every row of ``grid`` x precisions for one trained run, against DDIM-50 fp32."""
-    keys = [(solver, steps, precision) for precision in PRECISIONS for solver, steps in grid]
+    keys = [(solver, steps, precision) for solver, steps in grid for precision in PRECISIONS]
     keys.remove(REFERENCE)
     keys.insert(0, REFERENCE)
     data = None
@@ -104,7 +115,14 @@ def family_rows(name: str, directory: Path, grid, seeds, samples, limit) -> list
         run = Run.load(directory, "cpu", precision, overrides)
         if data is None:
             data = run.evaluation_set("test", limit)
-        measured[(solver, steps, precision)] = sample_row(run, data, seeds, samples)
+        result = sample_row(run, data, seeds, samples)
+        first = result.pop("first")
+        if precision == "fp32":
+            fp32 = first  # of the same solver and steps: bf16 is measured right after it
+        else:  # the outputs' difference from fp32, from the same noise
+            result["bf16_vs_fp32"] = {mode: output_difference(first[mode], fp32[mode])
+                                      for mode in MODES}  # fmt: skip
+        measured[(solver, steps, precision)] = result
         print(f"{name} {solver} {steps} {precision}: "
               f"{measured[(solver, steps, precision)]['seconds']:.0f} s", flush=True)  # fmt: skip
     rows = []
@@ -115,7 +133,8 @@ def family_rows(name: str, directory: Path, grid, seeds, samples, limit) -> list
             row = {"family": name, "mode": mode, "solver": solver, "steps": steps,
                    "precision": precision, "items": len(items["FRCorr"]),
                    **{m: float(items[m].mean()) for m in ITEM_METRICS},
-                   **result[mode]["motion"]}  # fmt: skip
+                   **result[mode]["motion"],
+                   **result.get("bf16_vs_fp32", {}).get(mode, {})}  # fmt: skip
             for m in ITEM_METRICS:
                 diff, low, high = paired_bootstrap(items[m], reference[m])
                 row[f"{m}_vs_ref"], row[f"{m}_ci"] = diff, [low, high]
