@@ -80,14 +80,16 @@ def paired_bootstrap(
     return float(values.mean() / reference.mean() - 1), float(low), float(high)
 
 
-def sample_row(run: Run, data: EvaluationSet, seeds: list[int], samples: int) -> dict:
+def sample_row(
+    run: Run, data: EvaluationSet, seeds: list[int], samples: int, modes: list[str]
+) -> dict:
     """Per mode: item metrics averaged over ``seeds`` ``(n,)`` and motion averaged over them."""
     out: dict = {}
     window = run.config.data.window
     stride = window - run.config.generate.overlap
     start = time.perf_counter()
     for seed in seeds:
-        predictions = run.generate("test", MODES, samples, seed, data=data)
+        predictions = run.generate("test", modes, samples, seed, data=data)
         if seed == seeds[0]:
             out["first"] = predictions
         for mode, p in predictions.items():
@@ -103,7 +105,7 @@ def sample_row(run: Run, data: EvaluationSet, seeds: list[int], samples: int) ->
     return out
 
 
-def family_rows(name: str, directory: Path, grid, seeds, samples, limit) -> list[dict]:
+def family_rows(name: str, directory: Path, grid, seeds, samples, limit, modes=MODES) -> list[dict]:
     """Every row of ``grid`` x precisions for one trained run, against DDIM-50 fp32."""
     keys = [(solver, steps, precision) for solver, steps in grid for precision in PRECISIONS]
     keys.remove(REFERENCE)
@@ -114,20 +116,20 @@ def family_rows(name: str, directory: Path, grid, seeds, samples, limit) -> list
         overrides = [f"generate.solver={solver}", f"diffusion.sample_steps={steps}", "threads=1"]
         run = Run.load(directory, "cpu", precision, overrides)
         if data is None:
-            data = run.evaluation_set("test", limit)
-        result = sample_row(run, data, seeds, samples)
+            data = run.evaluation_set("test", limit, histories="personalised" in modes)
+        result = sample_row(run, data, seeds, samples, modes)
         first = result.pop("first")
         if precision == "fp32":
             fp32 = first  # of the same solver and steps: bf16 is measured right after it
         else:  # the outputs' difference from fp32, from the same noise
             result["bf16_vs_fp32"] = {mode: output_difference(first[mode], fp32[mode])
-                                      for mode in MODES}  # fmt: skip
+                                      for mode in modes}  # fmt: skip
         measured[(solver, steps, precision)] = result
         print(f"{name} {solver} {steps} {precision}: "
               f"{measured[(solver, steps, precision)]['seconds']:.0f} s", flush=True)  # fmt: skip
     rows = []
     for (solver, steps, precision), result in measured.items():
-        for mode in MODES:
+        for mode in modes:
             reference = measured[REFERENCE][mode]["items"]
             items = result[mode]["items"]
             row = {"family": name, "mode": mode, "solver": solver, "steps": steps,
@@ -183,6 +185,8 @@ def main() -> None:
     parser.add_argument("--grid", nargs="*", default=None, metavar="SOLVER:STEPS",
                         help="rows (default: DDIM 50/20/10/5, DPM-Solver++ 2M and UniPC "
                         "20/10/5/3); DDIM 50 is always added")  # fmt: skip
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES),
+                        help="generic, personalised or both (default: both)")  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, help="write results as JSON here")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -191,7 +195,8 @@ def main() -> None:
     for text in args.run:
         name, directory = text.split("=", 1)
         rows += family_rows(name, Path(directory), parse_grid(args.grid),
-                            list(range(args.seeds)), args.samples, args.limit)  # fmt: skip
+                            list(range(args.seeds)), args.samples, args.limit,
+                            args.modes)  # fmt: skip
     print_table(rows)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
