@@ -662,6 +662,7 @@ def plot_solver_quality(report: dict[str, Any]) -> str:
         axes.axhline(0, color="grey", linewidth=0.5)
         axes.set_xscale("log")
         axes.set_xticks([3, 5, 10, 20, 50], ["3", "5", "10", "20", "50"])
+        axes.minorticks_off()
         axes.set_xlabel("denoising steps")
         axes.set_ylabel(f"PMAFRG {metric} vs DDIM-50 fp32 (%)")
     panels[0].plot([], [], "k--", label="bf16")
