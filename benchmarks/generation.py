@@ -264,12 +264,15 @@ def floor_rates(config: Config, samples: int) -> dict[str, dict[str, float]]:
 def solver_rtf(
     name: str, combos: list[tuple[str, int]], windows: int, samples: int, chunk: int,
     repeats: int,
-) -> list[dict]:  # fmt: skip
+) -> tuple[list[dict], dict[str, dict[str, float]]]:  # fmt: skip
     """Streaming RTF of config ``name`` (personalised) per solver, steps and precision, each with
     its floor: its window's GEMM and attention flops at the rates :func:`floor_rates` measures.
 
     One model for all rows; rounds alternate over the rows (reversed every other round), so
     machine load hits them alike; each RTF is a median over ``repeats`` rounds.
+
+    Returns:
+        the rows, and the rates (FLOP/s) their floors were computed with.
     """
     device = torch.device("cpu")
     torch.manual_seed(0)
@@ -307,8 +310,9 @@ def solver_rtf(
             "repeats": repeats,
             "floor_rtf": floor / (config.data.window / FPS),
             "window_gflop": sum(kinds.values()) / 1e9,
+            "window_attention_gflop": kinds["attention"] / 1e9,
         })  # fmt: skip
-    return rows
+    return rows, rates
 
 
 def pwsg_size(config: Config, rank: int | None, branch_dim: int | None) -> dict:
@@ -357,8 +361,7 @@ def solver_main(args: argparse.Namespace) -> None:
     combos = [(text.split(":")[0], int(text.split(":")[1])) for text in args.solvers]
     load = os.getloadavg()
     windows, repeats = args.windows[1], args.repeats[1]
-    rows = solver_rtf("paper", combos, windows, args.samples, args.chunk, repeats)
-    rates = floor_rates(load_config("paper"), args.samples)
+    rows, rates = solver_rtf("paper", combos, windows, args.samples, args.chunk, repeats)
     print(f"\nPaper config, personalised streaming, M = {args.samples}, "
           f"{torch.get_num_threads()} threads, load average {load[0]:.1f} -> "
           f"{os.getloadavg()[0]:.1f}")  # fmt: skip

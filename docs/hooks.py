@@ -398,6 +398,7 @@ def render_solver_rtf(solvers: dict[str, Any]) -> str:
         + "; ".join(f"{p} GEMM {fmt(r['gemm'])}, attention {fmt(r['attention'])} GFLOP/s"
                     for p, r in rates.items()) + ".",
         table(solvers["rows"], columns),
+        *(["**Notes on these rows**: " + solvers["notes"]] if solvers.get("notes") else []),
     ])  # fmt: skip
 
 
