@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from perfrdiff.config import Config, load_config
 from perfrdiff.features import AUDIO_DIM, EMOTION_DIM, FACE_DIM, FPS, history_dim
 from perfrdiff.generation import ReactionSampler, SamplerConfig, StreamingGenerator
@@ -39,8 +41,17 @@ def _speaker(frames: int, device: torch.device) -> tuple[torch.Tensor, ...]:
 def _sampler(config: Config, device: torch.device, seed: int) -> ReactionSampler:
     torch.manual_seed(seed)
     model = build_perfrdiff(config).to(device).eval()
+    return _solver_sampler(model, config)
+
+
+def _solver_sampler(model: torch.nn.Module, config: Config) -> ReactionSampler:
+    """The config's solver, steps, guidance and grid; windows end to end (no overlap), so a
+    window's time is that of 2 s of reactions."""
     d = config.diffusion
-    return ReactionSampler(model, build_schedule(config), SamplerConfig(d.sample_steps, d.guidance))
+    sampling = SamplerConfig(
+        d.sample_steps, d.guidance, spacing=d.spacing, solver=config.generate.solver
+    )
+    return ReactionSampler(model, build_schedule(config), sampling)
 
 
 def _stream(
@@ -91,6 +102,7 @@ def _rtf_row(
         "precision": precision,
         "windows": windows,
         "samples": samples,
+        "solver": config.generate.solver,
         "ddim_steps": config.diffusion.sample_steps,
         "guidance": config.diffusion.guidance,
         "seconds_per_window": per_window,
@@ -155,6 +167,12 @@ def paired_rtf(
 def window_flops(config: Config, samples: int) -> int:
     """Floating-point operations of one personalised window (all DDIM steps), counted by
     ``torch.utils.flop_counter`` (matmuls, attention; elementwise work is not counted)."""
+    return sum(window_flops_by_kind(config, samples).values())
+
+
+def window_flops_by_kind(config: Config, samples: int) -> dict[str, int]:
+    """:func:`window_flops` split into ``"gemm"`` (matrix products) and ``"attention"``
+    (``scaled_dot_product_attention``), the two rates the floors divide them by."""
     from torch.utils.flop_counter import FlopCounterMode
 
     device = torch.device("cpu")
@@ -171,26 +189,130 @@ def window_flops(config: Config, samples: int) -> int:
     stream.push(audio[:, :1], face[:, :1], emotion[:, :1])  # window 0
     with counter:
         stream.push(audio[:, 1:], face[:, 1:], emotion[:, 1:])  # window 1
-    return counter.get_total_flops()
+    kinds = {"gemm": 0, "attention": 0}
+    for op, flops in counter.get_flop_counts()["Global"].items():
+        kinds["attention" if "attention" in str(op) else "gemm"] += flops
+    return kinds
 
 
-def gemm_rate(
-    d_model: int, rows: int, device: torch.device | str = "cpu", repeats: int = 20
-) -> float:
-    """FLOP/s of this device on the denoiser's typical matmul ``(rows, d) @ (d, 2d)``."""
-    device = torch.device(device)
-    a = torch.randn(rows, d_model, device=device)
-    b = torch.randn(d_model, 2 * d_model, device=device)
+def _median_seconds(run, device: torch.device, repeats: int) -> float:
     for _ in range(3):
-        a @ b
+        run()
     _sync(device)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        a @ b
+        run()
         _sync(device)
         times.append(time.perf_counter() - start)
-    return 2 * rows * d_model * 2 * d_model / sorted(times)[len(times) // 2]
+    return sorted(times)[len(times) // 2]
+
+
+def gemm_rate(
+    d_model: int,
+    rows: int,
+    device: torch.device | str = "cpu",
+    repeats: int = 20,
+    dtype: torch.dtype = torch.float32,
+) -> float:
+    """FLOP/s of this device on the denoiser's typical matmul ``(rows, d) @ (d, 2d)``."""
+    device = torch.device(device)
+    a = torch.randn(rows, d_model, device=device, dtype=dtype)
+    b = torch.randn(d_model, 2 * d_model, device=device, dtype=dtype)
+    return 2 * rows * d_model * 2 * d_model / _median_seconds(lambda: a @ b, device, repeats)
+
+
+def attention_rate(
+    d_model: int,
+    heads: int,
+    batch: int,
+    queries: int,
+    keys: int,
+    device: torch.device | str = "cpu",
+    repeats: int = 20,
+    dtype: torch.dtype = torch.float32,
+) -> float:
+    """FLOP/s of ``scaled_dot_product_attention`` on the denoiser's shapes: ``batch`` windows,
+    ``heads`` heads of ``d / heads``, ``queries`` frames attending to ``keys`` tokens
+    (``4·b·q·k·d`` flops: two products)."""
+    device = torch.device(device)
+    g = torch.Generator(device).manual_seed(0)
+    q, k, v = (
+        torch.randn(batch, heads, n, d_model // heads, generator=g, device=device, dtype=dtype)
+        for n in (queries, keys, keys)
+    )
+    seconds = _median_seconds(lambda: F.scaled_dot_product_attention(q, k, v), device, repeats)
+    return 4 * batch * queries * keys * d_model / seconds
+
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def floor_rates(config: Config, samples: int) -> dict[str, dict[str, float]]:
+    """GEMM and attention FLOP/s in fp32 and bf16 on the denoiser's shapes, measured in one
+    run: ``(M·w, d) @ (d, 2d)`` and ``M`` windows' self-attention (``w`` frames to ``w``)."""
+    d, w = config.denoiser.d_model, config.data.window
+    return {
+        name: {
+            "gemm": gemm_rate(d, samples * w, dtype=dtype),
+            "attention": attention_rate(d, config.denoiser.heads, samples, w, w, dtype=dtype),
+        }
+        for name, dtype in PRECISIONS.items()
+    }
+
+
+def solver_rtf(
+    name: str, combos: list[tuple[str, int]], windows: int, samples: int, chunk: int,
+    repeats: int,
+) -> tuple[list[dict], dict[str, dict[str, float]]]:  # fmt: skip
+    """Streaming RTF of config ``name`` (personalised) per solver, steps and precision, each with
+    its floor: its window's GEMM and attention flops at the rates :func:`floor_rates` measures.
+
+    One model for all rows; rounds alternate over the rows (reversed every other round), so
+    machine load hits them alike; each RTF is a median over ``repeats`` rounds.
+
+    Returns:
+        the rows, and the rates (FLOP/s) their floors were computed with.
+    """
+    device = torch.device("cpu")
+    torch.manual_seed(0)
+    model = build_perfrdiff(load_config(name)).eval()
+    configs = {
+        combo: load_config(
+            name, [f"generate.solver={combo[0]}", f"diffusion.sample_steps={combo[1]}"]
+        )
+        for combo in combos
+    }
+    samplers = {combo: _solver_sampler(model, config) for combo, config in configs.items()}
+    keys = [(combo, precision) for combo in combos for precision in PRECISIONS]
+    seconds: dict = {key: [] for key in keys}
+    for round_ in range(repeats + 1):  # round 0: untimed warm-up
+        for combo, precision in keys if round_ % 2 else keys[::-1]:
+            with torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"):
+                per_window = _seconds_per_window(
+                    samplers[combo], configs[combo], windows if round_ else 1, samples, chunk,
+                    0, True, device,
+                )  # fmt: skip
+            if round_:
+                seconds[(combo, precision)].append(per_window)
+    rates = floor_rates(load_config(name), samples)
+    flops = {steps: window_flops_by_kind(configs[combo], samples) for combo in combos
+             for steps in [combo[1]]}  # fmt: skip
+    rows = []
+    for combo, precision in keys:
+        config = configs[combo]
+        per_window = sorted(seconds[(combo, precision)])[repeats // 2]
+        kinds = flops[combo[1]]
+        floor = sum(kinds[k] / rates[precision][k] for k in kinds)
+        row = _rtf_row(samplers[combo], config, True, device, precision, windows, samples,
+                       per_window)  # fmt: skip
+        rows.append(row | {
+            "repeats": repeats,
+            "floor_rtf": floor / (config.data.window / FPS),
+            "window_gflop": sum(kinds.values()) / 1e9,
+            "window_attention_gflop": kinds["attention"] / 1e9,
+        })  # fmt: skip
+    return rows, rates
 
 
 def pwsg_size(config: Config, rank: int | None, branch_dim: int | None) -> dict:
@@ -234,6 +356,35 @@ def frcorr_dense_vs_lowrank(run_dir: Path, out: Path) -> dict:
     return {name: r["FRCorr"] for name, r in results.items()}
 
 
+def solver_main(args: argparse.Namespace) -> None:
+    """``--solvers``: the paper rows per solver, steps and precision, merged into ``--json``."""
+    combos = [(text.split(":")[0], int(text.split(":")[1])) for text in args.solvers]
+    load = os.getloadavg()
+    windows, repeats = args.windows[1], args.repeats[1]
+    rows, rates = solver_rtf("paper", combos, windows, args.samples, args.chunk, repeats)
+    print(f"\nPaper config, personalised streaming, M = {args.samples}, "
+          f"{torch.get_num_threads()} threads, load average {load[0]:.1f} -> "
+          f"{os.getloadavg()[0]:.1f}")  # fmt: skip
+    for precision, rate in rates.items():
+        print(f"{precision}: GEMM {rate['gemm'] / 1e9:.1f} GFLOP/s, attention "
+              f"{rate['attention'] / 1e9:.1f} GFLOP/s")  # fmt: skip
+    print(f"{'solver':9} {'steps':>5} {'precision':>9} {'s/window':>9} {'RTF':>6} {'floor':>6}")
+    for r in rows:
+        print(f"{r['solver']:9} {r['ddim_steps']:>5} {r['precision']:>9} "
+              f"{r['seconds_per_window']:>9.3f} {r['rtf']:>6.3f} "
+              f"{r['floor_rtf']:>6.3f}")  # fmt: skip
+    if args.json:
+        results = json.loads(args.json.read_text()) if args.json.is_file() else {}
+        results["rtf_solvers"] = {
+            "config": "paper",
+            "threads": torch.get_num_threads(),
+            "load_average_before_after": [load[0], os.getloadavg()[0]],
+            "rates_gflops": {p: {k: v / 1e9 for k, v in r.items()} for p, r in rates.items()},
+            "rows": rows,
+        }
+        args.json.write_text(json.dumps(results, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -270,9 +421,20 @@ def main() -> None:
         help="further DDIM step counts to time the paper config at (default: 10 20)",
     )
     parser.add_argument("--json", type=Path, default=None, help="write results as JSON here")
+    parser.add_argument(
+        "--solvers",
+        nargs="*",
+        default=None,
+        metavar="SOLVER:STEPS",
+        help="only time the paper config per solver, steps and precision (e.g. ddim:50 "
+        "unipc:5) with floors, and add the rows to --json's existing results",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.solvers is not None:
+        solver_main(args)
+        return
     results: dict = {
         "machine": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),

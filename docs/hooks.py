@@ -371,11 +371,35 @@ def render_generation(report: dict[str, Any]) -> str:
             + ", ".join(f"{steps} steps RTF **{fmt(rtf)}**" for steps, rtf in by_steps.items())
             + "."
         )
+    if report.get("rtf_solvers"):
+        parts.append(render_solver_rtf(report["rtf_solvers"]))
     if "low_rank_over_dense" in pwsg:
         parts.append(f"Low-rank / dense parameters: **{pwsg['low_rank_over_dense']:.4%}**.")
     if report.get("frcorr"):
         parts += ["PMAFRG FRCorr, low-rank vs dense heads:", render_generic(report["frcorr"])]
     return "\n\n".join(parts)
+
+
+def render_solver_rtf(solvers: dict[str, Any]) -> str:
+    """The paper config's RTF per solver, steps and precision, with floors and rates."""
+    rates = solvers["rates_gflops"]
+    load = solvers["load_average_before_after"]
+    columns = [
+        ("solver", "solver"), ("ddim_steps", "steps"), ("precision", "precision"),
+        ("seconds_per_window", "s / window"), ("rtf", "RTF"), ("floor_rtf", "floor RTF"),
+        ("window_gflop", "GFLOP / window"), ("repeats", "rounds (median of)"),
+    ]  # fmt: skip
+    return "\n\n".join([
+        f"Paper config per solver, steps and precision (personalised, `M` = "
+        f"{solvers['rows'][0]['samples']}, {solvers['threads']} threads, rows timed in "
+        f"alternating rounds in one run; load average {fmt(load[0])} before, {fmt(load[1])} "
+        "after: other jobs shared the CPU). Floors: the window's GEMM flops at the GEMM rate "
+        "plus its attention flops at the attention rate, both measured in the same run: "
+        + "; ".join(f"{p} GEMM {fmt(r['gemm'])}, attention {fmt(r['attention'])} GFLOP/s"
+                    for p, r in rates.items()) + ".",
+        table(solvers["rows"], columns),
+        *(["**Notes on these rows**: " + solvers["notes"]] if solvers.get("notes") else []),
+    ])  # fmt: skip
 
 
 def render_personalisation(report: dict[str, Any]) -> str:
@@ -608,6 +632,71 @@ def plot_roofline(report: dict[str, Any]) -> str:
     return svg_of(figure)
 
 
+def plot_solver_quality(report: dict[str, Any]) -> str:
+    """PMAFRG FRCorr and FRdist relative to DDIM-50 fp32 against steps (log), one panel per
+    metric, a line per solver and precision, a marker per style family; the issue's bounds
+    dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in report["rows"] if r["mode"] == "personalised"]
+    families = list(dict.fromkeys(r["family"] for r in rows))
+    figure, panels = plt.subplots(1, 2, figsize=(9, 3.6), sharex=True)
+    for axes, metric in zip(panels, ("FRCorr", "FRdist"), strict=True):
+        for solver in dict.fromkeys(r["solver"] for r in rows):
+            color = axes._get_lines.get_next_color()
+            for precision, style in (("fp32", "-"), ("bf16", "--")):
+                for family, marker in zip(families, "os^D", strict=False):
+                    line = sorted(
+                        (r["steps"], 100 * r[f"{metric}_vs_ref"])
+                        for r in rows
+                        if (r["solver"], r["precision"], r["family"]) == (solver, precision, family)
+                    )
+                    if line:
+                        axes.plot(*zip(*line, strict=True), style, marker=marker, color=color,
+                                  markersize=4)  # fmt: skip
+            axes.plot([], [], "-", color=color, label=solver)
+        bound = 100 * report["bounds"][metric]
+        axes.axhline(bound, color="black", linestyle=":", linewidth=1)
+        axes.axhline(0, color="grey", linewidth=0.5)
+        axes.set_xscale("log")
+        axes.set_xticks([3, 5, 10, 20, 50], ["3", "5", "10", "20", "50"])
+        axes.minorticks_off()
+        axes.set_xlabel("denoising steps")
+        axes.set_ylabel(f"PMAFRG {metric} vs DDIM-50 fp32 (%)")
+    panels[0].plot([], [], "k--", label="bf16")
+    for family, marker in zip(families, "os^D", strict=False):
+        panels[0].plot([], [], marker, color="grey", label=family)
+    panels[0].legend(fontsize="x-small")
+    return svg_of(figure)
+
+
+def render_solver_quality(report: dict[str, Any]) -> str:
+    """``benchmarks/solver_quality.py`` report: one table per style family and mode."""
+    columns = [
+        ("solver", "solver"), ("steps", "steps"), ("precision", "precision"),
+        ("FRCorr", "FRCorr"), ("FRCorr_vs_ref", "vs ref"), ("FRCorr_ci", "95% CI"),
+        ("FRdist", "FRdist"), ("FRdist_vs_ref", "vs ref"), ("FRdist_ci", "95% CI"),
+        ("FRDiv", "FRDiv"), ("FRVar", "FRVar"), ("inside_vs_real", "motion / real"),
+        ("join_ratio", "seam ratio"),
+    ]  # fmt: skip
+    parts = [
+        f"Reference: **{report['reference']}**; {report['seeds']} noise seeds, "
+        f"{report['samples']} samples per item; differences are relative, with paired "
+        "bootstrap 95% intervals over test items."
+    ]
+    rows = report["rows"]
+    for family in dict.fromkeys(r["family"] for r in rows):
+        for mode in ("personalised", "generic"):
+            chosen = [r for r in rows if (r["family"], r["mode"]) == (family, mode)]
+            if chosen:
+                parts += [f"**{family}, {mode}** ({chosen[0]['items']} test items):",
+                          table(chosen, columns)]  # fmt: skip
+    return "\n\n".join(parts)
+
+
 def short_paragraphs(text: str, words: int = 90) -> list[str]:
     """``text`` cut between sentences into paragraphs of about ``words`` words at most."""
     sentences = re.split(r"(?<=[.;:])\s+(?=[A-Z(`*])", text.strip())
@@ -648,6 +737,7 @@ RENDERERS = {
     "ablation": render_ablation,
     "gpu/gpu_check": render_gpu_check,
     "peft_mixed": render_peft_mixed,
+    "solver_quality": render_solver_quality,
 }
 PLOTTERS = {
     "edit_linear": plot_edit_linear,
@@ -656,6 +746,7 @@ PLOTTERS = {
     "generation": plot_generation,
     "peft_mixed": plot_peft_mixed,
     "roofline": plot_roofline,
+    "solver_quality": plot_solver_quality,
 }
 
 

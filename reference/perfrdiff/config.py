@@ -418,6 +418,10 @@ class GenerateConfig(_Checked):
     # perfrdiff.generation. On the synthetic demo, 10 took the join/inside step ratio of
     # personalised samples from 10.6 to 0.8 for 1.3x the windows (benchmarks/realism.py).
     overlap: int = _setting(10, _at_least(0), role=SAMPLING)
+    # The ODE solver of every window (perfrdiff.models.solvers): "ddim" (first order, the
+    # paper's), "dpmpp-2m" (DPM-Solver++ 2M) or "unipc" (UniPC bh2, order 2); the higher-order
+    # ones reuse the last steps' predictions and are deterministic (diffusion.eta must be 0).
+    solver: str = _setting("ddim", _one_of("ddim", "dpmpp-2m", "unipc"), role=SAMPLING)
 
 
 @dataclass
@@ -475,6 +479,12 @@ class Config(_Checked):
                 "pwsg.listener_prior",
                 "needs style.input = 'emotion' or 'dyadic' (the prior is the listener's emotion "
                 "history's mean), got 'face'",
+            )
+        if self.generate.solver != "ddim" and self.diffusion.eta != 0:
+            raise ConfigError(
+                "generate.solver",
+                f"{self.generate.solver!r} is deterministic: needs diffusion.eta = 0, got "
+                f"{self.diffusion.eta:g} (use solver 'ddim' for eta > 0)",
             )
         if self.pwsg.fit_prior_weight and not self.pwsg.listener_prior:
             raise ConfigError(

@@ -144,8 +144,8 @@ class Run:
     # Inference ----------------------------------------------------------------------------
 
     def sampler(self, mode: str, model: nn.Module | None = None) -> ReactionSampler:
-        """DDIM sampler of ``mode`` (``"generic"``: GAFRG; ``"personalised"``: PerFRDiff) with
-        the config's steps, guidance, spacing and online overlap, on the run's device.
+        """Sampler of ``mode`` (``"generic"``: GAFRG; ``"personalised"``: PerFRDiff) with
+        the config's solver, steps, guidance, spacing and online overlap, on the run's device.
 
         ``model`` samples another model of the same kind the run's way (a variant or an
         ablation's model, on the run's device); by default, the run's trained one.
@@ -158,7 +158,8 @@ class Run:
         if model is None:
             model = self.model("pwsg" if mode == "personalised" else "gafrg")
         d = self.config.diffusion
-        config = SamplerConfig(d.sample_steps, d.guidance, self.config.generate.overlap, d.spacing)
+        g = self.config.generate
+        config = SamplerConfig(d.sample_steps, d.guidance, g.overlap, d.spacing, g.solver)
         return ReactionSampler(model, self.schedule, config)
 
     def sample(
@@ -207,6 +208,7 @@ class Run:
             "guidance": d.guidance,
             "eta": d.eta,
             "spacing": d.spacing,
+            "solver": self.config.generate.solver,
             "prediction": d.prediction,
             "window": self.config.data.window,
             "stride": self.config.data.window - self.config.generate.overlap,

@@ -239,3 +239,50 @@ def test_generation_shows_generic_rtf_and_the_compute_floor(hooks, tmp_path: Pat
     rendered = hooks.render_page("<!-- benchmark: generation -->", tmp_path)
     assert "compute floor RTF" in rendered and "| 3.4 | 3.2 | 1.062 | 1.9 | 940 |" in rendered
     assert "10 steps RTF **0.7**" in rendered
+
+
+def solver_row(family, mode, solver, steps, precision, frcorr):
+    return {
+        "family": family, "mode": mode, "solver": solver, "steps": steps,
+        "precision": precision, "items": 30, "FRCorr": frcorr, "FRdist": 100.0,
+        "FRDiv": 0.01, "FRVar": 0.02, "inside_vs_real": 1.1, "join_ratio": 0.9,
+        "real_join_ratio": 1.0, "FRCorr_vs_ref": frcorr / 0.5 - 1, "FRCorr_ci": [-0.02, 0.01],
+        "FRdist_vs_ref": 0.0, "FRdist_ci": [-0.01, 0.01], "FRDiv_vs_ref": 0.0,
+        "FRDiv_ci": [0, 0], "FRVar_vs_ref": 0.0, "FRVar_ci": [0, 0],
+    }  # fmt: skip
+
+
+def test_solver_quality_report_has_a_table_per_family_and_mode_and_a_plot(hooks, tmp_path):
+    rows = [
+        solver_row(family, mode, solver, steps, precision, 0.5 - 0.001 * (50 - steps))
+        for family in ("coupled-latent", "lagged-expressive")
+        for mode in ("generic", "personalised")
+        for solver, steps in (("ddim", 50), ("ddim", 5), ("unipc", 5), ("unipc", 3))
+        for precision in ("fp32", "bf16")
+    ]
+    report = {"reference": "ddim 50 fp32", "seeds": 3, "samples": 10,
+              "bounds": {"FRCorr": -0.02, "FRdist": 0.03}, "rows": rows}  # fmt: skip
+    (tmp_path / "solver_quality.json").write_text(json.dumps(report))
+    rendered = hooks.render_page("<!-- benchmark: solver_quality -->", tmp_path)
+    assert rendered.count("| solver | steps | precision |") == 4
+    assert "**lagged-expressive, personalised** (30 test items):" in rendered
+    assert "| unipc | 3 | bf16 | 0.453 | -0.094 | -0.02, 0.01 |" in rendered
+    assert "(benchmarks/solver_quality.svg)" in rendered
+    assert hooks.plot("solver_quality", report).startswith("<?xml")
+
+
+def test_generation_report_shows_the_solver_rows_with_their_floors(hooks, tmp_path):
+    row = {"solver": "unipc", "ddim_steps": 5, "precision": "bf16", "samples": 10,
+           "seconds_per_window": 0.4, "rtf": 0.2, "floor_rtf": 0.1, "window_gflop": 30.0,
+           "repeats": 3}  # fmt: skip
+    report = {"rtf_solvers": {
+        "config": "paper", "threads": 2, "load_average_before_after": [3.5, 4.0],
+        "rates_gflops": {"fp32": {"gemm": 80.0, "attention": 10.0},
+                         "bf16": {"gemm": 140.0, "attention": 12.0}},
+        "rows": [row],
+    }}  # fmt: skip
+    (tmp_path / "generation.json").write_text(json.dumps(report))
+    rendered = hooks.render_page("<!-- benchmark: generation -->", tmp_path)
+    assert "| unipc | 5 | bf16 | 0.4 | 0.2 | 0.1 | 30 | 3 |" in rendered
+    assert "bf16 GEMM 140, attention 12 GFLOP/s" in rendered
+    assert "load average 3.5 before, 4 after" in rendered

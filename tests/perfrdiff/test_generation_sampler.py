@@ -1,11 +1,13 @@
 """The sampler's exact speedups: cached memory keys/values and one edit per window give the same
 reactions as calling the model at every DDIM step (float64, to 1e-6)."""
 
+import copy
+
 import pytest
 import torch
 from perfrdiff.config import load_config
 from perfrdiff.generation import ReactionSampler, SamplerConfig
-from perfrdiff.models import DDIMSchedule, build_perfrdiff
+from perfrdiff.models import DDIMSchedule, build_perfrdiff, build_solver
 
 from weditlib import edit
 
@@ -36,11 +38,14 @@ def inputs(model, b=4, seed=1):
     return memory, shifts, torch.tensor([0, 1, 1, 0])[:b]
 
 
-def per_step_reference(model, schedule, steps, guidance, memory, generator, shifts, index):
+def per_step_reference(
+    model, schedule, steps, guidance, memory, generator, shifts, index, solver="ddim"
+):
     """The sampler as it was: the full model (and a fresh edit) at every step and branch."""
     b = memory.shape[0]
     x = torch.randn((b, 50, 25), generator=generator, dtype=memory.dtype)
-    for t in schedule.set_timesteps(steps).tolist():
+    solver = build_solver(solver, schedule)
+    for t in solver.set_timesteps(steps).tolist():
         t_batch = torch.full((b,), t, dtype=torch.long)
         if guidance == 1.0:
             x0 = model(x, t_batch, memory, None, shifts, index)
@@ -55,7 +60,7 @@ def per_step_reference(model, schedule, steps, guidance, memory, generator, shif
                 None if index is None else index.repeat(2),
             )
             x0 = both[b:] + guidance * (both[:b] - both[b:])
-        x = schedule.step(x0, t, x, generator)
+        x = solver.step(schedule.predicted_x0(x0, x, t), t, x, generator)
     return x
 
 
@@ -77,6 +82,30 @@ def test_sampler_equals_calling_the_model_at_every_step(model, personalised, gui
     )  # fmt: skip
     torch.testing.assert_close(fast, slow, rtol=0, atol=1e-6)
     assert fast.abs().max() > 0.1  # not trivially zero
+
+
+@pytest.mark.parametrize("solver", ["dpmpp-2m", "unipc"])
+@pytest.mark.parametrize("prediction", ["x0", "v"])
+@torch.no_grad()
+def test_sampler_runs_the_configured_solver(model, solver, prediction):
+    """Guidance on the model's output, then its x0 (x0 or v target), then the solver's step;
+    the solver's history is fresh for every window (two windows in a row give the same)."""
+    memory, shifts, index = inputs(model)
+    config = SamplerConfig(steps=5, guidance=2.0, solver=solver)
+    sampler = ReactionSampler(model, DDIMSchedule(1000, prediction=prediction), config)
+    fast = [sampler.sample(memory, torch.Generator().manual_seed(5), shifts, index)
+            for _ in range(2)]  # fmt: skip
+    slow = per_step_reference(
+        model, DDIMSchedule(1000, prediction=prediction), 5, 2.0, memory,
+        torch.Generator().manual_seed(5), shifts, index, solver,
+    )  # fmt: skip
+    torch.testing.assert_close(fast[0], slow, rtol=0, atol=1e-6)
+    torch.testing.assert_close(fast[1], slow, rtol=0, atol=1e-6)
+    ddim = per_step_reference(
+        model, DDIMSchedule(1000, prediction=prediction), 5, 2.0, memory,
+        torch.Generator().manual_seed(5), shifts, index,
+    )  # fmt: skip
+    assert (fast[0] - ddim).abs().max() > 1e-4  # another solver than DDIM (>= 9e-4 here)
 
 
 @pytest.mark.parametrize("keep", [None, [True, False, True, False]])
@@ -165,3 +194,23 @@ def test_bound_shifts_give_the_same_windows(model, monkeypatch, limit, guidance)
     for _ in range(2):  # one binding, many windows
         windows = sampler.sample(memory, torch.Generator().manual_seed(4), bound, index)
         torch.testing.assert_close(windows, expected, rtol=0, atol=1e-12)
+
+
+@torch.no_grad()
+def test_bf16_autocast_keeps_the_solver_in_float32(model):
+    """Under bf16 autocast the bound edited weights are bf16 (cast once, not at every step),
+    the windows and the solver stay float32, and the result is near the float32 one."""
+    model = copy.deepcopy(model)
+    memory, shifts, index = inputs(model)  # float64, then everything float32
+    model.float()
+    memory = memory.float()
+    to_float = lambda d: d.replace(**{f: getattr(d, f).float() for f in d.tensor_fields()})  # noqa: E731
+    shifts = {name: to_float(delta) for name, delta in shifts.items()}
+    sampler = ReactionSampler(model, DDIMSchedule(1000), SamplerConfig(steps=4, solver="unipc"))
+    exact = sampler.sample(memory, torch.Generator().manual_seed(5), sampler.bind(shifts), index)
+    with torch.autocast("cpu", torch.bfloat16):
+        bound = sampler.bind(shifts)
+        half = sampler.sample(memory, torch.Generator().manual_seed(5), bound, index)
+    assert {delta.weight.dtype for delta in bound.values()} == {torch.bfloat16}
+    assert half.dtype == torch.float32
+    assert 0 < (half - exact).abs().max() < 0.05 * exact.abs().max()

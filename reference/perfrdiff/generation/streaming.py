@@ -1,5 +1,6 @@
-"""Online generation of listener reactions: DDIM sampling with classifier-free guidance, streamed
-window by window, generic (GAFRG) or personalised (PerFRDiff with a listener's shifts).
+"""Online generation of listener reactions: sampling (DDIM or a higher-order solver, the
+sampler's ``solver``) with classifier-free guidance, streamed window by window, generic (GAFRG)
+or personalised (PerFRDiff with a listener's shifts).
 
 Listener windows are ``w`` frames long and start every ``s = w - o`` frames (``o``: the sampler's
 ``overlap``, 0 by default): window ``k`` covers ``[k·s, k·s + w)`` and is conditioned on the
@@ -36,7 +37,8 @@ class StreamingGenerator:
     and denoising steps.
 
     Args:
-        sampler: the DDIM sampler (generic or personalised model; its config's ``overlap``).
+        sampler: the sampler (generic or personalised model; its config's solver, steps and
+            ``overlap``).
         samples: ``M``.
         history: ``(n, h, c)`` listener histories for personalised generation, else ``None``.
         seed: seed of the noise; the same seed gives the same reactions, whatever the chunking.

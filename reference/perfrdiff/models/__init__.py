@@ -16,11 +16,14 @@ from perfrdiff.models.personalised import PerFRDiff, build_generator
 from perfrdiff.models.prior import ListenerPrior
 from perfrdiff.models.scaler import FeatureScaler
 from perfrdiff.models.schedule import DDIMSchedule, cosine_alphas_cumprod
+from perfrdiff.models.solvers import SOLVERS, DPMSolverPP2M, UniPC, build_solver
 from perfrdiff.models.style_encoder import StyleEncoder
 
 __all__ = [
     "GAFRG",
+    "SOLVERS",
     "DDIMSchedule",
+    "DPMSolverPP2M",
     "EmotionVAE",
     "FeatureScaler",
     "ListenerPrior",
@@ -28,10 +31,12 @@ __all__ = [
     "PerFRDiff",
     "SpeakerEncoder",
     "StyleEncoder",
+    "UniPC",
     "build_gafrg",
     "build_generator",
     "build_perfrdiff",
     "build_schedule",
+    "build_solver",
     "build_style_encoder",
     "build_vae",
     "cosine_alphas_cumprod",

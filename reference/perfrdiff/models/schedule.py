@@ -33,6 +33,41 @@ PREDICTIONS = ("x0", "v")
 SPACINGS = ("uniform", "quadratic", "linspace", "trailing")
 
 
+def timestep_grid(num_train_steps: int, num_steps: int, spacing: str = "uniform") -> Tensor:
+    """``(s,)`` descending integer timesteps of a ``num_steps`` sampling grid (see
+    :meth:`DDIMSchedule.set_timesteps` for the spacings); every solver samples on these grids.
+
+    Raises:
+        ValueError: ``num_steps`` is not in ``[1, num_train_steps]``, or ``spacing`` is not one
+            of :data:`SPACINGS`.
+    """
+    if not 1 <= num_steps <= num_train_steps:
+        raise ValueError(f"num_steps must be in [1, {num_train_steps}], got {num_steps}")
+    last = num_train_steps - 1
+    if spacing == "uniform":
+        ratio = num_train_steps // num_steps
+        ascending = torch.arange(num_steps) * ratio
+    elif spacing == "quadratic":
+        grid = torch.linspace(0, 1, num_steps, dtype=torch.float64) ** 2 * last
+        steps = grid.floor().long().tolist()
+        for i in range(1, num_steps):  # distinct steps, leaving room for the ones after
+            room = last - (num_steps - 1 - i)
+            steps[i] = min(max(steps[i], steps[i - 1] + 1), room)
+        ascending = torch.tensor(steps)
+    elif spacing == "linspace":
+        # from T - 1 (one step: a single jump from pure noise) to 0; gaps of (T - 1) / (s - 1)
+        # >= 1 for s < T, and exactly 1 for s = T, so rounding keeps the steps distinct
+        descending = torch.linspace(last, 0, num_steps, dtype=torch.float64).round().long()
+        ascending = descending.flip(0)
+    elif spacing == "trailing":
+        # T (i + 1) / s - 1 for i < s: gaps of T / s >= 1, so rounding keeps them distinct
+        fraction = torch.arange(1, num_steps + 1, dtype=torch.float64) / num_steps
+        ascending = (fraction * num_train_steps).round().long() - 1
+    else:
+        raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
+    return ascending.flip(0).long()
+
+
 class DDIMSchedule:
     """Cosine schedule with ``num_train_steps`` steps and DDIM sampling over a subset of them.
 
@@ -85,31 +120,7 @@ class DDIMSchedule:
             ValueError: ``num_steps`` is not in ``[1, T]``, or ``spacing`` is not one of
                 :data:`SPACINGS`.
         """
-        if not 1 <= num_steps <= self.num_train_steps:
-            raise ValueError(f"num_steps must be in [1, {self.num_train_steps}], got {num_steps}")
-        last = self.num_train_steps - 1
-        if spacing == "uniform":
-            ratio = self.num_train_steps // num_steps
-            ascending = torch.arange(num_steps) * ratio
-        elif spacing == "quadratic":
-            grid = torch.linspace(0, 1, num_steps, dtype=torch.float64) ** 2 * last
-            steps = grid.floor().long().tolist()
-            for i in range(1, num_steps):  # distinct steps, leaving room for the ones after
-                room = last - (num_steps - 1 - i)
-                steps[i] = min(max(steps[i], steps[i - 1] + 1), room)
-            ascending = torch.tensor(steps)
-        elif spacing == "linspace":
-            # from T - 1 (one step: a single jump from pure noise) to 0; gaps of (T - 1) / (s - 1)
-            # >= 1 for s < T, and exactly 1 for s = T, so rounding keeps the steps distinct
-            descending = torch.linspace(last, 0, num_steps, dtype=torch.float64).round().long()
-            ascending = descending.flip(0)
-        elif spacing == "trailing":
-            # T (i + 1) / s - 1 for i < s: gaps of T / s >= 1, so rounding keeps them distinct
-            fraction = torch.arange(1, num_steps + 1, dtype=torch.float64) / num_steps
-            ascending = (fraction * self.num_train_steps).round().long() - 1
-        else:
-            raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
-        self.timesteps = ascending.flip(0).long()
+        self.timesteps = timestep_grid(self.num_train_steps, num_steps, spacing)
         grid = self.timesteps.tolist()
         self._previous = dict(zip(grid, [*grid[1:], -1], strict=True))
         return self.timesteps
