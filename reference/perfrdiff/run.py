@@ -256,9 +256,10 @@ class Run:
         n_jobs: int | None = None,
     ) -> dict:
         """The seven REACT metrics of ``predictions`` ``(n, M, T, 25)`` against ``split``
-        (or of each array of a mapping name -> predictions, returning name -> metrics), with
-        the motion statistics of :func:`perfrdiff.metrics.motion_report` at the joins of the
-        run's online windows.
+        (or of each array of a mapping name -> predictions, returning name -> metrics), FRCorr
+        and FRdist on both label sets (``"PMAFRG FRCorr"``, ``"PMAFRG FRdist"`` beside the
+        challenge's MAFRG ones, when ``data`` knows its listeners), with the motion statistics
+        of :func:`perfrdiff.metrics.motion_report` at the joins of the run's online windows.
 
         Metrics are computed in NumPy on the CPU whatever the run's device.
         """
@@ -270,7 +271,12 @@ class Run:
 
         def one(p: np.ndarray) -> dict[str, float]:
             metrics = evaluate_all(
-                p, data.listener_emotion, data.speaker_emotion, data.neighbours, n_jobs
+                p,
+                data.listener_emotion,
+                data.speaker_emotion,
+                data.neighbours,
+                n_jobs,
+                listeners=data.listeners,
             )
             return {**metrics, **motion_report(p, data.listener_emotion, window, stride)}
 

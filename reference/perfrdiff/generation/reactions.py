@@ -41,6 +41,9 @@ class EvaluationSet:
     # How many frames of its history clip each item's history holds (data.history_frames when
     # read from a split; None: not recorded, or histories given by the caller).
     history_frames: int | None = None
+    # Each item's listener identity (site/session/role), for the PMAFRG label set (None:
+    # unknown, only MAFRG is scored).
+    listeners: list[str] | None = None
 
 
 def with_style_input(data: EvaluationSet, style_input: str) -> EvaluationSet:
@@ -102,6 +105,8 @@ def load_evaluation_set(
     none (for generic generation, or one history given for every item), so a listener without
     another clip is no obstacle.
     """
+    from perfrdiff.data import person_of
+
     check_generation_options(limit=limit)
     dataset = clip_dataset(config, split, histories)
     n = len(dataset) if limit is None else min(limit, len(dataset))
@@ -115,6 +120,7 @@ def load_evaluation_set(
         listener_emotion=np.stack([it["listener_emotion"].numpy() for it in items]),
         speaker_emotion=np.stack([it["speaker_emotion"].numpy() for it in items]),
         neighbours=np.asarray(dataset.index.neighbours[:n, :n], dtype=bool),
+        listeners=[person_of(pair.listener) for pair in dataset.index.items[:n]],
     )
     return _with_histories(data, dataset, config, split) if histories else data
 

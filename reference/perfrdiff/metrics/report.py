@@ -14,6 +14,7 @@ from perfrdiff._checks import check_at_least, is_integer
 from perfrdiff.data import ClipStore, DataError, MissingFileError, SplitIndex, read_npy
 from perfrdiff.metrics._inputs import check_n_jobs, predictions_array
 from perfrdiff.metrics.evaluate import evaluate_all, write_report
+from perfrdiff.metrics.label_sets import item_listeners
 from perfrdiff.metrics.motion import motion_report
 
 
@@ -195,17 +196,24 @@ def check_evaluate_options(config: EvaluateConfig) -> None:
 
 
 def evaluate_saved_predictions(config: EvaluateConfig) -> tuple[dict[str, float], Path, Path]:
-    """Compute the seven metrics and the motion statistics for ``config.predictions``; returns
-    them and the report paths."""
+    """Compute the seven metrics (FRCorr and FRdist on both label sets, MAFRG and PMAFRG) and
+    the motion statistics for ``config.predictions``; returns them and the report paths."""
     check_evaluate_options(config)
     split = resolve_split(config.predictions, config.split)
     predictions = load_predictions(config.predictions)
-    listener, speaker, neighbours = load_references(
-        resolve_root(config.predictions, config.root), split
-    )
+    root = resolve_root(config.predictions, config.root)
+    listener, speaker, neighbours = load_references(root, split)
     check_predictions_match(predictions, listener, config.predictions, split)
+    listeners = item_listeners(SplitIndex(root, split).items)  # for the PMAFRG label set
     results = evaluate_all(
-        predictions, listener, speaker, neighbours, config.n_jobs, config.nan_policy, True
+        predictions,
+        listener,
+        speaker,
+        neighbours,
+        config.n_jobs,
+        config.nan_policy,
+        True,
+        listeners=listeners,
     )
     # An explicit stride wins; `or` would have let --stride 0 fall back silently.
     stride = config.stride if config.stride is not None else recorded_stride(config.predictions)
