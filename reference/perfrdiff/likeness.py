@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from perfrdiff.metrics import frcorr_per_speaker, frdist_per_speaker
-from perfrdiff.metrics.label_sets import label_sets
+from perfrdiff.metrics.label_sets import label_set_matrices
 
 #: A style encoder as the measures use it: ``(b, t, c)`` inputs -> ``(b, s)`` unit vectors.
 Embed = Callable[[np.ndarray], np.ndarray]
@@ -43,7 +43,7 @@ def label_set_scores(
     ``"PMAFRG FRdist"``, ...); each the per-speaker sum over samples, so that its mean over
     items is the metric."""
     out = {}
-    for name, matrix in label_sets(neighbours, listeners).items():
+    for name, matrix in label_set_matrices(neighbours, listeners).items():
         out[f"{name} FRCorr"] = frcorr_per_speaker(predictions, listener_emotion, matrix)
         out[f"{name} FRdist"] = frdist_per_speaker(
             predictions, listener_emotion, matrix, n_jobs=n_jobs

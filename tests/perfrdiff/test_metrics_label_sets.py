@@ -12,7 +12,7 @@ from perfrdiff.metrics import (
     frcorr,
     frdist,
     item_listeners,
-    label_sets,
+    label_set_matrices,
     own_listener_neighbours,
 )
 from perfrdiff.metrics import reference as loop
@@ -82,10 +82,10 @@ def test_evaluate_all_adds_pmafrg_scores_only_with_listeners():
     assert both["PMAFRG FRdist"] > both["FRdist"]  # fewer candidates: a larger minimum
 
 
-def test_label_sets_without_listeners_is_mafrg_only():
+def test_label_set_matrices_without_listeners_are_mafrg_only():
     m = np.eye(3, dtype=bool)
-    assert list(label_sets(m, None)) == ["MAFRG"]
-    assert list(label_sets(m, ["a/b/c"] * 3)) == ["MAFRG", "PMAFRG"]
+    assert list(label_set_matrices(m, None)) == ["MAFRG"]
+    assert list(label_set_matrices(m, ["a/b/c"] * 3)) == ["MAFRG", "PMAFRG"]
 
 
 def test_item_listeners_follow_the_mirrored_items(synthetic_root):

@@ -20,7 +20,7 @@ from perfrdiff.metrics.evaluate import (
 from perfrdiff.metrics.label_sets import (
     LABEL_SETS,
     item_listeners,
-    label_sets,
+    label_set_matrices,
     own_listener_neighbours,
 )
 from perfrdiff.metrics.motion import (
@@ -60,7 +60,7 @@ __all__ = [
     "gaussian_fit",
     "item_listeners",
     "join_frames",
-    "label_sets",
+    "label_set_matrices",
     "lag_correlations",
     "markdown_table",
     "min_cost",

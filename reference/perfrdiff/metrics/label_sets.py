@@ -56,8 +56,8 @@ def own_listener_neighbours(neighbours: Any, listeners: Sequence[str]) -> np.nda
         listeners: ``n`` listener identities in item order (``person_of(listener clip)``).
 
     Returns:
-        ``(n, n)`` bool ``P`` with ``P[k, j] = M[k, j] and listeners[j] == listeners[k]``,
-        and ``P[k, k] = True``.
+        ``(n, n)`` bool: ``M[k, j]`` where ``listeners[j] == listeners[k]``, else False;
+            True on the diagonal.
     """
     ids = _listener_array(listeners)
     shape = np.shape(neighbours)
@@ -73,7 +73,7 @@ def own_listener_neighbours(neighbours: Any, listeners: Sequence[str]) -> np.nda
     return own
 
 
-def label_sets(neighbours: Any, listeners: Sequence[str] | None) -> dict[str, np.ndarray]:
+def label_set_matrices(neighbours: Any, listeners: Sequence[str] | None) -> dict[str, np.ndarray]:
     """``{"MAFRG": M, "PMAFRG": P}`` (:func:`own_listener_neighbours`); only MAFRG when
     ``listeners`` is None (identities unknown, e.g. predictions scored without their split)."""
     neighbours = np.asarray(neighbours)
