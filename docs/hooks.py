@@ -402,30 +402,68 @@ def render_solver_rtf(solvers: dict[str, Any]) -> str:
     ])  # fmt: skip
 
 
+#: The personalisation benchmark's measures: (key, header), in its table's order.
+LIKENESS_COLUMNS = [
+    ("MAFRG FRCorr", "MAFRG FRCorr ↑"),
+    ("PMAFRG FRCorr", "PMAFRG FRCorr ↑"),
+    ("MAFRG FRdist", "MAFRG FRdist ↓"),
+    ("PMAFRG FRdist", "PMAFRG FRdist ↓"),
+    ("own CCC", "own CCC ↑"),
+    ("own DTW", "own DTW ↓"),
+    ("identification", "identification ↑"),
+    ("level error", "level error ↓"),
+    ("expressivity error", "expressivity error ↓"),
+]
+
+
+def _interval(row: dict[str, Any]) -> str:
+    return f"{row['value']:.3f} [{row['low']:.3f}, {row['high']:.3f}]"
+
+
+def _comparison_table(comparisons: list[dict[str, Any]]) -> str:
+    """One row per (method, reference), one column per measure: "value [low, high]"."""
+    pivot: dict[str, dict[str, Any]] = {}
+    for c in comparisons:
+        cell = pivot.setdefault(f"{c['method']} / {c['reference']}", {})
+        cell[c["measure"]] = _interval(c) + (" (diff.)" if c["statistic"] == "difference" else "")
+    rows = [{"comparison": name, **cells} for name, cells in pivot.items()]
+    return table(rows, [("comparison", "comparison"), *LIKENESS_COLUMNS])
+
+
+def _personalisation_dataset(dataset: dict[str, Any]) -> list[str]:
+    r = dataset["retrieval"]
+    history = dataset.get("history", {}).get("items", {})
+    targets = [{"target": key, "value": value} for key, value in dataset["targets"].items()]
+    head = (
+        f"{fmt(dataset['test_items'])} test items × {fmt(dataset['samples'])} samples; "
+        f"histories: {fmt(', '.join(f'{k} {v}' for k, v in history.items()))}. Style "
+        f"retrieval ({fmt(r['input'])}, {fmt(r['frames'])} frames, {fmt(r['queries'])} "
+        f"held-out clips, {fmt(r['listeners'])} listeners): **top-1 {fmt(r['top1'])}**, "
+        f"top-5 {fmt(r['top5'])}."
+    )
+    if "comparisons" not in dataset:  # a report from before both label sets were scored
+        columns = [("method", "method"), ("task", "task"), ("FRCorr", "FRCorr ↑"),
+                   ("FRCorr_over_generic", "FRCorr / generic"), ("FRdist", "FRdist ↓")]  # fmt: skip
+        note = "*Measured before the PMAFRG label set: FRCorr and FRdist on MAFRG labels only.*"
+        return [head, note, table(dataset["methods"], columns), table(targets)]
+    head += (
+        f" {fmt(dataset['listeners'])} listeners; sampling seeds {fmt(dataset['seeds'])} "
+        f"(averaged per item); identification of the real reactions "
+        f"{fmt(dataset['identification_of_real_reactions'])}; role: {fmt(dataset['role'])}."
+    )
+    methods = table(dataset["methods"], [("method", "method"), *LIKENESS_COLUMNS])
+    ratios = (
+        "Ratios (identification: differences) with 95% paired bootstrap intervals over listeners:"
+    )
+    return [head, methods, ratios, _comparison_table(dataset["comparisons"]), table(targets)]
+
+
 def render_personalisation(report: dict[str, Any]) -> str:
-    """``benchmarks/personalisation.py`` report: per dataset, retrieval, methods and targets."""
-    method_columns = [
-        ("method", "method"),
-        ("task", "task"),
-        ("FRCorr", "FRCorr ↑"),
-        ("FRCorr_over_generic", "FRCorr / generic"),
-        ("FRdist", "FRdist ↓"),
-    ]
+    """``benchmarks/personalisation.py`` report: per dataset, retrieval, every method on both
+    label sets and the measures of "like this listener", ratios with intervals, targets."""
     parts = []
     for dataset in report["datasets"]:
-        r = dataset["retrieval"]
-        targets = [{"target": key, "value": value} for key, value in dataset["targets"].items()]
-        history = dataset.get("history", {}).get("items", {})
-        parts += [
-            f"### {dataset['dataset']}",
-            f"{fmt(dataset['test_items'])} test items × {fmt(dataset['samples'])} samples; "
-            f"histories: {fmt(', '.join(f'{k} {v}' for k, v in history.items()))}. Style "
-            f"retrieval ({fmt(r['input'])}, {fmt(r['frames'])} frames, {fmt(r['queries'])} "
-            f"held-out clips, {fmt(r['listeners'])} listeners): **top-1 {fmt(r['top1'])}**, "
-            f"top-5 {fmt(r['top5'])}.",
-            table(dataset["methods"], method_columns),
-            table(targets),
-        ]
+        parts += [f"### {dataset['dataset']}", *_personalisation_dataset(dataset)]
     return "\n\n".join(parts)
 
 

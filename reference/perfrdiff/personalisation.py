@@ -12,7 +12,10 @@ that their mean equals the listener's history mean). Pieces:
   the generic denoiser for the shift generator's budget.
 * :func:`fine_tuned_predictions`: upper bound, the generic denoiser fine-tuned per listener on the
   clip its history comes from.
-* :func:`scores`: PMAFRG/MAFRG FRCorr and FRdist of named predictions.
+* :func:`prior_alone_model`, :func:`shifts_alone_run`: which part earns the gain (the listener
+  prior with zero shifts; the shifts retrained without the prior).
+* :func:`scores`: FRCorr and FRdist of named predictions on both label sets (MAFRG, PMAFRG);
+  the measures of "like this listener" are in :mod:`perfrdiff.likeness`.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from perfrdiff.config import STAGES, PWSGConfig, load_config
 from perfrdiff.data import ClipStore, SplitIndex, WindowDataset, history_features, person_of
 from perfrdiff.generation import EvaluationSet
 from perfrdiff.generation.reactions import clip_dataset
-from perfrdiff.metrics import frcorr, frdist
+from perfrdiff.likeness import Embed, label_set_scores
 from perfrdiff.models import PerFRDiff, build_gafrg
 from perfrdiff.protocol import protocol_named
 from perfrdiff.run import CONFIG_FILE, Run
@@ -128,6 +131,55 @@ def mean_offset_predictions(predictions: np.ndarray, means: np.ndarray) -> np.nd
         )
     current = predictions.mean(axis=(1, 2), keepdims=True)
     return (predictions - current + means[:, None, None, :]).astype(np.float32)
+
+
+# Attribution -----------------------------------------------------------------------------
+
+#: Overrides of the "shifts alone" row: the shift generator retrained without the listener prior.
+SHIFTS_ALONE = ("pwsg.listener_prior=false", "pwsg.fit_prior_weight=false")
+
+
+def prior_alone_model(model: PerFRDiff) -> PerFRDiff:
+    """A copy of ``model`` whose shift generator gives zero shifts: the listener prior alone
+    (the generic denoiser diffusing around the listener's centre).
+
+    Raises:
+        ValueError: ``model`` has no listener prior (its zero-shift model is the generic one).
+    """
+    if model.prior is None:
+        raise ValueError(
+            "model: has no listener prior (pwsg.listener_prior=false): with zero shifts it is "
+            "the generic model"
+        )
+    alone = copy.deepcopy(model)
+    with torch.no_grad():
+        for parameter in alone.generator.parameters():
+            parameter.zero_()  # zero trunk and heads: every shift (and bias shift) is 0
+    return alone
+
+
+def shifts_alone_run(base: Run, directory: str | Path, overrides: Sequence[str] = ()) -> Run:
+    """``base`` with its shift generator retrained without the listener prior (the shifts
+    alone; :data:`SHIFTS_ALONE`), in ``directory`` (:func:`variant_run`)."""
+    return variant_run(base, directory, [*overrides, *SHIFTS_ALONE])
+
+
+def style_embedder(run: Run, batch: int = 64) -> Embed:
+    """The run's trained style encoder (PSSL) as ``(b, t, c)`` -> ``(b, s)`` unit vectors, a
+    sequence longer than ``style.frames`` embedded as the mean of its pieces
+    (:meth:`~perfrdiff.models.StyleEncoder.segmented`), for
+    :func:`perfrdiff.likeness.identification`."""
+    encoder = run.model("style")
+
+    @torch.no_grad()
+    def embed(x: np.ndarray) -> np.ndarray:
+        out = []
+        for start in range(0, len(x), batch):
+            chunk = np.ascontiguousarray(x[start : start + batch], dtype=np.float32)
+            out.append(encoder.segmented(torch.from_numpy(chunk).to(run.device)).float().cpu())
+        return torch.cat(out).numpy()
+
+    return embed
 
 
 # Variants --------------------------------------------------------------------------------
@@ -285,14 +337,23 @@ def fine_tuned_predictions(
 def scores(
     predictions: Mapping[str, np.ndarray], data: EvaluationSet, n_jobs: int | None = None
 ) -> dict[str, dict[str, float]]:
-    """FRCorr (higher is better) and FRdist (lower) of each named ``(n, M, T, 25)`` array."""
-    return {
-        name: {
-            "FRCorr": frcorr(p, data.listener_emotion, data.neighbours),
-            "FRdist": frdist(p, data.listener_emotion, data.neighbours, n_jobs),
-        }
-        for name, p in predictions.items()
-    }
+    """FRCorr (higher is better) and FRdist (lower) of each named ``(n, M, T, 25)`` array on
+    both label sets (:mod:`perfrdiff.metrics.label_sets`): ``"MAFRG FRCorr"``,
+    ``"MAFRG FRdist"``, ``"PMAFRG FRCorr"``, ``"PMAFRG FRdist"``.
+
+    Raises:
+        ValueError: ``data`` does not know its items' listeners (read it with
+            :meth:`Run.evaluation_set`).
+    """
+    if data.listeners is None:
+        raise ValueError("data: the PMAFRG label set needs each item's listener (data.listeners)")
+    out = {}
+    for name, p in predictions.items():
+        per_item = label_set_scores(
+            p, data.listener_emotion, data.neighbours, data.listeners, n_jobs
+        )
+        out[name] = {key: float(values.mean()) for key, values in per_item.items()}
+    return out
 
 
 # The paper's ablations -------------------------------------------------------------------
@@ -315,15 +376,8 @@ EDIT_SETS: dict[str, list[str]] = {
 }
 
 
-def _row(table: str, row: str, mafrg: dict, pmafrg: dict) -> dict:
-    return {
-        "table": table,
-        "row": row,
-        "MAFRG FRCorr": mafrg["FRCorr"],
-        "MAFRG FRdist": mafrg["FRdist"],
-        "PMAFRG FRCorr": pmafrg["FRCorr"],
-        "PMAFRG FRdist": pmafrg["FRdist"],
-    }
+def _row(table: str, row: str, values: dict) -> dict:
+    return {"table": table, "row": row, **values}
 
 
 def ablate(
@@ -336,10 +390,11 @@ def ablate(
 ) -> list[dict]:
     """The paper's Tables 3 and 4 on ``base``'s data, reusing its trained earlier stages.
 
-    MAFRG: the row's model without the listener (generic denoiser; input p with its "no style"
-    token); PMAFRG: with the listener's history. Table 3: GAFRG / input p / weight editing (the
-    base run's edit set); Table 4: the PWSG retrained for each edit set of ``edit_sets``.
-    ``overrides`` apply to the retrained parts (e.g. ``train.pwsg.steps=200``).
+    Every row is one model's reactions (with the listener's history where the model takes
+    one), scored on both label sets, as the paper's tables: MAFRG (every appropriate real
+    reaction) and PMAFRG (only the item's own listener's). Table 3: GAFRG / input p / weight
+    editing (the base run's edit set); Table 4: the PWSG retrained for each edit set of
+    ``edit_sets``. ``overrides`` apply to the retrained parts (e.g. ``train.pwsg.steps=200``).
 
     Returns:
         one record per row: ``table``, ``row``, ``MAFRG FRCorr``/``FRdist``, ``PMAFRG ...``.
@@ -356,16 +411,15 @@ def ablate(
         personalised = tuned.generate("test", ["personalised"], data=data)["personalised"]
         p = scores(
             {  # input p samples exactly as the run samples PerFRDiff (Run.sample)
-                "input-p none": tuned.sample("generic", data, model=input_p),
                 "input-p": tuned.sample("personalised", data, model=input_p),
                 "editing": personalised,
             },
             data,
         )
         rows += [
-            _row("3", "GAFRG", generic_scores["generic"], generic_scores["generic"]),
-            _row("3", "input p", p["input-p none"], p["input-p"]),
-            _row("3", "weight editing", generic_scores["generic"], p["editing"]),
+            _row("3", "GAFRG", generic_scores["generic"]),
+            _row("3", "input p", p["input-p"]),
+            _row("3", "weight editing", p["editing"]),
         ]
     if "4" in tables:
         for name, targets in edit_sets.items():
@@ -373,7 +427,7 @@ def ablate(
                 base, out / f"edit-{_slug(name)}", [*overrides, f"pwsg.targets={targets!r}"]
             )
             p = variant.generate("test", ["personalised"], data=data)["personalised"]
-            rows.append(_row("4", name, generic_scores["generic"], scores({"p": p}, data)["p"]))
+            rows.append(_row("4", name, scores({"p": p}, data)["p"]))
     return rows
 
 

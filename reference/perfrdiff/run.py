@@ -268,9 +268,10 @@ class Run:
         n_jobs: int | None = None,
     ) -> dict:
         """The seven REACT metrics of ``predictions`` ``(n, M, T, 25)`` against ``split``
-        (or of each array of a mapping name -> predictions, returning name -> metrics), with
-        the motion statistics of :func:`perfrdiff.metrics.motion_report` at the joins of the
-        run's online windows.
+        (or of each array of a mapping name -> predictions, returning name -> metrics), FRCorr
+        and FRdist on both label sets (``"PMAFRG FRCorr"``, ``"PMAFRG FRdist"`` beside the
+        challenge's MAFRG ones, when ``data`` knows its listeners), with the motion statistics
+        of :func:`perfrdiff.metrics.motion_report` at the joins of the run's online windows.
 
         Metrics are computed in NumPy on the CPU whatever the run's device.
         """
@@ -290,6 +291,7 @@ class Run:
                 data.neighbours,
                 n_jobs,
                 protocol=protocol,
+                listeners=data.listeners,
             )
             motion = motion_report(p, data.listener_emotion, window, stride, fps=protocol.fps)
             return {**metrics, **motion}

@@ -70,3 +70,37 @@ def test_the_key_follows_the_sampling_settings_and_the_weights(benchmark, tmp_pa
     assert key("diffusion.spacing=quadratic") != before
     weights.write_bytes(b"retrained")
     assert key() != before
+
+
+def fake_measures(benchmark, scale: float, seed: int = 0) -> dict[str, np.ndarray]:
+    """Every measure of one method on 6 items of 3 listeners, ``scale`` times a fixed base."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, (how, _, _) in benchmark.MEASURES.items():
+        out[name] = scale * (rng.random(3 if how == "listener" else 6) + 0.5)
+    return out
+
+
+def test_methods_are_compared_with_generic_and_personalised_with_every_reference(benchmark):
+    listeners = ["a/s/1", "a/s/1", "b/s/2", "b/s/2", "c/s/3", "c/s/3"]
+    per_method = {
+        "generic": fake_measures(benchmark, 1.0),
+        "personalised": fake_measures(benchmark, 1.2),  # 1.2x generic, item by item
+        "offset": fake_measures(benchmark, 1.0, seed=1),
+        "chance": fake_measures(benchmark, 0.5, seed=2),
+    }
+    rows = benchmark.compare(per_method, listeners, rounds=50)
+    pairs = {(r["method"], r["reference"]) for r in rows}
+    assert pairs == {
+        ("personalised", "generic"), ("offset", "generic"), ("chance", "generic"),
+        ("personalised", "offset"), ("personalised", "chance"),
+    }  # fmt: skip
+    by = {(r["method"], r["reference"], r["measure"]): r for r in rows}
+    exact = by[("personalised", "generic", "PMAFRG FRCorr")]
+    assert exact["value"] == pytest.approx(1.2) and exact["low"] == pytest.approx(1.2)
+    assert by[("personalised", "generic", "identification")]["statistic"] == "difference"
+    values = {m: benchmark.summary(v) for m, v in per_method.items()}
+    targets = benchmark.targets_of(rows, values)
+    assert targets["PMAFRG FRCorr >= 1.10x generic, interval above 1"] is True
+    assert targets["MAFRG FRdist <= 0.90x generic, interval below 1"] is False  # 1.2x: worse
+    assert targets["generic MAFRG FRCorr above chance"] is True

@@ -182,6 +182,59 @@ def test_personalisation_report(hooks, tmp_path: Path):
     assert "| frcorr_over_generic_hit | true |" in page
 
 
+def test_personalisation_report_with_both_label_sets_and_intervals(hooks, tmp_path: Path):
+    measures = {key: 0.5 for key, _ in hooks.LIKENESS_COLUMNS}
+    dataset = {
+        "dataset": "held-out-family",
+        "role": "held out (reported only)",
+        "test_items": 30,
+        "listeners": 12,
+        "samples": 10,
+        "seeds": [0, 1],
+        "identification_of_real_reactions": 0.9,
+        "retrieval": {
+            "top1": 1.0,
+            "top5": 1.0,
+            "queries": 30,
+            "listeners": 12,
+            "frames": 250,
+            "input": "dyadic",
+        },
+        "methods": [
+            {"method": "generic", **measures},
+            {"method": "personalised", **measures, "PMAFRG FRCorr": 0.6},
+        ],
+        "comparisons": [
+            {
+                "method": "personalised",
+                "reference": "generic",
+                "measure": "PMAFRG FRCorr",
+                "statistic": "ratio",
+                "value": 1.2,
+                "low": 1.05,
+                "high": 1.31,
+            },
+            {
+                "method": "personalised",
+                "reference": "generic",
+                "measure": "identification",
+                "statistic": "difference",
+                "value": 0.1,
+                "low": -0.02,
+                "high": 0.2,
+            },
+        ],
+        "targets": {"PMAFRG FRCorr >= 1.10x generic, interval above 1": True},
+    }
+    (tmp_path / "personalisation.json").write_text(json.dumps({"datasets": [dataset]}))
+    page = hooks.render("personalisation", tmp_path)
+    assert "| method | MAFRG FRCorr ↑ | PMAFRG FRCorr ↑ | MAFRG FRdist ↓ |" in page
+    assert "| personalised | 0.5 | 0.6 | 0.5 |" in page
+    assert "| personalised / generic | — | 1.200 [1.050, 1.310] |" in page
+    assert "0.100 [-0.020, 0.200] (diff.)" in page
+    assert "role: held out (reported only)" in page
+
+
 def test_ablation_report(hooks, tmp_path: Path):
     row = {"MAFRG FRCorr": 0.5, "MAFRG FRdist": 90.0, "PMAFRG FRCorr": 0.55, "PMAFRG FRdist": 89.0}
     report = {

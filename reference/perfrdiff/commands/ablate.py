@@ -2,7 +2,9 @@
 
 Reuses the trained emotion-VAE, style encoder and GAFRG of --run-dir; retrains the shift
 generator (and input p) per row under <out>/, generates the test split and writes
-<out>/ablation.json and <out>/ablation.md (MAFRG and PMAFRG FRCorr / FRdist per row).
+<out>/ablation.json and <out>/ablation.md: each row's model scored on both label sets, as the
+paper's tables (FRCorr / FRdist against MAFRG labels, every appropriate real reaction, and
+PMAFRG labels, only the item's own listener's).
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """Score saved predictions with the seven REACT metrics and the motion statistics.
 
+FRCorr and FRdist are scored on both label sets, as the paper's tables: MAFRG (every
+appropriate real reaction, the challenge's) and PMAFRG (only the item's own listener's).
+
 Without arguments it scores what `perfrdiff generate` wrote by default
 (runs/demo/run/generate/generic and personalised), against the dataset named beside them. Each
 predictions file gets metrics.json and metrics.md in its folder (or --output); the table of all

@@ -42,6 +42,9 @@ class EvaluationSet:
     # How many frames of its history clip each item's history holds (data.history_frames when
     # read from a split; None: not recorded, or histories given by the caller).
     history_frames: int | None = None
+    # Each item's listener identity (site/session/role), for the PMAFRG label set (None:
+    # unknown, only MAFRG is scored).
+    listeners: list[str] | None = None
 
 
 def with_style_input(data: EvaluationSet, style_input: str) -> EvaluationSet:
@@ -103,6 +106,8 @@ def load_evaluation_set(
     none (for generic generation, or one history given for every item), so a listener without
     another clip is no obstacle.
     """
+    from perfrdiff.data import person_of
+
     check_generation_options(limit=limit)
     protocol_named(config.protocol).check_fixed_clips("generation's evaluation sets")
     dataset = clip_dataset(config, split, histories)
@@ -117,6 +122,7 @@ def load_evaluation_set(
         listener_emotion=np.stack([it["listener_emotion"].numpy() for it in items]),
         speaker_emotion=np.stack([it["speaker_emotion"].numpy() for it in items]),
         neighbours=np.asarray(dataset.index.neighbours[:n, :n], dtype=bool),
+        listeners=[person_of(pair.listener) for pair in dataset.index.items[:n]],
     )
     return _with_histories(data, dataset, config, split) if histories else data
 

@@ -4,6 +4,7 @@ statistics of :mod:`.motion` where a result has them)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,11 +13,15 @@ from perfrdiff.metrics._inputs import neighbour_array, predictions_array, sequen
 from perfrdiff.metrics.ccc import frcorr
 from perfrdiff.metrics.diversity import frdiv, frdvs, frvar
 from perfrdiff.metrics.dtw import frdist
+from perfrdiff.metrics.label_sets import own_listener_neighbours
 from perfrdiff.metrics.realism import frrea
 from perfrdiff.metrics.synchrony import frsyn
 from perfrdiff.protocol import REACT2024, Protocol
 
 METRICS = ("FRCorr", "FRdist", "FRDiv", "FRDvs", "FRVar", "FRSyn", "FRRea")
+#: The metrics that take an appropriate set, scored on the PMAFRG label set too (keys
+#: ``"PMAFRG FRCorr"``, ``"PMAFRG FRdist"``; the unprefixed ones are MAFRG, the challenge's).
+LABELLED = ("FRCorr", "FRdist")
 # Motion statistics in the report, with their column titles (targets: join/inside 1, as real
 # reactions; inside step / real 1; each band's power generated / real 1).
 MOTION_COLUMNS = {
@@ -28,6 +33,7 @@ HIGHER_IS_BETTER = {
     "FRCorr": True, "FRdist": False, "FRDiv": True, "FRDvs": True, "FRVar": True,
     "FRSyn": False, "FRRea": False,
 }  # fmt: skip
+HIGHER_IS_BETTER |= {f"PMAFRG {m}": HIGHER_IS_BETTER[m] for m in LABELLED}
 
 
 def evaluate_all(
@@ -39,8 +45,10 @@ def evaluate_all(
     nan_policy: Literal["ignore", "challenge"] = "ignore",
     progress: bool = False,
     protocol: Protocol = REACT2024,
+    listeners: Sequence[str] | None = None,
 ) -> dict[str, float]:
-    """The seven metrics of generated reactions.
+    """The seven metrics of generated reactions, and FRCorr / FRdist on the PMAFRG label set
+    when the items' listeners are known (:mod:`.label_sets`).
 
     Args:
         predictions: ``(n, k, t, 25)`` generated listener emotions, ``k`` samples per speaker.
@@ -50,17 +58,22 @@ def evaluate_all(
         n_jobs: processes for FRdist (None: one per CPU this process may use).
         nan_policy: FRSyn's handling of constant channels (see :mod:`.synchrony`).
         protocol: whose metric variant (FRSyn's lags and samples) is computed.
+        listeners: ``n`` listener identities in item order (``person_of`` of each listener
+            clip), or None: no PMAFRG scores.
 
     Returns:
-        ``{"FRCorr", "FRdist", "FRDiv", "FRDvs", "FRVar", "FRSyn", "FRRea"} -> float``; FRDiv,
-            FRDvs and FRVar unscaled (papers print them x100).
+        ``{"FRCorr", "FRdist", "FRDiv", "FRDvs", "FRVar", "FRSyn", "FRRea"} -> float`` (FRCorr
+            and FRdist on the MAFRG set, as the challenge), plus ``"PMAFRG FRCorr"`` and
+            ``"PMAFRG FRdist"`` with ``listeners``; FRDiv, FRDvs and FRVar unscaled (papers
+            print them x100).
     """
     p = predictions_array(predictions)
     listener = sequences_array("listener_emotion", listener_emotion, p)
     speaker = sequences_array("speaker_emotion", speaker_emotion, p)
     neighbours = neighbour_array(neighbours, p.shape[0])
     variant = protocol.metrics
-    return {
+    own = None if listeners is None else own_listener_neighbours(neighbours, listeners)
+    results = {
         "FRCorr": frcorr(p, listener, neighbours, progress),
         "FRdist": frdist(p, listener, neighbours, n_jobs=n_jobs, progress=progress),
         "FRDiv": frdiv(p),
@@ -71,6 +84,10 @@ def evaluate_all(
         ),
         "FRRea": frrea(p, listener),
     }
+    if own is not None:
+        results["PMAFRG FRCorr"] = frcorr(p, listener, own, progress)
+        results["PMAFRG FRdist"] = frdist(p, listener, own, n_jobs=n_jobs, progress=progress)
+    return results
 
 
 def _table(
@@ -85,10 +102,25 @@ def _table(
 
 
 def markdown_table(results: dict[str, dict[str, float]]) -> str:
-    """A Markdown table with one row per named result and one column per metric."""
-    columns = [m for m in METRICS if any(m in r for r in results.values())]
-    arrows = [f"{m} {'↑' if HIGHER_IS_BETTER[m] else '↓'}" for m in columns]
-    return _table(results, columns, arrows, 4)
+    """A Markdown table with one row per named result and one column per metric; where a
+    result has PMAFRG scores, FRCorr and FRdist have a column per label set (as the paper's
+    Table 1: "FRCorr MAFRG", "FRCorr PMAFRG")."""
+    labelled = any(f"PMAFRG {m}" in r for m in LABELLED for r in results.values())
+    keys = [
+        k
+        for m in METRICS
+        for k in ((m, f"PMAFRG {m}") if labelled and m in LABELLED else (m,))
+        if any(k in r for r in results.values())
+    ]
+
+    def title(key: str) -> str:
+        metric = key.removeprefix("PMAFRG ")
+        label = ""
+        if labelled and metric in LABELLED:
+            label = " PMAFRG" if key != metric else " MAFRG"
+        return f"{metric}{label} {'↑' if HIGHER_IS_BETTER[key] else '↓'}"
+
+    return _table(results, keys, [title(k) for k in keys], 4)
 
 
 def motion_table(results: dict[str, dict[str, float]]) -> str:

@@ -21,6 +21,7 @@ from perfrdiff.data import (
 )
 from perfrdiff.metrics._inputs import check_n_jobs, predictions_array
 from perfrdiff.metrics.evaluate import evaluate_all, write_report
+from perfrdiff.metrics.label_sets import item_listeners
 from perfrdiff.metrics.motion import motion_report
 from perfrdiff.protocol import REACT2024, Protocol, protocol_named
 
@@ -247,18 +248,18 @@ def _evaluate_mars(
 
 
 def evaluate_saved_predictions(config: EvaluateConfig) -> tuple[dict[str, float], Path, Path]:
-    """Compute the seven metrics and the motion statistics for ``config.predictions``; returns
-    them and the report paths."""
+    """Compute the seven metrics (FRCorr and FRdist on both label sets, MAFRG and PMAFRG) and
+    the motion statistics for ``config.predictions``; returns them and the report paths."""
     check_evaluate_options(config)
     protocol = resolve_protocol(config.predictions, config.protocol)
     split = resolve_split(config.predictions, config.split)
     if protocol.appropriate == "session-draw":
         return _evaluate_mars(config, protocol, split)
     predictions = load_predictions(config.predictions)
-    listener, speaker, neighbours = load_references(
-        resolve_root(config.predictions, config.root), split
-    )
+    root = resolve_root(config.predictions, config.root)
+    listener, speaker, neighbours = load_references(root, split)
     check_predictions_match(predictions, listener, config.predictions, split)
+    listeners = item_listeners(SplitIndex(root, split).items)  # for the PMAFRG label set
     results = evaluate_all(
         predictions,
         listener,
@@ -268,6 +269,7 @@ def evaluate_saved_predictions(config: EvaluateConfig) -> tuple[dict[str, float]
         config.nan_policy,
         True,
         protocol=protocol,
+        listeners=listeners,
     )
     # An explicit stride wins; `or` would have let --stride 0 fall back silently.
     stride = config.stride if config.stride is not None else recorded_stride(config.predictions)
