@@ -331,8 +331,9 @@ def edited_conv(
 
     For every sample ``b``: ``y[b] = conv(x[b], W ⊕ ΔW[index[b]], bias + Δb[index[b]])`` with the
     base module's ``stride``, ``padding``, ``dilation``, ``groups`` and ``padding_mode``; ``⊕`` is
-    ``W + ΔW`` (``delta.mode == "add"``) or ``W ⊙ (1 + ΔW)`` (``"scale"``) on the flattened
-    kernel, and the bias shift ``Δb`` (``delta.bias``, when present) is always added.
+    ``W + ΔW`` (``delta.mode == "add"``), ``W ⊙ (1 + ΔW)`` (``"scale"``) or ``ΔW``
+    (``"replace"``) on the flattened kernel, and the bias shift ``Δb`` (``delta.bias``, when
+    present) is always added.
 
     Args:
         x: ``(b, c_in, w)`` or ``(b, c_in, h, w)``: a batch (unbatched inputs have no sample to

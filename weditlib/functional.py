@@ -275,8 +275,9 @@ def edited_linear(
 
     For every sample ``b``, with ``i = index[b]``:
     ``y[b] = F.linear(x[b], W ⊕ ΔW[i], bias) + Δb[i]``, where ``⊕`` is ``W + ΔW``
-    (``delta.mode == "add"``) or ``W ⊙ (1 + ΔW)`` (``"scale"``) and ``Δb`` is the shift's
-    optional bias shift ``delta.bias: (l, n)`` (added in both modes, also without ``bias``).
+    (``delta.mode == "add"``), ``W ⊙ (1 + ΔW)`` (``"scale"``) or ``ΔW`` alone (``"replace"``:
+    the shift is the weight, ``W`` unused) and ``Δb`` is the shift's optional bias shift
+    ``delta.bias: (l, n)`` (added to ``bias`` in every mode, also without ``bias``).
 
     Behaves like ``F.linear`` around the edit: under ``torch.autocast`` every floating input (the
     shift's tensors included; float64 excepted) is cast to the autocast dtype and so is the
