@@ -173,7 +173,7 @@ def test_bad_ranges_and_kinds_are_refused():
         RowRangeShift(inner, 4, 6)
     with pytest.raises(ValueError, match=r"\[-1, 2\)"):
         RowRangeShift(inner, -1, 6)
-    with pytest.raises(TypeError, match="RowRangeShift.start must be an int"):
+    with pytest.raises(TypeError, match=r"RowRangeShift\.start must be an int"):
         RowRangeShift(inner, 1.0, 6)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="inner must be a DenseShift or LowRankShift"):
         RowRangeShift(RowRangeShift(inner, 0, 3), 0, 6)  # type: ignore[arg-type]
