@@ -158,6 +158,24 @@ class RowRangeShift:
             )
         return self._pad(self.inner.matrix(), 0.0)
 
+    def padded(self) -> Shift:
+        """The full-size shift of the same kind that this one equals in modes ``add`` and
+        ``scale``: the inner factors (``weight``, or ``up``) and bias shift with zero rows
+        outside the range; a low-rank shift keeps its rank.
+
+        Raises:
+            ValueError: in mode ``replace`` (see :meth:`matrix`).
+        """
+        if self.mode == "replace":
+            raise ValueError(
+                "a RowRangeShift in mode 'replace' has no full-size equivalent (its other rows "
+                "are the base weight's)"
+            )
+        inner = self.inner
+        if isinstance(inner, LowRankShift):
+            return inner.replace(up=self._pad(inner.up, 0.0), bias=self.bias)
+        return inner.replace(weight=self._pad(inner.weight, 0.0), bias=self.bias)
+
     def _pad(self, rows: Tensor, value: float) -> Tensor:
         """``(l, m, c) -> (l, n, c)``: ``rows`` at ``[start, stop)``, ``value`` elsewhere."""
         l, _, c = rows.shape

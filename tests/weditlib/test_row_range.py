@@ -87,6 +87,10 @@ def test_every_path_matches_the_per_sample_loop(
     index = torch.randint(0, count, (batch,), generator=g)
     expected = reference_linear(x, weight, bias, delta, index)
     torch.testing.assert_close(delta.edited(weight), reference_weights(weight, delta))
+    if mode != "replace":  # the same edit as a full-size shift with zero rows outside
+        full = delta.padded()
+        assert full.rank == delta.rank and full.out_features == n
+        torch.testing.assert_close(full.edited(weight), delta.edited(weight))
     torch.testing.assert_close(edited_linear(x, weight, bias, delta, index), expected)
     plan = weditlib.plan(x, weight, delta, index, bias)
     assert plan.problem.out_features == stop - start  # costed on the edited rows alone
@@ -185,3 +189,25 @@ def test_bad_ranges_and_kinds_are_refused():
         weditlib.edited_conv(torch.randn(1, 2, 5), torch.randn(6, 2, 2), None, shift)
     with pytest.raises(ValueError, match=r"delta edits a \(6, 4\) weight"):
         edited_linear(torch.randn(2, 4), torch.randn(5, 4), None, shift)
+
+
+def test_a_low_rank_row_range_exports_as_the_same_peft_adapter(tmp_path):
+    pytest.importorskip("peft", reason="PEFT is not installed: pip install weditlib[peft]")
+    from peft import PeftModel
+
+    from weditlib.peft import export_adapter
+
+    torch.manual_seed(0)
+    base = nn.Sequential(nn.Linear(6, 8)).eval()
+    model = copy.deepcopy(base)
+    make_editable(model, ["0"])
+    g = torch.Generator().manual_seed(5)
+    shift = RowRangeShift(inner_shift(2, "add", 2, 3, 6, g, True, torch.float32), 4, 8)
+    x = torch.randn(1, 3, 6)
+    with torch.no_grad(), edit(model, {"0": shift}, torch.tensor([1])):
+        expected = model(x)
+    export = export_adapter(tmp_path, model, {"0": shift}, which=1)
+    assert export.relative_errors == {"0": 0.0}
+    with torch.no_grad():
+        got = PeftModel.from_pretrained(copy.deepcopy(base), tmp_path).eval()(x)
+    torch.testing.assert_close(got, expected)
