@@ -224,6 +224,7 @@ def _row_range_linear(
 ) -> Tensor:
     """:func:`edited_linear` of a :class:`~weditlib.RowRangeShift`: the plain product for the
     rows outside the range, the inner shift's for the rows inside, side by side."""
+    x, weight, bias, delta = autocast_inputs(x, weight, bias, delta)
     grouping = _checked_grouping(x, weight, bias, delta, index, grouping)
     start, stop = delta.start, delta.stop
 
@@ -236,7 +237,7 @@ def _row_range_linear(
     )  # fmt: skip
     before = torch.nn.functional.linear(x, weight[:start], part(bias, 0, start))
     after = torch.nn.functional.linear(x, weight[stop:], part(bias, stop, None))
-    return torch.cat([before, inside.to(before.dtype), after], dim=-1)
+    return torch.cat([before, inside, after], dim=-1)
 
 
 def _own_dtype_linear(

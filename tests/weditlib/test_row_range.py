@@ -125,6 +125,20 @@ def test_gradcheck_with_respect_to_x_weight_bias_and_the_shift(rank, mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_under_bf16_autocast_the_result_is_bf16_like_f_linear(mode):
+    g = torch.Generator().manual_seed(6)
+    delta = RowRangeShift(inner_shift(2, mode, 2, 3, 5, g, True, torch.float32), 1, 6)
+    x, weight = torch.randn(2, 4, 5, generator=g), torch.randn(6, 5, generator=g)
+    bias, index = torch.randn(6, generator=g), torch.tensor([1, 0])
+    half = delta.map_tensors(lambda t: t.to(torch.bfloat16))
+    expected = reference_linear(x.bfloat16(), weight.bfloat16(), bias.bfloat16(), half, index)
+    with torch.autocast("cpu", torch.bfloat16):
+        y = edited_linear(x, weight, bias, delta, index)
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y.double(), expected, atol=0.1, rtol=0.03)
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_merge_equals_the_edit_and_unmerge_restores_the_weights(mode):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 6))
