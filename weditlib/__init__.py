@@ -23,6 +23,7 @@ from weditlib.layers import EditableFeedForward, EditableLinear, EditableMultihe
 from weditlib.materialised import EditedWeights, materialise
 from weditlib.merging import merge, unmerge
 from weditlib.planner import MachineModel, Plan, algorithm_names, calibrate, set_machine_model
+from weditlib.row_range import RowRangeShift
 from weditlib.row_scaled import RowScaledShift
 
 __version__ = "0.1.0"
@@ -41,6 +42,7 @@ __all__ = [
     "MachineModel",
     "MultiBranchShiftGenerator",
     "Plan",
+    "RowRangeShift",
     "RowScaledShift",
     "algorithm_names",
     "calibrate",

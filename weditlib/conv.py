@@ -30,6 +30,7 @@ from weditlib.kernels.conv import (
 from weditlib.kernels.reference import shift_bias
 from weditlib.kernels.traced import run_traced_conv
 from weditlib.materialised import EditedWeights
+from weditlib.row_range import RowRangeShift
 from weditlib.row_scaled import AnyShift, sample_scale
 
 AnyInput = AnyShift | EditedWeights
@@ -331,8 +332,9 @@ def edited_conv(
 
     For every sample ``b``: ``y[b] = conv(x[b], W ⊕ ΔW[index[b]], bias + Δb[index[b]])`` with the
     base module's ``stride``, ``padding``, ``dilation``, ``groups`` and ``padding_mode``; ``⊕`` is
-    ``W + ΔW`` (``delta.mode == "add"``) or ``W ⊙ (1 + ΔW)`` (``"scale"``) on the flattened
-    kernel, and the bias shift ``Δb`` (``delta.bias``, when present) is always added.
+    ``W + ΔW`` (``delta.mode == "add"``), ``W ⊙ (1 + ΔW)`` (``"scale"``) or ``ΔW``
+    (``"replace"``) on the flattened kernel, and the bias shift ``Δb`` (``delta.bias``, when
+    present) is always added.
 
     Args:
         x: ``(b, c_in, w)`` or ``(b, c_in, h, w)``: a batch (unbatched inputs have no sample to
@@ -379,6 +381,11 @@ def edited_conv(
         y = geometry.conv(x, weight, bias, groups)
         return y.squeeze(0) if unbatched else y
     geometry_args = (stride, padding, dilation, groups, padding_mode)
+    if isinstance(delta, RowRangeShift):
+        raise TypeError(
+            "delta is a RowRangeShift, which edits linear weights only; edit a kernel with its "
+            "full-size shift (or materialise(weight, delta) first)"
+        )
     if not isinstance(delta, _DELTA_TYPES):
         _check_tensors(x, weight, bias, delta)  # raises, naming the first bad argument
     materialised = isinstance(delta, EditedWeights)  # built weights, not a shift

@@ -6,10 +6,12 @@ A *shift* holds ``l`` edits of one ``(n, k)`` weight. Two kinds are stored here 
 * :class:`DenseShift` — ``weight: (l, n, k)``;
 * :class:`LowRankShift` — ``up: (l, n, r)`` and ``down: (l, r, k)``, i.e. ``ΔW = up @ down``.
 
-Each is combined with the base weight in one of two modes: ``"add"`` gives ``W + ΔW`` (the
-paper's default) and ``"scale"`` gives ``W ⊙ (1 + ΔW)``; :func:`combine` is that ``W ⊕ ΔW``,
-written once for the whole library. Either kind may also carry a bias shift ``bias: (l, n)``,
-always added: ``y_b = x_b (W ⊕ ΔW_{i_b})ᵀ + b + Δb_{i_b}`` (``+ Δb`` alone without a base bias).
+Each is combined with the base weight in one of three modes: ``"add"`` gives ``W + ΔW`` (the
+paper's default), ``"scale"`` gives ``W ⊙ (1 + ΔW)`` and ``"replace"`` gives ``ΔW`` itself (the
+shift *is* the weight; ``W`` is unused); :func:`combine` is that ``W ⊕ ΔW``, written once for
+the whole library. Either kind may also carry a bias shift ``bias: (l, n)``, always added to the
+base bias, in every mode: ``y_b = x_b (W ⊕ ΔW_{i_b})ᵀ + b + Δb_{i_b}`` (``+ Δb`` alone without a
+base bias).
 
 Callers ask a shift what they need instead of branching on its class: its ``rank`` (``None``
 for dense), its full matrices (:meth:`~DenseShift.matrix`), the edited weights it makes of a
@@ -38,8 +40,8 @@ from torch import Tensor
 
 from weditlib._deprecation import renamed_names
 
-Mode = Literal["add", "scale"]
-MODES: tuple[str, ...] = ("add", "scale")
+Mode = Literal["add", "scale", "replace"]
+MODES: tuple[str, ...] = ("add", "scale", "replace")
 #: Mode names of the previous release, still accepted with a ``DeprecationWarning``.
 OLD_MODES: dict[str, str] = {"shift": "add"}
 
@@ -65,11 +67,12 @@ def check_mode(mode: object, stacklevel: int = 3) -> str:
 
 
 def combine(weight: Tensor, shift: Tensor, mode: str) -> Tensor:
-    """``W ⊕ ΔW``: ``W + ΔW`` (mode ``add``) or ``W ⊙ (1 + ΔW)`` (mode ``scale``).
+    """``W ⊕ ΔW``: ``W + ΔW`` (mode ``add``), ``W ⊙ (1 + ΔW)`` (``scale``) or ``ΔW`` (``replace``).
 
     The library's one definition: the op's algorithms, :func:`~weditlib.materialise`,
     :func:`~weditlib.merge` and the PEFT export all build edited weights here, so they round
-    alike (``scale`` is ``W + W ⊙ ΔW`` in one fused multiply-add).
+    alike (``scale`` is ``W + W ⊙ ΔW`` in one fused multiply-add). In mode ``replace`` the
+    result is ``shift`` itself, not a copy (nothing to build; no gradient reaches ``weight``).
 
     Args:
         weight: ``(n, k)``.
@@ -80,6 +83,8 @@ def combine(weight: Tensor, shift: Tensor, mode: str) -> Tensor:
     """
     if mode == "add":
         return weight + shift
+    if mode == "replace":
+        return shift
     return torch.addcmul(weight, weight, shift)
 
 
@@ -205,9 +210,10 @@ class DenseShift(_StackedWeights, _ShiftMethods):
 
     Args:
         weight: ``(l, n, k)`` the shifts ``ΔW``.
-        mode: ``"add"`` (``W + ΔW``) or ``"scale"`` (``W ⊙ (1 + ΔW)``); the previous
-            release's ``"shift"`` is read as ``"add"``, with a ``DeprecationWarning``.
-        bias: ``(l, n)`` optional bias shifts ``Δb``, added in both modes.
+        mode: ``"add"`` (``W + ΔW``), ``"scale"`` (``W ⊙ (1 + ΔW)``) or ``"replace"``
+            (``ΔW``: the shift is the edited weight); the previous release's ``"shift"`` is
+            read as ``"add"``, with a ``DeprecationWarning``.
+        bias: ``(l, n)`` optional bias shifts ``Δb``, added to the base bias in every mode.
 
     Raises:
         TypeError: ``weight`` or ``bias`` is not a tensor, ``weight`` is not floating-point, or
@@ -254,9 +260,10 @@ class LowRankShift(_ShiftMethods):
     Args:
         up: ``(l, n, r)`` left factors ``U``.
         down: ``(l, r, k)`` right factors ``V``.
-        mode: ``"add"`` (``W + U V``) or ``"scale"`` (``W ⊙ (1 + U V)``); the previous
-            release's ``"shift"`` is read as ``"add"``, with a ``DeprecationWarning``.
-        bias: ``(l, n)`` optional bias shifts ``Δb``, added in both modes.
+        mode: ``"add"`` (``W + U V``), ``"scale"`` (``W ⊙ (1 + U V)``) or ``"replace"``
+            (``U V``); the previous release's ``"shift"`` is read as ``"add"``, with a
+            ``DeprecationWarning``.
+        bias: ``(l, n)`` optional bias shifts ``Δb``, added to the base bias in every mode.
 
     The factors keep their own dtype: a float32 shift edits a bfloat16 layer in mode ``add``
     as PEFT applies a float32 LoRA adapter (see :func:`~weditlib.edited_linear`).

@@ -19,12 +19,13 @@ from weditlib.kernels.reference import group_bias, grouped_product, sample_bias
 from weditlib.kernels.traced import per_sample_bias, run_traced
 from weditlib.materialised import EditedWeights
 from weditlib.mixed_dtype import keeps_own_dtype, mixed_dtype_linear
+from weditlib.row_range import RowRangeShift
 from weditlib.row_scaled import SHIFT_KINDS, AnyShift, sample_scale
 
 #: What ``edited_linear`` accepts (a tuple: ``isinstance`` on it is cheaper than on a union
 #: built at each call).
 _DELTA_TYPES = (*SHIFT_KINDS, EditedWeights)
-_DELTA_NAMES = "a DenseShift, LowRankShift, RowScaledShift or EditedWeights"
+_DELTA_NAMES = "a DenseShift, LowRankShift, RowScaledShift, RowRangeShift or EditedWeights"
 
 
 def check_bias(bias: Tensor | None, n: int, size_name: str) -> None:
@@ -211,6 +212,34 @@ def _row_scaled_linear(
     return out.reshape(y.shape)
 
 
+def _row_range_linear(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    delta: RowRangeShift,
+    index: Tensor | None,
+    grouping: Grouping | None,
+    algorithm: str | None,
+    check_finite: bool,
+) -> Tensor:
+    """:func:`edited_linear` of a :class:`~weditlib.RowRangeShift`: the plain product for the
+    rows outside the range, the inner shift's for the rows inside, side by side."""
+    x, weight, bias, delta = autocast_inputs(x, weight, bias, delta)
+    grouping = _checked_grouping(x, weight, bias, delta, index, grouping)
+    start, stop = delta.start, delta.stop
+
+    def part(t: Tensor | None, low: int, high: int | None) -> Tensor | None:
+        return None if t is None else t[low:high]
+
+    inside = edited_linear(
+        x, weight[start:stop], part(bias, start, stop), delta.inner,
+        algorithm=algorithm, check_finite=check_finite, grouping=grouping,
+    )  # fmt: skip
+    before = torch.nn.functional.linear(x, weight[:start], part(bias, 0, start))
+    after = torch.nn.functional.linear(x, weight[stop:], part(bias, stop, None))
+    return torch.cat([before, inside, after], dim=-1)
+
+
 def _own_dtype_linear(
     x: Tensor,
     weight: Tensor,
@@ -253,6 +282,9 @@ def plan(
         TypeError: as :func:`edited_linear`.
         ValueError: as :func:`edited_linear`.
     """
+    if isinstance(delta, RowRangeShift):  # the plan of the edited rows; the others are plain
+        part = None if bias is None else bias[delta.start : delta.stop]
+        return plan(x, weight[delta.start : delta.stop], delta.inner, index, part)
     if delta.row_scale is not None:  # the inner shift's plan, then one elementwise pass
         delta = delta.unscaled()
     x, weight, bias, delta = autocast_inputs(x, weight, bias, delta)
@@ -275,8 +307,9 @@ def edited_linear(
 
     For every sample ``b``, with ``i = index[b]``:
     ``y[b] = F.linear(x[b], W ⊕ ΔW[i], bias) + Δb[i]``, where ``⊕`` is ``W + ΔW``
-    (``delta.mode == "add"``) or ``W ⊙ (1 + ΔW)`` (``"scale"``) and ``Δb`` is the shift's
-    optional bias shift ``delta.bias: (l, n)`` (added in both modes, also without ``bias``).
+    (``delta.mode == "add"``), ``W ⊙ (1 + ΔW)`` (``"scale"``) or ``ΔW`` alone (``"replace"``:
+    the shift is the weight, ``W`` unused) and ``Δb`` is the shift's optional bias shift
+    ``delta.bias: (l, n)`` (added to ``bias`` in every mode, also without ``bias``).
 
     Behaves like ``F.linear`` around the edit: under ``torch.autocast`` every floating input (the
     shift's tensors included; float64 excepted) is cast to the autocast dtype and so is the
@@ -294,7 +327,9 @@ def edited_linear(
         delta: ``l`` shifts (:class:`~weditlib.DenseShift` ``(l, n, k)`` or
             :class:`~weditlib.LowRankShift` ``(l, n, r) @ (l, r, k)``, each with an
             optional ``bias: (l, n)``; a :class:`~weditlib.RowScaledShift` of either, whose
-            edited weights ``diag(scale_i) (W ⊕ ΔW_i)`` are DoRA's), or the
+            edited weights ``diag(scale_i) (W ⊕ ΔW_i)`` are DoRA's; a
+            :class:`~weditlib.RowRangeShift` of either, editing only output rows
+            ``[start, stop)``, e.g. the K and V rows of a fused q/k/v projection), or the
             :class:`~weditlib.EditedWeights` of this ``weight`` (edited weights
             built once by :func:`~weditlib.materialise`: one product, no planner, a plain
             ``F.linear`` when ``l == 1``); ``None`` is the plain ``F.linear``. A low-rank
@@ -333,6 +368,8 @@ def edited_linear(
         _check_finite(delta)
     if built:
         return _materialised_linear(x, weight, bias, delta, index, grouping, algorithm)
+    if isinstance(delta, RowRangeShift):
+        return _row_range_linear(x, weight, bias, delta, index, grouping, algorithm, check_finite)
     if keeps_own_dtype(x, delta) and autocast_dtype(x.device.type) is None:
         return _own_dtype_linear(x, weight, bias, delta, index, grouping, check_finite)
     if delta.row_scale is not None:

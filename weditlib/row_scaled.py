@@ -19,6 +19,7 @@ from torch import Tensor
 
 from weditlib._deprecation import renamed_names
 from weditlib.deltas import DenseShift, Grouping, LowRankShift, Shift
+from weditlib.row_range import RowRangeShift
 
 
 @dataclass(frozen=True, eq=False)  # holds tensors: == is identity
@@ -158,9 +159,9 @@ class RowScaledShift:
 
 
 #: Every kind of shift, for the checks at the public entry points (``isinstance``).
-SHIFT_KINDS: tuple[type, ...] = (DenseShift, LowRankShift, RowScaledShift)
+SHIFT_KINDS: tuple[type, ...] = (DenseShift, LowRankShift, RowScaledShift, RowRangeShift)
 #: Any shift an edited op or layer takes.
-AnyShift = DenseShift | LowRankShift | RowScaledShift
+AnyShift = DenseShift | LowRankShift | RowScaledShift | RowRangeShift
 
 
 def sample_scale(scale: Tensor, grouping: Grouping) -> Tensor:

@@ -22,7 +22,7 @@ def loop_edited_linear(
     for b in range(x.shape[0]):
         i = b if index is None else int(index[b])
         shift = shifts[i]
-        effective = base + shift if delta.mode == "add" else base * (1 + shift)
+        effective = {"add": base + shift, "scale": base * (1 + shift), "replace": shift}[delta.mode]
         y = F.linear(x[b].double(), effective, None if bias is None else bias.double())
         if delta.bias is not None:
             y = y + delta.bias[i].double()

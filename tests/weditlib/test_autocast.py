@@ -60,7 +60,7 @@ def test_autocast_inputs_is_identity_outside_autocast():
 
 
 @pytest.mark.parametrize("kind", ["dense", "lowrank"])
-@pytest.mark.parametrize("mode", ["shift", "scale"])
+@pytest.mark.parametrize("mode", ["shift", "scale", "replace"])
 def test_edited_linear_under_cpu_bf16_autocast_matches_the_cast_loop(kind, mode):
     x, weight, bias, delta, index = _inputs(kind, mode)
     half = torch.bfloat16

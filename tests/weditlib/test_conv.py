@@ -23,7 +23,7 @@ def effective_kernel(weight, delta, shift: int):
     """``W ⊕ ΔW[shift]`` in float64, in the kernel's own shape."""
     change = delta.matrix()[shift].double().reshape(weight.shape)
     base = weight.double()
-    return base + change if delta.mode == "add" else base * (1 + change)
+    return {"add": base + change, "scale": base * (1 + change), "replace": change}[delta.mode]
 
 
 def loop_edited_conv(x, weight, bias, delta, index, **geometry):
@@ -95,7 +95,7 @@ def conv_problems(draw):
         },
         "pattern": pattern, "batch": batch, "num_shifts": num_shifts,
         "rank": draw(st.one_of(st.none(), st.integers(1, 3))),
-        "mode": draw(st.sampled_from(["shift", "scale"])),
+        "mode": draw(st.sampled_from(["shift", "scale", "replace"])),
         "bias": draw(st.booleans()), "bias_shift": draw(st.booleans()),
         "dtype": draw(st.sampled_from([torch.float32, torch.float64])),
         "seed": draw(st.integers(0, 2**16)),
@@ -166,7 +166,7 @@ def gradcheck_problem(dims: int, rank, mode: str, pattern: str):
 
 @pytest.mark.parametrize("dims", [1, 2])
 @pytest.mark.parametrize("rank", [None, 2])
-@pytest.mark.parametrize("mode", ["shift", "scale"])
+@pytest.mark.parametrize("mode", ["shift", "scale", "replace"])
 @pytest.mark.parametrize("pattern", ["none", "unsorted"])
 def test_gradcheck_on_every_algorithm(dims, rank, mode, pattern):
     x, weight, bias, delta, index, geometry = gradcheck_problem(dims, rank, mode, pattern)

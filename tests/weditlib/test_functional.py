@@ -52,7 +52,7 @@ def problems(draw):
         "n": draw(st.integers(0, 9)),
         "k": draw(st.integers(0, 9)),
         "rank": draw(st.one_of(st.none(), st.integers(1, 4))),
-        "mode": draw(st.sampled_from(["shift", "scale"])),
+        "mode": draw(st.sampled_from(["shift", "scale", "replace"])),
         "bias": draw(st.booleans()),
         "shift_bias": draw(st.booleans()),
         "dtype": draw(st.sampled_from([torch.float32, torch.float64])),
@@ -118,7 +118,7 @@ def test_planner_choice_matches_the_per_sample_loop(spec):
 
 
 @pytest.mark.parametrize("rank", [None, 2])
-@pytest.mark.parametrize("mode", ["shift", "scale"])
+@pytest.mark.parametrize("mode", ["shift", "scale", "replace"])
 @pytest.mark.parametrize("pattern", ["none", "unsorted"])
 def test_gradcheck_on_every_algorithm(rank, mode, pattern):
     spec = {
@@ -230,7 +230,7 @@ ZERO_SIZES = {
 
 @pytest.mark.parametrize("zero", ZERO_SIZES.values(), ids=ZERO_SIZES.keys())
 @pytest.mark.parametrize("rank", [None, 2], ids=["dense", "lowrank"])
-@pytest.mark.parametrize("mode", ["shift", "scale"])
+@pytest.mark.parametrize("mode", ["shift", "scale", "replace"])
 @pytest.mark.parametrize("pattern", ["unsorted", "uniform"])
 @pytest.mark.parametrize("shift_bias", [True, False], ids=["db", "no-db"])
 def test_zero_size_dims_match_f_linear_shapes_and_gradients(zero, rank, mode, pattern, shift_bias):

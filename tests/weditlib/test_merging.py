@@ -51,7 +51,7 @@ X = torch.randn(2, 5, 8, dtype=torch.float64)
 
 
 @pytest.mark.parametrize("bias", [False, True], ids=["weight", "weight-and-bias"])
-@pytest.mark.parametrize("mode", ["shift", "scale"])
+@pytest.mark.parametrize("mode", ["shift", "scale", "replace"])
 @pytest.mark.parametrize("low_rank", [False, True], ids=["dense", "low-rank"])
 @pytest.mark.parametrize("split_in_proj", [False, True], ids=["in_proj", "q-k-v"])
 def test_merged_model_equals_the_edit_with_that_shift(split_in_proj, low_rank, mode, bias):
@@ -69,11 +69,12 @@ def test_merged_model_runs_the_base_forward_with_no_edit_active():
     assert not any(m._is_edited() for m in (model[0], model[1], model[2]))
 
 
-def test_unmerge_restores_bit_identical_weights():
+@pytest.mark.parametrize("mode", ["scale", "replace"])
+def test_unmerge_restores_bit_identical_weights(mode):
     model = model_with_attention()
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     parameters = dict(model.named_parameters())
-    merge(model, random_shifts(model, low_rank=False, mode="scale"), which=2)
+    merge(model, random_shifts(model, low_rank=False, mode=mode), which=2)
     assert not torch.equal(model[1].weight, before["1.weight"])
     unmerge(model)
     for name, original in before.items():

@@ -42,7 +42,7 @@ def random_shift(g, l, n, k, rank, mode, bias) -> RowScaledDelta:
 def edited_weights(weight: torch.Tensor, delta: RowScaledDelta) -> torch.Tensor:
     """``(l, n, k)`` in float64, the definition."""
     shift = delta.inner.matrix()
-    combined = weight + shift if delta.mode == "add" else weight * (1 + shift)
+    combined = {"add": weight + shift, "scale": weight * (1 + shift), "replace": shift}[delta.mode]
     return delta.scale.unsqueeze(-1) * combined
 
 
@@ -51,7 +51,7 @@ def edited_weights(weight: torch.Tensor, delta: RowScaledDelta) -> torch.Tensor:
     seed=st.integers(0, 2**16),
     sizes=st.tuples(st.integers(1, 5), st.integers(1, 4), st.integers(1, 6), st.integers(1, 6)),
     rank=st.sampled_from([None, 1, 3]),
-    mode=st.sampled_from(["shift", "scale"]),
+    mode=st.sampled_from(["shift", "scale", "replace"]),
     bias=st.booleans(),
     base_bias=st.booleans(),
     tokens=st.integers(1, 3),

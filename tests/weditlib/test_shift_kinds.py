@@ -51,7 +51,7 @@ def reference_edited(weight: torch.Tensor, shift) -> torch.Tensor:
     inner = shift.without_row_scale()
     matrix = inner.matrix().to(F64) if inner.rank is None else inner.up.to(F64) @ inner.down.to(F64)
     w = weight.to(F64)
-    built = w + matrix if inner.mode == "add" else w * (1 + matrix)
+    built = {"add": w + matrix, "scale": w * (1 + matrix), "replace": matrix}[inner.mode]
     if shift.row_scale is not None:
         built = built * shift.row_scale.to(F64).unsqueeze(-1)
     return built
@@ -60,7 +60,7 @@ def reference_edited(weight: torch.Tensor, shift) -> torch.Tensor:
 @settings(max_examples=25, deadline=None)
 @given(
     kind=st.sampled_from(KINDS),
-    mode=st.sampled_from(["add", "scale"]),
+    mode=st.sampled_from(["add", "scale", "replace"]),
     count=st.integers(1, 4),
     n=st.integers(1, 6),
     k=st.integers(1, 6),
@@ -77,7 +77,7 @@ def test_edited_weights_are_w_combined_with_the_shift(kind, mode, count, n, k, s
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("mode", ["add", "scale"])
+@pytest.mark.parametrize("mode", ["add", "scale", "replace"])
 def test_merge_and_materialise_build_the_same_bits(kind, mode):
     shift = make_shift(kind, mode)
     model = nn.Sequential(nn.Linear(7, 5))
@@ -94,7 +94,7 @@ def test_merge_and_materialise_build_the_same_bits(kind, mode):
 
 
 @pytest.mark.parametrize("kind", ["dense", "low_rank"])
-@pytest.mark.parametrize("mode", ["add", "scale"])
+@pytest.mark.parametrize("mode", ["add", "scale", "replace"])
 def test_the_op_materialise_algorithm_equals_materialised_weights_bitwise(kind, mode):
     shift = make_shift(kind, mode)
     g = torch.Generator().manual_seed(5)

@@ -17,6 +17,7 @@ speed (no GPU).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -419,3 +420,14 @@ def test_kernels_lower_to_triton_ir_for_hopper() -> None:
         [sys.executable, "-c", LOWER_ALL_VARIANTS], capture_output=True, text=True, env=env
     )
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.parametrize("rank", [None, 8], ids=["dense", "lowrank"])
+def test_replace_mode_is_routed_to_the_reference_backend(rank) -> None:
+    # the kernels combine W + ΔW or W ⊙ (1 + ΔW) in registers; ΔW alone is not one of them
+    replace = dataclasses.replace(problem("cuda", torch.bfloat16, rank=rank), mode="replace")
+    assert not any(a.supported(replace) for a in triton_backend.ALGORITHMS)
+    _, plan = planner.choose(replace)
+    assert set(plan.candidates) == ({"materialise", "materialise_gather"} | (
+        set() if rank is None else {"lowrank"}
+    ))  # fmt: skip

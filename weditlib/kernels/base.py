@@ -33,7 +33,7 @@ class Problem:
         out_features: ``n``.
         num_shifts: ``l``.
         rank: ``r`` for low-rank shifts, ``None`` for dense.
-        mode: ``"add"`` or ``"scale"``.
+        mode: ``"add"``, ``"scale"`` or ``"replace"``.
         max_group: largest number of samples sharing one shift.
         uniform: ``index`` is sorted and every shift has ``max_group`` samples.
         has_bias: a bias is added.

@@ -93,8 +93,9 @@ class ConvProblem:
         out_positions: spatial positions of one output channel.
         num_shifts: ``l``.
         rank: ``r`` for low-rank shifts, ``None`` for dense shifts and edited weights.
-        mode: ``"add"`` or ``"scale"``; ``None`` for :class:`~weditlib.EditedWeights` (built
-            already: only the algorithms that convolve with built kernels run them).
+        mode: ``"add"``, ``"scale"`` or ``"replace"``; ``None`` for
+            :class:`~weditlib.EditedWeights` (built already: only the algorithms that convolve
+            with built kernels run them).
         max_group: largest number of samples sharing one shift.
         used_shifts: number of shifts used by at least one sample.
         uniform: ``index`` is sorted and every shift has ``max_group`` samples.

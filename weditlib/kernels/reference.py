@@ -1,6 +1,6 @@
 """Exact algorithms in plain torch: they run anywhere and autograd differentiates them.
 
-Four ways to compute ``y_b = x_b (W ⊕ ΔW_index[b])ᵀ + bias``:
+Five ways to compute ``y_b = x_b (W ⊕ ΔW_index[b])ᵀ + bias``:
 
 * ``materialise`` — build ``W ⊕ ΔW`` once per shift, then one batched GEMM over the groups of
   samples that share it (compute-bound regime: many tokens per shift).
@@ -8,7 +8,8 @@ Four ways to compute ``y_b = x_b (W ⊕ ΔW_index[b])ᵀ + bias``:
   when groups are very unequal.
 * ``split`` — ``x Wᵀ + bmm(x, ΔWᵀ)``: reads each shift once and never writes ``W + ΔW``
   (memory-bound regime: few tokens per shift). Dense shifts in ``add`` mode only.
-* ``lowrank`` — ``x Wᵀ + (x Vᵀ) Uᵀ``: never builds an ``(n, k)`` matrix per shift.
+* ``lowrank`` — ``x Wᵀ + (x Vᵀ) Uᵀ`` (mode ``replace``: ``(x Vᵀ) Uᵀ`` alone): never builds an
+  ``(n, k)`` matrix per shift.
 * ``lowrank_scale`` — ``W ⊙ (1 + U V)`` applied as ``x Wᵀ + Σ_r u_r ⊙ ((x ⊙ v_r) Wᵀ)``: ``r``
   extra GEMMs against the shared ``W`` instead of ``l`` materialised matrices.
 """
@@ -127,8 +128,14 @@ def _regroup_bytes(p: Problem) -> float:
 
 
 def _build_bytes(p: Problem) -> float:
-    """Reading ``W`` and the shifts and writing ``l`` matrices ``W ⊕ ΔW``."""
+    """Reading ``W`` and the shifts and writing ``l`` matrices ``W ⊕ ΔW``.
+
+    Mode ``replace`` reads no ``W``, and a dense shift in that mode is its own edited weight:
+    nothing is built.
+    """
     nk = p.out_features * p.in_features
+    if p.mode == "replace":
+        return 0.0 if p.dense else _shift_bytes(p) + p.element_size * p.num_shifts * nk
     return _shift_bytes(p) + p.element_size * (nk + p.num_shifts * nk)
 
 
@@ -244,27 +251,32 @@ def _lowrank_grouped(grouping: Grouping, tokens: int, rank: int) -> bool:
 
 
 class LowRank:
-    """``(x Vᵀ) Uᵀ + bias + Δb``, then ``+= x Wᵀ``: nothing of size ``n·k`` per shift."""
+    """``(x Vᵀ) Uᵀ + bias + Δb``, then ``+= x Wᵀ`` (mode ``add``; mode ``replace`` stops before
+    it): nothing of size ``n·k`` per shift."""
 
     name = "lowrank"
 
     def supported(self, problem: Problem) -> bool:
-        return not problem.dense and problem.mode == "add"
+        return not problem.dense and problem.mode in ("add", "replace")
 
     def cost(self, p: Problem) -> Cost:
         assert p.rank is not None
         rows = p.batch * p.tokens
         nk = p.out_features * p.in_features
+        if p.mode == "replace":  # no base GEMM: x is read once, W never
+            rows_nk, io, weight_bytes = 0.0, _io_bytes(p), 0.0
+        else:
+            rows_nk, io, weight_bytes = 2.0 * rows * nk, 2 * _io_bytes(p), p.element_size * nk
         grouped = p.uniform or 2 * p.tokens < p.rank
         if grouped:
             moved = _regroup_bytes(p)
         else:
             moved = 2 * p.element_size * p.batch * p.rank * (p.out_features + p.in_features)
         return Cost(
-            flops=2.0 * rows * nk + 2.0 * rows * p.rank * (p.out_features + p.in_features),
+            flops=rows_nk + 2.0 * rows * p.rank * (p.out_features + p.in_features),
             # the shrink re-reads x; the expand writes y, which the base GEMM then accumulates
             # onto (overlapped with its compute)
-            bytes=2 * _io_bytes(p) + p.element_size * nk + _shift_bytes(p),
+            bytes=io + weight_bytes + _shift_bytes(p),
             launches=3 if p.uniform else 5,
             gemm_rows=rows,
             extra_bytes=moved,
@@ -286,7 +298,7 @@ class LowRank:
             down = _per_sample(delta.down, grouping)  # (b, r, k)
             inner = torch.bmm(x, down.transpose(1, 2))  # (b, t, r)
             y = linear_bmm(inner, up.transpose(1, 2), sample_bias(bias, delta, grouping))
-        return add_base(y, x, weight)
+        return y if delta.mode == "replace" else add_base(y, x, weight)
 
 
 class LowRankScale:

@@ -73,10 +73,11 @@ def _run_uniform(x: Tensor, weight: Tensor, bias: Tensor | None, delta: Shift, s
         (shifts, rows.shape[0] // shifts, k), (rows.shape[0] // shifts * k, k, 1)
     )
     per_group_bias = group_bias(bias, delta)  # (l, 1, n), (n,) or None
-    if delta.rank is not None:  # add mode: (x Vᵀ) Uᵀ + bias, then += x Wᵀ
+    if delta.rank is not None:  # add mode: (x Vᵀ) Uᵀ + bias, then += x Wᵀ (not in replace)
         inner = torch.bmm(grouped, delta.down.transpose(1, 2))  # (l, c·t, r)
         y = linear_bmm(inner, delta.up.transpose(1, 2), per_group_bias).view(-1, weight.shape[0])
-        y.addmm_(rows, weight.t())  # the base GEMM accumulates onto it (see add_base)
+        if delta.mode == "add":
+            y.addmm_(rows, weight.t())  # the base GEMM accumulates onto it (see add_base)
     else:
         effective = delta.edited(weight)  # (l, n, k), once per shift
         y = linear_bmm(grouped, effective.transpose(1, 2), per_group_bias)
@@ -90,9 +91,9 @@ def _run_gathered(
     sample_bias = per_sample_bias(bias, delta, index)
     if delta.rank is not None:
         up, down = delta.up[index], delta.down[index]  # (b, n, r), (b, r, k)
-        if delta.mode == "add":  # (x Vᵀ) Uᵀ, then += x Wᵀ in the base GEMM
+        if delta.mode != "scale":  # (x Vᵀ) Uᵀ, then += x Wᵀ in the base GEMM (add mode)
             y = torch.bmm(torch.bmm(x, down.transpose(1, 2)), up.transpose(1, 2))
-            y = add_base(y, x, weight)
+            y = y if delta.mode == "replace" else add_base(y, x, weight)
         else:  # W ⊙ (1 + U V): x Wᵀ + Σ_r u_r ⊙ ((x ⊙ v_r) Wᵀ)
             scaled = rearrange(x, "b t k -> b 1 t k") * rearrange(down, "b r k -> b r 1 k")
             per_rank = torch.nn.functional.linear(scaled, weight)  # (b, r, t, n)

@@ -5,7 +5,7 @@ Two algorithms, each one kernel launch forward (plus a tiny ``cumsum`` for the s
 * ``triton_dense`` — dense shifts ``(l, n, k)``, modes ``add`` and ``scale``
   (:mod:`weditlib.kernels.triton_dense`): ``W`` and ``ΔW_g`` tiles are combined in registers, so
   ``W ⊕ ΔW`` is never written; each shift is read once per row tile of its group.
-* ``triton_lowrank`` — low-rank shifts ``U (l, n, r) V (l, r, k)``, both modes
+* ``triton_lowrank`` — low-rank shifts ``U (l, n, r) V (l, r, k)``, the same two modes
   (:mod:`weditlib.kernels.triton_lowrank`): shrink fused into the base GEMM, expand in its epilogue.
 
 Backward (one :class:`torch.autograd.Function` per kind, next to the kernels it launches):
@@ -191,7 +191,11 @@ def _lowrank_factor_grads(
 
 
 def _supported(problem: Problem) -> bool:
-    return TRITON_AVAILABLE and problem.device_type == "cuda" and problem.dtype in DTYPES
+    # the kernels know W + ΔW and W ⊙ (1 + ΔW); mode replace runs on the reference backend
+    return (
+        TRITON_AVAILABLE and problem.device_type == "cuda" and problem.dtype in DTYPES
+        and problem.mode in ("add", "scale")
+    )  # fmt: skip
 
 
 def _floor_bytes(p: Problem) -> float:

@@ -30,6 +30,7 @@ from weditlib.editing import check_shifts
 from weditlib.peft.dora import row_norms
 from weditlib.peft.files import write_adapter_dir
 from weditlib.peft.layouts import LAYOUTS
+from weditlib.row_range import RowRangeShift
 from weditlib.row_scaled import AnyShift
 
 _PREFIX = "base_model.model."
@@ -115,6 +116,8 @@ def _module_factors(
     n, k = delta.out_features, delta.in_features
     weight = kernel.reshape(n, k)
     inner = delta.without_row_scale()
+    if isinstance(inner, RowRangeShift):  # zero rows outside the range: the same adapter
+        inner = inner.padded()
     up, down, error = _low_rank_row(path, inner, which, weight, svd_rank)
     magnitude = None
     if delta.row_scale is not None:
