@@ -33,7 +33,7 @@ from weditlib.layers import (
     EditableMultiheadAttention,
     check_batch_dim,
 )
-from weditlib.row_scaled import SHIFT_KINDS, AnyShift
+from weditlib.row_scaled import SHIFT_KIND_NAMES, SHIFT_KINDS, AnyShift
 
 # ----------------------------------------------------------------------------- wrapping table
 
@@ -480,7 +480,7 @@ def _checked_targets(
             f"{unknown} are not editable weights of the model; editable: {sorted(targets)}"
         )
     kinds: tuple[type, ...] = SHIFT_KINDS
-    allowed = "a DenseShift, LowRankShift or RowScaledShift"
+    allowed = f"a {SHIFT_KIND_NAMES}"
     if built:
         kinds, allowed = (*kinds, materialised.EditedWeights), f"{allowed} or EditedWeights"
     for name, delta in shifts.items():

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from weditlib._deprecation import renamed_names
 from weditlib.deltas import TensorFields, _check_bias, _StackedWeights
-from weditlib.row_scaled import SHIFT_KINDS, AnyShift
+from weditlib.row_scaled import SHIFT_KIND_NAMES, SHIFT_KINDS, AnyShift
 
 _Kept = TypeVar("_Kept")
 
@@ -196,10 +196,7 @@ def materialise(weight: Tensor, delta: AnyShift) -> EditedWeights:
     if not isinstance(weight, Tensor):
         raise TypeError(f"weight must be a Tensor, got {type(weight).__name__}")
     if not isinstance(delta, SHIFT_KINDS):
-        raise TypeError(
-            "delta must be a DenseShift, LowRankShift or RowScaledShift, "
-            f"got {type(delta).__name__}"
-        )
+        raise TypeError(f"delta must be a {SHIFT_KIND_NAMES}, got {type(delta).__name__}")
     expected = (delta.out_features, delta.in_features)
     if not _flattens_to(weight, expected):
         raise ValueError(

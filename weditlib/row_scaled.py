@@ -160,6 +160,10 @@ class RowScaledShift:
 
 #: Every kind of shift, for the checks at the public entry points (``isinstance``).
 SHIFT_KINDS: tuple[type, ...] = (DenseShift, LowRankShift, RowScaledShift, RowRangeShift)
+#: The kinds as an error message names them: "DenseShift, ..., RowScaledShift or RowRangeShift".
+SHIFT_KIND_NAMES = (
+    ", ".join(kind.__name__ for kind in SHIFT_KINDS[:-1]) + f" or {SHIFT_KINDS[-1].__name__}"
+)
 #: Any shift an edited op or layer takes.
 AnyShift = DenseShift | LowRankShift | RowScaledShift | RowRangeShift
 

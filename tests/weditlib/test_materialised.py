@@ -10,9 +10,9 @@ from torch import nn
 
 import weditlib
 from weditlib import (
-    DenseDelta,
-    LowRankDelta,
-    MaterialisedDelta,
+    DenseShift,
+    EditedWeights,
+    LowRankShift,
     edit,
     edited_conv,
     edited_linear,
@@ -65,7 +65,7 @@ def test_materialised_linear_gradcheck(num_shifts):
     index = torch.tensor([0, 0, 0, 0]) if num_shifts == 1 else torch.tensor([2, 0, 2, 1])
 
     def run(x, weight, bias, up, down, shift_bias):
-        delta = LowRankDelta(up, down, "scale", bias=shift_bias)
+        delta = LowRankShift(up, down, "scale", bias=shift_bias)
         return edited_linear(x, weight, bias, materialise(weight, delta), index)
 
     assert torch.autograd.gradcheck(run, (x, weight, bias, up, down, shift_bias))
@@ -80,7 +80,7 @@ def test_materialised_conv_gradcheck():
     index = torch.tensor([1, 0, 1])
 
     def run(x, weight, bias, shift):
-        built = materialise(weight.flatten(1), DenseDelta(shift))
+        built = materialise(weight.flatten(1), DenseShift(shift))
         return edited_conv(x, weight, bias, built, index, padding=1, stride=(2, 1))
 
     assert torch.autograd.gradcheck(run, (x, weight, bias, shift))
@@ -89,18 +89,18 @@ def test_materialised_conv_gradcheck():
 @pytest.mark.parametrize("num_shifts", [1, 3])
 def test_empty_batch_gives_an_empty_result(num_shifts):
     weight = torch.randn(4, 6)
-    built = materialise(weight, DenseDelta(torch.randn(num_shifts, 4, 6)))
+    built = materialise(weight, DenseShift(torch.randn(num_shifts, 4, 6)))
     empty = torch.zeros(0, dtype=torch.long)
     assert edited_linear(torch.randn(0, 2, 6), weight, None, built, empty).shape == (0, 2, 4)
     kernel = torch.randn(4, 2, 3)
-    conv_built = materialise(kernel.flatten(1), DenseDelta(torch.randn(num_shifts, 4, 6)))
+    conv_built = materialise(kernel.flatten(1), DenseShift(torch.randn(num_shifts, 4, 6)))
     y = edited_conv(torch.randn(0, 2, 7), kernel, None, conv_built, empty, padding=1)
     assert y.shape == (0, 4, 7)
 
 
 def test_follows_autocast_like_the_shift_it_was_built_from():
     weight, bias = torch.randn(8, 16), torch.randn(8)
-    delta = DenseDelta(0.1 * torch.randn(2, 8, 16))
+    delta = DenseShift(0.1 * torch.randn(2, 8, 16))
     x, index = torch.randn(5, 3, 16), torch.tensor([0, 1, 1, 0, 1])
     built = materialise(weight, delta)
     exact = edited_linear(x, weight, bias, delta, index)
@@ -118,18 +118,18 @@ def test_follows_autocast_like_the_shift_it_was_built_from():
 def test_a_shift_in_another_dtype_is_built_in_the_weights_dtype():
     # a generator under bf16 autocast makes bf16 shifts for float32 weights
     weight = torch.randn(4, 6)
-    delta = DenseDelta(torch.randn(2, 4, 6).bfloat16(), bias=torch.randn(2, 4).bfloat16())
+    delta = DenseShift(torch.randn(2, 4, 6).bfloat16(), bias=torch.randn(2, 4).bfloat16())
     built = materialise(weight, delta)
     assert built.dtype == built.bias.dtype == torch.float32
     x, index = torch.randn(3, 6), torch.tensor([1, 0, 1])
-    expected = edited_linear(x, weight, None, DenseDelta(
+    expected = edited_linear(x, weight, None, DenseShift(
         delta.weight.float(), bias=delta.bias.float()), index)  # fmt: skip
     torch.testing.assert_close(edited_linear(x, weight, None, built, index), expected)
 
 
 def test_compiles_into_one_graph_with_a_precomputed_grouping():
     weight, bias = torch.randn(5, 8), torch.randn(5)
-    delta = DenseDelta(torch.randn(3, 5, 8), bias=torch.randn(3, 5))
+    delta = DenseShift(torch.randn(3, 5, 8), bias=torch.randn(3, 5))
     x, grouping = torch.randn(6, 2, 8), Grouping.from_index(torch.tensor([2, 0, 1, 0, 2, 2]), 3, 6)
     built = materialise(weight, delta)
 
@@ -143,7 +143,7 @@ def test_compiles_into_one_graph_with_a_precomputed_grouping():
 
 def test_a_weight_changed_in_place_or_another_weight_is_refused():
     weight = torch.randn(4, 6)
-    built = materialise(weight, DenseDelta(torch.randn(1, 4, 6)))
+    built = materialise(weight, DenseShift(torch.randn(1, 4, 6)))
     x = torch.randn(2, 6)
     with pytest.raises(RuntimeError, match="another weight"):
         edited_linear(x, weight.clone(), None, built, torch.zeros(2, dtype=torch.long))
@@ -154,15 +154,17 @@ def test_a_weight_changed_in_place_or_another_weight_is_refused():
 
 def test_bad_arguments_are_named():
     weight = torch.randn(4, 6)
-    with pytest.raises(TypeError, match="must be a DenseShift, LowRankShift or RowScaledShift"):
+    with pytest.raises(
+        TypeError, match="must be a DenseShift, LowRankShift, RowScaledShift or RowRangeShift"
+    ):
         materialise(weight, torch.randn(1, 4, 6))
     with pytest.raises(ValueError, match=r"shift's shape \(n, k\) = \(4, 6\), got \(6, 4\)"):
-        materialise(weight.T, DenseDelta(torch.randn(1, 4, 6)))
+        materialise(weight.T, DenseShift(torch.randn(1, 4, 6)))
     with pytest.raises(TypeError, match="weight must have a floating dtype"):
-        materialise(weight.long(), DenseDelta(torch.randn(1, 4, 6)))
+        materialise(weight.long(), DenseShift(torch.randn(1, 4, 6)))
     with pytest.raises(ValueError, match=r"EditedWeights.weight must have shape \(l, n, k\)"):
-        MaterialisedDelta(torch.randn(4, 6), None, (0, 0))
-    built = materialise(weight, DenseDelta(torch.randn(2, 4, 6)))
+        EditedWeights(torch.randn(4, 6), None, (0, 0))
+    built = materialise(weight, DenseShift(torch.randn(2, 4, 6)))
     with pytest.raises(ValueError, match="runs only as algorithm='materialise'"):
         edited_linear(
             torch.randn(2, 6), weight, None, built, torch.tensor([0, 1]), algorithm="split"
@@ -177,7 +179,7 @@ def test_bad_arguments_of_a_one_shift_call_in_a_block_are_named():
     """The one-shift call with a block's grouping leaves most checks to F.linear; what it
     raises is still the named error of the full checks."""
     weight, bias = torch.randn(4, 6), torch.randn(4)
-    built = materialise(weight, DenseDelta(torch.randn(1, 4, 6), bias=torch.randn(1, 4)))
+    built = materialise(weight, DenseShift(torch.randn(1, 4, 6), bias=torch.randn(1, 4)))
     grouping = Grouping.from_index(torch.zeros(2, dtype=torch.long), 1, 2)
     x = torch.randn(2, 3, 6)
     expected = torch.nn.functional.linear(x, built.weight[0], bias + built.bias[0])
@@ -205,7 +207,7 @@ def _transformer() -> tuple[nn.Module, dict]:
     targets = make_editable(layer, ["self_attn", "multihead_attn", "linear1", "linear2"])
     g = torch.Generator().manual_seed(1)
     shifts = {
-        name: LowRankDelta(
+        name: LowRankShift(
             0.3 * torch.randn(3, n, 2, generator=g, dtype=torch.float64),
             torch.randn(3, 2, k, generator=g, dtype=torch.float64),
             bias=torch.randn(3, n, generator=g, dtype=torch.float64),
@@ -239,7 +241,7 @@ def test_edit_materialised_equals_edit_on_a_conv_model():
     targets = make_editable(model, ["0", "2"])
     g = torch.Generator().manual_seed(3)
     shifts = {
-        name: DenseDelta(torch.randn(2, n, k, generator=g, dtype=torch.float64))
+        name: DenseShift(torch.randn(2, n, k, generator=g, dtype=torch.float64))
         for name, (n, k) in targets.items()
     }
     x, index = torch.randn(3, 3, 6, 6, dtype=torch.float64), torch.tensor([1, 0, 1])
@@ -283,7 +285,7 @@ def test_hf_conv1d_materialised_equals_edit():
     model = nn.Sequential(Conv1D(6, 5)).double()
     targets = make_editable(model, ["0"])
     (name,) = targets
-    shifts = {name: DenseDelta(torch.randn(2, 6, 5, dtype=torch.float64))}
+    shifts = {name: DenseShift(torch.randn(2, 6, 5, dtype=torch.float64))}
     x, index = torch.randn(3, 4, 5, dtype=torch.float64), torch.tensor([1, 0, 1])
     with edit(model, shifts, index):
         expected = model(x)
@@ -300,7 +302,7 @@ def test_shifts_built_once_serve_many_blocks():
     with torch.no_grad():
         built = materialise_shifts(layer, shifts)
     assert set(built) == set(shifts)
-    assert all(isinstance(delta, MaterialisedDelta) for delta in built.values())
+    assert all(isinstance(delta, EditedWeights) for delta in built.values())
     for materialise_flag in (False, True, False):  # built shifts run as built, whatever the flag
         with edit(layer, built, index, materialise=materialise_flag):
             active = layer.linear1.active_shifts[""][0]
@@ -349,15 +351,15 @@ def test_materialise_shifts_checks_like_edit():
     with pytest.raises(ValueError, match="edits a"):
         materialise_shifts(layer, {"linear1": shifts["linear2"]})
     built = materialise_shifts(layer, shifts)
-    with pytest.raises(TypeError, match="LowRankShift or RowScaledShift, got EditedWeights"):
+    with pytest.raises(TypeError, match="RowScaledShift or RowRangeShift, got EditedWeights"):
         materialise_shifts(layer, built)  # built once is enough
-    with pytest.raises(TypeError, match="LowRankShift or RowScaledShift, got EditedWeights"):
+    with pytest.raises(TypeError, match="RowScaledShift or RowRangeShift, got EditedWeights"):
         weditlib.merge(layer, built, 0)  # merge bakes a shift, not built weights
 
 
 def test_rows_and_single_reuse_their_views():
     weight, bias = torch.randn(6, 4), torch.randn(6)
-    built = materialise(weight, LowRankDelta(torch.randn(1, 6, 2), torch.randn(1, 2, 4),
+    built = materialise(weight, LowRankShift(torch.randn(1, 6, 2), torch.randn(1, 2, 4),
                                              bias=torch.randn(1, 6)))  # fmt: skip
     part = built.rows(2, 5)
     assert built.rows(2, 5) is part
@@ -367,13 +369,13 @@ def test_rows_and_single_reuse_their_views():
     torch.testing.assert_close(edited_weight, built.weight[0], rtol=0, atol=0)
     torch.testing.assert_close(edited_bias, bias + built.bias[0], rtol=0, atol=0)
     assert built.single(None)[1] is built.single(None)[1]  # Δb alone: the stored view
-    plain = materialise(weight, DenseDelta(torch.randn(1, 6, 4)))
+    plain = materialise(weight, DenseShift(torch.randn(1, 6, 4)))
     assert plain.single(bias)[1] is bias and plain.single(None)[1] is None
     with pytest.raises(ValueError, match="single\\(\\) needs l == 1 shift, this delta holds 2"):
-        materialise(weight, DenseDelta(torch.randn(2, 6, 4))).single(bias)
+        materialise(weight, DenseShift(torch.randn(2, 6, 4))).single(bias)
 
 
 def test_public_names():
-    assert weditlib.MaterialisedDelta is MaterialisedDelta
+    assert weditlib.EditedWeights is EditedWeights
     assert weditlib.materialise is materialise
     assert weditlib.materialise_shifts is materialise_shifts

@@ -123,7 +123,9 @@ def test_an_edit_block_materialised_equals_merging_one_shift():
 def test_edited_weights_are_not_a_shift():
     built = materialise(torch.randn(5, 7), make_shift("dense", "add"))
     assert not hasattr(built, "mode")
-    with pytest.raises(TypeError, match="delta must be a DenseShift, LowRankShift or RowScaled"):
+    with pytest.raises(
+        TypeError, match="delta must be a DenseShift, LowRankShift, RowScaledShift or RowRangeShift"
+    ):
         materialise(torch.randn(5, 7), built)  # type: ignore[arg-type]
 
 
