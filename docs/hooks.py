@@ -711,14 +711,24 @@ def plot_solver_quality(report: dict[str, Any]) -> str:
     return svg_of(figure)
 
 
+def _relative_change(row: dict[str, Any], metric: str) -> str:
+    """``"+0.1% [-0.1, +0.6]"``: a row's relative change of ``metric`` and its interval, in %."""
+    change, interval = row.get(f"{metric}_vs_ref"), row.get(f"{metric}_ci")
+    if change is None or interval is None:
+        return "ref"
+    low, high = (100 * bound for bound in interval)
+    return f"{100 * change:+.1f}% [{low:+.1f}, {high:+.1f}]"
+
+
 def render_solver_quality(report: dict[str, Any]) -> str:
     """``benchmarks/solver_quality.py`` report: one table per style family and mode."""
+    # A change and its interval share a cell, so that the table fits a laptop window.
     columns = [
         ("solver", "solver"), ("steps", "steps"), ("precision", "precision"),
-        ("FRCorr", "FRCorr"), ("FRCorr_vs_ref", "vs ref"), ("FRCorr_ci", "95% CI"),
-        ("FRdist", "FRdist"), ("FRdist_vs_ref", "vs ref"), ("FRdist_ci", "95% CI"),
+        ("FRCorr", "FRCorr"), ("FRCorr_change", "vs ref [95% CI]"),
+        ("FRdist", "FRdist"), ("FRdist_change", "vs ref [95% CI]"),
         ("FRDiv", "FRDiv"), ("FRVar", "FRVar"), ("inside_vs_real", "motion / real"),
-        ("join_ratio", "seam ratio"),
+        ("join_ratio", "seams"),
     ]  # fmt: skip
     parts = [
         f"Reference: **{report['reference']}**; {report['seeds']} noise seeds, "
@@ -728,7 +738,11 @@ def render_solver_quality(report: dict[str, Any]) -> str:
     rows = report["rows"]
     for family in dict.fromkeys(r["family"] for r in rows):
         for mode in ("personalised", "generic"):
-            chosen = [r for r in rows if (r["family"], r["mode"]) == (family, mode)]
+            chosen = [
+                {**r, **{f"{m}_change": _relative_change(r, m) for m in ("FRCorr", "FRdist")}}
+                for r in rows
+                if (r["family"], r["mode"]) == (family, mode)
+            ]
             if chosen:
                 parts += [f"**{family}, {mode}** ({chosen[0]['items']} test items):",
                           table(chosen, columns)]  # fmt: skip
