@@ -181,14 +181,14 @@ def test_edited_weights_are_built_once_per_window_within_the_limit(model, monkey
 def test_bound_shifts_give_the_same_windows(model, monkeypatch, limit, guidance):
     import perfrdiff.generation.sampler as sampler_module
 
-    from weditlib import MaterialisedDelta
+    from weditlib import EditedWeights
 
     if limit is not None:
         monkeypatch.setattr(sampler_module, "DENSE_LIMIT", limit)
     memory, shifts, index = inputs(model)
     sampler = ReactionSampler(model, DDIMSchedule(1000), SamplerConfig(steps=3, guidance=guidance))
     bound = sampler.bind(shifts)
-    built = [isinstance(delta, MaterialisedDelta) for delta in bound.values()]
+    built = [isinstance(delta, EditedWeights) for delta in bound.values()]
     assert built == [limit is None] * len(shifts)  # built within the limit, else as given
     expected = sampler.sample(memory, torch.Generator().manual_seed(4), shifts, index)
     for _ in range(2):  # one binding, many windows

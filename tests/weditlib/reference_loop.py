@@ -6,11 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from weditlib.deltas import Delta
+from weditlib.deltas import Shift
 
 
 def loop_edited_linear(
-    x: Tensor, weight: Tensor, bias: Tensor | None, delta: Delta, index: Tensor | None
+    x: Tensor, weight: Tensor, bias: Tensor | None, delta: Shift, index: Tensor | None
 ) -> Tensor:
     """``y[b] = F.linear(x[b], W ⊕ ΔW[i], bias) + Δb[i]``, ``i = index[b]``, in float64.
 

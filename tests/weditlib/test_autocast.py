@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from weditlib import DenseDelta, LowRankDelta, edited_linear
+from weditlib import DenseShift, LowRankShift, edited_linear
 from weditlib._autocast import autocast_dtype, autocast_inputs, cast, cast_delta
 from weditlib.kernels import reference
 
@@ -15,17 +15,17 @@ from .reference_loop import loop_edited_linear
 REFERENCE_NAMES = [a.name for a in reference.ALGORITHMS]
 
 
-def _inputs(kind: str, mode: str = "shift"):
+def _inputs(kind: str, mode: str = "add"):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(4, 3, 8, generator=g)
     weight = torch.randn(6, 8, generator=g)
     bias = torch.randn(6, generator=g)
     delta_bias = torch.randn(2, 6, generator=g)
     if kind == "dense":
-        delta = DenseDelta(0.1 * torch.randn(2, 6, 8, generator=g), mode, bias=delta_bias)
+        delta = DenseShift(0.1 * torch.randn(2, 6, 8, generator=g), mode, bias=delta_bias)
     else:
         up, down = torch.randn(2, 6, 2, generator=g), torch.randn(2, 2, 8, generator=g)
-        delta = LowRankDelta(0.3 * up, 0.3 * down, mode, bias=delta_bias)
+        delta = LowRankShift(0.3 * up, 0.3 * down, mode, bias=delta_bias)
     return x, weight, bias, delta, torch.tensor([1, 0, 0, 1])
 
 
@@ -60,7 +60,7 @@ def test_autocast_inputs_is_identity_outside_autocast():
 
 
 @pytest.mark.parametrize("kind", ["dense", "lowrank"])
-@pytest.mark.parametrize("mode", ["shift", "scale", "replace"])
+@pytest.mark.parametrize("mode", ["add", "scale", "replace"])
 def test_edited_linear_under_cpu_bf16_autocast_matches_the_cast_loop(kind, mode):
     x, weight, bias, delta, index = _inputs(kind, mode)
     half = torch.bfloat16
@@ -82,7 +82,7 @@ def _supported(x, weight, bias, delta, index):
 
 def test_zero_shift_under_autocast_equals_autocast_f_linear():
     x, weight, bias, _, _ = _inputs("dense")
-    delta = DenseDelta(torch.zeros(4, 6, 8))
+    delta = DenseShift(torch.zeros(4, 6, 8))
     with torch.autocast("cpu", torch.bfloat16):
         expected = F.linear(x, weight, bias)
         y = edited_linear(x, weight, bias, delta, algorithm="materialise_gather")
@@ -107,7 +107,7 @@ def test_gradients_under_autocast_reach_float32_masters(kind):
 def test_float64_inputs_are_not_cast_under_autocast():
     x, weight, bias, _, _ = _inputs("dense")
     x, weight, bias = x.double(), weight.double(), bias.double()
-    delta = DenseDelta(torch.zeros(4, 6, 8, dtype=torch.float64))
+    delta = DenseShift(torch.zeros(4, 6, 8, dtype=torch.float64))
     with torch.autocast("cpu", torch.bfloat16):
         y = edited_linear(x, weight, bias, delta)
     assert y.dtype == torch.float64

@@ -11,11 +11,11 @@ import torch
 from torch import nn
 
 from weditlib import (
-    DenseDelta,
+    DenseShift,
     EditableLinear,
     Grouping,
-    LowRankDelta,
-    MultiBranchDeltaGenerator,
+    LowRankShift,
+    MultiBranchShiftGenerator,
     edit,
     editable_modules,
     edited_call,
@@ -38,12 +38,12 @@ I = torch.tensor
 
 def linear(x=None, weight=W, bias=B, delta=None, index=None) -> Callable[[], object]:
     x = r(3, 5) if x is None else x
-    delta = DenseDelta(r(3, 6, 5)) if delta is None else delta
+    delta = DenseShift(r(3, 6, 5)) if delta is None else delta
     return lambda: edited_linear(x, weight, bias, delta, index)
 
 
 def two_shifts(index) -> Callable[[], object]:
-    return linear(delta=DenseDelta(r(2, 6, 5)), index=index)
+    return linear(delta=DenseShift(r(2, 6, 5)), index=index)
 
 
 def editable(model: nn.Module | None = None, targets=("0",)) -> nn.Module:
@@ -62,11 +62,11 @@ def called(shifts, x, index=None) -> Callable[[], object]:
 
 def generator(**kwargs) -> Callable[[], object]:
     arguments = {"style_dim": 4, "targets": {"a": (6, 5)}, "hidden_dim": 8, **kwargs}
-    return lambda: MultiBranchDeltaGenerator(**arguments)
+    return lambda: MultiBranchShiftGenerator(**arguments)
 
 
 def styled(style: torch.Tensor) -> Callable[[], object]:
-    return lambda: MultiBranchDeltaGenerator(4, {"a": (6, 5)}, hidden_dim=8)(style)
+    return lambda: MultiBranchShiftGenerator(4, {"a": (6, 5)}, hidden_dim=8)(style)
 
 
 def wrap(module: nn.Module, **kwargs) -> Callable[[], object]:
@@ -74,7 +74,7 @@ def wrap(module: nn.Module, **kwargs) -> Callable[[], object]:
 
 
 def merged_twice() -> None:
-    model, shifts = editable(), {"0": DenseDelta(r(2, 6, 5))}
+    model, shifts = editable(), {"0": DenseShift(r(2, 6, 5))}
     merge(model, shifts, 0)
     merge(model, shifts, 1)
 
@@ -86,9 +86,9 @@ CASES = [
     # (call, error, words the message must contain)
     # edited_linear: shapes
     (linear(x=r(3, 4)), ValueError, ["x's last dim", "k=5", "(3, 4)"]),
-    (linear(delta=DenseDelta(r(3, 6, 4))), ValueError, ["delta", "(6, 4)", "(6, 5)"]),
+    (linear(delta=DenseShift(r(3, 6, 4))), ValueError, ["delta", "(6, 4)", "(6, 5)"]),
     (linear(bias=r(5)), ValueError, ["bias", "(n,) = (6,)", "(5,)"]),
-    (linear(delta=DenseDelta(r(2, 6, 5))), ValueError, ["index=None", "(2)", "batch size (3)"]),
+    (linear(delta=DenseShift(r(2, 6, 5))), ValueError, ["index=None", "(2)", "batch size (3)"]),
     # edited_linear: group indices
     (two_shifts(I([0, 1, 2])), ValueError, ["index", "[0, 2)", "max 2"]),
     (two_shifts(I([0, 1, -1])), ValueError, ["index", "[0, 2)", "min -1"]),
@@ -99,27 +99,27 @@ CASES = [
     # edited_linear: dtypes and devices
     (linear(x=r(3, 5, dtype=torch.float64)), TypeError, ["weight dtype", "float32", "float64"]),
     (linear(x=torch.ones(3, 5, dtype=torch.long)), TypeError, ["dtype", "int64"]),
-    (linear(delta=DenseDelta(r(3, 6, 5, dtype=torch.bfloat16))), TypeError,
+    (linear(delta=DenseShift(r(3, 6, 5, dtype=torch.bfloat16))), TypeError,
      ["delta dtype", "bfloat16", "float32"]),
     (linear(x=r(3, 5).to(META)), ValueError, ["weight is on cpu", "x is on meta"]),
-    (linear(delta=DenseDelta(r(3, 6, 5).to(META))), ValueError, ["delta is on meta", "cpu"]),
+    (linear(delta=DenseShift(r(3, 6, 5).to(META))), ValueError, ["delta is on meta", "cpu"]),
     (two_shifts(I([0, 1, 1], device=META)), ValueError, ["index", "meta"]),
     # shifts
-    (lambda: DenseDelta(r(6, 5)), ValueError, ["DenseDelta.weight", "(l, n, k)", "(6, 5)"]),
-    (lambda: DenseDelta([[1.0]]), TypeError, ["DenseDelta.weight", "Tensor", "list"]),
-    (lambda: DenseDelta(torch.ones(3, 6, 5, dtype=torch.long)), TypeError,
-     ["DenseDelta.weight", "floating-point", "int64"]),
-    (lambda: DenseDelta(r(3, 6, 5), bias=r(3, 5)), ValueError,
-     ["DenseDelta.bias", "(3, 6)", "(3, 5)"]),
-    (lambda: DenseDelta(r(3, 6, 5), mode="add"), ValueError, ["mode", "'add'"]),
-    (lambda: LowRankDelta(r(3, 6, 2), r(3, 3, 5)), ValueError,
-     ["LowRankDelta.up", "disagree", "(3, 6, 2)", "(3, 3, 5)"]),
-    (lambda: LowRankDelta(r(3, 6, 2), r(2, 2, 5)), ValueError, ["disagree on l", "(2, 2, 5)"]),
-    (lambda: LowRankDelta(r(3, 6, 2), r(3, 2, 5, dtype=torch.float64)), TypeError,
+    (lambda: DenseShift(r(6, 5)), ValueError, ["DenseShift.weight", "(l, n, k)", "(6, 5)"]),
+    (lambda: DenseShift([[1.0]]), TypeError, ["DenseShift.weight", "Tensor", "list"]),
+    (lambda: DenseShift(torch.ones(3, 6, 5, dtype=torch.long)), TypeError,
+     ["DenseShift.weight", "floating-point", "int64"]),
+    (lambda: DenseShift(r(3, 6, 5), bias=r(3, 5)), ValueError,
+     ["DenseShift.bias", "(3, 6)", "(3, 5)"]),
+    (lambda: DenseShift(r(3, 6, 5), mode="plus"), ValueError, ["mode", "'plus'"]),
+    (lambda: LowRankShift(r(3, 6, 2), r(3, 3, 5)), ValueError,
+     ["LowRankShift.up", "disagree", "(3, 6, 2)", "(3, 3, 5)"]),
+    (lambda: LowRankShift(r(3, 6, 2), r(2, 2, 5)), ValueError, ["disagree on l", "(2, 2, 5)"]),
+    (lambda: LowRankShift(r(3, 6, 2), r(3, 2, 5, dtype=torch.float64)), TypeError,
      ["share a dtype", "float32", "float64"]),
-    (lambda: LowRankDelta(torch.ones(3, 6, 2, dtype=torch.int32), torch.ones(3, 2, 5)),
-     TypeError, ["LowRankDelta.up", "floating-point", "int32"]),
-    (lambda: LowRankDelta(r(3, 6, 2), r(3, 2, 5).to(META)), ValueError, ["device", "meta"]),
+    (lambda: LowRankShift(torch.ones(3, 6, 2, dtype=torch.int32), torch.ones(3, 2, 5)),
+     TypeError, ["LowRankShift.up", "floating-point", "int32"]),
+    (lambda: LowRankShift(r(3, 6, 2), r(3, 2, 5).to(META)), ValueError, ["device", "meta"]),
     (lambda: Grouping.from_index(I([0, 3]), 2, None), ValueError, ["[0, 2)", "max 3"]),
     (lambda: Grouping.from_index(I([0]), -1, None), ValueError, ["num_shifts", ">= 0", "-1"]),
     # the generator: sizes, rank, style
@@ -134,7 +134,7 @@ CASES = [
     (generator(rank=None, branch_dim=4), ValueError, ["branch_dim", "low-rank heads only"]),
     (generator(targets={}), ValueError, ["targets", "at least one"]),
     (generator(targets={"a": (6,)}), ValueError, ["targets['a']", "(n, k)", "(6,)"]),
-    (generator(mode="add"), ValueError, ["mode", "'add'"]),
+    (generator(mode="plus"), ValueError, ["mode", "'plus'"]),
     (styled(r(2, 3)), ValueError, ["style", "(l, 4)", "(2, 3)"]),
     (styled(r(4)), ValueError, ["style", "(l, 4)", "(4,)"]),
     (styled(r(2, 4, dtype=torch.float64)), TypeError, ["style dtype", "float64", "float32"]),
@@ -161,37 +161,37 @@ CASES = [
      ["targets", "at least one"]),
     (lambda: make_editable("model", ["0"]), TypeError, ["model", "nn.Module", "str"]),
     (lambda: editable_modules("model"), TypeError, ["model", "nn.Module", "str"]),
-    (lambda: EditableLinear(5, 6, batch_dim=3)(r(2, 5), DenseDelta(r(2, 6, 5))), ValueError,
+    (lambda: EditableLinear(5, 6, batch_dim=3)(r(2, 5), DenseShift(r(2, 6, 5))), ValueError,
      ["batch_dim=3", "at least 5 dims", "(2, 5)"]),
     # edit, edited_call, merge
-    (entered({"nope": DenseDelta(r(2, 6, 5))}), KeyError, ["['nope']", "editable: ['0']"]),
-    (entered({"0": DenseDelta(r(2, 6, 4))}), ValueError, ["shift '0'", "(6, 4)", "(6, 5)"]),
-    (entered({"0": DenseDelta(r(2, 6, 5))}, I([0, 5])), ValueError, ["index", "[0, 2)"]),
-    (entered({"0": DenseDelta(r(2, 6, 5))}, I([0.0, 1.0])), TypeError, ["index", "integer"]),
-    (entered([DenseDelta(r(2, 6, 5))]), TypeError, ["shifts must be a mapping", "list"]),
-    (entered({"0": DenseDelta(r(2, 6, 5))}, model=nn.Sequential(nn.Linear(5, 6))), KeyError,
+    (entered({"nope": DenseShift(r(2, 6, 5))}), KeyError, ["['nope']", "editable: ['0']"]),
+    (entered({"0": DenseShift(r(2, 6, 4))}), ValueError, ["shift '0'", "(6, 4)", "(6, 5)"]),
+    (entered({"0": DenseShift(r(2, 6, 5))}, I([0, 5])), ValueError, ["index", "[0, 2)"]),
+    (entered({"0": DenseShift(r(2, 6, 5))}, I([0.0, 1.0])), TypeError, ["index", "integer"]),
+    (entered([DenseShift(r(2, 6, 5))]), TypeError, ["shifts must be a mapping", "list"]),
+    (entered({"0": DenseShift(r(2, 6, 5))}, model=nn.Sequential(nn.Linear(5, 6))), KeyError,
      ["['0']", "editable: []"]),
-    (called({"0": DenseDelta(r(2, 6, 5, dtype=torch.float64))}, r(2, 5)), TypeError,
+    (called({"0": DenseShift(r(2, 6, 5, dtype=torch.float64))}, r(2, 5)), TypeError,
      ["delta dtype", "float64", "float32"]),
-    (called({"0": DenseDelta(r(2, 6, 5))}, r(3, 5), I([0, 1])), ValueError,
+    (called({"0": DenseShift(r(2, 6, 5))}, r(3, 5), I([0, 1])), ValueError,
      ["one entry per sample"]),
-    (lambda: merge(editable(), {"0": DenseDelta(r(2, 6, 5))}, 2), ValueError,
+    (lambda: merge(editable(), {"0": DenseShift(r(2, 6, 5))}, 2), ValueError,
      ["which", "[0, 2)", "got 2"]),
-    (lambda: merge(editable(), {"0": DenseDelta(r(2, 6, 5))}, -1), ValueError, ["got -1"]),
-    (lambda: merge(editable(), {"0": DenseDelta(r(2, 6, 5))}, 1.0), ValueError, ["which"]),
+    (lambda: merge(editable(), {"0": DenseShift(r(2, 6, 5))}, -1), ValueError, ["got -1"]),
+    (lambda: merge(editable(), {"0": DenseShift(r(2, 6, 5))}, 1.0), ValueError, ["which"]),
     (merged_twice, RuntimeError, ["merged shifts already", "unmerge"]),
     (lambda: unmerge(editable()), RuntimeError, ["nothing is merged"]),
     # convolution and materialised kernels
-    (lambda: edited_conv(r(2, 4, 5, 5), KERNEL, None, DenseDelta(r(2, 6, 36)), stride=0),
+    (lambda: edited_conv(r(2, 4, 5, 5), KERNEL, None, DenseShift(r(2, 6, 36)), stride=0),
      ValueError, ["stride", ">= 1", "got 0"]),
-    (lambda: edited_conv(r(2, 4, 5, 5), KERNEL, None, DenseDelta(r(2, 6, 35))), ValueError,
+    (lambda: edited_conv(r(2, 4, 5, 5), KERNEL, None, DenseShift(r(2, 6, 35))), ValueError,
      ["(6, 35)", "(6, 4, 3, 3)", "(6, 36)"]),
-    (lambda: edited_conv(r(2, 4, 5), KERNEL, None, DenseDelta(r(2, 6, 36))), ValueError,
+    (lambda: edited_conv(r(2, 4, 5), KERNEL, None, DenseShift(r(2, 6, 36))), ValueError,
      ["x", "2 spatial dims", "(2, 4, 5)"]),
-    (lambda: edited_conv(r(2, 3, 5, 5), KERNEL, None, DenseDelta(r(2, 6, 36))), ValueError,
+    (lambda: edited_conv(r(2, 3, 5, 5), KERNEL, None, DenseShift(r(2, 6, 36))), ValueError,
      ["x", "4 channels", "got 3"]),
     (lambda: edited_conv(r(2, 4, 5, 5), None, None, None), TypeError, ["weight", "NoneType"]),
-    (lambda: materialise(r(6, 4), DenseDelta(r(2, 6, 5))), ValueError,
+    (lambda: materialise(r(6, 4), DenseShift(r(2, 6, 5))), ValueError,
      ["weight", "(n, k) = (6, 5)", "(6, 4)"]),
 ]  # fmt: skip
 
@@ -214,5 +214,5 @@ def test_a_refused_edit_leaves_the_model_unedited():
     x = r(2, 5)
     before = model(x)
     with pytest.raises(ValueError):
-        edit(model, {"0": DenseDelta(r(2, 6, 4))}).__enter__()
+        edit(model, {"0": DenseShift(r(2, 6, 4))}).__enter__()
     assert torch.equal(model(x), before)  # no shift left active

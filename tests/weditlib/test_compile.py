@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from weditlib import DenseDelta, LowRankDelta, RowScaledDelta, edit, make_editable
+from weditlib import DenseShift, LowRankShift, RowScaledShift, edit, make_editable
 from weditlib.peft import BASE, LoraAdapters
 
 #: 8 batch sizes (none equal to a static size of the models below at the first call: dynamo
@@ -66,10 +66,10 @@ def convnet() -> tuple[nn.Module, dict[str, tuple[int, int]]]:
     return model, make_editable(model, ["0", "2", "4"])
 
 
-def low_rank(shapes, mode="shift", bias=True):
+def low_rank(shapes, mode="add", bias=True):
     g = torch.Generator().manual_seed(1)
     return {
-        name: LowRankDelta(
+        name: LowRankShift(
             0.1 * torch.randn(SHIFTS, n, 2, generator=g),
             torch.randn(SHIFTS, 2, k, generator=g),
             mode=mode,
@@ -82,7 +82,7 @@ def low_rank(shapes, mode="shift", bias=True):
 def dense(shapes):
     g = torch.Generator().manual_seed(1)
     return {
-        name: DenseDelta(0.1 * torch.randn(SHIFTS, n, k, generator=g))
+        name: DenseShift(0.1 * torch.randn(SHIFTS, n, k, generator=g))
         for name, (n, k) in shapes.items()
     }
 
@@ -90,7 +90,7 @@ def dense(shapes):
 def row_scaled(shapes):
     g = torch.Generator().manual_seed(2)
     return {
-        name: RowScaledDelta(delta, torch.rand(SHIFTS, delta.out_features, generator=g) + 0.5)
+        name: RowScaledShift(delta, torch.rand(SHIFTS, delta.out_features, generator=g) + 0.5)
         for name, delta in low_rank(shapes).items()
     }
 
@@ -205,7 +205,7 @@ def test_compiled_training_gives_eager_gradients():
     model, shapes = mlp()
     model.double()
     shifts = {
-        name: LowRankDelta(
+        name: LowRankShift(
             delta.up.double().requires_grad_(), delta.down.double(), bias=delta.bias.double()
         )
         for name, delta in low_rank(shapes).items()
@@ -228,7 +228,7 @@ def test_inductor_compiles_an_edited_linear_once_for_two_batch_sizes():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 8))
     make_editable(model, ["0"])
-    shifts = {"0": LowRankDelta(torch.randn(2, 8, 1), torch.randn(2, 1, 8))}
+    shifts = {"0": LowRankShift(torch.randn(2, 8, 1), torch.randn(2, 1, 8))}
     torch._dynamo.utils.counters.clear()
     compiled = torch.compile(model, fullgraph=True, dynamic=True)
     with torch.no_grad():

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import weditlib
-from weditlib import DenseDelta, LowRankDelta, edited_conv, plan_conv
+from weditlib import DenseShift, LowRankShift, edited_conv, plan_conv
 from weditlib.deltas import Grouping
 
 from .test_functional import make_index
@@ -95,7 +95,7 @@ def conv_problems(draw):
         },
         "pattern": pattern, "batch": batch, "num_shifts": num_shifts,
         "rank": draw(st.one_of(st.none(), st.integers(1, 3))),
-        "mode": draw(st.sampled_from(["shift", "scale", "replace"])),
+        "mode": draw(st.sampled_from(["add", "scale", "replace"])),
         "bias": draw(st.booleans()), "bias_shift": draw(st.booleans()),
         "dtype": draw(st.sampled_from([torch.float32, torch.float64])),
         "seed": draw(st.integers(0, 2**16)),
@@ -116,10 +116,10 @@ def build(spec):
     bias = randn(n) if spec["bias"] else None
     bias_shift = randn(l, n) if spec["bias_shift"] else None
     if spec["rank"] is None:
-        delta = DenseDelta(randn(l, n, k), spec["mode"], bias=bias_shift)
+        delta = DenseShift(randn(l, n, k), spec["mode"], bias=bias_shift)
     else:
         r = spec["rank"]
-        delta = LowRankDelta(randn(l, n, r), randn(l, r, k), spec["mode"], bias=bias_shift)
+        delta = LowRankShift(randn(l, n, r), randn(l, r, k), spec["mode"], bias=bias_shift)
     index = make_index(spec["pattern"], spec["batch"], l, g)
     return x, weight, bias, delta, index
 
@@ -142,7 +142,7 @@ def test_every_algorithm_matches_the_per_sample_loop(spec):
     expected = loop_edited_conv(x, weight, bias, delta, index, **geometry)
     names = candidates(x, weight, bias, delta, index, geometry)
     assert {"grouped", "per_shift"} <= set(names)
-    assert ("lowrank" in names) == (spec["rank"] is not None and spec["mode"] == "shift")
+    assert ("lowrank" in names) == (spec["rank"] is not None and spec["mode"] == "add")
     for name in [*names, None]:  # None: the planner's choice
         y = edited_conv(x, weight, bias, delta, index, algorithm=name, **geometry)
         assert y.shape == expected.shape and y.dtype == x.dtype
@@ -166,7 +166,7 @@ def gradcheck_problem(dims: int, rank, mode: str, pattern: str):
 
 @pytest.mark.parametrize("dims", [1, 2])
 @pytest.mark.parametrize("rank", [None, 2])
-@pytest.mark.parametrize("mode", ["shift", "scale", "replace"])
+@pytest.mark.parametrize("mode", ["add", "scale", "replace"])
 @pytest.mark.parametrize("pattern", ["none", "unsorted"])
 def test_gradcheck_on_every_algorithm(dims, rank, mode, pattern):
     x, weight, bias, delta, index, geometry = gradcheck_problem(dims, rank, mode, pattern)
@@ -194,7 +194,7 @@ def test_gradients_agree_across_algorithms_on_a_larger_problem():
     grads = {}
     for name in ("grouped", "per_shift", "lowrank"):
         tensors = [t.clone().requires_grad_() for t in (x, weight, bias, up, down)]
-        delta = LowRankDelta(tensors[3], tensors[4])
+        delta = LowRankShift(tensors[3], tensors[4])
         y = edited_conv(*tensors[:3], delta, index, algorithm=name, **geometry)
         y.sin().sum().backward()
         grads[name] = [t.grad for t in tensors]
@@ -223,7 +223,7 @@ def test_no_delta_is_the_base_convolution(padding_mode):
 def test_zero_shift_gives_the_base_output(name):
     base = nn.Conv1d(4, 6, 3, padding=1)
     x = torch.randn(5, 4, 9)
-    delta = LowRankDelta(torch.zeros(5, 6, 2), torch.randn(5, 2, 12))
+    delta = LowRankShift(torch.zeros(5, 6, 2), torch.randn(5, 2, 12))
     torch.testing.assert_close(
         edited_conv(x, base.weight, base.bias, delta, padding=1, algorithm=name), base(x)
     )
@@ -232,7 +232,7 @@ def test_zero_shift_gives_the_base_output(name):
 def test_unused_shifts_are_allowed_and_a_precomputed_grouping_is_used():
     x = torch.randn(3, 2, 6, 6, dtype=torch.float64)
     weight = torch.randn(5, 2, 3, 3, dtype=torch.float64)
-    delta = DenseDelta(torch.randn(6, 5, 18, dtype=torch.float64))
+    delta = DenseShift(torch.randn(6, 5, 18, dtype=torch.float64))
     index = torch.tensor([5, 0, 5])
     expected = loop_edited_conv(x, weight, None, delta, index)
     grouping = Grouping.from_index(index, 6, 3)
@@ -246,7 +246,7 @@ def test_unused_shifts_are_allowed_and_a_precomputed_grouping_is_used():
 
 def test_a_grouping_that_does_not_fit_is_a_named_error():
     x, weight = torch.randn(3, 2, 6, 6), torch.randn(5, 2, 3, 3)
-    delta = DenseDelta(torch.randn(2, 5, 18))
+    delta = DenseShift(torch.randn(2, 5, 18))
     index = torch.tensor([1, 0, 1])
     short, meta = Grouping.from_index(index[:2], 2, 2), Grouping.from_index(index, 2, 3).to("meta")
     cases = [
@@ -261,7 +261,7 @@ def test_a_grouping_that_does_not_fit_is_a_named_error():
 
 def test_a_meta_index_is_a_named_error():
     x, weight = torch.randn(3, 2, 6, 6, device="meta"), torch.randn(5, 2, 3, 3, device="meta")
-    delta = DenseDelta(torch.randn(3, 5, 18, device="meta"))
+    delta = DenseShift(torch.randn(3, 5, 18, device="meta"))
     with pytest.raises(ValueError, match="index must hold values"):
         edited_conv(x, weight, None, delta, torch.zeros(3, dtype=torch.long, device="meta"))
 
@@ -273,7 +273,7 @@ def test_empty_batch_gives_empty_output_and_zero_gradients(name):
     bias = torch.randn(6, requires_grad=True)
     up, down = torch.randn(3, 6, 2, requires_grad=True), torch.randn(3, 2, 18, requires_grad=True)
     bias_shift = torch.randn(3, 6, requires_grad=True)
-    delta = LowRankDelta(up, down, bias=bias_shift)
+    delta = LowRankShift(up, down, bias=bias_shift)
     index = torch.zeros(0, dtype=torch.long)
     y = edited_conv(x, weight, bias, delta, index, padding=1, groups=2, algorithm=name)
     assert y.shape == (0, 6, 6, 5)
@@ -291,7 +291,7 @@ def test_autocast_on_cpu_follows_f_conv2d_in_bfloat16():
     shift = (0.1 * torch.randn(2, 5, 27, generator=g)).requires_grad_()
     index = torch.tensor([0, 1, 1, 0])
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        y = edited_conv(x, weight, bias, DenseDelta(shift), index, padding=1)
+        y = edited_conv(x, weight, bias, DenseShift(shift), index, padding=1)
         effective = (weight.flatten(1) + shift).reshape(2, *weight.shape)
         expected = torch.cat([F.conv2d(x[b : b + 1], effective[int(index[b])], bias, padding=1)
                               for b in range(4)])  # fmt: skip
@@ -307,8 +307,8 @@ def test_non_finite_shifts_raise_when_checking(bad):
     shift[1, 2, 3] = bad
     x, weight = torch.randn(2, 3, 4), torch.randn(5, 3, 2)
     with pytest.raises(ValueError, match="1 non-finite values"):
-        edited_conv(x, weight, None, DenseDelta(shift), check_finite=True)
-    assert not torch.isfinite(edited_conv(x, weight, None, DenseDelta(shift))).all()
+        edited_conv(x, weight, None, DenseShift(shift), check_finite=True)
+    assert not torch.isfinite(edited_conv(x, weight, None, DenseShift(shift))).all()
 
 
 # --- bad input -------------------------------------------------------------------------------
@@ -319,7 +319,7 @@ def conv_args(**override):
         "x": torch.randn(4, 4, 6, 6),
         "weight": torch.randn(6, 2, 3, 3),
         "bias": torch.randn(6),
-        "delta": DenseDelta(torch.randn(2, 6, 18)),
+        "delta": DenseShift(torch.randn(2, 6, 18)),
         "index": torch.tensor([0, 1, 1, 0]),
         "groups": 2,
     }
@@ -361,7 +361,7 @@ def test_bad_input_raises_a_named_error(override, error, match):
 
 
 def test_device_mismatch_is_named():
-    values = conv_args(delta=DenseDelta(torch.randn(2, 6, 18, device="meta")))
+    values = conv_args(delta=DenseShift(torch.randn(2, 6, 18, device="meta")))
     with pytest.raises(ValueError, match="delta is on meta but x is on cpu"):
         edited_conv(**values)
 
@@ -394,7 +394,7 @@ def test_planner_prefers_one_grouped_conv_for_small_images_and_a_loop_for_large(
     # launches of 16 convs dominate; at 32 x 32 they are amortised and the grouped conv's layout
     # copies of x and y are what remains
     x = torch.empty(160, 64, size, size)
-    delta = DenseDelta(torch.empty(16, 64, 64 * 9))
+    delta = DenseShift(torch.empty(16, 64, 64 * 9))
     index = torch.arange(16).repeat_interleave(10)
     plan = plan_conv(x, torch.empty(64, 64, 3, 3), delta, index, padding=1)
     assert plan.algorithm == expected, plan.candidates
@@ -404,8 +404,8 @@ def test_planner_prefers_lowrank_when_kernels_outweigh_the_images(default_cpu_mo
     # one rank-4 shift per sample of a 256 -> 256 3 x 3 conv on 4 x 4 images: building 32 dense
     # kernels (32 · 256 · 2304 values) costs more than the convolutions themselves
     x = torch.empty(32, 256, 4, 4)
-    delta = LowRankDelta(torch.empty(32, 256, 4), torch.empty(32, 4, 256 * 9))
+    delta = LowRankShift(torch.empty(32, 256, 4), torch.empty(32, 4, 256 * 9))
     plan = plan_conv(x, torch.empty(256, 256, 3, 3), delta, padding=1)
     assert plan.algorithm == "lowrank", plan.candidates
-    dense = DenseDelta(torch.empty(32, 256, 256 * 9))
+    dense = DenseShift(torch.empty(32, 256, 256 * 9))
     assert plan_conv(x, torch.empty(256, 256, 3, 3), dense, padding=1).algorithm == "grouped"

@@ -11,10 +11,10 @@ from torch import nn
 
 import weditlib
 from weditlib import (
-    DenseDelta,
+    DenseShift,
     EditableConv1d,
     EditableConv2d,
-    LowRankDelta,
+    LowRankShift,
     edit,
     make_editable,
     merge,
@@ -44,14 +44,14 @@ def baked_copy(base: nn.Module, delta, shift: int) -> nn.Module:
     return copy_
 
 
-def random_shift(shape: tuple[int, int], count: int, low_rank: bool, bias: bool, mode="shift"):
+def random_shift(shape: tuple[int, int], count: int, low_rank: bool, bias: bool, mode="add"):
     n, k = shape
     bias_shift = 0.1 * torch.randn(count, n) if bias else None
     if low_rank:
-        return LowRankDelta(
+        return LowRankShift(
             0.1 * torch.randn(count, n, 2), torch.randn(count, 2, k), mode, bias=bias_shift
         )
-    return DenseDelta(0.1 * torch.randn(count, n, k), mode, bias=bias_shift)
+    return DenseShift(0.1 * torch.randn(count, n, k), mode, bias=bias_shift)
 
 
 @pytest.mark.parametrize("cls", [EditableConv1d, EditableConv2d])
@@ -147,7 +147,7 @@ def test_merge_bakes_one_shift_into_the_kernel_and_unmerge_restores_it():
 def test_a_shift_on_an_unbatched_input_is_a_named_error():
     layer = EditableConv1d(2, 3, 3)
     with pytest.raises(ValueError, match=r"x must be a batch \(b, c_in, \*s\)"):
-        layer(torch.randn(2, 9), DenseDelta(torch.randn(1, 3, 6)))
+        layer(torch.randn(2, 9), DenseShift(torch.randn(1, 3, 6)))
 
 
 def per_sample_copies_agree(model: nn.Module, names: dict, run, batch: int, **inputs):

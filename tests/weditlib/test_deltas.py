@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from weditlib import DenseDelta, Grouping, LowRankDelta, edited_linear
+from weditlib import DenseShift, Grouping, LowRankShift, edited_linear
 
 
 def test_grouping_position_is_each_samples_row_in_the_padded_layout():
@@ -80,12 +80,12 @@ def test_a_meta_index_cannot_be_grouped():
     with pytest.raises(ValueError, match="index must hold values"):
         Grouping.from_index(torch.zeros(3, dtype=torch.long), 2, 3, device="meta")
     x, weight = torch.randn(2, 4, device="meta"), torch.randn(5, 4, device="meta")
-    delta = DenseDelta(torch.randn(2, 5, 4, device="meta"))
+    delta = DenseShift(torch.randn(2, 5, 4, device="meta"))
     assert edited_linear(x, weight, None, delta).shape == (2, 5)  # meta shapes run
 
 
 def test_edited_linear_rejects_a_grouping_of_another_problem():
-    x, weight, delta = torch.randn(4, 6), torch.randn(5, 6), DenseDelta(torch.randn(2, 5, 6))
+    x, weight, delta = torch.randn(4, 6), torch.randn(5, 6), DenseShift(torch.randn(2, 5, 6))
     other = Grouping.from_index(torch.tensor([0, 1, 1]), 2, 3)
     with pytest.raises(ValueError, match="grouping is for b=3, l=2; got b=4, l=2"):
         edited_linear(x, weight, None, delta, grouping=other)
@@ -98,9 +98,9 @@ def test_edited_linear_rejects_a_grouping_of_another_problem():
 
 def test_tensors_and_replace_cover_the_bias_shift():
     up, down, bias = torch.randn(2, 5, 3), torch.randn(2, 3, 6), torch.randn(2, 5)
-    delta = LowRankDelta(up, down, "scale", bias=bias)
+    delta = LowRankShift(up, down, "scale", bias=bias)
     assert delta.tensor_fields() == ("up", "down", "bias")
-    assert LowRankDelta(up, down).tensor_fields() == ("up", "down")
+    assert LowRankShift(up, down).tensor_fields() == ("up", "down")
     doubled = delta.replace(up=2 * up)
     assert doubled.mode == "scale" and doubled.bias is bias
     with pytest.raises(ValueError, match=r"LowRankShift\.bias must have shape"):

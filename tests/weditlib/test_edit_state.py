@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from weditlib import DenseDelta, EditableLinear, LowRankDelta, edit, make_editable
+from weditlib import DenseShift, EditableLinear, LowRankShift, edit, make_editable
 from weditlib.edit_state import current_state
 from weditlib.layers import EditableMixin
 
@@ -31,15 +31,15 @@ def mlp() -> nn.Sequential:
     return model
 
 
-def shift_of(model: nn.Sequential, scale: float, count: int = 2) -> dict[str, DenseDelta]:
+def shift_of(model: nn.Sequential, scale: float, count: int = 2) -> dict[str, DenseShift]:
     generator = torch.Generator().manual_seed(int(scale * 100))
     return {
-        "0": DenseDelta(scale * torch.randn(count, 6, 4, generator=generator, dtype=torch.float64)),
-        "2": DenseDelta(scale * torch.randn(count, 3, 6, generator=generator, dtype=torch.float64)),
+        "0": DenseShift(scale * torch.randn(count, 6, 4, generator=generator, dtype=torch.float64)),
+        "2": DenseShift(scale * torch.randn(count, 3, 6, generator=generator, dtype=torch.float64)),
     }
 
 
-def reference(model: nn.Sequential, shifts: dict[str, DenseDelta], x: torch.Tensor) -> torch.Tensor:
+def reference(model: nn.Sequential, shifts: dict[str, DenseShift], x: torch.Tensor) -> torch.Tensor:
     """Per-sample weight copies with the shift baked in."""
     rows = []
     for b in range(x.shape[0]):
@@ -181,7 +181,7 @@ def test_a_module_used_at_two_places_is_edited_at_both():
     names = make_editable(model, ["0"])
     assert names == {"0": (4, 4)}
     assert model[0] is model[2] and isinstance(model[2], EditableLinear)
-    delta = DenseDelta(torch.randn(2, 4, 4, dtype=torch.float64))
+    delta = DenseShift(torch.randn(2, 4, 4, dtype=torch.float64))
     with edit(model, {"0": delta}):
         got = model(X)
     for b in range(2):
@@ -249,7 +249,7 @@ def gradients(model, shifts, x, run, backward_inside: bool) -> list[torch.Tensor
 @pytest.mark.parametrize("reentrant", [True, False], ids=["reentrant", "non-reentrant"])
 def test_checkpointed_edited_forward_has_the_gradients_of_the_plain_one(reentrant, backward_inside):
     model = mlp()
-    shifts = {n: DenseDelta(d.weight.requires_grad_()) for n, d in shift_of(model, 1.0).items()}
+    shifts = {n: DenseShift(d.weight.requires_grad_()) for n, d in shift_of(model, 1.0).items()}
     x = X.clone().requires_grad_()
     expected = gradients(model, shifts, x, model, backward_inside=True)
     got = gradients(
@@ -262,7 +262,7 @@ def test_checkpointed_edited_forward_has_the_gradients_of_the_plain_one(reentran
 @pytest.mark.parametrize("reentrant", [True, False], ids=["reentrant", "non-reentrant"])
 def test_nested_checkpoints_recompute_under_the_edit(reentrant):
     model = mlp()
-    shifts = {n: DenseDelta(d.weight.requires_grad_()) for n, d in shift_of(model, 1.0).items()}
+    shifts = {n: DenseShift(d.weight.requires_grad_()) for n, d in shift_of(model, 1.0).items()}
     x = X.clone().requires_grad_()
 
     def outer(t):
@@ -322,7 +322,7 @@ def test_edit_state_lookup_compiles_fullgraph_and_new_shifts_reuse_the_graph():
     compiled = torch.compile(model, fullgraph=True, backend="eager")
     x, index = torch.randn(3, 4), torch.tensor([0, 1, 0])
     for _ in range(3):
-        with edit(model, {"0": DenseDelta(torch.randn(2, 4, 4))}, index):
+        with edit(model, {"0": DenseShift(torch.randn(2, 4, 4))}, index):
             torch.testing.assert_close(compiled(x), model(x))
     assert counters["stats"]["unique_graphs"] == 1
     torch.testing.assert_close(compiled(x), model(x))  # unedited: its own graph
@@ -335,7 +335,7 @@ def test_a_compiled_forward_sees_the_edit_of_its_own_thread_only():
     x = torch.randn(2, 4)
     base = model(x)
     seen: list[torch.Tensor] = []
-    with edit(model, {"0": DenseDelta(torch.randn(2, 4, 4))}):
+    with edit(model, {"0": DenseShift(torch.randn(2, 4, 4))}):
         edited = compiled(x)
         thread = threading.Thread(target=lambda: seen.append(compiled(x)))
         thread.start()
@@ -350,7 +350,7 @@ def edited_encoder_and_shifts():
     model = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).eval()
     names = make_editable(model, ["layers.*.self_attn", "layers.*.linear1"])
     shifts = {
-        name: LowRankDelta(0.1 * torch.randn(2, n, 2), torch.randn(2, 2, k))
+        name: LowRankShift(0.1 * torch.randn(2, n, 2), torch.randn(2, 2, k))
         for name, (n, k) in names.items()
     }
     return model, shifts
@@ -360,8 +360,8 @@ def edited_mlp_and_shifts():
     torch.manual_seed(0)
     model = nn.Sequential(EditableLinear(16, 32), nn.GELU(), EditableLinear(32, 16))
     shifts = {
-        "0": DenseDelta(0.1 * torch.randn(2, 32, 16)),
-        "2": DenseDelta(torch.randn(2, 16, 32)),
+        "0": DenseShift(0.1 * torch.randn(2, 32, 16)),
+        "2": DenseShift(torch.randn(2, 16, 32)),
     }
     return model, shifts
 

@@ -11,13 +11,13 @@ import torch
 from torch import nn
 
 from weditlib import (
-    DenseDelta,
+    DenseShift,
     EditableEntry,
     EditableLinear,
     EditableMultiheadAttention,
     Grouping,
-    LowRankDelta,
-    MultiBranchDeltaGenerator,
+    LowRankShift,
+    MultiBranchShiftGenerator,
     edit,
     edited_call,
     edited_linear,
@@ -65,7 +65,7 @@ def test_edited_decoder_equals_per_sample_weight_copies(batch_first):
     names = make_editable(model, ["layers.*.multihead_attn", "layers.*.linear1"])
     torch.manual_seed(1)
     shifts = {
-        n: DenseDelta(0.05 * torch.randn(2, *s, dtype=torch.float64)) for n, s in names.items()
+        n: DenseShift(0.05 * torch.randn(2, *s, dtype=torch.float64)) for n, s in names.items()
     }
     index = torch.tensor([0, 1, 1])
     tgt, memory = (
@@ -108,7 +108,7 @@ def test_make_editable_on_a_model_with_nested_attention():
         "1": (4, 4),
     }
     x = torch.randn(2, 3, 8)
-    shifts = {n: DenseDelta(torch.zeros(2, *s)) for n, s in names.items()}
+    shifts = {n: DenseShift(torch.zeros(2, *s)) for n, s in names.items()}
     with edit(model, shifts):
         y = model(x)
     assert torch.allclose(y, model(x), atol=1e-6)
@@ -133,7 +133,7 @@ def test_a_pattern_that_selects_nothing_is_an_error():
 def test_edit_restores_the_base_model_when_the_forward_raises():
     model = decoder(batch_first=True)
     names = make_editable(model, ["layers.0.linear1"])
-    shifts = {n: DenseDelta(torch.ones(2, *s, dtype=torch.float64)) for n, s in names.items()}
+    shifts = {n: DenseShift(torch.ones(2, *s, dtype=torch.float64)) for n, s in names.items()}
     with pytest.raises(ValueError), edit(model, shifts):
         assert model.layers[0].linear1.active_shifts
         model(
@@ -146,13 +146,13 @@ def test_edit_restores_the_base_model_when_the_forward_raises():
 def test_edit_rejects_unknown_names_and_inconsistent_counts():
     model = decoder(batch_first=True)
     names = make_editable(model, ["layers.*.linear1"])
-    unknown = {"layers.0.linear9": DenseDelta(torch.zeros(1, 32, 16))}
+    unknown = {"layers.0.linear9": DenseShift(torch.zeros(1, 32, 16))}
     with pytest.raises(KeyError, match="not editable weights"), edit(model, unknown):
         pass
     a, b = list(names)
     with (
         pytest.raises(ValueError, match="same number l of shifts"),
-        edit(model, {a: DenseDelta(torch.zeros(1, 32, 16)), b: DenseDelta(torch.zeros(2, 32, 16))}),
+        edit(model, {a: DenseShift(torch.zeros(1, 32, 16)), b: DenseShift(torch.zeros(2, 32, 16))}),
     ):
         pass
 
@@ -160,7 +160,7 @@ def test_edit_rejects_unknown_names_and_inconsistent_counts():
 def test_edit_with_a_prebuilt_grouping_equals_edit_with_its_index():
     model = decoder(batch_first=True)
     (name,) = make_editable(model, ["layers.0.linear1"])
-    shifts = {name: DenseDelta(torch.randn(3, 32, 16, dtype=torch.float64))}
+    shifts = {name: DenseShift(torch.randn(3, 32, 16, dtype=torch.float64))}
     index = torch.tensor([2, 0, 2, 1])
     grouping = Grouping.from_index(index, 3, None)
     x = torch.randn(4, 5, 16, dtype=torch.float64)
@@ -175,7 +175,7 @@ def test_edit_with_a_prebuilt_grouping_equals_edit_with_its_index():
 def test_edit_rejects_a_grouping_that_does_not_fit_the_shifts():
     model = decoder(batch_first=True)
     (name,) = make_editable(model, ["layers.0.linear1"])
-    shifts = {name: DenseDelta(torch.zeros(2, 32, 16))}
+    shifts = {name: DenseShift(torch.zeros(2, 32, 16))}
     index = torch.tensor([0, 1, 1])
     cases = [
         (ValueError, "not both", dict(index=index, grouping=Grouping.from_index(index, 2, None))),
@@ -193,8 +193,8 @@ def test_edit_rejects_a_grouping_that_does_not_fit_the_shifts():
 def test_nested_edits_restore_the_outer_shift():
     model = decoder(batch_first=True)
     (name,) = make_editable(model, ["layers.0.linear1"])
-    outer = {name: DenseDelta(torch.zeros(1, 32, 16, dtype=torch.float64))}
-    inner = {name: DenseDelta(torch.ones(1, 32, 16, dtype=torch.float64))}
+    outer = {name: DenseShift(torch.zeros(1, 32, 16, dtype=torch.float64))}
+    inner = {name: DenseShift(torch.ones(1, 32, 16, dtype=torch.float64))}
     layer = model.layers[0].linear1
     with edit(model, outer):
         with edit(model, inner):
@@ -209,7 +209,7 @@ def test_encoder_fast_path_cannot_bypass_an_edit():
     model = nn.TransformerEncoder(layer, 1, enable_nested_tensor=False).eval()
     base = copy.deepcopy(model)
     names = make_editable(model, ["layers.0.self_attn.in_proj"])
-    shift = {n: DenseDelta(torch.randn(2, *s)) for n, s in names.items()}
+    shift = {n: DenseShift(torch.randn(2, *s)) for n, s in names.items()}
     x = torch.randn(2, 5, 16)
     with torch.no_grad():
         edited = edited_call(model, shift, x)
@@ -223,13 +223,13 @@ def test_generator_shifts_leave_the_model_unchanged_at_initialisation():
     model = decoder(batch_first=True)
     names = make_editable(model, ["layers.*.multihead_attn", "layers.*.linear2"])
     for rank in (None, 3):
-        generator = MultiBranchDeltaGenerator(6, names, hidden_dim=12, rank=rank).double()
+        generator = MultiBranchShiftGenerator(6, names, hidden_dim=12, rank=rank).double()
         tgt, memory = (
             torch.randn(4, 5, 16, dtype=torch.float64),
             torch.randn(4, 3, 16, dtype=torch.float64),
         )
         shifts = generator(torch.randn(2, 6, dtype=torch.float64))
-        kind = DenseDelta if rank is None else LowRankDelta
+        kind = DenseShift if rank is None else LowRankShift
         assert all(isinstance(d, kind) and d.num_shifts == 2 for d in shifts.values())
         with edit(model, shifts, index=torch.tensor([0, 1, 1, 0])):
             y = model(tgt, memory)
@@ -274,7 +274,7 @@ def test_register_editable_makes_a_custom_layer_type_editable(monkeypatch):
     model = nn.Sequential(Scaler(3, 2))
     assert make_editable(model, ["0"]) == {"0": (2, 3)}
     x, shift = torch.randn(2, 3), torch.randn(2, 2, 3)
-    with edit(model, {"0": DenseDelta(shift)}):
+    with edit(model, {"0": DenseShift(shift)}):
         y = model(x)
     for b in range(2):
         torch.testing.assert_close(y[b], x[b] @ (model[0].weight + shift[b]).T)
@@ -348,7 +348,7 @@ def test_a_linear_with_the_batch_dim_at_1_equals_per_sample_weight_copies():
     make_editable(model, ["0"], batch_dim={"0": 1})
     x = torch.randn(5, 2, 4, dtype=torch.float64)  # (t, b, k)
     shift = torch.randn(2, 3, 4, dtype=torch.float64)
-    with edit(model, {"0": DenseDelta(shift)}):
+    with edit(model, {"0": DenseShift(shift)}):
         y = model(x)
     for b in range(2):
         expected = nn.functional.linear(x[:, b], model[0].weight + shift[b], model[0].bias)

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import weditlib
-from weditlib import DenseDelta, Grouping, LowRankDelta, edited_linear
+from weditlib import DenseShift, Grouping, LowRankShift, edited_linear
 from weditlib.kernels import reference
 
 from .reference_loop import loop_edited_linear
@@ -52,7 +52,7 @@ def problems(draw):
         "n": draw(st.integers(0, 9)),
         "k": draw(st.integers(0, 9)),
         "rank": draw(st.one_of(st.none(), st.integers(1, 4))),
-        "mode": draw(st.sampled_from(["shift", "scale", "replace"])),
+        "mode": draw(st.sampled_from(["add", "scale", "replace"])),
         "bias": draw(st.booleans()),
         "shift_bias": draw(st.booleans()),
         "dtype": draw(st.sampled_from([torch.float32, torch.float64])),
@@ -71,10 +71,10 @@ def build(spec):
         shift_bias = torch.randn(num_shifts, n, generator=g, dtype=dtype)
     if spec["rank"] is None:
         shift = torch.randn(num_shifts, n, k, generator=g, dtype=dtype)
-        delta = DenseDelta(shift, spec["mode"], bias=shift_bias)
+        delta = DenseShift(shift, spec["mode"], bias=shift_bias)
     else:
         r = spec["rank"]
-        delta = LowRankDelta(
+        delta = LowRankShift(
             torch.randn(num_shifts, n, r, generator=g, dtype=dtype),
             torch.randn(num_shifts, r, k, generator=g, dtype=dtype),
             spec["mode"],
@@ -118,7 +118,7 @@ def test_planner_choice_matches_the_per_sample_loop(spec):
 
 
 @pytest.mark.parametrize("rank", [None, 2])
-@pytest.mark.parametrize("mode", ["shift", "scale", "replace"])
+@pytest.mark.parametrize("mode", ["add", "scale", "replace"])
 @pytest.mark.parametrize("pattern", ["none", "unsorted"])
 def test_gradcheck_on_every_algorithm(rank, mode, pattern):
     spec = {
@@ -134,7 +134,7 @@ def test_gradcheck_on_every_algorithm(rank, mode, pattern):
 
         def fn(x_, w_, b_, *shift, name=name):
             *factors, shift_bias = shift
-            kind = DenseDelta if rank is None else LowRankDelta
+            kind = DenseShift if rank is None else LowRankShift
             d = kind(*factors, mode=mode, bias=shift_bias)
             return edited_linear(x_, w_, b_, d, index, algorithm=name)
 
@@ -151,7 +151,7 @@ def test_gradients_agree_across_algorithms_on_a_larger_problem():
     for name in ("materialise", "materialise_gather", "split"):
         tensors = [t.clone().requires_grad_() for t in (x, weight, shift)]
         y = edited_linear(
-            tensors[0], tensors[1], None, DenseDelta(tensors[2]), index, algorithm=name
+            tensors[0], tensors[1], None, DenseShift(tensors[2]), index, algorithm=name
         )
         (y.sin().sum()).backward()
         grads[name] = [t.grad for t in tensors]
@@ -171,13 +171,13 @@ def test_zero_shift_gives_the_base_output():
     x, weight, bias = torch.randn(4, 3, 6), torch.randn(5, 6), torch.randn(5)
     base = torch.nn.functional.linear(x, weight, bias)
     for name in REFERENCE_NAMES[:3]:
-        y = edited_linear(x, weight, bias, DenseDelta(torch.zeros(4, 5, 6)), algorithm=name)
+        y = edited_linear(x, weight, bias, DenseShift(torch.zeros(4, 5, 6)), algorithm=name)
         torch.testing.assert_close(y, base)
 
 
 def test_unused_shifts_are_allowed():
     x, weight = torch.randn(3, 2, 4, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64)
-    delta = DenseDelta(torch.randn(6, 5, 4, dtype=torch.float64))
+    delta = DenseShift(torch.randn(6, 5, 4, dtype=torch.float64))
     index = torch.tensor([5, 0, 5])
     expected = loop_edited_linear(x, weight, None, delta, index)
     for name in supported_names(x, weight, None, delta, index):
@@ -189,7 +189,7 @@ def test_unused_shifts_are_allowed():
 def test_bias_shift_alone_without_base_bias():
     x, weight = torch.randn(3, 2, 4, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64)
     shift_bias = torch.randn(2, 5, dtype=torch.float64)
-    delta = DenseDelta(torch.zeros(2, 5, 4, dtype=torch.float64), bias=shift_bias)
+    delta = DenseShift(torch.zeros(2, 5, 4, dtype=torch.float64), bias=shift_bias)
     index = torch.tensor([1, 0, 1])
     expected = torch.nn.functional.linear(x, weight) + shift_bias[index, None, :]
     for name in supported_names(x, weight, None, delta, index):
@@ -200,7 +200,7 @@ def test_bias_shift_alone_without_base_bias():
 def test_bias_shift_gradient_is_the_output_gradient_summed_per_shift():
     x, weight = torch.randn(4, 3, 6), torch.randn(5, 6)
     shift_bias = torch.zeros(3, 5, requires_grad=True)
-    delta = LowRankDelta(torch.randn(3, 5, 2), torch.randn(3, 2, 6), bias=shift_bias)
+    delta = LowRankShift(torch.randn(3, 5, 2), torch.randn(3, 2, 6), bias=shift_bias)
     index = torch.tensor([2, 0, 2, 2])
     dy = torch.randn(4, 3, 5)
     (grad,) = torch.autograd.grad(edited_linear(x, weight, None, delta, index), shift_bias, dy)
@@ -209,7 +209,7 @@ def test_bias_shift_gradient_is_the_output_gradient_summed_per_shift():
 
 
 def test_rows_slices_the_bias_shift():
-    delta = LowRankDelta(torch.randn(2, 6, 3), torch.randn(2, 3, 4), bias=torch.randn(2, 6))
+    delta = LowRankShift(torch.randn(2, 6, 3), torch.randn(2, 3, 4), bias=torch.randn(2, 6))
     part = delta.rows(2, 5)
     assert part.bias is not None and torch.equal(part.bias, delta.bias[:, 2:5])
     assert torch.equal(part.matrix(), delta.matrix()[:, 2:5])
@@ -230,7 +230,7 @@ ZERO_SIZES = {
 
 @pytest.mark.parametrize("zero", ZERO_SIZES.values(), ids=ZERO_SIZES.keys())
 @pytest.mark.parametrize("rank", [None, 2], ids=["dense", "lowrank"])
-@pytest.mark.parametrize("mode", ["shift", "scale", "replace"])
+@pytest.mark.parametrize("mode", ["add", "scale", "replace"])
 @pytest.mark.parametrize("pattern", ["unsorted", "uniform"])
 @pytest.mark.parametrize("shift_bias", [True, False], ids=["db", "no-db"])
 def test_zero_size_dims_match_f_linear_shapes_and_gradients(zero, rank, mode, pattern, shift_bias):
@@ -244,7 +244,7 @@ def test_zero_size_dims_match_f_linear_shapes_and_gradients(zero, rank, mode, pa
     expected = loop_edited_linear(x, weight, bias, delta, index)
     for name in supported_names(x, weight, bias, delta, index):
         leaves = [t.clone().requires_grad_() for t in (x, weight, bias, *delta.tensors())]
-        kind = DenseDelta if rank is None else LowRankDelta
+        kind = DenseShift if rank is None else LowRankShift
         factors = leaves[3:-1] if shift_bias else leaves[3:]
         rebuilt = kind(*factors, mode=mode, bias=leaves[-1] if shift_bias else None)
         y = edited_linear(leaves[0], leaves[1], leaves[2], rebuilt, index, algorithm=name)
@@ -264,7 +264,7 @@ def F_linear_shape(x, weight):
 def test_empty_batch_is_an_empty_result_like_nn_linear():
     linear = torch.nn.Linear(6, 5)
     x = torch.randn(0, 3, 6)
-    delta = DenseDelta(torch.randn(2, 5, 6))
+    delta = DenseShift(torch.randn(2, 5, 6))
     y = edited_linear(x, linear.weight, linear.bias, delta, torch.zeros(0, dtype=torch.long))
     assert y.shape == linear(x).shape == (0, 3, 5)
 
@@ -277,7 +277,7 @@ def args(**override):
         "x": torch.randn(4, 3, 6),
         "weight": torch.randn(5, 6),
         "bias": torch.randn(5),
-        "delta": DenseDelta(torch.randn(2, 5, 6)),
+        "delta": DenseShift(torch.randn(2, 5, 6)),
         "index": torch.tensor([0, 1, 1, 0]),
     }
     values.update(override)
@@ -302,7 +302,7 @@ def args(**override):
         ({"weight": torch.randn(5, 6, dtype=torch.float64)}, TypeError, "weight dtype"),
         ({"bias": torch.randn(5, dtype=torch.float64)}, TypeError, "bias dtype"),
         (
-            {"delta": DenseDelta(torch.randn(2, 5, 6, dtype=torch.float64))},
+            {"delta": DenseShift(torch.randn(2, 5, 6, dtype=torch.float64))},
             TypeError,
             "delta dtype torch.float64 does not match x dtype torch.float32",
         ),
@@ -316,7 +316,7 @@ def test_bad_input_raises_a_named_error(override, error, match):
 
 def test_device_mismatch_is_named():
     values = args()
-    values["delta"] = DenseDelta(torch.randn(2, 5, 6, device="meta"))
+    values["delta"] = DenseShift(torch.randn(2, 5, 6, device="meta"))
     with pytest.raises(ValueError, match="delta is on meta but x is on cpu"):
         edited_linear(**values)
 
@@ -330,23 +330,23 @@ def test_unknown_and_unsupported_algorithms_are_named():
 
 def test_delta_constructors_validate_shapes():
     with pytest.raises(ValueError, match=r"DenseShift.weight must have shape \(l, n, k\)"):
-        DenseDelta(torch.randn(5, 6))
+        DenseShift(torch.randn(5, 6))
     with pytest.raises(ValueError, match="disagree on l or r"):
-        LowRankDelta(torch.randn(2, 5, 3), torch.randn(2, 2, 6))
+        LowRankShift(torch.randn(2, 5, 3), torch.randn(2, 2, 6))
     with pytest.raises(ValueError, match="mode must be one of"):
-        DenseDelta(torch.randn(2, 5, 6), mode="plus")
+        DenseShift(torch.randn(2, 5, 6), mode="plus")
     with pytest.raises(TypeError, match="share a dtype"):
-        LowRankDelta(torch.randn(2, 5, 3), torch.randn(2, 3, 6, dtype=torch.float64))
+        LowRankShift(torch.randn(2, 5, 3), torch.randn(2, 3, 6, dtype=torch.float64))
     with pytest.raises(ValueError, match=r"DenseShift.bias must have shape \(l, n\) = \(2, 5\)"):
-        DenseDelta(torch.randn(2, 5, 6), bias=torch.randn(2, 6))
+        DenseShift(torch.randn(2, 5, 6), bias=torch.randn(2, 6))
     with pytest.raises(TypeError, match=r"LowRankShift\.bias dtype torch\.float64 does not match"):
-        LowRankDelta(
+        LowRankShift(
             torch.randn(2, 5, 3), torch.randn(2, 3, 6), bias=torch.randn(2, 5, dtype=torch.float64)
         )
     with pytest.raises(TypeError, match=r"DenseShift\.bias must be a Tensor or None"):
-        DenseDelta(torch.randn(2, 5, 6), bias=[0.0] * 5)
+        DenseShift(torch.randn(2, 5, 6), bias=[0.0] * 5)
     with pytest.raises(ValueError, match=r"DenseShift\.bias is on meta"):
-        DenseDelta(torch.randn(2, 5, 6), bias=torch.randn(2, 5, device="meta"))
+        DenseShift(torch.randn(2, 5, 6), bias=torch.randn(2, 5, device="meta"))
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
@@ -354,9 +354,9 @@ def test_non_finite_shifts_raise_when_checking(bad):
     shift = torch.randn(2, 5, 6)
     shift[1, 2, 3] = bad
     with pytest.raises(ValueError, match="1 non-finite values"):
-        edited_linear(**args(delta=DenseDelta(shift)), check_finite=True)
+        edited_linear(**args(delta=DenseShift(shift)), check_finite=True)
     # without checking the value propagates, as in F.linear
-    assert not torch.isfinite(edited_linear(**args(delta=DenseDelta(shift)))).all()
+    assert not torch.isfinite(edited_linear(**args(delta=DenseShift(shift)))).all()
 
 
 # --- torch.compile -----------------------------------------------------------------------------
@@ -367,10 +367,10 @@ def _compile_inputs(rank, index):
     x, weight, bias = torch.randn(6, 3, 8, generator=g), torch.randn(5, 8), torch.randn(5)
     shift_bias = torch.randn(3, 5, generator=g)
     if rank is None:
-        delta = DenseDelta(torch.randn(3, 5, 8, generator=g).requires_grad_(), bias=shift_bias)
+        delta = DenseShift(torch.randn(3, 5, 8, generator=g).requires_grad_(), bias=shift_bias)
     else:
         up, down = torch.randn(3, 5, rank, generator=g), torch.randn(3, rank, 8, generator=g)
-        delta = LowRankDelta(up.requires_grad_(), down, bias=shift_bias)
+        delta = LowRankShift(up.requires_grad_(), down, bias=shift_bias)
     return x, weight, bias, delta, Grouping.from_index(torch.tensor(index), 3, 6)
 
 
@@ -422,7 +422,7 @@ def test_the_cost_model_runs_once_per_problem(monkeypatch):
     evaluations = []
     evaluate = planner._evaluate
     monkeypatch.setattr(planner, "_evaluate", lambda *a: evaluations.append(a[0]) or evaluate(*a))
-    x, weight, delta = torch.randn(4, 3, 6), torch.randn(5, 6), DenseDelta(torch.randn(4, 5, 6))
+    x, weight, delta = torch.randn(4, 3, 6), torch.randn(5, 6), DenseShift(torch.randn(4, 5, 6))
     for _ in range(3):
         edited_linear(x, weight, None, delta)
     assert len(evaluations) == 1
@@ -435,7 +435,7 @@ def test_the_cost_model_runs_once_per_problem(monkeypatch):
 def test_a_new_machine_model_forgets_cached_decisions():
     from weditlib import planner
 
-    x, weight, delta = torch.randn(4, 3, 6), torch.randn(5, 6), DenseDelta(torch.randn(4, 5, 6))
+    x, weight, delta = torch.randn(4, 3, 6), torch.randn(5, 6), DenseShift(torch.randn(4, 5, 6))
     edited_linear(x, weight, None, delta)
     assert planner.cache_size() > 0
     planner.set_machine_model("cpu", planner.machine_model("cpu"))

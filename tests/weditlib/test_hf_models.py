@@ -16,7 +16,7 @@ transformers = pytest.importorskip(
     "transformers", reason="Hugging Face transformers is needed to build the models"
 )
 
-from weditlib import DenseDelta, LowRankDelta, edit, make_editable, merge, unmerge  # noqa: E402
+from weditlib import DenseShift, LowRankShift, edit, make_editable, merge, unmerge  # noqa: E402
 from weditlib.layers_hf import EditableConv1D  # noqa: E402
 
 
@@ -27,10 +27,10 @@ def shifts_for(names: dict[str, tuple[int, int]], count: int, seed: int = 1):
         if i % 2:
             up = torch.randn(count, n, 2, generator=generator, dtype=torch.float64)
             down = torch.randn(count, 2, k, generator=generator, dtype=torch.float64)
-            shifts[name] = LowRankDelta(0.1 * up, 0.1 * down)
+            shifts[name] = LowRankShift(0.1 * up, 0.1 * down)
         else:
             weight = torch.randn(count, n, k, generator=generator, dtype=torch.float64)
-            shifts[name] = DenseDelta(0.1 * weight)
+            shifts[name] = DenseShift(0.1 * weight)
     return shifts
 
 
@@ -167,7 +167,7 @@ def test_editable_conv1d_with_weight_and_bias_shifts_equals_per_sample_copies():
     bias = torch.randn(2, 6, dtype=torch.float64)
     x = torch.randn(3, 5, 4, dtype=torch.float64)
     index = torch.tensor([1, 0, 1])
-    with edit(holder, {"0": DenseDelta(weight, bias=bias)}, index=index):
+    with edit(holder, {"0": DenseShift(weight, bias=bias)}, index=index):
         y = holder(x)
     for b, which in enumerate(index.tolist()):
         expected = x[b] @ (base.weight + weight[which].T) + base.bias + bias[which]
@@ -179,7 +179,7 @@ def test_gpt2_with_gradient_checkpointing_has_the_shift_gradients_of_the_plain_m
     model = gpt2().train()  # transformers checkpoints only in training mode; dropout is 0
     names = make_editable(model, ["transformer.h.*.attn.c_attn"])
     shifts = {
-        name: DenseDelta((0.1 * torch.randn(2, *shape, dtype=torch.float64)).requires_grad_())
+        name: DenseShift((0.1 * torch.randn(2, *shape, dtype=torch.float64)).requires_grad_())
         for name, shape in names.items()
     }
     tokens = torch.randint(0, 40, (2, 6))

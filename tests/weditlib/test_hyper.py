@@ -1,23 +1,23 @@
-"""MultiBranchDeltaGenerator: shapes, zero initialisation, trainability, parameter report."""
+"""MultiBranchShiftGenerator: shapes, zero initialisation, trainability, parameter report."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from weditlib import DenseDelta, LowRankDelta, MultiBranchDeltaGenerator, edited_linear
+from weditlib import DenseShift, LowRankShift, MultiBranchShiftGenerator, edited_linear
 
 TARGETS = {"a.in_proj": (24, 8), "b": (5, 8)}
 
 
 @pytest.mark.parametrize("rank", [None, 3])
 def test_shapes_and_kinds(rank):
-    generator = MultiBranchDeltaGenerator(6, TARGETS, hidden_dim=10, rank=rank)
+    generator = MultiBranchShiftGenerator(6, TARGETS, hidden_dim=10, rank=rank)
     shifts = generator(torch.randn(4, 6))
     assert list(shifts) == list(TARGETS)
     for name, (n, k) in TARGETS.items():
         delta = shifts[name]
-        assert isinstance(delta, DenseDelta if rank is None else LowRankDelta)
+        assert isinstance(delta, DenseShift if rank is None else LowRankShift)
         assert (delta.num_shifts, delta.out_features, delta.in_features) == (4, n, k)
         if rank is not None:
             assert delta.rank == rank
@@ -27,7 +27,7 @@ def test_shapes_and_kinds(rank):
 @pytest.mark.parametrize("mode", ["add", "scale"])
 def test_heads_start_at_zero_but_learn(rank, mode):
     torch.manual_seed(0)
-    generator = MultiBranchDeltaGenerator(6, TARGETS, hidden_dim=10, rank=rank, mode=mode)
+    generator = MultiBranchShiftGenerator(6, TARGETS, hidden_dim=10, rank=rank, mode=mode)
     style = torch.randn(3, 6)
     shifts = generator(style)
     assert all(torch.count_nonzero(d.matrix()) == 0 and d.mode == mode for d in shifts.values())
@@ -42,24 +42,24 @@ def test_heads_start_at_zero_but_learn(rank, mode):
 
 
 def test_parameter_report_counts_every_parameter():
-    dense = MultiBranchDeltaGenerator(6, TARGETS, hidden_dim=10, rank=None, trunk_layers=1)
+    dense = MultiBranchShiftGenerator(6, TARGETS, hidden_dim=10, rank=None, trunk_layers=1)
     report = dense.parameter_report()
     assert report["trunk"] == 6 * 10 + 10
     assert report["a.in_proj"] == 10 * 24 * 8 + 24 * 8
     assert report["b"] == 10 * 5 * 8 + 5 * 8
     assert report["total"] == report["trunk"] + report["a.in_proj"] + report["b"]
-    low = MultiBranchDeltaGenerator(6, TARGETS, hidden_dim=10, rank=2, trunk_layers=1)
+    low = MultiBranchShiftGenerator(6, TARGETS, hidden_dim=10, rank=2, trunk_layers=1)
     assert low.parameter_report()["a.in_proj"] == (10 * 24 * 2 + 24 * 2) + (10 * 2 * 8 + 2 * 8)
 
 
 def test_branch_bottleneck_shrinks_low_rank_heads():
-    wide = MultiBranchDeltaGenerator(6, TARGETS, hidden_dim=64, rank=2)
-    narrow = MultiBranchDeltaGenerator(6, TARGETS, hidden_dim=64, rank=2, branch_dim=4)
+    wide = MultiBranchShiftGenerator(6, TARGETS, hidden_dim=64, rank=2)
+    narrow = MultiBranchShiftGenerator(6, TARGETS, hidden_dim=64, rank=2, branch_dim=4)
     assert narrow.parameter_report()["total"] < wide.parameter_report()["total"]
 
 
 def test_bad_arguments_are_named():
-    generator = MultiBranchDeltaGenerator(6, TARGETS, hidden_dim=10)
+    generator = MultiBranchShiftGenerator(6, TARGETS, hidden_dim=10)
     with pytest.raises(ValueError, match=r"style must have shape \(l, 6\), got \(3, 5\)"):
         generator(torch.randn(3, 5))
     with pytest.raises(ValueError, match=r"style must have shape \(l, 6\), got \(6,\)"):
@@ -67,23 +67,23 @@ def test_bad_arguments_are_named():
     with pytest.raises(TypeError, match="style must be a Tensor"):
         generator([0.0] * 6)
     with pytest.raises(ValueError, match="mode must be one of"):
-        MultiBranchDeltaGenerator(6, TARGETS, mode="plus")
+        MultiBranchShiftGenerator(6, TARGETS, mode="plus")
     with pytest.raises(ValueError, match="rank must be a positive int"):
-        MultiBranchDeltaGenerator(6, TARGETS, rank=0)
+        MultiBranchShiftGenerator(6, TARGETS, rank=0)
     with pytest.raises(ValueError, match="targets must name at least one weight"):
-        MultiBranchDeltaGenerator(6, {})
+        MultiBranchShiftGenerator(6, {})
 
 
 @pytest.mark.parametrize("rank", [None, 2])
 def test_bias_heads_are_off_by_default(rank):
-    generator = MultiBranchDeltaGenerator(6, TARGETS, hidden_dim=10, rank=rank)
+    generator = MultiBranchShiftGenerator(6, TARGETS, hidden_dim=10, rank=rank)
     assert all(delta.bias is None for delta in generator(torch.randn(3, 6)).values())
 
 
 @pytest.mark.parametrize("rank", [None, 2])
 def test_bias_heads_start_at_zero_so_the_edited_model_is_the_base(rank):
     torch.manual_seed(0)
-    generator = MultiBranchDeltaGenerator(
+    generator = MultiBranchShiftGenerator(
         6, {"b": (5, 8)}, hidden_dim=10, rank=rank, bias_shifts=True
     )
     delta = generator(torch.randn(3, 6))["b"]
@@ -97,7 +97,7 @@ def test_bias_heads_start_at_zero_so_the_edited_model_is_the_base(rank):
 @pytest.mark.parametrize("rank", [None, 2])
 def test_bias_heads_learn_a_bias_shift(rank):
     torch.manual_seed(0)
-    generator = MultiBranchDeltaGenerator(
+    generator = MultiBranchShiftGenerator(
         6, {"b": (5, 8)}, hidden_dim=10, rank=rank, bias_shifts=True
     )
     style, x, weight = torch.randn(3, 6), torch.randn(3, 4, 8), torch.randn(5, 8)
@@ -116,8 +116,8 @@ def test_bias_heads_learn_a_bias_shift(rank):
 
 
 def test_parameter_report_counts_bias_heads():
-    plain = MultiBranchDeltaGenerator(6, TARGETS, hidden_dim=10, rank=2, trunk_layers=1)
-    biased = MultiBranchDeltaGenerator(
+    plain = MultiBranchShiftGenerator(6, TARGETS, hidden_dim=10, rank=2, trunk_layers=1)
+    biased = MultiBranchShiftGenerator(
         6, TARGETS, hidden_dim=10, rank=2, trunk_layers=1, bias_shifts=True
     )
     extra = biased.parameter_report()["a.in_proj"] - plain.parameter_report()["a.in_proj"]

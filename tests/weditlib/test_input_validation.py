@@ -8,11 +8,11 @@ import torch
 from torch import nn
 
 from weditlib import (
-    DenseDelta,
+    DenseShift,
     EditableLinear,
     Grouping,
-    LowRankDelta,
-    MultiBranchDeltaGenerator,
+    LowRankShift,
+    MultiBranchShiftGenerator,
     edit,
     edited_conv,
     make_editable,
@@ -33,10 +33,10 @@ def channels_last_conv_model() -> nn.Sequential:
     return model
 
 
-def conv_shifts() -> dict[str, DenseDelta]:
+def conv_shifts() -> dict[str, DenseShift]:
     g = torch.Generator().manual_seed(1)
     weight = 0.1 * torch.randn(3, 6, 4 * 9, dtype=torch.float64, generator=g)
-    return {"0": DenseDelta(weight, bias=torch.randn(3, 6, dtype=torch.float64, generator=g))}
+    return {"0": DenseShift(weight, bias=torch.randn(3, 6, dtype=torch.float64, generator=g))}
 
 
 X = torch.randn(3, 4, 5, 5, dtype=torch.float64)
@@ -79,7 +79,7 @@ def test_a_copy_of_a_kernel_is_explained_when_refused():
 def test_merge_takes_numpy_and_tensor_integers():
     model = nn.Sequential(nn.Linear(5, 4)).double()
     make_editable(model, ["0"])
-    shifts = {"0": DenseDelta(torch.randn(3, 4, 5, dtype=torch.float64))}
+    shifts = {"0": DenseShift(torch.randn(3, 4, 5, dtype=torch.float64))}
     x = torch.randn(2, 5, dtype=torch.float64)
     with edit(model, shifts, index=torch.tensor([2, 2])):
         expected = model(x)
@@ -94,7 +94,7 @@ def test_merge_takes_numpy_and_tensor_integers():
 
 def test_an_input_without_the_batch_dim_is_named():
     layer = EditableLinear(5, 6, batch_dim=1)
-    delta = DenseDelta(torch.randn(3, 6, 5))
+    delta = DenseShift(torch.randn(3, 6, 5))
     for shape in [(5,), (3, 5)]:
         with pytest.raises(ValueError, match=r"sample dim at batch_dim=1 .* at least 3 dims"):
             layer(torch.randn(*shape), delta)
@@ -112,7 +112,7 @@ def test_editable_linear_checks_its_batch_dim(batch_dim, error):
 def test_shifts_that_are_not_a_mapping_are_named():
     model = nn.Sequential(nn.Linear(5, 6))
     make_editable(model, ["0"])
-    delta = DenseDelta(torch.randn(2, 6, 5))
+    delta = DenseShift(torch.randn(2, 6, 5))
     for shifts in ([delta], None):
         with pytest.raises(TypeError, match="shifts must be a mapping weight name → shift"):
             edit(model, shifts).__enter__()
@@ -161,11 +161,11 @@ def test_set_machine_model_refuses_what_is_not_a_machine_model():
 def test_generator_arguments_are_named(kwargs, error, message):
     arguments = {"targets": {"a": (6, 5)}, "hidden_dim": 8, **kwargs}
     with pytest.raises(error, match=message):
-        MultiBranchDeltaGenerator(4, **arguments)
+        MultiBranchShiftGenerator(4, **arguments)
 
 
 def test_generator_takes_numpy_sizes():
-    generator = MultiBranchDeltaGenerator(4, {"a": (np.int64(6), np.int64(5))}, hidden_dim=8)
+    generator = MultiBranchShiftGenerator(4, {"a": (np.int64(6), np.int64(5))}, hidden_dim=8)
     assert generator(torch.randn(2, 4))["a"].matrix().shape == (2, 6, 5)
 
 
@@ -181,15 +181,15 @@ def test_a_batch_that_does_not_match_the_edit_index_is_explained():
     make_editable(model, ["0"])
     with (
         pytest.raises(ValueError, match="one entry per sample of the batch"),
-        edit(model, {"0": DenseDelta(torch.randn(2, 6, 5))}, torch.tensor([0, 1])),
+        edit(model, {"0": DenseShift(torch.randn(2, 6, 5))}, torch.tensor([0, 1])),
     ):
         model(torch.randn(3, 5))
 
 
 def test_shifts_and_groupings_compare_by_identity():
     weight = torch.randn(2, 6, 5)
-    first, second = DenseDelta(weight), DenseDelta(weight)  # the same tensor, two shifts
-    low_rank = LowRankDelta(torch.randn(2, 6, 1), torch.randn(2, 1, 5))
+    first, second = DenseShift(weight), DenseShift(weight)  # the same tensor, two shifts
+    low_rank = LowRankShift(torch.randn(2, 6, 1), torch.randn(2, 1, 5))
     grouping = Grouping.from_index(torch.tensor([0, 1, 1]), 2, None)
     built = materialise(torch.randn(6, 5), first)
     for value in (first, low_rank, grouping, built):
@@ -199,14 +199,14 @@ def test_shifts_and_groupings_compare_by_identity():
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.int64, torch.bfloat16, torch.bool])
 def test_a_style_of_another_dtype_is_named_before_the_trunk(dtype):
-    generator = MultiBranchDeltaGenerator(style_dim=4, targets={"w": (3, 5)}, rank=2)
+    generator = MultiBranchShiftGenerator(style_dim=4, targets={"w": (3, 5)}, rank=2)
     style = torch.ones(2, 4).to(dtype)
     with pytest.raises(TypeError, match=rf"style .*{str(dtype).removeprefix('torch.')}"):
         generator(style)
 
 
 def test_autocast_takes_a_lower_precision_style_as_it_takes_any_linear_input():
-    generator = MultiBranchDeltaGenerator(style_dim=4, targets={"w": (3, 5)}, rank=2)
+    generator = MultiBranchShiftGenerator(style_dim=4, targets={"w": (3, 5)}, rank=2)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         shifts = generator(torch.ones(2, 4, dtype=torch.bfloat16))
         with pytest.raises(TypeError, match="float64"):  # autocast never casts float64
@@ -228,7 +228,7 @@ def test_autocast_takes_a_lower_precision_style_as_it_takes_any_linear_input():
 def test_edited_attention_names_a_mask_of_the_wrong_shape(masks, message):
     model = nn.ModuleDict({"attn": nn.MultiheadAttention(8, 2, batch_first=True)})
     weights = make_editable(model, ["attn"])
-    generator = MultiBranchDeltaGenerator(style_dim=2, targets=weights, rank=1)
+    generator = MultiBranchShiftGenerator(style_dim=2, targets=weights, rank=1)
     q, kv = torch.randn(3, 5, 8), torch.randn(3, 7, 8)
     with edit(model, generator(torch.randn(3, 2))), pytest.raises(ValueError, match=message):
         model["attn"](q, kv, kv, **masks)

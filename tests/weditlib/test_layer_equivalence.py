@@ -155,7 +155,7 @@ def test_an_edited_layer_returns_what_its_base_returns(
     kw = {"need_weights": need_weights, "average_attn_weights": average}
     expected = _run(base, call, x, mem, kw, seed)
     _same(expected, _run(edited, call, x, mem, kw, seed), exact=True)  # no edit: the base's op
-    generator = weditlib.MultiBranchDeltaGenerator(style_dim=4, targets=weights, rank=2)
+    generator = weditlib.MultiBranchShiftGenerator(style_dim=4, targets=weights, rank=2)
     with weditlib.edit(edited, generator(torch.randn(batch, 4))):
         zero_shifts = _run(edited, call, x, mem, kw, seed)  # zero-initialised heads: ΔW = 0
     _same(expected, zero_shifts, exact=False)
@@ -194,7 +194,7 @@ def test_a_gpt2_with_dropout_returns_every_output_of_the_unedited_model(training
 
     expected = outputs(base)
     _same(expected, outputs(edited), exact=True)
-    generator = weditlib.MultiBranchDeltaGenerator(style_dim=4, targets=weights, rank=2)
+    generator = weditlib.MultiBranchShiftGenerator(style_dim=4, targets=weights, rank=2)
     with weditlib.edit(edited, generator(torch.randn(3, 4))):
         _same(expected, outputs(edited), exact=False)
 
@@ -208,7 +208,7 @@ def test_dropout_masks_are_drawn_alike_with_and_without_an_edit(training):
     base.train(training)
     edited.train(training)
     x, mem = torch.randn(3, SEQ, 8), torch.randn(3, MEM, 8)
-    generator = weditlib.MultiBranchDeltaGenerator(style_dim=4, targets=weights, rank=2)
+    generator = weditlib.MultiBranchShiftGenerator(style_dim=4, targets=weights, rank=2)
     torch.manual_seed(5)
     expected = base["m"](x, mem)
     torch.manual_seed(5)

@@ -9,11 +9,11 @@ import torch
 from torch import nn
 
 from weditlib import (
-    DenseDelta,
+    DenseShift,
     EditableFeedForward,
     EditableLinear,
     EditableMultiheadAttention,
-    LowRankDelta,
+    LowRankShift,
     edit,
     make_editable,
 )
@@ -38,7 +38,7 @@ def test_linear_with_per_sample_shifts_equals_weight_copies():
     x = torch.randn(3, 5, 6)
     shift = torch.randn(2, 4, 6)
     index = torch.tensor([1, 0, 1])
-    y = layer(x, DenseDelta(shift), index)
+    y = layer(x, DenseShift(shift), index)
     for b in range(3):
         copy_ = copy.deepcopy(base)
         with torch.no_grad():
@@ -51,7 +51,7 @@ def test_linear_sequence_first_batch_dim():
     layer = EditableLinear.from_module(base, batch_dim=1)
     x = torch.randn(5, 3, 6)  # (t, b, k)
     shift = torch.randn(3, 4, 6)
-    y = layer(x, DenseDelta(shift))
+    y = layer(x, DenseShift(shift))
     for b in range(3):
         expected = torch.nn.functional.linear(x[:, b], base.weight + shift[b], base.bias)
         torch.testing.assert_close(y[:, b], expected)
@@ -94,7 +94,7 @@ def test_attention_with_per_sample_shifts_equals_weight_copies(batch_first, cros
     padding = torch.zeros(3, kv.shape[1], dtype=torch.bool)
     padding[0, -2:] = True
     layout = (lambda t: t) if batch_first else (lambda t: t.transpose(0, 1))
-    shifts = {"m.in_proj": DenseDelta(in_shift), "m.out_proj": DenseDelta(out_shift)}
+    shifts = {"m.in_proj": DenseShift(in_shift), "m.out_proj": DenseShift(out_shift)}
     holder = nn.Module()
     holder.m = editable
     with edit(holder, shifts, index):
@@ -123,7 +123,7 @@ def test_attention_split_in_proj_edits_only_the_named_projection():
     assert names == {"attn.k_proj": (8, 8)}
     x = torch.randn(2, 4, 8, dtype=torch.float64)
     shift = torch.randn(2, 8, 8, dtype=torch.float64)
-    with edit(holder, {"attn.k_proj": DenseDelta(shift)}):
+    with edit(holder, {"attn.k_proj": DenseShift(shift)}):
         out, _ = holder.attn(x, x, x)
     for b in range(2):
         joint = torch.zeros(24, 8, dtype=torch.float64)
@@ -141,7 +141,7 @@ def test_attention_with_causal_mask_and_low_rank_shift():
     up, down = torch.randn(2, 24, 2, dtype=torch.float64), torch.randn(2, 2, 8, dtype=torch.float64)
     x = torch.randn(2, 5, 8, dtype=torch.float64)
     mask = nn.Transformer.generate_square_subsequent_mask(5, dtype=torch.float64)
-    with edit(holder, {"attn.in_proj": LowRankDelta(up, down)}):
+    with edit(holder, {"attn.in_proj": LowRankShift(up, down)}):
         out, _ = holder.attn(x, x, x, attn_mask=mask, need_weights=False)
     for b in range(2):
         ref, _ = attention_copy_with(base, up[b] @ down[b])(
@@ -163,12 +163,12 @@ def test_attention_shift_with_wrong_shape_is_rejected():
     layer = EditableMultiheadAttention(8, 2)
     with (
         pytest.raises(ValueError, match=r"edits a \(8, 8\) weight, expected \(24, 8\)"),
-        edit(layer, {"in_proj": DenseDelta(torch.zeros(1, 8, 8))}),
+        edit(layer, {"in_proj": DenseShift(torch.zeros(1, 8, 8))}),
     ):
         pass
     with (
         pytest.raises(KeyError, match="not editable weights"),
-        edit(layer, {"q_proj": DenseDelta(torch.zeros(1, 8, 8))}),
+        edit(layer, {"q_proj": DenseShift(torch.zeros(1, 8, 8))}),
     ):
         pass
 
@@ -179,8 +179,8 @@ def test_feed_forward_edits_both_linears():
     holder = nn.Module()
     holder.ffn = ffn
     shifts = {
-        "ffn.linear1": DenseDelta(torch.randn(2, 10, 6, dtype=torch.float64)),
-        "ffn.linear2": DenseDelta(torch.randn(2, 6, 10, dtype=torch.float64)),
+        "ffn.linear1": DenseShift(torch.randn(2, 10, 6, dtype=torch.float64)),
+        "ffn.linear2": DenseShift(torch.randn(2, 6, 10, dtype=torch.float64)),
     }
     x = torch.randn(2, 3, 6, dtype=torch.float64)
     with edit(holder, shifts):

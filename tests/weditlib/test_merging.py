@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from weditlib import (
-    DenseDelta,
-    LowRankDelta,
+    DenseShift,
+    LowRankShift,
     edit,
     editable_modules,
     make_editable,
@@ -31,7 +31,7 @@ def forward(model: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     return model[2](model[1](h))
 
 
-def random_shifts(model, low_rank: bool, mode: str = "shift", count: int = 3, bias: bool = False):
+def random_shifts(model, low_rank: bool, mode: str = "add", count: int = 3, bias: bool = False):
     """Random shifts of every editable weight; bias shifts where the layer has a bias."""
     shifts = {}
     for name, (module, local, (n, k)) in editable_modules(model).items():
@@ -40,10 +40,10 @@ def random_shifts(model, low_rank: bool, mode: str = "shift", count: int = 3, bi
         if low_rank:
             up = 0.1 * torch.randn(count, n, 2, dtype=torch.float64)
             down = torch.randn(count, 2, k, dtype=torch.float64)
-            shifts[name] = LowRankDelta(up, down, mode, bias=bias_shift)
+            shifts[name] = LowRankShift(up, down, mode, bias=bias_shift)
         else:
             weight = 0.1 * torch.randn(count, n, k, dtype=torch.float64)
-            shifts[name] = DenseDelta(weight, mode, bias=bias_shift)
+            shifts[name] = DenseShift(weight, mode, bias=bias_shift)
     return shifts
 
 
@@ -51,7 +51,7 @@ X = torch.randn(2, 5, 8, dtype=torch.float64)
 
 
 @pytest.mark.parametrize("bias", [False, True], ids=["weight", "weight-and-bias"])
-@pytest.mark.parametrize("mode", ["shift", "scale", "replace"])
+@pytest.mark.parametrize("mode", ["add", "scale", "replace"])
 @pytest.mark.parametrize("low_rank", [False, True], ids=["dense", "low-rank"])
 @pytest.mark.parametrize("split_in_proj", [False, True], ids=["in_proj", "q-k-v"])
 def test_merged_model_equals_the_edit_with_that_shift(split_in_proj, low_rank, mode, bias):
@@ -123,15 +123,15 @@ def test_merging_inside_an_edit_of_the_model_is_an_error():
 def test_merging_an_unknown_weight_is_an_error():
     model = model_with_attention()
     with pytest.raises(KeyError, match="not editable weights"):
-        merge(model, {"9": DenseDelta(torch.zeros(1, 4, 4))}, which=0)
+        merge(model, {"9": DenseShift(torch.zeros(1, 4, 4))}, which=0)
 
 
 def test_a_bias_shift_for_a_layer_without_bias_cannot_be_merged():
     model = model_with_attention()
     before = model[1].weight.detach().clone()
     shifts = {
-        "1": DenseDelta(torch.ones(1, 4, 8, dtype=torch.float64)),
-        "2": DenseDelta(torch.zeros(1, 4, 4, dtype=torch.float64), bias=torch.ones(1, 4).double()),
+        "1": DenseShift(torch.ones(1, 4, 8, dtype=torch.float64)),
+        "2": DenseShift(torch.zeros(1, 4, 4, dtype=torch.float64), bias=torch.ones(1, 4).double()),
     }
     with pytest.raises(ValueError, match="'2' has a bias shift, but its layer has no bias"):
         merge(model, shifts, which=0)

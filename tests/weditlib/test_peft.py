@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from weditlib import LowRankDelta, edit, edited_linear
+from weditlib import LowRankShift, edit, edited_linear
 from weditlib.peft import BASE, LoraAdapters, LoraSettings
 
 SHAPES = {"inner": (6, 5), "outer": (3, 6)}  # module path -> (n, k) of its nn.Linear
@@ -152,7 +152,7 @@ def test_shifts_stack_used_adapters_in_order_of_appearance_zero_padded_to_the_la
     shifts, index = adapters.shifts(["large", None, "small", "large"])
     assert index.tolist() == [0, 1, 2, 0]
     inner = shifts["inner"]
-    assert isinstance(inner, LowRankDelta)
+    assert isinstance(inner, LowRankShift)
     assert inner.up.shape == (3, 6, 3) and inner.down.shape == (3, 3, 5)
     small_a = sources["small"][1]["base_model.model.inner.lora_A.weight"]
     small_b = sources["small"][1]["base_model.model.inner.lora_B.weight"]

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from weditlib import RowScaledDelta
+from weditlib import RowScaledShift
 from weditlib.peft import BASE, LoraAdapters
 
 peft = pytest.importorskip("peft", reason="PEFT is not installed: pip install weditlib[peft]")
@@ -108,7 +108,7 @@ def test_dora_mixed_batch_equals_peft_one_adapter_at_a_time(case, dtype):
     tolerance = 1e-5 if dtype == torch.float32 else 1e-10
     torch.testing.assert_close(got, expected, rtol=tolerance, atol=tolerance)
     shifts, _ = adapters.shifts(names)
-    assert any(isinstance(delta, RowScaledDelta) for delta in shifts.values())
+    assert any(isinstance(delta, RowScaledShift) for delta in shifts.values())
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from weditlib import (
-    DenseDelta,
-    LowRankDelta,
-    MultiBranchDeltaGenerator,
-    RowScaledDelta,
+    DenseShift,
+    LowRankShift,
+    MultiBranchShiftGenerator,
+    RowScaledShift,
     edit,
     make_editable,
 )
@@ -51,7 +51,7 @@ def generated_shifts(model, bias_shifts: bool, users: int = 3):
     non-zero (a fresh generator's heads are zero)."""
     shapes = make_editable(model, ["up", "down", "head"])
     torch.manual_seed(3)
-    generator = MultiBranchDeltaGenerator(8, shapes, rank=4, bias_shifts=bias_shifts)
+    generator = MultiBranchShiftGenerator(8, shapes, rank=4, bias_shifts=bias_shifts)
     with torch.no_grad():
         for parameter in generator.parameters():
             parameter.add_(0.1 * torch.randn_like(parameter))
@@ -94,8 +94,8 @@ def test_row_scaled_shifts_export_as_dora_adapters(tmp_path):
     shapes = make_editable(model, ["conv2", "conv1", "head"])
     g = torch.Generator().manual_seed(1)
     shifts = {
-        name: RowScaledDelta(
-            LowRankDelta(
+        name: RowScaledShift(
+            LowRankShift(
                 0.3 * torch.randn(2, n, 2, generator=g), 0.3 * torch.randn(2, 2, k, generator=g)
             ),
             torch.rand(2, n, generator=g) + 0.5,
@@ -120,7 +120,7 @@ def test_gpt2_conv1d_shifts_export_with_fan_in_fan_out(tmp_path):
     shapes = make_editable(model, ["transformer.h.0.attn.c_attn", "transformer.h.0.mlp.c_fc"])
     g = torch.Generator().manual_seed(1)
     shifts = {
-        name: LowRankDelta(
+        name: LowRankShift(
             0.1 * torch.randn(1, n, 3, generator=g), 0.1 * torch.randn(1, 3, k, generator=g)
         )
         for name, (n, k) in shapes.items()
@@ -142,8 +142,8 @@ def test_dense_shifts_are_refused_unless_a_truncated_svd_is_asked_for(tmp_path):
     shapes = make_editable(model, ["up", "head"])
     g = torch.Generator().manual_seed(1)
     shifts = {
-        "up": DenseDelta(0.1 * torch.randn(1, *shapes["up"], generator=g)),
-        "head": LowRankDelta(
+        "up": DenseShift(0.1 * torch.randn(1, *shapes["up"], generator=g)),
+        "head": LowRankShift(
             0.1 * torch.randn(1, 5, 2, generator=g), torch.randn(1, 2, 12, generator=g)
         ),
     }
@@ -161,7 +161,7 @@ def test_dense_shifts_are_refused_unless_a_truncated_svd_is_asked_for(tmp_path):
 def test_scale_mode_shifts_need_an_svd_too(tmp_path):
     model = Mlp()
     make_editable(model, ["up"])
-    shift = LowRankDelta(torch.randn(1, 24, 1), torch.randn(1, 1, 12), mode="scale")
+    shift = LowRankShift(torch.randn(1, 24, 1), torch.randn(1, 1, 12), mode="scale")
     with pytest.raises(ValueError, match=r"shift 'up' is a mode='scale' shift"):
         export_adapter(tmp_path, model, {"up": shift})
     assert export_adapter(tmp_path, model, {"up": shift}, svd_rank=2).ranks == {"up": 2}
@@ -170,13 +170,13 @@ def test_scale_mode_shifts_need_an_svd_too(tmp_path):
 def test_unexportable_shifts_are_refused_with_the_reason(tmp_path):
     attention = nn.Sequential(nn.MultiheadAttention(8, 2, batch_first=True))
     make_editable(attention, ["0.out_proj"])
-    shift = LowRankDelta(torch.zeros(1, 8, 1), torch.zeros(1, 1, 8))
+    shift = LowRankShift(torch.zeros(1, 8, 1), torch.zeros(1, 1, 8))
     with pytest.raises(TypeError, match=r"'out_proj' weight of a EditableMultiheadAttention"):
         export_adapter(tmp_path, attention, {"0.out_proj": shift})
     model = Mlp()
     make_editable(model, ["up"])
-    biased = RowScaledDelta(
-        LowRankDelta(torch.zeros(1, 24, 1), torch.zeros(1, 1, 12), bias=torch.ones(1, 24)),
+    biased = RowScaledShift(
+        LowRankShift(torch.zeros(1, 24, 1), torch.zeros(1, 1, 12), bias=torch.ones(1, 24)),
         torch.ones(1, 24),
     )
     with pytest.raises(ValueError, match="PEFT refuses lora_bias with use_dora"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 import weditlib
-from weditlib import DenseDelta, LowRankDelta
+from weditlib import DenseShift, LowRankShift
 from weditlib.deltas import Grouping
 from weditlib.kernels.base import Problem
 from weditlib.planner import MachineModel, choose
@@ -13,7 +13,7 @@ from weditlib.planner import MachineModel, choose
 CPU = MachineModel(peak_flops=1e11, bandwidth=1e10, launch_overhead=5e-6)
 
 
-def problem(batch, tokens, shifts, rank=None, mode="shift", uniform=True):
+def problem(batch, tokens, shifts, rank=None, mode="add", uniform=True):
     return Problem(
         batch=batch, tokens=tokens, in_features=512, out_features=512, num_shifts=shifts,
         rank=rank, mode=mode, max_group=batch // shifts, uniform=uniform, has_bias=True,
@@ -63,7 +63,7 @@ def test_estimates_follow_the_roofline():
 
 def test_plan_describes_the_call():
     x = torch.randn(6, 4, 8)
-    delta = LowRankDelta(torch.randn(3, 5, 2), torch.randn(3, 2, 8))
+    delta = LowRankShift(torch.randn(3, 5, 2), torch.randn(3, 2, 8))
     plan = weditlib.plan(x, torch.randn(5, 8), delta, torch.tensor([0, 0, 1, 1, 2, 2]))
     assert plan.problem.tokens == 4 and plan.problem.rank == 2 and plan.problem.uniform
     assert plan.problem.max_group == 2
@@ -81,7 +81,7 @@ def test_dense_planner_choice_is_exact_on_a_benchmark_shape():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(20, 5, 32, generator=g, dtype=torch.float64)
     weight = torch.randn(24, 32, generator=g, dtype=torch.float64)
-    delta = DenseDelta(torch.randn(4, 24, 32, generator=g, dtype=torch.float64))
+    delta = DenseShift(torch.randn(4, 24, 32, generator=g, dtype=torch.float64))
     index = torch.arange(4).repeat_interleave(5)
     y = weditlib.edited_linear(x, weight, None, delta, index)
     expected = torch.einsum("btk,bnk->btn", x, weight + delta.weight[index])

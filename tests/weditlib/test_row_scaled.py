@@ -1,4 +1,4 @@
-"""RowScaledDelta (``diag(scale) (W ⊕ ΔW)``, DoRA's weight) in the edited ops, and DoRA's norms."""
+"""RowScaledShift (``diag(scale) (W ⊕ ΔW)``, DoRA's weight) in the edited ops, and DoRA's norms."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from torch import nn
 
 from weditlib import (
-    DenseDelta,
-    LowRankDelta,
-    RowScaledDelta,
+    DenseShift,
+    LowRankShift,
+    RowScaledShift,
     edit,
     edited_conv,
     edited_linear,
@@ -28,18 +28,18 @@ from weditlib.peft.dora import row_norms
 F64 = torch.float64
 
 
-def random_shift(g, l, n, k, rank, mode, bias) -> RowScaledDelta:
+def random_shift(g, l, n, k, rank, mode, bias) -> RowScaledShift:
     if rank is None:
-        inner = DenseDelta(torch.randn(l, n, k, generator=g, dtype=F64) * 0.3, mode=mode)
+        inner = DenseShift(torch.randn(l, n, k, generator=g, dtype=F64) * 0.3, mode=mode)
     else:
         up = torch.randn(l, n, rank, generator=g, dtype=F64) * 0.3
-        inner = LowRankDelta(up, torch.randn(l, rank, k, generator=g, dtype=F64), mode=mode)
+        inner = LowRankShift(up, torch.randn(l, rank, k, generator=g, dtype=F64), mode=mode)
     if bias:
         inner = inner.replace(bias=torch.randn(l, n, generator=g, dtype=F64))
-    return RowScaledDelta(inner, torch.rand(l, n, generator=g, dtype=F64) + 0.5)
+    return RowScaledShift(inner, torch.rand(l, n, generator=g, dtype=F64) + 0.5)
 
 
-def edited_weights(weight: torch.Tensor, delta: RowScaledDelta) -> torch.Tensor:
+def edited_weights(weight: torch.Tensor, delta: RowScaledShift) -> torch.Tensor:
     """``(l, n, k)`` in float64, the definition."""
     shift = delta.inner.matrix()
     combined = {"add": weight + shift, "scale": weight * (1 + shift), "replace": shift}[delta.mode]
@@ -51,7 +51,7 @@ def edited_weights(weight: torch.Tensor, delta: RowScaledDelta) -> torch.Tensor:
     seed=st.integers(0, 2**16),
     sizes=st.tuples(st.integers(1, 5), st.integers(1, 4), st.integers(1, 6), st.integers(1, 6)),
     rank=st.sampled_from([None, 1, 3]),
-    mode=st.sampled_from(["shift", "scale", "replace"]),
+    mode=st.sampled_from(["add", "scale", "replace"]),
     bias=st.booleans(),
     base_bias=st.booleans(),
     tokens=st.integers(1, 3),
@@ -84,7 +84,7 @@ def test_edited_conv_equals_the_row_scaled_kernel_per_sample(seed, rank, bias):
     g = torch.Generator().manual_seed(seed)
     kernel = torch.randn(4, 3, 3, 3, generator=g, dtype=F64)
     base_bias = torch.randn(4, generator=g, dtype=F64)
-    delta = random_shift(g, 3, 4, 27, rank, "shift", bias)
+    delta = random_shift(g, 3, 4, 27, rank, "add", bias)
     index = torch.tensor([2, 0, 2, 1])
     x = torch.randn(4, 3, 6, 5, generator=g, dtype=F64)
     effective = edited_weights(kernel.flatten(1), delta).view(3, *kernel.shape)
@@ -110,7 +110,7 @@ def test_gradients_of_the_scale_and_inner_shift_pass_gradcheck():
     index = torch.tensor([1, 0, 1])
 
     def run(x, weight, up, down, scale):
-        delta = RowScaledDelta(LowRankDelta(up, down), scale)
+        delta = RowScaledShift(LowRankShift(up, down), scale)
         return edited_linear(x, weight, None, delta, index)
 
     assert torch.autograd.gradcheck(run, (x, weight, up, down, scale))
@@ -121,7 +121,7 @@ def test_merge_bakes_the_row_scaled_weight_in_and_unmerge_restores_it():
     model = nn.Sequential(nn.Linear(5, 4)).double()
     make_editable(model, ["0"])
     original = copy.deepcopy(model[0].weight.detach())
-    delta = random_shift(torch.Generator().manual_seed(1), 2, 4, 5, 2, "shift", True)
+    delta = random_shift(torch.Generator().manual_seed(1), 2, 4, 5, 2, "add", True)
     x = torch.randn(3, 5, dtype=F64)
     with edit(model, {"0": delta}, torch.tensor([1, 1, 1])):
         expected = model(x)
@@ -132,15 +132,15 @@ def test_merge_bakes_the_row_scaled_weight_in_and_unmerge_restores_it():
 
 
 def test_bad_row_scaled_shifts_are_refused():
-    inner = LowRankDelta(torch.zeros(2, 4, 1), torch.zeros(2, 1, 3))
+    inner = LowRankShift(torch.zeros(2, 4, 1), torch.zeros(2, 1, 3))
     with pytest.raises(
         ValueError, match=r"scale must have shape \(l, n\) = \(2, 4\), got \(2, 3\)"
     ):
-        RowScaledDelta(inner, torch.ones(2, 3))
+        RowScaledShift(inner, torch.ones(2, 3))
     with pytest.raises(TypeError, match=r"scale dtype torch\.float64 does not match"):
-        RowScaledDelta(inner, torch.ones(2, 4, dtype=F64))
+        RowScaledShift(inner, torch.ones(2, 4, dtype=F64))
     with pytest.raises(TypeError, match="inner must be a DenseShift or LowRankShift"):
-        RowScaledDelta(RowScaledDelta(inner, torch.ones(2, 4)), torch.ones(2, 4))
+        RowScaledShift(RowScaledShift(inner, torch.ones(2, 4)), torch.ones(2, 4))
 
 
 @settings(max_examples=40, deadline=None)

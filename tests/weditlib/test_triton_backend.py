@@ -38,7 +38,7 @@ from hypothesis import strategies as st
 from triton.runtime.interpreter import InterpretedFunction
 
 from weditlib import planner
-from weditlib.deltas import DenseDelta, Grouping, LowRankDelta
+from weditlib.deltas import DenseShift, Grouping, LowRankShift
 from weditlib.kernels import triton_backend, triton_dense
 from weditlib.kernels.base import Problem, combine
 
@@ -98,7 +98,7 @@ def problems(draw: st.DrawFn, low_rank: bool) -> dict:
         "l": num_shifts,
         "index": index,
         "r": draw(st.integers(1, 5)) if low_rank else None,
-        "mode": draw(st.sampled_from(["shift", "scale"])),
+        "mode": draw(st.sampled_from(["add", "scale"])),
         "bias": draw(st.booleans()),
         "shift_bias": draw(st.booleans()),
         "seed": draw(st.integers(0, 2**16)),
@@ -119,11 +119,11 @@ def make_inputs(p: dict, dtype: torch.dtype = torch.float64):
     shift_bias = leaf(p["l"], p["n"]) if p.get("shift_bias") else None
     if p["r"] is None:
         shift = leaf(p["l"], p["n"], p["k"], scale=0.5 * max(p["k"], 1) ** -0.5)
-        delta = DenseDelta(shift, p["mode"], bias=shift_bias)
+        delta = DenseShift(shift, p["mode"], bias=shift_bias)
     else:
         up = leaf(p["l"], p["n"], p["r"], scale=0.5)
         down = leaf(p["l"], p["r"], p["k"], scale=0.5 * max(p["k"], 1) ** -0.5)
-        delta = LowRankDelta(up, down, p["mode"], bias=shift_bias)
+        delta = LowRankShift(up, down, p["mode"], bias=shift_bias)
     index = None if p["index"] is None else torch.tensor(p["index"], dtype=torch.long)
     grouping = Grouping.from_index(index, p["l"], p["b"])
     return x, weight, bias, delta, grouping
@@ -141,7 +141,7 @@ def reference(x, weight, bias, delta, grouping) -> torch.Tensor:
 def leaves(x, weight, bias, delta) -> dict[str, torch.Tensor]:
     """Every differentiable input, by name."""
     named = {"x": x, "weight": weight, "bias": bias}
-    if isinstance(delta, DenseDelta):
+    if isinstance(delta, DenseShift):
         named["shift"] = delta.weight
     else:
         named["up"], named["down"] = delta.up, delta.down
@@ -203,14 +203,14 @@ FIXED = {
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-@pytest.mark.parametrize("mode", ["shift", "scale"])
+@pytest.mark.parametrize("mode", ["add", "scale"])
 @pytest.mark.parametrize("rank", [None, 4], ids=["dense", "lowrank"])
 def test_low_precision_forward_within_tolerance(dtype, mode, rank) -> None:
     algorithm = dense_algorithm if rank is None else lowrank_algorithm
     check_forward({**FIXED, "r": rank, "mode": mode, "seed": 0}, algorithm, dtype)
 
 
-@pytest.mark.parametrize("mode", ["shift", "scale"])
+@pytest.mark.parametrize("mode", ["add", "scale"])
 @pytest.mark.parametrize("rank", [None, 4], ids=["dense", "lowrank"])
 def test_float32_gradients_within_tolerance(mode, rank) -> None:
     algorithm = dense_algorithm if rank is None else lowrank_algorithm
@@ -218,7 +218,7 @@ def test_float32_gradients_within_tolerance(mode, rank) -> None:
 
 
 @pytest.mark.parametrize("rank", [None, 2], ids=["dense", "lowrank"])
-@pytest.mark.parametrize("mode", ["shift", "scale"])
+@pytest.mark.parametrize("mode", ["add", "scale"])
 def test_gradcheck_float64(mode, rank) -> None:
     # Finite differences launch the kernel twice per input element: keep the problem tiny.
     p = {"b": 3, "t": 1, "n": 3, "k": 2, "l": 2, "index": [1, 0, 1], "bias": True}
@@ -228,7 +228,7 @@ def test_gradcheck_float64(mode, rank) -> None:
 
     def fn(x, weight, bias, *shift):
         *factors, shift_bias = shift
-        kind = DenseDelta if rank is None else LowRankDelta
+        kind = DenseShift if rank is None else LowRankShift
         rebuilt = kind(*factors, mode, bias=shift_bias)
         return algorithm.run(x, weight, bias, rebuilt, grouping)
 
@@ -267,7 +267,7 @@ def test_forward_reads_strided_inputs_without_copies(rank) -> None:
 @pytest.mark.parametrize("rank", [None, 3], ids=["dense", "lowrank"])
 def test_backward_accepts_a_broadcast_output_gradient(rank) -> None:
     # y.sum() hands backward an expanded dy whose strides are all zero.
-    p = {**FIXED, "r": rank, "mode": "shift", "seed": 7}
+    p = {**FIXED, "r": rank, "mode": "add", "seed": 7}
     inputs = make_inputs(p)
     params = list(leaves(*inputs[:4]).values())
     algorithm = dense_algorithm if rank is None else lowrank_algorithm
@@ -287,7 +287,7 @@ ZERO_SIZES = {
 
 
 @pytest.mark.parametrize("zero", ZERO_SIZES.values(), ids=ZERO_SIZES.keys())
-@pytest.mark.parametrize("mode", ["shift", "scale"])
+@pytest.mark.parametrize("mode", ["add", "scale"])
 @pytest.mark.parametrize("rank", [None, 2], ids=["dense", "lowrank"])
 def test_zero_size_dims_give_empty_results_and_gradients(zero, mode, rank) -> None:
     p = {"b": 3, "t": 2, "n": 5, "k": 4, "l": 2, "index": [1, 0, 1], "bias": True}
@@ -314,7 +314,7 @@ def test_weight_gradient_is_independent_of_splits(splits: int) -> None:
 def problem(device_type: str, dtype: torch.dtype = torch.float32, rank: int | None = None):
     return Problem(
         batch=160, tokens=50, in_features=512, out_features=512, num_shifts=16, rank=rank,
-        mode="shift", max_group=10, uniform=True, has_bias=True, dtype=dtype,
+        mode="add", max_group=10, uniform=True, has_bias=True, dtype=dtype,
         device_type=device_type,
     )  # fmt: skip
 
