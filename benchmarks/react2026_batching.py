@@ -441,12 +441,15 @@ def print_report(result: dict) -> None:
     print(f"training: batch {s['batch']} x {s['train_steps']} steps; "
           f"generation: {s['listeners']} listeners x {s['samples']} samples")  # fmt: skip
     print(
-        f"{'task':11} {'ours/s':>9} {'official/s':>11} {'ratio':>7} {'q1..q3':>13} {'min..max':>13}"
+        f"{'clock':5} {'task':11} {'ours/s':>9} {'official/s':>11} {'ratio':>7} {'q1..q3':>13} "
+        f"{'min..max':>13}"
     )
-    for r in result["results"]:
+    rows = [("wall", r) for r in result["results"]]
+    for clock, r in rows + [("cpu", r) for r in result["results_cpu_time"]]:
         print(
-            f"{r['task']:11} {r['ours_samples_per_s']:9.1f} {r['official_samples_per_s']:11.1f} "
-            f"{r['ratio_median']:7.2f} {r['ratio_q1']:6.2f}..{r['ratio_q3']:<6.2f} "
+            f"{clock:5} {r['task']:11} {r['ours_samples_per_s']:9.1f} "
+            f"{r['official_samples_per_s']:11.1f} {r['ratio_median']:7.2f} "
+            f"{r['ratio_q1']:6.2f}..{r['ratio_q3']:<6.2f} "
             f"{r['ratio_min']:6.2f}..{r['ratio_max']:<6.2f}"
         )
     print(f"target: ours >= {result['target_ratio']}x official (samples per second, median ratio)")
