@@ -381,9 +381,9 @@ def timed_rounds(models: Models, setting: Setting, rounds: int) -> dict[str, dic
 
 
 def summary(seconds: dict[str, dict[str, list[float]]], setting: Setting) -> list[dict]:
-    """One row per task of one clock's ``seconds`` (task -> way -> per round): each way's
-    samples per second (median round) and ours / official throughput per round
-    (``official_s / ours_s``): median, quartiles, extremes."""
+    """One row per task of one clock's ``seconds`` (task -> way -> per round): the samples of
+    one round, each way's samples per second (median round) and ours / official throughput
+    per round (``official_s / ours_s``): median (``ratio``), quartiles, extremes."""
     units = {
         "training": setting.batch * setting.train_steps,
         "generation": setting.listeners * setting.samples,
@@ -394,10 +394,11 @@ def summary(seconds: dict[str, dict[str, list[float]]], setting: Setting) -> lis
         spread = _spread(ratios)
         rows.append({
             "task": task,
-            "samples_per_round": units[task],
-            "ours_samples_per_s": units[task] / float(np.median(by_way["ours"])),
-            "official_samples_per_s": units[task] / float(np.median(by_way["official"])),
-            **{f"ratio_{key}": value for key, value in spread.items()},
+            "samples": units[task],
+            "ours_per_s": units[task] / float(np.median(by_way["ours"])),
+            "official_per_s": units[task] / float(np.median(by_way["official"])),
+            "ratio": spread["median"],
+            **{f"ratio_{key}": spread[key] for key in ("q1", "q3", "min", "max")},
             "target_hit": spread["median"] >= TARGET,
         })  # fmt: skip
     return rows
@@ -425,8 +426,18 @@ def measure(setting: Setting, rounds: int, config: str = "tiny") -> dict:
         "max_relative_difference": differences,
         "results": summary(seconds["wall"], setting),
         "results_cpu_time": summary(seconds["cpu"], setting),
-        "round_seconds": seconds["wall"],
-        "round_cpu_seconds": seconds["cpu"],
+        **raw_seconds(seconds),
+    }
+
+
+def raw_seconds(seconds: dict) -> dict[str, list[float]]:
+    """Every round's seconds as flat lists, ``seconds_<clock>_<task>_<way>`` (lists, not
+    tables, on the docs page)."""
+    return {
+        f"seconds_{clock}_{task}_{way}": values
+        for clock, tasks in seconds.items()
+        for task, ways in tasks.items()
+        for way, values in ways.items()
     }
 
 
@@ -447,8 +458,8 @@ def print_report(result: dict) -> None:
     rows = [("wall", r) for r in result["results"]]
     for clock, r in rows + [("cpu", r) for r in result["results_cpu_time"]]:
         print(
-            f"{clock:5} {r['task']:11} {r['ours_samples_per_s']:9.1f} "
-            f"{r['official_samples_per_s']:11.1f} {r['ratio_median']:7.2f} "
+            f"{clock:5} {r['task']:11} {r['ours_per_s']:9.1f} "
+            f"{r['official_per_s']:11.1f} {r['ratio']:7.2f} "
             f"{r['ratio_q1']:6.2f}..{r['ratio_q3']:<6.2f} "
             f"{r['ratio_min']:6.2f}..{r['ratio_max']:<6.2f}"
         )

@@ -73,7 +73,7 @@ def test_a_timed_round_reports_the_ratio_of_each_task(bench, models):
         ours, official = seconds[task]["ours"], seconds[task]["official"]
         assert len(ours) == len(official) == 1 and min(ours + official) > 0
         row = rows[task]
-        assert row["samples_per_round"] == unit
-        assert row["ratio_median"] == pytest.approx(official[0] / ours[0])
-        assert row["ours_samples_per_s"] == pytest.approx(unit / ours[0])
-        assert row["target_hit"] == (row["ratio_median"] >= bench.TARGET)
+        assert row["samples"] == unit
+        assert row["ratio"] == pytest.approx(official[0] / ours[0])
+        assert row["ours_per_s"] == pytest.approx(unit / ours[0])
+        assert row["target_hit"] == (row["ratio"] >= bench.TARGET)
