@@ -1,0 +1,79 @@
+"""benchmarks/react2026_batching.py: weditlib's batched listeners and the REACT 2026 baseline's
+per-listener weight assignment give the same losses, gradients and samples; the timed rounds
+report ours / official per round."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = {"listeners": 2, "samples": 2, "batch": 2, "train_steps": 1}
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location(
+        "react2026_batching", ROOT / "benchmarks/react2026_batching.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+@pytest.fixture(scope="module")
+def models(bench):
+    return bench.build("tiny", seed=0)
+
+
+def test_both_ways_give_the_same_losses_gradients_and_samples(bench, models):
+    differences = bench.equality(models, bench.Setting(**SMALL))
+    assert set(differences) == {"loss", "generator_grads", "samples"}
+    assert all(value <= 1e-5 for value in differences.values())
+
+
+def test_the_listeners_shifts_differ_so_the_check_is_not_vacuous(bench, models):
+    history = bench.generation_inputs(models, bench.Setting(**SMALL))["history"]
+    with torch.no_grad():
+        shifts = models.model.listener_shifts(history)
+    for shift in shifts.values():
+        matrix = shift.matrix()
+        assert matrix.abs().max() > 0
+        assert (matrix[0] - matrix[1]).abs().max() > 1e-4 * matrix.abs().max()
+
+
+def test_the_check_fails_when_the_official_way_edits_differently(bench, models, monkeypatch):
+    assign = bench.assign
+
+    def doubled(models, shifts):  # every shift tensor doubled: (2U)(2V), 2Δb
+        assign(models, {name: s.map_tensors(lambda t: 2 * t) for name, s in shifts.items()})
+
+    monkeypatch.setattr(bench, "assign", doubled)
+    with pytest.raises(AssertionError, match="the two ways differ"):
+        bench.equality(models, bench.Setting(**SMALL))
+
+
+def test_assign_refuses_more_than_one_listener(bench, models):
+    history = bench.generation_inputs(models, bench.Setting(**SMALL))["history"]
+    with torch.no_grad(), pytest.raises(ValueError, match="one listener"):
+        bench.assign(models, models.model.listener_shifts(history))
+
+
+def test_a_timed_round_reports_the_ratio_of_each_task(bench, models):
+    setting = bench.Setting(**SMALL)
+    clocks = bench.timed_rounds(models, setting, rounds=1)
+    assert set(clocks) == {"wall", "cpu"}
+    seconds = clocks["wall"]
+    rows = {row["task"]: row for row in bench.summary(seconds, setting)}
+    for task, unit in (("training", 2), ("generation", 4)):
+        ours, official = seconds[task]["ours"], seconds[task]["official"]
+        assert len(ours) == len(official) == 1 and min(ours + official) > 0
+        row = rows[task]
+        assert row["samples"] == unit
+        assert row["ratio"] == pytest.approx(official[0] / ours[0])
+        assert row["ours_per_s"] == pytest.approx(unit / ours[0])
+        assert row["target_hit"] == (row["ratio"] >= bench.TARGET)
