@@ -349,6 +349,39 @@ class LowRankShift(_ShiftMethods):
 #: A stored shift (a :class:`~weditlib.RowScaledShift` wraps one of these).
 Shift = DenseShift | LowRankShift
 
+
+class InnerShiftFields:
+    """What a wrapper kind (a shift around another, ``self.inner``) takes from the shift it
+    wraps: its count, input width, dtype, device, mode and rank."""
+
+    inner: Shift  # the wrapper's own dataclass field
+
+    @property
+    def num_shifts(self) -> int:
+        return self.inner.num_shifts
+
+    @property
+    def in_features(self) -> int:
+        return self.inner.in_features
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.inner.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.inner.device
+
+    @property
+    def mode(self) -> str:
+        return self.inner.mode
+
+    @property
+    def rank(self) -> int | None:
+        """The inner shift's rank (``None`` when dense)."""
+        return self.inner.rank
+
+
 #: Names of the previous release: ``weditlib.deltas.<old>`` warns and returns ``<new>``.
 __getattr__ = renamed_names(
     __name__,

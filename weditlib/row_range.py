@@ -17,11 +17,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from weditlib.deltas import DenseShift, LowRankShift, Shift, as_integer
+from weditlib.deltas import DenseShift, InnerShiftFields, LowRankShift, Shift, as_integer
 
 
 @dataclass(frozen=True, eq=False)  # holds tensors: == is identity
-class RowRangeShift:
+class RowRangeShift(InnerShiftFields):
     """``l`` shifts of output rows ``[start, start + m)`` of an ``(n, k)`` weight.
 
     For every sample ``b`` with shift ``i``, the edited weight is ``W`` with rows
@@ -68,31 +68,6 @@ class RowRangeShift:
     def stop(self) -> int:
         """One past the last edited row: ``start + m``."""
         return self.start + self.inner.out_features
-
-    @property
-    def num_shifts(self) -> int:
-        return self.inner.num_shifts
-
-    @property
-    def in_features(self) -> int:
-        return self.inner.in_features
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.inner.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.inner.device
-
-    @property
-    def mode(self) -> str:
-        return self.inner.mode
-
-    @property
-    def rank(self) -> int | None:
-        """The inner shift's rank (``None`` when dense)."""
-        return self.inner.rank
 
     #: Row ranges carry no row scale.
     row_scale = None

@@ -18,12 +18,12 @@ import torch
 from torch import Tensor
 
 from weditlib._deprecation import renamed_names
-from weditlib.deltas import DenseShift, Grouping, LowRankShift, Shift
+from weditlib.deltas import DenseShift, Grouping, InnerShiftFields, LowRankShift, Shift
 from weditlib.row_range import RowRangeShift
 
 
 @dataclass(frozen=True, eq=False)  # holds tensors: == is identity
-class RowScaledShift:
+class RowScaledShift(InnerShiftFields):
     """``l`` shifts ``diag(scale_i) · (W ⊕ ΔW_i)`` of an ``(n, k)`` weight.
 
     For every sample ``b`` with shift ``i``:
@@ -72,33 +72,8 @@ class RowScaledShift:
             )
 
     @property
-    def num_shifts(self) -> int:
-        return self.inner.num_shifts
-
-    @property
     def out_features(self) -> int:
         return self.inner.out_features
-
-    @property
-    def in_features(self) -> int:
-        return self.inner.in_features
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.inner.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.inner.device
-
-    @property
-    def mode(self) -> str:
-        return self.inner.mode
-
-    @property
-    def rank(self) -> int | None:
-        """The inner shift's rank (``None`` when dense)."""
-        return self.inner.rank
 
     @property
     def row_scale(self) -> Tensor:
