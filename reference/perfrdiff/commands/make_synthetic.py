@@ -1,7 +1,8 @@
 """Write a synthetic dataset in the REACT 2024 layout, with listeners of known reaction style.
 
-Two listener style families (--family), documented in perfrdiff.data.synthetic and
-perfrdiff.data.synthetic_expressive; ground_truth_style.json beside the data lists every person's
+Three listener style families (--family), documented in perfrdiff.data.synthetic,
+perfrdiff.data.synthetic_expressive and perfrdiff.data.synthetic_heldout (written blind, for
+reporting only); ground_truth_style.json beside the data lists every person's
 style parameters. The default folder and sizes are the ones `perfrdiff train` (tiny preset) and
 `perfrdiff demo` read. With --layout react2026 it writes the REACT 2026 (MARS) layout instead:
 sequences of many lengths, Big Five scores that drive part of each listener's style, and EEG
