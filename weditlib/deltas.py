@@ -94,20 +94,30 @@ def _check_floating(name: str, t: Tensor) -> None:
         raise TypeError(f"{name} must be a floating-point tensor, got {t.dtype}")
 
 
+def check_row_tensor(
+    owner: str, name: str, t: object, like: Tensor | Shift, num_shifts: int, n: int
+) -> None:
+    """``t`` is an ``(l, n)`` tensor (one value per shift and output row) of the dtype and device
+    of ``like`` (a tensor or a shift); the errors name ``owner.name``."""
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{owner}.{name} must be a Tensor, got {type(t).__name__}")
+    if tuple(t.shape) != (num_shifts, n):
+        raise ValueError(
+            f"{owner}.{name} must have shape (l, n) = ({num_shifts}, {n}), got {tuple(t.shape)}"
+        )
+    if t.dtype != like.dtype:
+        raise TypeError(f"{owner}.{name} dtype {t.dtype} does not match the shift's {like.dtype}")
+    if t.device != like.device:
+        raise ValueError(f"{owner}.{name} is on {t.device} but the shift is on {like.device}")
+
+
 def _check_bias(owner: str, bias: Tensor | None, like: Tensor, num_shifts: int, n: int) -> None:
     """``bias`` is ``None`` or an ``(l, n)`` tensor of ``like``'s dtype and device."""
     if bias is None:
         return
     if not isinstance(bias, Tensor):
         raise TypeError(f"{owner}.bias must be a Tensor or None, got {type(bias).__name__}")
-    if tuple(bias.shape) != (num_shifts, n):
-        raise ValueError(
-            f"{owner}.bias must have shape (l, n) = ({num_shifts}, {n}), got {tuple(bias.shape)}"
-        )
-    if bias.dtype != like.dtype:
-        raise TypeError(f"{owner}.bias dtype {bias.dtype} does not match the shift's {like.dtype}")
-    if bias.device != like.device:
-        raise ValueError(f"{owner}.bias is on {bias.device} but the shift is on {like.device}")
+    check_row_tensor(owner, "bias", bias, like, num_shifts, n)
 
 
 def _set_mode(shift: object, mode: object) -> None:

@@ -18,7 +18,14 @@ import torch
 from torch import Tensor
 
 from weditlib._deprecation import renamed_names
-from weditlib.deltas import DenseShift, Grouping, InnerShiftFields, LowRankShift, Shift
+from weditlib.deltas import (
+    DenseShift,
+    Grouping,
+    InnerShiftFields,
+    LowRankShift,
+    Shift,
+    check_row_tensor,
+)
 from weditlib.row_range import RowRangeShift
 
 
@@ -50,26 +57,10 @@ class RowScaledShift(InnerShiftFields):
                 "RowScaledShift.inner must be a DenseShift or LowRankShift, "
                 f"got {type(self.inner).__name__}"
             )
-        if not isinstance(self.scale, Tensor):
-            raise TypeError(
-                f"RowScaledShift.scale must be a Tensor, got {type(self.scale).__name__}"
-            )
-        expected = (self.inner.num_shifts, self.inner.out_features)
-        if tuple(self.scale.shape) != expected:
-            raise ValueError(
-                f"RowScaledShift.scale must have shape (l, n) = {expected}, "
-                f"got {tuple(self.scale.shape)}"
-            )
-        if self.scale.dtype != self.inner.dtype:
-            raise TypeError(
-                f"RowScaledShift.scale dtype {self.scale.dtype} does not match the inner "
-                f"shift's {self.inner.dtype}"
-            )
-        if self.scale.device != self.inner.device:
-            raise ValueError(
-                f"RowScaledShift.scale is on {self.scale.device} but the inner shift is on "
-                f"{self.inner.device}"
-            )
+        inner = self.inner
+        check_row_tensor(
+            "RowScaledShift", "scale", self.scale, inner, inner.num_shifts, inner.out_features
+        )
 
     @property
     def out_features(self) -> int:
