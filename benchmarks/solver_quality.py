@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from perfrdiff import Run
 from perfrdiff.generation import MODES, EvaluationSet
+from perfrdiff.likeness import paired_bootstrap as likeness_bootstrap
 from perfrdiff.metrics import motion_report
 from perfrdiff.metrics.ccc import frcorr_per_speaker
 from perfrdiff.metrics.dtw import frdist_per_speaker
@@ -72,12 +73,12 @@ def paired_bootstrap(
     values: np.ndarray, reference: np.ndarray, resamples: int = 2000, seed: int = 0
 ) -> tuple[float, float, float]:
     """Relative difference of the means ``mean(values) / mean(reference) - 1`` over items
-    ``(n,)``, and its 95% interval from resampling the items (the same draw for both)."""
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(values), size=(resamples, len(values)))
-    ratios = values[draws].mean(axis=1) / reference[draws].mean(axis=1) - 1
-    low, high = np.percentile(ratios, [2.5, 97.5])
-    return float(values.mean() / reference.mean() - 1), float(low), float(high)
+    ``(n,)``, and its 95% interval from resampling the items (the same draw for both):
+    :func:`perfrdiff.likeness.paired_bootstrap` with every item its own group."""
+    ratio = likeness_bootstrap(
+        values, reference, [str(i) for i in range(len(values))], "ratio", resamples, seed
+    )
+    return ratio.value - 1, ratio.low - 1, ratio.high - 1
 
 
 def sample_row(
