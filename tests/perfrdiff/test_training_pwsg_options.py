@@ -7,6 +7,7 @@ from perfrdiff.models import DDIMSchedule, build_perfrdiff
 from perfrdiff.training.objectives import PWSGObjective, squared_norm
 
 from .test_training_objectives import batch, changed, snapshot, step
+from .tiny_preset import HISTORY_DIM as H
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -92,3 +93,41 @@ def test_the_personality_in_a_batch_changes_a_personality_conditioned_loss_only(
             losses[condition, seed] = objective(with_personality(data, seed))[0].item()
     assert losses["history", 0] == losses["history", 1]
     assert losses["personality", 0] != losses["personality", 1]
+
+
+class PersonalWindows(torch.utils.data.Dataset):
+    """pwsg training items with a personality, fixed by their index."""
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        item = {k: v[0] for k, v in batch(b=1, seed=i).items()}
+        return {**item, "personality": torch.rand(5, generator=torch.Generator().manual_seed(i))}
+
+
+def test_a_trained_condition_is_saved_with_the_generator_and_its_penalty_logged(tmp_path):
+    import json
+
+    from perfrdiff.config import StageConfig
+    from perfrdiff.training.loop import StageTraining, train_stage
+    from perfrdiff.weights import load_weights
+
+    overrides = ("pwsg.condition=both", "pwsg.shift_l2=0.5")
+    objective = objective_of(*overrides)
+    settings = StageConfig(steps=3, batch_size=4, lr=1e-3, val_batches=0, log_every=1)
+    weights = train_stage(
+        "pwsg", objective, PersonalWindows(), None, StageTraining(tmp_path, settings)
+    )
+    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert any("shift_penalty" in record for record in logged), logged
+    fresh = objective_of(*overrides).model.eval()
+    history, personality = torch.randn(2, 250, H), torch.rand(2, 5)
+    with torch.no_grad():
+        want = objective.model.eval().listener_shifts(history, personality)
+        untrained = fresh.listener_shifts(history, personality)
+        load_weights(fresh.exported, weights)
+        got = fresh.listener_shifts(history, personality)
+    assert not torch.equal(untrained["output"].matrix(), want["output"].matrix())
+    for name, shift in want.items():
+        torch.testing.assert_close(got[name].matrix(), shift.matrix(), rtol=0, atol=0)
