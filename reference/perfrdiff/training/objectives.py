@@ -162,7 +162,7 @@ def personalised_loss(
     cond_drop: float,
     prev_drop: float,
     history_key: str,
-) -> tuple[Tensor, dict[str, DenseShift | LowRankShift]]:
+) -> tuple[Tensor, dict[str, DenseShift | LowRankShift | RowRangeShift]]:
     """The diffusion loss of ``model`` edited per sample by the shifts of its listener's history
     ``batch[history_key]`` (and personality ``batch["personality"]: (b, 5)`` when
     ``pwsg.condition`` reads it), around the listener prior when configured; and those shifts.
