@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from perfrdiff.config import Config, Role, config_to_dict, field_roles
+from perfrdiff.config import Config, Role, config_to_dict, field_roles, with_current_names
 from perfrdiff.stages import STAGE_NAMES, STAGES, upstream
 
 Changes = dict[str, tuple[Any, Any]]
@@ -35,9 +35,11 @@ def flat_keys(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def changed_values(old: Mapping[str, Any], new: Mapping[str, Any]) -> Changes:
     """``dotted key -> (old, new)`` for the config values both nested mappings hold and that
-    differ (keys no config field declares, e.g. from an older version, are skipped)."""
+    differ (keys no config field declares, e.g. from an older version, are skipped; a value an
+    older version wrote under another name is compared by its current one,
+    :data:`perfrdiff.config.OLD_VALUES`)."""
     roles = field_roles()
-    flat_old, flat_new = flat_keys(old), flat_keys(new)
+    flat_old, flat_new = flat_keys(with_current_names(old)), flat_keys(with_current_names(new))
     return {
         key: (flat_old[key], flat_new[key])
         for key in sorted(set(flat_old) & set(flat_new))

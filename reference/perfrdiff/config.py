@@ -24,6 +24,14 @@ from perfrdiff._checks import SEED_MAX
 from perfrdiff.protocol import PROTOCOLS, protocol_named
 from perfrdiff.stages import STAGE_NAMES
 
+#: What the shift generator may read (``pwsg.condition``; :mod:`perfrdiff.models.condition`).
+CONDITIONS = ("history", "personality", "both")
+#: The protocols whose data give each listener's Big Five personality.
+PERSONALITY_PROTOCOLS = ("react2026",)
+#: Values that older versions wrote under another name: dotted key -> old -> new. A saved
+#: run's config is read (and compared, :mod:`perfrdiff.changes`) with the new names.
+OLD_VALUES: dict[str, dict[Any, Any]] = {"pwsg.mode": {"shift": "add"}}
+
 PRESETS_DIR = Path(__file__).parent / "configs"
 #: The most threads or loader workers a config may ask for (far above any machine's cores).
 MAX_THREADS = 1024
@@ -340,7 +348,20 @@ class PWSGConfig(_Checked):
     rank: int | None = _setting(8, _at_least(1), role=_PWSG)  # None: dense heads, as in the paper
     # bottleneck before low-rank heads
     branch_dim: int | None = _setting(None, _at_least(1), role=_PWSG)
-    mode: str = _setting("shift", _one_of("shift", "scale"), role=_PWSG)
+    # How a shift combines with its weight: "add" (W + ΔW, the paper's), "scale" (W ⊙ (1 + ΔW))
+    # or "replace" (ΔW is the weight; zero-initialised heads start the edited layers at zero).
+    # A saved config's "shift" (the previous name of "add") is read as "add" (OLD_VALUES).
+    mode: str = _setting("add", _one_of("add", "scale", "replace"), role=_PWSG)
+    # What the shifts are generated from (perfrdiff.models.condition): the style of the
+    # listener's history (the paper's), their Big Five personality (a batch key "personality",
+    # (b, 5) in [0, 1]; REACT 2026 data only), or both, fused. Trained with the generator.
+    condition: str = _setting("history", _one_of(*CONDITIONS), role=_PWSG)
+    # Which rows of an edited attention's joint in_proj [W_q; W_k; W_v] the shifts edit: "all",
+    # or "kv" (only W_k and W_v, as the REACT 2026 baseline's option; smaller heads).
+    attention_rows: str = _setting("all", _one_of("all", "kv"), role=_PWSG)
+    # Weight of an L2 penalty on the generated shifts in stage pwsg's loss: shift_l2 times the
+    # batch's mean over samples of Σ ‖ΔW‖²_F over the edited weights. 0: none (the paper's).
+    shift_l2: float = _setting(0.0, _at_least(0), role=training_of("pwsg"))
     # Also generate a bias shift Δb per edited layer (the paper edits weights only), and feed the
     # generator the history's per-channel mean and std next to the style vector (the paper feeds
     # the style alone). The tiny preset turns both on (better PMAFRG FRCorr and FRdist on both
@@ -490,6 +511,13 @@ class Config(_Checked):
             raise ConfigError(
                 "pwsg.fit_prior_weight", "needs pwsg.listener_prior = true (it fits its weight)"
             )
+        if self.pwsg.condition != "history" and self.protocol not in PERSONALITY_PROTOCOLS:
+            raise ConfigError(
+                "pwsg.condition",
+                f"{self.pwsg.condition!r} reads each listener's personality, which protocol "
+                f"{self.protocol!r} data does not have (protocols with it: "
+                f"{list(PERSONALITY_PROTOCOLS)}); use 'history'",
+            )
 
     def stage(self, name: str) -> StageConfig:
         if name not in self.train:
@@ -538,8 +566,34 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
         raise error.within(where) from None
 
 
+def with_current_names(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``data`` (nested config mappings) with the old values of :data:`OLD_VALUES` renamed;
+    ``data`` itself when it holds none."""
+    renamed: Mapping[str, Any] = data
+    for dotted, names in OLD_VALUES.items():
+        *sections, key = dotted.split(".")
+        node: Any = renamed
+        for section in sections:
+            node = node.get(section) if isinstance(node, Mapping) else None
+        if not isinstance(node, Mapping) or not _is_old(node.get(key), names):
+            continue
+        renamed = _replaced(renamed, [*sections, key], names[node[key]])
+    return renamed
+
+
+def _is_old(value: Any, names: Mapping[Any, Any]) -> bool:
+    return isinstance(value, str) and value in names
+
+
+def _replaced(data: Mapping[str, Any], path: Sequence[str], value: Any) -> dict[str, Any]:
+    """A copy of ``data`` with the value at ``path`` replaced (the sections on it copied)."""
+    head, *rest = path
+    return {**data, head: _replaced(data[head], rest, value) if rest else value}
+
+
 def config_from_dict(data: Mapping[str, Any]) -> Config:
-    return _build(Config, data, "")
+    """The :class:`Config` of nested mappings (a saved config's old value names accepted)."""
+    return _build(Config, with_current_names(data) if isinstance(data, Mapping) else data, "")
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:

@@ -48,6 +48,9 @@ CASES = [
     # settings that contradict each other name the key that needs the other
     ("denoiser.standardise=false", ConfigError,
      ["pwsg.listener_prior", "denoiser.standardise = true"]),
+    ("pwsg.condition=both", ConfigError,
+     ["pwsg.condition", "'both' reads each listener's personality", "'react2024'", "react2026"]),
+    ("pwsg.mode=offset", ConfigError, ["pwsg.mode", "one of", "'add'", "'replace'", "'offset'"]),
     ("data.window=751", ConfigError, ["data.window", "<= 750", "751"]),
     ("data.history_frames=0", ConfigError, ["data.history_frames", ">= 1"]),
     ("seed=-1", ConfigError, ["seed", ">= 0", "-1"]),
@@ -112,8 +115,11 @@ _WORDS = [
     "face",
     "emotion",
     "dyadic",
-    "shift",
+    "add",
     "scale",
+    "replace",
+    "kv",
+    "all",
     "react2026",
 ]
 
@@ -135,17 +141,19 @@ def another_value(key: str, value) -> str | None:
     for candidate in candidates:
         text = str(candidate).lower() if isinstance(candidate, bool) else str(candidate)
         try:
-            load_config("tiny", [f"{key}={text}"])
+            changed = flat_keys(config_to_dict(load_config("tiny", [f"{key}={text}"])))[key]
         except ValueError:
             continue
-        return f"{key}={text}"
+        if changed != value:  # not an old name of the same value ("shift" for "add")
+            return f"{key}={text}"
     return None
 
 
 TINY = flat_keys(config_to_dict(load_config("tiny")))
 WEIGHTS_KEYS = [k for k, role in field_roles().items() if role.kind == "weights"]
-# Values that only make sense with another one changed too (named in the rows above).
-NEEDS_A_COMPANION = {"denoiser.standardise"}
+# Values that only make sense with another one changed too (named in the rows above;
+# pwsg.condition: a protocol whose data has personality).
+NEEDS_A_COMPANION = {"denoiser.standardise", "pwsg.condition"}
 
 
 def test_every_weights_key_but_the_named_ones_has_an_alternative_alone():

@@ -8,6 +8,7 @@ from perfrdiff.models.build import (
     build_style_encoder,
     build_vae,
 )
+from perfrdiff.models.condition import ListenerCondition
 from perfrdiff.models.denoiser import GAFRG, MemoryCache
 from perfrdiff.models.emotion_vae import EmotionVAE, vae_loss
 from perfrdiff.models.encoders import SpeakerEncoder, sinusoidal_embedding
@@ -26,6 +27,7 @@ __all__ = [
     "DPMSolverPP2M",
     "EmotionVAE",
     "FeatureScaler",
+    "ListenerCondition",
     "ListenerPrior",
     "MemoryCache",
     "PerFRDiff",

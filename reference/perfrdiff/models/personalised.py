@@ -1,10 +1,12 @@
 """PerFRDiff: the generic denoiser edited per listener by weight shifts from their style.
 
-``PSSL`` (style encoder) embeds a listener's history; ``PWSG`` (weditlib's
-:class:`~weditlib.MultiBranchShiftGenerator`) turns the style into shifts for the denoiser's
-editable weights; :func:`weditlib.edit` applies them. A listener's shifts are computed once per
-sequence (:meth:`PerFRDiff.listener_shifts`) and reused across its samples and denoising steps;
-a batch may mix listeners through ``index``.
+``PSSL`` (style encoder) embeds a listener's history; with ``pwsg.condition`` the style, the
+listener's personality or both make the condition (:mod:`perfrdiff.models.condition`); ``PWSG``
+(weditlib's :class:`~weditlib.MultiBranchShiftGenerator`) turns it into shifts for the
+denoiser's editable weights (with ``pwsg.attention_rows: kv`` only the key and value rows of an
+attention's ``in_proj``, as :class:`~weditlib.RowRangeShift`); :func:`weditlib.edit` applies
+them. A listener's shifts are computed once per sequence (:meth:`PerFRDiff.listener_shifts`)
+and reused across its samples and denoising steps; a batch may mix listeners through ``index``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from perfrdiff.config import ConfigError, PWSGConfig
+from perfrdiff.models.condition import ListenerCondition
 from perfrdiff.models.denoiser import GAFRG
 from perfrdiff.models.prior import ListenerPrior
 from perfrdiff.models.style_encoder import StyleEncoder
@@ -22,11 +25,12 @@ from weditlib import (
     DenseShift,
     LowRankShift,
     MultiBranchShiftGenerator,
+    RowRangeShift,
     edit,
     make_editable,
 )
 
-Shifts = Mapping[str, DenseShift | LowRankShift]
+Shifts = Mapping[str, DenseShift | LowRankShift | RowRangeShift]
 
 
 def build_generator(
@@ -40,11 +44,35 @@ def build_generator(
         hidden_dim=config.hidden_dim,
         trunk_layers=config.trunk_layers,
         rank=config.rank,
-        # the config keeps weditlib's old name of W + ΔW, so existing runs' configs still match
-        mode="add" if config.mode == "shift" else config.mode,
+        mode=config.mode,
         branch_dim=config.branch_dim if config.rank is not None else None,
         bias_shifts=config.bias_shifts,
     )
+
+
+def key_value_rows(
+    denoiser: nn.Module, targets: Mapping[str, tuple[int, int]]
+) -> dict[str, tuple[int, int]]:
+    """``name -> (start, stop)``: the key and value rows ``[e, 3·e)`` of every attention's joint
+    ``in_proj`` among ``targets`` (names relative to ``denoiser``).
+
+    Raises:
+        ConfigError: ``targets`` hold no attention ``in_proj`` (``pwsg.attention_rows: kv``
+            would edit nothing).
+    """
+    rows = {}
+    for name in targets:
+        owner, _, weight = name.rpartition(".")
+        attention = denoiser.get_submodule(owner) if owner else None
+        if weight == "in_proj" and isinstance(attention, nn.MultiheadAttention):
+            rows[name] = (attention.embed_dim, 3 * attention.embed_dim)
+    if not rows:
+        raise ConfigError(
+            "pwsg.attention_rows",
+            "'kv' edits the key and value rows of an attention's in_proj, but pwsg.targets "
+            f"select none ({sorted(targets)}); add an attention to pwsg.targets or use 'all'",
+        )
+    return rows
 
 
 class PerFRDiff(nn.Module):
@@ -83,24 +111,79 @@ class PerFRDiff(nn.Module):
             if config.listener_prior
             else None
         )
+        self.condition = ListenerCondition(config.condition, style_encoder.style_dim)
+        # name -> (start, stop): the rows of that weight the shifts edit (pwsg.attention_rows)
+        self.row_ranges = (
+            key_value_rows(gafrg, self.targets) if config.attention_rows == "kv" else {}
+        )
+        generated = {
+            name: (self.row_ranges[name][1] - self.row_ranges[name][0], shape[1])
+            if name in self.row_ranges
+            else shape
+            for name, shape in self.targets.items()
+        }
         extra = 2 * style_encoder.input_dim if config.history_stats else 0
-        self.generator = build_generator(config, style_encoder.style_dim + extra, self.targets)
+        self.generator = build_generator(config, style_encoder.style_dim + extra, generated)
 
-    def style(self, history: Tensor) -> Tensor:
-        """``history: (l, h, c)`` -> the generator's input ``(l, s)``: the style vector, then
-        (with ``pwsg.history_stats``) the history's per-channel mean and std ``(l, 2c)``.
+    @property
+    def needs_history(self) -> bool:
+        """Whether the shifts (or the listener prior) read the listener's history."""
+        return self.condition.reads_history or self.history_stats or self.prior is not None
 
-        With ``pwsg.history_segments`` a history longer than the style encoder's training clips
-        is embedded in pieces of that length (:meth:`StyleEncoder.segmented`); the mean, std and
-        the listener prior always read the whole history."""
-        encode = self.style_encoder.segmented if self.history_segments else self.style_encoder
-        style = encode(history)
+    def style(self, history: Tensor | None, personality: Tensor | None = None) -> Tensor:
+        """``history: (l, h, c)`` and ``personality: (l, 5)`` -> the generator's input
+        ``(l, s)``: the condition (:class:`ListenerCondition`: the style vector, the
+        personality embedding or both fused), then (with ``pwsg.history_stats``) the history's
+        per-channel mean and std ``(l, 2c)``.
+
+        Either may be ``None`` when ``pwsg`` does not read it. With ``pwsg.history_segments`` a
+        history longer than the style encoder's training clips is embedded in pieces of that
+        length (:meth:`StyleEncoder.segmented`); the mean, std and the listener prior always
+        read the whole history.
+
+        Raises:
+            ValueError: a value the configuration reads is ``None``, or a bad personality.
+        """
+        return self.generator_input(*self.history_features(history), personality)
+
+    def history_features(self, history: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+        """What the frozen parts read off ``history: (l, h, c)``: its style ``(l, s)`` (when the
+        condition reads it) and its per-channel mean and std ``(l, 2c)`` (with
+        ``pwsg.history_stats``); ``None`` for each that is not read."""
+        if history is None:
+            if self.condition.reads_history or self.history_stats:
+                raise ValueError(
+                    f"history is required: pwsg.condition={self.condition.kind!r} or "
+                    "pwsg.history_stats reads the listener's history, got None"
+                )
+            return None, None
+        style = None
+        if self.condition.reads_history:
+            encode = self.style_encoder.segmented if self.history_segments else self.style_encoder
+            style = encode(history)
         if not self.history_stats:
-            return style
-        history = history.to(style.dtype)
-        return torch.cat([style, history.mean(dim=1), history.std(dim=1, correction=0)], dim=1)
+            return style, None
+        dtype = style.dtype if style is not None else next(self.generator.parameters()).dtype
+        history = history.to(dtype)
+        return style, torch.cat([history.mean(dim=1), history.std(dim=1, correction=0)], dim=1)
 
-    def listener_centre(self, history: Tensor) -> Tensor | None:
+    def generator_input(
+        self, style: Tensor | None, stats: Tensor | None, personality: Tensor | None
+    ) -> Tensor:
+        """The generator's input ``(l, d)`` from :meth:`history_features` and ``personality``
+        (the condition's MLPs learn; the rest is frozen)."""
+        condition = self.condition(style, personality)
+        return condition if stats is None else torch.cat([condition, stats], dim=1)
+
+    def shifts_from(self, style: Tensor) -> dict[str, DenseShift | LowRankShift | RowRangeShift]:
+        """The generator's shifts for its input ``style: (l, d)``, each placed at the rows it
+        edits (:class:`~weditlib.RowRangeShift` with ``pwsg.attention_rows: kv``)."""
+        shifts = self.generator(style)
+        for name, (start, _) in self.row_ranges.items():
+            shifts[name] = RowRangeShift(shifts[name], start, self.targets[name][0])
+        return shifts
+
+    def listener_centre(self, history: Tensor | None) -> Tensor | None:
         """``history: (l, h, c)`` (the style encoder's input: emotion, or the dyadic history
         whose first 25 channels are the listener's emotion) -> ``(l, 25)``: the mean each
         listener's windows are diffused around (``pwsg.listener_prior``), or ``None`` (the
@@ -112,6 +195,8 @@ class PerFRDiff(nn.Module):
         if self.prior is None:
             return None
         channels = self.gafrg.scaler.channels
+        if history is None:
+            raise ValueError("history is required: pwsg.listener_prior reads it, got None")
         if history.dim() != 3 or history.shape[-1] != self.style_encoder.input_dim:
             raise ValueError(
                 f"history must be (l, h, {self.style_encoder.input_dim}) for the listener prior "
@@ -129,16 +214,25 @@ class PerFRDiff(nn.Module):
 
     @property
     def exported(self) -> nn.Module:
-        """What stage ``pwsg`` trains and saves: the generator, and with
-        ``pwsg.fit_prior_weight`` the fitted :class:`ListenerPrior` beside it (keys
-        ``generator.*``, ``prior.weight``)."""
-        if not self.fit_prior_weight:
+        """What stage ``pwsg`` trains and saves: the generator, and beside it the condition's
+        MLPs (``pwsg.condition`` other than ``history``) and the fitted :class:`ListenerPrior`
+        (``pwsg.fit_prior_weight``) (keys ``generator.*``, ``condition.*``, ``prior.weight``)."""
+        if not self.fit_prior_weight and not self.condition.learns:
             return self.generator  # the layout of runs saved before the prior could be fitted
-        return nn.ModuleDict({"generator": self.generator, "prior": self.prior})
+        parts = {"generator": self.generator}
+        if self.condition.learns:
+            parts["condition"] = self.condition
+        if self.fit_prior_weight:
+            parts["prior"] = self.prior
+        return nn.ModuleDict(parts)
 
-    def listener_shifts(self, history: Tensor) -> dict[str, DenseShift | LowRankShift]:
-        """``history: (l, h, c)`` of ``l`` listeners -> name -> shift holding ``l`` edits."""
-        return self.generator(self.style(history))
+    def listener_shifts(
+        self, history: Tensor | None, personality: Tensor | None = None
+    ) -> dict[str, DenseShift | LowRankShift | RowRangeShift]:
+        """``history: (l, h, c)`` and ``personality: (l, 5)`` of ``l`` listeners (each may be
+        ``None`` when ``pwsg`` does not read it, :meth:`style`) -> name -> shift holding ``l``
+        edits."""
+        return self.shifts_from(self.style(history, personality))
 
     def forward(
         self,

@@ -4,8 +4,10 @@
 * ``style``: supervised contrastive loss on listener clips (label = listener identity).
 * ``gafrg``: ``x0`` (or ``v``) MSE of the generic denoiser, conditions dropped with
   ``p = cond_drop``.
-* ``pwsg``: the same loss through the denoiser edited by shifts from the listener's style, with
-  the denoiser and the style encoder frozen (only the shift generator learns).
+* ``pwsg``: the same loss through the denoiser edited by shifts from the listener's style (or
+  personality, ``pwsg.condition``), with the denoiser and the style encoder frozen (only the
+  shift generator and the condition's MLPs learn), plus ``pwsg.shift_l2`` times the shifts'
+  mean squared norm.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from perfrdiff.models import (
     x0_loss,
 )
 from perfrdiff.training.loop import Batch, Objective
-from weditlib import DenseShift, LowRankShift
+from weditlib import DenseShift, LowRankShift, RowRangeShift
 
 if TYPE_CHECKING:
     from perfrdiff.run import Run
@@ -128,6 +130,7 @@ class PWSGObjective(Objective):
         self.cond_drop = config.diffusion.cond_drop
         self.prev_drop = config.diffusion.prev_drop
         self.history_key = f"history_{config.style.input}"
+        self.shift_l2 = config.pwsg.shift_l2
         model.gafrg.requires_grad_(False)
         model.style_encoder.requires_grad_(False)
 
@@ -142,9 +145,14 @@ class PWSGObjective(Objective):
             self.model, self.schedule, batch, self.cond_drop, self.prev_drop, self.history_key
         )
         samples = batch["listener_emotion"].shape[0]
-        with torch.no_grad():
+        with torch.set_grad_enabled(self.shift_l2 > 0 and torch.is_grad_enabled()):
             size = sum(squared_norm(d) for d in shifts.values()) / samples
-        return loss, {"shift_norm": size.sqrt().item()}
+        logs = {"shift_norm": size.detach().sqrt().item()}
+        if self.shift_l2 > 0:
+            penalty = self.shift_l2 * size
+            loss = loss + penalty
+            logs["shift_penalty"] = penalty.item()
+        return loss, logs
 
 
 def personalised_loss(
@@ -154,25 +162,34 @@ def personalised_loss(
     cond_drop: float,
     prev_drop: float,
     history_key: str,
-) -> tuple[Tensor, dict[str, DenseShift | LowRankShift]]:
+) -> tuple[Tensor, dict[str, DenseShift | LowRankShift | RowRangeShift]]:
     """The diffusion loss of ``model`` edited per sample by the shifts of its listener's history
-    ``batch[history_key]``, around the listener prior when configured; and those shifts.
+    ``batch[history_key]`` (and personality ``batch["personality"]: (b, 5)`` when
+    ``pwsg.condition`` reads it), around the listener prior when configured; and those shifts.
 
-    The style and the noised inputs carry no gradient; the loss reaches whatever of the
-    generator and the denoiser requires it.
+    The history's style and the noised inputs carry no gradient; the loss reaches whatever of
+    the generator, the condition's MLPs and the denoiser requires it.
+
+    Raises:
+        ValueError: ``pwsg.condition`` reads the personality and the batch has none.
     """
     with torch.no_grad():
-        history = batch[history_key].float()
-        style = model.style(history)
+        history = batch[history_key].float() if model.needs_history else None
+        features = model.history_features(history)
         target, x_t, t, memory, keep = diffusion_inputs(
             model.gafrg, schedule, batch, cond_drop, prev_drop, model.listener_centre(history)
         )
-    shifts = model.generator(style)  # one shift per sample: the batch mixes listeners
+    personality = batch.get("personality") if model.condition.reads_personality else None
+    # one shift per sample: the batch mixes listeners
+    shifts = model.shifts_from(model.generator_input(*features, personality))
     return x0_loss(model(x_t, t, memory, keep, shifts, None), target), shifts
 
 
-def squared_norm(delta: DenseShift | LowRankShift) -> Tensor:
-    """``Σ_l ‖ΔW_l‖²_F`` without building low-rank shifts: ``‖UV‖² = Σ (UᵀU) ⊙ (VVᵀ)``."""
+def squared_norm(delta: DenseShift | LowRankShift | RowRangeShift) -> Tensor:
+    """``Σ_l ‖ΔW_l‖²_F`` without building low-rank shifts: ``‖UV‖² = Σ (UᵀU) ⊙ (VVᵀ)`` (a row
+    range's: its inner shift's)."""
+    if isinstance(delta, RowRangeShift):
+        return squared_norm(delta.inner)
     if isinstance(delta, LowRankShift):
         gram_up = delta.up.transpose(1, 2) @ delta.up
         gram_down = delta.down @ delta.down.transpose(1, 2)
