@@ -22,6 +22,7 @@ from perfrdiff.distributed import (
     shard,
     shutdown,
 )
+from perfrdiff.metrics.react2026 import appropriate_sets
 
 
 @given(st.integers(0, 50), st.integers(1, 8))
@@ -68,7 +69,15 @@ def _rank_one_fails(env):
     return run_shards(env, 4, lambda units: list(units), to="all")
 
 
-JOBS = {"main": _merge_to_main, "all": _merge_to_all, "fails": _rank_one_fails}
+#: Items' sessions for the REACT 2026 appropriate-set draw: sessions of 12, 3 and 1 items.
+SESSIONS = ["s1"] * 12 + ["s2"] * 3 + ["s3"]
+
+
+def _draw(env):
+    return appropriate_sets(SESSIONS, others=9, seed=1234)
+
+
+JOBS = {"main": _merge_to_main, "all": _merge_to_all, "fails": _rank_one_fails, "draw": _draw}
 
 
 def _rank(rank: int, world: int, port: int, job: str, out: str) -> None:
@@ -117,3 +126,10 @@ def test_a_failing_rank_stops_the_others_naming_it(tmp_path):
     assert failed == {"error": "FloatingPointError", "message": "NaN in batch 1"}
     assert main["error"] == RankFailed.__name__
     assert "rank 1 of 2 failed: FloatingPointError: NaN in batch 1" in main["message"]
+
+
+@pytest.mark.slow
+def test_the_appropriate_set_draw_is_the_same_on_every_rank(tmp_path):
+    draws = [r["value"] for r in spawn("draw", tmp_path)]
+    assert draws[0] == draws[1] == _draw(Distributed())
+    assert _draw(Distributed()) != appropriate_sets(SESSIONS, others=9, seed=1235)
