@@ -301,6 +301,7 @@ class Run:
         split: str = "test",
         data: EvaluationSet | None = None,
         n_jobs: int | None = None,
+        distributed: Distributed | None = None,
     ) -> dict:
         """The seven REACT metrics of ``predictions`` ``(n, M, T, 25)`` against ``split``
         (or of each array of a mapping name -> predictions, returning name -> metrics), FRCorr
@@ -308,7 +309,10 @@ class Run:
         challenge's MAFRG ones, when ``data`` knows its listeners), with the motion statistics
         of :func:`perfrdiff.metrics.motion_report` at the joins of the run's online windows.
 
-        Metrics are computed in NumPy on the CPU whatever the run's device.
+        Metrics are computed in NumPy on the CPU whatever the run's device. With
+        ``distributed`` (``torchrun`` processes, each holding all of ``predictions``) the
+        processes share the per-item scores and each returns the numbers one process computes
+        (:func:`~perfrdiff.metrics.evaluate_all`).
         """
         from perfrdiff.metrics import evaluate_all, motion_report
 
@@ -327,6 +331,7 @@ class Run:
                 n_jobs,
                 protocol=protocol,
                 listeners=data.listeners,
+                distributed=distributed,
             )
             motion = motion_report(p, data.listener_emotion, window, stride, fps=protocol.fps)
             return {**metrics, **motion}

@@ -9,6 +9,7 @@ import os
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -22,7 +23,8 @@ from perfrdiff.distributed import (
     shard,
     shutdown,
 )
-from perfrdiff.metrics.react2026 import appropriate_sets
+from perfrdiff.metrics import evaluate_all
+from perfrdiff.metrics.react2026 import appropriate_sets, evaluate_sequences
 
 
 @given(st.integers(0, 50), st.integers(1, 8))
@@ -77,7 +79,49 @@ def _draw(env):
     return appropriate_sets(SESSIONS, others=9, seed=1234)
 
 
-JOBS = {"main": _merge_to_main, "all": _merge_to_all, "fails": _rank_one_fails, "draw": _draw}
+def _react2024_inputs():
+    """5 items (rank 0 scores 3, rank 1 two) of 2 samples, 2 listeners, random neighbours."""
+    rng = np.random.default_rng(3)
+    neighbours = rng.random((5, 5)) < 0.5
+    np.fill_diagonal(neighbours, True)
+    return dict(
+        predictions=rng.random((5, 2, 60, 25)),
+        listener_emotion=rng.random((5, 60, 25)),
+        speaker_emotion=rng.random((5, 60, 25)),
+        neighbours=neighbours,
+        n_jobs=1,
+        listeners=["a", "b", "a", "b", "a"],
+    )
+
+
+def _react2024_metrics(env):
+    return evaluate_all(**_react2024_inputs(), distributed=env)
+
+
+def _react2026_inputs():
+    """5 sequences of different lengths and their drawn appropriate sets."""
+    rng = np.random.default_rng(4)
+    lengths = [58, 90, 61, 120, 75]
+    return dict(
+        predictions=[rng.random((2, t, 25)) for t in lengths],
+        listeners=[rng.random((t, 25)) for t in lengths],
+        speakers=[rng.random((t, 25)) for t in lengths],
+        sets=appropriate_sets(["s1", "s1", "s1", "s2", "s2"], others=9, seed=1234),
+    )
+
+
+def _react2026_metrics(env):
+    return evaluate_sequences(**_react2026_inputs(), distributed=env)
+
+
+JOBS = {
+    "main": _merge_to_main,
+    "all": _merge_to_all,
+    "fails": _rank_one_fails,
+    "draw": _draw,
+    "react2024": _react2024_metrics,
+    "react2026": _react2026_metrics,
+}
 
 
 def _rank(rank: int, world: int, port: int, job: str, out: str) -> None:
@@ -133,3 +177,18 @@ def test_the_appropriate_set_draw_is_the_same_on_every_rank(tmp_path):
     draws = [r["value"] for r in spawn("draw", tmp_path)]
     assert draws[0] == draws[1] == _draw(Distributed())
     assert _draw(Distributed()) != appropriate_sets(SESSIONS, others=9, seed=1235)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("job", "alone"),
+    [
+        ("react2024", lambda: evaluate_all(**_react2024_inputs())),
+        ("react2026", lambda: evaluate_sequences(**_react2026_inputs())),
+    ],
+)
+def test_sharded_metrics_are_those_of_one_process_bit_for_bit(job, alone, tmp_path):
+    expected = alone()
+    assert "PMAFRG FRdist" in expected or job == "react2026"
+    for rank in spawn(job, tmp_path):
+        assert rank["value"] == expected  # JSON round-trips a float exactly
