@@ -23,13 +23,15 @@ from torch import nn
 
 from perfrdiff.config import Config, apply_runtime, load_config
 from perfrdiff.device import autocast, check_precision, loader_workers, resolve_device
+from perfrdiff.distributed import Distributed, run_shards
 from perfrdiff.generation import (
     MODES,
     EvaluationSet,
     ReactionSampler,
     SamplerConfig,
+    batch_count,
     check_history_frames,
-    generate_dataset,
+    generate_batches,
     load_evaluation_set,
     with_listener_history,
     with_style_input,
@@ -169,24 +171,50 @@ class Run:
         samples: int | None = None,
         seed: int = 0,
         model: nn.Module | None = None,
-    ) -> np.ndarray:
+        distributed: Distributed | None = None,
+    ) -> np.ndarray | None:
         """Reactions ``(n, M, T, 25)`` float32 of :meth:`sampler` ``(mode, model)`` for every clip
         of ``data``, under the run's precision, post-processed as the run's protocol submits
         them (:meth:`~perfrdiff.protocol.Protocol.finish`: REACT 2024 leaves them as they are);
         what :meth:`generate` does per mode.
 
+        With ``distributed`` (several ``torchrun`` processes) each process generates its share
+        of the batches (:func:`~perfrdiff.distributed.run_shards`) and rank 0 returns them all,
+        equal to one process's; the other ranks return ``None``.
+
         Raises:
             FloatingPointError: the model produced NaN or infinite reactions.
+            perfrdiff.distributed.RankFailed: another process failed.
         """
-        with autocast(self.device, self.precision):
-            reactions = generate_dataset(
-                self.sampler(mode, model),
-                data.clips,
-                samples or self.config.generate.samples,
-                personalised=mode == "personalised",
-                clips_per_batch=self.config.generate.clips_per_batch,
-                seed=seed,
-            )
+        env = distributed or Distributed(device=self.device)
+        sampler = self.sampler(mode, model)
+        per_batch = self.config.generate.clips_per_batch
+        samples = samples or self.config.generate.samples
+
+        def compute(batches: Sequence[int]) -> list[np.ndarray]:
+            with autocast(self.device, self.precision):
+                personalised = mode == "personalised"
+                reactions = generate_batches(
+                    sampler,
+                    data.clips,
+                    samples,
+                    personalised,
+                    per_batch,
+                    seed,
+                    batches,
+                    env.is_main,
+                )
+            return [self._finite(r, mode).float().cpu().numpy() for r in reactions]
+
+        parts = run_shards(env, batch_count(len(data.clips), per_batch), compute)
+        return None if parts is None else self.protocol.finish(np.concatenate(parts))
+
+    def _finite(self, reactions: torch.Tensor, mode: str) -> torch.Tensor:
+        """``reactions``, checked.
+
+        Raises:
+            FloatingPointError: they hold NaN or infinite values, saying the likely cause.
+        """
         if not torch.isfinite(reactions).all():
             guidance = self.config.diffusion.guidance
             cause = (
@@ -198,7 +226,7 @@ class Run:
             raise FloatingPointError(
                 f"{mode} generation produced NaN or infinite reactions: {cause}"
             )
-        return self.protocol.finish(reactions.float().cpu().numpy())
+        return reactions
 
     def sampling_info(self) -> dict:
         """How the run samples (recorded beside saved predictions)."""
@@ -234,6 +262,7 @@ class Run:
         data: EvaluationSet | None = None,
         history: np.ndarray | None = None,
         limit: int | None = None,
+        distributed: Distributed | None = None,
     ) -> dict[str, np.ndarray]:
         """Reactions ``(n, M, T, 25)`` float32 per mode for every item of ``split``.
 
@@ -243,6 +272,9 @@ class Run:
             history: ``(h, c)`` to personalise every item to this one listener instead of each
                 item's own.
             limit: only the first ``limit`` items (when ``data`` is not given).
+            distributed: this process's place among several (``torchrun``): the processes
+                share the work and rank 0 returns every mode's reactions, the same as one
+                process's; the other ranks return an empty dict (:meth:`sample`).
         """
         personalised = "personalised" in modes
         if data is None:  # histories only where they are read
@@ -258,7 +290,10 @@ class Run:
             if data.style_input is not None:  # e.g. a set loaded by a run with another input
                 data = with_style_input(data, self.config.style.input)
             check_history_frames(data, self.config.data.history_frames)
-        return {mode: self.sample(mode, data, samples, seed) for mode in modes}
+        predictions = {
+            mode: self.sample(mode, data, samples, seed, None, distributed) for mode in modes
+        }
+        return {mode: array for mode, array in predictions.items() if array is not None}
 
     def evaluate(
         self,
@@ -266,6 +301,7 @@ class Run:
         split: str = "test",
         data: EvaluationSet | None = None,
         n_jobs: int | None = None,
+        distributed: Distributed | None = None,
     ) -> dict:
         """The seven REACT metrics of ``predictions`` ``(n, M, T, 25)`` against ``split``
         (or of each array of a mapping name -> predictions, returning name -> metrics), FRCorr
@@ -273,7 +309,10 @@ class Run:
         challenge's MAFRG ones, when ``data`` knows its listeners), with the motion statistics
         of :func:`perfrdiff.metrics.motion_report` at the joins of the run's online windows.
 
-        Metrics are computed in NumPy on the CPU whatever the run's device.
+        Metrics are computed in NumPy on the CPU whatever the run's device. With
+        ``distributed`` (``torchrun`` processes, each holding all of ``predictions``) the
+        processes share the per-item scores and each returns the numbers one process computes
+        (:func:`~perfrdiff.metrics.evaluate_all`).
         """
         from perfrdiff.metrics import evaluate_all, motion_report
 
@@ -292,6 +331,7 @@ class Run:
                 n_jobs,
                 protocol=protocol,
                 listeners=data.listeners,
+                distributed=distributed,
             )
             motion = motion_report(p, data.listener_emotion, window, stride, fps=protocol.fps)
             return {**metrics, **motion}

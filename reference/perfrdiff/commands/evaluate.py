@@ -17,6 +17,9 @@ With --protocol react2026 the predictions are a .npz with one (k, T, 25) array p
 MARS-layout split, keyed <session>/<stem>; each is scored against its own listener and 9 drawn
 from its session (seeded), with the challenge's TLCC of sample 0 and AUs rounded to 0/1 unless
 switched off (perfrdiff.metrics.react2026).
+
+Under `torchrun --nproc-per-node N -m perfrdiff evaluate …` the N processes (gloo, on CPUs) share
+the per-item scores and rank 0 writes and prints the same numbers one process does.
 """
 
 from __future__ import annotations
@@ -26,7 +29,10 @@ import logging
 import sys
 from pathlib import Path
 
+import torch
+
 from perfrdiff.commands.common import RUN_DIR, check_output_folder
+from perfrdiff.distributed import Distributed, init_distributed, shutdown
 from perfrdiff.metrics.evaluate import markdown_table
 from perfrdiff.metrics.report import (
     DEFAULT_ROOT,
@@ -140,6 +146,20 @@ def run(args: argparse.Namespace) -> int:
     paths = args.predictions or default_predictions()
     if args.name is not None and len(paths) > 1:
         raise ValueError(f"--name labels one predictions file, got {len(paths)}")
+    env = init_distributed(torch.device("cpu"))  # the metrics run in NumPy: gloo, any machine
+    try:
+        table = evaluate_each(args, paths, env if env.enabled else None)
+    finally:
+        shutdown(env)
+    if env.is_main:
+        print(markdown_table(table))
+    return 0
+
+
+def evaluate_each(
+    args: argparse.Namespace, paths: list[Path], distributed: Distributed | None
+) -> dict[str, dict[str, float]]:
+    """Score each of ``paths`` and write its report; report name -> metrics."""
     table = {}
     for path in paths:
         config = EvaluateConfig(
@@ -157,8 +177,8 @@ def run(args: argparse.Namespace) -> int:
             tlcc_all_samples=args.tlcc_all_samples,
             no_au_rounding=args.no_au_rounding,
         )
-        results, json_path, markdown_path = evaluate_saved_predictions(config)
-        logger.info("wrote %s and %s", json_path, markdown_path)
+        results, json_path, markdown_path = evaluate_saved_predictions(config, distributed)
+        if distributed is None or distributed.is_main:
+            logger.info("wrote %s and %s", json_path, markdown_path)
         table[report_name(config)] = results
-    print(markdown_table(table))
-    return 0
+    return table

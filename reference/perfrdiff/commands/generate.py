@@ -4,12 +4,17 @@ Reads the trained stages from --run-dir (and its config.yaml); writes
 <out>/<mode>/predictions.npy of shape (n, M, 750, 25) in the split's mirrored item order, a JSON
 sidecar (which `perfrdiff evaluate` reads), and PNG plots of the samples' AU12 / valence / arousal
 curves against the real reaction.
+
+Under `torchrun --nproc-per-node N -m perfrdiff generate …` the N processes share the batches
+(one GPU each with NCCL, or gloo on the CPU) and rank 0 writes the same files one process writes.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+import torch
 
 from perfrdiff.commands.common import (
     add_config_arguments,
@@ -18,6 +23,8 @@ from perfrdiff.commands.common import (
     check_output_folder,
     overrides_from_args,
 )
+from perfrdiff.device import resolve_device
+from perfrdiff.distributed import Distributed, init_distributed, shutdown
 from perfrdiff.generation import check_generation_options, read_history, write_generation
 from perfrdiff.run import Run
 
@@ -68,7 +75,18 @@ def run(args: argparse.Namespace) -> int:
     if args.guidance is not None:
         overrides.append(f"diffusion.guidance={args.guidance}")
     check_output_folder(args.out, "--out")
-    trained = load_trained_run(args, overrides)
+    env = init_distributed(resolve_device(args.device))  # one process without torchrun
+    try:
+        generate(args, overrides, env)
+    finally:
+        shutdown(env)
+    return 0
+
+
+def generate(args: argparse.Namespace, overrides: list[str], env: Distributed) -> None:
+    """What :func:`run` does in each process: the processes share the work (one GPU each);
+    rank 0 writes the files."""
+    trained = load_trained_run(args, overrides, env.device)
     # The user's own inputs first (a bad --history file is named before weights are loaded).
     history = read_history(args.history, trained.config.style.input) if args.history else None
     modes = ("generic", "personalised") if args.mode == "both" else (args.mode,)
@@ -76,7 +94,11 @@ def run(args: argparse.Namespace) -> int:
     # Each item's own history only where it is read (not for generic, nor with --history).
     own_histories = "personalised" in modes and history is None
     data = trained.evaluation_set(args.split, args.limit, histories=own_histories)
-    predictions = trained.generate(args.split, modes, seed=args.seed, data=data, history=history)
+    predictions = trained.generate(
+        args.split, modes, seed=args.seed, data=data, history=history, distributed=env
+    )
+    if not env.is_main:
+        return
     out = Path(args.out) if args.out else Path(args.run_dir) / "generate"
     meta = {
         "run_dir": str(args.run_dir),
@@ -88,21 +110,23 @@ def run(args: argparse.Namespace) -> int:
         predictions, data, out, args.split, args.plots, meta
     ).items():
         print(f"{mode}: {path}")
-    return 0
 
 
 def train_hint(run_dir: str | Path) -> str:
     return f"`perfrdiff train all --run-dir {run_dir}` trains every stage"
 
 
-def load_trained_run(args: argparse.Namespace, overrides: list[str]) -> Run:
-    """The run in ``--run-dir``.
+def load_trained_run(
+    args: argparse.Namespace, overrides: list[str], device: torch.device | None = None
+) -> Run:
+    """The run in ``--run-dir`` on ``device`` (default: ``--device``).
 
     Raises:
         FileNotFoundError: it has no config.yaml (and no --config), naming the train command.
     """
     try:
-        return Run.load(args.run_dir, args.device, args.precision, overrides, args.config)
+        device = args.device if device is None else device
+        return Run.load(args.run_dir, device, args.precision, overrides, args.config)
     except FileNotFoundError as error:
         raise FileNotFoundError(f"{error}; {train_hint(args.run_dir)}") from None
 

@@ -26,6 +26,8 @@ from perfrdiff.generation.sampler import (
 )
 from perfrdiff.generation.streaming import (
     StreamingGenerator,
+    batch_count,
+    generate_batches,
     generate_clips,
     generate_dataset,
 )
@@ -36,11 +38,13 @@ __all__ = [
     "ReactionSampler",
     "SamplerConfig",
     "StreamingGenerator",
+    "batch_count",
     "chance_predictions",
     "check_generation_options",
     "check_history",
     "check_history_frames",
     "continue_from",
+    "generate_batches",
     "generate_clips",
     "generate_dataset",
     "guided_x0",

@@ -187,27 +187,36 @@ def iter_batches(n: int, size: int) -> Iterator[Sequence[int]]:
         yield range(start, min(n, start + size))
 
 
-def generate_dataset(
+def generate_batches(
     sampler: ReactionSampler,
     clips: Sequence[dict[str, Tensor]],
     samples: int,
     personalised: bool,
     clips_per_batch: int,
     seed: int = 0,
-) -> Tensor:
-    """Reactions for every evaluation clip: ``(N, M, T, 25)``.
+    batches: Sequence[int] | None = None,
+    progress: bool = True,
+) -> list[Tensor]:
+    """Reactions ``(b, M, T, 25)`` of the batches numbered ``batches`` (default: all).
+
+    Batch ``i`` holds clips ``[i·c, (i + 1)·c)`` (``c = clips_per_batch``) and draws its noise
+    from its own generator seeded ``seed + i``: its reactions do not depend on which other
+    batches are generated, nor where (what :func:`perfrdiff.distributed.run_shards` relies on).
 
     Args:
         clips: items with ``speaker_audio (T, 78)``, ``speaker_face (T, 58)``,
             ``speaker_emotion (T, 25)`` and, for personalised generation, ``history (h, c)``
             (and ``personality (5,)`` when the model's ``pwsg.condition`` reads it).
         personalised: use each item's listener history to edit the denoiser.
+        progress: show a progress bar.
     """
-    out = []
-    batches = list(iter_batches(len(clips), clips_per_batch))
+    every = list(iter_batches(len(clips), clips_per_batch))
+    chosen = range(len(every)) if batches is None else batches
     label = "personalised" if personalised else "generic"
-    for i, batch in enumerate(tqdm(batches, desc=f"generate ({label})", unit="batch")):
-        items = [clips[j] for j in batch]
+    out = []
+    bar = tqdm(chosen, desc=f"generate ({label})", unit="batch", disable=not progress)
+    for i in bar:
+        items = [clips[j] for j in every[i]]
         stack = {
             key: torch.stack([torch.as_tensor(it[key]) for it in items]).float()
             for key in ("speaker_audio", "speaker_face", "speaker_emotion")
@@ -234,4 +243,28 @@ def generate_dataset(
                 personality=personality,
             )
         )
-    return torch.cat(out)
+    return out
+
+
+def batch_count(clips: int, clips_per_batch: int) -> int:
+    """How many batches :func:`generate_batches` splits ``clips`` clips into."""
+    return -(-clips // clips_per_batch)
+
+
+def generate_dataset(
+    sampler: ReactionSampler,
+    clips: Sequence[dict[str, Tensor]],
+    samples: int,
+    personalised: bool,
+    clips_per_batch: int,
+    seed: int = 0,
+) -> Tensor:
+    """Reactions for every evaluation clip: ``(N, M, T, 25)``, every batch of
+    :func:`generate_batches` in order.
+
+    Args:
+        clips: items with ``speaker_audio (T, 78)``, ``speaker_face (T, 58)``,
+            ``speaker_emotion (T, 25)`` and, for personalised generation, ``history (h, c)``.
+        personalised: use each item's listener history to edit the denoiser.
+    """
+    return torch.cat(generate_batches(sampler, clips, samples, personalised, clips_per_batch, seed))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -41,7 +42,11 @@ def ccc_matrix(predictions: np.ndarray, reals: np.ndarray) -> np.ndarray:
 
 
 def frcorr_per_speaker(
-    predictions: Any, listener_emotion: Any, neighbours: Any, progress: bool = False
+    predictions: Any,
+    listener_emotion: Any,
+    neighbours: Any,
+    progress: bool = False,
+    items: Sequence[int] | None = None,
 ) -> np.ndarray:
     """``(n,)``: for each speaker, the sum over its samples of the best CCC with an appropriate
     real reaction. FRCorr is the mean of this vector.
@@ -50,13 +55,15 @@ def frcorr_per_speaker(
         predictions: ``(n, k, t, d)`` generated reactions.
         listener_emotion: ``(n, t, d)`` real listener reactions, ``G_j``.
         neighbours: ``(n, n)`` bool, ``M[k, j]``: ``G_j`` is appropriate for speaker ``k``.
+        items: only these speakers (one score each, in this order; default: all ``n``).
     """
     predictions = predictions_array(predictions)
     reals = sequences_array("listener_emotion", listener_emotion, predictions)
     neighbours = neighbour_array(neighbours, predictions.shape[0])
-    scores = np.empty(predictions.shape[0])
-    for k in tqdm(range(predictions.shape[0]), desc="FRCorr", disable=not progress, leave=False):
-        scores[k] = ccc_matrix(predictions[k], reals[neighbours[k]]).max(axis=1).sum()
+    items = range(predictions.shape[0]) if items is None else items
+    scores = np.empty(len(items))
+    for i, k in enumerate(tqdm(items, desc="FRCorr", disable=not progress, leave=False)):
+        scores[i] = ccc_matrix(predictions[k], reals[neighbours[k]]).max(axis=1).sum()
     return scores
 
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -222,6 +223,7 @@ def frdist_per_speaker(
     n_jobs: int | None = None,
     prune: bool = True,
     progress: bool = False,
+    items: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, int]:
     """``(n,)`` per speaker ``sum_i min_{j in A_k} cost(P_ki, G_j)``, and the DTWs started.
 
@@ -231,6 +233,7 @@ def frdist_per_speaker(
         neighbours: ``(n, n)`` boolean appropriateness matrix.
         n_jobs: worker processes (None: one per CPU this process may use; 1: in this process).
         prune: exact pruning (see :mod:`perfrdiff.metrics.dtw`); False is exhaustive.
+        items: only these speakers (one score each, in this order; default: all ``n``).
     """
     check_n_jobs(n_jobs)  # 0 used to mean 'all CPUs' by accident, -1 failed in the pool
     predictions = np.asarray(predictions_array(predictions), dtype=np.float32)
@@ -240,27 +243,27 @@ def frdist_per_speaker(
     if predictions.shape[-1] != 25:
         raise ValueError(f"predictions: FRdist needs d = 25 channels, got {predictions.shape[-1]}")
     neighbours = neighbour_array(neighbours, predictions.shape[0])
-    n = predictions.shape[0]
+    items = range(predictions.shape[0]) if items is None else items
     jobs = n_jobs or usable_cpus()
     candidates = [np.flatnonzero(row) for row in neighbours]
-    scores = np.empty(n)
+    scores = np.empty(len(items))
     started = 0
-    bar = tqdm(total=n, desc="FRdist", disable=not progress, leave=False)
+    bar = tqdm(total=len(items), desc="FRdist", disable=not progress, leave=False)
     with contextlib.ExitStack() as stack:
         if jobs == 1:
             _init_worker(reals)
-            results = (_speaker_task(predictions[k], candidates[k], prune) for k in range(n))
+            results = (_speaker_task(predictions[k], candidates[k], prune) for k in items)
         else:
             # fork: workers only run numpy and dtaidistance, and inherit the reals without a copy
             method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
             context = multiprocessing.get_context(method)
             pool = stack.enter_context(ProcessPoolExecutor(jobs, context, _init_worker, (reals,)))
             futures = [
-                pool.submit(_speaker_task, predictions[k], candidates[k], prune) for k in range(n)
+                pool.submit(_speaker_task, predictions[k], candidates[k], prune) for k in items
             ]
             results = (future.result() for future in futures)
-        for k, (score, count) in enumerate(results):
-            scores[k] = score
+        for i, (score, count) in enumerate(results):
+            scores[i] = score
             started += count
             bar.update()
     bar.close()

@@ -6,17 +6,23 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
 
 from perfrdiff.atomic import atomic_write_text
 from perfrdiff.metrics._inputs import neighbour_array, predictions_array, sequences_array
-from perfrdiff.metrics.ccc import frcorr
+from perfrdiff.metrics._shards import frdist_jobs, is_main, scores_by_item
+from perfrdiff.metrics.ccc import frcorr_per_speaker
 from perfrdiff.metrics.diversity import frdiv, frdvs, frvar
-from perfrdiff.metrics.dtw import frdist
+from perfrdiff.metrics.dtw import frdist_per_speaker
 from perfrdiff.metrics.label_sets import own_listener_neighbours
 from perfrdiff.metrics.realism import frrea
-from perfrdiff.metrics.synchrony import frsyn
+from perfrdiff.metrics.synchrony import check_max_lag, frsyn_offsets
 from perfrdiff.protocol import REACT2024, Protocol
+
+if TYPE_CHECKING:
+    from perfrdiff.distributed import Distributed
 
 METRICS = ("FRCorr", "FRdist", "FRDiv", "FRDvs", "FRVar", "FRSyn", "FRRea")
 #: The metrics that take an appropriate set, scored on the PMAFRG label set too (keys
@@ -46,6 +52,7 @@ def evaluate_all(
     progress: bool = False,
     protocol: Protocol = REACT2024,
     listeners: Sequence[str] | None = None,
+    distributed: Distributed | None = None,
 ) -> dict[str, float]:
     """The seven metrics of generated reactions, and FRCorr / FRdist on the PMAFRG label set
     when the items' listeners are known (:mod:`.label_sets`).
@@ -55,11 +62,15 @@ def evaluate_all(
         listener_emotion: ``(n, t, 25)`` real listener emotions (item order of ``neighbours``).
         speaker_emotion: ``(n, t, 25)`` speaker emotions.
         neighbours: ``(n, n)`` bool appropriateness matrix.
-        n_jobs: processes for FRdist (None: one per CPU this process may use).
+        n_jobs: processes for FRdist (None: one per CPU this process may use, shared by the
+            ``distributed`` processes on its machine).
         nan_policy: FRSyn's handling of constant channels (see :mod:`.synchrony`).
         protocol: whose metric variant (FRSyn's lags and samples) is computed.
         listeners: ``n`` listener identities in item order (``person_of`` of each listener
             clip), or None: no PMAFRG scores.
+        distributed: this process's place among several (``torchrun``): they share the
+            per-item scores (FRCorr, FRdist, FRSyn) and every one returns the numbers one
+            process computes, bit for bit (:mod:`._shards`).
 
     Returns:
         ``{"FRCorr", "FRdist", "FRDiv", "FRDvs", "FRVar", "FRSyn", "FRRea"} -> float`` (FRCorr
@@ -71,23 +82,70 @@ def evaluate_all(
     listener = sequences_array("listener_emotion", listener_emotion, p)
     speaker = sequences_array("speaker_emotion", speaker_emotion, p)
     neighbours = neighbour_array(neighbours, p.shape[0])
-    variant = protocol.metrics
     own = None if listeners is None else own_listener_neighbours(neighbours, listeners)
+    label_sets = {"": neighbours} | ({} if own is None else {"PMAFRG ": own})
+    scores = item_scores(
+        p,
+        listener,
+        speaker,
+        label_sets,
+        frdist_jobs(n_jobs, distributed),
+        nan_policy,
+        progress and is_main(distributed),
+        protocol,
+        distributed,
+    )
     results = {
-        "FRCorr": frcorr(p, listener, neighbours, progress),
-        "FRdist": frdist(p, listener, neighbours, n_jobs=n_jobs, progress=progress),
+        "FRCorr": scores["FRCorr"],
+        "FRdist": scores["FRdist"],
         "FRDiv": frdiv(p),
         "FRDvs": frdvs(p),
         "FRVar": frvar(p),
-        "FRSyn": frsyn(
-            p, speaker, nan_policy, progress, variant.tlcc_max_lag, variant.tlcc_first_sample_only
-        ),
+        "FRSyn": scores["FRSyn"],
         "FRRea": frrea(p, listener),
     }
     if own is not None:
-        results["PMAFRG FRCorr"] = frcorr(p, listener, own, progress)
-        results["PMAFRG FRdist"] = frdist(p, listener, own, n_jobs=n_jobs, progress=progress)
+        results["PMAFRG FRCorr"] = scores["PMAFRG FRCorr"]
+        results["PMAFRG FRdist"] = scores["PMAFRG FRdist"]
     return results
+
+
+def item_scores(
+    p: np.ndarray,
+    listener: np.ndarray,
+    speaker: np.ndarray,
+    label_sets: dict[str, np.ndarray],
+    n_jobs: int | None,
+    nan_policy: Literal["ignore", "challenge"],
+    progress: bool,
+    protocol: Protocol,
+    distributed: Distributed | None,
+) -> dict[str, float]:
+    """The metrics that are means over items: ``<prefix>FRCorr`` and ``<prefix>FRdist`` per
+    label set (``prefix -> (n, n)`` matrix) and FRSyn, from every item's scores in item order.
+
+    Args:
+        p: ``(n, k, t, 25)`` validated predictions; ``listener``, ``speaker``: ``(n, t, 25)``.
+    """
+    variant = protocol.metrics
+    check_max_lag(p, variant.tlcc_max_lag)
+    lagged = p[:, :1] if variant.tlcc_first_sample_only else p  # as frsyn
+
+    def per_item(items: Sequence[int]) -> list[dict[str, Any]]:
+        scores: dict[str, Any] = {}
+        for prefix, matrix in label_sets.items():
+            scores[f"{prefix}FRCorr"] = frcorr_per_speaker(p, listener, matrix, progress, items)
+            scores[f"{prefix}FRdist"] = frdist_per_speaker(
+                p, listener, matrix, n_jobs, progress=progress, items=items
+            )[0]
+        scores["FRSyn"] = frsyn_offsets(
+            lagged, speaker, nan_policy, progress, variant.tlcc_max_lag, items
+        )
+        return [{name: s[i] for name, s in scores.items()} for i in range(len(items))]
+
+    rows = scores_by_item(p.shape[0], per_item, distributed)
+    # The same arrays as frcorr / frdist / frsyn average (FRSyn: (n, k) offsets), same means.
+    return {name: float(np.array([row[name] for row in rows]).mean()) for name in rows[0]}
 
 
 def _table(

@@ -30,14 +30,18 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from tqdm import tqdm
 
+from perfrdiff.metrics._shards import is_main, scores_by_item
 from perfrdiff.metrics.ccc import ccc_matrix
 from perfrdiff.metrics.dtw import min_cost
 from perfrdiff.metrics.synchrony import lag_correlations, offsets
+
+if TYPE_CHECKING:
+    from perfrdiff.distributed import Distributed
 
 #: The challenge's evaluation seed (its metric scripts' default).
 CHALLENGE_SEED = 1234
@@ -123,6 +127,7 @@ def evaluate_sequences(
     speakers: Sequence[np.ndarray],
     sets: Sequence[Sequence[int]],
     progress: bool = False,
+    distributed: Distributed | None = None,
     **variant: Any,
 ) -> dict[str, float]:
     """The REACT 2026 metrics averaged over items.
@@ -132,6 +137,8 @@ def evaluate_sequences(
         listeners: ``n`` real listener sequences ``(T_j, 25)`` (item order).
         speakers: ``n`` speaker sequences ``(T_k, 25)``.
         sets: item ``k``'s appropriate items (:func:`appropriate_sets`).
+        distributed: this process's place among several (``torchrun``): they share the items
+            and every one returns the means one process computes (:mod:`._shards`).
         variant: ``max_lag``, ``first_sample_only``, ``nan_policy`` of :func:`item_metrics`.
     """
     if not len(predictions) == len(listeners) == len(speakers) == len(sets):
@@ -139,10 +146,17 @@ def evaluate_sequences(
             f"predictions, listeners, speakers, sets: expected one per item, got "
             f"{len(predictions)}, {len(listeners)}, {len(speakers)}, {len(sets)}"
         )
-    rows = [
-        item_metrics(p, [listeners[j] for j in sets[k]], speakers[k], **variant)
-        for k, p in enumerate(tqdm(predictions, desc="REACT 2026 metrics", disable=not progress))
-    ]
+
+    def per_item(items: Sequence[int]) -> list[dict[str, float]]:
+        bar = tqdm(
+            items, desc="REACT 2026 metrics", disable=not (progress and is_main(distributed))
+        )
+        return [
+            item_metrics(predictions[k], [listeners[j] for j in sets[k]], speakers[k], **variant)
+            for k in bar
+        ]
+
+    rows = scores_by_item(len(predictions), per_item, distributed)
     return {m: float(np.mean([row[m] for row in rows])) for m in METRICS_2026}
 
 

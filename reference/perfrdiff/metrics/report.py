@@ -19,6 +19,7 @@ from perfrdiff.data import (
     check_feature_dtype,
     read_npy,
 )
+from perfrdiff.distributed import Distributed
 from perfrdiff.metrics._inputs import check_n_jobs, predictions_array
 from perfrdiff.metrics.evaluate import evaluate_all, write_report
 from perfrdiff.metrics.label_sets import item_listeners
@@ -232,7 +233,7 @@ def check_evaluate_options(config: EvaluateConfig) -> None:
 
 
 def _evaluate_mars(
-    config: EvaluateConfig, protocol: Protocol, split: str
+    config: EvaluateConfig, protocol: Protocol, split: str, distributed: Distributed | None
 ) -> tuple[dict[str, float], Path, Path]:
     """:func:`evaluate_saved_predictions` of a REACT 2026 ``.npz`` against a MARS split."""
     from perfrdiff.metrics.report_react2026 import evaluate_mars, with_quirks
@@ -240,21 +241,42 @@ def _evaluate_mars(
     protocol = with_quirks(protocol, config.tlcc_all_samples, config.no_au_rounding)
     root = resolve_root(config.predictions, config.root)
     results = evaluate_mars(
-        config.predictions, root, split, protocol, config.appropriate_seed, config.nan_policy
+        config.predictions,
+        root,
+        split,
+        protocol,
+        config.appropriate_seed,
+        config.nan_policy,
+        distributed,
     )
+    return results, *_write_report(config, results, distributed)
+
+
+def _write_report(
+    config: EvaluateConfig, results: dict[str, float], distributed: Distributed | None
+) -> tuple[Path, Path]:
+    """Write the report of ``config`` (by rank 0 alone when processes share the work)."""
     output = config.output or config.predictions.parent
-    json_path, markdown_path = write_report({report_name(config): results}, output)
-    return results, json_path, markdown_path
+    reports = {report_name(config): results}
+    if distributed is not None and not distributed.is_main:
+        return output / "metrics.json", output / "metrics.md"
+    return write_report(reports, output)
 
 
-def evaluate_saved_predictions(config: EvaluateConfig) -> tuple[dict[str, float], Path, Path]:
+def evaluate_saved_predictions(
+    config: EvaluateConfig, distributed: Distributed | None = None
+) -> tuple[dict[str, float], Path, Path]:
     """Compute the seven metrics (FRCorr and FRdist on both label sets, MAFRG and PMAFRG) and
-    the motion statistics for ``config.predictions``; returns them and the report paths."""
+    the motion statistics for ``config.predictions``; returns them and the report paths.
+
+    With ``distributed`` (``torchrun`` processes, each reading the predictions and the split)
+    the processes share the per-item scores, every one returns the numbers one process
+    computes, and rank 0 writes the report."""
     check_evaluate_options(config)
     protocol = resolve_protocol(config.predictions, config.protocol)
     split = resolve_split(config.predictions, config.split)
     if protocol.appropriate == "session-draw":
-        return _evaluate_mars(config, protocol, split)
+        return _evaluate_mars(config, protocol, split, distributed)
     predictions = load_predictions(config.predictions)
     root = resolve_root(config.predictions, config.root)
     listener, speaker, neighbours = load_references(root, split)
@@ -270,11 +292,9 @@ def evaluate_saved_predictions(config: EvaluateConfig) -> tuple[dict[str, float]
         True,
         protocol=protocol,
         listeners=listeners,
+        distributed=distributed,
     )
     # An explicit stride wins; `or` would have let --stride 0 fall back silently.
     stride = config.stride if config.stride is not None else recorded_stride(config.predictions)
     results.update(motion_report(predictions, listener, config.window, stride, fps=protocol.fps))
-    name = report_name(config)
-    output = config.output or config.predictions.parent
-    json_path, markdown_path = write_report({name: results}, output)
-    return results, json_path, markdown_path
+    return results, *_write_report(config, results, distributed)

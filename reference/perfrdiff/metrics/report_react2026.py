@@ -15,6 +15,7 @@ import numpy as np
 
 from perfrdiff.data import DataError, MissingFileError
 from perfrdiff.data.react2026 import Dyad, MarsStore
+from perfrdiff.distributed import Distributed
 from perfrdiff.metrics.react2026 import (
     CHALLENGE_SEED,
     appropriate_sets,
@@ -61,10 +62,13 @@ def evaluate_mars(
     protocol: Protocol,
     seed: int = CHALLENGE_SEED,
     nan_policy: Literal["ignore", "challenge"] = "ignore",
+    distributed: Distributed | None = None,
 ) -> dict[str, float]:
     """The REACT 2026 metrics of the predictions in ``path`` against ``split`` of the MARS
     dataset at ``root``: the protocol's appropriate-set draw (``seed``), its output
-    post-processing applied to the predictions, its metric variant."""
+    post-processing applied to the predictions, its metric variant. With ``distributed``, the
+    ``torchrun`` processes share the items (every one draws the same sets: one seeded draw
+    over all items) and each returns the numbers one process computes."""
     store = MarsStore(root, split, fps=protocol.fps, audio="none", personality=False)
     dyads = store.dyads
     predictions = load_sequence_predictions(path, [item_key(d) for d in dyads])
@@ -83,6 +87,7 @@ def evaluate_mars(
         speakers,
         sets,
         progress=True,
+        distributed=distributed,
         max_lag=protocol.metrics.tlcc_max_lag,
         first_sample_only=protocol.metrics.tlcc_first_sample_only,
         nan_policy=nan_policy,

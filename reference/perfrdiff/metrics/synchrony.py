@@ -21,6 +21,7 @@ sequence, in float64.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -102,12 +103,27 @@ def offsets(
     return result
 
 
+def check_max_lag(predictions: np.ndarray, max_lag: int) -> None:
+    """Reject lags FRSyn cannot compute for ``predictions (n, k, t, d)``.
+
+    Raises:
+        ValueError: ``max_lag < 1``, or ``t <= max_lag``.
+    """
+    if max_lag < 1:
+        raise ValueError(f"max_lag: expected >= 1, got {max_lag}")
+    if predictions.shape[2] <= max_lag:
+        raise ValueError(
+            f"predictions: FRSyn needs t > {max_lag} frames, got {predictions.shape[2]}"
+        )
+
+
 def frsyn_offsets(
     predictions: Any,
     speaker_emotion: Any,
     nan_policy: Literal["ignore", "challenge"] = "ignore",
     progress: bool = False,
     max_lag: int = MAX_LAG,
+    items: Sequence[int] | None = None,
 ) -> np.ndarray:
     """``(n, k)`` absolute TLCC offsets of every sample against its speaker.
 
@@ -115,19 +131,16 @@ def frsyn_offsets(
         predictions: ``(n, k, t, d)`` with ``t > max_lag``.
         speaker_emotion: ``(n, t, d)``.
         max_lag: lags ``-max_lag..max_lag`` (the protocol's ``metrics.tlcc_max_lag``).
+        items: only these speakers' rows, in this order (default: all ``n``).
     """
     predictions = predictions_array(predictions)
     speakers = sequences_array("speaker_emotion", speaker_emotion, predictions)
-    if max_lag < 1:
-        raise ValueError(f"max_lag: expected >= 1, got {max_lag}")
-    if predictions.shape[2] <= max_lag:
-        raise ValueError(
-            f"predictions: FRSyn needs t > {max_lag} frames, got {predictions.shape[2]}"
-        )
-    result = np.empty(predictions.shape[:2])
-    for k in tqdm(range(predictions.shape[0]), desc="FRSyn", disable=not progress, leave=False):
+    check_max_lag(predictions, max_lag)
+    items = range(predictions.shape[0]) if items is None else items
+    result = np.empty((len(items), predictions.shape[1]))
+    for i, k in enumerate(tqdm(items, desc="FRSyn", disable=not progress, leave=False)):
         r, defined = lag_correlations(predictions[k], speakers[k], max_lag)
-        result[k] = offsets(r, defined, nan_policy)
+        result[i] = offsets(r, defined, nan_policy)
     return result
 
 
