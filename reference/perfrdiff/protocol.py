@@ -83,11 +83,19 @@ class Protocol:
     round_aus: bool
     metrics: MetricVariant
 
-    def speaker_frames(self, start: int) -> slice:
+    def speaker_frames(self, start: int, window: int | None = None) -> slice:
         """The speaker frames listener window ``[start, start + w)`` may see (may start before
-        frame 0: those frames are zero padding)."""
+        frame 0: those frames are zero padding); ``w`` is ``window`` (a model's own window,
+        ``data.window``), else the protocol's."""
+        before, after = self.context_frames(window)
+        return slice(start - before, start + after)
+
+    def context_frames(self, window: int | None = None) -> tuple[int, int]:
+        """``(before, after)``: speaker frames a window sees before its start and from its
+        start, for windows of ``window`` frames (default: the protocol's)."""
+        w = self.window if window is None else window
         before, after = self.speaker_context
-        return slice(start - before * self.window, start + after * self.window)
+        return before * w, after * w
 
     def check_fixed_clips(self, what: str) -> None:
         """Refuse this protocol for ``what``, a reader of the REACT 2024 layout of fixed-length
