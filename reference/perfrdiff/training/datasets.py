@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset, Sampler
@@ -28,16 +27,12 @@ def _any_length(config: Config) -> bool:
 
 
 def mars_store(config: Config, split: str):
-    """The :class:`~perfrdiff.data.react2026.MarsStore` of ``split`` as the run reads it (its
-    protocol's frame rate, ``data.audio``; the personality table when the split has one)."""
-    from perfrdiff.data.react2026 import MarsStore
-    from perfrdiff.data.react2026.layout import PERSONALITY_DIR
+    """The :class:`~perfrdiff.data.react2026.MarsStore` of ``split`` as the run reads it."""
+    from perfrdiff.data.react2026.store import open_store
 
-    table = Path(config.data.root) / split / PERSONALITY_DIR / "listener.csv"
-    if not table.is_file():
-        log.warning("%s: no personality table: items carry zero personality", table)
-    fps = protocol_named(config.protocol).fps
-    return MarsStore(config.data.root, split, fps, config.data.audio, table.is_file())
+    return open_store(
+        config.data.root, split, protocol_named(config.protocol).fps, config.data.audio
+    )
 
 
 def mars_window_datasets(config: Config, history_needed: bool) -> Datasets:

@@ -159,3 +159,12 @@ def read_face_statistics(mean: str | Path, std: str | Path) -> tuple[np.ndarray,
     if (out[1] <= 0).any():
         raise DataError(f"{std}: every std must be > 0")
     return out[0], out[1]
+
+
+def open_store(root: str | Path, split: str, fps: int, audio: str) -> MarsStore:
+    """``split`` of the MARS dataset at ``root`` as a run reads it: the personality table when
+    the split has one (else items carry zero personality, logged)."""
+    table = Path(root) / split / PERSONALITY_DIR / "listener.csv"
+    if not table.is_file():
+        log.warning("%s: no personality table: items carry zero personality", table)
+    return MarsStore(root, split, fps, audio, personality=table.is_file())
