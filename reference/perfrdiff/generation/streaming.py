@@ -57,6 +57,12 @@ class StreamingGenerator:
     ) -> None:
         if samples < 1:
             raise ValueError(f"samples must be >= 1, got {samples}")
+        if sampler.gafrg.speaker_frames != sampler.gafrg.window:
+            raise ValueError(
+                f"this denoiser reads {sampler.gafrg.speaker_frames} speaker frames per "
+                f"{sampler.gafrg.window}-frame window (a protocol whose windows see the speaker "
+                "after their start): generate with perfrdiff.generation.sequences.WindowStream"
+            )
         self.sampler = sampler
         self.samples = samples
         self.window = sampler.gafrg.window
