@@ -34,6 +34,7 @@ from perfrdiff.generation import (
     with_listener_history,
     with_style_input,
 )
+from perfrdiff.generation.mars import TRACKS, MarsSequences
 from perfrdiff.models import DDIMSchedule, build_schedule
 from perfrdiff.protocol import Protocol, protocol_named
 from perfrdiff.rundir import load_stage_weights
@@ -218,7 +219,9 @@ class Run:
             "precision": self.precision,
         }
 
-    def sequence_set(self, split: str, limit: int | None = None, histories: bool = True):
+    def sequence_set(
+        self, split: str, limit: int | None = None, histories: bool = True
+    ) -> MarsSequences:
         """REACT 2026: the :class:`~perfrdiff.generation.mars.MarsSequences` of ``split`` (the
         first ``limit`` dyads), with each item's listener history when ``histories``."""
         from perfrdiff.data.react2026.store import open_store
@@ -233,9 +236,9 @@ class Run:
 
     def generate_sequences(
         self,
-        data,
+        data: MarsSequences,
         modes: Sequence[str] = MODES,
-        tracks: Sequence[str] = ("offline", "online"),
+        tracks: Sequence[str] = TRACKS,
         samples: int | None = None,
         seed: int = 0,
     ) -> dict[str, list[np.ndarray]]:
