@@ -9,10 +9,11 @@ random weights with visible shifts (speed does not depend on training), one list
 personalised reactions, ``M`` samples, the speaker read from a memory-mapped ``.npy`` 750
 frames at a time, the reactions written into one ``(1, M, T, 25)`` array.
 
-Memory: the peak resident set of each process after it has built the model and generated a
-warm-up sequence, against the same before the measured sequence. Time: wall and CPU time of
-the measured sequence per frame (the short one is repeated and its median taken). The ratios
-come from one run; the machine may be shared, so CPU time is the steadier of the two clocks.
+Memory: the peak resident set of each process, and the same before its measured sequence (after
+building the model and a warm-up). Time: wall and CPU time per frame, two ways: each process's
+own (the short sequence repeated, its median), and, in the long sequence's process, the long
+sequence timed between two runs of the short one, so that the load of the same minutes hits
+both. The ratios come from one run; on a shared machine CPU time is the steadier clock.
 
     python benchmarks/react2026_online.py --json benchmarks/results/react2026_online.json
 """
@@ -83,8 +84,29 @@ def generate(sampler: ReactionSampler, speaker: np.ndarray, samples: int, width:
     return out.nbytes / 2**20
 
 
-def child(frames: int, samples: int, repeats: int, folder: Path) -> dict:
-    """One length in this process: warm up, then measure (see the module docstring)."""
+def timed(sampler: ReactionSampler, speaker: np.ndarray, samples: int, width: int) -> tuple:
+    """``(wall s, CPU s, output MB)`` of one generation."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    output_mb = generate(sampler, speaker, samples, width)
+    return time.perf_counter() - wall, time.process_time() - cpu, output_mb
+
+
+def bracketed(sampler, speaker, short: np.ndarray, samples: int, width: int) -> dict:
+    """The long sequence timed between two runs of the short one in the same process, so the
+    machine's load of that minute hits both: ms per frame of each, and long / short."""
+    before, long, after = (timed(sampler, x, samples, width) for x in (short, speaker, short))
+    out = {}
+    for k, clock in enumerate(("wall", "cpu")):
+        short_ms = 1e3 * (before[k] + after[k]) / (2 * short.shape[0])
+        long_ms = 1e3 * long[k] / speaker.shape[0]
+        out[clock] = {"short_ms_per_frame": short_ms, "long_ms_per_frame": long_ms,
+                      "ratio": long_ms / short_ms}  # fmt: skip
+    return out
+
+
+def child(frames: int, samples: int, repeats: int, folder: Path, short: int | None) -> dict:
+    """One length in this process: warm up, then measure (see the module docstring); with
+    ``short``, then also :func:`bracketed` against the ``short``-frame sequence."""
     torch.set_num_threads(1)
     sampler, audio_dim, width = build_sampler()
     speaker = np.load(folder / f"speaker_{frames}.npy", mmap_mode="r")
@@ -94,11 +116,10 @@ def child(frames: int, samples: int, repeats: int, folder: Path) -> dict:
     before = peak_rss_mb()
     walls, cpus = [], []
     for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        output_mb = generate(sampler, speaker, samples, width)
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return {
+        wall, cpu, output_mb = timed(sampler, speaker, samples, width)
+        walls.append(wall)
+        cpus.append(cpu)
+    result = {
         "frames": frames,
         "samples": samples,
         "repeats": repeats,
@@ -110,15 +131,28 @@ def child(frames: int, samples: int, repeats: int, folder: Path) -> dict:
         "wall_ms_per_frame": 1e3 * statistics.median(walls) / frames,
         "cpu_ms_per_frame": 1e3 * statistics.median(cpus) / frames,
     }
+    if short is not None:
+        reference = np.load(folder / f"speaker_{short}.npy", mmap_mode="r")
+        result["bracketed"] = bracketed(sampler, speaker, reference, samples, width)
+    return result
 
 
-def run_child(frames: int, samples: int, repeats: int, folder: Path) -> dict:
-    """:func:`child` in a fresh process, its speaker file written here (not in its memory)."""
+def write_speaker(frames: int, folder: Path) -> None:
+    """A random speaker sequence ``(frames, a + 83)`` as ``speaker_<frames>.npy``."""
     rng = np.random.default_rng(frames)
     width = AUDIO_DIMS[load_config("tiny", OVERRIDES).data.audio] + FACE_DIM + EMOTION_DIM
     np.save(folder / f"speaker_{frames}.npy", rng.normal(size=(frames, width)).astype(np.float32))
+
+
+def run_child(
+    frames: int, samples: int, repeats: int, folder: Path, short: int | None = None
+) -> dict:
+    """:func:`child` in a fresh process, its speaker file(s) written here (not in its memory)."""
+    for length in {frames, short} - {None}:
+        write_speaker(length, folder)
     argv = [sys.executable, __file__, "--child", str(frames), "--samples", str(samples)]
     argv += ["--repeats", str(repeats), "--folder", str(folder)]
+    argv += [] if short is None else ["--bracket", str(short)]
     done = subprocess.run(argv, check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -136,6 +170,11 @@ def compare(short: dict, long: dict) -> dict:
         "memory_within_limit": memory <= MEMORY_LIMIT_MB,
         "wall_per_frame_ratio": long["wall_ms_per_frame"] / short["wall_ms_per_frame"],
         "cpu_per_frame_ratio": long["cpu_ms_per_frame"] / short["cpu_ms_per_frame"],
+        **{
+            f"{clock}_per_frame_ratio_bracketed": long["bracketed"][clock]["ratio"]
+            for clock in ("wall", "cpu")
+            if "bracketed" in long
+        },
     }
 
 
@@ -148,13 +187,14 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--bracket", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        print(json.dumps(child(args.child, args.samples, args.repeats, args.folder)))
+        print(json.dumps(child(args.child, args.samples, args.repeats, args.folder, args.bracket)))
         return
     with tempfile.TemporaryDirectory() as folder:
         short = run_child(args.short, args.samples, args.repeats, Path(folder))
-        long = run_child(args.long, args.samples, 1, Path(folder))
+        long = run_child(args.long, args.samples, 1, Path(folder), short=args.short)
     result = {
         "config": {"preset": "tiny", "overrides": OVERRIDES, "samples": args.samples},
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
@@ -176,8 +216,10 @@ def main() -> None:
         )
     print(
         f"memory difference {r['peak_rss_difference_mb']:.1f} MB (limit {MEMORY_LIMIT_MB:.0f}); "
-        f"time per frame long/short: wall {r['wall_per_frame_ratio']:.3f}, "
-        f"cpu {r['cpu_per_frame_ratio']:.3f} (target 1 ± {TIME_TOLERANCE})"
+        f"time per frame long/short, separate processes: wall {r['wall_per_frame_ratio']:.3f}, "
+        f"cpu {r['cpu_per_frame_ratio']:.3f}; bracketed in one process: wall "
+        f"{r['wall_per_frame_ratio_bracketed']:.3f}, cpu {r['cpu_per_frame_ratio_bracketed']:.3f}"
+        f" (target 1 ± {TIME_TOLERANCE})"
     )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

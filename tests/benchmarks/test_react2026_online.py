@@ -23,10 +23,15 @@ def bench():
 
 
 def test_a_child_measures_one_length_in_its_own_process(bench, tmp_path):
-    result = bench.run_child(95, samples=2, repeats=2, folder=tmp_path)
+    result = bench.run_child(95, samples=2, repeats=2, folder=tmp_path, short=40)
     assert result["frames"] == 95 and len(result["wall_s"]) == 2
     assert result["output_mb"] == pytest.approx(2 * 95 * 25 * 4 / 2**20)
     assert result["peak_rss_mb"] >= result["peak_rss_mb_before"] > 0
+    for clock in ("wall", "cpu"):  # the long one between two short ones, in the same process
+        times = result["bracketed"][clock]
+        assert times["ratio"] == pytest.approx(
+            times["long_ms_per_frame"] / times["short_ms_per_frame"]
+        )
 
 
 def test_the_comparison_reports_differences_and_ratios(bench):
