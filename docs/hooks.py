@@ -779,7 +779,36 @@ def plot(name: str, report: Any) -> str | None:
     return _SVG_CACHE[key]
 
 
+def render_react2026_online(report: dict[str, Any]) -> str:
+    """The long and the short sequence side by side: memory, then time per frame measured in
+    each length's own process and with the long one between two short ones."""
+    short, long, ratios = report["short"], report["long"], report["ratios"]
+    rows = [
+        ("peak resident memory (MB)", short["peak_rss_mb"], long["peak_rss_mb"],
+         f"+{fmt(ratios['peak_rss_difference_mb'])} MB"),
+        ("output array (MB)", short["output_mb"], long["output_mb"],
+         f"+{fmt(ratios['output_difference_mb'])} MB"),
+    ]  # fmt: skip
+    for clock in ("wall", "cpu"):
+        own = f"{ratios[f'{clock}_per_frame_ratio']:.3f}×"
+        rows.append((f"{clock} ms / frame, own process", short[f"{clock}_ms_per_frame"],
+                     long[f"{clock}_ms_per_frame"], own))  # fmt: skip
+        between = long["bracketed"][clock]
+        rows.append((f"{clock} ms / frame, long between shorts", between["short_ms_per_frame"],
+                     between["long_ms_per_frame"], f"{between['ratio']:.3f}×"))  # fmt: skip
+    header = f"| | {short['frames']} frames | {long['frames']} frames | long vs short |"
+    lines = [header, "|---|---:|---:|---:|"]
+    lines += [f"| {name} | {fmt(a)} | {fmt(b)} | {change} |" for name, a, b, change in rows]
+    targets = report["targets"]
+    note = (
+        f"{report['config']['samples']} samples; targets: memory within "
+        f"{fmt(targets['memory_mb'])} MB, time per frame within ±{targets['time_per_frame']:.0%}."
+    )
+    return "\n".join(lines) + "\n\n" + note
+
+
 RENDERERS = {
+    "react2026_online": render_react2026_online,
     "edit_linear": render_edit_linear,
     "edit_conv": render_edit_conv,
     "metrics": render_metrics,

@@ -421,6 +421,10 @@ class DataConfig(_Checked):
     # (checked by Config; the datasets refuse it too). The window is the model's: the
     # protocol's own online window (REACT 2026: 30) is not imposed on it.
     window: int = _setting(50, _at_least(1), role=weights_of("emotion-vae", "gafrg"))
+    # Speaker audio per frame: "mfcc" (78-d MFCC of the wavs; REACT 2024's only kind) or
+    # "features" (REACT 2026's 768-d wav2vec2 audio-features). The denoiser's audio width is
+    # the data's (perfrdiff.features.AUDIO_DIMS).
+    audio: str = _setting("mfcc", _one_of("mfcc", "features"), role=weights_of("gafrg"))
     # Listener history read by the shift generator in training (and checked at generation).
     history_frames: int = _setting(250, _at_least(1), role=training_of("pwsg"))
     # Evaluation: a listener with no other clip in any split takes its history from the evaluated
@@ -491,6 +495,7 @@ class Config(_Checked):
         ):  # each is cut from one crop
             if frames > crop:
                 raise ConfigError(key, f"must be <= {crop}, got {frames}")
+        self._check_protocol_data()
         if self.pwsg.listener_prior and not self.denoiser.standardise:
             raise ConfigError(
                 "pwsg.listener_prior", "needs denoiser.standardise = true (the prior's scale)"
@@ -517,6 +522,21 @@ class Config(_Checked):
                 f"{self.pwsg.condition!r} reads each listener's personality, which protocol "
                 f"{self.protocol!r} data does not have (protocols with it: "
                 f"{list(PERSONALITY_PROTOCOLS)}); use 'history'",
+            )
+
+    def _check_protocol_data(self) -> None:
+        """What the protocol's data layout cannot give: 768-d audio in REACT 2024 (wavs only),
+        the prior-weight fit (it reads REACT 2024 clip pairs) under REACT 2026."""
+        fixed = protocol_named(self.protocol).clip_frames is not None
+        if fixed and self.data.audio != "mfcc":
+            raise ConfigError(
+                "data.audio",
+                f"protocol {self.protocol!r} has wavs only: needs 'mfcc', got {self.data.audio!r}",
+            )
+        if not fixed and self.pwsg.fit_prior_weight:
+            raise ConfigError(
+                "pwsg.fit_prior_weight",
+                f"is fitted on REACT 2024 clip pairs; protocol {self.protocol!r} needs false",
             )
 
     def stage(self, name: str) -> StageConfig:

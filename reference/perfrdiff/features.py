@@ -21,6 +21,11 @@ EMOTION_DIM = 25
 FACE_DIM = 58
 #: Speaker audio: 13 MFCC + delta + delta-delta, for two 20 ms hops per 40 ms frame.
 AUDIO_DIM = 78
+#: REACT 2026's ``audio-features``: wav2vec2-base features resampled to the frame rate.
+WAV2VEC_DIM = 768
+#: Speaker audio width per ``data.audio``: MFCC of the wavs (REACT 2024's only kind) or the
+#: 768-d features (REACT 2026's default). A run's width is its data's, not a constant.
+AUDIO_DIMS: dict[str, int] = {"mfcc": AUDIO_DIM, "features": WAV2VEC_DIM}
 #: Width of a style history per ``style.input``: the listener's 3DMM, the listener's emotion,
 #: or ``"dyadic"``: the listener's emotion then their conversation partner's emotion at the same
 #: frames (a reaction style is how one responds to the other, which needs both sides).

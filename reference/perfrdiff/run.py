@@ -36,6 +36,7 @@ from perfrdiff.generation import (
     with_listener_history,
     with_style_input,
 )
+from perfrdiff.generation.mars import TRACKS, MarsSequences
 from perfrdiff.models import DDIMSchedule, build_schedule
 from perfrdiff.protocol import Protocol, protocol_named
 from perfrdiff.rundir import load_stage_weights
@@ -245,6 +246,54 @@ class Run:
             "device": str(self.device),
             "precision": self.precision,
         }
+
+    def sequence_set(
+        self, split: str, limit: int | None = None, histories: bool = True
+    ) -> MarsSequences:
+        """REACT 2026: the :class:`~perfrdiff.generation.mars.MarsSequences` of ``split`` (the
+        first ``limit`` dyads), with each item's listener history when ``histories``."""
+        from perfrdiff.data.react2026.store import open_store
+        from perfrdiff.generation.mars import load_sequences, read_histories
+
+        d = self.config.data
+        data = load_sequences(open_store(d.root, split, self.protocol.fps, d.audio), limit)
+        if not histories:
+            return data
+        style_input, same = self.config.style.input, d.allow_same_clip_history
+        return read_histories(data, d.history_frames, style_input, same)
+
+    def generate_sequences(
+        self,
+        data: MarsSequences,
+        modes: Sequence[str] = MODES,
+        tracks: Sequence[str] = TRACKS,
+        samples: int | None = None,
+        seed: int = 0,
+    ) -> dict[str, list[np.ndarray]]:
+        """REACT 2026: ``"<mode>-<track>"`` -> ``(M, T, 25)`` reactions per item of ``data``
+        (:meth:`sequence_set`), post-processed by the protocol; the tracks ``"offline"``
+        (pieces of the protocol's crop) and ``"online"`` (windows with bounded state).
+
+        Raises:
+            FloatingPointError: the model produced NaN or infinite reactions.
+        """
+        from perfrdiff.generation.mars import sample_sequences
+
+        window, g = self.config.data.window, self.config.generate
+        context = self.protocol.context_frames(window)
+        out = {}
+        for mode in modes:
+            for track in tracks:
+                with autocast(self.device, self.precision):
+                    arrays = sample_sequences(
+                        self.sampler(mode), data, track, samples or g.samples, context,
+                        self.protocol.crop_frames, g.clips_per_batch, seed,
+                        personalised=mode == "personalised",
+                    )  # fmt: skip
+                if not all(np.isfinite(a).all() for a in arrays):
+                    raise FloatingPointError(f"{mode} {track} generation produced NaN or inf")
+                out[f"{mode}-{track}"] = [self.protocol.finish(a) for a in arrays]
+        return out
 
     def evaluation_set(
         self, split: str, limit: int | None = None, histories: bool = True

@@ -340,3 +340,10 @@ def test_generation_report_shows_the_solver_rows_with_their_floors(hooks, tmp_pa
     assert "| unipc | 5 | bf16 | 0.4 | 0.2 | 0.1 | 30 | 3 |" in rendered
     assert "bf16 GEMM 140, attention 12 GFLOP/s" in rendered
     assert "load average 3.5 before, 4 after" in rendered
+
+
+def test_react2026_online_report_puts_the_two_lengths_side_by_side(hooks):
+    page = hooks.render("react2026_online")  # the committed run
+    assert "| | 750 frames | 20000 frames | long vs short |" in page
+    assert "| cpu ms / frame, long between shorts |" in page
+    assert "targets: memory within 200 MB, time per frame within ±15%" in page

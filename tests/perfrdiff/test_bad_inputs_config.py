@@ -152,8 +152,9 @@ def another_value(key: str, value) -> str | None:
 TINY = flat_keys(config_to_dict(load_config("tiny")))
 WEIGHTS_KEYS = [k for k, role in field_roles().items() if role.kind == "weights"]
 # Values that only make sense with another one changed too (named in the rows above;
-# pwsg.condition: a protocol whose data has personality).
-NEEDS_A_COMPANION = {"denoiser.standardise", "pwsg.condition"}
+# pwsg.condition: a protocol whose data has personality; data.audio=features needs protocol
+# react2026, the layout with 768-d audio features).
+NEEDS_A_COMPANION = {"denoiser.standardise", "pwsg.condition", "data.audio"}
 
 
 def test_every_weights_key_but_the_named_ones_has_an_alternative_alone():

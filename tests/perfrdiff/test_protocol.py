@@ -145,9 +145,12 @@ def test_evaluate_under_react2026_wants_one_array_per_item(tmp_path):
 
 
 @pytest.mark.parametrize("datasets", [window_datasets, style_datasets])
-def test_training_on_the_react2024_layout_refuses_react2026(datasets):
-    with pytest.raises(ValueError, match="protocol 'react2026': the training datasets read"):
-        datasets(load_config("tiny", ["protocol=react2026"]))
+def test_react2026_training_reads_the_mars_layout_and_names_what_is_missing(
+    datasets, synthetic_root
+):
+    config = load_config("tiny", ["protocol=react2026", f"data.root={synthetic_root}"])
+    with pytest.raises(FileNotFoundError, match="facial-attributes folder of split 'train'"):
+        datasets(config)  # a REACT 2024 layout has no MARS folders
 
 
 def test_mfcc_at_30_fps_gives_one_vector_per_frame():

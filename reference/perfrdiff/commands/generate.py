@@ -3,7 +3,9 @@
 Reads the trained stages from --run-dir (and its config.yaml); writes
 <out>/<mode>/predictions.npy of shape (n, M, 750, 25) in the split's mirrored item order, a JSON
 sidecar (which `perfrdiff evaluate` reads), and PNG plots of the samples' AU12 / valence / arousal
-curves against the real reaction.
+curves against the real reaction. Under protocol react2026 it writes
+<out>/<mode>-<track>/predictions.npz instead: one (M, T, 25) array per test dyad, for the
+offline and online tracks.
 
 Under `torchrun --nproc-per-node N -m perfrdiff generate …` the N processes share the batches
 (one GPU each with NCCL, or gloo on the CPU) and rank 0 writes the same files one process writes.
@@ -23,6 +25,7 @@ from perfrdiff.commands.common import (
     check_output_folder,
     overrides_from_args,
 )
+from perfrdiff.commands.generate_sequences import check_track, generate_sequences
 from perfrdiff.device import resolve_device
 from perfrdiff.distributed import Distributed, init_distributed, shutdown
 from perfrdiff.generation import check_generation_options, read_history, write_generation
@@ -61,6 +64,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plots", type=int, default=3, help="items to plot (default: 3)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
     parser.add_argument("--out", default=None, help="output dir (default: <run-dir>/generate)")
+    parser.add_argument(
+        "--track",
+        choices=["offline", "online", "both"],
+        default=None,
+        help="protocol react2026: offline (750-frame chunks), online (windows) or both "
+        "(default: both); each mode and track writes <out>/<mode>-<track>/predictions.npz",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,7 +100,10 @@ def generate(args: argparse.Namespace, overrides: list[str], env: Distributed) -
     # The user's own inputs first (a bad --history file is named before weights are loaded).
     history = read_history(args.history, trained.config.style.input) if args.history else None
     modes = ("generic", "personalised") if args.mode == "both" else (args.mode,)
+    check_track(args, trained)
     load_samplers(trained, modes)  # missing weights fail here, before the (slow) features
+    if trained.protocol.clip_frames is None:  # REACT 2026: whole sequences, four tracks
+        return generate_sequences(args, trained, modes, history, env)
     # Each item's own history only where it is read (not for generic, nor with --history).
     own_histories = "personalised" in modes and history is None
     data = trained.evaluation_set(args.split, args.limit, histories=own_histories)

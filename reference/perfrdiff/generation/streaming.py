@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from perfrdiff.features import AUDIO_DIM, EMOTION_DIM, FACE_DIM
+from perfrdiff.features import EMOTION_DIM, FACE_DIM
 from perfrdiff.generation.sampler import ReactionSampler
 from perfrdiff.models.personalised import PerFRDiff
 
@@ -60,6 +60,12 @@ class StreamingGenerator:
     ) -> None:
         if samples < 1:
             raise ValueError(f"samples must be >= 1, got {samples}")
+        if sampler.gafrg.speaker_frames != sampler.gafrg.window:
+            raise ValueError(
+                f"this denoiser reads {sampler.gafrg.speaker_frames} speaker frames per "
+                f"{sampler.gafrg.window}-frame window (a protocol whose windows see the speaker "
+                "after their start): generate with perfrdiff.generation.sequences.WindowStream"
+            )
         self.sampler = sampler
         self.samples = samples
         self.window = sampler.gafrg.window
@@ -100,14 +106,15 @@ class StreamingGenerator:
         """The window starting at frame ``start``; returns its new frames ``(n, M, f, 25)``."""
         w, m, rows = self.window, self.samples, self.n * self.samples
         has_past = start >= w  # as in training: a window before frame w sees no past at all
+        widths = [self.sampler.gafrg.audio_dim, FACE_DIM, EMOTION_DIM]
         if has_past:
             speaker = self._speaker(start - w, start).to(self.device, non_blocking=True)
             speaker = speaker.repeat_interleave(m, dim=0)
             prev = self.tail[:, -(w + self.overlap) : self.tail.shape[1] - self.overlap]
         else:
-            speaker = torch.zeros(rows, w, AUDIO_DIM + FACE_DIM + EMOTION_DIM, device=self.device)
+            speaker = torch.zeros(rows, w, sum(widths), device=self.device)
             prev = torch.zeros(rows, w, EMOTION_DIM, device=self.device)
-        audio, face, emotion = speaker.split([AUDIO_DIM, FACE_DIM, EMOTION_DIM], dim=-1)
+        audio, face, emotion = speaker.split(widths, dim=-1)
         past = torch.full((rows,), has_past, dtype=torch.bool, device=self.device)
         known = self.tail[:, start - self.generated :] if start < self.generated else None
         with torch.no_grad():

@@ -215,8 +215,12 @@ def resolve_protocol(predictions: Path, protocol: str | None) -> Protocol:
 
 def report_name(config: EvaluateConfig) -> str:
     """The report's row label: ``config.name``, else the mode recorded beside the predictions
-    (``generic`` / ``personalised``), else the predictions file's stem."""
-    mode = read_sidecar(config.predictions).get("mode")
+    (``generic`` / ``personalised``, with its REACT 2026 track: ``personalised online``), else
+    the predictions file's stem."""
+    sidecar = read_sidecar(config.predictions)
+    mode, track = sidecar.get("mode"), sidecar.get("track")
+    if isinstance(mode, str) and isinstance(track, str):
+        mode = f"{mode} {track}"
     return config.name or (mode if isinstance(mode, str) else config.predictions.stem)
 
 

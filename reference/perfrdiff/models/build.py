@@ -8,11 +8,13 @@ here.
 from __future__ import annotations
 
 from perfrdiff.config import Config
+from perfrdiff.features import AUDIO_DIMS
 from perfrdiff.models.denoiser import GAFRG
 from perfrdiff.models.emotion_vae import EmotionVAE
 from perfrdiff.models.personalised import PerFRDiff
 from perfrdiff.models.schedule import DDIMSchedule
 from perfrdiff.models.style_encoder import StyleEncoder
+from perfrdiff.protocol import protocol_named
 
 
 def build_vae(config: Config) -> EmotionVAE:
@@ -21,8 +23,17 @@ def build_vae(config: Config) -> EmotionVAE:
 
 
 def build_gafrg(config: Config, vae: EmotionVAE | None = None) -> GAFRG:
-    """The generic denoiser (stage ``gafrg``) around ``vae`` (a new one if ``None``)."""
-    return GAFRG(config.denoiser, vae if vae is not None else build_vae(config), config.data.window)
+    """The generic denoiser (stage ``gafrg``) around ``vae`` (a new one if ``None``): windows
+    of ``data.window`` frames, the speaker context of the run's protocol, the audio width of
+    ``data.audio``."""
+    window = config.data.window
+    return GAFRG(
+        config.denoiser,
+        vae if vae is not None else build_vae(config),
+        window,
+        speaker_frames=sum(protocol_named(config.protocol).context_frames(window)),
+        audio_dim=AUDIO_DIMS[config.data.audio],
+    )
 
 
 def build_style_encoder(config: Config) -> StyleEncoder:

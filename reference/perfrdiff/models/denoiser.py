@@ -58,17 +58,29 @@ class GAFRG(nn.Module):
         config: decoder sizes.
         vae: the speaker-emotion VAE (trained in its own stage; frozen here).
         window: ``w``, frames per listener window.
+        speaker_frames: ``v``, speaker frames one window sees (default ``w``: REACT 2024's
+            window before; REACT 2026's ``2w``: the window before and its own).
+        audio_dim: ``a``, speaker audio features per frame (78 MFCC, 768 wav2vec2).
     """
 
-    def __init__(self, config: DenoiserConfig, vae: EmotionVAE, window: int) -> None:
+    def __init__(
+        self,
+        config: DenoiserConfig,
+        vae: EmotionVAE,
+        window: int,
+        speaker_frames: int | None = None,
+        audio_dim: int = AUDIO_DIM,
+    ) -> None:
         super().__init__()
         d, w = config.d_model, window
         self.window = w
+        self.speaker_frames = w if speaker_frames is None else speaker_frames
+        self.audio_dim = audio_dim
         self.use_prev_window = config.use_prev_window
         # Frozen after its own stage; owned here so one checkpoint holds the whole generic model.
         self.vae = vae
         self.vae.requires_grad_(False)
-        self.speaker = SpeakerEncoder(d, AUDIO_DIM, FACE_DIM, vae.latent_dim, w)
+        self.speaker = SpeakerEncoder(d, audio_dim, FACE_DIM, vae.latent_dim, self.speaker_frames)
         self.prev = nn.Linear(EMOTION_DIM, d)
         self.no_past = nn.Parameter(torch.zeros(d))
         self.time = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
@@ -127,14 +139,15 @@ class GAFRG(nn.Module):
         """Condition tokens of one window, computed once and reused at every denoising step.
 
         Args:
-            speaker_audio: ``(b, w, 78)`` audio of the speaker frames before the listener window.
-            speaker_face: ``(b, w, 58)`` 3DMM of those frames.
-            speaker_emotion: ``(b, w, 25)`` emotion of those frames.
+            speaker_audio: ``(b, v, a)`` audio of the speaker frames the window sees.
+            speaker_face: ``(b, v, 58)`` 3DMM of those frames.
+            speaker_emotion: ``(b, v, 25)`` emotion of those frames.
             prev_emotion: ``(b, w, 25)`` the previous listener window (zeros if none).
             has_past: ``(b,)`` bool, whether ``prev_emotion`` is real.
 
         Returns:
-            ``(b, m, d)`` memory tokens (``m = 3w + 1`` with the previous window, else ``2w + 1``).
+            ``(b, m, d)`` memory tokens (``m = 2v + w + 1`` with the previous window, else
+                ``2v + 1``).
         """
         tokens = self.speaker(speaker_audio, speaker_face, speaker_emotion, self.vae)
         if not self.use_prev_window:

@@ -21,16 +21,39 @@ log = logging.getLogger(__name__)
 Datasets = tuple[Dataset, Dataset | None]
 
 
-def _check_react2024(config: Config) -> None:
-    protocol_named(config.protocol).check_fixed_clips("the training datasets")
+def _any_length(config: Config) -> bool:
+    """Whether the run's protocol has sequences of any length (REACT 2026, the MARS layout)."""
+    return protocol_named(config.protocol).clip_frames is None
+
+
+def mars_store(config: Config, split: str):
+    """The :class:`~perfrdiff.data.react2026.MarsStore` of ``split`` as the run reads it."""
+    from perfrdiff.data.react2026.store import open_store
+
+    return open_store(
+        config.data.root, split, protocol_named(config.protocol).fps, config.data.audio
+    )
+
+
+def mars_window_datasets(config: Config, history_needed: bool) -> Datasets:
+    """REACT 2026 windows (:class:`~perfrdiff.data.react2026.windows.MarsWindows`)."""
+    from perfrdiff.data.react2026.windows import MarsWindows
+
+    d = config.data
+    make = lambda split, random_start: MarsWindows(  # noqa: E731
+        mars_store(config, split), protocol_named(config.protocol), d.window, d.history_frames,
+        seed=config.seed, random_start=random_start, history_needed=history_needed,
+    )  # fmt: skip
+    return make("train", True), _optional(lambda: make("val", False))
 
 
 def window_datasets(config: Config, history_needed: bool = False) -> Datasets:
-    """Listener windows with the speaker's past (stages ``emotion-vae`` and ``gafrg``, which
+    """Listener windows with the speaker context (stages ``emotion-vae`` and ``gafrg``, which
     read no history)."""
     from perfrdiff.data import WindowDataset
 
-    _check_react2024(config)
+    if _any_length(config):
+        return mars_window_datasets(config, history_needed)
     d = config.data
     make = lambda split: WindowDataset(  # noqa: E731
         d.root, split, window=d.window, history_frames=d.history_frames, seed=config.seed,
@@ -51,6 +74,16 @@ def _optional(make: Callable[[], Dataset]) -> Dataset | None:
         log.warning("no validation split (%s): validation is skipped", err)
         return None
     return dataset if len(dataset) else None
+
+
+def _contrastive(dataset: StyleClips | None) -> StyleClips | None:
+    """``dataset``, or ``None`` (validation skipped, logged) when it holds fewer than two
+    listeners: a contrastive loss needs two (a MARS session is one listener)."""
+    if dataset is not None and len(dataset.groups) < 2:
+        log.warning("validation split has %d listener(s): style validation is skipped",
+                    len(dataset.groups))  # fmt: skip
+        return None
+    return dataset
 
 
 class StyleClips(Dataset):
@@ -75,8 +108,14 @@ class StyleClips(Dataset):
 def style_datasets(config: Config) -> Datasets:
     from perfrdiff.data import ListenerClipDataset
 
-    _check_react2024(config)
     key = config.style.input
+    if _any_length(config):
+        from perfrdiff.data.react2026.windows import MarsListenerSegments
+
+        make_mars = lambda split: StyleClips(  # noqa: E731
+            MarsListenerSegments(mars_store(config, split), config.style.frames, config.seed), key
+        )
+        return make_mars("train"), _contrastive(_optional(lambda: make_mars("val")))
     make = lambda split: StyleClips(  # noqa: E731
         ListenerClipDataset(config.data.root, split, frames=config.style.frames, seed=config.seed),
         key,

@@ -29,6 +29,7 @@ from perfrdiff.models import (
     vae_loss,
     x0_loss,
 )
+from perfrdiff.protocol import protocol_named
 from perfrdiff.training.loop import Batch, Objective
 from weditlib import DenseShift, LowRankShift, RowRangeShift
 
@@ -45,9 +46,20 @@ class EmotionVAEObjective(Objective):
         self.kl_weight = kl_weight
 
     def forward(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
-        x = torch.cat([batch["speaker_emotion"], batch["listener_emotion"]]).float()
+        speaker, listener = batch["speaker_emotion"].float(), batch["listener_emotion"].float()
+        if speaker.shape[1] != listener.shape[1]:  # REACT 2026: a 2w speaker context
+            return self._mean_of(speaker, listener)
+        x = torch.cat([speaker, listener])
         recon, mu, logvar = self.trained(x)
         return vae_loss(recon, x, mu, logvar, self.kl_weight)
+
+    def _mean_of(self, *windows: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """The mean of the losses of windows of different lengths (each its own batch)."""
+        results = [vae_loss(recon, x, mu, logvar, self.kl_weight)
+                   for x in windows for recon, mu, logvar in [self.trained(x)]]  # fmt: skip
+        logs = [log_values for _, log_values in results]
+        loss = sum(loss for loss, _ in results) / len(results)
+        return loss, {key: sum(m[key] for m in logs) / len(logs) for key in logs[0]}
 
 
 class StyleObjective(Objective):
@@ -215,10 +227,22 @@ def gafrg_objective(run: Run) -> GAFRGObjective:
     d = run.config.diffusion
     gafrg = run.build("gafrg", trained=False)  # around the trained, frozen VAE
     if gafrg.scaler is not None:
-        from perfrdiff.data import listener_emotion_statistics
-
-        gafrg.scaler.fit(*listener_emotion_statistics(run.config.data.root, "train"))
+        gafrg.scaler.fit(*training_emotion_statistics(run.config))
     return GAFRGObjective(gafrg, run.schedule, d.cond_drop, d.prev_drop)
+
+
+def training_emotion_statistics(config: Config) -> tuple[Tensor, Tensor]:
+    """``(mean, std)`` ``(25,)`` of the training split's listener emotion, read from its
+    protocol's layout."""
+    if protocol_named(config.protocol).clip_frames is None:
+        from perfrdiff.data.react2026.windows import listener_emotion_moments
+        from perfrdiff.training.datasets import mars_store
+
+        mean, std = listener_emotion_moments(mars_store(config, "train"))
+        return torch.from_numpy(mean), torch.from_numpy(std)
+    from perfrdiff.data import listener_emotion_statistics
+
+    return listener_emotion_statistics(config.data.root, "train")
 
 
 def pwsg_objective(run: Run) -> PWSGObjective:

@@ -70,11 +70,17 @@ def check_can_train(run: Run, stages: Sequence[str]) -> None:
     stages under a config they do not fit.
 
     Raises:
-        perfrdiff.data.DataError: ``{data.root}/train.csv`` is missing or unreadable.
+        perfrdiff.data.DataError: ``{data.root}/train.csv`` is missing or unreadable (REACT
+            2026: the train split has no dyad).
         FileNotFoundError, perfrdiff.rundir.StageMismatch: see
             :func:`~perfrdiff.rundir.check_stage`.
     """
-    read_split_csv(run.config.data.root, "train")
+    if run.protocol.clip_frames is None:
+        from perfrdiff.data.react2026 import find_dyads
+
+        find_dyads(run.config.data.root, "train")
+    else:
+        read_split_csv(run.config.data.root, "train")
     for position, name in enumerate(stages):
         for required in stage(name).requires:
             if required not in stages[:position]:

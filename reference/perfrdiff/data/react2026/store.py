@@ -23,14 +23,12 @@ from perfrdiff.data.react2026.layout import (
     with_personality,
 )
 from perfrdiff.data.react2026.readers import mfcc_sequence, open_sequence, read_frames
-from perfrdiff.features import AUDIO_DIM, EMOTION_DIM, FACE_DIM
+from perfrdiff.features import AUDIO_DIMS, EMOTION_DIM, FACE_DIM, WAV2VEC_DIM
 
 log = logging.getLogger(__name__)
 
-#: Width of the ``audio-features`` (wav2vec2-base) per frame.
-WAV2VEC_DIM = 768
-#: ``audio`` choice -> width of the speaker audio per frame.
-AUDIO_WIDTHS = {"features": WAV2VEC_DIM, "mfcc": AUDIO_DIM, "none": 0}
+#: ``audio`` choice -> width of the speaker audio per frame (``none``: no audio, 0).
+AUDIO_WIDTHS = {**AUDIO_DIMS, "none": 0}
 #: Where MFCC features computed from the wavs are cached (memory-mapped ``.npy``).
 MFCC_CACHE_DIR = "audio-mfcc"
 
@@ -161,3 +159,12 @@ def read_face_statistics(mean: str | Path, std: str | Path) -> tuple[np.ndarray,
     if (out[1] <= 0).any():
         raise DataError(f"{std}: every std must be > 0")
     return out[0], out[1]
+
+
+def open_store(root: str | Path, split: str, fps: int, audio: str) -> MarsStore:
+    """``split`` of the MARS dataset at ``root`` as a run reads it: the personality table when
+    the split has one (else items carry zero personality, logged)."""
+    table = Path(root) / split / PERSONALITY_DIR / "listener.csv"
+    if not table.is_file():
+        log.warning("%s: no personality table: items carry zero personality", table)
+    return MarsStore(root, split, fps, audio, personality=table.is_file())

@@ -1,0 +1,74 @@
+"""``perfrdiff generate`` under a protocol of sequences of any length (REACT 2026): the four
+tracks, each written as ``<out>/<mode>-<track>/predictions.npz`` (one ``(M, T, 25)`` array per
+test dyad, keyed ``<session>/<stem>``) with a JSON sidecar that ``perfrdiff evaluate`` reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from perfrdiff.distributed import Distributed
+from perfrdiff.generation.mars import TRACKS, save_sequence_predictions
+from perfrdiff.run import Run
+
+
+def generate_sequences(
+    args: argparse.Namespace,
+    trained: Run,
+    modes: tuple[str, ...],
+    history: np.ndarray | None,
+    env: Distributed,
+) -> int:
+    """Generate ``modes`` × ``--track`` for ``--split`` and write them (module docstring).
+
+    Raises:
+        ValueError: ``env`` holds several processes (sequences are not shared across them yet).
+    """
+    if env.enabled:
+        raise ValueError(
+            "protocol react2026: generate runs in one process (its sequences are not shared "
+            f"across {env.world_size} torchrun processes yet); run it without torchrun"
+        )
+    tracks = TRACKS if args.track in (None, "both") else (args.track,)
+    own_histories = "personalised" in modes and history is None
+    data = trained.sequence_set(args.split, args.limit, histories=own_histories)
+    if history is not None:
+        data.histories = [history] * len(data.dyads)
+    predictions = trained.generate_sequences(data, modes, tracks, seed=args.seed)
+    out = Path(args.out) if args.out else Path(args.run_dir) / "generate"
+    for name, arrays in predictions.items():
+        mode, track = name.split("-")
+        meta = {
+            "mode": mode,
+            "track": track,
+            "split": args.split,
+            "run_dir": str(args.run_dir),
+            "data_root": str(trained.config.data.root),
+            "seed": args.seed,
+            "items": len(arrays),
+            **trained.sampling_info(),
+        }
+        if mode == "personalised":
+            kinds = data.history_kinds
+            meta["history"] = {k: kinds.count(k) for k in sorted(set(kinds))} or "given"
+        path = save_sequence_predictions(
+            dict(zip(data.keys, arrays, strict=True)), out / name / "predictions.npz", meta
+        )
+        print(f"{name}: {path}")
+    return 0
+
+
+def check_track(args: argparse.Namespace, trained: Run) -> None:
+    """``--track`` is a REACT 2026 choice.
+
+    Raises:
+        ValueError: it was given under a protocol of fixed clips.
+    """
+    if args.track is not None and trained.protocol.clip_frames is not None:
+        raise ValueError(
+            f"--track: protocol {trained.protocol.name!r} generates online clips only; "
+            "--track is for protocol react2026"
+        )
