@@ -1,0 +1,188 @@
+"""The eeg stage (REACT 2026): what each window of the head sees, the masked loss, training on a
+written MARS twin with EEG, when `train all` includes the stage, and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from perfrdiff.cli import main
+from perfrdiff.config import load_config
+from perfrdiff.data import DataError
+from perfrdiff.data.react2026.synthetic import MarsSyntheticConfig, write_mars_dataset
+from perfrdiff.models.build import build_eeg_head
+from perfrdiff.models.eeg_head import masked_mse
+from perfrdiff.run import Run
+from perfrdiff.rundir import StageMismatch
+from perfrdiff.stages import STAGE_NAMES, run_stages
+from perfrdiff.training.eeg import EegCrops, eeg_datasets, eeg_objective, eeg_store
+from torch.utils.data import default_collate
+
+GENERATOR_STAGES = ("emotion-vae", "style", "gafrg", "pwsg")
+
+
+@pytest.fixture(scope="module")
+def twin(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mars_eeg")
+    config = MarsSyntheticConfig(
+        seed=3,
+        sessions={"train": 3, "val": 1, "test": 1},
+        dyads_per_session=(2, 2),
+        lengths=(58, 299, 400),
+        eeg_fraction=1.0,
+    )
+    write_mars_dataset(root, config)
+    return root
+
+
+def _config(root, *overrides):
+    return load_config("tiny", ["protocol=react2026", f"data.root={root}", *overrides])
+
+
+def _head():
+    head = build_eeg_head(_config("unused")).eval()
+    torch.manual_seed(0)
+    return head, torch.randn(1, 120, 25), torch.randn(1, 120, head.speaker_dim)
+
+
+def _changed_frames(before, after):
+    return set(torch.nonzero((before - after).abs().amax(-1)[0] > 0).flatten().tolist())
+
+
+def test_a_window_reads_its_own_listener_frames():
+    head, listener, speaker = _head()
+    with torch.no_grad():
+        base = head(listener, speaker)
+        listener[0, 40] += 1.0  # window 1 = frames 30..59
+        assert _changed_frames(base, head(listener, speaker)) == set(range(30, 60))
+
+
+def test_a_window_reads_the_speaker_over_the_window_before_and_its_own():
+    head, listener, speaker = _head()
+    with torch.no_grad():
+        base = head(listener, speaker)
+        speaker[0, 40] += 1.0  # seen by window 1 ([0, 60)) and window 2 ([30, 90))
+        assert _changed_frames(base, head(listener, speaker)) == set(range(30, 90))
+        speaker[0, 40] -= 1.0
+        masked = head(listener, speaker, speaker_mask=torch.arange(120)[None] != 40)
+        speaker[0, 40] = 0.0  # a masked frame reads as the speaker's mean, whatever it holds
+        assert torch.equal(masked, head(listener, speaker, torch.arange(120)[None] != 40))
+
+
+def test_windows_per_pass_and_a_length_off_the_window_give_the_same_frames():
+    head, listener, speaker = _head()
+    with torch.no_grad():
+        whole = head(listener[:, :95], speaker[:, :95])
+        assert whole.shape == (1, 95, 14)
+        torch.testing.assert_close(head(listener[:, :95], speaker[:, :95], None, 1), whole)
+        torch.testing.assert_close(whole[:, :90], head(listener, speaker)[:, :90])
+
+
+def test_masked_cells_never_contribute_to_the_loss_or_its_gradient():
+    prediction = torch.randn(2, 6, 14, requires_grad=True)
+    target, mask = torch.randn(2, 6, 14), (torch.rand(2, 6, 14) > 0.5).float()
+    target[mask == 0] = float("nan")  # anything at all where the mask is 0
+    loss = masked_mse(prediction, target, mask)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert (prediction.grad[mask == 0] == 0).all()
+    assert (prediction.grad[mask == 1] != 0).all()
+    kept = mask == 1
+    expected = ((prediction.detach()[kept] - target[kept]) ** 2).mean()
+    torch.testing.assert_close(loss.detach(), expected)
+
+
+def test_masked_targets_leave_the_heads_gradients_unchanged(twin):
+    run = Run(_config(twin), "unused", device="cpu")
+    objective = eeg_objective(run).eval()
+    batch = default_collate([eeg_datasets(run.config)[0][i] for i in range(3)])
+    grads = []
+    for fill in (0.0, 1e3):
+        changed = dict(batch, eeg=torch.where(batch["eeg_mask"] > 0, batch["eeg"], fill))
+        objective.zero_grad()
+        objective(changed)[0].backward()
+        grads.append([p.grad.clone() for p in objective.trained.parameters()])
+    assert 0 < batch["eeg_mask"].mean() < 1  # padding and bad cells are masked
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_crops_start_on_a_window_boundary_of_the_sequence(twin):
+    train, _ = eeg_datasets(_config(twin))
+    for item in range(len(train)):
+        crop = train.crops[item]
+        got, drop = train[item], -int(crop["start"]) % 30
+        assert torch.equal(got["eeg"][: 750 - drop], crop["eeg"][drop:])
+        assert not got["eeg_mask"][750 - drop :].any()
+        assert got["speaker"].shape[-1] == 25 + 58 + 78
+
+
+def test_the_stage_learns_a_fixed_batch(twin):
+    torch.manual_seed(0)
+    run = Run(_config(twin), "unused", device="cpu")
+    objective = eeg_objective(run)
+    train, _ = eeg_datasets(run.config)
+    batch = default_collate([train[i] for i in range(4)])
+    optimiser = torch.optim.Adam(objective.trained.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        loss, _ = objective(batch)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.3 * losses[0], losses[::8]
+
+
+def test_train_eeg_exports_weights_that_refuse_another_head(twin, tmp_path):
+    quick = ["steps=4", "batch_size=4", "val_every=2", "ckpt_every=2", "val_batches=1"]
+    argv = ["train", "eeg", "--config", "tiny", "--data-root", str(twin)]
+    argv += ["--run-dir", str(tmp_path), "--device", "cpu", "--set", "protocol=react2026"]
+    argv += [x for q in quick for x in ("--set", f"train.eeg.{q}")]
+    assert main(argv) == 0
+    lines = (tmp_path / "eeg" / "metrics.jsonl").read_text().splitlines()
+    assert all(math.isfinite(json.loads(x)["loss"]) for x in lines if "loss" in json.loads(x))
+    head = Run.load(tmp_path, "cpu").model("eeg")
+    assert head.speaker_scaler.std.ne(1).any()  # fitted to the training split, saved, loaded
+    with pytest.raises(StageMismatch, match=r"eeg\.d_model"):
+        Run.load(tmp_path, "cpu", overrides=["eeg.d_model=32"]).model("eeg")
+
+
+def test_train_all_has_eeg_only_under_react2026_with_eeg_in_the_training_split(twin, tmp_path):
+    assert (*GENERATOR_STAGES, "eeg") == STAGE_NAMES
+    nowhere = tmp_path / "nowhere"
+    assert run_stages(load_config("tiny", [f"data.root={nowhere}"])) == GENERATOR_STAGES
+    assert run_stages(_config(twin)) == (*GENERATOR_STAGES, "eeg")
+    assert run_stages(_config(nowhere)) == GENERATOR_STAGES
+    no_eeg = tmp_path / "no_eeg"
+    write_mars_dataset(no_eeg, MarsSyntheticConfig(sessions={"train": 1}, lengths=(60,), eeg=False))
+    assert run_stages(_config(no_eeg)) == GENERATOR_STAGES
+
+
+def test_only_listeners_with_eeg_are_read(twin, tmp_path):
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(twin, root)
+    first = eeg_store(_config(root), "train").dyads[0]
+    (root / "train" / "eeg_processed" / f"{first.listener}.csv").unlink()
+    assert first not in eeg_store(_config(root), "train").dyads
+
+
+def test_bad_input_is_named(twin, tmp_path):
+    with pytest.raises(ValueError, match="protocol: the eeg stage reads"):
+        eeg_datasets(load_config("tiny", [f"data.root={twin}"]))
+    no_eeg = tmp_path / "no_eeg"
+    write_mars_dataset(no_eeg, MarsSyntheticConfig(sessions={"train": 1}, lengths=(60,), eeg=False))
+    with pytest.raises(DataError, match=r"eeg_processed.*no listener of split 'train' has EEG"):
+        eeg_datasets(_config(no_eeg))
+    head, listener, speaker = _head()
+    with pytest.raises(ValueError, match="listener: expected"):
+        head(listener[..., :24], speaker)
+    with pytest.raises(ValueError, match="speaker: expected"):
+        head(listener, speaker[:, :50])
+    with pytest.raises(ValueError, match="one shape"):
+        masked_mse(torch.zeros(2, 14), torch.zeros(2, 14), torch.zeros(2, 13))
+    assert isinstance(eeg_datasets(_config(twin))[0], EegCrops)
