@@ -383,6 +383,9 @@ class EEGConfig(_Checked):
     layers: int = _setting(2, _at_least(1), role=_EEG)
     ffn_dim: int = _setting(128, _at_least(1), role=_EEG)
     dropout: float = _setting(0.1, _below_one, role=training_of("eeg"))
+    # Speaker frames per token (their features side by side): 5 makes the 60 frames of REACT
+    # 2026's context 12 tokens instead of 60. Must divide the protocol's window.
+    speaker_patch: int = _setting(5, _at_least(1), role=_EEG)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -4,10 +4,12 @@ window see.
 
 Window ``i`` covers frames ``[i·w, i·w + w)``. Its tokens are the ``w`` listener emotion frames of
 the window and the speaker frames ``[i·w − before·w, i·w + after·w)`` (the protocol's speaker
-context; zero before the first frame and past the last), each projected to ``d_model`` and given
-a learned embedding of its slot. A transformer encoder mixes them; the listener tokens' outputs
-map to the 14 targets. The speaker's emotion, 3DMM and audio are standardised with statistics
-of the training split, fitted once and saved with the weights (:class:`FeatureScaler`).
+context; zero before the first frame and past the last), the listener's one token per frame, the
+speaker's one token per ``speaker_patch`` frames (their features side by side: fewer tokens, the
+same frames), each projected to ``d_model`` and given a learned embedding of its slot. A
+transformer encoder mixes them; the listener tokens' outputs map to the 14 targets. The
+speaker's emotion, 3DMM and audio are standardised with statistics of the training split,
+fitted once and saved with the weights (:class:`FeatureScaler`).
 
 The listener's reaction is an input on purpose: EEG is the listener's, and it goes with their
 reaction (in the synthetic twin it is a function of it). Training reads the real reaction;
@@ -35,8 +37,8 @@ class EEGHead(nn.Module):
     ``(b, t, s)``.
 
     Args:
-        config: ``d_model``, ``heads``, ``layers``, ``ffn_dim``, ``dropout`` (the ``eeg`` config
-            section).
+        config: ``d_model``, ``heads``, ``layers``, ``ffn_dim``, ``dropout``, ``speaker_patch``
+            (the ``eeg`` config section).
         speaker_dim: ``s``, the speaker's features per frame (emotion, 3DMM, audio).
         window: ``w``, frames per window (the protocol's).
         context: ``(before, after)`` windows of speaker context (the protocol's).
@@ -52,12 +54,19 @@ class EEGHead(nn.Module):
                 f"window, context: expected w >= 1 and (before, after) >= 0 with at least one "
                 f"window of speaker context, got {window}, {context}"
             )
+        self.patch = config.speaker_patch
+        if window % self.patch:
+            raise ValueError(
+                f"eeg.speaker_patch: must divide the protocol's window of {window} frames, got "
+                f"{self.patch}"
+            )
         self.window, self.context, self.speaker_dim = window, (before, after), speaker_dim
         d = config.d_model
         self.speaker_scaler = FeatureScaler(speaker_dim)
         self.listener_in = nn.Linear(EMOTION_DIM, d)
-        self.speaker_in = nn.Linear(speaker_dim, d)
-        self.slots = nn.Parameter(torch.randn(window * (1 + before + after), d) * 0.02)
+        self.speaker_in = nn.Linear(speaker_dim * self.patch, d)
+        speaker_tokens = (before + after) * window // self.patch
+        self.slots = nn.Parameter(torch.randn(window + speaker_tokens, d) * 0.02)
         layer = nn.TransformerEncoderLayer(
             d, config.heads, config.ffn_dim, config.dropout, batch_first=True, norm_first=True
         )
@@ -92,7 +101,11 @@ class EEGHead(nn.Module):
             z = z * speaker_mask[..., None].to(z.dtype)
         # speaker frames [i·w - before·w, i·w + after·w) of window i, zero outside the sequence
         z = F.pad(z, (0, 0, before * w, (n + after) * w - t))
-        seen = rearrange(z.unfold(1, (before + after) * w, w)[:, :n], "b n s l -> (b n) l s")
+        seen = rearrange(
+            z.unfold(1, (before + after) * w, w)[:, :n],
+            "b n s (l p) -> (b n) l (p s)",
+            p=self.patch,
+        )
         mine = rearrange(F.pad(listener, (0, 0, 0, n * w - t)), "b (n w) e -> (b n) w e", w=w)
         tokens = torch.cat([self.listener_in(mine), self.speaker_in(seen)], dim=1) + self.slots
         step = windows_per_pass or tokens.shape[0]
@@ -111,7 +124,10 @@ class EEGHead(nn.Module):
         return tuple(listener.shape)  # type: ignore[return-value]
 
     def extra_repr(self) -> str:
-        return f"window={self.window}, context={self.context}, speaker_dim={self.speaker_dim}"
+        return (
+            f"window={self.window}, context={self.context}, speaker_dim={self.speaker_dim}, "
+            f"speaker_patch={self.patch}"
+        )
 
 
 def masked_mse(prediction: Tensor, target: Tensor, mask: Tensor) -> Tensor:
