@@ -194,8 +194,8 @@ def evaluate_eeg(
         masks: ``n`` masks ``(T'_k, c)``.
 
     Returns:
-        ``EEG_METRICS`` -> value (NaN when no item has that score) and ``EEG_items``: the items
-        whose target had a counted cell.
+        The average of each score of ``EEG_METRICS``, NaN when no item has it, and
+            ``EEG_items``, the number of items whose target had a counted cell.
     """
     if not len(predictions) == len(targets) == len(masks) or not len(predictions):
         raise ValueError(

@@ -135,7 +135,9 @@ def masked_mse(prediction: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     a masked cell adds nothing to the loss or its gradient (its target may be anything).
 
     Args:
-        prediction, target, mask: ``(..., c)`` each.
+        prediction: ``(..., c)``.
+        target: ``(..., c)``; anything where ``mask`` is 0 (NaN included).
+        mask: ``(..., c)``, 1 for a counted cell, 0 otherwise.
     """
     if not prediction.shape == target.shape == mask.shape:
         raise ValueError(
