@@ -68,7 +68,7 @@ def predict_eeg(
     Raises:
         ValueError: naming ``reactions`` or ``speaker`` when their shapes do not fit.
     """
-    reactions = np.asarray(reactions, dtype=np.float32)
+    reactions = np.ascontiguousarray(reactions, dtype=np.float32)
     if reactions.ndim != 3 or len(speaker) != reactions.shape[1]:
         raise ValueError(
             f"reactions: expected (K, T, 25) with T = {len(speaker)} (the speaker's frames), got "
@@ -76,7 +76,7 @@ def predict_eeg(
         )
     device = next(head.parameters()).device
     listener = torch.from_numpy(reactions).to(device)
-    seen = torch.from_numpy(np.asarray(speaker, dtype=np.float32)).to(device)
+    seen = torch.from_numpy(np.ascontiguousarray(speaker, dtype=np.float32)).to(device)
     out = head(listener, seen.expand(len(listener), -1, -1), None, windows_per_pass)
     return out.float().cpu().numpy()
 
