@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 from perfrdiff import Run
-from perfrdiff.config import STAGES, config_to_dict
+from perfrdiff.config import config_to_dict
 from perfrdiff.generation import chance_predictions
 from perfrdiff.likeness import (
     identification,
@@ -54,6 +54,7 @@ from perfrdiff.personalisation import (
     train_input_p,
     variant_run,
 )
+from perfrdiff.stages import run_stages
 from perfrdiff.weights import stage_weights
 
 TARGETS = {"frcorr_ratio": 1.10, "frdist_ratio": 0.90}
@@ -88,7 +89,7 @@ def generation_key(run: Run) -> str:
     data root...), device, precision, and the size and time of every stage's weights file (a
     stage retrained in place)."""
     weights = {}
-    for stage in STAGES:
+    for stage in run_stages(run.config):
         path = stage_weights(run.directory, stage)
         if path.is_file():
             status = path.stat()

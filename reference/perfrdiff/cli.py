@@ -44,6 +44,7 @@ COMMANDS: dict[str, str] = {
     "demo": "demo",
     "ablate": "ablate",
     "view": "view",
+    "eeg": "eeg",
 }
 
 

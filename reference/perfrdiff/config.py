@@ -388,6 +388,31 @@ class PWSGConfig(_Checked):
     fit_prior_weight: bool = _setting(False, role=_PWSG)
 
 
+_EEG = weights_of("eeg")
+
+
+@dataclass
+class EEGConfig(_Checked):
+    """The EEG head (REACT 2026, stage ``eeg``): a small transformer per protocol window that
+    predicts the listener's 14 EEG targets from their reaction and the speaker's context."""
+
+    # The speaker audio it reads: "mfcc" (78-d, from the wavs), "features" (the 768-d
+    # audio-features files) or "none".
+    audio: str = _setting("mfcc", _one_of("mfcc", "features", "none"), role=_EEG)
+    d_model: int = _setting(64, _at_least(1), role=_EEG)
+    heads: int = _setting(4, _at_least(1), role=_EEG)
+    layers: int = _setting(2, _at_least(1), role=_EEG)
+    ffn_dim: int = _setting(128, _at_least(1), role=_EEG)
+    dropout: float = _setting(0.1, _below_one, role=training_of("eeg"))
+    # Speaker frames per token (their features side by side): 5 makes the 60 frames of REACT
+    # 2026's context 12 tokens instead of 60. Must divide the protocol's window.
+    speaker_patch: int = _setting(5, _at_least(1), role=_EEG)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _heads_divide(self)
+
+
 _RESUMABLE = training_of(OWN_STAGE, resumable=True)
 
 
@@ -473,6 +498,7 @@ class Config(_Checked):
     style: StyleConfig = field(default_factory=StyleConfig)
     pwsg: PWSGConfig = field(default_factory=PWSGConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
+    eeg: EEGConfig = field(default_factory=EEGConfig)
     train: dict[str, StageConfig] = field(
         default_factory=lambda: {stage: StageConfig() for stage in STAGES}
     )

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from perfrdiff.changes import retrained_stages
-from perfrdiff.config import STAGES, PWSGConfig, load_config
+from perfrdiff.config import PWSGConfig, load_config
 from perfrdiff.data import ClipStore, SplitIndex, WindowDataset, history_features, person_of
 from perfrdiff.generation import EvaluationSet
 from perfrdiff.generation.reactions import clip_dataset
@@ -39,6 +39,7 @@ from perfrdiff.likeness import Embed, label_set_scores
 from perfrdiff.models import PerFRDiff, build_gafrg
 from perfrdiff.protocol import protocol_named
 from perfrdiff.run import CONFIG_FILE, Run
+from perfrdiff.stages import run_stages
 from perfrdiff.training import train_run, train_stage_of
 from perfrdiff.training.objectives import GAFRGObjective, fit_listener_prior, personalised_loss
 from perfrdiff.weights import load_weights, stage_weights
@@ -192,8 +193,9 @@ def variant_run(base: Run, directory: str | Path, overrides: Sequence[str]) -> R
     already trained in ``directory`` are kept (a rerun resumes)."""
     directory = Path(directory)
     config = load_config(base.directory / CONFIG_FILE, list(overrides))
-    retrain = retrained_stages(base.config, config)
-    for stage in STAGES:
+    stages = run_stages(config)  # a REACT 2024 run has no eeg stage to copy or retrain
+    retrain = [s for s in retrained_stages(base.config, config) if s in stages]
+    for stage in stages:
         if stage not in retrain:
             shutil.copytree(base.directory / stage, directory / stage, dirs_exist_ok=True)
     run = Run(config, directory, base.device, base.precision)

@@ -49,6 +49,8 @@ class Stage:
             whole model).
         exports_requirements: whether the exported weights hold the required models' too
             (GAFRG's hold its VAE), so that loading the trained stage needs no earlier stage.
+        included: ``"module:function"``, ``config -> bool``: whether a run with that config
+            has this stage (``train all`` trains it); ``None``: every run has it.
     """
 
     name: str
@@ -59,6 +61,7 @@ class Stage:
     batch_sampler: str | None = None
     exported: str | None = None
     exports_requirements: bool = False
+    included: str | None = None
 
     def build_model(self, config: Any, *required: Any) -> Any:
         """A new, untrained model of this stage around the ``required`` models."""
@@ -112,6 +115,15 @@ STAGES: dict[str, Stage] = {
             datasets=f"{_DATASETS}:history_window_datasets",
             exported="exported",
         ),
+        # REACT 2026 only, and only where the training split has EEG (perfrdiff.training.eeg)
+        Stage(
+            "eeg",
+            (),
+            model="perfrdiff.models.build:build_eeg_head",
+            objective="perfrdiff.training.eeg:eeg_objective",
+            datasets="perfrdiff.training.eeg:eeg_datasets",
+            included="perfrdiff.training.eeg:has_eeg",
+        ),
     )
 }
 
@@ -128,6 +140,14 @@ def stage(name: str) -> Stage:
     if name not in STAGES:
         raise ValueError(f"stage must be one of {list(STAGES)}, got {name!r}")
     return STAGES[name]
+
+
+def run_stages(config: Any) -> tuple[str, ...]:
+    """The stages a run with ``config`` has, in training order (what ``train all`` trains):
+    every stage without an ``included`` test, and those whose test passes."""
+    return tuple(
+        s.name for s in STAGES.values() if s.included is None or resolve(s.included)(config)
+    )
 
 
 def upstream(name: str) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ from perfrdiff import Run
 from perfrdiff.changes import flat_keys
 from perfrdiff.config import ConfigError, config_to_dict, field_roles, load_config
 from perfrdiff.rundir import StageMismatch
-from perfrdiff.stages import STAGE_NAMES
+from perfrdiff.stages import STAGE_NAMES, upstream
 from perfrdiff.training import ResumeError
 from perfrdiff.training.resume import check_resume
 
@@ -150,7 +150,12 @@ def another_value(key: str, value) -> str | None:
 
 
 TINY = flat_keys(config_to_dict(load_config("tiny")))
-WEIGHTS_KEYS = [k for k, role in field_roles().items() if role.kind == "weights"]
+# Keys that define the generator's weights (pwsg or a stage it is built on); the eeg head's own
+# keys are checked by tests/perfrdiff/test_eeg_stage.py.
+GENERATOR = {"pwsg", *upstream("pwsg")}
+WEIGHTS_KEYS = [
+    k for k, role in field_roles().items() if role.kind == "weights" and GENERATOR & {*role.defines}
+]
 # Values that only make sense with another one changed too (named in the rows above;
 # pwsg.condition: a protocol whose data has personality; data.audio=features needs protocol
 # react2026, the layout with 768-d audio features).

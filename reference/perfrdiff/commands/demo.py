@@ -22,7 +22,7 @@ from perfrdiff.commands.common import (
     add_overrides_argument,
     check_output_folder,
 )
-from perfrdiff.config import STAGES, load_config
+from perfrdiff.config import load_config
 
 log = logging.getLogger(__name__)
 _SESSIONS = " ".join(map(str, DEMO_SESSIONS.values()))
@@ -92,7 +92,7 @@ def demo(
     run = Run(config, out / "run", device, precision)
     ensure_dataset(data_root, sessions, seed)
     timings = {"data": time.perf_counter() - start}
-    train_run(run, STAGES)
+    train_run(run)
     timings["train"] = time.perf_counter() - start - sum(timings.values())
     data = run.evaluation_set("test")
     predictions = run.generate("test", seed=seed, data=data)

@@ -76,6 +76,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-eeg", action="store_true", help="react2026: write no EEG (default: write it)"
     )
     parser.add_argument(
+        "--eeg-fraction",
+        type=float,
+        default=MarsSyntheticConfig().eeg_fraction,
+        help="react2026: fraction of listener sequences with an EEG file (default: %(default)s)",
+    )
+    parser.add_argument(
         "--audio-features",
         action="store_true",
         help="react2026: also write 768-d audio-features (default: wav only)",
@@ -114,6 +120,7 @@ def mars_config_from_args(args: argparse.Namespace) -> MarsSyntheticConfig:
         noise=args.noise,
         share=args.personality_share,
         eeg=not args.no_eeg,
+        eeg_fraction=args.eeg_fraction,
         audio_features=args.audio_features,
     )
 

@@ -1,4 +1,5 @@
-"""Train a PerFRDiff stage (emotion-vae, style, gafrg, pwsg) or all of them in order.
+"""Train a PerFRDiff stage (emotion-vae, style, gafrg, pwsg, eeg) or all of a run's in order
+(eeg only under protocol react2026 with EEG in the training split).
 
 Each stage writes <run-dir>/<stage>/{model.safetensors, model.json, metrics.jsonl, checkpoints/}.
 Later stages load earlier ones from the same run directory. Multi-process: launch with
@@ -21,7 +22,12 @@ from perfrdiff.run import Run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("stage", choices=[*STAGES, "all"], help="stage to train, or all in order")
+    parser.add_argument(
+        "stage",
+        choices=[*STAGES, "all"],
+        help="stage to train, or all of the run's in order (eeg: only under protocol react2026 "
+        "with EEG in the training split)",
+    )
     add_config_arguments(parser)
     add_device_arguments(parser)
     add_run_dir_argument(parser, "run directory")
@@ -34,7 +40,6 @@ def run(args: argparse.Namespace) -> int:
     from perfrdiff.training import train_run
 
     check_output_folder(args.run_dir, "--run-dir")
-    stages = list(STAGES) if args.stage == "all" else [args.stage]
     run = Run(config_from_args(args), args.run_dir, args.device, args.precision)
-    train_run(run, stages, args.resume)
+    train_run(run, None if args.stage == "all" else [args.stage], args.resume)
     return 0

@@ -8,8 +8,10 @@ here.
 from __future__ import annotations
 
 from perfrdiff.config import Config
-from perfrdiff.features import AUDIO_DIMS
+from perfrdiff.data.react2026.store import AUDIO_WIDTHS
+from perfrdiff.features import AUDIO_DIMS, EMOTION_DIM, FACE_DIM
 from perfrdiff.models.denoiser import GAFRG
+from perfrdiff.models.eeg_head import EEGHead
 from perfrdiff.models.emotion_vae import EmotionVAE
 from perfrdiff.models.personalised import PerFRDiff
 from perfrdiff.models.schedule import DDIMSchedule
@@ -54,3 +56,11 @@ def build_schedule(config: Config) -> DDIMSchedule:
     """The diffusion schedule a run trains and samples with."""
     d = config.diffusion
     return DDIMSchedule(d.train_steps, eta=d.eta, prediction=d.prediction)
+
+
+def build_eeg_head(config: Config) -> EEGHead:
+    """The EEG head (stage ``eeg``): the protocol's window and speaker context, the speaker's
+    emotion, 3DMM and ``eeg.audio``."""
+    protocol = protocol_named(config.protocol)
+    speaker_dim = EMOTION_DIM + FACE_DIM + AUDIO_WIDTHS[config.eeg.audio]
+    return EEGHead(config.eeg, speaker_dim, protocol.window, protocol.speaker_context)

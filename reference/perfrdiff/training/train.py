@@ -17,9 +17,10 @@ from torch import nn
 
 from perfrdiff.config import save_config
 from perfrdiff.data import read_split_csv
+from perfrdiff.data.react2026 import find_dyads
 from perfrdiff.run import CONFIG_FILE, Run
 from perfrdiff.rundir import check_stage, run_dir_lock, stage_record
-from perfrdiff.stages import STAGE_NAMES, stage
+from perfrdiff.stages import run_stages, stage
 from perfrdiff.training.distributed import Distributed, init_distributed, shutdown
 from perfrdiff.training.loop import StageTraining, train_stage
 from perfrdiff.training.resume import check_resume
@@ -28,10 +29,10 @@ log = logging.getLogger(__name__)
 
 
 def train_run(
-    run: Run, stages: Sequence[str] = STAGE_NAMES, resume: bool = False
+    run: Run, stages: Sequence[str] | None = None, resume: bool = False
 ) -> dict[str, Path]:
     """Train ``stages`` of ``run`` in order (``torchrun`` for several processes); returns
-    stage -> exported weights.
+    stage -> exported weights. ``None``: the run's stages (:func:`~perfrdiff.stages.run_stages`).
 
     Raises:
         ValueError: an unknown stage (before any work).
@@ -40,6 +41,8 @@ def train_run(
         FileNotFoundError, perfrdiff.rundir.StageMismatch: an earlier stage the given ones load
             is missing or does not fit the config (see :func:`check_can_train`).
     """
+    if stages is None:
+        stages = run_stages(run.config)
     stages = [stage(name).name for name in stages]  # unknown names fail before any work
     if not run.directory.exists():  # cheap there (no weights to verify): create no folder for
         check_can_train(run, stages)  # a training that cannot start
@@ -70,14 +73,12 @@ def check_can_train(run: Run, stages: Sequence[str]) -> None:
     stages under a config they do not fit.
 
     Raises:
-        perfrdiff.data.DataError: ``{data.root}/train.csv`` is missing or unreadable (REACT
-            2026: the train split has no dyad).
+        perfrdiff.data.DataError: ``{data.root}/train.csv`` is missing or unreadable (the
+            MARS layout of protocol ``react2026``: ``{data.root}/train`` has no dyad).
         FileNotFoundError, perfrdiff.rundir.StageMismatch: see
             :func:`~perfrdiff.rundir.check_stage`.
     """
-    if run.protocol.clip_frames is None:
-        from perfrdiff.data.react2026 import find_dyads
-
+    if run.protocol.clip_frames is None:  # sequences of any length: the MARS layout
         find_dyads(run.config.data.root, "train")
     else:
         read_split_csv(run.config.data.root, "train")
