@@ -34,6 +34,7 @@ from perfrdiff.generation import (
     with_listener_history,
     with_style_input,
 )
+from perfrdiff.generation.postprocess import postprocess
 from perfrdiff.models import DDIMSchedule, build_schedule
 from perfrdiff.protocol import Protocol, protocol_named
 from perfrdiff.rundir import load_stage_weights
@@ -198,7 +199,9 @@ class Run:
             raise FloatingPointError(
                 f"{mode} generation produced NaN or infinite reactions: {cause}"
             )
-        return self.protocol.finish(reactions.float().cpu().numpy())
+        g = self.config.generate
+        reactions = postprocess(reactions.float(), g.clamp, g.smooth_sigma)
+        return self.protocol.finish(reactions.cpu().numpy())
 
     def sampling_info(self) -> dict:
         """How the run samples (recorded beside saved predictions)."""
