@@ -24,7 +24,6 @@ import argparse
 import json
 import logging
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -137,7 +136,6 @@ def ratios(a: dict, b: dict, listeners: list[str], rounds: int) -> dict[str, dic
 
 
 def benchmark_run(name: str, run_dir: Path, args: argparse.Namespace) -> dict:
-    start = time.perf_counter()
     candidates = [("base", ""), *args.candidate]
     base_run = Run.load(run_dir, device=args.device)
     data = base_run.evaluation_set(args.split)
@@ -169,7 +167,6 @@ def benchmark_run(name: str, run_dir: Path, args: argparse.Namespace) -> dict:
             }
         row["factors"] = {m: factor_tables(pooled[m]) for m in METHODS}
         report["candidates"].append(row)
-    report["seconds"] = time.perf_counter() - start
     return report
 
 

@@ -43,10 +43,11 @@ def ccc_factors(x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
         y: ``(p, t, d)`` the real sequence each is paired with.
 
     Returns:
-        ``(p, d)`` float64 each: ``"ccc"``, ``"correlation"`` (Pearson ``r`` clipped to
-        ``[-1, 1]``, 0 where a channel is constant), ``"scale"``, ``"location"``,
-        ``"sd_ratio"`` (``sx / sy``, NaN where ``sy = 0``) and ``"mean_gap"`` (``mx - my``);
-        ``ccc = correlation * scale * location`` up to the challenge's ``1e-8``.
+        ``(p, d)`` float64 arrays keyed ``"ccc"``, ``"correlation"`` (Pearson ``r`` clipped
+            to ``[-1, 1]``, 0 where a channel is constant), ``"scale"``, ``"location"``,
+            ``"sd_ratio"`` (``sx / sy``, NaN where ``sy = 0``) and ``"mean_gap"``
+            (``mx - my``), with ``ccc = correlation * scale * location`` up to the
+            challenge's ``1e-8``.
 
     Raises:
         ValueError: ``x`` and ``y`` are not two arrays of one ``(p, t, d)`` shape.
