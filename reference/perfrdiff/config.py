@@ -472,6 +472,11 @@ class GenerateConfig(_Checked):
     # paper's), "dpmpp-2m" (DPM-Solver++ 2M) or "unipc" (UniPC bh2, order 2); the higher-order
     # ones reuse the last steps' predictions and are deterministic (diffusion.eta must be 0).
     solver: str = _setting("ddim", _one_of("ddim", "dpmpp-2m", "unipc"), role=SAMPLING)
+    # Generated clips as the features are defined (perfrdiff.generation.postprocess): clamp
+    # AUs and expressions to [0, 1], valence/arousal to [-1, 1]; smooth over time with a
+    # Gaussian of this many frames (0: off; it reads ceil(4 sigma) frames ahead).
+    clamp: bool = _setting(False, role=SAMPLING)
+    smooth_sigma: float = _setting(0.0, _at_least(0), role=SAMPLING)
 
 
 @dataclass

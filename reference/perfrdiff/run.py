@@ -37,6 +37,7 @@ from perfrdiff.generation import (
     with_style_input,
 )
 from perfrdiff.generation.mars import TRACKS, MarsSequences
+from perfrdiff.generation.postprocess import postprocess
 from perfrdiff.models import DDIMSchedule, build_schedule
 from perfrdiff.protocol import Protocol, protocol_named
 from perfrdiff.rundir import load_stage_weights
@@ -205,7 +206,7 @@ class Run:
                     batches,
                     env.is_main,
                 )
-            return [self._finite(r, mode).float().cpu().numpy() for r in reactions]
+            return [self._postprocessed(self._finite(r, mode)) for r in reactions]
 
         parts = run_shards(env, batch_count(len(data.clips), per_batch), compute)
         return None if parts is None else self.protocol.finish(np.concatenate(parts))
@@ -228,6 +229,12 @@ class Run:
                 f"{mode} generation produced NaN or infinite reactions: {cause}"
             )
         return reactions
+
+    def _postprocessed(self, reactions: torch.Tensor) -> np.ndarray:
+        """``(..., t, 25)`` generated reactions smoothed and clamped as ``generate.smooth_sigma``
+        and ``generate.clamp`` say (before the protocol's :meth:`~Protocol.finish`)."""
+        g = self.config.generate
+        return postprocess(reactions.float(), g.clamp, g.smooth_sigma).cpu().numpy()
 
     def sampling_info(self) -> dict:
         """How the run samples (recorded beside saved predictions)."""
@@ -292,7 +299,9 @@ class Run:
                     )  # fmt: skip
                 if not all(np.isfinite(a).all() for a in arrays):
                     raise FloatingPointError(f"{mode} {track} generation produced NaN or inf")
-                out[f"{mode}-{track}"] = [self.protocol.finish(a) for a in arrays]
+                out[f"{mode}-{track}"] = [
+                    self.protocol.finish(self._postprocessed(torch.from_numpy(a))) for a in arrays
+                ]
         return out
 
     def evaluation_set(
