@@ -37,11 +37,15 @@ from perfrdiff.config import load_config
 from perfrdiff.device import autocast
 from perfrdiff.generation.mars import (
     MarsSequences,
+    read_histories,
     sample_sequences,
     save_sequence_predictions,
 )
+from perfrdiff.metrics.react2026 import CHALLENGE_SEED, appropriate_sets, evaluate_sequences
 from perfrdiff.metrics.report import EvaluateConfig, evaluate_saved_predictions
+from perfrdiff.metrics.report_react2026 import load_sequence_predictions
 from perfrdiff.personalisation import mean_offset_predictions, variant_run
+from perfrdiff.protocol import Protocol
 from perfrdiff.run import CONFIG_FILE, Run
 from perfrdiff.rundir import stage_weights
 from perfrdiff.stages import STAGES
@@ -102,6 +106,46 @@ def offset_arrays(raw: list[np.ndarray], data: MarsSequences) -> list[np.ndarray
     ]
 
 
+def held_out_items(run: Run, histories: bool, max_frames: int | None) -> MarsSequences:
+    """The test split's items (those of at most ``max_frames`` frames), with each item's
+    history (another dyad of its listener) when ``histories``."""
+    data = run.sequence_set("test", histories=False)
+    if max_frames is not None:
+        keep = [i for i, t in enumerate(data.lengths) if t <= max_frames]
+        dyads, lengths = [data.dyads[i] for i in keep], [data.lengths[i] for i in keep]
+        data = MarsSequences(data.store, dyads, lengths, personality=data.personality[keep])
+    if not histories:
+        return data
+    d = run.config.data
+    return read_histories(data, d.history_frames, run.config.style.input, d.allow_same_clip_history)
+
+
+def score(path: Path, data: MarsSequences, protocol: Protocol) -> dict[str, float]:
+    """What ``perfrdiff evaluate --protocol react2026`` computes
+    (:func:`~perfrdiff.metrics.report_react2026.evaluate_mars`), over ``data``'s items only:
+    the challenge's seeded appropriate-set draw among them, AU rounding, sample-0 TLCC."""
+    store, dyads = data.store, data.dyads
+    predictions = load_sequence_predictions(path, data.keys)
+    read = [(store.read("emotion", d.listener, 0, t), store.read("emotion", d.speaker, 0, t))
+            for d, t in zip(dyads, data.lengths, strict=True)]  # fmt: skip
+    sets = appropriate_sets([d.session for d in dyads], protocol.appropriate_others, CHALLENGE_SEED)
+    metrics = protocol.metrics
+    return evaluate_sequences(
+        [protocol.finish(p) for p in predictions], [r[0] for r in read], [r[1] for r in read],
+        sets, max_lag=metrics.tlcc_max_lag, first_sample_only=metrics.tlcc_first_sample_only,
+    )  # fmt: skip
+
+
+def evaluate(path: Path, data: MarsSequences, protocol: Protocol, every: bool) -> dict:
+    """The metrics of one row: through ``perfrdiff evaluate``'s function when ``data`` holds
+    every test item, else :func:`score` over the items kept."""
+    if not every:
+        return score(path, data, protocol)
+    config = EvaluateConfig(path, output=path.with_suffix(""), n_jobs=1)
+    config.protocol = "react2026"
+    return evaluate_saved_predictions(config)[0]
+
+
 def one_seed(args: argparse.Namespace, seed: int) -> dict:
     """Train, generate and score the five rows of one seed."""
     folder = args.runs / f"seed{seed}"
@@ -113,7 +157,7 @@ def one_seed(args: argparse.Namespace, seed: int) -> dict:
         runs[condition] = variant_run(base, folder / condition, CONDITIONS[condition])
     timings["train_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    data = base.sequence_set("test")  # each item's history: another dyad of its listener
+    data = held_out_items(base, True, args.max_frames)
     raw = online(base, data, "generic", args.samples, args.generate_seed)
     finished = [base.protocol.finish(a) for a in raw]
     paths["generic"] = write(folder / "generic.npz", base, data, finished, args.generate_seed)
@@ -121,18 +165,32 @@ def one_seed(args: argparse.Namespace, seed: int) -> dict:
     paths["offset"] = write(folder / "offset.npz", base, data, offset, args.generate_seed)
     for condition, run in runs.items():
         reads = run.model("pwsg").needs_history
-        own = data if reads else run.sequence_set("test", histories=False)
+        own = data if reads else held_out_items(run, False, args.max_frames)
         arrays = online(run, own, "personalised", args.samples, args.generate_seed)
         arrays = [run.protocol.finish(a) for a in arrays]
         paths[condition] = write(folder / f"{condition}.npz", run, own, arrays, args.generate_seed)
     timings["generate_s"] = time.perf_counter() - start
-    metrics = {}
-    for row in ROWS:
-        config = EvaluateConfig(paths[row], output=folder / f"report-{row}", n_jobs=1)
-        config.protocol = "react2026"
-        metrics[row], _, _ = evaluate_saved_predictions(config)
-    return {"seed": seed, "metrics": metrics, "timings": timings,
-            "items": len(data.dyads), "history_kinds": sorted(set(data.history_kinds))}  # fmt: skip
+    start = time.perf_counter()
+    every = len(data.dyads) == len(data.store.dyads)
+    metrics = {row: evaluate(paths[row], data, base.protocol, every) for row in ROWS}
+    timings["evaluate_s"] = time.perf_counter() - start
+    return {"seed": seed, "metrics": metrics, "timings": timings, "items": len(data.dyads),
+            "frames": sorted(data.lengths), "all_test_items": every,
+            "history_kinds": sorted(set(data.history_kinds))}  # fmt: skip
+
+
+def cached_seed(args: argparse.Namespace, seed: int) -> dict:
+    """:func:`one_seed`, or its result saved by an earlier run with the same settings."""
+    path = args.runs / f"seed{seed}" / "result.json"
+    settings = {"samples": args.samples, "generate_seed": args.generate_seed,
+                "steps": args.steps, "max_frames": args.max_frames}  # fmt: skip
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved.get("settings") == settings:
+            return saved
+    result = {**one_seed(args, seed), "settings": settings}
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return result
 
 
 def summary(seeds: list[dict]) -> dict:
@@ -179,6 +237,8 @@ def main() -> None:
                         help="runs: seed<s>/<condition> (trained stages are kept)")  # fmt: skip
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="config seeds")
     parser.add_argument("--samples", type=int, default=10, help="M samples (default: 10)")
+    parser.add_argument("--max-frames", type=int, default=None,
+                        help="test items of at most this many frames only")  # fmt: skip
     parser.add_argument("--generate-seed", type=int, default=0, help="seed of the noise")
     parser.add_argument("--gafrg-steps", type=int, default=None, help="default: the preset's")
     parser.add_argument("--pwsg-steps", type=int, default=None, help="default: the preset's")
@@ -191,10 +251,11 @@ def main() -> None:
     args.steps = [f"train.{stage}.steps={n}" for stage, n in steps if n is not None] + args.set
     if not (args.root / "test").is_dir():
         perfrdiff(["make-synthetic", "--layout", "react2026", "--root", str(args.root)])
-    seeds = [one_seed(args, seed) for seed in args.seeds]
+    seeds = [cached_seed(args, seed) for seed in args.seeds]
     result = {
         "config": {"preset": "tiny", "overrides": [*BASE, *args.steps], "conditions": CONDITIONS,
                    "samples": args.samples, "generate_seed": args.generate_seed,
+                   "max_frames": args.max_frames,
                    "data": "perfrdiff make-synthetic --layout react2026 (defaults)"},
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
         "seeds": seeds,

@@ -36,7 +36,8 @@ def test_one_seed_scores_the_five_rows(bench, tmp_path):
                                  lengths=(58, 120, 90), eeg=False)  # fmt: skip
     write_mars_dataset(root, config)
     args = argparse.Namespace(root=root, runs=tmp_path / "runs", samples=2, generate_seed=0,
-                              device="cpu", steps=["threads=1", *QUICK])  # fmt: skip
+                              device="cpu", steps=["threads=1", *QUICK],
+                              max_frames=None)  # fmt: skip
     result = bench.one_seed(args, 0)
     assert set(result["metrics"]) == set(bench.ROWS) and result["items"] == 4
     for row in bench.ROWS:
@@ -46,6 +47,13 @@ def test_one_seed_scores_the_five_rows(bench, tmp_path):
         assert (runs / condition / "gafrg" / "model.safetensors").read_bytes() == (
             runs / "both" / "gafrg" / "model.safetensors"
         ).read_bytes()
+    # The scorer of a subset is perfrdiff evaluate's computation: equal on every item.
+    base = bench.Run.load(runs / "both", "cpu")
+    data = bench.held_out_items(base, False, None)
+    for row in ("generic", "both"):
+        assert bench.score(runs / f"{row}.npz", data, base.protocol) == result["metrics"][row]
+    kept = bench.held_out_items(base, False, 100)
+    assert all(t <= 100 for t in kept.lengths) and 0 < len(kept.dyads) < 4
     summary = bench.summary([result])
     assert summary["frcorr_over_generic"]["generic"] == 1.0 and len(summary["targets"]) == 4
 
