@@ -807,7 +807,29 @@ def render_react2026_online(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n\n" + note
 
 
+def render_react2026_personalisation(report: dict[str, Any]) -> str:
+    """One row per method: FRCorr of each seed, then the means, FRCorr over generic and FRdist;
+    the issue's targets below."""
+    seeds, summary = report["seeds"], report["summary"]
+    header = "| online track | " + " | ".join(f"FRCorr seed {s['seed']}" for s in seeds)
+    header += " | FRCorr | / generic | FRdist |"
+    lines = [header, "|:--|" + "--:|" * (len(seeds) + 3)]
+    for row, mean in summary["mean"].items():
+        cells = " | ".join(fmt(s["metrics"][row]["FRCorr"]) for s in seeds)
+        ratio = f"{summary['frcorr_over_generic'][row]:.3f}×"
+        lines.append(f"| {row} | {cells} | {fmt(mean['FRCorr'])} | {ratio} | "
+                     f"{fmt(mean['FRdist'])} |")  # fmt: skip
+    targets = "; ".join(
+        f"{name}: {'met' if ok else 'not met'}" for name, ok in summary["targets"].items()
+    )
+    config = report["config"]
+    note = (f"{config['samples']} samples, overrides {fmt(config['overrides'])}, means over "
+            f"{len(seeds)} seed(s). Targets: {targets}.")  # fmt: skip
+    return "\n".join(lines) + "\n\n" + note
+
+
 RENDERERS = {
+    "react2026_personalisation": render_react2026_personalisation,
     "react2026_online": render_react2026_online,
     "edit_linear": render_edit_linear,
     "edit_conv": render_edit_conv,

@@ -276,32 +276,47 @@ class Run:
         tracks: Sequence[str] = TRACKS,
         samples: int | None = None,
         seed: int = 0,
+        distributed: Distributed | None = None,
     ) -> dict[str, list[np.ndarray]]:
         """REACT 2026: ``"<mode>-<track>"`` -> ``(M, T, 25)`` reactions per item of ``data``
         (:meth:`sequence_set`), post-processed by the protocol; the tracks ``"offline"``
         (pieces of the protocol's crop) and ``"online"`` (windows with bounded state).
+        Personalised generation reads each item's history and/or Big Five, as the run's
+        ``pwsg.condition`` reads them.
+
+        With ``distributed`` (several ``torchrun`` processes) each process generates its share
+        of the seeded batches (:func:`~perfrdiff.distributed.run_shards`) and rank 0 returns
+        them all, equal to one process's; the other ranks return an empty dict.
 
         Raises:
             FloatingPointError: the model produced NaN or infinite reactions.
+            perfrdiff.distributed.RankFailed: another process failed.
         """
-        from perfrdiff.generation.mars import sample_sequences
+        from perfrdiff.generation.mars import in_item_order, sample_batches, sequence_batches
 
+        env = distributed or Distributed(device=self.device)
         window, g = self.config.data.window, self.config.generate
         context = self.protocol.context_frames(window)
+        groups = sequence_batches(data, g.clips_per_batch)
         out = {}
         for mode in modes:
             for track in tracks:
-                with autocast(self.device, self.precision):
-                    arrays = sample_sequences(
-                        self.sampler(mode), data, track, samples or g.samples, context,
-                        self.protocol.crop_frames, g.clips_per_batch, seed,
-                        personalised=mode == "personalised",
-                    )  # fmt: skip
-                if not all(np.isfinite(a).all() for a in arrays):
-                    raise FloatingPointError(f"{mode} {track} generation produced NaN or inf")
-                out[f"{mode}-{track}"] = [
-                    self.protocol.finish(self._postprocessed(torch.from_numpy(a))) for a in arrays
-                ]
+
+                def compute(batches: Sequence[int], mode=mode, track=track) -> list:
+                    with autocast(self.device, self.precision):
+                        return sample_batches(
+                            self.sampler(mode), data, track, samples or g.samples, context,
+                            self.protocol.crop_frames, g.clips_per_batch, seed,
+                            personalised=mode == "personalised", batches=batches,
+                        )  # fmt: skip
+
+                parts = run_shards(env, len(groups), compute)
+                if parts is not None:
+                    arrays = in_item_order(groups, parts)
+                    out[f"{mode}-{track}"] = [
+                        self.protocol.finish(self._postprocessed(torch.from_numpy(a)))
+                        for a in arrays
+                    ]
         return out
 
     def evaluation_set(

@@ -347,3 +347,22 @@ def test_react2026_online_report_puts_the_two_lengths_side_by_side(hooks):
     assert "| | 750 frames | 20000 frames | long vs short |" in page
     assert "| cpu ms / frame, long between shorts |" in page
     assert "targets: memory within 200 MB, time per frame within ±15%" in page
+
+
+def test_react2026_personalisation_report_has_a_row_per_method_and_the_targets(hooks, tmp_path):
+    rows = ("generic", "offset", "history", "personality", "both")
+    metrics = {r: {"FRCorr": 0.1 + 0.01 * i, "FRdist": 50.0 - i} for i, r in enumerate(rows)}
+    report = {
+        "config": {"samples": 10, "overrides": ["protocol=react2026"]},
+        "seeds": [{"seed": 0, "metrics": metrics}, {"seed": 1, "metrics": metrics}],
+        "summary": {
+            "mean": metrics,
+            "frcorr_over_generic": {r: metrics[r]["FRCorr"] / 0.1 for r in rows},
+            "targets": {"both FRCorr >= 1.10x generic": True, "both FRCorr >= offset": False},
+        },
+    }
+    (tmp_path / "react2026_personalisation.json").write_text(json.dumps(report))
+    page = hooks.render("react2026_personalisation", tmp_path)
+    assert "| online track | FRCorr seed 0 | FRCorr seed 1 | FRCorr | / generic | FRdist |" in page
+    assert "| both | 0.14 | 0.14 | 0.14 | 1.400× | 46 |" in page
+    assert "both FRCorr >= 1.10x generic: met; both FRCorr >= offset: not met" in page

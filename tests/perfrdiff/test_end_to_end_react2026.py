@@ -1,9 +1,12 @@
 """REACT 2026 through the CLI on the MARS twin: make-synthetic, train all, generate the four
-tracks (generic / personalised × offline / online), evaluate them in one table."""
+tracks (generic / personalised × offline / online), evaluate them in one table; runs whose shift
+generator reads the listeners' Big Five (pwsg.condition both, personality) generate personalised
+tracks."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -48,3 +51,50 @@ def test_train_generate_and_evaluate_the_four_tracks(tmp_path, capsys):
     table = capsys.readouterr().out
     for name in tracks:
         assert f"| {name.replace('-', ' ')} |" in table
+
+
+TWIN = ["--layout", "react2026", "--no-eeg", "--train-sessions", "2", "--val-sessions", "1",
+        "--test-sessions", "1", "--min-clips", "2", "--max-clips", "2"]  # fmt: skip
+REACT2026 = ["--set", "protocol=react2026", "--set", "data.window=30", "--set", "threads=1"]
+#: A personality-only generator that reads no history (no history mean/std, no listener prior).
+PERSONALITY_ONLY = ["--set", "pwsg.condition=personality", "--set", "pwsg.history_stats=false",
+                    "--set", "pwsg.listener_prior=false"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def condition_runs(tmp_path_factory):
+    """A MARS twin and two runs on it: ``both`` (train all) and ``personality`` (the same
+    generic stages, its shift generator retrained)."""
+    tmp = tmp_path_factory.mktemp("conditions")
+    data, both, alone = tmp / "data", tmp / "both", tmp / "personality"
+    assert main(["make-synthetic", *TWIN, "--root", str(data)]) == 0
+    common = ["--device", "cpu", "--data-root", str(data), *REACT2026, *QUICK]
+    argv = ["train", "all", "--run-dir", str(both), *common, "--set", "pwsg.condition=both"]
+    assert main(argv) == 0
+    for stage in ("emotion-vae", "style", "gafrg"):
+        shutil.copytree(both / stage, alone / stage)
+    argv = ["train", "pwsg", "--run-dir", str(alone), *common, *PERSONALITY_ONLY]
+    assert main(argv) == 0
+    return data, {"both": both, "personality": alone}
+
+
+@pytest.mark.parametrize("condition", ["both", "personality"])
+def test_a_personality_conditioned_run_generates_personalised_tracks(condition_runs, condition):
+    data, runs = condition_runs
+    out = runs[condition] / "generate"
+    argv = ["generate", "--run-dir", str(runs[condition]), "--device", "cpu", "--samples", "2",
+            "--steps", "2", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    store = MarsStore(data, "test", audio="none")
+    for track in ("offline", "online"):
+        meta = json.loads((out / f"personalised-{track}" / "predictions.json").read_text())
+        assert meta["condition"] == condition
+        assert (meta["history"] == "not read") == (condition == "personality")
+        with (
+            np.load(out / f"personalised-{track}" / "predictions.npz") as personalised,
+            np.load(out / f"generic-{track}" / "predictions.npz") as generic,
+        ):
+            for dyad in store.dyads:
+                key = f"{dyad.session}/{dyad.stem}"
+                assert personalised[key].shape == (2, store.frames(dyad), 25)
+                assert not np.array_equal(personalised[key], generic[key])  # the shifts act

@@ -24,11 +24,11 @@ W = 30  # the REACT 2026 window
 C = 78 + 58 + 25
 
 
-def perfrdiff_model(protocol: str, window: int):
+def perfrdiff_model(protocol: str, window: int, *more: str):
     torch.manual_seed(0)
-    config = load_config("tiny", [f"protocol={protocol}", f"data.window={window}"])
+    config = load_config("tiny", [f"protocol={protocol}", f"data.window={window}", *more])
     model = build_perfrdiff(config).eval()
-    for p in model.generator.parameters():  # untrained heads are zero: make the edit visible
+    for p in model.exported.parameters():  # untrained heads are zero: make the edit visible
         torch.nn.init.normal_(p, std=0.05)
     return model
 
@@ -61,10 +61,11 @@ def reader(speaker: torch.Tensor, lengths=None):
     return read
 
 
-def stream(model, overlap=0, samples=2, history=None, seed=3, batch=2, listener_of=None):
+def stream(model, overlap=0, samples=2, history=None, seed=3, batch=2, listener_of=None,
+           personality=None):  # fmt: skip
     context = REACT2026.context_frames(W)
     return WindowStream(sampler(model, overlap), samples, context, history, listener_of, seed,
-                        batch)  # fmt: skip
+                        batch, personality)  # fmt: skip
 
 
 def run(s: WindowStream, speaker: torch.Tensor, frames: int, chunk: int) -> np.ndarray:
@@ -117,10 +118,33 @@ def test_state_is_bounded_by_the_window_not_by_the_sequence(model):
 def test_shifts_are_computed_once_per_listener(model, monkeypatch):
     calls = []
     shifts = model.listener_shifts
-    monkeypatch.setattr(model, "listener_shifts", lambda h: calls.append(h.shape) or shifts(h))
+    monkeypatch.setattr(model, "listener_shifts",
+                        lambda h, p=None: calls.append(h.shape) or shifts(h, p))  # fmt: skip
     s = stream(model, history=torch.randn(2, 64, H))
     run(s, speaker_frames(2, 200), 200, chunk=50)
     assert calls == [(2, 64, H)]
+
+
+def test_each_sequence_reads_its_own_listeners_personality():
+    model = perfrdiff_model("react2026", W, "pwsg.condition=both")
+    x = speaker_frames(1, 70).expand(2, -1, -1)  # one speaker, two listeners
+    history = torch.randn(1, 64, H).expand(2, -1, -1)
+    personality = torch.rand(2, 5, generator=torch.Generator().manual_seed(5))
+    mixed = run(stream(model, history=history, personality=personality), x, 70, chunk=70)
+    first = run(stream(model, history=history, personality=personality[[0, 0]]), x, 70, 70)
+    np.testing.assert_array_equal(mixed[0], first[0])
+    assert not np.allclose(mixed[1], first[1])  # row 1 reads its own personality
+
+
+def test_a_personality_only_stream_needs_no_history():
+    more = ("pwsg.condition=personality", "pwsg.history_stats=false", "pwsg.listener_prior=false")
+    model = perfrdiff_model("react2026", W, *more)
+    x, personality = speaker_frames(2, 70), torch.rand(2, 5)
+    alone = run(stream(model, personality=personality), x, 70, chunk=70)
+    given = run(stream(model, history=torch.randn(2, 64, H), personality=personality), x, 70, 70)
+    generic = run(stream(model), x, 70, chunk=70)
+    np.testing.assert_array_equal(alone, given)  # the history is not read
+    assert not np.allclose(alone, generic)
 
 
 def test_sequences_shorter_than_a_window_and_of_any_length(model):

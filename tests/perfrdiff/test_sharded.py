@@ -1,6 +1,6 @@
 """`perfrdiff generate` and `perfrdiff evaluate` under `torchrun --nproc-per-node 2` (gloo on
 the CPU) write byte for byte the files one process writes: the predictions, their sidecars and
-plots, and the metrics reports of REACT 2024 and REACT 2026."""
+plots, the four REACT 2026 tracks, and the metrics reports of REACT 2024 and REACT 2026."""
 
 from __future__ import annotations
 
@@ -76,3 +76,29 @@ def test_sharded_react2026_evaluate_writes_the_report_of_one_process(tmp_path):
     assert main([*argv, "--output", str(tmp_path / "one")]) == 0
     torchrun([*argv, "--output", str(tmp_path / "two")])
     assert files(tmp_path / "one") == files(tmp_path / "two")
+
+
+def test_sharded_react2026_generate_writes_the_files_of_one_process(tmp_path):
+    """The four tracks of a ``pwsg.condition=both`` run: 6 test dyads in batches of 2, so rank
+    0 generates batches 0 and 2 of each track and rank 1 batch 1."""
+    data, run = tmp_path / "data", tmp_path / "run"
+    write_mars_dataset(data, MarsSyntheticConfig(seed=3, sessions={"train": 2, "test": 2},
+                                                  dyads_per_session=(3, 3), lengths=(58, 120, 90),
+                                                  eeg=False))  # fmt: skip
+    quick = [f"train.{stage}.{s}" for stage in ("emotion-vae", "style", "gafrg", "pwsg")
+             for s in ("steps=2", "batch_size=4", "val_every=2", "ckpt_every=2")]  # fmt: skip
+    train = ["protocol=react2026", "data.window=30", "threads=1", "pwsg.condition=both",
+             *quick]  # fmt: skip
+    argv = ["train", "all", "--run-dir", str(run), "--data-root", str(data), "--device", "cpu"]
+    assert main([*argv, *(x for item in train for x in ("--set", item))]) == 0
+    argv = ["generate", "--run-dir", str(run), "--samples", "2", "--steps", "2", "--device",
+            "cpu", "--set", "generate.clips_per_batch=2"]  # fmt: skip
+    assert main([*argv, "--out", str(tmp_path / "one")]) == 0
+    torchrun([*argv, "--out", str(tmp_path / "two")])
+    one, two = files(tmp_path / "one"), files(tmp_path / "two")
+    assert sorted(one) == sorted(two)
+    assert {"personalised-online/predictions.npz", "generic-offline/predictions.json"} <= set(one)
+    for name in one:
+        assert one[name] == two[name], name
+    with np.load(tmp_path / "one" / "personalised-online" / "predictions.npz") as archive:
+        assert len(archive.files) == 6

@@ -24,20 +24,20 @@ def generate_sequences(
 ) -> int:
     """Generate ``modes`` × ``--track`` for ``--split`` and write them (module docstring).
 
-    Raises:
-        ValueError: ``env`` holds several processes (sequences are not shared across them yet).
+    Under ``torchrun`` the processes share each track's batches; rank 0 writes the files, the
+    same bytes one process writes.
     """
-    if env.enabled:
-        raise ValueError(
-            "protocol react2026: generate runs in one process (its sequences are not shared "
-            f"across {env.world_size} torchrun processes yet); run it without torchrun"
-        )
     tracks = TRACKS if args.track in (None, "both") else (args.track,)
-    own_histories = "personalised" in modes and history is None
-    data = trained.sequence_set(args.split, args.limit, histories=own_histories)
-    if history is not None:
+    personalised = "personalised" in modes
+    reads_history = personalised and trained.model("pwsg").needs_history
+    # Each item's own history only where it is read (not for generic, nor with --history,
+    # nor by a personality-only condition).
+    data = trained.sequence_set(args.split, args.limit, histories=reads_history and history is None)
+    if history is not None and reads_history:
         data.histories = [history] * len(data.dyads)
-    predictions = trained.generate_sequences(data, modes, tracks, seed=args.seed)
+    predictions = trained.generate_sequences(data, modes, tracks, seed=args.seed, distributed=env)
+    if not env.is_main:
+        return 0
     out = Path(args.out) if args.out else Path(args.run_dir) / "generate"
     for name, arrays in predictions.items():
         mode, track = name.split("-")
@@ -53,7 +53,9 @@ def generate_sequences(
         }
         if mode == "personalised":
             kinds = data.history_kinds
-            meta["history"] = {k: kinds.count(k) for k in sorted(set(kinds))} or "given"
+            given = "given" if reads_history else "not read"
+            meta["history"] = {k: kinds.count(k) for k in sorted(set(kinds))} or given
+            meta["condition"] = trained.config.pwsg.condition
         path = save_sequence_predictions(
             dict(zip(data.keys, arrays, strict=True)), out / name / "predictions.npz", meta
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -23,6 +24,7 @@ from torch import Tensor
 from perfrdiff.atomic import atomic_open, atomic_write_text
 from perfrdiff.data.layout import SPLITS, DataError
 from perfrdiff.data.react2026 import Dyad, MarsStore, person_of
+from perfrdiff.data.react2026.layout import PERSONALITY_DIR
 from perfrdiff.data.react2026.windows import history_of, padded
 from perfrdiff.generation.sampler import ReactionSampler
 from perfrdiff.generation.sequences import (
@@ -31,6 +33,7 @@ from perfrdiff.generation.sequences import (
     offline_sequences,
     online_sequences,
 )
+from perfrdiff.models.personalised import PerFRDiff
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +161,107 @@ def save_sequence_predictions(
     return path
 
 
+def sequence_batches(data: MarsSequences, clips_per_batch: int) -> list[list[int]]:
+    """The items of ``data`` in batches of ``clips_per_batch``, shortest first; batch ``b`` is
+    generated with the seed ``seed + b`` (:func:`sample_batches`)."""
+    return batches_by_length(data.lengths, clips_per_batch)
+
+
+def listener_inputs(
+    sampler: ReactionSampler, data: MarsSequences, items: list[int]
+) -> tuple[Tensor | None, Tensor | None]:
+    """``(history (l, h, c), personality (l, 5))`` of ``items`` as the sampler's model reads
+    them (``pwsg.condition``, ``pwsg.history_stats``, the listener prior); ``None`` for what
+    it does not read."""
+    model = sampler.model
+    history = history_tensor(data, items) if model.needs_history else None
+    personality = (
+        torch.from_numpy(data.personality[items]) if model.condition.reads_personality else None
+    )
+    return history, personality
+
+
+def check_listeners(sampler: ReactionSampler, data: MarsSequences) -> None:
+    """``data`` holds what personalised generation with ``sampler`` reads.
+
+    Raises:
+        TypeError: the sampler's model is not a PerFRDiff.
+        ValueError: its model reads histories and ``data`` has none, or personality and the
+            split has no personality table.
+    """
+    model = sampler.model
+    if not isinstance(model, PerFRDiff):
+        raise TypeError(f"personalised generation needs a PerFRDiff, got {type(model).__name__}")
+    if model.needs_history and len(data.histories) != len(data.dyads):
+        raise ValueError("personalised generation needs each item's history (read_histories)")
+    if model.condition.reads_personality and not data.store.personality:
+        table = data.store.root / data.store.split / PERSONALITY_DIR / "listener.csv"
+        raise ValueError(
+            f"pwsg.condition={model.condition.kind!r} reads each listener's Big Five, and "
+            f"{table} was not read (missing): generate with a split that has it"
+        )
+
+
+def sample_batches(
+    sampler: ReactionSampler,
+    data: MarsSequences,
+    track: str,
+    samples: int,
+    context: tuple[int, int],
+    chunk: int,
+    clips_per_batch: int,
+    seed: int = 0,
+    personalised: bool = False,
+    batches: Sequence[int] | None = None,
+) -> list[list[np.ndarray]]:
+    """The reactions of the batches numbered ``batches`` (default: all) of
+    :func:`sequence_batches`: per batch, one ``(M, T, 25)`` float32 array per item, in the
+    batch's order. Batch ``b`` is seeded ``seed + b``, so it does not depend on which other
+    batches are generated, nor where (what :func:`perfrdiff.distributed.run_shards` relies on).
+
+    ``track``: ``"online"``, or ``"offline"`` by ``chunk``-frame pieces. ``personalised``
+    reads each item's history and/or personality, as the model's ``pwsg`` reads them
+    (:func:`listener_inputs`).
+
+    Raises:
+        ValueError: an unknown track, or a listener input the model reads is missing
+            (:func:`check_listeners`).
+        FloatingPointError: the model produced NaN or infinite reactions.
+    """
+    if track not in TRACKS:
+        raise ValueError(f"track must be one of {TRACKS}, got {track!r}")
+    if personalised:
+        check_listeners(sampler, data)
+    groups = sequence_batches(data, clips_per_batch)
+    out = []
+    for b in range(len(groups)) if batches is None else batches:
+        items = groups[b]
+        history, personality = (
+            listener_inputs(sampler, data, items) if personalised else (None, None)
+        )
+        make = partial(WindowStream, sampler, samples, context, history, seed=seed + b,
+                       personality=personality)  # fmt: skip
+        frames, read = max(data.lengths[i] for i in items), data.reader(items)
+        if track == "online":
+            array = online_sequences(make, read, frames, len(items), samples)
+        else:
+            array = offline_sequences(make, read, frames, len(items), samples, chunk)
+        if not np.isfinite(array).all():
+            kind = "personalised" if personalised else "generic"
+            raise FloatingPointError(f"{kind} {track} generation produced NaN or inf")
+        out.append([array[row, :, : data.lengths[i]] for row, i in enumerate(items)])
+    return out
+
+
+def in_item_order(groups: list[list[int]], parts: Sequence[list[np.ndarray]]) -> list[np.ndarray]:
+    """Every batch's arrays (:func:`sample_batches` of all ``groups``) back in item order."""
+    out: list[np.ndarray] = [np.empty(0)] * sum(len(g) for g in groups)
+    for items, arrays in zip(groups, parts, strict=True):
+        for i, array in zip(items, arrays, strict=True):
+            out[i] = array
+    return out
+
+
 def sample_sequences(
     sampler: ReactionSampler,
     data: MarsSequences,
@@ -169,26 +273,12 @@ def sample_sequences(
     seed: int = 0,
     personalised: bool = False,
 ) -> list[np.ndarray]:
-    """``(M, T, 25)`` float32 reactions of every item of ``data`` on ``track`` (``"online"``
-    or ``"offline"`` by ``chunk``-frame pieces), batched shortest first; batch ``b`` is seeded
-    ``seed + b``. ``personalised`` reads ``data.histories``.
+    """``(M, T, 25)`` float32 reactions of every item of ``data`` on ``track``, in item order
+    (:func:`sample_batches` of every batch).
 
     Raises:
-        ValueError: an unknown track, or ``personalised`` without histories.
+        ValueError, FloatingPointError: as :func:`sample_batches`.
     """
-    if track not in TRACKS:
-        raise ValueError(f"track must be one of {TRACKS}, got {track!r}")
-    if personalised and len(data.histories) != len(data.dyads):
-        raise ValueError("personalised generation needs each item's history (read_histories)")
-    out: list[np.ndarray] = [np.empty(0)] * len(data.dyads)
-    for b, items in enumerate(batches_by_length(data.lengths, clips_per_batch)):
-        history = history_tensor(data, items) if personalised else None
-        make = partial(WindowStream, sampler, samples, context, history, seed=seed + b)
-        frames, read = max(data.lengths[i] for i in items), data.reader(items)
-        if track == "online":
-            array = online_sequences(make, read, frames, len(items), samples)
-        else:
-            array = offline_sequences(make, read, frames, len(items), samples, chunk)
-        for row, i in enumerate(items):
-            out[i] = array[row, :, : data.lengths[i]]
-    return out
+    parts = sample_batches(sampler, data, track, samples, context, chunk, clips_per_batch,
+                           seed, personalised)  # fmt: skip
+    return in_item_order(sequence_batches(data, clips_per_batch), parts)

@@ -43,10 +43,12 @@ class WindowStream:
             (``Protocol.context_frames(w)``); ``before + after`` must be the denoiser's
             ``speaker_frames``.
         history: ``(l, h, c)`` listener histories (personalised) or ``None``.
-        listener_of: ``(n,)`` int64 history row of each sequence (default: row ``i`` for
+        listener_of: ``(n,)`` int64 listener row of each sequence (default: row ``i`` for
             sequence ``i``; offline chunks of one item share their item's row).
         seed: seed of the noise.
-        batch: ``n`` when there is no history.
+        batch: ``n`` when there is no listener (generic).
+        personality: ``(l, 5)`` the listeners' Big Five in ``[0, 1]``, for a model whose
+            ``pwsg.condition`` reads it (then personalised even without ``history``).
     """
 
     def __init__(
@@ -58,6 +60,7 @@ class WindowStream:
         listener_of: Tensor | None = None,
         seed: int = 0,
         batch: int | None = None,
+        personality: Tensor | None = None,
     ) -> None:
         gafrg = sampler.gafrg
         if samples < 1:
@@ -74,9 +77,10 @@ class WindowStream:
         self.device = next(gafrg.parameters()).device
         self.generator = torch.Generator(self.device).manual_seed(seed)
         self.shifts = self.centre = self.index = None
-        if history is not None:
-            self._bind(history, listener_of)
-            self.n = len(listener_of) if listener_of is not None else history.shape[0]
+        listeners = history if history is not None else personality
+        if listeners is not None:
+            self._bind(history, personality, listeners.shape[0], listener_of)
+            self.n = len(listener_of) if listener_of is not None else listeners.shape[0]
         else:
             self.n = batch or 1
         self.buffer = torch.zeros(self.n, 0, sum(self.widths))  # speaker frames from `first`
@@ -86,16 +90,23 @@ class WindowStream:
         self.generated = 0
         self.tail: Tensor | None = None  # (n·M, ≤ w + o, 25): the last generated frames
 
-    def _bind(self, history: Tensor, listener_of: Tensor | None) -> None:
-        """The listeners' shifts and prior centres, once for the whole stream."""
+    def _bind(
+        self,
+        history: Tensor | None,
+        personality: Tensor | None,
+        listeners: int,
+        listener_of: Tensor | None,
+    ) -> None:
+        """The ``listeners`` shifts and prior centres, once for the whole stream."""
         model = self.sampler.model
         if not isinstance(model, PerFRDiff):
-            raise TypeError("history given but the sampler's model is not a PerFRDiff")
-        history = history.to(self.device)
+            raise TypeError("a listener given but the sampler's model is not a PerFRDiff")
+        history = history.to(self.device) if history is not None else None
+        personality = personality.to(self.device) if personality is not None else None
         with torch.no_grad():
-            self.shifts = self.sampler.bind(model.listener_shifts(history))
+            self.shifts = self.sampler.bind(model.listener_shifts(history, personality))
             self.centre = model.listener_centre(history)
-        rows = torch.arange(history.shape[0]) if listener_of is None else listener_of
+        rows = torch.arange(listeners) if listener_of is None else listener_of
         self.index = rows.to(self.device).repeat_interleave(self.samples)
 
     def _speaker(self, begin: int, end: int) -> Tensor:

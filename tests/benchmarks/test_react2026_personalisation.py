@@ -1,0 +1,67 @@
+"""benchmarks/react2026_personalisation.py: one seed trains the three conditions (the generic
+stages once), writes and scores the five online rows, and the summary checks the targets."""
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from perfrdiff.data.react2026.synthetic import MarsSyntheticConfig, write_mars_dataset
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICK = [f"train.{stage}.{setting}" for stage in ("emotion-vae", "style", "gafrg", "pwsg")
+         for setting in ("steps=2", "batch_size=4", "val_every=2", "ckpt_every=2",
+                         "val_batches=1")]  # fmt: skip
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location(
+        "react2026_personalisation", ROOT / "benchmarks/react2026_personalisation.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def test_one_seed_scores_the_five_rows(bench, tmp_path):
+    root, sessions = tmp_path / "data", {"train": 2, "val": 1, "test": 2}
+    config = MarsSyntheticConfig(seed=1, sessions=sessions, dyads_per_session=(2, 2),
+                                 lengths=(58, 120, 90), eeg=False)  # fmt: skip
+    write_mars_dataset(root, config)
+    args = argparse.Namespace(root=root, runs=tmp_path / "runs", samples=2, generate_seed=0,
+                              device="cpu", steps=["threads=1", *QUICK],
+                              max_frames=None)  # fmt: skip
+    result = bench.one_seed(args, 0)
+    assert set(result["metrics"]) == set(bench.ROWS) and result["items"] == 4
+    for row in bench.ROWS:
+        assert np.isfinite(result["metrics"][row]["FRCorr"])
+    runs = tmp_path / "runs" / "seed0"
+    for condition in ("history", "personality"):  # the generic stages are copied, not retrained
+        assert (runs / condition / "gafrg" / "model.safetensors").read_bytes() == (
+            runs / "both" / "gafrg" / "model.safetensors"
+        ).read_bytes()
+    # The scorer of a subset is perfrdiff evaluate's computation: equal on every item.
+    base = bench.Run.load(runs / "both", "cpu")
+    data = bench.held_out_items(base, False, None)
+    for row in ("generic", "both"):
+        assert bench.score(runs / f"{row}.npz", data, base.protocol) == result["metrics"][row]
+    kept = bench.held_out_items(base, False, 100)
+    assert all(t <= 100 for t in kept.lengths) and 0 < len(kept.dyads) < 4
+    summary = bench.summary([result])
+    assert summary["frcorr_over_generic"]["generic"] == 1.0 and len(summary["targets"]) == 4
+
+
+def test_the_offset_baseline_moves_each_item_to_its_history_mean(bench):
+    raw = [np.random.default_rng(0).random((3, 40, 25), dtype=np.float32)]
+    data = argparse.Namespace(histories=[np.full((10, 50), 0.25, dtype=np.float32)])
+    (moved,) = bench.offset_arrays(raw, data)
+    np.testing.assert_allclose(moved.mean(axis=(0, 1)), 0.25, atol=1e-6)
+    shift = np.broadcast_to(moved[0, 0] - raw[0][0, 0], moved.shape)  # one per channel
+    np.testing.assert_allclose(moved - raw[0], shift, atol=1e-5)
