@@ -389,11 +389,14 @@ def render_solver_rtf(solvers: dict[str, Any]) -> str:
         ("seconds_per_window", "s / window"), ("rtf", "RTF"), ("floor_rtf", "floor RTF"),
         ("window_gflop", "GFLOP / window"), ("repeats", "rounds (median of)"),
     ]  # fmt: skip
+    if all("setup_seconds" in row for row in solvers["rows"]):
+        columns.insert(6, ("setup_seconds", "listener setup s"))
     return "\n\n".join([
         f"Paper config per solver, steps and precision (personalised, `M` = "
         f"{solvers['rows'][0]['samples']}, {solvers['threads']} threads, rows timed in "
         f"alternating rounds in one run; load average {fmt(load[0])} before, {fmt(load[1])} "
-        "after: other jobs shared the CPU). Floors: the window's GEMM flops at the GEMM rate "
+        "after). A stream's steady windows are timed apart from the listener's one-off setup "
+        "(history to shifts, once per stream). Floors: the window's GEMM flops at the GEMM rate "
         "plus its attention flops at the attention rate, both measured in the same run: "
         + "; ".join(f"{p} GEMM {fmt(r['gemm'])}, attention {fmt(r['attention'])} GFLOP/s"
                     for p, r in rates.items()) + ".",
