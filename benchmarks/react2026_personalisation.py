@@ -49,7 +49,7 @@ from perfrdiff.personalisation import mean_offset_predictions, variant_run
 from perfrdiff.protocol import Protocol
 from perfrdiff.run import CONFIG_FILE, Run
 from perfrdiff.rundir import stage_weights
-from perfrdiff.stages import STAGES
+from perfrdiff.stages import upstream
 from perfrdiff.training import train_run
 
 BASE = ["protocol=react2026", "data.window=30"]
@@ -73,7 +73,8 @@ def base_run(root: Path, folder: Path, seed: int, steps: list[str], device: str)
         run = Run.load(folder, device, overrides=overrides)
     else:
         run = Run(load_config("tiny", overrides), folder, device)
-    missing = [s for s in STAGES if not stage_weights(folder, s).is_file()]
+    generator = (*upstream("pwsg"), "pwsg")  # the eeg stage is not scored here
+    missing = [s for s in generator if not stage_weights(folder, s).is_file()]
     if missing:
         train_run(run, missing)
     return run

@@ -10,7 +10,7 @@ from perfrdiff import Run
 from perfrdiff.changes import changed_values, resume_changes, weights_changes
 from perfrdiff.config import config_from_dict, config_to_dict, load_config, with_current_names
 from perfrdiff.rundir import StageMismatch
-from perfrdiff.stages import STAGE_NAMES
+from perfrdiff.stages import run_stages
 
 
 def old_spelling(config):
@@ -54,7 +54,7 @@ def rewrite_mode(run_dir, mode):
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     config["pwsg"]["mode"] = mode
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    for stage in STAGE_NAMES:
+    for stage in run_stages(load_config(run_dir / "config.yaml")):
         record_path = run_dir / stage / "model.json"
         record = json.loads(record_path.read_text())
         record["config"]["pwsg"]["mode"] = mode

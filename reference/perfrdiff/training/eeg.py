@@ -39,11 +39,19 @@ STATISTICS_ITEMS = 64
 
 def has_eeg(config: Config) -> bool:
     """Whether a run with ``config`` has the ``eeg`` stage: protocol ``react2026`` and an
-    ``eeg_processed`` folder or ``eeg_processed.tar.gz`` in the training split."""
+    ``eeg_processed`` folder or ``eeg_processed.tar.gz`` in the training split in which at
+    least one of its listeners has EEG."""
     if config.protocol != REACT2026.name:
         return False  # REACT 2024 has no EEG: nothing is read
     source = EegSource(config.data.root, "train")
-    return source.directory.is_dir() or source.archive.is_file()
+    if not (source.directory.is_dir() or source.archive.is_file()):
+        return False
+    try:
+        eeg_store(config, "train")
+    except DataError as empty:  # a folder without any of the split's listeners
+        log.info("no eeg stage: %s", empty)
+        return False
+    return True
 
 
 def eeg_store(config: Config, split: str) -> MarsStore:
