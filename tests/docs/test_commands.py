@@ -92,6 +92,8 @@ def shrink(args: argparse.Namespace) -> None:
             for stage in STAGES
             for key, value in QUICK_TRAINING.items()
         ]
+        # The shrunk MARS twin's training split has 3 listeners with EEG: a smaller batch.
+        args.overrides.append("train.eeg.batch_size=2")
     if args.command in ("generate", "demo"):
         args.overrides = [*args.overrides, "generate.samples=2", "diffusion.sample_steps=2"]
     if args.command == "generate":
