@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from perfrdiff.features import EMOTION_DIM
+from perfrdiff.features import EMOTION_DIM, FACE_DIM
 from perfrdiff.models.denoiser import GAFRG
 from perfrdiff.models.personalised import PerFRDiff, Shifts
 from perfrdiff.models.schedule import DDIMSchedule
@@ -245,3 +245,25 @@ class ReactionSampler:
         if known is not None:
             x[:, :o] = known  # the last step returns x0; this only removes its rounding
         return x
+
+    def sample_speaker(
+        self,
+        speaker: Tensor,
+        prev: Tensor,
+        has_past: bool,
+        generator: torch.Generator,
+        shifts: BoundShifts | None = None,
+        index: Tensor | None = None,
+        known: Tensor | None = None,
+        centre: Tensor | None = None,
+    ) -> Tensor:
+        """One online window from what it may see: the denoiser's condition of ``speaker: (b, s,
+        a + 58 + 25)`` (audio, 3DMM and emotion side by side) and ``prev: (b, w, 25)`` (the
+        listener's previous window, read only when ``has_past``), then :meth:`sample` with the
+        other arguments. Returns ``(b, w, 25)``."""
+        gafrg = self.gafrg
+        audio, face, emotion = speaker.split([gafrg.audio_dim, FACE_DIM, EMOTION_DIM], dim=-1)
+        past = torch.full((speaker.shape[0],), has_past, dtype=torch.bool, device=speaker.device)
+        with torch.no_grad():
+            memory = gafrg.condition(audio, face, emotion, prev, past)
+        return self.sample(memory, generator, shifts, index, known, centre=centre)

@@ -128,13 +128,9 @@ class WindowStream:
             prev = self.tail[:, -(w + self.overlap) : self.tail.shape[1] - self.overlap]
         else:
             prev = torch.zeros(rows, w, EMOTION_DIM, device=self.device)
-        audio, face, emotion = speaker.split(self.widths, dim=-1)
-        past = torch.full((rows,), has_past, dtype=torch.bool, device=self.device)
         known = self.tail[:, start - self.generated :] if start < self.generated else None
-        with torch.no_grad():
-            memory = self.sampler.gafrg.condition(audio, face, emotion, prev, past)
-        window = self.sampler.sample(
-            memory, self.generator, self.shifts, self.index, known, centre=self.centre
+        window = self.sampler.sample_speaker(
+            speaker, prev, has_past, self.generator, self.shifts, self.index, known, self.centre
         )
         new = window[:, self.generated - start :]
         tail = new if self.tail is None else torch.cat([self.tail, new], dim=1)

@@ -106,21 +106,17 @@ class StreamingGenerator:
         """The window starting at frame ``start``; returns its new frames ``(n, M, f, 25)``."""
         w, m, rows = self.window, self.samples, self.n * self.samples
         has_past = start >= w  # as in training: a window before frame w sees no past at all
-        widths = [self.sampler.gafrg.audio_dim, FACE_DIM, EMOTION_DIM]
+        width = self.sampler.gafrg.audio_dim + FACE_DIM + EMOTION_DIM  # speaker channels
         if has_past:
             speaker = self._speaker(start - w, start).to(self.device, non_blocking=True)
             speaker = speaker.repeat_interleave(m, dim=0)
             prev = self.tail[:, -(w + self.overlap) : self.tail.shape[1] - self.overlap]
         else:
-            speaker = torch.zeros(rows, w, sum(widths), device=self.device)
+            speaker = torch.zeros(rows, w, width, device=self.device)
             prev = torch.zeros(rows, w, EMOTION_DIM, device=self.device)
-        audio, face, emotion = speaker.split(widths, dim=-1)
-        past = torch.full((rows,), has_past, dtype=torch.bool, device=self.device)
         known = self.tail[:, start - self.generated :] if start < self.generated else None
-        with torch.no_grad():
-            memory = self.sampler.gafrg.condition(audio, face, emotion, prev, past)
-        window = self.sampler.sample(
-            memory, self.generator, self.shifts, self.index, known, centre=self.centre
+        window = self.sampler.sample_speaker(
+            speaker, prev, has_past, self.generator, self.shifts, self.index, known, self.centre
         )
         new = window[:, self.generated - start :]
         if self.max_frames is not None:
