@@ -41,8 +41,6 @@ class StreamingGenerator:
             ``overlap``).
         samples: ``M``.
         history: ``(n, h, c)`` listener histories for personalised generation, else ``None``.
-        personality: ``(n, 5)`` the listeners' Big Five in ``[0, 1]``, for a model whose
-            ``pwsg.condition`` reads it (then personalised even without ``history``).
         seed: seed of the noise; the same seed gives the same reactions, whatever the chunking.
         max_frames: stop after frame ``w·⌊max_frames / w⌋`` (``None``: unbounded).
         batch: ``n`` (only needed without ``history``).
@@ -56,7 +54,6 @@ class StreamingGenerator:
         seed: int = 0,
         max_frames: int | None = None,
         batch: int | None = None,
-        personality: Tensor | None = None,
     ) -> None:
         if samples < 1:
             raise ValueError(f"samples must be >= 1, got {samples}")
@@ -72,21 +69,18 @@ class StreamingGenerator:
         self.overlap = sampler.config.overlap
         self.stride = self.window - self.overlap
         self.max_frames = None if max_frames is None else max_frames // self.window * self.window
-        listeners = history if history is not None else personality
-        self.n = listeners.shape[0] if listeners is not None else (batch or 1)
+        self.n = history.shape[0] if history is not None else (batch or 1)
         self.device = next(sampler.gafrg.parameters()).device
         self.generator = torch.Generator(self.device).manual_seed(seed)
         self.shifts = None
         self.index = None
         self.centre = None
-        if listeners is not None:
+        if history is not None:
             if not isinstance(sampler.model, PerFRDiff):
                 raise TypeError("history given but the sampler's model is not a PerFRDiff")
-            history = history.to(self.device) if history is not None else None
-            personality = personality.to(self.device) if personality is not None else None
+            history = history.to(self.device)
             with torch.no_grad():
-                shifts = sampler.model.listener_shifts(history, personality)
-                self.shifts = sampler.bind(shifts)
+                self.shifts = sampler.bind(sampler.model.listener_shifts(history))
                 self.centre = sampler.model.listener_centre(history)
             self.index = torch.arange(self.n, device=self.device).repeat_interleave(samples)
         self.frames: list[Tensor] = []  # received speaker frames, chunks of (n, f, 78+58+25)
@@ -158,7 +152,6 @@ def generate_clips(
     samples: int,
     history: Tensor | None = None,
     seed: int = 0,
-    personality: Tensor | None = None,
 ) -> Tensor:
     """Offline generation for whole clips (the streaming computation over all frames at once).
 
@@ -168,19 +161,12 @@ def generate_clips(
         emotion: ``(n, T, 25)`` speaker emotion.
         samples: ``M``.
         history: ``(n, h, c)`` listener histories (personalised) or ``None`` (generic).
-        personality: ``(n, 5)`` the listeners' Big Five, when ``pwsg.condition`` reads it.
 
     Returns:
         ``(n, M, T', 25)`` reactions, ``T' = w·⌊T / w⌋`` (the last window cut at ``T'``).
     """
     stream = StreamingGenerator(
-        sampler,
-        samples,
-        history,
-        seed,
-        max_frames=audio.shape[1],
-        batch=audio.shape[0],
-        personality=personality,
+        sampler, samples, history, seed, max_frames=audio.shape[1], batch=audio.shape[0]
     )
     return torch.cat(stream.push(audio, face, emotion), dim=2)
 
@@ -208,8 +194,7 @@ def generate_batches(
 
     Args:
         clips: items with ``speaker_audio (T, 78)``, ``speaker_face (T, 58)``,
-            ``speaker_emotion (T, 25)`` and, for personalised generation, ``history (h, c)``
-            (and ``personality (5,)`` when the model's ``pwsg.condition`` reads it).
+            ``speaker_emotion (T, 25)`` and, for personalised generation, ``history (h, c)``.
         personalised: use each item's listener history to edit the denoiser.
         progress: show a progress bar.
     """
@@ -229,11 +214,6 @@ def generate_batches(
             if personalised
             else None
         )
-        personality = (
-            torch.stack([torch.as_tensor(it["personality"]) for it in items]).float()
-            if personalised and all("personality" in it for it in items)
-            else None
-        )
         out.append(
             generate_clips(
                 sampler,
@@ -243,7 +223,6 @@ def generate_batches(
                 samples,
                 history,
                 seed=seed + i,
-                personality=personality,
             )
         )
     return out
