@@ -1,21 +1,16 @@
 """The EEG head benchmark's masked error, by hand."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 from perfrdiff.generation.eeg import EegItem
 
-SCRIPT = Path(__file__).parents[2] / "benchmarks" / "eeg_head.py"
+from tests.benchmarks.scripts import benchmark_script
 
 
 @pytest.fixture(scope="module")
 def benchmark():
-    spec = importlib.util.spec_from_file_location("eeg_head_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    with benchmark_script("eeg_head") as module:
+        yield module
 
 
 def _item(eeg, mask):

@@ -1,23 +1,19 @@
 """The FRCorr-factors benchmark: which candidates may reuse the base run's reactions, and its
 ratios over listeners."""
 
-import importlib.util
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from perfrdiff.config import load_config
 
-SCRIPT = Path(__file__).parents[2] / "benchmarks" / "frcorr_factors.py"
+from tests.benchmarks.scripts import benchmark_script
 
 
 @pytest.fixture(scope="module")
 def benchmark():
-    spec = importlib.util.spec_from_file_location("frcorr_factors_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    with benchmark_script("frcorr_factors") as module:
+        yield module
 
 
 def run(*overrides):

@@ -1,26 +1,16 @@
 """benchmarks/generation.py's solver rows: the listener's one-off setup is timed apart from the
 steady windows, every row has its floor, and streaming in the timed loop yields every window."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarks.scripts import benchmark_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location(
-        "generation_bench", ROOT / "benchmarks/generation.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    with benchmark_script("generation") as module:
+        yield module
 
 
 def test_steady_seconds_times_setup_apart_and_counts_every_window(bench, monkeypatch):

@@ -1,24 +1,16 @@
 """benchmarks/peft_mixed.py: one measured row per model and T, checked against PEFT."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-pytest.importorskip("peft")
+from tests.benchmarks.scripts import benchmark_script
 
-ROOT = Path(__file__).resolve().parents[2]
+pytest.importorskip("peft")
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("peft_mixed", ROOT / "benchmarks/peft_mixed.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    with benchmark_script("peft_mixed") as module:
+        yield module
 
 
 @pytest.mark.parametrize("tokens", [1, 3])

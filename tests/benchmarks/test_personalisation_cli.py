@@ -1,8 +1,6 @@
 """The personalisation benchmark's command line (variant overrides keep list values whole) and its
 prediction cache (reused only for the run and settings it was made with)."""
 
-import importlib.util
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -10,15 +8,13 @@ import pytest
 from perfrdiff.config import load_config
 from perfrdiff.weights import stage_weights
 
-SCRIPT = Path(__file__).parents[2] / "benchmarks" / "personalisation.py"
+from tests.benchmarks.scripts import benchmark_script
 
 
 @pytest.fixture(scope="module")
 def benchmark():
-    spec = importlib.util.spec_from_file_location("personalisation_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    with benchmark_script("personalisation") as module:
+        yield module
 
 
 @pytest.mark.parametrize(

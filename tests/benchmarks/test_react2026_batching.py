@@ -2,27 +2,18 @@
 per-listener weight assignment give the same losses, gradients and samples; the timed rounds
 report ours / official per round."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarks.scripts import benchmark_script
+
 SMALL = {"listeners": 2, "samples": 2, "batch": 2, "train_steps": 1}
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location(
-        "react2026_batching", ROOT / "benchmarks/react2026_batching.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    with benchmark_script("react2026_batching") as module:
+        yield module
 
 
 @pytest.fixture(scope="module")

@@ -1,25 +1,15 @@
 """benchmarks/react2026_online.py: each length runs in its own process and the comparison
 reports the memory difference and the per-frame time ratios the issue asks for."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarks.scripts import benchmark_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location(
-        "react2026_online", ROOT / "benchmarks/react2026_online.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    with benchmark_script("react2026_online") as module:
+        yield module
 
 
 def test_a_child_measures_one_length_in_its_own_process(bench, tmp_path):

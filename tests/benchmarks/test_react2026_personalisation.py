@@ -2,15 +2,13 @@
 stages once), writes and scores the five online rows, and the summary checks the targets."""
 
 import argparse
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from perfrdiff.data.react2026.synthetic import MarsSyntheticConfig, write_mars_dataset
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarks.scripts import benchmark_script
+
 QUICK = [f"train.{stage}.{setting}" for stage in ("emotion-vae", "style", "gafrg", "pwsg")
          for setting in ("steps=2", "batch_size=4", "val_every=2", "ckpt_every=2",
                          "val_batches=1")]  # fmt: skip
@@ -20,14 +18,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location(
-        "react2026_personalisation", ROOT / "benchmarks/react2026_personalisation.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    with benchmark_script("react2026_personalisation") as module:
+        yield module
 
 
 def test_one_seed_scores_the_five_rows(bench, tmp_path):

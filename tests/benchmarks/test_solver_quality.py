@@ -1,23 +1,19 @@
 """The solver-quality benchmark's statistics: per-item metrics whose means are the metrics, and
 the paired bootstrap of a relative difference."""
 
-import importlib.util
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from perfrdiff.metrics import frcorr, frdist, frdiv, frvar
 
-SCRIPT = Path(__file__).parents[2] / "benchmarks" / "solver_quality.py"
+from tests.benchmarks.scripts import benchmark_script
 
 
 @pytest.fixture(scope="module")
 def benchmark():
-    spec = importlib.util.spec_from_file_location("solver_quality_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    with benchmark_script("solver_quality") as module:
+        yield module
 
 
 def test_per_item_means_are_the_metrics(benchmark):
