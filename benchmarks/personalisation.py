@@ -1,6 +1,7 @@
 """Does personalisation help? Diagnostics of trained PerFRDiff runs against honest references.
 
-For each trained run (``perfrdiff train all``), on its test split, at each sampling seed:
+For each trained run (``perfrdiff train all``), on its test split (``--split``: choose settings on
+``val``, report on ``test``), at each sampling seed:
 
 * style-encoder listener retrieval top-1 / top-5 from 10 s of history of held-out clips;
 * every method's reactions: generic, personalised (PerFRDiff), the trivial per-listener mean
@@ -152,20 +153,21 @@ def seed_predictions(
     run: Run, data, work: Path, args: argparse.Namespace, seed: int
 ) -> dict[str, np.ndarray]:
     """Every method's ``(n, M, T, 25)`` reactions at sampling seed ``seed`` (cached in ``work``)."""
-    key = generation_key(run) + f" seed {seed}"
+    split = args.split
+    key = generation_key(run) + f" {split} seed {seed}"
     predictions = cached(
-        work / f"generate-seed{seed}.npz",
-        lambda: run.generate("test", data=data, seed=seed),
+        work / f"generate-{split}-seed{seed}.npz",
+        lambda: run.generate(split, data=data, seed=seed),
         key,
     )
     samples = run.config.generate.samples
     predictions["offset"] = mean_offset_predictions(
-        predictions["generic"], history_emotion_means(run.config, "test")
+        predictions["generic"], history_emotion_means(run.config, split)
     )
     predictions["chance"] = chance_predictions(data, samples, seed)
     if run.config.pwsg.listener_prior:
         alone = cached(
-            work / f"prior-alone-seed{seed}.npz",
+            work / f"prior-alone-{split}-seed{seed}.npz",
             lambda: {
                 "p": run.sample(
                     "personalised", data, seed=seed, model=prior_alone_model(run.model("pwsg"))
@@ -177,27 +179,27 @@ def seed_predictions(
         if not args.no_shifts_alone:
             shifts = shifts_alone_run(run, work / "shifts-alone")
             predictions["shifts alone"] = cached(
-                work / "shifts-alone" / f"generate-seed{seed}.npz",
-                lambda: shifts.generate("test", ["personalised"], data=data, seed=seed),
-                generation_key(shifts) + f" seed {seed}",
+                work / "shifts-alone" / f"generate-{split}-seed{seed}.npz",
+                lambda: shifts.generate(split, ["personalised"], data=data, seed=seed),
+                generation_key(shifts) + f" {split} seed {seed}",
             )["personalised"]
     if not args.no_input_p:
         model = train_input_p(run, work / "input-p")
         predictions["input-p"] = run.sample("personalised", data, seed=seed, model=model)
     if args.upper_bound_steps:
         predictions["upper bound"] = fine_tuned_predictions(
-            run, "test", data, args.upper_bound_steps, seed=seed
+            run, split, data, args.upper_bound_steps, seed=seed
         )
     for variant, overrides in args.variant:
         trained = variant_run(run, work / variant, split_overrides(overrides))
         # a variant of the history's length reads its own histories; the scores use `data`
-        own = data if trained.config.data == run.config.data else trained.evaluation_set("test")
+        own = data if trained.config.data == run.config.data else trained.evaluation_set(split)
         predictions[f"variant {variant}"] = cached(
-            work / variant / f"generate-seed{seed}.npz",
+            work / variant / f"generate-{split}-seed{seed}.npz",
             lambda trained=trained, own=own: trained.generate(
-                "test", ["personalised"], data=own, seed=seed
+                split, ["personalised"], data=own, seed=seed
             ),
-            generation_key(trained) + f" seed {seed}",
+            generation_key(trained) + f" {split} seed {seed}",
         )["personalised"]
     return predictions
 
@@ -291,7 +293,7 @@ def benchmark_run(name: str, run_dir: Path, args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     run = Run.load(run_dir, device=args.device)
     work = run_dir.with_name(f"{run_dir.name}-personalisation")
-    data = run.evaluation_set("test")
+    data = run.evaluation_set(args.split)
     embed, style_input = style_embedder(run), run.config.style.input
     real = identification(
         embed,
@@ -319,12 +321,13 @@ def benchmark_run(name: str, run_dir: Path, args: argparse.Namespace) -> dict:
         "dataset": name,
         "role": "held out (reported only)" if name in args.held_out else "choosing",
         "run_dir": str(run_dir),
-        "test_items": len(data.clips),
+        "split": args.split,
+        "items": len(data.clips),
         "listeners": len(set(data.listeners)),
         "samples": run.config.generate.samples,
         "seeds": list(args.seeds),
         "history": data.history,
-        "retrieval": style_retrieval(run, "test", frames=RETRIEVAL_FRAMES),
+        "retrieval": style_retrieval(run, args.split, frames=RETRIEVAL_FRAMES),
         "identification_of_real_reactions": float(np.nanmean(real)),
         "methods": [
             {
@@ -344,7 +347,7 @@ def benchmark_run(name: str, run_dir: Path, args: argparse.Namespace) -> dict:
 def print_report(report: dict) -> None:
     r = report["retrieval"]
     print(
-        f"\n{report['dataset']} ({report['role']}): {report['test_items']} test items, "
+        f"\n{report['dataset']} ({report['role']}): {report['items']} {report['split']} items, "
         f"{report['listeners']} listeners x {report['samples']} samples, seeds {report['seeds']}"
     )
     print(
@@ -410,6 +413,12 @@ def main() -> None:
         default=[],
         metavar="NAME",
         help="a dataset that is only reported, never used to choose settings (repeatable)",
+    )
+    parser.add_argument(
+        "--split",
+        default="test",
+        choices=("val", "test"),
+        help="split to score: choose settings on val, report on test (default: test)",
     )
     parser.add_argument("--device", default="cpu", help="device (default: cpu)")
     parser.add_argument("--json", type=Path, default=None, help="write the report here")

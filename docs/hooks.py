@@ -433,12 +433,18 @@ def _comparison_table(comparisons: list[dict[str, Any]]) -> str:
     return table(rows, [("comparison", "comparison"), *LIKENESS_COLUMNS])
 
 
+def _items(dataset: dict[str, Any]) -> int:
+    """How many items a personalisation report scored (``test_items`` before ``--split``)."""
+    return dataset["items"] if "items" in dataset else dataset["test_items"]
+
+
 def _personalisation_dataset(dataset: dict[str, Any]) -> list[str]:
     r = dataset["retrieval"]
     history = dataset.get("history", {}).get("items", {})
     targets = [{"target": key, "value": value} for key, value in dataset["targets"].items()]
     head = (
-        f"{fmt(dataset['test_items'])} test items × {fmt(dataset['samples'])} samples; "
+        f"{fmt(_items(dataset))} {fmt(dataset.get('split', 'test'))} items × "
+        f"{fmt(dataset['samples'])} samples; "
         f"histories: {fmt(', '.join(f'{k} {v}' for k, v in history.items()))}. Style "
         f"retrieval ({fmt(r['input'])}, {fmt(r['frames'])} frames, {fmt(r['queries'])} "
         f"held-out clips, {fmt(r['listeners'])} listeners): **top-1 {fmt(r['top1'])}**, "

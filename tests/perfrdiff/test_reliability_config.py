@@ -55,6 +55,7 @@ def test_a_value_of_the_wrong_type_is_named(override, message):
         ("pwsg.mode=offset", "pwsg.mode: must be one of"),
         ("pwsg.attention_rows=q", "pwsg.attention_rows: must be one of"),
         ("pwsg.shift_l2=-1", "pwsg.shift_l2: must be >= 0"),
+        ("pwsg.style_noise=-0.1", "pwsg.style_noise: must be >= 0"),
         ("generate.samples=0", "generate.samples: must be >= 1"),
         ("data.window=0", "data.window: must be >= 1"),
         ("threads=0", "threads: must be >= 1"),

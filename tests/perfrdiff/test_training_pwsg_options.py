@@ -1,10 +1,10 @@
-"""Stage pwsg's objective under pwsg.condition and pwsg.shift_l2."""
+"""Stage pwsg's objective under pwsg.condition, pwsg.shift_l2 and pwsg.style_noise."""
 
 import pytest
 import torch
 from perfrdiff.config import load_config
 from perfrdiff.models import DDIMSchedule, build_perfrdiff
-from perfrdiff.training.objectives import PWSGObjective, squared_norm
+from perfrdiff.training.objectives import PWSGObjective, jittered_style, squared_norm
 
 from .test_training_objectives import batch, changed, snapshot, step
 from .tiny_preset import HISTORY_DIM as H
@@ -93,6 +93,33 @@ def test_the_personality_in_a_batch_changes_a_personality_conditioned_loss_only(
             losses[condition, seed] = objective(with_personality(data, seed))[0].item()
     assert losses["history", 0] == losses["history", 1]
     assert losses["personality", 0] != losses["personality", 1]
+
+
+def test_a_jittered_style_stays_a_unit_vector_and_moves_with_the_noise():
+    torch.manual_seed(0)
+    style = torch.nn.functional.normalize(torch.randn(4096, 32), dim=-1)
+    moved = {std: jittered_style(style, std) for std in (0.0, 0.05, 0.2)}
+    torch.testing.assert_close(moved[0.0], style)
+    for std, jittered in moved.items():
+        torch.testing.assert_close(jittered.norm(dim=-1), torch.ones(4096))
+    distance = {std: (moved[std] - style).norm(dim=-1).mean().item() for std in moved}
+    # small noise: the move is about std * sqrt(s - 1) (the radial part is normalised away)
+    assert distance[0.05] == pytest.approx(0.05 * 31**0.5, rel=0.1)
+    assert distance[0.2] > 3 * distance[0.05]
+
+
+def test_style_noise_changes_the_training_loss_only():
+    data = batch()
+    losses = {}
+    for noise in (0.0, 0.3):
+        objective = objective_of(f"pwsg.style_noise={noise}")
+        for mode in ("train", "eval"):
+            getattr(objective, mode)()
+            torch.manual_seed(5)  # the same diffusion noise and timesteps
+            losses[noise, mode] = objective(data)[0].item()
+    assert losses[0.3, "train"] != losses[0.0, "train"]
+    # validation (eval mode) and generation read the style unchanged
+    assert losses[0.3, "eval"] == losses[0.0, "eval"] == losses[0.0, "train"]
 
 
 class PersonalWindows(torch.utils.data.Dataset):

@@ -143,6 +143,7 @@ class PWSGObjective(Objective):
         self.prev_drop = config.diffusion.prev_drop
         self.history_key = f"history_{config.style.input}"
         self.shift_l2 = config.pwsg.shift_l2
+        self.style_noise = config.pwsg.style_noise
         model.gafrg.requires_grad_(False)
         model.style_encoder.requires_grad_(False)
 
@@ -154,7 +155,13 @@ class PWSGObjective(Objective):
 
     def forward(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
         loss, shifts = personalised_loss(
-            self.model, self.schedule, batch, self.cond_drop, self.prev_drop, self.history_key
+            self.model,
+            self.schedule,
+            batch,
+            self.cond_drop,
+            self.prev_drop,
+            self.history_key,
+            style_noise=self.style_noise if self.training else 0.0,
         )
         samples = batch["listener_emotion"].shape[0]
         with torch.set_grad_enabled(self.shift_l2 > 0 and torch.is_grad_enabled()):
@@ -174,27 +181,38 @@ def personalised_loss(
     cond_drop: float,
     prev_drop: float,
     history_key: str,
+    style_noise: float = 0.0,
 ) -> tuple[Tensor, dict[str, DenseShift | LowRankShift | RowRangeShift]]:
     """The diffusion loss of ``model`` edited per sample by the shifts of its listener's history
     ``batch[history_key]`` (and personality ``batch["personality"]: (b, 5)`` when
     ``pwsg.condition`` reads it), around the listener prior when configured; and those shifts.
 
     The history's style and the noised inputs carry no gradient; the loss reaches whatever of
-    the generator, the condition's MLPs and the denoiser requires it.
+    the generator, the condition's MLPs and the denoiser requires it. ``style_noise > 0`` moves
+    each sample's style by that much Gaussian noise per dimension, normalised back to length 1
+    (:func:`jittered_style`).
 
     Raises:
         ValueError: ``pwsg.condition`` reads the personality and the batch has none.
     """
     with torch.no_grad():
         history = batch[history_key].float() if model.needs_history else None
-        features = model.history_features(history)
+        style, stats = model.history_features(history)
+        if style is not None and style_noise > 0:
+            style = jittered_style(style, style_noise)
         target, x_t, t, memory, keep = diffusion_inputs(
             model.gafrg, schedule, batch, cond_drop, prev_drop, model.listener_centre(history)
         )
     personality = batch.get("personality") if model.condition.reads_personality else None
     # one shift per sample: the batch mixes listeners
-    shifts = model.shifts_from(model.generator_input(*features, personality))
+    shifts = model.shifts_from(model.generator_input(style, stats, personality))
     return x0_loss(model(x_t, t, memory, keep, shifts, None), target), shifts
+
+
+def jittered_style(style: Tensor, std: float) -> Tensor:
+    """``style: (b, s)`` unit vectors moved by Gaussian noise of ``std`` per dimension and
+    normalised back to length 1: styles near (and between) the training listeners'."""
+    return torch.nn.functional.normalize(style + std * torch.randn_like(style), dim=-1)
 
 
 def squared_norm(delta: DenseShift | LowRankShift | RowRangeShift) -> Tensor:
