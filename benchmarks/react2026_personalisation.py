@@ -249,9 +249,6 @@ def main() -> None:
                         help="another config override of every run (repeatable)")  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args()
-    # Denormal floats (Adam's second moments of tiny gradients) made the personality-only shift
-    # generator's steps slow down 15x over its training on this CPU; flushing them is harmless.
-    torch.set_flush_denormal(True)
     steps = (("gafrg", args.gafrg_steps), ("pwsg", args.pwsg_steps))
     args.steps = [f"train.{stage}.steps={n}" for stage, n in steps if n is not None] + args.set
     if not (args.root / "test").is_dir():

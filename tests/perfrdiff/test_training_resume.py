@@ -104,3 +104,17 @@ def test_bf16_autocast_steps_train_float32_master_weights(tmp_path):
     assert all(p.dtype == torch.float32 for p in obj.trained.parameters())
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert len(lines) == 2 and all(torch.isfinite(torch.tensor(x["loss"])) for x in lines)
+
+
+def test_training_steps_flush_denormals_and_leave_the_default_after(tmp_path):
+    tiny = torch.tensor([1e-40])  # a denormal float32
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU cannot flush denormals")
+    torch.set_flush_denormal(False)
+    seen = []
+    run = StageTraining(
+        tmp_path, stage_config(steps=2), 0, on_step=lambda step: seen.append((tiny * 1).item())
+    )
+    train_stage("gafrg", objective(), RandomWindows(), RandomWindows(), run)
+    assert seen == [0.0, 0.0]  # flushed during the steps
+    assert (tiny * 1).item() > 0  # and not after
