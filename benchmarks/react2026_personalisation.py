@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from perfrdiff.cli import main as perfrdiff
 from perfrdiff.config import load_config
 from perfrdiff.device import autocast

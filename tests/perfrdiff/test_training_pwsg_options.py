@@ -100,7 +100,7 @@ def test_a_jittered_style_stays_a_unit_vector_and_moves_with_the_noise():
     style = torch.nn.functional.normalize(torch.randn(4096, 32), dim=-1)
     moved = {std: jittered_style(style, std) for std in (0.0, 0.05, 0.2)}
     torch.testing.assert_close(moved[0.0], style)
-    for std, jittered in moved.items():
+    for jittered in moved.values():
         torch.testing.assert_close(jittered.norm(dim=-1), torch.ones(4096))
     distance = {std: (moved[std] - style).norm(dim=-1).mean().item() for std in moved}
     # small noise: the move is about std * sqrt(s - 1) (the radial part is normalised away)
