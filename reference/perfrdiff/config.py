@@ -455,6 +455,11 @@ class DataConfig(_Checked):
     # "features" (REACT 2026's 768-d wav2vec2 audio-features). The denoiser's audio width is
     # the data's (perfrdiff.features.AUDIO_DIMS).
     audio: str = _setting("mfcc", _one_of("mfcc", "features"), role=weights_of("gafrg"))
+    # REACT 2026: the FaceVerse mean and std files (58 values each) the 3DMM coefficients are
+    # standardised with, (x - mean) / std; both null: the training split's own statistics
+    # (logged). REACT 2024 reads the 3DMM raw, as its challenge's loader: both stay null there.
+    face_mean: str | None = _setting(None, role=weights_of("style", "gafrg", "eeg"))
+    face_std: str | None = _setting(None, role=weights_of("style", "gafrg", "eeg"))
     # Listener history read by the shift generator in training (and checked at generation).
     history_frames: int = _setting(250, _at_least(1), role=training_of("pwsg"))
     # Evaluation: a listener with no other clip in any split takes its history from the evaluated
@@ -568,6 +573,19 @@ class Config(_Checked):
             raise ConfigError(
                 "data.audio",
                 f"protocol {self.protocol!r} has wavs only: needs 'mfcc', got {self.data.audio!r}",
+            )
+        if fixed and (self.data.face_mean is not None or self.data.face_std is not None):
+            raise ConfigError(
+                "data.face_mean",
+                f"protocol {self.protocol!r} reads the 3DMM raw, as its challenge: needs "
+                "data.face_mean and data.face_std null",
+            )
+        if (self.data.face_mean is None) != (self.data.face_std is None):
+            raise ConfigError(
+                "data.face_mean",
+                "give both FaceVerse files (data.face_mean and data.face_std) or neither (the "
+                f"training split's own statistics), got {self.data.face_mean!r} and "
+                f"{self.data.face_std!r}",
             )
         if not fixed and self.pwsg.fit_prior_weight:
             raise ConfigError(

@@ -291,9 +291,11 @@ def test_face_statistics_of_the_split_and_from_files(tmp_path):
     np.save(tmp_path / "std.npy", std)
     got = read_face_statistics(tmp_path / "mean.npy", tmp_path / "std.npy")
     np.testing.assert_array_equal(got[0], mean)
-    x = MarsCrops(store, face_stats=(mean, std), random_start=False)[0]
+    standardised = MarsStore(tmp_path, "train", audio="none", personality=False, face_stats=got)
+    x = MarsCrops(standardised, random_start=False)[0]
     raw = np.load(tmp_path / "train/coefficients/listener/s1/a.npy")[:300, 0]
     np.testing.assert_allclose(x["listener_face"][:300], (raw - mean) / std, rtol=1e-5, atol=1e-5)
+    assert not x["listener_face"][300:].any()  # the padding stays zero (the mean face)
     np.save(tmp_path / "bad.npy", np.zeros(57))
     with pytest.raises(DataError, match=r"bad\.npy: expected 58 finite values"):
         read_face_statistics(tmp_path / "bad.npy", tmp_path / "std.npy")

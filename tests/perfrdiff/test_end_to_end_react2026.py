@@ -34,7 +34,7 @@ def test_train_generate_and_evaluate_the_four_tracks(tmp_path, capsys):
     argv = ["train", "all", "--data-root", str(data), *common, *react2026, *QUICK]
     assert main(argv) == 0
     argv = ["generate", *common, "--samples", "2", "--steps", "2", "--out", str(out)]
-    assert main(argv) == 0
+    assert main([*argv, "--plots", "1"]) == 0
     tracks = [f"{m}-{t}" for m in ("generic", "personalised") for t in ("offline", "online")]
     store = MarsStore(data, "test", audio="none", personality=False)
     for name in tracks:
@@ -45,6 +45,7 @@ def test_train_generate_and_evaluate_the_four_tracks(tmp_path, capsys):
                 assert set(np.unique(array[..., :15])) <= {0.0, 1.0}  # the protocol's AU rounding
         meta = json.loads((out / name / "predictions.json").read_text())
         assert meta["protocol"] == "react2026" and meta["track"] == name.split("-")[1]
+        assert sorted(p.name for p in (out / name).glob("*.png")) == ["item_0000.png"]
     capsys.readouterr()
     paths = [str(out / name / "predictions.npz") for name in tracks]
     assert main(["evaluate", *paths, "--n-jobs", "1"]) == 0

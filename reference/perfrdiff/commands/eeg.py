@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from perfrdiff.data.react2026 import MarsStore
     from perfrdiff.generation.eeg import predict_split, score_split
     from perfrdiff.run import Run
+    from perfrdiff.training.datasets import face_stats
 
     out = args.out if args.out is not None else Path(args.run_dir) / f"eeg_{args.split}"
     check_output_folder(out, "--out")
@@ -55,7 +56,12 @@ def run(args: argparse.Namespace) -> int:
     head = run.model("eeg")
     config = run.config
     store = MarsStore(
-        config.data.root, args.split, run.protocol.fps, config.eeg.audio, personality=False
+        config.data.root,
+        args.split,
+        run.protocol.fps,
+        config.eeg.audio,
+        personality=False,
+        face_stats=face_stats(config),
     )
     with contextlib.ExitStack() as stack:
         reactions = None

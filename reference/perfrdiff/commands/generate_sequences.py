@@ -1,6 +1,8 @@
 """``perfrdiff generate`` under a protocol of sequences of any length (REACT 2026): the four
 tracks, each written as ``<out>/<mode>-<track>/predictions.npz`` (one ``(M, T, 25)`` array per
-test dyad, keyed ``<session>/<stem>``) with a JSON sidecar that ``perfrdiff evaluate`` reads.
+test dyad, keyed ``<session>/<stem>``) with a JSON sidecar that ``perfrdiff evaluate`` reads,
+and PNG plots of the first ``--plots`` items' first :data:`PLOT_SECONDS` against the real
+reaction (``item_<k>.png`` beside the predictions).
 """
 
 from __future__ import annotations
@@ -12,7 +14,11 @@ import numpy as np
 
 from perfrdiff.distributed import Distributed
 from perfrdiff.generation.mars import TRACKS, save_sequence_predictions
+from perfrdiff.generation.plots import plot_reactions
 from perfrdiff.run import Run
+
+#: A plot shows at most a sequence's first minute: 20,000 frames would be unreadable.
+PLOT_SECONDS = 60
 
 
 def generate_sequences(
@@ -59,8 +65,29 @@ def generate_sequences(
         path = save_sequence_predictions(
             dict(zip(data.keys, arrays, strict=True)), out / name / "predictions.npz", meta
         )
+        plot_items(arrays, data, args.plots, out / name, f"{name}: {args.split}", trained)
         print(f"{name}: {path}")
     return 0
+
+
+def plot_items(
+    arrays: list[np.ndarray], data, count: int, folder: Path, title: str, trained: Run
+) -> None:
+    """``folder/item_<k>.png`` for the first ``count`` items: each ``(M, T, 25)`` array's
+    first :data:`PLOT_SECONDS` against its listener's real reaction."""
+    fps = trained.protocol.fps
+    for item in range(min(count, len(arrays))):
+        frames = min(arrays[item].shape[1], PLOT_SECONDS * fps)
+        dyad = data.dyads[item]
+        real = np.asarray(data.store.emotion(dyad.listener)[:frames], dtype=np.float32)
+        plot_reactions(
+            arrays[item][:, :frames],
+            real,
+            folder / f"item_{item:04d}.png",
+            title=f"{title} item {item} ({dyad.session}/{dyad.stem}), first {frames} frames, "
+            f"{arrays[item].shape[0]} samples vs real",
+            fps=fps,
+        )
 
 
 def check_track(args: argparse.Namespace, trained: Run) -> None:

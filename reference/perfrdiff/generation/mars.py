@@ -103,7 +103,9 @@ def _stores(store: MarsStore) -> dict[str, MarsStore | None]:
     for split in SPLITS:
         if split != store.split:
             try:
-                out[split] = MarsStore(store.root, split, store.fps, "none", personality=False)
+                out[split] = MarsStore(
+                    store.root, split, store.fps, "none", False, face_stats=store.face_stats
+                )
             except FileNotFoundError:
                 out[split] = None  # a dataset may lack a split
     return out

@@ -26,13 +26,24 @@ def _any_length(config: Config) -> bool:
     return protocol_named(config.protocol).clip_frames is None
 
 
-def mars_store(config: Config, split: str):
-    """The :class:`~perfrdiff.data.react2026.MarsStore` of ``split`` as the run reads it."""
+def mars_store(config: Config, split: str, audio: str | None = None):
+    """The :class:`~perfrdiff.data.react2026.MarsStore` of ``split`` as the run reads it (the
+    3DMM standardised, :func:`face_stats`), with ``audio`` (default ``data.audio``)."""
     from perfrdiff.data.react2026.store import open_store
 
-    return open_store(
-        config.data.root, split, protocol_named(config.protocol).fps, config.data.audio
-    )
+    fps = protocol_named(config.protocol).fps
+    audio = config.data.audio if audio is None else audio
+    return open_store(config.data.root, split, fps, audio, face_stats(config))
+
+
+def face_stats(config: Config):
+    """REACT 2026: the ``(mean, std)`` ``(58,)`` the run standardises the 3DMM with
+    (``data.face_mean`` / ``data.face_std``, or the training split's own statistics)."""
+    from perfrdiff.data.react2026.store import face_standardisation
+
+    d = config.data
+    fps = protocol_named(config.protocol).fps
+    return face_standardisation(d.root, fps, d.face_mean, d.face_std)
 
 
 def mars_window_datasets(config: Config, history_needed: bool) -> Datasets:

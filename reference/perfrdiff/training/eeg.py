@@ -26,6 +26,7 @@ from perfrdiff.data.layout import DataError
 from perfrdiff.data.react2026 import EegSource, MarsCrops, MarsStore
 from perfrdiff.models.eeg_head import EEGHead, masked_mse
 from perfrdiff.protocol import REACT2026, Protocol, protocol_named
+from perfrdiff.training.datasets import face_stats
 from perfrdiff.training.loop import Batch, Objective
 
 if TYPE_CHECKING:
@@ -68,7 +69,12 @@ def eeg_store(config: Config, split: str) -> MarsStore:
             f"{protocol.name!r} has none: use protocol react2026"
         )
     store = MarsStore(
-        config.data.root, split, fps=protocol.fps, audio=config.eeg.audio, personality=False
+        config.data.root,
+        split,
+        fps=protocol.fps,
+        audio=config.eeg.audio,
+        personality=False,
+        face_stats=face_stats(config),
     )
     store.dyads = [d for d in store.dyads if len(store.eeg_source.rows(d.listener)[0])]
     if not store.dyads:

@@ -25,7 +25,8 @@ class MarsCrops(Dataset):
 
     - ``speaker_emotion (c, 25)``, ``speaker_face (c, 58)``, ``speaker_audio (c, a)``
       (``a`` = 768, 78 or 0 by ``store.audio_kind``), ``listener_emotion (c, 25)``,
-      ``listener_face (c, 58)``; 3DMM standardised by ``face_stats`` when given;
+      ``listener_face (c, 58)`` (3DMM as ``store`` reads it: standardised when it has
+      ``face_stats``);
     - ``mask (c,)`` bool: the frame is real (False in the padding);
     - ``personality (5,)``: the listener's Big Five in ``[0, 1]`` (zeros without a table);
     - with ``eeg``: ``eeg (c, 14)`` and ``eeg_mask (c, 14)`` (0 where a cell was bad, in the
@@ -35,20 +36,18 @@ class MarsCrops(Dataset):
     Args:
         store: the split (:class:`MarsStore`).
         protocol: whose ``crop_frames`` is the crop length.
-        face_stats: ``(mean, std)`` ``(58,)`` for the 3DMM, or ``None`` for raw coefficients.
     """
 
     def __init__(
         self,
         store: MarsStore,
         protocol: Protocol = REACT2026,
-        face_stats: tuple[np.ndarray, np.ndarray] | None = None,
         eeg: bool = False,
         seed: int = 0,
         random_start: bool = True,
     ) -> None:
         self.store, self.crop = store, protocol.crop_frames
-        self.face_stats, self.eeg, self.seed = face_stats, eeg, seed
+        self.eeg, self.seed = eeg, seed
         self.random_start = random_start
         self._draws = 0
 
@@ -62,12 +61,6 @@ class MarsCrops(Dataset):
         else:
             rng = np.random.default_rng([self.seed, item])
         return int(rng.integers(0, max(0, frames - self.crop) + 1))
-
-    def _face(self, array: np.ndarray) -> np.ndarray:
-        if self.face_stats is None:
-            return array
-        mean, std = self.face_stats
-        return (array - mean) / std
 
     def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
         dyad = self.store.dyads[item]
@@ -87,8 +80,6 @@ class MarsCrops(Dataset):
                 ("face", s.face, "coefficients"),
             )
         }
-        for role in ("speaker", "listener"):
-            out[f"{role}_face"][:length] = self._face(out[f"{role}_face"][:length])
         audio_folder = "audio-features" if s.audio_kind == "features" else "audio"
         out["speaker_audio"] = cut(
             s.audio(dyad.speaker, frames), s.path(audio_folder, dyad.speaker)

@@ -3,6 +3,7 @@ personality, optional EEG, and the 3DMM standardisation."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -46,6 +47,8 @@ class MarsStore:
         personality: read ``personality/listener.csv`` and keep only the dyads whose listener
             has a row (the others are left out with a warning naming them).
         strict_pairs: unpaired files are an error instead of a warning.
+        face_stats: ``(mean, std)`` ``(58,)``: :meth:`face` reads the 3DMM as
+            ``(x - mean) / std`` (:func:`face_standardisation`); ``None``: as stored.
 
     Attributes:
         dyads: the split's :class:`Dyad` records, sorted by session and stem.
@@ -60,6 +63,7 @@ class MarsStore:
         audio: str = "features",
         personality: bool = True,
         strict_pairs: bool = False,
+        face_stats: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         if audio not in AUDIO_WIDTHS:
             raise ValueError(f"audio: expected one of {sorted(AUDIO_WIDTHS)}, got {audio!r}")
@@ -72,6 +76,7 @@ class MarsStore:
                 self.dyads, read_personality(source), source
             )
         self.eeg_source = EegSource(root, split)
+        self.face_stats = face_stats
         self._open: dict[tuple[str, str], np.ndarray] = {}
 
     def _sequence(self, modality: str, clip: str, columns: int, what: str) -> np.ndarray:
@@ -89,9 +94,14 @@ class MarsStore:
         """``(t, 25)`` memory-mapped facial attributes of ``clip``."""
         return self._sequence(EMOTION_DIR, clip, EMOTION_DIM, "facial attributes")
 
-    def face(self, clip: str) -> np.ndarray:
-        """``(t, 58)`` memory-mapped 3DMM coefficients of ``clip`` (not standardised)."""
-        return self._sequence(FACE_DIR, clip, FACE_DIM, "3DMM coefficients")
+    def face(self, clip: str) -> np.ndarray | StandardisedFrames:
+        """``(t, 58)`` memory-mapped 3DMM coefficients of ``clip``, standardised by
+        ``face_stats`` as frames are read (:class:`StandardisedFrames`) when the store has
+        them."""
+        coefficients = self._sequence(FACE_DIR, clip, FACE_DIM, "3DMM coefficients")
+        if self.face_stats is None:
+            return coefficients
+        return StandardisedFrames(coefficients, *self.face_stats)
 
     def audio(self, clip: str, frames: int) -> np.ndarray:
         """``(t, a)`` audio of ``clip``: the 768-d features, or MFCC of ``frames`` frames."""
@@ -124,6 +134,32 @@ class MarsStore:
         sequence = self.emotion(clip) if modality == "emotion" else self.face(clip)
         folder = EMOTION_DIR if modality == "emotion" else FACE_DIR
         return read_frames(sequence, start, stop, self.path(folder, clip))
+
+
+class StandardisedFrames:
+    """``(t, c)`` frames read as ``(x - mean) / std`` only when sliced: a slice of rows is
+    another lazy view (no frame is read), ``np.asarray`` reads and standardises its rows. So a
+    750-frame crop of a memory-mapped 20,000-frame file reads 750 frames, as the raw file does.
+    """
+
+    def __init__(self, frames: np.ndarray, mean: np.ndarray, std: np.ndarray) -> None:
+        self.frames, self.mean, self.std = frames, mean, std
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.frames.shape
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, rows: slice) -> StandardisedFrames:
+        if not isinstance(rows, slice):
+            raise TypeError(f"rows: expected a slice of frames, got {type(rows).__name__}")
+        return StandardisedFrames(self.frames[rows], self.mean, self.std)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = (np.asarray(self.frames, dtype=np.float32) - self.mean) / self.std
+        return out if dtype is None else out.astype(dtype, copy=False)
 
 
 def face_statistics(store: MarsStore, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
@@ -161,10 +197,41 @@ def read_face_statistics(mean: str | Path, std: str | Path) -> tuple[np.ndarray,
     return out[0], out[1]
 
 
-def open_store(root: str | Path, split: str, fps: int, audio: str) -> MarsStore:
+@functools.lru_cache(maxsize=8)
+def _training_face_statistics(root: Path, fps: int) -> tuple[np.ndarray, np.ndarray]:
+    return face_statistics(MarsStore(root, "train", fps, "none", personality=False))
+
+
+def face_standardisation(
+    root: str | Path, fps: int, mean: str | None = None, std: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(mean, std)`` ``(58,)`` a run standardises the 3DMM of every split with: the
+    FaceVerse files ``mean`` and ``std`` (``data.face_mean``, ``data.face_std``), or when both
+    are ``None`` the training split's own statistics (:func:`face_statistics`, computed once
+    per process and logged).
+
+    Raises:
+        ValueError: only one of ``mean`` and ``std`` is given.
+    """
+    if (mean is None) != (std is None):
+        raise ValueError(f"mean and std: give both FaceVerse files or neither, got {mean=}, {std=}")
+    if mean is not None:
+        return read_face_statistics(mean, std)
+    mean_, std_ = _training_face_statistics(Path(root).resolve(), fps)
+    return mean_.copy(), std_.copy()
+
+
+def open_store(
+    root: str | Path,
+    split: str,
+    fps: int,
+    audio: str,
+    face_stats: tuple[np.ndarray, np.ndarray] | None = None,
+) -> MarsStore:
     """``split`` of the MARS dataset at ``root`` as a run reads it: the personality table when
-    the split has one (else items carry zero personality, logged)."""
+    the split has one (else items carry zero personality, logged), the 3DMM standardised by
+    ``face_stats`` (:func:`face_standardisation`) when given."""
     table = Path(root) / split / PERSONALITY_DIR / "listener.csv"
     if not table.is_file():
         log.warning("%s: no personality table: items carry zero personality", table)
-    return MarsStore(root, split, fps, audio, personality=table.is_file())
+    return MarsStore(root, split, fps, audio, personality=table.is_file(), face_stats=face_stats)
