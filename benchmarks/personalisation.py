@@ -231,11 +231,14 @@ def summary(values: dict[str, np.ndarray]) -> dict[str, float]:
 
 
 def compare(per_method: dict, listeners: list[str], rounds: int) -> list[dict]:
-    """Paired bootstrap (over listeners) of every method against generic, and of the
-    personalised model against each reference."""
+    """Paired bootstrap (over listeners) of every method against generic, of the
+    personalised model against each reference, and of each variant against the personalised
+    model."""
     names = list(dict.fromkeys(listeners))
     pairs = [(m, "generic") for m in per_method if m != "generic"]
     pairs += [("personalised", r) for r in REFERENCES if r in per_method]
+    # a variant is a candidate change of the personalised model: is it better than it?
+    pairs += [(m, "personalised") for m in per_method if m.startswith("variant ")]
     rows = []
     for method, reference in pairs:
         for measure, (how, _, statistic) in MEASURES.items():
@@ -359,11 +362,12 @@ def print_report(report: dict) -> None:
     print(f"{'method':28}" + "".join(f"{short[k]:>13}" for k in MEASURES))
     for row in report["methods"]:
         print(f"{row['method'][:28]:28}" + "".join(f"{row[k]:13.4f}" for k in MEASURES))
-    print("\npersonalised / reference (95% interval over listeners)")
+    print("\npersonalised / reference, variant / personalised (95% interval over listeners)")
     for row in report["comparisons"]:
-        if row["method"] == "personalised":
+        if row["method"] == "personalised" or row["reference"] == "personalised":
             print(
-                f"  vs {row['reference']:13} {row['measure']:19} {row['statistic']:10} "
+                f"  {row['method'][:20]:20} vs {row['reference']:13} {row['measure']:19} "
+                f"{row['statistic']:10} "
                 f"{row['value']:8.4f} [{row['low']:.4f}, {row['high']:.4f}]"
             )
     print("targets:", json.dumps(report["targets"], indent=1))
