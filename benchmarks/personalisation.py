@@ -150,9 +150,10 @@ REFERENCES = ("offset", "prior alone", "shifts alone", "chance", "input-p", "upp
 
 
 def seed_predictions(
-    run: Run, data, work: Path, args: argparse.Namespace, seed: int
+    run: Run, data, work: Path, args: argparse.Namespace, seed: int, extras: dict
 ) -> dict[str, np.ndarray]:
-    """Every method's ``(n, M, T, 25)`` reactions at sampling seed ``seed`` (cached in ``work``)."""
+    """Every method's ``(n, M, T, 25)`` reactions at sampling seed ``seed`` (cached in
+    ``work``); what else a method reports (the upper bound's kept steps) goes in ``extras``."""
     split = args.split
     key = generation_key(run) + f" {split} seed {seed}"
     predictions = cached(
@@ -187,9 +188,9 @@ def seed_predictions(
         model = train_input_p(run, work / "input-p")
         predictions["input-p"] = run.sample("personalised", data, seed=seed, model=model)
     if args.upper_bound_steps:
-        predictions["upper bound"] = fine_tuned_predictions(
-            run, split, data, args.upper_bound_steps, seed=seed
-        )
+        bound = fine_tuned_predictions(run, split, data, args.upper_bound_steps, seed=seed)
+        predictions["upper bound"] = bound.predictions
+        extras.setdefault("upper_bound_steps_kept", {})[str(seed)] = bound.steps
     for variant, overrides in args.variant:
         trained = variant_run(run, work / variant, split_overrides(overrides))
         # a variant of the history's length reads its own histories; the scores use `data`
@@ -307,8 +308,9 @@ def benchmark_run(name: str, run_dir: Path, args: argparse.Namespace) -> dict:
         style_input,
     )
     by_seed: dict[int, dict[str, dict[str, np.ndarray]]] = {}
+    extras: dict = {}
     for seed in args.seeds:
-        predictions = seed_predictions(run, data, work, args, seed)
+        predictions = seed_predictions(run, data, work, args, seed, extras)
         by_seed[seed] = {
             m: measures_of(p, data, embed, style_input) for m, p in predictions.items()
         }
@@ -343,6 +345,7 @@ def benchmark_run(name: str, run_dir: Path, args: argparse.Namespace) -> dict:
         ],
         "comparisons": comparisons,
         "targets": targets_of(comparisons, values),
+        **extras,
         "seconds": time.perf_counter() - start,
     }
 
@@ -396,8 +399,8 @@ def main() -> None:
     parser.add_argument(
         "--upper-bound-steps",
         type=int,
-        default=60,
-        help="fine-tuning steps per listener for the upper bound (0: skip)",
+        default=300,
+        help="most fine-tuning steps per item for the upper bound, early-stopped (0: skip)",
     )
     parser.add_argument("--no-input-p", action="store_true", help="skip the input-p variant")
     parser.add_argument(

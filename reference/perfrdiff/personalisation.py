@@ -10,8 +10,8 @@ that their mean equals the listener's history mean). Pieces:
   style history, ...) that reuses another run's stages the overrides do not change.
 * :func:`train_input_p`: the paper's "input p" (style as an extra condition token), trained from
   the generic denoiser for the shift generator's budget.
-* :func:`fine_tuned_predictions`: upper bound, the generic denoiser fine-tuned per listener on the
-  clip its history comes from.
+* :func:`fine_tuned_predictions`: upper bound, the generic denoiser fine-tuned per item on all
+  its listener's other clips, early-stopped on a held-out part of them.
 * :func:`prior_alone_model`, :func:`shifts_alone_run`: which part earns the gain (the listener
   prior with zero shifts; the shifts retrained without the prior).
 * :func:`scores`: FRCorr and FRdist of named predictions on both label sets (MAFRG, PMAFRG);
@@ -21,9 +21,11 @@ that their mean equals the listener's history mean). Pieces:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
+import math
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -278,59 +280,177 @@ def train_input_p(base: Run, directory: str | Path) -> PerFRDiff:
     return model.to(base.device).eval()
 
 
-def fine_tuned_predictions(
-    run: Run, split: str, data: EvaluationSet, steps: int, lr: float = 1e-4, seed: int = 0
-) -> np.ndarray:
-    """Upper bound: for each listener history clip, the generic denoiser fine-tuned on that
-    whole clip (``steps`` AdamW steps of the GAFRG loss), then sampling that listener's items.
+#: The upper bound's held-out part of each listener clip: its last 150 frames (6 s at 25 fps).
+HELD_OUT_FRAMES = 150
 
-    Every item's history clip is chosen as in evaluation, so the model sees the same listener
-    data as PMAFRG's history (750 frames instead of 250), never the evaluated clip.
+
+class _WindowsStartingIn(WindowDataset):
+    """:class:`WindowDataset` windows whose start is drawn from ``starts`` only: the upper
+    bound's training windows (the first part of each clip) or its held-out ones (the last)."""
+
+    def __init__(self, config, split: str, starts: np.ndarray, seed: int) -> None:
+        d = config.data
+        super().__init__(d.root, split, d.window, d.history_frames, seed=seed)
+        self.starts = starts
+
+    def _start(self, clip: str, rng: np.random.Generator) -> int:
+        return int(rng.choice(self.starts))
+
+
+@dataclasses.dataclass
+class UpperBound:
+    """:func:`fine_tuned_predictions`' result: ``predictions (n, M, T, 25)`` and, per item,
+    the fine-tuning steps early stopping kept (0: the generic model was best)."""
+
+    predictions: np.ndarray
+    steps: list[int]
+
+
+def fine_tuned_predictions(
+    run: Run,
+    split: str,
+    data: EvaluationSet,
+    steps: int,
+    lr: float = 1e-4,
+    seed: int = 0,
+    val_every: int = 10,
+    patience: int = 5,
+) -> UpperBound:
+    """Upper bound: for each item, the generic denoiser fine-tuned on *all* its listener's
+    other clips, with early stopping on a held-out part of them, then sampling that item.
+
+    The listener's clips are those of the split its history comes from (as evaluation chooses
+    it), never the evaluated clip. Each clip's first ``750 - HELD_OUT_FRAMES`` frames give the
+    training windows (AdamW, ``lr``, the GAFRG loss, batches of the pwsg stage's size); windows
+    of its last :data:`HELD_OUT_FRAMES` are held out. Every ``val_every`` steps (and before the
+    first) the held-out loss is measured with the same noise each time; the weights of its
+    lowest point are kept, and fine-tuning stops after ``patience`` measurements without a new
+    one, or at ``steps``. So the bound is at worst the generic model on data it did not choose
+    with, and what it buys is what more of the listener's own data buys.
     """
     config = run.config
     dataset = clip_dataset(config, split)
     sources = dataset.history_sources[: len(data.clips)]
+    evaluated = [pair.listener for pair in dataset.index.items[: len(data.clips)]]
     n, (t, e) = len(data.clips), data.listener_emotion.shape[1:]
     out = np.empty((n, config.generate.samples, t, e), dtype=np.float32)
+    kept_steps = [0] * n
     generic = run.model("gafrg")
-    windows = {}
-    for source in sorted(set(sources), key=lambda s: (s.split, s.clip)):
-        if source.split not in windows:
-            windows[source.split] = WindowDataset(
-                config.data.root,
-                source.split,
-                config.data.window,
-                config.data.history_frames,
-                seed=config.seed,
-            )
-        pool = windows[source.split]
-        items = [i for i, p in enumerate(pool.index.items) if p.listener == source.clip]
-        model = copy.deepcopy(generic).train()
-        d = config.diffusion
-        objective = GAFRGObjective(model, run.schedule, d.cond_drop, d.prev_drop)
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimiser = torch.optim.AdamW(params, lr=lr)
-        generator = torch.Generator().manual_seed(seed)
-        for _ in range(steps):
-            chosen = torch.randint(
-                len(items), (config.stage("pwsg").batch_size,), generator=generator
-            )
-            batch = [pool[items[int(i)]] for i in chosen]
-            stacked = {k: torch.stack([b[k] for b in batch]).to(run.device) for k in batch[0]}
-            loss, _ = objective(stacked)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-        model.eval()
-        targets = [k for k, s in enumerate(sources) if s == source]
-        subset = EvaluationSet(
-            [data.clips[k] for k in targets],
-            data.listener_emotion[targets],
-            data.speaker_emotion[targets],
-            data.neighbours[np.ix_(targets, targets)],
+    clip_frames = protocol_named(config.protocol).clip_frames
+    if clip_frames is None:
+        raise ValueError(
+            f"protocol: the upper bound fine-tunes on REACT 2024 clips, got {config.protocol!r}"
         )
-        out[targets] = run.sample("generic", subset, seed=seed, model=model)
-    return out
+    w = config.data.window
+    split_at = clip_frames - HELD_OUT_FRAMES
+    train_starts, held_starts = (
+        np.arange(split_at - w + 1),
+        np.arange(split_at, clip_frames - w + 1),
+    )
+    pools = {}
+    for k in range(n):
+        source = sources[k]
+        if source.split not in pools:
+            pools[source.split] = (
+                _WindowsStartingIn(config, source.split, train_starts, seed),
+                _WindowsStartingIn(config, source.split, held_starts, seed + 1),
+            )
+        train_pool, held_pool = pools[source.split]
+        listener = person_of(source.clip)
+        mine = [
+            i
+            for i, pair in enumerate(train_pool.index.items)
+            if person_of(pair.listener) == listener
+            and not (source.split == split and pair.listener == evaluated[k])
+        ]
+        model, kept_steps[k] = _early_stopped(
+            run, generic, train_pool, held_pool, mine, steps, lr, seed, val_every, patience
+        )
+        subset = EvaluationSet(
+            [data.clips[k]],
+            data.listener_emotion[[k]],
+            data.speaker_emotion[[k]],
+            data.neighbours[np.ix_([k], [k])],
+        )
+        out[k] = run.sample("generic", subset, seed=seed, model=model)[0]
+    return UpperBound(out, kept_steps)
+
+
+def _early_stopped(
+    run: Run,
+    generic: nn.Module,
+    train_pool: WindowDataset,
+    held_pool: WindowDataset,
+    items: list[int],
+    steps: int,
+    lr: float,
+    seed: int,
+    val_every: int,
+    patience: int,
+) -> tuple[nn.Module, int]:
+    """``generic`` fine-tuned on windows of ``items`` of ``train_pool``, early-stopped on the
+    same items' windows of ``held_pool`` (see :func:`fine_tuned_predictions`): the kept model
+    (in eval mode) and the step it was kept at (0, the generic model, when ``items`` is
+    empty: a listener with no clip but the evaluated one)."""
+    if not items:
+        return generic, 0
+    d, size = run.config.diffusion, run.config.stage("pwsg").batch_size
+    model = copy.deepcopy(generic).train()
+    objective = GAFRGObjective(model, run.schedule, d.cond_drop, d.prev_drop)
+    generator = torch.Generator().manual_seed(seed)
+
+    def batch_of(pool: WindowDataset) -> dict[str, Tensor]:
+        chosen = torch.randint(len(items), (size,), generator=generator)
+        batch = [pool[items[int(i)]] for i in chosen]
+        return {k: torch.stack([b[k] for b in batch]).to(run.device) for k in batch[0]}
+
+    held = [batch_of(held_pool) for _ in range(2)]
+
+    def held_loss() -> float:
+        model.eval()
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(seed)  # the same noise and timesteps at every measurement
+            loss = sum(objective(b)[0].item() for b in held) / len(held)
+        model.train()
+        return loss
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(params, lr=lr)
+    snapshot = lambda: copy.deepcopy(model.state_dict())  # noqa: E731
+    stopping = EarlyStopping(patience)
+    stopping.measured(0, held_loss(), snapshot)
+    for step in range(1, steps + 1):
+        loss, _ = objective(batch_of(train_pool))
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        if (step % val_every == 0 or step == steps) and stopping.measured(
+            step, held_loss(), snapshot
+        ):
+            break
+    model.load_state_dict(stopping.state)
+    return model.eval(), stopping.step
+
+
+@dataclasses.dataclass
+class EarlyStopping:
+    """The lowest held-out loss measured so far, and the step and state it was measured at;
+    ``patience`` measurements in a row without a lower one say stop."""
+
+    patience: int
+    best: float = math.inf
+    step: int = 0
+    state: dict | None = None
+    waited: int = 0
+
+    def measured(self, step: int, loss: float, state: Callable[[], dict]) -> bool:
+        """Record ``loss`` at ``step`` (``state()`` is taken only for a new lowest one);
+        ``True``: stop."""
+        if loss < self.best:
+            self.best, self.step, self.state, self.waited = loss, step, state(), 0
+            return False
+        self.waited += 1
+        return self.waited >= self.patience
 
 
 # Scores ----------------------------------------------------------------------------------

@@ -12,9 +12,11 @@ from perfrdiff import Run
 from perfrdiff.changes import retrained_stages
 from perfrdiff.cli import main
 from perfrdiff.config import load_config
+from perfrdiff.generation import EvaluationSet
 from perfrdiff.models import build_style_encoder
 from perfrdiff.personalisation import (
     EDIT_SETS,
+    EarlyStopping,
     fine_tuned_predictions,
     input_p_model,
     mean_offset_predictions,
@@ -127,12 +129,30 @@ def test_a_run_refuses_histories_read_for_another_length(quick_run):
     assert shorter.generate("test", ["personalised"], data=data)["personalised"].shape[0] == 2
 
 
-def test_upper_bound_fine_tunes_per_history_clip(quick_run):
+def test_upper_bound_fine_tunes_per_item_and_keeps_its_best_held_out_step(quick_run):
     run = Run.load(quick_run, device="cpu")
-    data = run.evaluation_set("test")
-    predictions = fine_tuned_predictions(run, "test", data, steps=1)
-    assert predictions.shape == (len(data.clips), 2, 750, 25)
-    assert np.isfinite(predictions).all()
+    data = run.evaluation_set("test", limit=3)
+    bound = fine_tuned_predictions(run, "test", data, steps=4, val_every=2, patience=1)
+    assert bound.predictions.shape == (3, 2, 750, 25)
+    assert np.isfinite(bound.predictions).all()
+    assert len(bound.steps) == 3 and all(s in (0, 2, 4) for s in bound.steps)
+    # no fine-tuning at all is the generic model, sample for sample
+    none = fine_tuned_predictions(run, "test", data, steps=0)
+    assert none.steps == [0, 0, 0]
+    one = EvaluationSet(
+        data.clips[:1], data.listener_emotion[:1], data.speaker_emotion[:1], data.neighbours[:1, :1]
+    )
+    np.testing.assert_array_equal(none.predictions[0], run.sample("generic", one, seed=0)[0])
+
+
+def test_early_stopping_keeps_the_lowest_held_out_loss_and_waits_its_patience():
+    stopping = EarlyStopping(patience=2)
+    said = [
+        stopping.measured(step, loss, lambda step=step: {"at": step})
+        for step, loss in [(0, 1.0), (10, 0.5), (20, 0.7), (30, 0.5)]
+    ]
+    assert said == [False, False, False, True]  # 0.5 again is not lower
+    assert (stopping.step, stopping.best, stopping.state) == (10, 0.5, {"at": 10})
 
 
 def test_ablate_command_writes_both_tables(quick_run, tmp_path):
