@@ -362,10 +362,11 @@ class PWSGConfig(_Checked):
     # Weight of an L2 penalty on the generated shifts in stage pwsg's loss: shift_l2 times the
     # batch's mean over samples of Σ ‖ΔW‖²_F over the edited weights. 0: none (the paper's).
     shift_l2: float = _setting(0.0, _at_least(0), role=training_of("pwsg"))
-    # Augmentation of stage pwsg: each training sample's style vector moves by Gaussian noise of
+    # Augmentation of stage pwsg: each training sample's condition vector (the style; or the
+    # personality embedding, or both fused, under pwsg.condition) moves by Gaussian noise of
     # this standard deviation per dimension and is normalised back to length 1, so that the
-    # generator also sees styles between and around the training listeners' (new listeners).
-    # 0: none (the paper's). Generation reads the style unchanged.
+    # generator also sees conditions between and around the training listeners' (new
+    # listeners). 0: none (the paper's). Generation reads the condition unchanged.
     style_noise: float = _setting(0.0, _at_least(0), role=training_of("pwsg"))
     # Also generate a bias shift Δb per edited layer (the paper edits weights only), and feed the
     # generator the history's per-channel mean and std next to the style vector (the paper feeds

@@ -4,7 +4,8 @@ import pytest
 import torch
 from perfrdiff.config import load_config
 from perfrdiff.models import DDIMSchedule, build_perfrdiff
-from perfrdiff.training.objectives import PWSGObjective, jittered_style, squared_norm
+from perfrdiff.models.condition import jittered
+from perfrdiff.training.objectives import PWSGObjective, squared_norm
 
 from .test_training_objectives import batch, changed, snapshot, step
 from .tiny_preset import HISTORY_DIM as H
@@ -95,24 +96,25 @@ def test_the_personality_in_a_batch_changes_a_personality_conditioned_loss_only(
     assert losses["personality", 0] != losses["personality", 1]
 
 
-def test_a_jittered_style_stays_a_unit_vector_and_moves_with_the_noise():
+def test_a_jittered_condition_stays_a_unit_vector_and_moves_with_the_noise():
     torch.manual_seed(0)
     style = torch.nn.functional.normalize(torch.randn(4096, 32), dim=-1)
-    moved = {std: jittered_style(style, std) for std in (0.0, 0.05, 0.2)}
+    moved = {std: jittered(style, std) for std in (0.0, 0.05, 0.2)}
     torch.testing.assert_close(moved[0.0], style)
-    for jittered in moved.values():
-        torch.testing.assert_close(jittered.norm(dim=-1), torch.ones(4096))
+    for unit in moved.values():
+        torch.testing.assert_close(unit.norm(dim=-1), torch.ones(4096))
     distance = {std: (moved[std] - style).norm(dim=-1).mean().item() for std in moved}
     # small noise: the move is about std * sqrt(s - 1) (the radial part is normalised away)
     assert distance[0.05] == pytest.approx(0.05 * 31**0.5, rel=0.1)
     assert distance[0.2] > 3 * distance[0.05]
 
 
-def test_style_noise_changes_the_training_loss_only():
-    data = batch()
+@pytest.mark.parametrize("condition", ["history", "personality", "both"])
+def test_style_noise_changes_the_training_loss_only(condition):
+    data = with_personality(batch())
     losses = {}
     for noise in (0.0, 0.3):
-        objective = objective_of(f"pwsg.style_noise={noise}")
+        objective = objective_of(f"pwsg.style_noise={noise}", f"pwsg.condition={condition}")
         for mode in ("train", "eval"):
             getattr(objective, mode)()
             torch.manual_seed(5)  # the same diffusion noise and timesteps

@@ -58,6 +58,13 @@ def check_personality(personality: object, rows: int | None = None) -> Tensor:
     return personality
 
 
+def jittered(condition: Tensor, std: float) -> Tensor:
+    """``condition: (l, s)`` unit vectors moved by Gaussian noise of ``std`` per dimension and
+    normalised back to length 1: conditions near (and between) the training listeners'
+    (``pwsg.style_noise``, stage ``pwsg`` only)."""
+    return F.normalize(condition + std * torch.randn_like(condition), dim=-1)
+
+
 class ListenerCondition(nn.Module):
     """The generator's condition vector ``(l, s)`` from a history style and/or a personality.
 

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from perfrdiff.config import ConfigError, PWSGConfig
-from perfrdiff.models.condition import ListenerCondition
+from perfrdiff.models.condition import ListenerCondition, jittered
 from perfrdiff.models.denoiser import GAFRG
 from perfrdiff.models.prior import ListenerPrior
 from perfrdiff.models.style_encoder import StyleEncoder
@@ -168,11 +168,18 @@ class PerFRDiff(nn.Module):
         return style, torch.cat([history.mean(dim=1), history.std(dim=1, correction=0)], dim=1)
 
     def generator_input(
-        self, style: Tensor | None, stats: Tensor | None, personality: Tensor | None
+        self,
+        style: Tensor | None,
+        stats: Tensor | None,
+        personality: Tensor | None,
+        noise: float = 0.0,
     ) -> Tensor:
         """The generator's input ``(l, d)`` from :meth:`history_features` and ``personality``
-        (the condition's MLPs learn; the rest is frozen)."""
+        (the condition's MLPs learn; the rest is frozen); with ``noise > 0`` (training's
+        ``pwsg.style_noise``) the condition vector is :func:`jittered`."""
         condition = self.condition(style, personality)
+        if noise > 0:
+            condition = jittered(condition, noise)
         return condition if stats is None else torch.cat([condition, stats], dim=1)
 
     def shifts_from(self, style: Tensor) -> dict[str, DenseShift | LowRankShift | RowRangeShift]:

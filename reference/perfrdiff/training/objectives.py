@@ -189,30 +189,23 @@ def personalised_loss(
 
     The history's style and the noised inputs carry no gradient; the loss reaches whatever of
     the generator, the condition's MLPs and the denoiser requires it. ``style_noise > 0`` moves
-    each sample's style by that much Gaussian noise per dimension, normalised back to length 1
-    (:func:`jittered_style`).
+    each sample's condition vector (its style, personality embedding or both fused) by that much
+    Gaussian noise per dimension, normalised back to length 1
+    (:func:`~perfrdiff.models.condition.jittered`).
 
     Raises:
         ValueError: ``pwsg.condition`` reads the personality and the batch has none.
     """
     with torch.no_grad():
         history = batch[history_key].float() if model.needs_history else None
-        style, stats = model.history_features(history)
-        if style is not None and style_noise > 0:
-            style = jittered_style(style, style_noise)
+        features = model.history_features(history)
         target, x_t, t, memory, keep = diffusion_inputs(
             model.gafrg, schedule, batch, cond_drop, prev_drop, model.listener_centre(history)
         )
     personality = batch.get("personality") if model.condition.reads_personality else None
     # one shift per sample: the batch mixes listeners
-    shifts = model.shifts_from(model.generator_input(style, stats, personality))
+    shifts = model.shifts_from(model.generator_input(*features, personality, style_noise))
     return x0_loss(model(x_t, t, memory, keep, shifts, None), target), shifts
-
-
-def jittered_style(style: Tensor, std: float) -> Tensor:
-    """``style: (b, s)`` unit vectors moved by Gaussian noise of ``std`` per dimension and
-    normalised back to length 1: styles near (and between) the training listeners'."""
-    return torch.nn.functional.normalize(style + std * torch.randn_like(style), dim=-1)
 
 
 def squared_norm(delta: DenseShift | LowRankShift | RowRangeShift) -> Tensor:
