@@ -460,6 +460,13 @@ def _personalisation_dataset(dataset: dict[str, Any]) -> list[str]:
         f"(averaged per item); identification of the real reactions "
         f"{fmt(dataset['identification_of_real_reactions'])}; role: {fmt(dataset['role'])}."
     )
+    kept = [step for steps in dataset.get("upper_bound_steps_kept", {}).values() for step in steps]
+    if kept:
+        head += (
+            f" Upper bound: early stopping kept {fmt(sum(kept) / len(kept))} fine-tuning steps "
+            f"per item on average; {fmt(sum(s == 0 for s in kept))} of {fmt(len(kept))} kept "
+            "the generic model."
+        )
     methods = table(dataset["methods"], [("method", "method"), *LIKENESS_COLUMNS])
     ratios = (
         "Ratios (identification: differences) with 95% paired bootstrap intervals over listeners:"
@@ -846,6 +853,7 @@ RENDERERS = {
     "metrics_near": render_metrics,
     "generation": render_generation,
     "personalisation": render_personalisation,
+    "personalisation_candidates": render_personalisation,
     "ablation": render_ablation,
     "gpu/gpu_check": render_gpu_check,
     "peft_mixed": render_peft_mixed,
