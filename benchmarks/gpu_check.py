@@ -13,7 +13,10 @@ later one fails:
 4. ``generation``: the real-time factor of streaming personalised and generic generation
    (``tiny`` and ``paper``, M = 10);
 5. ``metrics``: the seven metrics of one REACT-test-sized evaluation (``benchmarks/metrics.py``'s
-   inputs; the metrics run on the CPU cores).
+   inputs; the metrics run on the CPU cores);
+6. ``react2026_batching``: ``benchmarks/react2026_batching.py`` on the device (tiny config, 8
+   listeners x 10 samples, PWSG batch 32): weditlib's batched listeners against the REACT 2026
+   baseline's one-listener-per-forward weight assignment, equality checked first.
 
 Without CUDA it runs the same steps at tiny sizes on the CPU (the kernels under Triton's
 interpreter, in a subprocess) and says "not measured on a GPU": CI runs that to prove the script
@@ -261,6 +264,12 @@ def steps(on_gpu: bool, device: torch.device) -> list[tuple[str, Callable[[], ob
     def planner() -> dict:
         return {p: edit_plans(config_name, device, p) for p in ("fp32", "bf16")}
 
+    def batching() -> dict:
+        from react2026_batching import Setting, measure
+
+        setting = Setting() if on_gpu else Setting(listeners=2, samples=2, batch=4)
+        return measure(setting, 11 if on_gpu else 1, "tiny", device)
+
     return [
         ("kernels", (lambda: compiled_kernels(device)) if on_gpu else interpreted_kernels),
         ("edit_linear", lambda: edit_linear_run(15 if on_gpu else 1, device, linear_cases)),
@@ -268,6 +277,7 @@ def steps(on_gpu: bool, device: torch.device) -> list[tuple[str, Callable[[], ob
         ("training", training),
         ("generation", generation),
         ("metrics", lambda: metrics_time(806 if on_gpu else 4, 10 if on_gpu else 2)),
+        ("react2026_batching", batching),
     ]
 
 

@@ -8,7 +8,13 @@ own listener's shift. This script times both ways in one run, on the same model 
 random weights: speed does not depend on training) and the same inputs:
 
 * PWSG training steps: style → shift generator → edited denoiser → loss → backward → AdamW;
+* the same steps with each history's style given (``training, style given``): the frozen style
+  encoder's pass over the 750-frame histories is the same work in both ways and most of a
+  step on a CPU, so this row shows the part where the two ways differ;
 * personalised generation: L listeners x M samples, DDIM (the sampler's cached-memory loop).
+
+On a GPU (``--device cuda``; also a step of ``benchmarks/gpu_check.py``) every timing is
+synchronised with the device.
 
 Both ways are first checked to give the same losses, generator gradients and samples (to 1e-5,
 relative to the largest value). Rounds alternate the two ways so machine load hits both alike;
@@ -80,16 +86,18 @@ class Models:
     style_channels: int
     #: The plain denoiser's edited weights ``W, b`` by weight name (see :func:`base_weights`).
     base: dict[str, tuple[Tensor, Tensor | None]]
+    device: torch.device
 
 
-def build(config_name: str = "tiny", seed: int = 0) -> Models:
-    """The config's PerFRDiff with random weights; ``plain`` is its denoiser as ``nn.Linear`` /
-    ``nn.MultiheadAttention`` (copied before :func:`weditlib.make_editable` wraps them)."""
-    config = load_config(config_name)
+def build(config_name: str = "tiny", seed: int = 0, device: str | torch.device = "cpu") -> Models:
+    """The config's PerFRDiff with random weights on ``device``; ``plain`` is its denoiser as
+    ``nn.Linear`` / ``nn.MultiheadAttention`` (copied before :func:`weditlib.make_editable`
+    wraps them)."""
+    config, device = load_config(config_name), torch.device(device)
     torch.manual_seed(seed)
     gafrg = build_gafrg(config)
-    plain = copy.deepcopy(gafrg)
-    model = build_perfrdiff(config, gafrg=gafrg).eval()
+    plain = copy.deepcopy(gafrg).to(device)
+    model = build_perfrdiff(config, gafrg=gafrg).to(device).eval()
     untrained_heads(model.generator, HEAD_STD)
     model.gafrg.requires_grad_(False)
     model.style_encoder.requires_grad_(False)
@@ -99,7 +107,9 @@ def build(config_name: str = "tiny", seed: int = 0) -> Models:
     timesteps = schedule.set_timesteps(d.sample_steps, d.spacing).tolist()
     channels = history_dim(config.style.input)
     base = base_weights(plain, model.targets)
-    return Models(model, plain, schedule, timesteps, config.data.history_frames, channels, base)
+    return Models(
+        model, plain, schedule, timesteps, config.data.history_frames, channels, base, device
+    )
 
 
 def untrained_heads(generator: nn.Module, std: float) -> None:
@@ -165,7 +175,8 @@ def histories(models: Models, b: int, g: torch.Generator) -> Tensor:
 
 
 def training_inputs(models: Models, setting: Setting) -> dict[str, Tensor]:
-    """One training batch, noised once for both ways (the noising is not what is compared)."""
+    """One training batch, noised once for both ways (the noising is not what is compared),
+    and each sample's ``style`` (for the ``training, style given`` task)."""
     g = torch.Generator().manual_seed(setting.seed + 1)
     b, gafrg = setting.batch, models.model.gafrg
     audio, face, emotion, prev = _speaker(b, gafrg.window, g)
@@ -177,15 +188,18 @@ def training_inputs(models: Models, setting: Setting) -> dict[str, Tensor]:
         "listener_emotion": torch.randn(b, gafrg.window, EMOTION_DIM, generator=g),
         "has_past": torch.ones(b, dtype=torch.bool),
     }
-    history = histories(models, b, g)
+    batch = {key: value.to(models.device) for key, value in batch.items()}
+    history = histories(models, b, g).to(models.device)
     torch.manual_seed(setting.seed + 2)
     with torch.no_grad():
         centre = models.model.listener_centre(history)
         target, x_t, t, memory, keep = diffusion_inputs(
             gafrg, models.schedule, batch, 0.2, 0.0, centre
         )
+        style = models.model.style(history)
     return {
         "history": history,
+        "style": style,
         "target": target,
         "x_t": x_t,
         "t": t,
@@ -197,44 +211,49 @@ def training_inputs(models: Models, setting: Setting) -> dict[str, Tensor]:
 def generation_inputs(models: Models, setting: Setting) -> dict[str, Tensor]:
     """``L`` listeners' histories and speaker windows, and the initial noise of their
     ``L·M`` samples (listener-major)."""
-    g = torch.Generator().manual_seed(setting.seed + 3)
+    g, device = torch.Generator().manual_seed(setting.seed + 3), models.device
     gafrg = models.model.gafrg
-    audio, face, emotion, prev = _speaker(setting.listeners, gafrg.window, g)
+    speaker = [x.to(device) for x in _speaker(setting.listeners, gafrg.window, g)]
+    has_past = torch.ones(setting.listeners, dtype=torch.bool, device=device)
     with torch.no_grad():
-        memory = gafrg.condition(audio, face, emotion, prev, torch.ones(setting.listeners).bool())
+        memory = gafrg.condition(*speaker, has_past)
     total = setting.listeners * setting.samples
     return {
-        "history": histories(models, setting.listeners, g),
+        "history": histories(models, setting.listeners, g).to(device),
         "memory": memory.repeat_interleave(setting.samples, dim=0),
-        "noise": torch.randn(total, gafrg.window, EMOTION_DIM, generator=g),
+        "noise": torch.randn(total, gafrg.window, EMOTION_DIM, generator=g).to(device),
     }
 
 
 # ----------------------------------------------------------------------------- training
 
 
-def train_ours(models: Models, inputs: dict[str, Tensor]) -> Tensor:
+def _style(models: Models, inputs: dict[str, Tensor], rows: slice, given: bool) -> Tensor:
+    """The frozen style of ``inputs``' histories ``rows``: given, or encoded now."""
+    if given:
+        return inputs["style"][rows]
+    with torch.no_grad():
+        return models.model.style(inputs["history"][rows])
+
+
+def train_ours(models: Models, inputs: dict[str, Tensor], style_given: bool = False) -> Tensor:
     """One batched forward and backward: each sample through its own listener's shift."""
     model = models.model
-    with torch.no_grad():
-        style = model.style(inputs["history"])
-    shifts = model.generator(style)
+    shifts = model.generator(_style(models, inputs, slice(None), style_given))
     x = (inputs["x_t"], inputs["t"], inputs["memory"], inputs["keep"])
     loss = x0_loss(model(*x, shifts, None), inputs["target"])
     loss.backward()
     return loss.detach()
 
 
-def train_official(models: Models, inputs: dict[str, Tensor]) -> Tensor:
+def train_official(models: Models, inputs: dict[str, Tensor], style_given: bool = False) -> Tensor:
     """The baseline's step: per sample, assign its listener's weights, forward it alone and
     accumulate its share of the batch's mean loss into the gradients."""
     model, b = models.model, inputs["x_t"].shape[0]
-    total = torch.zeros(())
+    total = torch.zeros((), device=models.device)
     for i in range(b):
         one = slice(i, i + 1)
-        with torch.no_grad():
-            style = model.style(inputs["history"][one])
-        assign(models, model.generator(style))
+        assign(models, model.generator(_style(models, inputs, one, style_given)))
         x = (inputs["x_t"][one], inputs["t"][one], inputs["memory"][one], inputs["keep"][one])
         loss = x0_loss(models.plain(*x), inputs["target"][one]) / b
         loss.backward()
@@ -252,7 +271,7 @@ def ddim(models: Models, gafrg: GAFRG, memory: Tensor, x: Tensor) -> Tensor:
     step-dependent part of the denoiser at each DDIM step."""
     cache = gafrg.memory_cache(memory)
     for t in models.timesteps:
-        t_batch = torch.full((x.shape[0],), t, dtype=torch.long)
+        t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
         x0 = models.schedule.predicted_x0(gafrg.denoise(x, t_batch, cache), x, t)
         x = models.schedule.step(x0, t, x)
     return x
@@ -265,7 +284,7 @@ def generate_ours(models: Models, inputs: dict[str, Tensor], samples: int) -> Te
     model, history = models.model, inputs["history"]
     shifts = model.listener_shifts(history)
     bound = materialise_shifts(model.gafrg, shifts) if materialise_within_limit(shifts) else shifts
-    index = torch.arange(history.shape[0]).repeat_interleave(samples)
+    index = torch.arange(history.shape[0], device=history.device).repeat_interleave(samples)
     centre = model.listener_centre(history)
     with edit(model.gafrg, bound, index, materialise=materialise_within_limit(bound)):
         x = ddim(models, model.gafrg, inputs["memory"], inputs["noise"])
@@ -326,10 +345,14 @@ def equality(models: Models, setting: Setting, tolerance: float = 1e-5) -> dict[
     return diffs
 
 
-def _seconds(work: Callable[[], object]) -> tuple[float, float]:
-    """Wall and CPU seconds (this process's, all its threads) of ``work()``."""
+def _seconds(work: Callable[[], object], device: torch.device) -> tuple[float, float]:
+    """Wall and CPU seconds (this process's, all its threads) of ``work()``, the device's
+    queued work included (synchronised before and after on CUDA)."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
     wall, cpu = time.perf_counter(), time.process_time()
     work()
+    sync()
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
@@ -345,14 +368,18 @@ def workloads(models: Models, setting: Setting) -> dict[str, dict[str, Callable[
     train, gen = training_inputs(models, setting), generation_inputs(models, setting)
     optimiser = torch.optim.AdamW(models.model.generator.parameters(), lr=1e-3)
 
-    def steps(way: Callable[[Models, dict[str, Tensor]], Tensor]) -> None:
+    def steps(way: Callable[..., Tensor], style_given: bool = False) -> None:
         for _ in range(setting.train_steps):
             optimiser.zero_grad(set_to_none=True)
-            way(models, train)
+            way(models, train, style_given)
             optimiser.step()
 
     return {
         "training": {"ours": lambda: steps(train_ours), "official": lambda: steps(train_official)},
+        "training, style given": {
+            "ours": lambda: steps(train_ours, True),
+            "official": lambda: steps(train_official, True),
+        },
         "generation": {
             "ours": lambda: generate_ours(models, gen, setting.samples),
             "official": lambda: generate_official(models, gen, setting.samples),
@@ -376,7 +403,8 @@ def timed_rounds(models: Models, setting: Setting, rounds: int) -> dict[str, dic
         for task, ways in work.items():
             order = list(ways) if r % 2 == 0 else list(reversed(ways))
             for way in order:
-                for clock, value in zip(CLOCKS, _seconds(ways[way]), strict=True):
+                timed = _seconds(ways[way], models.device)
+                for clock, value in zip(CLOCKS, timed, strict=True):
                     seconds[clock][task][way].append(value)
     return seconds
 
@@ -387,6 +415,7 @@ def summary(seconds: dict[str, dict[str, list[float]]], setting: Setting) -> lis
     per round (``official_s / ours_s``): median (``ratio``), quartiles, extremes."""
     units = {
         "training": setting.batch * setting.train_steps,
+        "training, style given": setting.batch * setting.train_steps,
         "generation": setting.listeners * setting.samples,
     }
     rows = []
@@ -405,15 +434,18 @@ def summary(seconds: dict[str, dict[str, list[float]]], setting: Setting) -> lis
     return rows
 
 
-def measure(setting: Setting, rounds: int, config: str = "tiny") -> dict:
+def measure(
+    setting: Setting, rounds: int, config: str = "tiny", device: str | torch.device = "cpu"
+) -> dict:
     """Equality check, then the timed rounds, with the machine's load around them."""
-    models = build(config, setting.seed)
+    models = build(config, setting.seed, device)
     load_before = os.getloadavg()
     differences = equality(models, setting)
     seconds = timed_rounds(models, setting, rounds)
     load_after = os.getloadavg()
     return {
         "config": config,
+        "device": str(models.device),
         "rounds": rounds,
         "threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
@@ -453,13 +485,13 @@ def print_report(result: dict) -> None:
     print(f"training: batch {s['batch']} x {s['train_steps']} steps; "
           f"generation: {s['listeners']} listeners x {s['samples']} samples")  # fmt: skip
     print(
-        f"{'clock':5} {'task':11} {'ours/s':>9} {'official/s':>11} {'ratio':>7} {'q1..q3':>13} "
+        f"{'clock':5} {'task':21} {'ours/s':>9} {'official/s':>11} {'ratio':>7} {'q1..q3':>13} "
         f"{'min..max':>13}"
     )
     rows = [("wall", r) for r in result["results"]]
     for clock, r in rows + [("cpu", r) for r in result["results_cpu_time"]]:
         print(
-            f"{clock:5} {r['task']:11} {r['ours_per_s']:9.1f} "
+            f"{clock:5} {r['task']:21} {r['ours_per_s']:9.1f} "
             f"{r['official_per_s']:11.1f} {r['ratio']:7.2f} "
             f"{r['ratio_q1']:6.2f}..{r['ratio_q3']:<6.2f} "
             f"{r['ratio_min']:6.2f}..{r['ratio_max']:<6.2f}"
@@ -477,11 +509,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=11, help="alternating rounds (default: 11)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     parser.add_argument("--json", default=None, help="write the results as JSON here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     setting = Setting(args.listeners, args.samples, args.batch, args.train_steps, args.seed)
-    result = measure(setting, args.rounds, args.config)
+    result = measure(setting, args.rounds, args.config, args.device)
     print_report(result)
     if args.json:
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)

@@ -532,6 +532,12 @@ def render_gpu_check(report: dict[str, Any]) -> str:
             f"{metrics['samples']} samples, {fmt(metrics.get('cpus'))} CPUs): "
             f"**{fmt(metrics['seconds'])} s**."
         )
+    batching = steps.get("react2026_batching", {}).get("result")
+    if batching:
+        columns = [("task", "task"), ("ours_per_s", "ours / s"),
+                   ("official_per_s", "official / s"), ("ratio", "ours / official")]  # fmt: skip
+        parts += ["**REACT 2026: batched listeners against the baseline's weight assignment**",
+                  table(batching["results"], columns)]  # fmt: skip
     failed = {name: step.get("error") for name, step in steps.items() if not step.get("ok")}
     if failed:
         parts += ["**Failed steps**", table([{"step": k, "error": v} for k, v in failed.items()])]

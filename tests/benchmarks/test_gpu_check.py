@@ -28,7 +28,10 @@ def test_cpu_dry_run_runs_every_step_and_says_it_is_not_a_gpu_measurement(tmp_pa
     report = json.loads(out.read_text())
     assert report["measured_on_gpu"] is False and "not measured on a GPU" in report["note"]
     steps = report["steps"]
-    assert list(steps) == ["kernels", "edit_linear", "planner", "training", "generation", "metrics"]
+    assert list(steps) == [
+        "kernels", "edit_linear", "planner", "training", "generation", "metrics",
+        "react2026_batching",
+    ]  # fmt: skip
     assert all(step["ok"] for step in steps.values())
     plans = steps["planner"]["result"]
     assert set(plans) == {"fp32", "bf16"} and "output" in plans["fp32"]
@@ -39,3 +42,10 @@ def test_cpu_dry_run_runs_every_step_and_says_it_is_not_a_gpu_measurement(tmp_pa
     assert all(r["steps_per_s"] > 0 for r in training)
     assert all(r["rtf"] > 0 for r in steps["generation"]["result"])
     assert set(steps["metrics"]["result"]["values"]) >= {"FRCorr", "FRdist", "FRSyn"}
+    batching = steps["react2026_batching"]["result"]
+    assert batching["device"] == "cpu" and max(batching["max_relative_difference"].values()) <= 1e-5
+    assert {row["task"] for row in batching["results"]} == {
+        "training",
+        "training, style given",
+        "generation",
+    }

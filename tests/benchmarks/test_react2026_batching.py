@@ -60,7 +60,7 @@ def test_a_timed_round_reports_the_ratio_of_each_task(bench, models):
     assert set(clocks) == {"wall", "cpu"}
     seconds = clocks["wall"]
     rows = {row["task"]: row for row in bench.summary(seconds, setting)}
-    for task, unit in (("training", 2), ("generation", 4)):
+    for task, unit in (("training", 2), ("training, style given", 2), ("generation", 4)):
         ours, official = seconds[task]["ours"], seconds[task]["official"]
         assert len(ours) == len(official) == 1 and min(ours + official) > 0
         row = rows[task]
@@ -68,3 +68,17 @@ def test_a_timed_round_reports_the_ratio_of_each_task(bench, models):
         assert row["ratio"] == pytest.approx(official[0] / ours[0])
         assert row["ours_per_s"] == pytest.approx(unit / ours[0])
         assert row["target_hit"] == (row["ratio"] >= bench.TARGET)
+
+
+def test_a_given_style_trains_as_the_style_encoded_in_the_step(bench, models):
+    inputs = bench.training_inputs(models, bench.Setting(**SMALL))
+    bench._generator_grads(models)  # clears gradients an earlier test left
+    for way in (bench.train_ours, bench.train_official):
+        losses, grads = [], []
+        for given in (False, True):
+            losses.append(way(models, inputs, given))
+            grads.append(bench._generator_grads(models))
+        # the given styles were encoded as one batch, the official way encodes one at a time
+        torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-7)
+        for a, b in zip(*grads, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
