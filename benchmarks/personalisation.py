@@ -188,9 +188,19 @@ def seed_predictions(
         model = train_input_p(run, work / "input-p")
         predictions["input-p"] = run.sample("personalised", data, seed=seed, model=model)
     if args.upper_bound_steps:
-        bound = fine_tuned_predictions(run, split, data, args.upper_bound_steps, seed=seed)
-        predictions["upper bound"] = bound.predictions
-        extras.setdefault("upper_bound_steps_kept", {})[str(seed)] = bound.steps
+
+        def upper_bound() -> dict[str, np.ndarray]:
+            bound = fine_tuned_predictions(run, split, data, args.upper_bound_steps, seed=seed)
+            return {"p": bound.predictions, "steps": np.asarray(bound.steps)}
+
+        bound = cached(
+            work / f"upper-bound-{split}-seed{seed}.npz",
+            upper_bound,
+            key + f" upper bound {args.upper_bound_steps}",
+        )
+        predictions["upper bound"] = bound["p"]
+        kept = extras.setdefault("upper_bound_steps_kept", {})
+        kept[str(seed)] = bound["steps"].tolist()
     for variant, overrides in args.variant:
         trained = variant_run(run, work / variant, split_overrides(overrides))
         # a variant of the history's length reads its own histories; the scores use `data`
