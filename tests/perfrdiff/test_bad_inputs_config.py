@@ -158,8 +158,15 @@ WEIGHTS_KEYS = [
 ]
 # Values that only make sense with another one changed too (named in the rows above;
 # pwsg.condition: a protocol whose data has personality; data.audio=features needs protocol
-# react2026, the layout with 768-d audio features).
-NEEDS_A_COMPANION = {"denoiser.standardise", "pwsg.condition", "data.audio"}
+# react2026, the layout with 768-d audio features; data.face_mean and data.face_std: protocol
+# react2026 and each other; tests/perfrdiff/test_data_react2026_face.py).
+NEEDS_A_COMPANION = {
+    "denoiser.standardise",
+    "pwsg.condition",
+    "data.audio",
+    "data.face_mean",
+    "data.face_std",
+}
 
 
 def test_every_weights_key_but_the_named_ones_has_an_alternative_alone():

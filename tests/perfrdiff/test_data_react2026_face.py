@@ -135,3 +135,14 @@ def test_the_config_names_a_face_file_it_cannot_use(tmp_path):
         load_config("tiny", [f"data.face_mean={tmp_path}/m.npy", f"data.face_std={tmp_path}/s.npy"])
     with pytest.raises(ConfigError, match=r"data\.face_mean: give both FaceVerse files"):
         load_config("tiny", ["protocol=react2026", f"data.face_std={tmp_path}/s.npy"])
+
+
+def test_weights_trained_with_one_standardisation_do_not_fit_the_other(twin, tmp_path):
+    from perfrdiff.changes import weights_changes
+    from perfrdiff.config import config_to_dict
+
+    files = [f"data.face_mean={tmp_path}/m.npy", f"data.face_std={tmp_path}/s.npy"]
+    own, given = config_of(twin), config_of(twin, *files)
+    for stage in ("style", "gafrg", "pwsg", "eeg"):
+        changed = weights_changes(config_to_dict(own), config_to_dict(given), stage)
+        assert {"data.face_mean", "data.face_std"} <= set(changed), stage
