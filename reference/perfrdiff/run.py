@@ -259,11 +259,11 @@ class Run:
     ) -> MarsSequences:
         """REACT 2026: the :class:`~perfrdiff.generation.mars.MarsSequences` of ``split`` (the
         first ``limit`` dyads), with each item's listener history when ``histories``."""
+        from perfrdiff.data.react2026.store import run_store
         from perfrdiff.generation.mars import load_sequences, read_histories
-        from perfrdiff.training.datasets import mars_store
 
         d = self.config.data
-        data = load_sequences(mars_store(self.config, split), limit)
+        data = load_sequences(run_store(self.config, split), limit)
         if not histories:
             return data
         style_input, same = self.config.style.input, d.allow_same_clip_history

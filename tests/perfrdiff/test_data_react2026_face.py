@@ -13,10 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from perfrdiff.config import ConfigError, load_config
 from perfrdiff.data.react2026 import MarsStore, face_statistics
-from perfrdiff.data.react2026.store import StandardisedFrames, face_standardisation
+from perfrdiff.data.react2026.store import (
+    StandardisedFrames,
+    face_standardisation,
+    run_face_stats,
+    run_store,
+)
 from perfrdiff.data.react2026.synthetic import MarsSyntheticConfig, write_mars_dataset
 from perfrdiff.data.react2026.windows import padded
-from perfrdiff.training.datasets import face_stats, history_window_datasets, mars_store
+from perfrdiff.training.datasets import history_window_datasets
 
 TWIN = MarsSyntheticConfig(
     seed=5, sessions={"train": 2, "val": 1, "test": 1}, dyads_per_session=(1, 2),
@@ -81,12 +86,12 @@ def test_a_slice_reads_no_frame_of_the_memory_map(tmp_path):
 
 def test_the_training_split_statistics_are_the_default_and_logged(twin, caplog):
     with caplog.at_level(logging.INFO):
-        mean, std = face_stats(config_of(twin))
+        mean, std = run_face_stats(config_of(twin))
     raw_store = MarsStore(twin, "train", audio="none", personality=False)
     want_mean, want_std = face_statistics(raw_store)
     np.testing.assert_array_equal(mean, want_mean)
     np.testing.assert_array_equal(std, want_std)
-    face_stats(config_of(twin))  # computed once per process
+    run_face_stats(config_of(twin))  # computed once per process
     assert caplog.text.count("standardised with split 'train'") <= 1
 
 
@@ -99,7 +104,7 @@ def test_faceverse_files_are_read_when_given(twin, tmp_path):
         f"data.face_mean={tmp_path / 'mean_face.npy'}",
         f"data.face_std={tmp_path / 'std_face.npy'}",
     )
-    got_mean, got_std = face_stats(config)
+    got_mean, got_std = run_face_stats(config)
     np.testing.assert_array_equal(got_mean, mean[0])
     np.testing.assert_array_equal(got_std, std)
     with pytest.raises(ValueError, match="give both FaceVerse files or neither"):
@@ -108,9 +113,9 @@ def test_faceverse_files_are_read_when_given(twin, tmp_path):
 
 def test_the_run_reads_every_3dmm_standardised(twin):
     config = config_of(twin, "style.input=face", "pwsg.listener_prior=false")
-    mean, std = face_stats(config)
+    mean, std = run_face_stats(config)
     train, _ = history_window_datasets(config)
-    store = mars_store(config, "train")
+    store = run_store(config, "train")
     torch.manual_seed(0)
     item, dyad = train[0], store.dyads[train.items[0]]
     s = int(item["start"])
@@ -122,7 +127,7 @@ def test_the_run_reads_every_3dmm_standardised(twin):
     # generation reads the same standardised speaker frames
     from perfrdiff.generation.mars import load_sequences
 
-    data = load_sequences(mars_store(config, "test"))
+    data = load_sequences(run_store(config, "test"))
     speaker = data.reader([0])(0, 30)[0, :, -83:-25]
     raw = np.squeeze(np.load(data.store.path("coefficients", data.dyads[0].speaker)))[:30]
     np.testing.assert_allclose(speaker, (raw - mean) / std, rtol=1e-5, atol=1e-5)

@@ -46,9 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from perfrdiff.data.react2026 import MarsStore
+    from perfrdiff.data.react2026.store import run_face_stats
     from perfrdiff.generation.eeg import predict_split, score_split
     from perfrdiff.run import Run
-    from perfrdiff.training.datasets import face_stats
 
     out = args.out if args.out is not None else Path(args.run_dir) / f"eeg_{args.split}"
     check_output_folder(out, "--out")
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         run.protocol.fps,
         config.eeg.audio,
         personality=False,
-        face_stats=face_stats(config),
+        face_stats=run_face_stats(config),
     )
     with contextlib.ExitStack() as stack:
         reactions = None

@@ -26,33 +26,14 @@ def _any_length(config: Config) -> bool:
     return protocol_named(config.protocol).clip_frames is None
 
 
-def mars_store(config: Config, split: str, audio: str | None = None):
-    """The :class:`~perfrdiff.data.react2026.MarsStore` of ``split`` as the run reads it (the
-    3DMM standardised, :func:`face_stats`), with ``audio`` (default ``data.audio``)."""
-    from perfrdiff.data.react2026.store import open_store
-
-    fps = protocol_named(config.protocol).fps
-    audio = config.data.audio if audio is None else audio
-    return open_store(config.data.root, split, fps, audio, face_stats(config))
-
-
-def face_stats(config: Config):
-    """REACT 2026: the ``(mean, std)`` ``(58,)`` the run standardises the 3DMM with
-    (``data.face_mean`` / ``data.face_std``, or the training split's own statistics)."""
-    from perfrdiff.data.react2026.store import face_standardisation
-
-    d = config.data
-    fps = protocol_named(config.protocol).fps
-    return face_standardisation(d.root, fps, d.face_mean, d.face_std)
-
-
 def mars_window_datasets(config: Config, history_needed: bool) -> Datasets:
     """REACT 2026 windows (:class:`~perfrdiff.data.react2026.windows.MarsWindows`)."""
+    from perfrdiff.data.react2026.store import run_store
     from perfrdiff.data.react2026.windows import MarsWindows
 
     d = config.data
     make = lambda split, random_start: MarsWindows(  # noqa: E731
-        mars_store(config, split), protocol_named(config.protocol), d.window, d.history_frames,
+        run_store(config, split), protocol_named(config.protocol), d.window, d.history_frames,
         seed=config.seed, random_start=random_start, history_needed=history_needed,
     )  # fmt: skip
     return make("train", True), _optional(lambda: make("val", False))
@@ -121,10 +102,11 @@ def style_datasets(config: Config) -> Datasets:
 
     key = config.style.input
     if _any_length(config):
+        from perfrdiff.data.react2026.store import run_store
         from perfrdiff.data.react2026.windows import MarsListenerSegments
 
         make_mars = lambda split: StyleClips(  # noqa: E731
-            MarsListenerSegments(mars_store(config, split), config.style.frames, config.seed), key
+            MarsListenerSegments(run_store(config, split), config.style.frames, config.seed), key
         )
         return make_mars("train"), _contrastive(_optional(lambda: make_mars("val")))
     make = lambda split: StyleClips(  # noqa: E731

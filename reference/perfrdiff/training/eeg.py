@@ -24,9 +24,9 @@ from torch.utils.data import Dataset
 from perfrdiff.config import Config
 from perfrdiff.data.layout import DataError
 from perfrdiff.data.react2026 import EegSource, MarsCrops, MarsStore
+from perfrdiff.data.react2026.store import run_face_stats
 from perfrdiff.models.eeg_head import EEGHead, masked_mse
 from perfrdiff.protocol import REACT2026, Protocol, protocol_named
-from perfrdiff.training.datasets import face_stats
 from perfrdiff.training.loop import Batch, Objective
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def eeg_store(config: Config, split: str) -> MarsStore:
         fps=protocol.fps,
         audio=config.eeg.audio,
         personality=False,
-        face_stats=face_stats(config),
+        face_stats=run_face_stats(config),
     )
     store.dyads = [d for d in store.dyads if len(store.eeg_source.rows(d.listener)[0])]
     if not store.dyads:

@@ -246,10 +246,10 @@ def training_emotion_statistics(config: Config) -> tuple[Tensor, Tensor]:
     """``(mean, std)`` ``(25,)`` of the training split's listener emotion, read from its
     protocol's layout."""
     if protocol_named(config.protocol).clip_frames is None:
+        from perfrdiff.data.react2026.store import run_store
         from perfrdiff.data.react2026.windows import listener_emotion_moments
-        from perfrdiff.training.datasets import mars_store
 
-        mean, std = listener_emotion_moments(mars_store(config, "train"))
+        mean, std = listener_emotion_moments(run_store(config, "train"))
         return torch.from_numpy(mean), torch.from_numpy(std)
     from perfrdiff.data import listener_emotion_statistics
 

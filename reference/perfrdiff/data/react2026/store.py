@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +26,10 @@ from perfrdiff.data.react2026.layout import (
 )
 from perfrdiff.data.react2026.readers import mfcc_sequence, open_sequence, read_frames
 from perfrdiff.features import AUDIO_DIMS, EMOTION_DIM, FACE_DIM, WAV2VEC_DIM
+from perfrdiff.protocol import protocol_named
+
+if TYPE_CHECKING:
+    from perfrdiff.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -235,3 +240,21 @@ def open_store(
     if not table.is_file():
         log.warning("%s: no personality table: items carry zero personality", table)
     return MarsStore(root, split, fps, audio, personality=table.is_file(), face_stats=face_stats)
+
+
+def run_store(config: Config, split: str, audio: str | None = None) -> MarsStore:
+    """The :class:`MarsStore` of ``split`` as a run with ``config`` reads it: the protocol's
+    frame rate, ``audio`` (default ``data.audio``) and the 3DMM standardised
+    (:func:`run_face_stats`)."""
+    fps = protocol_named(config.protocol).fps
+    audio = config.data.audio if audio is None else audio
+    return open_store(config.data.root, split, fps, audio, run_face_stats(config))
+
+
+def run_face_stats(config: Config) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(mean, std)`` ``(58,)`` a run with ``config`` standardises the 3DMM with
+    (``data.face_mean`` / ``data.face_std``, or the training split's own statistics:
+    :func:`face_standardisation`)."""
+    d = config.data
+    fps = protocol_named(config.protocol).fps
+    return face_standardisation(d.root, fps, d.face_mean, d.face_std)
