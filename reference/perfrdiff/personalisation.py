@@ -191,14 +191,16 @@ def style_embedder(run: Run, batch: int = 64) -> Embed:
 def variant_run(base: Run, directory: str | Path, overrides: Sequence[str]) -> Run:
     """A run in ``directory`` with ``base``'s config plus ``overrides``: the stages the
     overrides change (:func:`perfrdiff.changes.retrained_stages`, e.g. ``style.*`` retrains the
-    style encoder and the shift generator) are trained, the others copied from ``base``. Stages
-    already trained in ``directory`` are kept (a rerun resumes)."""
+    style encoder and the shift generator) are trained, the others copied from ``base`` when it
+    has them (a stage ``base`` did not train, e.g. an eeg head, is left out: a retrained stage
+    that needs it then names it). Stages already trained in ``directory`` are kept (a rerun
+    resumes)."""
     directory = Path(directory)
     config = load_config(base.directory / CONFIG_FILE, list(overrides))
     stages = run_stages(config)  # a REACT 2024 run has no eeg stage to copy or retrain
     retrain = [s for s in retrained_stages(base.config, config) if s in stages]
     for stage in stages:
-        if stage not in retrain:
+        if stage not in retrain and (base.directory / stage).is_dir():
             shutil.copytree(base.directory / stage, directory / stage, dirs_exist_ok=True)
     run = Run(config, directory, base.device, base.precision)
     missing = [s for s in retrain if not stage_weights(directory, s).is_file()]
