@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from perfrdiff.changes import retrained_stages
-from perfrdiff.config import PWSGConfig, load_config
+from perfrdiff.config import Config, PWSGConfig, load_config
 from perfrdiff.data import ClipStore, SplitIndex, WindowDataset, history_features, person_of
 from perfrdiff.generation import EvaluationSet
 from perfrdiff.generation.reactions import clip_dataset
@@ -290,7 +290,7 @@ class _WindowsStartingIn(WindowDataset):
     """:class:`WindowDataset` windows whose start is drawn from ``starts`` only: the upper
     bound's training windows (the first part of each clip) or its held-out ones (the last)."""
 
-    def __init__(self, config, split: str, starts: np.ndarray, seed: int) -> None:
+    def __init__(self, config: Config, split: str, starts: np.ndarray, seed: int) -> None:
         d = config.data
         super().__init__(d.root, split, d.window, d.history_frames, seed=seed)
         self.starts = starts
@@ -345,10 +345,8 @@ def fine_tuned_predictions(
         )
     w = config.data.window
     split_at = clip_frames - HELD_OUT_FRAMES
-    train_starts, held_starts = (
-        np.arange(split_at - w + 1),
-        np.arange(split_at, clip_frames - w + 1),
-    )
+    train_starts = np.arange(split_at - w + 1)  # windows inside a clip's first part
+    held_starts = np.arange(split_at, clip_frames - w + 1)  # and inside its last
     pools = {}
     for k in range(n):
         source = sources[k]

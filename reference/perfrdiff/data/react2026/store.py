@@ -242,13 +242,11 @@ def open_store(
     return MarsStore(root, split, fps, audio, personality=table.is_file(), face_stats=face_stats)
 
 
-def run_store(config: Config, split: str, audio: str | None = None) -> MarsStore:
+def run_store(config: Config, split: str) -> MarsStore:
     """The :class:`MarsStore` of ``split`` as a run with ``config`` reads it: the protocol's
-    frame rate, ``audio`` (default ``data.audio``) and the 3DMM standardised
-    (:func:`run_face_stats`)."""
+    frame rate, ``data.audio`` and the 3DMM standardised (:func:`run_face_stats`)."""
     fps = protocol_named(config.protocol).fps
-    audio = config.data.audio if audio is None else audio
-    return open_store(config.data.root, split, fps, audio, run_face_stats(config))
+    return open_store(config.data.root, split, fps, config.data.audio, run_face_stats(config))
 
 
 def run_face_stats(config: Config) -> tuple[np.ndarray, np.ndarray]:
