@@ -484,17 +484,32 @@ def render_personalisation(report: dict[str, Any]) -> str:
 
 
 def render_ablation(report: dict[str, Any]) -> str:
-    """``perfrdiff ablate`` report: one table per paper table."""
-    columns = [("row", "row")] + [
+    """``perfrdiff ablate`` report: one table per paper table; a row compared with GAFRG shows
+    its ratio to it with the 95% interval over listeners."""
+    metrics = [
         (f"{task} {metric}", f"{task} {metric} {arrow}")
         for task in ("MAFRG", "PMAFRG")
         for metric, arrow in (("FRCorr", "↑"), ("FRdist", "↓"))
     ]
     titles = {"3": "Table 3: how the style enters", "4": "Table 4: which weights are edited"}
-    parts = [f"Overrides of the retrained rows: {fmt(report.get('overrides') or 'none')}."]
+    setup = f"Overrides of the retrained rows: {fmt(report.get('overrides') or 'none')}."
+    if "seeds" in report:
+        setup += (
+            f" {fmt(report.get('items'))} test items, {fmt(report.get('listeners'))} listeners,"
+            f" sampling seeds {fmt(report['seeds'])}; in brackets: the ratio to GAFRG and its"
+            " 95% interval."
+        )
+    parts = [setup]
     for name in dict.fromkeys(row["table"] for row in report["rows"]):
-        rows = [row for row in report["rows"] if row["table"] == name]
-        parts += [f"**{titles.get(name, name)}**", table(rows, columns)]
+        cells = []
+        for row in (row for row in report["rows"] if row["table"] == name):
+            ratios = row.get("vs GAFRG", {})
+            cell = {"row": row["row"]}
+            for key, _ in metrics:
+                ratio = f" ({_interval(ratios[key])})" if key in ratios else ""
+                cell[key] = fmt(row[key]) + ratio
+            cells.append(cell)
+        parts += [f"**{titles.get(name, name)}**", table(cells, [("row", "row"), *metrics])]
     return "\n\n".join(parts)
 
 

@@ -37,7 +37,7 @@ from perfrdiff.config import Config, PWSGConfig, load_config
 from perfrdiff.data import ClipStore, SplitIndex, WindowDataset, history_features, person_of
 from perfrdiff.generation import EvaluationSet
 from perfrdiff.generation.reactions import clip_dataset
-from perfrdiff.likeness import Embed, label_set_scores
+from perfrdiff.likeness import Embed, label_set_scores, paired_bootstrap
 from perfrdiff.models import PerFRDiff, build_gafrg
 from perfrdiff.protocol import protocol_named
 from perfrdiff.run import CONFIG_FILE, Run
@@ -498,8 +498,36 @@ EDIT_SETS: dict[str, list[str]] = {
 }
 
 
-def _row(table: str, row: str, values: dict) -> dict:
-    return {"table": table, "row": row, **values}
+#: The four scores of every ablation row: each label set's FRCorr (higher is better) and
+#: FRdist (lower).
+ABLATION_METRICS = ("MAFRG FRCorr", "MAFRG FRdist", "PMAFRG FRCorr", "PMAFRG FRdist")
+
+
+def _row(
+    table: str,
+    row: str,
+    by_seed: Mapping[int, dict[str, np.ndarray]],
+    reference: Mapping[str, np.ndarray] | None,
+    listeners: Sequence[str],
+    rounds: int,
+) -> dict:
+    """One ablation record from a row's per-item scores at each sampling seed.
+
+    Seeds are averaged item by item; the row's value is the mean over items and, where
+    ``reference`` (GAFRG's seed-averaged per-item scores) is given, ``"vs GAFRG"`` holds the
+    ratio with its paired bootstrap 95% interval over listeners."""
+    pooled = {k: np.mean([s[k] for s in by_seed.values()], axis=0) for k in ABLATION_METRICS}
+    record: dict = {"table": table, "row": row}
+    record.update({k: float(v.mean()) for k, v in pooled.items()})
+    record["by_seed"] = {
+        str(seed): {k: float(v[k].mean()) for k in ABLATION_METRICS} for seed, v in by_seed.items()
+    }
+    if reference is not None:
+        record["vs GAFRG"] = {
+            k: paired_bootstrap(pooled[k], reference[k], listeners, rounds=rounds).as_dict()
+            for k in ABLATION_METRICS
+        }
+    return record
 
 
 def ablate(
@@ -509,6 +537,9 @@ def ablate(
     overrides: Sequence[str] = (),
     limit: int | None = None,
     edit_sets: Mapping[str, list[str]] = EDIT_SETS,
+    seeds: Sequence[int] = (0,),
+    rounds: int = 2000,
+    data: EvaluationSet | None = None,
 ) -> list[dict]:
     """The paper's Tables 3 and 4 on ``base``'s data, reusing its trained earlier stages.
 
@@ -516,40 +547,74 @@ def ablate(
     one), scored on both label sets, as the paper's tables: MAFRG (every appropriate real
     reaction) and PMAFRG (only the item's own listener's). Table 3: GAFRG / input p / weight
     editing (the base run's edit set); Table 4: the PWSG retrained for each edit set of
-    ``edit_sets``. ``overrides`` apply to the retrained parts (e.g. ``train.pwsg.steps=200``).
+    ``edit_sets`` (the edit set the weight-editing row already has is not trained twice).
+    ``overrides`` apply to the retrained parts (e.g. ``train.pwsg.steps=200``). Each model is
+    sampled at every seed of ``seeds``; rows other than GAFRG carry their ratio to it with a
+    paired bootstrap interval over listeners (``rounds`` resamples). ``data``: the test split
+    if already loaded (:meth:`Run.evaluation_set`; ``limit`` then does not apply).
 
     Returns:
-        one record per row: ``table``, ``row``, ``MAFRG FRCorr``/``FRdist``, ``PMAFRG ...``.
+        one record per row: ``table``, ``row``, ``MAFRG FRCorr``/``FRdist``, ``PMAFRG ...``
+        (means over seeds), ``by_seed`` and ``vs GAFRG`` (``{metric: {value, low, high}}``).
+
+    Raises:
+        ValueError: ``seeds`` is empty or repeats a seed.
     """
+    seeds = list(seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds: expected distinct sampling seeds, at least one, got {seeds}")
     out = Path(out)
-    data = base.evaluation_set("test", limit)
-    generic_scores = scores(
-        {"generic": base.generate("test", ["generic"], data=data)["generic"]}, data
+    data = data if data is not None else base.evaluation_set("test", limit)
+    if data.listeners is None:
+        raise ValueError("base: its evaluation set does not know its items' listeners")
+    listeners = data.listeners
+
+    def scored(sample: Callable[[int], np.ndarray]) -> dict[int, dict[str, np.ndarray]]:
+        return {
+            seed: label_set_scores(sample(seed), data.listener_emotion, data.neighbours, listeners)
+            for seed in seeds
+        }
+
+    def generated(run: Run) -> dict[int, dict[str, np.ndarray]]:
+        return scored(
+            lambda seed: run.generate("test", ["personalised"], data=data, seed=seed)[
+                "personalised"
+            ]
+        )
+
+    generic = scored(
+        lambda seed: base.generate("test", ["generic"], data=data, seed=seed)["generic"]
     )
+    reference = {k: np.mean([s[k] for s in generic.values()], axis=0) for k in ABLATION_METRICS}
+
+    def row(table: str, name: str, by_seed: Mapping[int, dict[str, np.ndarray]]) -> dict:
+        return _row(table, name, by_seed, reference, listeners, rounds)
+
+    tuned = variant_run(base, out / "weight-editing", overrides) if overrides else base
+    editing: dict[int, dict[str, np.ndarray]] | None = None
     rows = []
     if "3" in tables:
-        tuned = variant_run(base, out / "weight-editing", overrides) if overrides else base
         input_p = train_input_p(tuned, out / "input-p")
-        personalised = tuned.generate("test", ["personalised"], data=data)["personalised"]
-        p = scores(
-            {  # input p samples exactly as the run samples PerFRDiff (Run.sample)
-                "input-p": tuned.sample("personalised", data, model=input_p),
-                "editing": personalised,
-            },
-            data,
+        # input p samples exactly as the run samples PerFRDiff (Run.sample)
+        input_p_scores = scored(
+            lambda seed: tuned.sample("personalised", data, seed=seed, model=input_p)
         )
+        editing = generated(tuned)
         rows += [
-            _row("3", "GAFRG", generic_scores["generic"]),
-            _row("3", "input p", p["input-p"]),
-            _row("3", "weight editing", p["editing"]),
+            _row("3", "GAFRG", generic, None, listeners, rounds),
+            row("3", "input p", input_p_scores),
+            row("3", "weight editing", editing),
         ]
     if "4" in tables:
         for name, targets in edit_sets.items():
+            if list(targets) == list(tuned.config.pwsg.targets):
+                editing = editing if editing is not None else generated(tuned)
+                rows.append(row("4", name, editing))  # the weight-editing model itself
+                continue
             variant = variant_run(
                 base, out / f"edit-{_slug(name)}", [*overrides, f"pwsg.targets={targets!r}"]
             )
-            p = variant.generate("test", ["personalised"], data=data)["personalised"]
-            rows.append(_row("4", name, scores({"p": p}, data)["p"]))
+            rows.append(row("4", name, generated(variant)))
     return rows
 
 
@@ -558,15 +623,23 @@ def _slug(name: str) -> str:
 
 
 def ablation_markdown(rows: Sequence[dict]) -> str:
-    """The ablation records as one Markdown table per paper table."""
-    columns = ["row", "MAFRG FRCorr", "MAFRG FRdist", "PMAFRG FRCorr", "PMAFRG FRdist"]
+    """The ablation records as one Markdown table per paper table; a row compared with GAFRG
+    shows its ratio to it and the ratio's 95% interval."""
     titles = {"3": "Table 3: how the style enters", "4": "Table 4: which weights are edited"}
     parts = []
     for table in dict.fromkeys(r["table"] for r in rows):
-        lines = [f"### {titles.get(table, table)}", "", "| " + " | ".join(columns) + " |"]
-        lines.append("|:--|" + "--:|" * (len(columns) - 1))
+        lines = [f"### {titles.get(table, table)}", "", "| row | " + " | ".join(ABLATION_METRICS)]
+        lines[-1] += " |"
+        lines.append("|:--|" + "--:|" * len(ABLATION_METRICS))
         for r in (r for r in rows if r["table"] == table):
-            cells = [r["row"], *(f"{r[c]:.4f}" for c in columns[1:])]
+            cells = [r["row"], *(_ablation_cell(r, metric) for metric in ABLATION_METRICS)]
             lines.append("| " + " | ".join(cells) + " |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
+
+
+def _ablation_cell(record: dict, metric: str) -> str:
+    ratio = record.get("vs GAFRG", {}).get(metric)
+    if ratio is None:
+        return f"{record[metric]:.4f}"
+    return f"{record[metric]:.4f} ({ratio['value']:.3f}× [{ratio['low']:.3f}, {ratio['high']:.3f}])"

@@ -237,16 +237,24 @@ def test_personalisation_report_with_both_label_sets_and_intervals(hooks, tmp_pa
 
 def test_ablation_report(hooks, tmp_path: Path):
     row = {"MAFRG FRCorr": 0.5, "MAFRG FRdist": 90.0, "PMAFRG FRCorr": 0.55, "PMAFRG FRdist": 89.0}
+    ratio = {"value": 1.1, "low": 1.02, "high": 1.2}
     report = {
         "overrides": [],
+        "seeds": [0, 1, 2],
+        "items": 28,
+        "listeners": 8,
         "rows": [
-            {"table": "3", "row": "weight editing", **row},
+            {"table": "3", "row": "GAFRG", **row},
+            {"table": "3", "row": "weight editing", **row, "vs GAFRG": dict.fromkeys(row, ratio)},
             {"table": "4", "row": "cross-attn", **row},
         ],
     }
     (tmp_path / "ablation.json").write_text(json.dumps(report))
     page = hooks.render("ablation", tmp_path)
     assert "**Table 3: how the style enters**" in page and "**Table 4" in page
+    assert "28 test items, 8 listeners, sampling seeds 0, 1, 2" in page
+    assert "| GAFRG | 0.5 | 90 | 0.55 | 89 |" in page
+    assert "| weight editing | 0.5 (1.100 [1.020, 1.200]) | 90 (1.100 [1.020, 1.200]) |" in page
     assert "| cross-attn | 0.5 | 90 | 0.55 | 89 |" in page
 
 

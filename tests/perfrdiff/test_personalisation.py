@@ -15,8 +15,10 @@ from perfrdiff.config import load_config
 from perfrdiff.generation import EvaluationSet
 from perfrdiff.models import build_style_encoder
 from perfrdiff.personalisation import (
+    ABLATION_METRICS,
     EDIT_SETS,
     EarlyStopping,
+    ablate,
     fine_tuned_predictions,
     input_p_model,
     mean_offset_predictions,
@@ -155,13 +157,33 @@ def test_early_stopping_keeps_the_lowest_held_out_loss_and_waits_its_patience():
     assert (stopping.step, stopping.best, stopping.state) == (10, 0.5, {"at": 10})
 
 
+@pytest.mark.parametrize("seeds", [[], [0, 0]])
+def test_ablate_wants_distinct_seeds(quick_run, tmp_path, seeds):
+    with pytest.raises(ValueError, match="seeds: expected distinct"):
+        ablate(Run.load(quick_run, "cpu"), tmp_path, seeds=seeds)
+
+
 def test_ablate_command_writes_both_tables(quick_run, tmp_path):
     out = tmp_path / "ablation"
     argv = ["ablate", "--run-dir", str(quick_run), "--out", str(out), "--device", "cpu"]
-    assert main([*argv, "--limit", "4"]) == 0
-    rows = json.loads((out / "ablation.json").read_text())["rows"]
+    assert main([*argv, "--limit", "4", "--seeds", "0", "1"]) == 0
+    report = json.loads((out / "ablation.json").read_text())
+    assert (report["seeds"], report["items"]) == ([0, 1], 4)
+    rows = report["rows"]
     assert [r["row"] for r in rows if r["table"] == "3"] == ["GAFRG", "input p", "weight editing"]
     assert [r["row"] for r in rows if r["table"] == "4"] == list(EDIT_SETS)
-    assert all(math.isfinite(v) for r in rows for k, v in r.items() if "FR" in k)
+    assert all(math.isfinite(r[k]) for r in rows for k in ABLATION_METRICS)
+    for r in rows:  # the reported value is the mean of the seeds' values
+        assert set(r["by_seed"]) == {"0", "1"}
+        for k in ABLATION_METRICS:
+            assert r[k] == pytest.approx(np.mean([r["by_seed"][s][k] for s in ("0", "1")]))
+    generic = rows[0]
+    assert "vs GAFRG" not in generic
+    for r in rows[1:]:
+        for k in ABLATION_METRICS:
+            ratio = r["vs GAFRG"][k]
+            assert ratio["value"] == pytest.approx(r[k] / generic[k])
+            assert ratio["low"] <= ratio["value"] <= ratio["high"]
     markdown = (out / "ablation.md").read_text()
     assert "Table 3" in markdown and "Table 4" in markdown
+    assert markdown.count("×") == 4 * (len(rows) - 1)  # every row but GAFRG has its ratios

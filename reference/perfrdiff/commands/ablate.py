@@ -4,7 +4,8 @@ Reuses the trained emotion-VAE, style encoder and GAFRG of --run-dir; retrains t
 generator (and input p) per row under <out>/, generates the test split and writes
 <out>/ablation.json and <out>/ablation.md: each row's model scored on both label sets, as the
 paper's tables (FRCorr / FRdist against MAFRG labels, every appropriate real reaction, and
-PMAFRG labels, only the item's own listener's).
+PMAFRG labels, only the item's own listener's), at every sampling seed of --seeds, with each
+row's ratio to GAFRG and its paired bootstrap 95% interval over listeners.
 """
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--limit", type=int, default=None, help="only the first N test items (default: all)"
     )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="sampling seeds; scores are averaged over them (default: 0)",
+    )
     add_overrides_argument(parser)  # applied to the retrained rows
     add_device_arguments(parser)
 
@@ -46,9 +54,17 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.run_dir).parent / "ablation"
     check_output_folder(out, "--out")
     base = Run.load(args.run_dir, args.device, args.precision)
-    rows = ablate(base, out, args.tables, args.overrides, args.limit)
+    data = base.evaluation_set("test", args.limit)
+    rows = ablate(base, out, args.tables, args.overrides, seeds=args.seeds, data=data)
     out.mkdir(parents=True, exist_ok=True)
-    report = {"run_dir": str(args.run_dir), "overrides": args.overrides, "rows": rows}
+    report = {
+        "run_dir": str(args.run_dir),
+        "overrides": args.overrides,
+        "seeds": args.seeds,
+        "items": len(data.clips),
+        "listeners": len(set(data.listeners or [])),
+        "rows": rows,
+    }
     atomic_write_text(out / "ablation.json", json.dumps(report, indent=2) + "\n")
     markdown = ablation_markdown(rows)
     atomic_write_text(out / "ablation.md", markdown)
