@@ -73,8 +73,18 @@ def init_distributed(device: torch.device | None = None) -> Distributed:
     return Distributed(rank, world_size, device, local_world_size)
 
 
-def shutdown(env: Distributed) -> None:
+def shutdown(env: Distributed, wait_for_peers: bool = False) -> None:
+    """Leave the process group (nothing to do without one).
+
+    Args:
+        wait_for_peers: meet every rank at a barrier first. Pass it when the work finished on
+            this rank, so that no rank tears down its gloo connections while a peer still
+            uses them (rank 0 writing the run's files after the last collective); a rank
+            leaving on an error does not wait for peers that may never arrive.
+    """
     if env.enabled and dist.is_initialized():
+        if wait_for_peers:
+            dist.barrier()
         dist.destroy_process_group()
 
 

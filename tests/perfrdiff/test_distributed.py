@@ -138,8 +138,8 @@ def _rank(rank: int, world: int, port: int, job: str, out: str) -> None:
         result = {"value": JOBS[job](env)}
     except Exception as error:
         result = {"error": type(error).__name__, "message": str(error)}
-    finally:
-        shutdown(env)
+    # Every job returns or raises on every rank alike, so the ranks can meet before leaving.
+    shutdown(env, wait_for_peers=True)
     Path(out, f"{rank}.json").write_text(json.dumps(result))
 
 

@@ -147,10 +147,12 @@ def run(args: argparse.Namespace) -> int:
     if args.name is not None and len(paths) > 1:
         raise ValueError(f"--name labels one predictions file, got {len(paths)}")
     env = init_distributed(torch.device("cpu"))  # the metrics run in NumPy: gloo, any machine
+    finished = False
     try:
         table = evaluate_each(args, paths, env if env.enabled else None)
+        finished = True
     finally:
-        shutdown(env)
+        shutdown(env, wait_for_peers=finished)
     if env.is_main:
         print(markdown_table(table))
     return 0

@@ -86,10 +86,12 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"diffusion.guidance={args.guidance}")
     check_output_folder(args.out, "--out")
     env = init_distributed(resolve_device(args.device))  # one process without torchrun
+    finished = False
     try:
         generate(args, overrides, env)
+        finished = True
     finally:
-        shutdown(env)
+        shutdown(env, wait_for_peers=finished)
     return 0
 
 

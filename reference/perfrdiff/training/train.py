@@ -48,6 +48,7 @@ def train_run(
         check_can_train(run, stages)  # a training that cannot start
     env = init_distributed(run.device)
     paths = {}
+    finished = False
     try:
         with run_dir_lock(run.directory, enabled=env.is_main):
             if resume:
@@ -61,8 +62,9 @@ def train_run(
                     # divergence, Ctrl-C) leaves the run's config as its weights were trained.
                     save_config(run.config, run.directory / CONFIG_FILE)
                     log.info("stage %s done: %s", name, paths[name])
+        finished = True
     finally:
-        shutdown(env)
+        shutdown(env, wait_for_peers=finished)
     return paths
 
 
