@@ -258,6 +258,15 @@ class DenoiserConfig(_Checked):
     # std (the cosine schedule assumes unit variance; the features' std is 0.05-0.6). Off in the
     # paper, which diffuses the raw features.
     standardise: bool = _setting(False, role=weights_of("gafrg"))
+    # Standardise the speaker's audio, 3DMM and emotion frames per feature with the training
+    # split's mean and std before their token projections (raw MFCCs have a std near 60, some
+    # 3DMM coefficients near 0.005: unscaled, the cross-attention keys are dominated by a few
+    # features). Off in the paper.
+    standardise_speaker: bool = _setting(False, role=weights_of("gafrg"))
+    # One memory token per speaker frame for the speaker's emotion, beside the emotion VAE's
+    # summary token of the window (the paper's encoder gives only the summary, so the order of
+    # the speaker's expressions inside the window is seen through audio and 3DMM only).
+    emotion_frames: bool = _setting(False, role=weights_of("gafrg"))
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -151,3 +151,24 @@ def test_weights_trained_with_one_standardisation_do_not_fit_the_other(twin, tmp
     for stage in ("style", "gafrg", "pwsg", "eeg"):
         changed = weights_changes(config_to_dict(own), config_to_dict(given), stage)
         assert {"data.face_mean", "data.face_std"} <= set(changed), stage
+
+
+def test_the_speaker_statistics_read_every_dyads_speaker_frames_as_the_run_does(twin):
+    from perfrdiff.training.objectives import training_speaker_statistics
+
+    config = config_of(twin, "data.audio=features")
+    mean, std = run_face_stats(config)
+    store = run_store(config, "train")
+    rows = []
+    for dyad in store.dyads:
+        t = store.frames(dyad)
+        load = lambda folder, clip=dyad.speaker: np.squeeze(np.load(store.path(folder, clip)))  # noqa: E731
+        face = (load("coefficients")[:t] - mean) / std
+        rows.append(
+            np.concatenate([load("audio-features")[:t], face, load("facial-attributes")[:t]], 1)
+        )
+    frames = np.concatenate(rows).astype(np.float64)
+    got_mean, got_std = training_speaker_statistics(config)
+    assert got_mean.shape == (768 + 58 + 25,)
+    np.testing.assert_allclose(got_mean.numpy(), frames.mean(0), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got_std.numpy(), frames.std(0), rtol=1e-3, atol=1e-4)

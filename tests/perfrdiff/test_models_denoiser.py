@@ -95,3 +95,45 @@ def test_emotion_vae_reconstructs_the_window_shape_and_is_deterministic_in_eval(
 def test_emotion_vae_names_the_bad_input():
     with pytest.raises(ValueError, match="x must have shape"):
         EmotionVAE(EmotionVAEConfig(hidden_dim=16, latent_dim=8)).encode(torch.randn(3, 50, 24))
+
+
+def speaker_options(**options):
+    overrides = [f"denoiser.{k}={str(v).lower()}" for k, v in options.items()]
+    torch.manual_seed(0)
+    return build_gafrg(load_config("tiny", overrides)).eval()
+
+
+def test_emotion_frames_add_one_memory_token_per_speaker_frame():
+    model = speaker_options(emotion_frames=True)
+    memory = model.condition(*speaker(3), torch.zeros(3, 50, 25), torch.ones(3, dtype=torch.bool))
+    assert memory.shape == (3, 4 * 50 + 1, 64)  # audio, 3DMM, summary, frame emotion, previous
+    x0 = model(torch.randn(3, 50, 25), torch.tensor([10, 500, 900]), memory)
+    assert x0.shape == (3, 50, 25)
+    # the frame tokens follow the frames: reordering the speaker's emotion changes them
+    audio, face, emotion = speaker(1)
+    tokens = model.speaker(audio, face, emotion, model.vae)
+    flipped = model.speaker(audio, face, emotion.flip(1), model.vae)
+    assert not torch.allclose(tokens[:, 101:], flipped[:, 101:])
+    torch.testing.assert_close(tokens[:, :100], flipped[:, :100])  # audio and 3DMM alike
+
+
+def test_standardised_speaker_frames_equal_the_raw_encoder_on_standardised_inputs():
+    scaled, raw = speaker_options(standardise_speaker=True), speaker_options()
+    raw.load_state_dict({k: v for k, v in scaled.state_dict().items() if "speaker.scaler" not in k})
+    g = torch.Generator().manual_seed(3)
+    mean, std = torch.randn(78 + 58 + 25, generator=g), torch.rand(78 + 58 + 25, generator=g) + 0.5
+    scaled.speaker.scaler.fit(mean, std)
+    audio, face, emotion = speaker(2)
+    got = scaled.speaker(audio, face, emotion, scaled.vae)
+    z = (torch.cat([audio, face, emotion], -1) - mean) / std
+    want = raw.speaker(z[..., :78], z[..., 78:136], z[..., 136:], raw.vae)
+    torch.testing.assert_close(got[:, :100], want[:, :100])  # per-frame audio and 3DMM tokens
+    # the summary token is the VAE's, which was trained on raw emotion: unscaled
+    torch.testing.assert_close(got[:, 100], raw.speaker(audio, face, emotion, raw.vae)[:, 100])
+
+
+def test_an_unfitted_speaker_scaler_is_the_identity():
+    scaled, raw = speaker_options(standardise_speaker=True), speaker_options()
+    raw.load_state_dict({k: v for k, v in scaled.state_dict().items() if "speaker.scaler" not in k})
+    args = speaker(2)
+    torch.testing.assert_close(scaled.speaker(*args, scaled.vae), raw.speaker(*args, raw.vae))

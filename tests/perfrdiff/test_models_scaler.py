@@ -6,7 +6,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from perfrdiff.config import load_config
-from perfrdiff.data import ClipStore, SplitIndex, listener_emotion_statistics
+from perfrdiff.data import (
+    ClipStore,
+    SplitIndex,
+    listener_emotion_statistics,
+    speaker_frame_statistics,
+)
+from perfrdiff.data.statistics import frame_moments
 from perfrdiff.generation import ReactionSampler, SamplerConfig
 from perfrdiff.models import DDIMSchedule, build_gafrg
 from perfrdiff.models.scaler import MIN_STD, FeatureScaler
@@ -257,3 +263,44 @@ def test_prior_weight_pulls_the_centre_towards_the_training_mean():
     population = model.gafrg.scaler.mean
     expected = population + 0.25 * (history.mean(1) - population)
     torch.testing.assert_close(model.listener_centre(history), expected)
+
+
+def test_speaker_statistics_cover_every_speaker_clip_of_the_split_once(synthetic_root):
+    index, store = SplitIndex(synthetic_root, "train"), ClipStore(synthetic_root, "train")
+    clips = sorted({pair.speaker for pair in index.items})
+    for part, (lo, hi) in {"audio": (0, 78), "face": (78, 136), "emotion": (136, 161)}.items():
+        frames = np.concatenate([getattr(store, part)(c) for c in clips]).astype(np.float64)
+        mean, std = speaker_frame_statistics(synthetic_root, "train")
+        assert mean.shape == std.shape == (161,)
+        np.testing.assert_allclose(mean[lo:hi].numpy(), frames.mean(0), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(std[lo:hi].numpy(), frames.std(0), rtol=1e-4, atol=1e-5)
+
+
+def test_frame_moments_refuse_no_frames_and_mixed_widths():
+    with pytest.raises(ValueError, match="no frame"):
+        frame_moments([])
+    with pytest.raises(ValueError, match="widths differ, 3 and 4"):
+        frame_moments([np.zeros((2, 3)), np.zeros((2, 4))])
+
+
+def test_only_a_standardising_speaker_encoder_has_scaler_weights():
+    plain = build_gafrg(load_config("tiny"))
+    scaled = build_gafrg(load_config("tiny", ["denoiser.standardise_speaker=true"]))
+    assert not any(key.startswith("speaker.scaler.") for key in plain.state_dict())
+    assert {"speaker.scaler.mean", "speaker.scaler.std"} <= set(scaled.state_dict())
+
+
+def test_the_gafrg_stage_fits_the_speaker_scaler_to_the_training_split(tmp_path, synthetic_root):
+    steps = [
+        f"train.{s}.{key}={value}"
+        for s in ("emotion-vae", "gafrg")
+        for key, value in (("steps", 1), ("batch_size", 2))
+    ]
+    overrides = ["denoiser.standardise_speaker=true", "denoiser.emotion_frames=true", *steps]
+    config = load_config("tiny", [f"data.root={synthetic_root}", *overrides])
+    run = Run(config, tmp_path, device="cpu")
+    train_run(run, ["emotion-vae", "gafrg"])
+    mean, std = speaker_frame_statistics(synthetic_root, "train")
+    gafrg = run.build("gafrg")  # from the exported weights
+    torch.testing.assert_close(gafrg.speaker.scaler.mean, mean)
+    torch.testing.assert_close(gafrg.speaker.scaler.std, std.clamp(min=MIN_STD))

@@ -33,7 +33,11 @@ from perfrdiff.data.layout import (
     read_split_csv,
 )
 from perfrdiff.data.samplers import ListenerBatchSampler, Reseeded, StepBatchSampler
-from perfrdiff.data.statistics import listener_emotion_statistics, listener_level_pairs
+from perfrdiff.data.statistics import (
+    listener_emotion_statistics,
+    listener_level_pairs,
+    speaker_frame_statistics,
+)
 from perfrdiff.data.store import ClipStore, warm_audio_cache
 from perfrdiff.data.synthetic import (
     SyntheticConfig,
@@ -85,6 +89,7 @@ __all__ = [
     "read_npy",
     "read_split_csv",
     "read_wave",
+    "speaker_frame_statistics",
     "warm_audio_cache",
     "write_synthetic_dataset",
 ]

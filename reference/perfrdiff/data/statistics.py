@@ -1,8 +1,10 @@
 """Per-channel statistics of a split's listener emotion: the denoiser's standardisation, and how
-far a listener's level in one clip carries to another (the fitted listener prior)."""
+far a listener's level in one clip carries to another (the fitted listener prior); and of its
+speaker frames (the speaker encoder's standardisation)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +37,48 @@ def listener_emotion_statistics(root: str | Path, split: str) -> tuple[torch.Ten
     mean = total / frames
     std = np.sqrt(np.maximum(total_sq / frames - mean**2, 0.0))
     return torch.from_numpy(mean).float(), torch.from_numpy(std).float()
+
+
+def frame_moments(sequences: Iterable[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean, std)`` ``(c,)`` float32 over every row of ``(t, c)`` ``sequences``, summed one
+    sequence at a time (the whole split need not fit in memory).
+
+    Raises:
+        ValueError: no rows, or sequences of different widths.
+    """
+    total = square = None
+    rows = 0
+    for sequence in sequences:
+        block = np.asarray(sequence, dtype=np.float64)
+        if total is None:
+            total, square = np.zeros(block.shape[1]), np.zeros(block.shape[1])
+        elif block.shape[1] != total.shape[0]:
+            raise ValueError(f"sequences: widths differ, {total.shape[0]} and {block.shape[1]}")
+        total += block.sum(0)
+        square += (block**2).sum(0)
+        rows += block.shape[0]
+    if not rows:
+        raise ValueError("sequences: no frame to take statistics of")
+    mean = total / rows
+    std = np.sqrt(np.maximum(square / rows - mean**2, 0.0))
+    return torch.from_numpy(mean).float(), torch.from_numpy(std).float()
+
+
+def speaker_frame_statistics(root: str | Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean, std)`` ``(78 + 58 + 25,)`` of the speaker frames of ``split`` (audio, 3DMM and
+    emotion, in that order), each speaker clip counted once.
+
+    Raises:
+        ValueError: the split has no speaker clip.
+    """
+    index = SplitIndex(root, split)
+    store = ClipStore(root, split, cache_audio=False, capacity=1)
+    clips = sorted({pair.speaker for pair in index.items})
+    if not clips:
+        raise ValueError(f"split {split!r} of {root} has no speaker clip to take statistics of")
+    return frame_moments(
+        np.concatenate([store.audio(c), store.face(c), store.emotion(c)], axis=1) for c in clips
+    )
 
 
 def listener_level_pairs(

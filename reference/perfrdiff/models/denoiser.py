@@ -80,7 +80,15 @@ class GAFRG(nn.Module):
         # Frozen after its own stage; owned here so one checkpoint holds the whole generic model.
         self.vae = vae
         self.vae.requires_grad_(False)
-        self.speaker = SpeakerEncoder(d, audio_dim, FACE_DIM, vae.latent_dim, self.speaker_frames)
+        self.speaker = SpeakerEncoder(
+            d,
+            audio_dim,
+            FACE_DIM,
+            vae.latent_dim,
+            self.speaker_frames,
+            standardise=config.standardise_speaker,
+            emotion_frames=config.emotion_frames,
+        )
         self.prev = nn.Linear(EMOTION_DIM, d)
         self.no_past = nn.Parameter(torch.zeros(d))
         self.time = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
@@ -146,8 +154,8 @@ class GAFRG(nn.Module):
             has_past: ``(b,)`` bool, whether ``prev_emotion`` is real.
 
         Returns:
-            ``(b, m, d)`` memory tokens (``m = 2v + w + 1`` with the previous window, else
-                ``2v + 1``).
+            ``(b, m, d)`` memory tokens: the speaker's (``2v + 1``, or ``3v + 1`` with
+                ``emotion_frames``), then the previous window's ``w`` when it is used.
         """
         tokens = self.speaker(speaker_audio, speaker_face, speaker_emotion, self.vae)
         if not self.use_prev_window:

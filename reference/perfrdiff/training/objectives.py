@@ -239,6 +239,8 @@ def gafrg_objective(run: Run) -> GAFRGObjective:
     gafrg = run.build("gafrg", trained=False)  # around the trained, frozen VAE
     if gafrg.scaler is not None:
         gafrg.scaler.fit(*training_emotion_statistics(run.config))
+    if gafrg.speaker.scaler is not None:
+        gafrg.speaker.scaler.fit(*training_speaker_statistics(run.config))
     return GAFRGObjective(gafrg, run.schedule, d.cond_drop, d.prev_drop)
 
 
@@ -254,6 +256,19 @@ def training_emotion_statistics(config: Config) -> tuple[Tensor, Tensor]:
     from perfrdiff.data import listener_emotion_statistics
 
     return listener_emotion_statistics(config.data.root, "train")
+
+
+def training_speaker_statistics(config: Config) -> tuple[Tensor, Tensor]:
+    """``(mean, std)`` ``(a + 58 + 25,)`` of the training split's speaker frames (audio, 3DMM
+    as the run reads it, emotion), read from its protocol's layout."""
+    if protocol_named(config.protocol).clip_frames is None:
+        from perfrdiff.data.react2026.store import run_store
+        from perfrdiff.data.react2026.windows import speaker_frame_moments
+
+        return speaker_frame_moments(run_store(config, "train"))
+    from perfrdiff.data import speaker_frame_statistics
+
+    return speaker_frame_statistics(config.data.root, "train")
 
 
 def pwsg_objective(run: Run) -> PWSGObjective:

@@ -25,6 +25,7 @@ from perfrdiff.data.layout import DataError
 from perfrdiff.data.react2026.layout import Dyad, person_of
 from perfrdiff.data.react2026.readers import read_frames
 from perfrdiff.data.react2026.store import MarsStore
+from perfrdiff.data.statistics import frame_moments
 from perfrdiff.features import HISTORY_DIMS
 from perfrdiff.protocol import Protocol
 
@@ -272,3 +273,23 @@ def listener_emotion_moments(store: MarsStore, chunk: int = 4096) -> tuple[np.nd
     mean = total / count
     std = np.sqrt(np.maximum(square / count - mean**2, 0.0))
     return mean.astype(np.float32), std.astype(np.float32)
+
+
+def speaker_frame_moments(store: MarsStore) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean, std)`` ``(a + 58 + 25,)`` float32 over every speaker frame of ``store``'s dyads:
+    audio, 3DMM (as the store reads it) and emotion (what a standardising speaker encoder is
+    fitted to), one dyad at a time."""
+
+    def frames():
+        for dyad in store.dyads:
+            t, clip = store.frames(dyad), dyad.speaker
+            yield np.concatenate(
+                [
+                    store.audio(clip, t)[:t],
+                    np.asarray(store.face(clip)[:t]),
+                    np.asarray(store.emotion(clip)[:t]),
+                ],
+                axis=1,
+            )
+
+    return frame_moments(frames())
