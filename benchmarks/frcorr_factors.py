@@ -1,8 +1,10 @@
 """What FRCorr's CCC is missing, and does a sampling setting fix it? Generic, personalised and
 chance reactions of trained runs, scored and decomposed.
 
-For each trained run and each ``--candidate`` (sampling overrides, ``NAME=KEY=VALUE[,...]``;
-``base`` is the run's own settings), at each sampling seed, on ``--split``:
+For each trained run and each ``--candidate`` (overrides, ``NAME=KEY=VALUE[,...]``; ``base`` is
+the run's own settings), at each sampling seed, on ``--split``. A candidate that changes only
+sampling reuses the run's weights; one that changes trained weights (``denoiser.*``, ``pwsg.*``,
+...) is trained first, the stages it changes only, in ``<run>-factors/<candidate>/run``:
 
 * MAFRG and PMAFRG FRCorr and FRdist of generic, personalised and chance (real reactions of
   inappropriate items), with ratios and paired bootstrap 95% intervals over listeners (seeds
@@ -29,12 +31,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from perfrdiff import Run
-from perfrdiff.config import config_to_dict
+from perfrdiff.changes import retrained_stages
+from perfrdiff.config import config_to_dict, load_config
 from perfrdiff.generation import chance_predictions
 from perfrdiff.generation.postprocess import postprocess
 from perfrdiff.likeness import label_set_scores, paired_bootstrap
 from perfrdiff.metrics.ccc_factors import frcorr_factors
 from perfrdiff.metrics.label_sets import label_set_matrices
+from perfrdiff.personalisation import variant_run
+from perfrdiff.run import CONFIG_FILE
 
 sys.path.insert(0, str(Path(__file__).parent))  # the sibling personalisation benchmark
 from personalisation import cached, generation_key, named, split_overrides
@@ -53,6 +58,16 @@ def postprocessed_only(run: Run, base: Run) -> bool:
         for key in POSTPROCESS_KEYS:
             config["generate"].pop(key)
     return a == b and not (base.config.generate.clamp or base.config.generate.smooth_sigma)
+
+
+def candidate_run(base: Run, overrides: list[str], directory: Path, device: str) -> Run:
+    """``base`` under ``overrides``: loaded as it is when they change only how it samples,
+    otherwise a variant run in ``directory`` whose changed stages are trained (and kept: a
+    rerun reuses them; :func:`perfrdiff.personalisation.variant_run`)."""
+    config = load_config(base.directory / CONFIG_FILE, overrides)
+    if retrained_stages(base.config, config):
+        return variant_run(base, directory, overrides)
+    return Run.load(base.directory, device=device, overrides=overrides)
 
 
 def raw_predictions(run: Run, data, split: str, seed: int, work: Path) -> dict[str, np.ndarray]:
@@ -142,8 +157,8 @@ def benchmark_run(name: str, run_dir: Path, args: argparse.Namespace) -> dict:
     listeners = list(data.listeners)
     results = {}
     for candidate, overrides in candidates:
-        run = Run.load(run_dir, device=args.device, overrides=split_overrides(overrides))
         work = run_dir.with_name(f"{run_dir.name}-factors") / candidate
+        run = candidate_run(base_run, split_overrides(overrides), work / "run", args.device)
         results[candidate] = candidate_scores(run, base_run, data, args, work)
     role = "held out (reported only)" if name in args.held_out else "choosing"
     report = {"dataset": name, "role": role, "run_dir": str(run_dir), "split": args.split}
@@ -215,7 +230,8 @@ def main() -> None:
         action="append",
         default=[],
         metavar="NAME=KEY=VALUE[,KEY=VALUE]",
-        help="sampling overrides to measure beside the run's own (repeatable)",
+        help="overrides to measure beside the run's own (repeatable); stages they change are "
+        "trained first",
     )
     parser.add_argument("--split", default="val", help="split to score (default: val)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

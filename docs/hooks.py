@@ -865,7 +865,38 @@ def render_react2026_personalisation(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n\n" + note
 
 
+def render_speaker_coupling(report: dict[str, Any]) -> str:
+    """``benchmarks/speaker_coupling.py`` report: per dataset, each method's correlation with
+    the item's own real reaction, and the baselines' FRCorr and FRdist."""
+    columns = [
+        ("method", "method"),
+        ("own", "own corr. ↑"),
+        ("AUs", "AUs"),
+        ("valence/arousal", "valence/arousal"),
+        ("expressions", "expressions"),
+        ("MAFRG FRCorr", "MAFRG FRCorr ↑"),
+        ("MAFRG FRdist", "MAFRG FRdist ↓"),
+        ("PMAFRG FRCorr", "PMAFRG FRCorr ↑"),
+    ]
+    parts = []
+    for dataset in report["datasets"]:
+        rows = []
+        for method, values in dataset["methods"].items():
+            own = values["own correlation"]
+            row = {"method": method, "own": own["all"], **{k: own[k] for k in own if k != "all"}}
+            rows.append(row | {k: values.get(k) for k, _ in columns[5:]})
+        parts += [
+            f"**{dataset['dataset']}**: {dataset['items']} test items; the speaker's own clip "
+            f"is an appropriate reaction of {dataset['mirror items appropriate']} of them; "
+            f"ridge weight {fmt(dataset['ridge weight (chosen on val)'])} (chosen on val); "
+            f"generated samples at seeds {fmt(dataset['seeds'])}.",
+            table(rows, columns),
+        ]
+    return "\n\n".join(parts)
+
+
 RENDERERS = {
+    "speaker_coupling": render_speaker_coupling,
     "react2026_personalisation": render_react2026_personalisation,
     "react2026_online": render_react2026_online,
     "edit_linear": render_edit_linear,

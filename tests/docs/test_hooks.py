@@ -374,3 +374,27 @@ def test_react2026_personalisation_report_has_a_row_per_method_and_the_targets(h
     assert "| online track | FRCorr seed 0 | FRCorr seed 1 | FRCorr | / generic | FRdist |" in page
     assert "| both | 0.14 | 0.14 | 0.14 | 1.400× | 46 |" in page
     assert "both FRCorr >= 1.10x generic: met; both FRCorr >= offset: not met" in page
+
+
+def test_speaker_coupling_report(hooks, tmp_path: Path):
+    own = {"AUs": 0.1, "valence/arousal": 0.2, "expressions": 0.05, "all": 0.1}
+    report = {
+        "datasets": [
+            {
+                "dataset": "held-out",
+                "items": 28,
+                "mirror items appropriate": 8,
+                "ridge weight (chosen on val)": 100000.0,
+                "seeds": [0],
+                "methods": {
+                    "linear (speaker window)": {"own correlation": own, "MAFRG FRCorr": 0.2},
+                    "generic": {"own correlation": own},
+                },
+            }
+        ]
+    }
+    (tmp_path / "speaker_coupling.json").write_text(json.dumps(report))
+    page = hooks.render("speaker_coupling", tmp_path)
+    assert "**held-out**: 28 test items" in page and "reaction of 8 of them" in page
+    assert "| linear (speaker window) | 0.1 | 0.1 | 0.2 | 0.05 | 0.2 | — | — |" in page
+    assert "| generic | 0.1 | 0.1 | 0.2 | 0.05 | — | — | — |" in page
