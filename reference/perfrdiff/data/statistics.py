@@ -12,7 +12,6 @@ import torch
 
 from perfrdiff.data.index import SplitIndex
 from perfrdiff.data.store import ClipStore
-from perfrdiff.features import EMOTION_DIM
 
 
 def listener_emotion_statistics(root: str | Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -27,16 +26,7 @@ def listener_emotion_statistics(root: str | Path, split: str) -> tuple[torch.Ten
     clips = sorted({pair.listener for pair in index.items})
     if not clips:
         raise ValueError(f"split {split!r} of {root} has no listener clip to take statistics of")
-    # Sums over clips one at a time: the whole split need not fit in memory at once.
-    total, total_sq, frames = np.zeros(EMOTION_DIM), np.zeros(EMOTION_DIM), 0
-    for clip in clips:
-        emotion = store.emotion(clip).astype(np.float64)
-        total += emotion.sum(0)
-        total_sq += (emotion**2).sum(0)
-        frames += emotion.shape[0]
-    mean = total / frames
-    std = np.sqrt(np.maximum(total_sq / frames - mean**2, 0.0))
-    return torch.from_numpy(mean).float(), torch.from_numpy(std).float()
+    return frame_moments(store.emotion(clip) for clip in clips)
 
 
 def frame_moments(sequences: Iterable[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -259,20 +259,15 @@ class MarsListenerSegments(Dataset):
 def listener_emotion_moments(store: MarsStore, chunk: int = 4096) -> tuple[np.ndarray, ...]:
     """``(mean, std)`` ``(25,)`` float32 over every listener frame of ``store``'s dyads, read
     ``chunk`` frames at a time (what a standardising denoiser is fitted to)."""
-    total, square, count = np.zeros(25), np.zeros(25), 0
-    for dyad in store.dyads:
-        frames = store.frames(dyad)
-        for begin in range(0, frames, chunk):
-            block = store.read("emotion", dyad.listener, begin, min(begin + chunk, frames))
-            block = block.astype(np.float64)
-            total, square, count = (
-                total + block.sum(0),
-                square + (block**2).sum(0),
-                count + len(block),
-            )
-    mean = total / count
-    std = np.sqrt(np.maximum(square / count - mean**2, 0.0))
-    return mean.astype(np.float32), std.astype(np.float32)
+
+    def blocks():
+        for dyad in store.dyads:
+            frames = store.frames(dyad)
+            for begin in range(0, frames, chunk):
+                yield store.read("emotion", dyad.listener, begin, min(begin + chunk, frames))
+
+    mean, std = frame_moments(blocks())
+    return mean.numpy(), std.numpy()
 
 
 def speaker_frame_moments(store: MarsStore) -> tuple[torch.Tensor, torch.Tensor]:
