@@ -554,8 +554,9 @@ def ablate(
     if already loaded (:meth:`Run.evaluation_set`; ``limit`` then does not apply).
 
     Returns:
-        one record per row: ``table``, ``row``, ``MAFRG FRCorr``/``FRdist``, ``PMAFRG ...``
-        (means over seeds), ``by_seed`` and ``vs GAFRG`` (``{metric: {value, low, high}}``).
+        one record per row with ``table``, ``row``, the four scores of
+            :data:`ABLATION_METRICS` (means over seeds), ``by_seed`` and ``vs GAFRG``
+            (``{metric: {value, low, high}}``).
 
     Raises:
         ValueError: ``seeds`` is empty or repeats a seed.
