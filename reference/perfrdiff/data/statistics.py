@@ -14,6 +14,19 @@ from perfrdiff.data.index import SplitIndex
 from perfrdiff.data.store import ClipStore
 
 
+def _clips_in_role(root: str | Path, split: str, role: str) -> tuple[ClipStore, list[str]]:
+    """A one-clip-cache store of ``split`` and its distinct ``role`` clips, sorted.
+
+    Raises:
+        ValueError: the split has no such clip.
+    """
+    index = SplitIndex(root, split)
+    clips = sorted({getattr(pair, role) for pair in index.items})
+    if not clips:
+        raise ValueError(f"split {split!r} of {root} has no {role} clip to take statistics of")
+    return ClipStore(root, split, cache_audio=False, capacity=1), clips
+
+
 def listener_emotion_statistics(root: str | Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """``(mean, std)``, each ``(25,)`` float32, over every frame of every listener clip of
     ``split`` (each clip counted once, however many speakers it is paired with).
@@ -21,11 +34,7 @@ def listener_emotion_statistics(root: str | Path, split: str) -> tuple[torch.Ten
     Raises:
         ValueError: the split has no listener clip.
     """
-    index = SplitIndex(root, split)
-    store = ClipStore(root, split, cache_audio=False, capacity=1)
-    clips = sorted({pair.listener for pair in index.items})
-    if not clips:
-        raise ValueError(f"split {split!r} of {root} has no listener clip to take statistics of")
+    store, clips = _clips_in_role(root, split, "listener")
     return frame_moments(store.emotion(clip) for clip in clips)
 
 
@@ -61,11 +70,7 @@ def speaker_frame_statistics(root: str | Path, split: str) -> tuple[torch.Tensor
     Raises:
         ValueError: the split has no speaker clip.
     """
-    index = SplitIndex(root, split)
-    store = ClipStore(root, split, cache_audio=False, capacity=1)
-    clips = sorted({pair.speaker for pair in index.items})
-    if not clips:
-        raise ValueError(f"split {split!r} of {root} has no speaker clip to take statistics of")
+    store, clips = _clips_in_role(root, split, "speaker")
     return frame_moments(
         np.concatenate([store.audio(c), store.face(c), store.emotion(c)], axis=1) for c in clips
     )
