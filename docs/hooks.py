@@ -907,6 +907,7 @@ RENDERERS = {
     "personalisation": render_personalisation,
     "personalisation_candidates": render_personalisation,
     "ablation": render_ablation,
+    "ablation_heldout": render_ablation,
     "gpu/gpu_check": render_gpu_check,
     "peft_mixed": render_peft_mixed,
     "solver_quality": render_solver_quality,
