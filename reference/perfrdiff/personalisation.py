@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import logging
 import math
 import shutil
@@ -503,6 +504,11 @@ EDIT_SETS: dict[str, list[str]] = {
 ABLATION_METRICS = ("MAFRG FRCorr", "MAFRG FRdist", "PMAFRG FRCorr", "PMAFRG FRdist")
 
 
+def _seed_mean(by_seed: Mapping[int, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Each ablation metric's per-item scores averaged over the seeds, item by item."""
+    return {k: np.mean([s[k] for s in by_seed.values()], axis=0) for k in ABLATION_METRICS}
+
+
 def _row(
     table: str,
     row: str,
@@ -516,7 +522,7 @@ def _row(
     Seeds are averaged item by item; the row's value is the mean over items and, where
     ``reference`` (GAFRG's seed-averaged per-item scores) is given, ``"vs GAFRG"`` holds the
     ratio with its paired bootstrap 95% interval over listeners."""
-    pooled = {k: np.mean([s[k] for s in by_seed.values()], axis=0) for k in ABLATION_METRICS}
+    pooled = _seed_mean(by_seed)
     record: dict = {"table": table, "row": row}
     record.update({k: float(v.mean()) for k, v in pooled.items()})
     record["by_seed"] = {
@@ -586,31 +592,41 @@ def ablate(
     generic = scored(
         lambda seed: base.generate("test", ["generic"], data=data, seed=seed)["generic"]
     )
-    reference = {k: np.mean([s[k] for s in generic.values()], axis=0) for k in ABLATION_METRICS}
+    reference = _seed_mean(generic)
 
     def row(table: str, name: str, by_seed: Mapping[int, dict[str, np.ndarray]]) -> dict:
         return _row(table, name, by_seed, reference, listeners, rounds)
 
-    tuned = variant_run(base, out / "weight-editing", overrides) if overrides else base
-    editing: dict[int, dict[str, np.ndarray]] | None = None
+    # The weight-editing run (trained only when a row needs it) and its scores, made once.
+    @functools.cache
+    def tuned() -> Run:
+        return variant_run(base, out / "weight-editing", overrides) if overrides else base
+
+    @functools.cache
+    def editing() -> dict[int, dict[str, np.ndarray]]:
+        return generated(tuned())
+
     rows = []
     if "3" in tables:
-        input_p = train_input_p(tuned, out / "input-p")
+        input_p = train_input_p(tuned(), out / "input-p")
         # input p samples exactly as the run samples PerFRDiff (Run.sample)
         input_p_scores = scored(
-            lambda seed: tuned.sample("personalised", data, seed=seed, model=input_p)
+            lambda seed: tuned().sample("personalised", data, seed=seed, model=input_p)
         )
-        editing = generated(tuned)
         rows += [
             _row("3", "GAFRG", generic, None, listeners, rounds),
             row("3", "input p", input_p_scores),
-            row("3", "weight editing", editing),
+            row("3", "weight editing", editing()),
         ]
     if "4" in tables:
+        # as variant_run builds the weight-editing run's config, without training it
+        tuned_config = (
+            load_config(base.directory / CONFIG_FILE, list(overrides)) if overrides else base.config
+        )
+        tuned_targets = tuned_config.pwsg.targets
         for name, targets in edit_sets.items():
-            if list(targets) == list(tuned.config.pwsg.targets):
-                editing = editing if editing is not None else generated(tuned)
-                rows.append(row("4", name, editing))  # the weight-editing model itself
+            if list(targets) == list(tuned_targets):
+                rows.append(row("4", name, editing()))  # the weight-editing model itself
                 continue
             variant = variant_run(
                 base, out / f"edit-{_slug(name)}", [*overrides, f"pwsg.targets={targets!r}"]
