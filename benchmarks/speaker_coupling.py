@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from perfrdiff import Run
 from perfrdiff.generation import EvaluationSet, chance_predictions
-from perfrdiff.likeness import label_set_scores
+from perfrdiff.personalisation import scores
 
 #: Speaker modalities the generator is given, in the order the features are stacked.
 SPEAKER_KEYS = ("speaker_emotion", "speaker_face", "speaker_audio")
@@ -85,14 +85,13 @@ class LinearListener:
         self.y_mean = y.mean(0)
         x = (x - self.x_mean) / self.x_std
         gram, cross = x.T @ x, x.T @ (y - self.y_mean)
-        tried = {}
+        tried, coefs = {}, {}
         for weight in RIDGE_WEIGHTS:
-            self.coef = np.linalg.solve(gram + weight * np.eye(gram.shape[0]), cross)
+            self.coef = coefs[weight] = np.linalg.solve(gram + weight * np.eye(len(gram)), cross)
             own = own_correlation(self.predict(val)[:, None], val, self.run.config.data.window)
             tried[weight] = own["all"]
-        best = max(tried, key=tried.__getitem__)
-        self.coef = np.linalg.solve(gram + best * np.eye(gram.shape[0]), cross)
-        self.weight = best
+        self.weight = max(tried, key=tried.__getitem__)
+        self.coef = coefs[self.weight]
         return {str(k): v for k, v in tried.items()}
 
     def predict(self, data: EvaluationSet) -> np.ndarray:
@@ -132,24 +131,6 @@ def mirror_items(data: EvaluationSet) -> list[list[int]]:
     ]
 
 
-def chance_without_mirror(
-    data: EvaluationSet, samples: int, mirrors: list[list[int]], seed: int
-) -> np.ndarray:
-    """:func:`chance_predictions` drawn from inappropriate items other than the mirror ones."""
-    rng = np.random.default_rng(seed)
-    n = len(data.clips)
-    out = np.empty((n, samples, *data.listener_emotion.shape[1:]), dtype=np.float32)
-    for k in range(n):
-        pool = [j for j in np.flatnonzero(~data.neighbours[k]) if j not in mirrors[k] and j != k]
-        out[k] = data.listener_emotion[rng.choice(pool, size=samples, replace=True)]
-    return out
-
-
-def label_scores(p: np.ndarray, data: EvaluationSet) -> dict[str, float]:
-    per_item = label_set_scores(p, data.listener_emotion, data.neighbours, data.listeners)
-    return {k: float(v.mean()) for k, v in per_item.items()}
-
-
 def benchmark_run(name: str, run_dir: Path, args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     run = Run.load(run_dir, device="cpu")
@@ -165,7 +146,7 @@ def benchmark_run(name: str, run_dir: Path, args: argparse.Namespace) -> dict:
     methods: dict[str, dict] = {
         "linear (speaker window)": {
             "own correlation": own_correlation(linear_samples[:, :1], test, skip),
-            **label_scores(linear_samples, test),
+            **scores({"linear": linear_samples}, test)["linear"],
         }
     }
     for seed in args.seeds:
@@ -182,11 +163,11 @@ def benchmark_run(name: str, run_dir: Path, args: argparse.Namespace) -> dict:
     baselines = {
         "mime": mime,
         "chance": chance_predictions(test, samples, 0),
-        "chance without the mirror item": chance_without_mirror(test, samples, mirrors, 0),
+        "chance without the mirror item": chance_predictions(test, samples, 0, exclude=mirrors),
     }
     for label, p in baselines.items():
         own = own_correlation(p, test, skip)
-        methods[label] = {"own correlation": own, **label_scores(p, test)}
+        methods[label] = {"own correlation": own, **scores({label: p}, test)[label]}
     return {
         "dataset": name,
         "run_dir": str(run_dir),

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from perfrdiff.generation import chance_predictions
 from perfrdiff.protocol import protocol_named
 
 from tests.benchmarks.scripts import benchmark_script
@@ -89,7 +90,7 @@ def test_chance_without_the_mirror_never_draws_the_speakers_own_clip(benchmark):
     data = dataset(speaker, listener)
     mirrors = benchmark.mirror_items(data)
     assert mirrors == [[1], [], [], []]
-    drawn = benchmark.chance_without_mirror(data, samples=50, mirrors=mirrors, seed=0)
+    drawn = chance_predictions(data, samples=50, seed=0, exclude=mirrors)
     for sample in drawn[0]:
         real = data.listener_emotion
         assert not np.array_equal(sample, real[1]) and not np.array_equal(sample, real[0])

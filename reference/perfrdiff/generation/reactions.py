@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,19 +152,26 @@ def _with_histories(data: EvaluationSet, dataset, config: Config, split: str) ->
     )
 
 
-def chance_predictions(data: EvaluationSet, samples: int, seed: int = 0) -> np.ndarray:
+def chance_predictions(
+    data: EvaluationSet,
+    samples: int,
+    seed: int = 0,
+    exclude: Sequence[Collection[int]] | None = None,
+) -> np.ndarray:
     """Real reactions of *inappropriate* items, ``M`` per speaker: ``(n, M, T, 25)``.
 
     Realistic behaviour unrelated to the speaker. Appropriate items are excluded: copying one of
-    them would score a perfect CCC against itself, which is not chance.
+    them would score a perfect CCC against itself, which is not chance. ``exclude[k]``: further
+    items item ``k`` never draws from (e.g. the item whose listener clip is its speaker clip).
     """
     rng = np.random.default_rng(seed)
     n = data.listener_emotion.shape[0]
     out = np.empty((n, samples, *data.listener_emotion.shape[1:]), dtype=np.float32)
     for k in range(n):
-        pool = np.flatnonzero(~data.neighbours[k])
-        if pool.size == 0:
-            pool = np.array([j for j in range(n) if j != k])
+        left_out = list(exclude[k]) if exclude is not None else []
+        pool = np.setdiff1d(np.flatnonzero(~data.neighbours[k]), left_out)
+        if pool.size == 0:  # every other item is appropriate: draw from all of them
+            pool = np.setdiff1d(np.delete(np.arange(n), k), left_out)
         out[k] = data.listener_emotion[rng.choice(pool, size=samples, replace=True)]
     return out
 
