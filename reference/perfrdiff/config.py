@@ -88,6 +88,12 @@ def _non_empty(v: Sequence[Any]) -> str | None:
     return None if len(v) else "must not be empty"
 
 
+def _distinct_lags(v: Sequence[int]) -> str | None:
+    if any(k < 0 for k in v):
+        return f"lags must be >= 0 frames, got {list(v)!r}"
+    return None if len(set(v)) == len(v) else f"lags must be distinct, got {list(v)!r}"
+
+
 @dataclass(frozen=True)
 class Role:
     """What depends on a config field: declared once, beside the field's default and rule.
@@ -384,6 +390,12 @@ class PWSGConfig(_Checked):
     # directories written before these options existed load as they were trained.
     bias_shifts: bool = _setting(False, role=_PWSG)
     history_stats: bool = _setting(False, role=_PWSG)
+    # Also feed the generator, per lag k (frames) and emotion channel, the correlation of the
+    # listener with their partner k frames earlier over the history (perfrdiff.models.coupling):
+    # whom they follow, how closely, after what delay. Needs style.input: dyadic. Empty: off.
+    history_lags: list[int] = field(
+        default_factory=list, metadata={"rule": _distinct_lags, "role": _PWSG}
+    )
     # Embed a history longer than style.frames (the style encoder's training clips) in pieces of
     # that length and average their styles, instead of as one sequence longer than any the
     # encoder was trained on. Off (the paper's: one pass) so that runs load as they were trained.

@@ -135,7 +135,7 @@ def another_value(key: str, value) -> str | None:
     elif isinstance(value, str):
         candidates = [w for w in _WORDS if w != value]
     elif isinstance(value, list):
-        candidates = [value[:1]]
+        candidates = [value[:1]] if value else [[1]]  # an empty list (a feature off): one item
     else:  # None
         candidates = [8]
     for candidate in candidates:

@@ -9,6 +9,7 @@ from perfrdiff.models.build import (
     build_vae,
 )
 from perfrdiff.models.condition import ListenerCondition
+from perfrdiff.models.coupling import lagged_correlations
 from perfrdiff.models.denoiser import GAFRG, MemoryCache
 from perfrdiff.models.emotion_vae import EmotionVAE, vae_loss
 from perfrdiff.models.encoders import SpeakerEncoder, sinusoidal_embedding
@@ -42,6 +43,7 @@ __all__ = [
     "build_style_encoder",
     "build_vae",
     "cosine_alphas_cumprod",
+    "lagged_correlations",
     "sinusoidal_embedding",
     "supervised_contrastive_loss",
     "vae_loss",

@@ -17,7 +17,9 @@ import torch
 from torch import Tensor, nn
 
 from perfrdiff.config import ConfigError, PWSGConfig
+from perfrdiff.features import EMOTION_DIM
 from perfrdiff.models.condition import ListenerCondition, jittered
+from perfrdiff.models.coupling import lagged_correlations
 from perfrdiff.models.denoiser import GAFRG
 from perfrdiff.models.prior import ListenerPrior
 from perfrdiff.models.style_encoder import StyleEncoder
@@ -98,6 +100,13 @@ class PerFRDiff(nn.Module):
         except ValueError as error:  # a pattern that selects nothing: the key to change
             raise ConfigError("pwsg.targets", str(error)) from None
         self.history_stats = config.history_stats
+        self.history_lags = tuple(config.history_lags)
+        if self.history_lags and style_encoder.input_name != "dyadic":
+            raise ConfigError(
+                "pwsg.history_lags",
+                "correlates the listener with their partner, which needs a dyadic history "
+                f"(style.input: dyadic), got style.input={style_encoder.input_name!r}",
+            )
         self.history_segments = config.history_segments
         if config.listener_prior and gafrg.scaler is None:
             raise ValueError("pwsg.listener_prior needs a standardising denoiser")
@@ -123,18 +132,26 @@ class PerFRDiff(nn.Module):
             for name, shape in self.targets.items()
         }
         extra = 2 * style_encoder.input_dim if config.history_stats else 0
+        extra += EMOTION_DIM * len(self.history_lags)
         self.generator = build_generator(config, style_encoder.style_dim + extra, generated)
 
     @property
     def needs_history(self) -> bool:
         """Whether the shifts (or the listener prior) read the listener's history."""
-        return self.condition.reads_history or self.history_stats or self.prior is not None
+        return self.reads_statistics or self.condition.reads_history or self.prior is not None
+
+    @property
+    def reads_statistics(self) -> bool:
+        """Whether the generator also reads statistics of the history (``pwsg.history_stats``,
+        ``pwsg.history_lags``)."""
+        return self.history_stats or bool(self.history_lags)
 
     def style(self, history: Tensor | None, personality: Tensor | None = None) -> Tensor:
         """``history: (l, h, c)`` and ``personality: (l, 5)`` -> the generator's input
         ``(l, s)``: the condition (:class:`ListenerCondition`: the style vector, the
         personality embedding or both fused), then (with ``pwsg.history_stats``) the history's
-        per-channel mean and std ``(l, 2c)``.
+        per-channel mean and std ``(l, 2c)``, then (with ``pwsg.history_lags``) its lagged
+        listener-partner correlations ``(l, n·25)`` (:func:`lagged_correlations`).
 
         Either may be ``None`` when ``pwsg`` does not read it. With ``pwsg.history_segments`` a
         history longer than the style encoder's training clips is embedded in pieces of that
@@ -148,10 +165,10 @@ class PerFRDiff(nn.Module):
 
     def history_features(self, history: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
         """What the frozen parts read off ``history: (l, h, c)``: its style ``(l, s)`` (when the
-        condition reads it) and its per-channel mean and std ``(l, 2c)`` (with
-        ``pwsg.history_stats``); ``None`` for each that is not read."""
+        condition reads it) and its statistics (:meth:`style`; when :attr:`reads_statistics`);
+        ``None`` for each that is not read."""
         if history is None:
-            if self.condition.reads_history or self.history_stats:
+            if self.condition.reads_history or self.reads_statistics:
                 raise ValueError(
                     f"history is required: pwsg.condition={self.condition.kind!r} or "
                     "pwsg.history_stats reads the listener's history, got None"
@@ -161,11 +178,16 @@ class PerFRDiff(nn.Module):
         if self.condition.reads_history:
             encode = self.style_encoder.segmented if self.history_segments else self.style_encoder
             style = encode(history)
-        if not self.history_stats:
+        if not self.reads_statistics:
             return style, None
         dtype = style.dtype if style is not None else next(self.generator.parameters()).dtype
         history = history.to(dtype)
-        return style, torch.cat([history.mean(dim=1), history.std(dim=1, correction=0)], dim=1)
+        stats = []
+        if self.history_stats:
+            stats += [history.mean(dim=1), history.std(dim=1, correction=0)]
+        if self.history_lags:
+            stats.append(lagged_correlations(history, self.history_lags))
+        return style, torch.cat(stats, dim=1)
 
     def generator_input(
         self,
