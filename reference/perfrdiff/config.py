@@ -383,6 +383,11 @@ class PWSGConfig(_Checked):
     # generator also sees conditions between and around the training listeners' (new
     # listeners). 0: none (the paper's). Generation reads the condition unchanged.
     style_noise: float = _setting(0.0, _at_least(0), role=training_of("pwsg"))
+    # Fine-tune the denoiser with the generator in stage pwsg (at the stage's learning rate)
+    # instead of training the generator around a frozen denoiser (the paper's). The personalised
+    # model then has a denoiser of its own, saved with the generator (keys denoiser.*); the
+    # generic model keeps stage gafrg's. Off: the paper's two-stage training.
+    tune_denoiser: bool = _setting(False, role=_PWSG)
     # Also generate a bias shift Δb per edited layer (the paper edits weights only), and feed the
     # generator the history's per-channel mean and std next to the style vector (the paper feeds
     # the style alone). The tiny preset turns both on (better PMAFRG FRCorr and FRdist on both

@@ -6,6 +6,7 @@ from perfrdiff.config import load_config
 from perfrdiff.models import DDIMSchedule, build_perfrdiff
 from perfrdiff.models.condition import jittered
 from perfrdiff.training.objectives import PWSGObjective, squared_norm
+from safetensors.torch import load_file
 
 from .test_training_objectives import batch, changed, snapshot, step
 from .tiny_preset import HISTORY_DIM as H
@@ -160,3 +161,46 @@ def test_a_trained_condition_is_saved_with_the_generator_and_its_penalty_logged(
     assert not torch.equal(untrained["output"].matrix(), want["output"].matrix())
     for name, shift in want.items():
         torch.testing.assert_close(got[name].matrix(), shift.matrix(), rtol=0, atol=0)
+
+
+def test_a_tuned_denoiser_learns_with_the_generator_and_keeps_its_vae_frozen():
+    objective = objective_of("pwsg.tune_denoiser=true")
+    model = objective.model
+    frozen = snapshot(model.gafrg.vae), snapshot(model.style_encoder)
+    before = snapshot(objective.trained)
+    for i in range(2):
+        step(objective, batch(seed=i))
+    assert not changed(frozen[0], model.gafrg.vae) and not changed(frozen[1], model.style_encoder)
+    moved = changed(before, objective.trained)
+    assert any(k.startswith("generator.") for k in moved)
+    # an edited weight, an unedited one and the speaker encoder (the memory carries a gradient)
+    for name in ("denoiser.output.weight", "denoiser.query.weight"):
+        assert name in moved
+    assert any(k.startswith("denoiser.speaker.") for k in moved)
+    assert model.gafrg.training and not model.gafrg.vae.training
+
+
+def test_without_tuning_the_exported_weights_keep_the_generator_layout():
+    plain = objective_of()
+    assert plain.trained is plain.model.generator
+    tuned = objective_of("pwsg.tune_denoiser=true")
+    assert tuned.model.exported["denoiser"] is tuned.model.gafrg
+
+
+@pytest.mark.slow
+def test_a_run_with_a_tuned_denoiser_personalises_with_it_and_stays_generic_without(
+    tmp_path, synthetic_root
+):
+    from perfrdiff.run import Run
+
+    from .test_models_prior import trained_run
+
+    _, saved = trained_run(tmp_path, synthetic_root, "pwsg.tune_denoiser=true")
+    assert "denoiser.output.weight" in saved and "generator.trunk.0.weight" in saved
+    loaded = Run.load(tmp_path, device="cpu")
+    generic, personalised = loaded.model("gafrg"), loaded.model("pwsg")
+    stage_gafrg = load_file(str(tmp_path / "gafrg" / "model.safetensors"))
+    for name in ("output.weight", "query.weight"):
+        torch.testing.assert_close(personalised.gafrg.state_dict()[name], saved[f"denoiser.{name}"])
+        torch.testing.assert_close(generic.state_dict()[name], stage_gafrg[name])
+    assert not torch.equal(saved["denoiser.query.weight"], stage_gafrg["query.weight"])

@@ -108,6 +108,7 @@ class PerFRDiff(nn.Module):
                 f"(style.input: dyadic), got style.input={style_encoder.input_name!r}",
             )
         self.history_segments = config.history_segments
+        self.tune_denoiser = config.tune_denoiser
         if config.listener_prior and gafrg.scaler is None:
             raise ValueError("pwsg.listener_prior needs a standardising denoiser")
         if config.listener_prior and style_encoder.input_name == "face":
@@ -244,11 +245,14 @@ class PerFRDiff(nn.Module):
     @property
     def exported(self) -> nn.Module:
         """What stage ``pwsg`` trains and saves: the generator, and beside it the condition's
-        MLPs (``pwsg.condition`` other than ``history``) and the fitted :class:`ListenerPrior`
-        (``pwsg.fit_prior_weight``) (keys ``generator.*``, ``condition.*``, ``prior.weight``)."""
-        if not self.fit_prior_weight and not self.condition.learns:
+        MLPs (``pwsg.condition`` other than ``history``), the fitted :class:`ListenerPrior`
+        (``pwsg.fit_prior_weight``) and the fine-tuned denoiser (``pwsg.tune_denoiser``) (keys
+        ``generator.*``, ``condition.*``, ``prior.weight``, ``denoiser.*``)."""
+        if not self.fit_prior_weight and not self.condition.learns and not self.tune_denoiser:
             return self.generator  # the layout of runs saved before the prior could be fitted
         parts = {"generator": self.generator}
+        if self.tune_denoiser:
+            parts["denoiser"] = self.gafrg
         if self.condition.learns:
             parts["condition"] = self.condition
         if self.fit_prior_weight:

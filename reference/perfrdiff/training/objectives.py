@@ -132,7 +132,8 @@ class GAFRGObjective(Objective):
 
 
 class PWSGObjective(Objective):
-    """Stage 2: only ``model.generator`` learns; GAFRG and PSSL stay frozen and in eval mode."""
+    """Stage 2: ``model.generator`` learns; PSSL stays frozen and in eval mode, and so does
+    GAFRG unless ``pwsg.tune_denoiser`` fine-tunes it alongside (its VAE stays frozen)."""
 
     def __init__(self, model: PerFRDiff, schedule: DDIMSchedule, config: Config) -> None:
         super().__init__()
@@ -144,12 +145,14 @@ class PWSGObjective(Objective):
         self.history_key = f"history_{config.style.input}"
         self.shift_l2 = config.pwsg.shift_l2
         self.style_noise = config.pwsg.style_noise
-        model.gafrg.requires_grad_(False)
+        model.gafrg.requires_grad_(model.tune_denoiser)
+        model.gafrg.vae.requires_grad_(False)
         model.style_encoder.requires_grad_(False)
 
     def train(self, mode: bool = True) -> PWSGObjective:
         super().train(mode)
-        self.model.gafrg.eval()
+        if not self.model.tune_denoiser:
+            self.model.gafrg.eval()
         self.model.style_encoder.eval()
         return self
 
@@ -188,7 +191,8 @@ def personalised_loss(
     ``pwsg.condition`` reads it), around the listener prior when configured; and those shifts.
 
     The history's style and the noised inputs carry no gradient; the loss reaches whatever of
-    the generator, the condition's MLPs and the denoiser requires it. ``style_noise > 0`` moves
+    the generator, the condition's MLPs and the denoiser requires it (the speaker encoder too
+    with ``pwsg.tune_denoiser``). ``style_noise > 0`` moves
     each sample's condition vector (its style, personality embedding or both fused) by that much
     Gaussian noise per dimension, normalised back to length 1
     (:func:`~perfrdiff.models.condition.jittered`).
@@ -199,8 +203,11 @@ def personalised_loss(
     with torch.no_grad():
         history = batch[history_key].float() if model.needs_history else None
         features = model.history_features(history)
+        centre = model.listener_centre(history)
+    # the speaker memory learns with a tuned denoiser (pwsg.tune_denoiser)
+    with torch.set_grad_enabled(model.tune_denoiser and torch.is_grad_enabled()):
         target, x_t, t, memory, keep = diffusion_inputs(
-            model.gafrg, schedule, batch, cond_drop, prev_drop, model.listener_centre(history)
+            model.gafrg, schedule, batch, cond_drop, prev_drop, centre
         )
     personality = batch.get("personality") if model.condition.reads_personality else None
     # one shift per sample: the batch mixes listeners
