@@ -906,6 +906,7 @@ RENDERERS = {
     "generation": render_generation,
     "personalisation": render_personalisation,
     "personalisation_candidates": render_personalisation,
+    "personalisation_model_candidates": render_personalisation,
     "ablation": render_ablation,
     "ablation_heldout": render_ablation,
     "gpu/gpu_check": render_gpu_check,
