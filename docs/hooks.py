@@ -907,6 +907,7 @@ RENDERERS = {
     "personalisation": render_personalisation,
     "personalisation_candidates": render_personalisation,
     "personalisation_model_candidates": render_personalisation,
+    "personalisation_training_seed": render_personalisation,
     "ablation": render_ablation,
     "ablation_heldout": render_ablation,
     "gpu/gpu_check": render_gpu_check,

@@ -32,8 +32,8 @@ def lagged_correlations(history: Tensor, lags: Sequence[int]) -> Tensor:
         lags: delays ``k ≥ 0`` in frames, each below ``h``.
 
     Returns:
-        ``(l, len(lags)·25)``: lag-major, ``corr(listener[k:, c], partner[:h-k, c])`` in
-        ``[-1, 1]``.
+        ``(l, len(lags)·25)``, lag-major: ``corr(listener[k:, c], partner[:h-k, c])`` in
+            ``[-1, 1]``.
 
     Raises:
         ValueError: ``history`` is not ``(l, h, 50)``, or a lag is negative or leaves fewer
