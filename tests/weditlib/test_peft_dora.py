@@ -156,9 +156,13 @@ def test_dora_round_trip_peft_to_weditlib_to_peft_is_bit_identical(tmp_path):
     adapters.save_pretrained(tmp_path / "ours")
     assert_written_back(tmp_path / "ours/dora/adapter_model.safetensors", original)
     back = PeftModel.from_pretrained(copy.deepcopy(base), tmp_path / "ours/dora", "dora")
+    # PEFT's own save and load: on some CPUs the reloaded model's forward differs from the live
+    # one's in the last bit (5.96e-08 measured), weditlib or not; ours must equal PEFT's exactly.
+    theirs = PeftModel.from_pretrained(copy.deepcopy(base), tmp_path / "peft/dora", "dora")
     with torch.no_grad():
         peft_model.set_adapter("dora")
-        torch.testing.assert_close(back(x), peft_model(x), rtol=0, atol=0)
+        torch.testing.assert_close(back(x), theirs(x), rtol=0, atol=0)
+        torch.testing.assert_close(back(x), peft_model(x), rtol=1e-6, atol=1e-6)
 
 
 def test_gpt2_conv1d_dora_adapters_match_peft():
