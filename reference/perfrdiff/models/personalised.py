@@ -172,7 +172,8 @@ class PerFRDiff(nn.Module):
             if self.condition.reads_history or self.reads_statistics:
                 raise ValueError(
                     f"history is required: pwsg.condition={self.condition.kind!r} or "
-                    "pwsg.history_stats reads the listener's history, got None"
+                    "pwsg.history_stats reads the listener's history (or pwsg.history_lags), "
+                    "got None"
                 )
             return None, None
         style = None
