@@ -189,6 +189,11 @@ def style_embedder(run: Run, batch: int = 64) -> Embed:
 # Variants --------------------------------------------------------------------------------
 
 
+def variant_config(base: Run, overrides: Sequence[str]) -> Config:
+    """``base``'s saved config plus ``overrides``: the config of its :func:`variant_run`."""
+    return load_config(base.directory / CONFIG_FILE, list(overrides))
+
+
 def variant_run(base: Run, directory: str | Path, overrides: Sequence[str]) -> Run:
     """A run in ``directory`` with ``base``'s config plus ``overrides``: the stages the
     overrides change (:func:`perfrdiff.changes.retrained_stages`, e.g. ``style.*`` retrains the
@@ -197,7 +202,7 @@ def variant_run(base: Run, directory: str | Path, overrides: Sequence[str]) -> R
     that needs it then names it). Stages already trained in ``directory`` are kept (a rerun
     resumes)."""
     directory = Path(directory)
-    config = load_config(base.directory / CONFIG_FILE, list(overrides))
+    config = variant_config(base, overrides)
     stages = run_stages(config)  # a REACT 2024 run has no eeg stage to copy or retrain
     retrain = [s for s in retrained_stages(base.config, config) if s in stages]
     for stage in stages:
@@ -619,10 +624,8 @@ def ablate(
             row("3", "weight editing", editing()),
         ]
     if "4" in tables:
-        # as variant_run builds the weight-editing run's config, without training it
-        tuned_config = (
-            load_config(base.directory / CONFIG_FILE, list(overrides)) if overrides else base.config
-        )
+        # the weight-editing run's targets, without training it
+        tuned_config = variant_config(base, overrides) if overrides else base.config
         tuned_targets = tuned_config.pwsg.targets
         for name, targets in edit_sets.items():
             if list(targets) == list(tuned_targets):
