@@ -418,6 +418,12 @@ class PWSGConfig(_Checked):
     # generator): the least-squares slope of the level of a listener's other clip on their
     # history's (perfrdiff.models.prior); prior_weight is then unused.
     fit_prior_weight: bool = _setting(False, role=_PWSG)
+    # Also move the prior's mean by a linear function of the listener's Big Five, fitted per
+    # channel on the training split by stage pwsg (saved with the generator): the level people
+    # of that personality show, beyond what the history's part of the centre gives. Needs a
+    # condition that reads the personality (REACT 2026 data) and denoiser.standardise; with
+    # pwsg.listener_prior off the centre is the training mean plus this part alone.
+    personality_prior: bool = _setting(False, role=_PWSG)
 
 
 _EEG = weights_of("eeg")
@@ -584,6 +590,17 @@ class Config(_Checked):
             raise ConfigError(
                 "pwsg.fit_prior_weight", "needs pwsg.listener_prior = true (it fits its weight)"
             )
+        if self.pwsg.personality_prior and self.pwsg.condition == "history":
+            raise ConfigError(
+                "pwsg.personality_prior",
+                "reads each listener's personality: needs pwsg.condition = 'personality' or "
+                "'both', got 'history'",
+            )
+        if self.pwsg.personality_prior and not self.denoiser.standardise:
+            raise ConfigError(
+                "pwsg.personality_prior",
+                "needs denoiser.standardise = true (the prior's scale)",
+            )
         if self.pwsg.condition != "history" and self.protocol not in PERSONALITY_PROTOCOLS:
             raise ConfigError(
                 "pwsg.condition",
@@ -593,8 +610,8 @@ class Config(_Checked):
             )
 
     def _check_protocol_data(self) -> None:
-        """What the protocol's data layout cannot give: 768-d audio in REACT 2024 (wavs only),
-        the prior-weight fit (it reads REACT 2024 clip pairs) under REACT 2026."""
+        """What the protocol's data layout cannot give (768-d audio and FaceVerse statistics in
+        REACT 2024), and the two FaceVerse files given together."""
         fixed = protocol_named(self.protocol).clip_frames is not None
         if fixed and self.data.audio != "mfcc":
             raise ConfigError(
@@ -613,11 +630,6 @@ class Config(_Checked):
                 "give both FaceVerse files (data.face_mean and data.face_std) or neither (the "
                 f"training split's own statistics), got {self.data.face_mean!r} and "
                 f"{self.data.face_std!r}",
-            )
-        if not fixed and self.pwsg.fit_prior_weight:
-            raise ConfigError(
-                "pwsg.fit_prior_weight",
-                f"is fitted on REACT 2024 clip pairs; protocol {self.protocol!r} needs false",
             )
 
     def stage(self, name: str) -> StageConfig:

@@ -157,12 +157,14 @@ WEIGHTS_KEYS = [
     k for k, role in field_roles().items() if role.kind == "weights" and GENERATOR & {*role.defines}
 ]
 # Values that only make sense with another one changed too (named in the rows above;
-# pwsg.condition: a protocol whose data has personality; data.audio=features needs protocol
-# react2026, the layout with 768-d audio features; data.face_mean and data.face_std: protocol
-# react2026 and each other; tests/perfrdiff/test_data_react2026_face.py).
+# pwsg.condition: a protocol whose data has personality; pwsg.personality_prior: a condition
+# that reads it; data.audio=features needs protocol react2026, the layout with 768-d audio
+# features; data.face_mean and data.face_std: protocol react2026 and each other;
+# tests/perfrdiff/test_data_react2026_face.py).
 NEEDS_A_COMPANION = {
     "denoiser.standardise",
     "pwsg.condition",
+    "pwsg.personality_prior",
     "data.audio",
     "data.face_mean",
     "data.face_std",

@@ -10,8 +10,16 @@ import torch
 from perfrdiff.config import ConfigError, load_config
 from perfrdiff.data import DataError
 from perfrdiff.data.react2026 import MarsStore
+from perfrdiff.data.react2026.layout import person_of
 from perfrdiff.data.react2026.synthetic import MarsSyntheticConfig, write_mars_dataset
-from perfrdiff.data.react2026.windows import MarsListenerSegments, MarsWindows, cyclic, padded
+from perfrdiff.data.react2026.windows import (
+    MarsListenerSegments,
+    MarsWindows,
+    cyclic,
+    padded,
+    sequence_level_pairs,
+    sequence_levels,
+)
 from perfrdiff.models import build_gafrg
 from perfrdiff.protocol import REACT2026
 from perfrdiff.training.datasets import history_window_datasets, style_datasets
@@ -131,5 +139,44 @@ def test_the_denoiser_reads_the_audio_width_and_context_of_the_run(twin):
 def test_the_config_refuses_what_the_layout_cannot_give():
     with pytest.raises(ConfigError, match=r"data\.audio: protocol 'react2024' has wavs only"):
         load_config("tiny", ["data.audio=features"])
-    with pytest.raises(ConfigError, match=r"pwsg\.fit_prior_weight: is fitted on REACT 2024"):
-        load_config("tiny", ["protocol=react2026", "pwsg.fit_prior_weight=true"])
+    # the prior's weight is fitted on MARS sequence pairs too (sequence_level_pairs)
+    assert load_config("tiny", ["protocol=react2026", "pwsg.fit_prior_weight=true"])
+
+
+def test_sequence_levels_are_each_dyads_listener_mean_and_personality(twin):
+    store = MarsStore(twin, "train", audio="none")
+    levels, personality = sequence_levels(store)
+    for row, dyad in enumerate(store.dyads):
+        emotion = np.load(store.path("facial-attributes", dyad.listener))[: store.frames(dyad)]
+        np.testing.assert_allclose(levels[row], emotion.astype(np.float64).mean(0), rtol=1e-10)
+        np.testing.assert_array_equal(personality[row], store.personality[dyad])
+    assert levels.dtype == personality.dtype == np.float64
+
+
+def test_sequence_level_pairs_are_every_ordered_pair_of_one_listeners_dyads(twin):
+    store = MarsStore(twin, "train", audio="none")
+    frames = 100  # longer than the 58-frame sequences: their history is read cyclically
+    expected = []
+    for i in store.dyads:
+        for j in store.dyads:
+            if i != j and person_of(i.listener) == person_of(j.listener):
+                head = np.load(store.path("facial-attributes", i.listener))[: store.frames(i)]
+                level = np.load(store.path("facial-attributes", j.listener))[: store.frames(j)]
+                history = cyclic(head[:frames], frames).astype(np.float64).mean(0)
+                expected.append((history, level.astype(np.float64).mean(0), store.personality[j]))
+    assert expected, "the twin's train split must have a listener with two dyads"
+    history, level, personality = sequence_level_pairs(store, frames)
+    np.testing.assert_allclose(history, np.stack([e[0] for e in expected]), rtol=1e-10)
+    np.testing.assert_allclose(level, np.stack([e[1] for e in expected]), rtol=1e-10)
+    np.testing.assert_array_equal(personality, np.stack([e[2] for e in expected]))
+    with pytest.raises(ValueError, match="frames must be >= 1, got 0"):
+        sequence_level_pairs(store, 0)
+
+
+def test_sequence_level_pairs_refuse_a_split_without_a_listener_of_two_dyads(tmp_path):
+    twin = MarsSyntheticConfig(seed=1, sessions={"train": 2, "test": 1}, dyads_per_session=(1, 1),
+                               lengths=(58,), eeg=False)  # fmt: skip
+    write_mars_dataset(tmp_path, twin)
+    store = MarsStore(tmp_path, "train", audio="none")
+    with pytest.raises(ValueError, match=r"split 'train' of .* has no listener with two dyads"):
+        sequence_level_pairs(store, 30)

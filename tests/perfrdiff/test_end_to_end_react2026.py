@@ -10,9 +10,13 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from perfrdiff.cli import main
 from perfrdiff.config import STAGES
 from perfrdiff.data.react2026 import MarsStore
+from perfrdiff.run import Run
+from perfrdiff.rundir import stage_weights
+from safetensors.torch import load_file
 
 pytestmark = pytest.mark.slow
 
@@ -57,6 +61,8 @@ def test_train_generate_and_evaluate_the_four_tracks(tmp_path, capsys):
 TWIN = ["--layout", "react2026", "--no-eeg", "--train-sessions", "2", "--val-sessions", "1",
         "--test-sessions", "1", "--min-clips", "2", "--max-clips", "2"]  # fmt: skip
 REACT2026 = ["--set", "protocol=react2026", "--set", "data.window=30", "--set", "threads=1"]
+#: Both parts of the listener prior fitted on the twin's training sequences.
+PRIORS_FITTED = ["--set", "pwsg.fit_prior_weight=true", "--set", "pwsg.personality_prior=true"]
 #: A personality-only generator that reads no history (no history mean/std, no listener prior).
 PERSONALITY_ONLY = ["--set", "pwsg.condition=personality", "--set", "pwsg.history_stats=false",
                     "--set", "pwsg.listener_prior=false"]  # fmt: skip
@@ -64,13 +70,14 @@ PERSONALITY_ONLY = ["--set", "pwsg.condition=personality", "--set", "pwsg.histor
 
 @pytest.fixture(scope="module")
 def condition_runs(tmp_path_factory):
-    """A MARS twin and two runs on it: ``both`` (train all) and ``personality`` (the same
-    generic stages, its shift generator retrained)."""
+    """A MARS twin and two runs on it: ``both`` (train all, both parts of its listener prior
+    fitted) and ``personality`` (the same generic stages, its shift generator retrained)."""
     tmp = tmp_path_factory.mktemp("conditions")
     data, both, alone = tmp / "data", tmp / "both", tmp / "personality"
     assert main(["make-synthetic", *TWIN, "--root", str(data)]) == 0
     common = ["--device", "cpu", "--data-root", str(data), *REACT2026, *QUICK]
-    argv = ["train", "all", "--run-dir", str(both), *common, "--set", "pwsg.condition=both"]
+    argv = ["train", "all", "--run-dir", str(both), *common, "--set", "pwsg.condition=both",
+            *PRIORS_FITTED]  # fmt: skip
     assert main(argv) == 0
     for stage in ("emotion-vae", "style", "gafrg"):
         shutil.copytree(both / stage, alone / stage)
@@ -99,3 +106,13 @@ def test_a_personality_conditioned_run_generates_personalised_tracks(condition_r
                 key = f"{dyad.session}/{dyad.stem}"
                 assert personalised[key].shape == (2, store.frames(dyad), 25)
                 assert not np.array_equal(personalised[key], generic[key])  # the shifts act
+
+
+def test_the_fitted_priors_are_saved_with_the_generator_and_read_back(condition_runs):
+    _, runs = condition_runs
+    saved = load_file(str(stage_weights(runs["both"], "pwsg")))
+    assert {"prior.weight", "personality_level.coef", "personality_level.scores_mean"} <= set(saved)
+    assert saved["personality_level.coef"].abs().sum() > 0  # fitted, not the zero start
+    model = Run.load(runs["both"], "cpu").model("pwsg")
+    torch.testing.assert_close(model.personality_level.coef, saved["personality_level.coef"])
+    torch.testing.assert_close(model.prior.weight, saved["prior.weight"])

@@ -1,4 +1,5 @@
-"""The listener prior: its centre, its weight fitted per channel, and the pairs it is fitted on."""
+"""The listener prior: its centre, its weight fitted per channel, the pairs it is fitted on, and
+the personality's part of the centre (pwsg.personality_prior)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from perfrdiff.data import (
     listener_level_pairs,
     write_synthetic_dataset,
 )
-from perfrdiff.models import ListenerPrior
+from perfrdiff.models import ListenerPrior, PersonalityLevel, build_perfrdiff
 from perfrdiff.run import Run
 from perfrdiff.training import train_run
 from safetensors.torch import load_file
@@ -166,3 +167,105 @@ def test_without_fitting_the_pwsg_stage_saves_only_the_generator(tmp_path, synth
     assert "prior.weight" not in saved and not any(k.startswith("generator.") for k in saved)
     model = Run.load(tmp_path, device="cpu").model("pwsg")
     torch.testing.assert_close(model.prior.weight, torch.full((25,), 0.25))
+
+
+def reference_ridge(scores: np.ndarray, residual: np.ndarray, ridge: float) -> np.ndarray:
+    """``argmin ‖(P - p̄) B - R‖² + λ n ‖B‖²`` in float64 as an augmented least squares."""
+    x = scores - scores.mean(0)
+    n, k = x.shape
+    augmented = np.vstack([x, np.sqrt(ridge * n) * np.eye(k)])
+    target = np.vstack([residual, np.zeros((k, residual.shape[1]))])
+    return np.linalg.lstsq(augmented, target, rcond=None)[0]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(1, 30),
+    st.integers(1, 4),
+    st.sampled_from([1e-3, 0.1, 1.0]),
+    st.integers(0, 2**31 - 1),
+)
+def test_personality_fit_is_the_float64_ridge_solution(rows, channels, ridge, seed):
+    rng = np.random.default_rng(seed)
+    scores = rng.uniform(0, 1, size=(rows, 5))
+    residual = rng.normal(size=(rows, channels))
+    level = PersonalityLevel(channels, ridge=ridge)
+    coef = level.fit(torch.from_numpy(scores), torch.from_numpy(residual))
+    expected = reference_ridge(scores, residual, ridge)
+    np.testing.assert_allclose(coef.double().numpy(), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(level.scores_mean.double().numpy(), scores.mean(0), rtol=1e-6)
+    offset = level(torch.from_numpy(scores)).double().numpy()
+    np.testing.assert_allclose(offset, (scores - scores.mean(0)) @ expected, rtol=1e-4, atol=1e-5)
+
+
+def test_personality_fit_recovers_a_planted_linear_level():
+    g = torch.Generator().manual_seed(0)
+    scores = torch.rand(5000, 5, generator=g, dtype=torch.float64)
+    planted = torch.randn(5, 3, generator=g, dtype=torch.float64)
+    residual = (scores - 0.5) @ planted + 0.05 * torch.randn(
+        5000, 3, generator=g, dtype=torch.float64
+    )
+    coef = PersonalityLevel(3, ridge=0.0).fit(scores, residual)
+    torch.testing.assert_close(coef, planted.float(), atol=0.02, rtol=0)
+
+
+def test_scores_that_never_vary_give_no_offset():
+    level = PersonalityLevel(4)  # a split without a personality table: every score 0
+    coef = level.fit(torch.zeros(6, 5), torch.randn(6, 4))
+    assert torch.equal(coef, torch.zeros(5, 4))
+    assert torch.equal(level(torch.rand(3, 5)), torch.zeros(3, 4))
+    assert torch.equal(PersonalityLevel(4, ridge=0.0).fit(torch.zeros(6, 5), torch.randn(6, 4)),
+                       torch.zeros(5, 4))  # fmt: skip
+
+
+def test_the_personality_level_is_saved_and_starts_at_zero():
+    level = PersonalityLevel(25)
+    assert set(level.state_dict()) == {"scores_mean", "coef"}
+    assert torch.equal(level(torch.rand(2, 5)), torch.zeros(2, 25))
+
+
+def test_bad_personality_level_inputs_are_named():
+    with pytest.raises(ValueError, match="channels and scores must be >= 1, got 0 and 5"):
+        PersonalityLevel(0)
+    with pytest.raises(ValueError, match="ridge must be >= 0, got -1"):
+        PersonalityLevel(3, ridge=-1.0)
+    level = PersonalityLevel(3)
+    with pytest.raises(ValueError, match=r"personality must be \(n, 5\) with n >= 1, got \(2, 4\)"):
+        level.fit(torch.zeros(2, 4), torch.zeros(2, 3))
+    with pytest.raises(ValueError, match=r"residual must be \(2, 3\), got \(2, 25\)"):
+        level.fit(torch.zeros(2, 5), torch.zeros(2, 25))
+    with pytest.raises(ValueError, match="residual must be finite"):
+        level.fit(torch.zeros(2, 5), torch.full((2, 3), float("inf")))
+    with pytest.raises(ValueError, match=r"personality must be \(l, 5\), got \(5,\)"):
+        level(torch.zeros(5))
+    assert torch.equal(level.coef, torch.zeros(5, 3))  # unchanged by a refusal
+
+
+def test_the_personality_prior_needs_a_condition_that_reads_the_personality():
+    with pytest.raises(ConfigError, match=r"pwsg\.personality_prior: reads each listener's"):
+        load_config("tiny", ["protocol=react2026", "pwsg.personality_prior=true"])
+    with pytest.raises(ConfigError, match=r"pwsg\.personality_prior: needs denoiser\.standardise"):
+        load_config("tiny", ["protocol=react2026", "pwsg.condition=personality",
+                             "pwsg.listener_prior=false", "pwsg.personality_prior=true",
+                             "denoiser.standardise=false"])  # fmt: skip
+
+
+@pytest.mark.parametrize("history_prior", [False, True])
+def test_the_centre_adds_the_personality_level_to_the_history_part(history_prior):
+    overrides = ["protocol=react2026", "pwsg.condition=both", "pwsg.personality_prior=true",
+                 f"pwsg.listener_prior={str(history_prior).lower()}"]  # fmt: skip
+    model = build_perfrdiff(load_config("tiny", overrides))
+    g = torch.Generator().manual_seed(0)
+    model.gafrg.scaler.mean.copy_(torch.randn(25, generator=g))
+    model.personality_level.fit(torch.rand(20, 5, generator=g), torch.randn(20, 25, generator=g))
+    history = torch.randn(3, 40, model.style_encoder.input_dim, generator=g)
+    personality = torch.rand(3, 5, generator=g)
+    offset = model.personality_level(personality)
+    base = model.prior.centre(history[..., :25].mean(1), model.gafrg.scaler.mean) if history_prior \
+        else model.gafrg.scaler.mean.expand(3, 25)  # fmt: skip
+    torch.testing.assert_close(model.listener_centre(history, personality), base + offset)
+    with pytest.raises(ValueError, match=r"personality is required: pwsg\.personality_prior"):
+        model.listener_centre(history, None)
+    assert {"personality_level.coef", "personality_level.scores_mean"} <= set(
+        model.exported.state_dict()
+    )

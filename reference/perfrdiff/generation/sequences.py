@@ -105,7 +105,7 @@ class WindowStream:
         personality = personality.to(self.device) if personality is not None else None
         with torch.no_grad():
             self.shifts = self.sampler.bind(model.listener_shifts(history, personality))
-            self.centre = model.listener_centre(history)
+            self.centre = model.listener_centre(history, personality)
         rows = torch.arange(listeners) if listener_of is None else listener_of
         self.index = rows.to(self.device).repeat_interleave(self.samples)
 

@@ -15,7 +15,7 @@ from perfrdiff.models.emotion_vae import EmotionVAE, vae_loss
 from perfrdiff.models.encoders import SpeakerEncoder, sinusoidal_embedding
 from perfrdiff.models.losses import supervised_contrastive_loss, x0_loss
 from perfrdiff.models.personalised import PerFRDiff, build_generator
-from perfrdiff.models.prior import ListenerPrior
+from perfrdiff.models.prior import ListenerPrior, PersonalityLevel
 from perfrdiff.models.scaler import FeatureScaler
 from perfrdiff.models.schedule import DDIMSchedule, cosine_alphas_cumprod
 from perfrdiff.models.solvers import SOLVERS, DPMSolverPP2M, UniPC, build_solver
@@ -32,6 +32,7 @@ __all__ = [
     "ListenerPrior",
     "MemoryCache",
     "PerFRDiff",
+    "PersonalityLevel",
     "SpeakerEncoder",
     "StyleEncoder",
     "UniPC",

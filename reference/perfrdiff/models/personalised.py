@@ -18,10 +18,10 @@ from torch import Tensor, nn
 
 from perfrdiff.config import ConfigError, PWSGConfig
 from perfrdiff.features import EMOTION_DIM
-from perfrdiff.models.condition import ListenerCondition, jittered
+from perfrdiff.models.condition import PERSONALITY_DIM, ListenerCondition, jittered
 from perfrdiff.models.coupling import lagged_correlations
 from perfrdiff.models.denoiser import GAFRG
-from perfrdiff.models.prior import ListenerPrior
+from perfrdiff.models.prior import ListenerPrior, PersonalityLevel
 from perfrdiff.models.style_encoder import StyleEncoder
 from weditlib import (
     DenseShift,
@@ -122,6 +122,19 @@ class PerFRDiff(nn.Module):
             else None
         )
         self.condition = ListenerCondition(config.condition, style_encoder.style_dim)
+        if config.personality_prior and gafrg.scaler is None:
+            raise ValueError("pwsg.personality_prior needs a standardising denoiser")
+        if config.personality_prior and not self.condition.reads_personality:
+            raise ValueError(
+                "pwsg.personality_prior needs a condition that reads the personality, got "
+                f"{config.condition!r}"
+            )
+        # The personality's part of the centre, fitted by stage pwsg (pwsg.personality_prior).
+        self.personality_level = (
+            PersonalityLevel(gafrg.scaler.channels, PERSONALITY_DIM)
+            if config.personality_prior
+            else None
+        )
         # name -> (start, stop): the rows of that weight the shifts edit (pwsg.attention_rows)
         self.row_ranges = (
             key_value_rows(gafrg, self.targets) if config.attention_rows == "kv" else {}
@@ -214,15 +227,32 @@ class PerFRDiff(nn.Module):
             shifts[name] = RowRangeShift(shifts[name], start, self.targets[name][0])
         return shifts
 
-    def listener_centre(self, history: Tensor | None) -> Tensor | None:
+    def listener_centre(
+        self, history: Tensor | None, personality: Tensor | None = None
+    ) -> Tensor | None:
         """``history: (l, h, c)`` (the style encoder's input: emotion, or the dyadic history
-        whose first 25 channels are the listener's emotion) -> ``(l, 25)``: the mean each
-        listener's windows are diffused around (``pwsg.listener_prior``), or ``None`` (the
-        training split's mean).
+        whose first 25 channels are the listener's emotion) and ``personality: (l, 5)`` ->
+        ``(l, 25)``: the mean each listener's windows are diffused around, or ``None`` (the
+        training split's mean: neither ``pwsg.listener_prior`` nor ``pwsg.personality_prior``).
 
         The listener's emotion mean, pulled towards the training split's by ``1 - w`` per
-        channel (:class:`~perfrdiff.models.prior.ListenerPrior`).
+        channel (:class:`~perfrdiff.models.prior.ListenerPrior`), plus the level their
+        personality predicts (:class:`~perfrdiff.models.prior.PersonalityLevel`).
+
+        Raises:
+            ValueError: a prior reads a value that is ``None`` or of the wrong shape.
         """
+        if self.personality_level is None:
+            return self._history_centre(history)
+        if personality is None:
+            raise ValueError("personality is required: pwsg.personality_prior reads it, got None")
+        offset = self.personality_level(personality)
+        centre = self._history_centre(history)
+        base = self.gafrg.scaler.mean if centre is None else centre
+        return base.to(offset.dtype) + offset
+
+    def _history_centre(self, history: Tensor | None) -> Tensor | None:
+        """:meth:`listener_centre`'s history part (``pwsg.listener_prior``), or ``None``."""
         if self.prior is None:
             return None
         channels = self.gafrg.scaler.channels
@@ -247,9 +277,12 @@ class PerFRDiff(nn.Module):
     def exported(self) -> nn.Module:
         """What stage ``pwsg`` trains and saves: the generator, and beside it the condition's
         MLPs (``pwsg.condition`` other than ``history``), the fitted :class:`ListenerPrior`
-        (``pwsg.fit_prior_weight``) and the fine-tuned denoiser (``pwsg.tune_denoiser``) (keys
-        ``generator.*``, ``condition.*``, ``prior.weight``, ``denoiser.*``)."""
-        if not self.fit_prior_weight and not self.condition.learns and not self.tune_denoiser:
+        (``pwsg.fit_prior_weight``), the fitted :class:`PersonalityLevel`
+        (``pwsg.personality_prior``) and the fine-tuned denoiser (``pwsg.tune_denoiser``) (keys
+        ``generator.*``, ``condition.*``, ``prior.weight``, ``personality_level.*``,
+        ``denoiser.*``)."""
+        separate = self.fit_prior_weight or self.condition.learns or self.tune_denoiser
+        if not separate and self.personality_level is None:
             return self.generator  # the layout of runs saved before the prior could be fitted
         parts = {"generator": self.generator}
         if self.tune_denoiser:
@@ -258,6 +291,8 @@ class PerFRDiff(nn.Module):
             parts["condition"] = self.condition
         if self.fit_prior_weight:
             parts["prior"] = self.prior
+        if self.personality_level is not None:
+            parts["personality_level"] = self.personality_level
         return nn.ModuleDict(parts)
 
     def listener_shifts(

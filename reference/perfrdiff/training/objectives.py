@@ -200,16 +200,17 @@ def personalised_loss(
     Raises:
         ValueError: ``pwsg.condition`` reads the personality and the batch has none.
     """
+    reads_personality = model.condition.reads_personality
+    personality = batch.get("personality") if reads_personality else None
     with torch.no_grad():
         history = batch[history_key].float() if model.needs_history else None
         features = model.history_features(history)
-        centre = model.listener_centre(history)
+        centre = model.listener_centre(history, personality)
     # the speaker memory learns with a tuned denoiser (pwsg.tune_denoiser)
     with torch.set_grad_enabled(model.tune_denoiser and torch.is_grad_enabled()):
         target, x_t, t, memory, keep = diffusion_inputs(
             model.gafrg, schedule, batch, cond_drop, prev_drop, centre
         )
-    personality = batch.get("personality") if model.condition.reads_personality else None
     # one shift per sample: the batch mixes listeners
     shifts = model.shifts_from(model.generator_input(*features, personality, style_noise))
     return x0_loss(model(x_t, t, memory, keep, shifts, None), target), shifts
@@ -280,16 +281,48 @@ def training_speaker_statistics(config: Config) -> tuple[Tensor, Tensor]:
 
 def pwsg_objective(run: Run) -> PWSGObjective:
     model = run.build("pwsg", trained=False)  # trained GAFRG + PSSL, a new generator
-    if model.fit_prior_weight:
-        fit_listener_prior(model, run.config)
+    fit_listener_prior(model, run.config)
     return PWSGObjective(model, run.schedule, run.config)
 
 
 def fit_listener_prior(model: PerFRDiff, config: Config) -> None:
-    """Fit ``model``'s listener prior weights on the training split (histories of
-    ``data.history_frames`` frames, as at evaluation)."""
+    """Fit what ``model``'s listener prior fits on the training split: the history's weights
+    (``pwsg.fit_prior_weight``; histories of ``data.history_frames`` frames, as at
+    evaluation), then the personality's part (``pwsg.personality_prior``) on what the history's
+    part leaves of each level. Nothing when neither is on."""
+    if not model.fit_prior_weight and model.personality_level is None:
+        return
+    histories, levels, personality = training_levels(config, model.prior is not None)
+    mean = model.gafrg.scaler.mean
+    if model.fit_prior_weight:
+        weight = model.prior.fit(histories, levels, mean)
+        log.info("listener prior weights fitted on %d pairs: %s", len(levels), weight.tolist())
+    if model.personality_level is not None:
+        rest = levels - mean.double()
+        if model.prior is not None:
+            rest = levels - model.prior.centre(histories, mean.double())
+        coef = model.personality_level.fit(personality, rest)
+        log.info("personality prior fitted on %d levels: |coef| max %.4f", len(levels),
+                 float(coef.abs().max()))  # fmt: skip
+
+
+def training_levels(config: Config, with_history: bool) -> tuple[Tensor | None, Tensor, Tensor]:
+    """``(history_means, levels, personality)`` float64 of the training split: pairs of one
+    listener's history and another of their sequences' level when ``with_history``, else every
+    sequence's level (``history_means`` ``None``), with that sequence's listener's Big Five.
+    REACT 2024 has no personality: always its clip pairs, with zero scores."""
+    frames = config.data.history_frames
+    if protocol_named(config.protocol).clip_frames is None:
+        from perfrdiff.data.react2026.store import run_store
+        from perfrdiff.data.react2026.windows import sequence_level_pairs, sequence_levels
+
+        store = run_store(config, "train")
+        if with_history:
+            arrays = sequence_level_pairs(store, frames)
+        else:
+            arrays = (None, *sequence_levels(store))
+        return tuple(None if a is None else torch.from_numpy(a) for a in arrays)
     from perfrdiff.data import listener_level_pairs
 
-    pairs = listener_level_pairs(config.data.root, "train", config.data.history_frames)
-    weight = model.prior.fit(*pairs, model.gafrg.scaler.mean)
-    log.info("listener prior weights fitted on %d clip pairs: %s", len(pairs[0]), weight.tolist())
+    histories, levels = listener_level_pairs(config.data.root, "train", frames)
+    return histories, levels, torch.zeros(len(levels), 5, dtype=torch.float64)

@@ -22,11 +22,11 @@ import torch
 from torch.utils.data import Dataset
 
 from perfrdiff.data.layout import DataError
-from perfrdiff.data.react2026.layout import Dyad, person_of
+from perfrdiff.data.react2026.layout import BIG_FIVE, Dyad, person_of
 from perfrdiff.data.react2026.readers import read_frames
 from perfrdiff.data.react2026.store import MarsStore
 from perfrdiff.data.statistics import frame_moments
-from perfrdiff.features import HISTORY_DIMS
+from perfrdiff.features import EMOTION_DIM, HISTORY_DIMS
 from perfrdiff.protocol import Protocol
 
 log = logging.getLogger(__name__)
@@ -268,6 +268,69 @@ def listener_emotion_moments(store: MarsStore, chunk: int = 4096) -> tuple[np.nd
 
     mean, std = frame_moments(blocks())
     return mean.numpy(), std.numpy()
+
+
+def listener_level(store: MarsStore, dyad: Dyad, chunk: int = 4096) -> np.ndarray:
+    """``(25,)`` float64 mean of ``dyad``'s listener emotion over the whole sequence, read
+    ``chunk`` frames at a time."""
+    frames = store.frames(dyad)
+    total = np.zeros(EMOTION_DIM, dtype=np.float64)
+    for begin in range(0, frames, chunk):
+        block = store.read("emotion", dyad.listener, begin, min(begin + chunk, frames))
+        total += block.astype(np.float64).sum(0)
+    return total / max(frames, 1)
+
+
+def sequence_levels(store: MarsStore) -> tuple[np.ndarray, np.ndarray]:
+    """Every dyad's listener level and personality: ``(levels (n, 25), personality (n, 5))``
+    float64 (zeros where the store has no personality table).
+
+    Raises:
+        ValueError: ``store`` has no dyad.
+    """
+    if not store.dyads:
+        raise ValueError(f"split {store.split!r} of {store.root} has no dyad to fit levels on")
+    zeros = np.zeros(len(BIG_FIVE))
+    levels = np.stack([listener_level(store, d) for d in store.dyads])
+    personality = np.stack([store.personality.get(d, zeros) for d in store.dyads])
+    return levels, personality.astype(np.float64)
+
+
+def sequence_level_pairs(
+    store: MarsStore, frames: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every ordered pair of distinct dyads ``(i, j)`` of one listener: the mean of dyad
+    ``i``'s history as evaluation reads it (its first ``frames`` frames, cyclic when shorter),
+    dyad ``j``'s level and its listener's personality, each ``(p, ·)`` float64 (the REACT 2024
+    :func:`~perfrdiff.data.listener_level_pairs` for MARS sequences).
+
+    Raises:
+        ValueError: ``frames`` < 1, or no listener of the split has two dyads.
+    """
+    if frames < 1:
+        raise ValueError(f"frames must be >= 1, got {frames}")
+    histories, levels, scores = [], [], []
+    zeros = np.zeros(len(BIG_FIVE))
+    for indices in listener_dyads(store).values():
+        if len(indices) < 2:
+            continue
+        dyads = [store.dyads[i] for i in indices]
+        heads = [
+            history_of(store, d, 0, frames, "emotion").astype(np.float64).mean(0) for d in dyads
+        ]
+        means = [listener_level(store, d) for d in dyads]
+        for i, head in enumerate(heads):
+            for j, mean in enumerate(means):
+                if i != j:
+                    histories.append(head)
+                    levels.append(mean)
+                    scores.append(store.personality.get(dyads[j], zeros))
+    if not histories:
+        raise ValueError(
+            f"split {store.split!r} of {store.root} has no listener with two dyads: a history's "
+            "carry-over to another sequence cannot be fitted"
+        )
+    return np.stack(histories), np.stack(levels), np.stack(scores).astype(np.float64)
 
 
 def speaker_frame_moments(store: MarsStore) -> tuple[torch.Tensor, torch.Tensor]:
