@@ -39,6 +39,19 @@ def test_chance_is_reproducible_for_a_seed():
     np.testing.assert_array_equal(chance_predictions(data, 5, 1), chance_predictions(data, 5, 1))
 
 
+def test_chance_never_draws_an_excluded_item_and_names_one_that_leaves_nothing():
+    data = evaluation_set()
+    exclude = [{2, 3}, set(), set(), set(), set(), {0, 1, 2, 3}]
+    predictions = chance_predictions(data, samples=50, seed=0, exclude=exclude)
+    assert not set(predictions[0, :, 0, 0].astype(int).tolist()) & {2, 3}
+    assert set(predictions[5, :, 0, 0].astype(int).tolist()) == {4}
+    everything = [set(), set(), set(), {0, 1, 2, 4, 5}, set(), set()]
+    with pytest.raises(ValueError, match=r"exclude\[3\] leaves item 3 no other item"):
+        chance_predictions(data, samples=2, exclude=everything)
+    with pytest.raises(ValueError, match=r"exclude must have one entry per item \(6\), got 2"):
+        chance_predictions(data, samples=2, exclude=[set(), set()])
+
+
 def test_plot_is_written(tmp_path):
     path = plot_reactions(np.zeros((3, 40, 25)), np.ones((40, 25)), tmp_path / "p.png", "t")
     assert path.stat().st_size > 1000

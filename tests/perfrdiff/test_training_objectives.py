@@ -60,6 +60,12 @@ def test_gafrg_stage_keeps_the_emotion_vae_frozen():
     assert not gafrg.vae.training
 
 
+def test_unfreezing_the_denoiser_leaves_its_vae_frozen():
+    gafrg = build_gafrg(load_config("tiny")).requires_grad_(True)
+    assert not any(p.requires_grad for p in gafrg.vae.parameters())
+    assert all(p.requires_grad for n, p in gafrg.named_parameters() if not n.startswith("vae."))
+
+
 @pytest.mark.parametrize("cond_drop", [0.0, 0.5])
 def test_gafrg_stage_trains_the_null_condition_only_when_it_drops_conditions(cond_drop):
     # Classifier-free guidance needs an unconditional model: the learned null token must be

@@ -163,15 +163,26 @@ def chance_predictions(
     Realistic behaviour unrelated to the speaker. Appropriate items are excluded: copying one of
     them would score a perfect CCC against itself, which is not chance. ``exclude[k]``: further
     items item ``k`` never draws from (e.g. the item whose listener clip is its speaker clip).
+
+    Raises:
+        ValueError: ``exclude`` does not have one entry per item, or leaves an item nothing to
+            draw from.
     """
     rng = np.random.default_rng(seed)
     n = data.listener_emotion.shape[0]
+    if exclude is not None and len(exclude) != n:
+        raise ValueError(f"exclude must have one entry per item ({n}), got {len(exclude)}")
     out = np.empty((n, samples, *data.listener_emotion.shape[1:]), dtype=np.float32)
     for k in range(n):
         left_out = list(exclude[k]) if exclude is not None else []
         pool = np.setdiff1d(np.flatnonzero(~data.neighbours[k]), left_out)
         if pool.size == 0:  # every other item is appropriate: draw from all of them
             pool = np.setdiff1d(np.delete(np.arange(n), k), left_out)
+        if pool.size == 0:
+            raise ValueError(
+                f"exclude[{k}] leaves item {k} no other item to draw a chance reaction from "
+                f"({n} items)"
+            )
         out[k] = data.listener_emotion[rng.choice(pool, size=samples, replace=True)]
     return out
 

@@ -23,6 +23,11 @@ from perfrdiff.features import EMOTION_DIM
 VARIANCE_FLOOR = 1e-12
 
 
+def lagged_correlations_dim(lags: Sequence[int]) -> int:
+    """The width of :func:`lagged_correlations`' output: one value per lag and channel."""
+    return EMOTION_DIM * len(lags)
+
+
 def lagged_correlations(history: Tensor, lags: Sequence[int]) -> Tensor:
     """Per lag and channel, the correlation of the listener with their lagged partner.
 

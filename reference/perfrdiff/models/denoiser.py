@@ -136,6 +136,11 @@ class GAFRG(nn.Module):
         self.vae.eval()  # frozen: never in training mode (no latent sampling)
         return self
 
+    def requires_grad_(self, requires_grad: bool = True) -> GAFRG:
+        super().requires_grad_(requires_grad)
+        self.vae.requires_grad_(False)  # frozen after its own stage, whatever else trains
+        return self
+
     def condition(
         self,
         speaker_audio: Tensor,

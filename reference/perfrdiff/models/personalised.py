@@ -17,9 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from perfrdiff.config import ConfigError, PWSGConfig
-from perfrdiff.features import EMOTION_DIM
 from perfrdiff.models.condition import PERSONALITY_DIM, ListenerCondition, jittered
-from perfrdiff.models.coupling import lagged_correlations
+from perfrdiff.models.coupling import lagged_correlations, lagged_correlations_dim
 from perfrdiff.models.denoiser import GAFRG
 from perfrdiff.models.prior import ListenerPrior, PersonalityLevel
 from perfrdiff.models.style_encoder import StyleEncoder
@@ -146,7 +145,7 @@ class PerFRDiff(nn.Module):
             for name, shape in self.targets.items()
         }
         extra = 2 * style_encoder.input_dim if config.history_stats else 0
-        extra += EMOTION_DIM * len(self.history_lags)
+        extra += lagged_correlations_dim(self.history_lags)
         self.generator = build_generator(config, style_encoder.style_dim + extra, generated)
 
     @property

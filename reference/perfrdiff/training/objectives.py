@@ -145,8 +145,7 @@ class PWSGObjective(Objective):
         self.history_key = f"history_{config.style.input}"
         self.shift_l2 = config.pwsg.shift_l2
         self.style_noise = config.pwsg.style_noise
-        model.gafrg.requires_grad_(model.tune_denoiser)
-        model.gafrg.vae.requires_grad_(False)
+        model.gafrg.requires_grad_(model.tune_denoiser)  # its VAE stays frozen (GAFRG's rule)
         model.style_encoder.requires_grad_(False)
 
     def train(self, mode: bool = True) -> PWSGObjective:
