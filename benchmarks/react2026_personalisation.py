@@ -22,7 +22,8 @@ Two more copies retrain it with the listener prior fitted on the training sequen
 
 Targets (issue 32), for ``both`` and ``personality`` and for their fitted-prior copies: FRCorr
 of ``both`` >= 1.10x generic and >= the offset baseline; ``personality`` > generic; FRdist of
-``both`` below generic.
+``both`` below generic. A last row, ``both, levelled``, moves ``both``'s samples to the history
+mean as the offset moves the generic ones: what the shifts add beyond the level.
 
     python benchmarks/react2026_personalisation.py --gafrg-steps 1000 --pwsg-steps 400 \
         --json benchmarks/results/react2026_personalisation.json
@@ -38,8 +39,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from perfrdiff.cli import main as perfrdiff
 from perfrdiff.config import load_config
+from perfrdiff.data.react2026 import MarsStore
+from perfrdiff.data.react2026.windows import sequence_levels
 from perfrdiff.device import autocast
 from perfrdiff.generation.mars import (
     MarsSequences,
@@ -50,6 +54,7 @@ from perfrdiff.generation.mars import (
 from perfrdiff.metrics.react2026 import CHALLENGE_SEED, appropriate_sets, evaluate_sequences
 from perfrdiff.metrics.report import EvaluateConfig, evaluate_saved_predictions
 from perfrdiff.metrics.report_react2026 import load_sequence_predictions
+from perfrdiff.models import PersonalityLevel
 from perfrdiff.personalisation import mean_offset_predictions, variant_run
 from perfrdiff.protocol import Protocol
 from perfrdiff.run import CONFIG_FILE, Run
@@ -77,7 +82,10 @@ CONDITIONS["both+priors"] = [
     "pwsg.fit_prior_weight=true",
     "pwsg.personality_prior=true",
 ]
-ROWS = ("generic", "offset", *CONDITIONS)
+#: ``both``'s samples moved to the history mean as the offset moves the generic ones: what
+#: the personalised model adds to the offset beyond the level.
+LEVELLED = "both, levelled"
+ROWS = ("generic", "offset", *CONDITIONS, LEVELLED)
 #: The rows the issue's targets name, as (both, personality) pairs.
 TARGET_ROWS = (("both", "personality"), ("both+priors", "personality+prior"))
 
@@ -185,9 +193,13 @@ def one_seed(args: argparse.Namespace, seed: int) -> dict:
     for condition, run in runs.items():
         reads = run.model("pwsg").needs_history
         own = data if reads else held_out_items(run, False, args.max_frames)
-        arrays = online(run, own, "personalised", args.samples, args.generate_seed)
-        arrays = [run.protocol.finish(a) for a in arrays]
+        raw = online(run, own, "personalised", args.samples, args.generate_seed)
+        arrays = [run.protocol.finish(a) for a in raw]
         paths[condition] = write(folder / f"{condition}.npz", run, own, arrays, args.generate_seed)
+        if condition == "both":
+            levelled = offset_arrays(raw, data)  # finished by evaluate, as the offset
+            paths[LEVELLED] = write(folder / "both-levelled.npz", run, data, levelled,
+                                    args.generate_seed)  # fmt: skip
     timings["generate_s"] = time.perf_counter() - start
     start = time.perf_counter()
     every = len(data.dyads) == len(data.store.dyads)
@@ -210,6 +222,26 @@ def cached_seed(args: argparse.Namespace, seed: int) -> dict:
     result = {**one_seed(args, seed), "settings": settings}
     path.write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def level_predictability(root: Path) -> dict[str, float]:
+    """How much of the listeners' levels their Big Five predict on the twin: the R² (over
+    sequences and channels) of the personality's part of the centre
+    (:class:`~perfrdiff.models.PersonalityLevel`, as ``pwsg.personality_prior`` fits it) on
+    the training split's sequence levels, and on every test sequence's. The most a level read
+    from the personality alone can give."""
+    train = MarsStore(root, "train", audio="none")
+    levels, scores = sequence_levels(train)
+    mean = levels.mean(axis=0)
+    level = PersonalityLevel(levels.shape[1])
+    level.fit(torch.from_numpy(scores), torch.from_numpy(levels - mean))
+
+    def r2(store: MarsStore) -> float:
+        actual, personality = sequence_levels(store)
+        predicted = mean + level(torch.from_numpy(personality)).double().numpy()
+        return float(1 - ((actual - predicted) ** 2).sum() / ((actual - mean) ** 2).sum())
+
+    return {"train": r2(train), "test": r2(MarsStore(root, "test", audio="none"))}
 
 
 def summary(seeds: list[dict]) -> dict:
@@ -281,8 +313,11 @@ def main() -> None:
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
         "seeds": seeds,
         "summary": summary(seeds),
+        "personality_level_r2": level_predictability(args.root),
     }  # fmt: skip
     print(table(result))
+    r2 = result["personality_level_r2"]
+    print(f"levels the Big Five predict: R² {r2['train']:.3f} (train), {r2['test']:.3f} (test)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -862,6 +862,10 @@ def render_react2026_personalisation(report: dict[str, Any]) -> str:
     config = report["config"]
     note = (f"{config['samples']} samples, overrides {fmt(config['overrides'])}, means over "
             f"{len(seeds)} seed(s). Targets: {targets}.")  # fmt: skip
+    if "personality_level_r2" in report:  # reports written before it was measured lack it
+        r2 = report["personality_level_r2"]
+        note += (f" Levels the Big Five predict (R²): {fmt(r2['train'])} on the training "
+                 f"sequences, {fmt(r2['test'])} on the test ones.")  # fmt: skip
     return "\n".join(lines) + "\n\n" + note
 
 

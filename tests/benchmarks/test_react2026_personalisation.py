@@ -53,6 +53,27 @@ def test_one_seed_scores_every_row(bench, tmp_path):
     assert summary["frcorr_over_generic"]["generic"] == 1.0 and len(summary["targets"]) == 8
 
 
+def test_level_predictability_is_perfect_for_levels_linear_in_the_personality(
+    bench, tmp_path, monkeypatch
+):
+    root = tmp_path / "data"
+    config = MarsSyntheticConfig(seed=2, sessions={"train": 12, "val": 1, "test": 2},
+                                 dyads_per_session=(1, 2), lengths=(60, 90), eeg=False)  # fmt: skip
+    write_mars_dataset(root, config)
+    r2 = bench.level_predictability(root)
+    assert set(r2) == {"train", "test"} and r2["train"] <= 1.0 and np.isfinite(r2["test"])
+    # Levels that are the personality's linear map (12 listeners, 5 scores): R² 1 on both.
+    planted = np.random.default_rng(0).normal(size=(5, 25))
+
+    def linear_levels(store):
+        scores = np.stack([store.personality[d] for d in store.dyads]).astype(np.float64)
+        return scores @ planted, scores
+
+    monkeypatch.setattr(bench, "sequence_levels", linear_levels)
+    r2 = bench.level_predictability(root)
+    assert r2["train"] > 0.999 and r2["test"] > 0.999
+
+
 def test_the_offset_baseline_moves_each_item_to_its_history_mean(bench):
     raw = [np.random.default_rng(0).random((3, 40, 25), dtype=np.float32)]
     data = argparse.Namespace(histories=[np.full((10, 50), 0.25, dtype=np.float32)])

@@ -374,6 +374,11 @@ def test_react2026_personalisation_report_has_a_row_per_method_and_the_targets(h
     assert "| online track | FRCorr seed 0 | FRCorr seed 1 | FRCorr | / generic | FRdist |" in page
     assert "| both | 0.14 | 0.14 | 0.14 | 1.400× | 46 |" in page
     assert "both FRCorr >= 1.10x generic: met; both FRCorr >= offset: not met" in page
+    assert "Levels the Big Five" not in page
+    report["personality_level_r2"] = {"train": 0.298, "test": -0.112}
+    (tmp_path / "react2026_personalisation.json").write_text(json.dumps(report))
+    page = hooks.render("react2026_personalisation", tmp_path)
+    assert "(R²): 0.298 on the training sequences, -0.112 on the test ones." in page
 
 
 def test_speaker_coupling_report(hooks, tmp_path: Path):
