@@ -25,8 +25,8 @@ of ``both`` >= 1.10x generic and >= the offset baseline; ``personality`` > gener
 ``both`` below generic. A last row, ``both, levelled``, moves ``both``'s samples to the history
 mean as the offset moves the generic ones: what the shifts add beyond the level.
 
-    python benchmarks/react2026_personalisation.py --gafrg-steps 1000 --pwsg-steps 400 \
-        --json benchmarks/results/react2026_personalisation.json
+    python benchmarks/react2026_personalisation.py --set threads=1 --max-frames 1500 \
+        --seeds 0 1 2 --json benchmarks/results/react2026_personalisation.json
 """
 
 from __future__ import annotations
