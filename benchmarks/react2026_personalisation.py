@@ -230,18 +230,17 @@ def level_predictability(root: Path) -> dict[str, float]:
     (:class:`~perfrdiff.models.PersonalityLevel`, as ``pwsg.personality_prior`` fits it) on
     the training split's sequence levels, and on every test sequence's. The most a level read
     from the personality alone can give."""
-    train = MarsStore(root, "train", audio="none")
-    levels, scores = sequence_levels(train)
-    mean = levels.mean(axis=0)
-    level = PersonalityLevel(levels.shape[1])
-    level.fit(torch.from_numpy(scores), torch.from_numpy(levels - mean))
+    train = sequence_levels(MarsStore(root, "train", audio="none"))
+    test = sequence_levels(MarsStore(root, "test", audio="none"))
+    mean = train[0].mean(axis=0)
+    level = PersonalityLevel(train[0].shape[1])
+    level.fit(torch.from_numpy(train[1]), torch.from_numpy(train[0] - mean))
 
-    def r2(store: MarsStore) -> float:
-        actual, personality = sequence_levels(store)
+    def r2(actual: np.ndarray, personality: np.ndarray) -> float:
         predicted = mean + level(torch.from_numpy(personality)).double().numpy()
         return float(1 - ((actual - predicted) ** 2).sum() / ((actual - mean) ** 2).sum())
 
-    return {"train": r2(train), "test": r2(MarsStore(root, "test", audio="none"))}
+    return {"train": r2(*train), "test": r2(*test)}
 
 
 def summary(seeds: list[dict]) -> dict:

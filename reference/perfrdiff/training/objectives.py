@@ -29,6 +29,7 @@ from perfrdiff.models import (
     vae_loss,
     x0_loss,
 )
+from perfrdiff.models.condition import PERSONALITY_DIM
 from perfrdiff.protocol import protocol_named
 from perfrdiff.training.loop import Batch, Objective
 from weditlib import DenseShift, LowRankShift, RowRangeShift
@@ -297,9 +298,11 @@ def fit_listener_prior(model: PerFRDiff, config: Config) -> None:
         weight = model.prior.fit(histories, levels, mean)
         log.info("listener prior weights fitted on %d pairs: %s", len(levels), weight.tolist())
     if model.personality_level is not None:
-        rest = levels - mean.double()
-        if model.prior is not None:
-            rest = levels - model.prior.centre(histories, mean.double())
+        population = mean.double()
+        # the part of each level the history's term of the centre does not give
+        rest = levels - (
+            population if model.prior is None else model.prior.centre(histories, population)
+        )
         coef = model.personality_level.fit(personality, rest)
         log.info("personality prior fitted on %d levels: |coef| max %.4f", len(levels),
                  float(coef.abs().max()))  # fmt: skip
@@ -324,4 +327,4 @@ def training_levels(config: Config, with_history: bool) -> tuple[Tensor | None, 
     from perfrdiff.data import listener_level_pairs
 
     histories, levels = listener_level_pairs(config.data.root, "train", frames)
-    return histories, levels, torch.zeros(len(levels), 5, dtype=torch.float64)
+    return histories, levels, torch.zeros(len(levels), PERSONALITY_DIM, dtype=torch.float64)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -256,29 +257,31 @@ class MarsListenerSegments(Dataset):
         return {**out, "label": torch.tensor(self.labels[k], dtype=torch.int64)}
 
 
+def listener_emotion_blocks(
+    store: MarsStore, dyads: Iterable[Dyad], chunk: int = 4096
+) -> Iterator[np.ndarray]:
+    """The listener emotion of ``dyads``, whole sequences, ``(≤ chunk, 25)`` blocks at a time
+    (a 20,000-frame sequence is never read at once)."""
+    for dyad in dyads:
+        frames = store.frames(dyad)
+        for begin in range(0, frames, chunk):
+            yield store.read("emotion", dyad.listener, begin, min(begin + chunk, frames))
+
+
 def listener_emotion_moments(store: MarsStore, chunk: int = 4096) -> tuple[np.ndarray, ...]:
     """``(mean, std)`` ``(25,)`` float32 over every listener frame of ``store``'s dyads, read
     ``chunk`` frames at a time (what a standardising denoiser is fitted to)."""
-
-    def blocks():
-        for dyad in store.dyads:
-            frames = store.frames(dyad)
-            for begin in range(0, frames, chunk):
-                yield store.read("emotion", dyad.listener, begin, min(begin + chunk, frames))
-
-    mean, std = frame_moments(blocks())
+    mean, std = frame_moments(listener_emotion_blocks(store, store.dyads, chunk))
     return mean.numpy(), std.numpy()
 
 
 def listener_level(store: MarsStore, dyad: Dyad, chunk: int = 4096) -> np.ndarray:
     """``(25,)`` float64 mean of ``dyad``'s listener emotion over the whole sequence, read
     ``chunk`` frames at a time."""
-    frames = store.frames(dyad)
     total = np.zeros(EMOTION_DIM, dtype=np.float64)
-    for begin in range(0, frames, chunk):
-        block = store.read("emotion", dyad.listener, begin, min(begin + chunk, frames))
+    for block in listener_emotion_blocks(store, [dyad], chunk):
         total += block.astype(np.float64).sum(0)
-    return total / max(frames, 1)
+    return total / max(store.frames(dyad), 1)
 
 
 def sequence_levels(store: MarsStore) -> tuple[np.ndarray, np.ndarray]:
