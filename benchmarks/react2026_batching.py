@@ -11,7 +11,11 @@ random weights: speed does not depend on training) and the same inputs:
 * the same steps with each history's style given (``training, style given``): the frozen style
   encoder's pass over the 750-frame histories is the same work in both ways and most of a
   step on a CPU, so this row shows the part where the two ways differ;
-* personalised generation: L listeners x M samples, DDIM (the sampler's cached-memory loop).
+* personalised generation: L listeners x M samples, DDIM (the sampler's cached-memory loop);
+* both tasks on the plain denoiser with no edit at all (``training, unedited`` and
+  ``generation, unedited``): one batch against the official way's split (a sample, or a
+  listener's samples, per forward). No way of editing makes a forward cheaper than no edit,
+  so this ratio is the ceiling of what batching alone can gain on the machine.
 
 On a GPU (``--device cuda``; also a step of ``benchmarks/gpu_check.py``) every timing is
 synchronised with the device.
@@ -149,6 +153,16 @@ def base_weights(plain: GAFRG, targets: Iterable[str]) -> dict[str, tuple[Tensor
     return base
 
 
+def assign_base(models: Models, requires_grad: bool = False) -> None:
+    """The plain denoiser's own weights back in place (no edit); with ``requires_grad`` the
+    edited weights are leaves that collect a gradient, the work a backward to the shifts does."""
+    for name, (w, b) in models.base.items():
+        module, weight, bias = _weight_slots(models.plain, name)
+        setattr(module, weight, w.detach().requires_grad_(requires_grad))
+        if b is not None:
+            setattr(module, bias, b.detach().requires_grad_(requires_grad))
+
+
 def assign(models: Models, shifts: dict) -> None:
     """The baseline's edit: ``module.weight = W + ΔW`` (and ``b + Δb``) of one listener."""
     for name, shift in shifts.items():
@@ -261,6 +275,18 @@ def train_official(models: Models, inputs: dict[str, Tensor], style_given: bool 
     return total
 
 
+def train_unedited(models: Models, inputs: dict[str, Tensor], per_forward: int) -> None:
+    """Forward and backward of the plain denoiser, unedited, ``per_forward`` samples at a time,
+    the gradient reaching its editable weights: the ceiling of :func:`train_ours` (one batch)
+    against :func:`train_official` (one sample per forward)."""
+    assign_base(models, requires_grad=True)
+    b = inputs["x_t"].shape[0]
+    for start in range(0, b, per_forward):
+        rows = slice(start, start + per_forward)
+        x = (inputs["x_t"][rows], inputs["t"][rows], inputs["memory"][rows], inputs["keep"][rows])
+        (x0_loss(models.plain(*x), inputs["target"][rows]) * (rows.stop - start) / b).backward()
+
+
 # ----------------------------------------------------------------------------- generation
 
 
@@ -302,6 +328,18 @@ def generate_official(models: Models, inputs: dict[str, Tensor], samples: int) -
         x = ddim(models, models.plain, inputs["memory"][rows], inputs["noise"][rows])
         out.append(models.plain.from_diffusion(x, model.listener_centre(history)))
     return torch.cat(out)
+
+
+@torch.no_grad()
+def generate_unedited(models: Models, inputs: dict[str, Tensor], per_forward: int) -> Tensor:
+    """DDIM of the plain denoiser, unedited, ``per_forward`` samples at a time: the ceiling of
+    :func:`generate_ours` (all at once) against :func:`generate_official` (a listener's)."""
+    assign_base(models)
+    memory, noise = inputs["memory"], inputs["noise"]
+    return torch.cat([
+        ddim(models, models.plain, memory[i : i + per_forward], noise[i : i + per_forward])
+        for i in range(0, noise.shape[0], per_forward)
+    ])  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- check and time
@@ -384,6 +422,14 @@ def workloads(models: Models, setting: Setting) -> dict[str, dict[str, Callable[
             "ours": lambda: generate_ours(models, gen, setting.samples),
             "official": lambda: generate_official(models, gen, setting.samples),
         },
+        "training, unedited": {
+            "ours": lambda: train_unedited(models, train, setting.batch),
+            "official": lambda: train_unedited(models, train, 1),
+        },
+        "generation, unedited": {
+            "ours": lambda: generate_unedited(models, gen, len(gen["noise"])),
+            "official": lambda: generate_unedited(models, gen, setting.samples),
+        },
     }
 
 
@@ -413,10 +459,14 @@ def summary(seconds: dict[str, dict[str, list[float]]], setting: Setting) -> lis
     """One row per task of one clock's ``seconds`` (task -> way -> per round): the samples of
     one round, each way's samples per second (median round) and ours / official throughput
     per round (``official_s / ours_s``): median (``ratio``), quartiles, extremes."""
+    training = setting.batch * setting.train_steps
+    generation = setting.listeners * setting.samples
     units = {
-        "training": setting.batch * setting.train_steps,
-        "training, style given": setting.batch * setting.train_steps,
-        "generation": setting.listeners * setting.samples,
+        "training": training,
+        "training, style given": training,
+        "generation": generation,
+        "training, unedited": setting.batch,
+        "generation, unedited": generation,
     }
     rows = []
     for task, by_way in seconds.items():

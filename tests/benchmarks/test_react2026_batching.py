@@ -60,7 +60,10 @@ def test_a_timed_round_reports_the_ratio_of_each_task(bench, models):
     assert set(clocks) == {"wall", "cpu"}
     seconds = clocks["wall"]
     rows = {row["task"]: row for row in bench.summary(seconds, setting)}
-    for task, unit in (("training", 2), ("training, style given", 2), ("generation", 4)):
+    tasks = (("training", 2), ("training, style given", 2), ("generation", 4),
+             ("training, unedited", 2), ("generation, unedited", 4))  # fmt: skip
+    assert set(seconds) == {task for task, _ in tasks}
+    for task, unit in tasks:
         ours, official = seconds[task]["ours"], seconds[task]["official"]
         assert len(ours) == len(official) == 1 and min(ours + official) > 0
         row = rows[task]
@@ -82,3 +85,27 @@ def test_a_given_style_trains_as_the_style_encoded_in_the_step(bench, models):
         torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-7)
         for a, b in zip(*grads, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
+
+
+def test_the_unedited_ceiling_gives_the_same_work_whatever_the_split(bench, models):
+    """One batch or a listener's samples per forward: the same samples and weight gradients,
+    and no listener's edit is left in the plain denoiser."""
+    setting = bench.Setting(**SMALL)
+    gen = bench.generation_inputs(models, setting)
+    with torch.no_grad():
+        bench.assign(models, models.model.listener_shifts(gen["history"][:1]))
+    together = bench.generate_unedited(models, gen, per_forward=4)
+    apart = bench.generate_unedited(models, gen, per_forward=2)
+    torch.testing.assert_close(together, apart, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        x = bench.ddim(models, models.model.gafrg, gen["memory"], gen["noise"])
+    torch.testing.assert_close(together, x, rtol=1e-5, atol=1e-6)
+
+    train = bench.training_inputs(models, setting)
+    grads = []
+    for per_forward in (2, 1):
+        bench.train_unedited(models, train, per_forward)
+        module, weight, _ = bench._weight_slots(models.plain, next(iter(models.base)))
+        grads.append(getattr(module, weight).grad.clone())
+    assert grads[0].abs().max() > 0
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-7)
