@@ -899,7 +899,40 @@ def render_speaker_coupling(report: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+def render_personal_response(report: dict[str, Any]) -> str:
+    """``benchmarks/personal_response.py`` report: per family, each closed-form predictor under
+    each view of the speaker, against the item's own reaction and on both label sets."""
+    columns = [
+        ("view", "view"),
+        ("method", "method"),
+        ("own_correlation", "own corr. ↑"),
+        ("own_ccc", "own CCC ↑"),
+        ("frcorr_MAFRG", "MAFRG FRCorr ↑"),
+        ("frdist_MAFRG", "MAFRG FRdist ↓"),
+        ("frcorr_PMAFRG", "PMAFRG FRCorr ↑"),
+        ("frdist_PMAFRG", "PMAFRG FRdist ↓"),
+    ]
+    parts = []
+    for name, family in report["families"].items():
+        rows = [
+            {"view": view, "method": method, **values}
+            for view, methods in family["views"].items()
+            for method, values in methods.items()
+        ]
+        parts += [
+            f"**{name}** ({family['role']}): {family['split']} split, {family['items']} items.",
+            table(rows, columns),
+        ]
+    return "\n\n".join(parts) + (
+        f"\n\nWindow {report['window']}; ridge weight of a listener's map around the shared "
+        f"one {fmt(report['weight'])}; each predictor scored as {report['samples']} identical "
+        "samples."
+    )
+
+
 RENDERERS = {
+    "personal_response": render_personal_response,
+    "personal_response_test": render_personal_response,
     "speaker_coupling": render_speaker_coupling,
     "react2026_personalisation": render_react2026_personalisation,
     "react2026_online": render_react2026_online,
