@@ -424,6 +424,13 @@ class PWSGConfig(_Checked):
     # condition that reads the personality (REACT 2026 data) and denoiser.standardise; with
     # pwsg.listener_prior off the centre is the training mean plus this part alone.
     personality_prior: bool = _setting(False, role=_PWSG)
+    # Also move the prior's mean, frame by frame, by the listener's linear response to the
+    # speaker frames the window sees: a ridge map from the partner's last 2 s to the listener's
+    # emotion, fitted on each dyadic history in closed form (perfrdiff.models.response). Needs
+    # style.input: dyadic and denoiser.standardise. Not the paper's.
+    listener_response: bool = _setting(False, role=_PWSG)
+    # That ridge regression's weight (features standardised per history, so in frames).
+    response_weight: float = _setting(1000.0, _at_least(0), role=_PWSG)
 
 
 _EEG = weights_of("eeg")
@@ -595,6 +602,20 @@ class Config(_Checked):
                 "pwsg.personality_prior",
                 "reads each listener's personality: needs pwsg.condition = 'personality' or "
                 "'both', got 'history'",
+            )
+        if self.pwsg.listener_response and self.style.input != "dyadic":
+            raise ConfigError(
+                "pwsg.listener_response",
+                "fits the listener's response to their partner: needs style.input = 'dyadic', "
+                f"got {self.style.input!r}",
+            )
+        if self.pwsg.listener_response and not self.denoiser.standardise:
+            raise ConfigError(
+                "pwsg.listener_response", "needs denoiser.standardise = true (the prior's scale)"
+            )
+        if self.pwsg.listener_response and not self.pwsg.response_weight > 0:
+            raise ConfigError(
+                "pwsg.response_weight", f"must be > 0, got {self.pwsg.response_weight:g}"
             )
         if self.pwsg.personality_prior and not self.denoiser.standardise:
             raise ConfigError(

@@ -197,7 +197,8 @@ class ReactionSampler:
                 ``eta = 0``) and the prediction is made to continue from ``known``
                 (:func:`continue_from`); the returned window starts with exactly ``known``.
             centre: ``(l, 25)`` per-listener means the windows are diffused around
-                (:meth:`PerFRDiff.listener_centre`; needs ``index``), or ``None``.
+                (:meth:`PerFRDiff.listener_centre`; needs ``index``), ``(b, w, 25)`` a centre
+                per sample and frame (:meth:`PerFRDiff.window_centre`), or ``None``.
         """
         b, device = memory.shape[0], memory.device
         dtype = torch.promote_types(memory.dtype, torch.float32)  # of x_t and the solver
@@ -210,7 +211,13 @@ class ReactionSampler:
                 f"known must be (b={b}, o, {EMOTION_DIM}) with 0 < o < {shape[1]}, "
                 f"got {tuple(known.shape)}"
             )
-        if centre is not None:
+        if centre is not None and centre.dim() == 3:
+            if centre.shape != shape:
+                raise ValueError(
+                    f"a per-frame centre must be (b, w, 25) = {shape}, got {tuple(centre.shape)}"
+                )
+            centre = centre.to(device, dtype)
+        elif centre is not None:
             if index is None:
                 raise ValueError("index is required with centre (the listener of each sample)")
             centre = centre.to(device, dtype)[index]
@@ -219,7 +226,8 @@ class ReactionSampler:
         if known is not None:
             o = known.shape[1]
             known = known.to(device, dtype)
-            known_z = self.gafrg.to_diffusion(known, centre)
+            known_centre = centre[:, :o] if centre is not None and centre.dim() == 3 else centre
+            known_z = self.gafrg.to_diffusion(known, known_centre)
             known_noise = torch.randn(
                 known.shape, generator=generator, dtype=dtype, device=generator.device
             ).to(device)

@@ -26,6 +26,7 @@ from torch import Tensor
 from perfrdiff.features import EMOTION_DIM, FACE_DIM
 from perfrdiff.generation.sampler import ReactionSampler
 from perfrdiff.models.personalised import PerFRDiff
+from perfrdiff.models.response import first_visible
 
 #: ``(begin, end) -> (n, end - begin, a + 58 + 25)`` speaker frames of ``n`` sequences (zeros
 #: outside each sequence): how the drivers read speakers, e.g. from memory-mapped files.
@@ -76,7 +77,7 @@ class WindowStream:
         self.widths = [gafrg.audio_dim, FACE_DIM, EMOTION_DIM]
         self.device = next(gafrg.parameters()).device
         self.generator = torch.Generator(self.device).manual_seed(seed)
-        self.shifts = self.centre = self.index = None
+        self.shifts = self.centre = self.index = self.response = None
         listeners = history if history is not None else personality
         if listeners is not None:
             self._bind(history, personality, listeners.shape[0], listener_of)
@@ -106,6 +107,7 @@ class WindowStream:
         with torch.no_grad():
             self.shifts = self.sampler.bind(model.listener_shifts(history, personality))
             self.centre = model.listener_centre(history, personality)
+            self.response = model.listener_response(history)
         rows = torch.arange(listeners) if listener_of is None else listener_of
         self.index = rows.to(self.device).repeat_interleave(self.samples)
 
@@ -129,8 +131,16 @@ class WindowStream:
         else:
             prev = torch.zeros(rows, w, EMOTION_DIM, device=self.device)
         known = self.tail[:, start - self.generated :] if start < self.generated else None
+        centre = self.centre
+        if self.response is not None:  # the listener's response to what the window sees
+            starts = torch.full((rows,), start, device=self.device)
+            past = torch.full((rows,), has_past, device=self.device)
+            visible = first_visible(starts, past, self.context)
+            centre = self.sampler.model.window_centre(
+                centre, self.response, self.index, speaker[..., -EMOTION_DIM:], visible
+            )
         window = self.sampler.sample_speaker(
-            speaker, prev, has_past, self.generator, self.shifts, self.index, known, self.centre
+            speaker, prev, has_past, self.generator, self.shifts, self.index, known, centre
         )
         new = window[:, self.generated - start :]
         tail = new if self.tail is None else torch.cat([self.tail, new], dim=1)

@@ -75,6 +75,7 @@ class StreamingGenerator:
         self.shifts = None
         self.index = None
         self.centre = None
+        self.response = None  # each listener's response fit (pwsg.listener_response)
         if history is not None:
             if not isinstance(sampler.model, PerFRDiff):
                 raise TypeError("history given but the sampler's model is not a PerFRDiff")
@@ -82,6 +83,7 @@ class StreamingGenerator:
             with torch.no_grad():
                 self.shifts = sampler.bind(sampler.model.listener_shifts(history))
                 self.centre = sampler.model.listener_centre(history)
+                self.response = sampler.model.listener_response(history)
             self.index = torch.arange(self.n, device=self.device).repeat_interleave(samples)
         self.frames: list[Tensor] = []  # received speaker frames, chunks of (n, f, 78+58+25)
         self.received = 0
@@ -109,8 +111,14 @@ class StreamingGenerator:
             speaker = torch.zeros(rows, w, width, device=self.device)
             prev = torch.zeros(rows, w, EMOTION_DIM, device=self.device)
         known = self.tail[:, start - self.generated :] if start < self.generated else None
+        centre = self.centre
+        if self.response is not None:  # the window sees [start - w, start), or nothing
+            visible = torch.full((rows,), 0 if has_past else w, device=self.device)
+            centre = self.sampler.model.window_centre(
+                centre, self.response, self.index, speaker[..., -EMOTION_DIM:], visible
+            )
         window = self.sampler.sample_speaker(
-            speaker, prev, has_past, self.generator, self.shifts, self.index, known, self.centre
+            speaker, prev, has_past, self.generator, self.shifts, self.index, known, centre
         )
         new = window[:, self.generated - start :]
         if self.max_frames is not None:

@@ -49,7 +49,8 @@ def build_perfrdiff(
     """PerFRDiff (stage ``pwsg`` trains its generator) around a denoiser and a style encoder."""
     gafrg = gafrg if gafrg is not None else build_gafrg(config)
     style_encoder = style_encoder if style_encoder is not None else build_style_encoder(config)
-    return PerFRDiff(gafrg, style_encoder, config.pwsg)
+    context = protocol_named(config.protocol).context_frames(config.data.window)
+    return PerFRDiff(gafrg, style_encoder, config.pwsg, speaker_context=context)
 
 
 def build_schedule(config: Config) -> DDIMSchedule:

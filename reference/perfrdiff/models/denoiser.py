@@ -30,7 +30,9 @@ from perfrdiff.models.scaler import FeatureScaler
 
 def _per_window(centre: Tensor | None) -> Tensor | None:
     """``(b, 25)`` -> ``(b, 1, 25)``, broadcastable against ``(b, w, 25)`` windows."""
-    return None if centre is None else centre[:, None]
+    if centre is None or centre.dim() == 3:  # (b, w, 25): a centre per frame already
+        return centre
+    return centre[:, None]
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,8 @@ class GAFRG(nn.Module):
         """``(b, w, 25)`` listener features -> the space the windows are diffused in.
 
         ``centre: (b, 25)`` replaces the training split's mean for each window (a listener
-        prior, :meth:`PerFRDiff.listener_centre`); it needs ``denoiser.standardise``.
+        prior, :meth:`PerFRDiff.listener_centre`), ``(b, w, 25)`` for each frame
+        (:meth:`PerFRDiff.window_centre`); it needs ``denoiser.standardise``.
         """
         if self.scaler is None:
             return self._unscaled(emotion, centre)

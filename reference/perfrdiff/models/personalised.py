@@ -21,6 +21,7 @@ from perfrdiff.models.condition import PERSONALITY_DIM, ListenerCondition, jitte
 from perfrdiff.models.coupling import lagged_correlations, lagged_correlations_dim
 from perfrdiff.models.denoiser import GAFRG
 from perfrdiff.models.prior import ListenerPrior, PersonalityLevel
+from perfrdiff.models.response import ListenerResponse, ResponseFit
 from perfrdiff.models.style_encoder import StyleEncoder
 from weditlib import (
     DenseShift,
@@ -87,9 +88,18 @@ class PerFRDiff(nn.Module):
         gafrg: the generic denoiser (trained, frozen in stage 2).
         style_encoder: PSSL (trained, frozen in stage 2).
         config: which denoiser weights to edit and the generator's heads.
+        speaker_context: ``(before, after)`` speaker frames a window sees before and from its
+            start (the protocol's ``context_frames``), read by ``pwsg.listener_response``;
+            default: the window before, then the rest of ``gafrg.speaker_frames``.
     """
 
-    def __init__(self, gafrg: GAFRG, style_encoder: StyleEncoder, config: PWSGConfig) -> None:
+    def __init__(
+        self,
+        gafrg: GAFRG,
+        style_encoder: StyleEncoder,
+        config: PWSGConfig,
+        speaker_context: tuple[int, int] | None = None,
+    ) -> None:
         super().__init__()
         self.gafrg = gafrg
         self.style_encoder = style_encoder
@@ -132,6 +142,18 @@ class PerFRDiff(nn.Module):
         self.personality_level = (
             PersonalityLevel(gafrg.scaler.channels, PERSONALITY_DIM)
             if config.personality_prior
+            else None
+        )
+        if config.listener_response and gafrg.scaler is None:
+            raise ValueError("pwsg.listener_response needs a standardising denoiser")
+        if config.listener_response and style_encoder.input_name != "dyadic":
+            raise ValueError("pwsg.listener_response needs a dyadic history (style.input)")
+        if speaker_context is None:
+            speaker_context = (gafrg.window, gafrg.speaker_frames - gafrg.window)
+        # Each listener's response to the speaker, from the history (pwsg.listener_response).
+        self.response = (
+            ListenerResponse(gafrg.window, speaker_context, config.response_weight)
+            if config.listener_response
             else None
         )
         # name -> (start, stop): the rows of that weight the shifts edit (pwsg.attention_rows)
@@ -249,6 +271,45 @@ class PerFRDiff(nn.Module):
         centre = self._history_centre(history)
         base = self.gafrg.scaler.mean if centre is None else centre
         return base.to(offset.dtype) + offset
+
+    def listener_response(self, history: Tensor | None) -> ResponseFit | None:
+        """``history: (l, h, 50)`` -> each listener's response fit
+        (:class:`~perfrdiff.models.response.ListenerResponse`), or ``None`` without
+        ``pwsg.listener_response``.
+
+        Raises:
+            ValueError: the response is on and ``history`` is ``None`` or not ``(l, h, 50)``.
+        """
+        if self.response is None:
+            return None
+        if history is None:
+            raise ValueError("history is required: pwsg.listener_response reads it, got None")
+        return self.response.fit(history)
+
+    def window_centre(
+        self,
+        centre: Tensor | None,
+        fit: ResponseFit | None,
+        index: Tensor,
+        speaker_emotion: Tensor,
+        visible_from: Tensor,
+    ) -> Tensor | None:
+        """The centre each window is diffused around: ``(b, w, 25)`` with a response (the
+        listener's level, or the training mean, plus their response to the speaker frames the
+        window sees), else the listeners' ``centre: (l, 25)`` as it is (or ``None``).
+
+        Args:
+            centre: :meth:`listener_centre`'s, or ``None``.
+            fit: :meth:`listener_response`'s, or ``None``.
+            index: ``(b,)`` the listener of each window.
+            speaker_emotion: ``(b, s, 25)`` the speaker's emotion the window sees.
+            visible_from: ``(b,)`` the first real frame of it (``s``: none).
+        """
+        if fit is None or self.response is None:
+            return centre
+        level = self.gafrg.scaler.mean.expand(len(index), -1) if centre is None else centre[index]
+        response = self.response(fit[index], speaker_emotion, visible_from)
+        return level[:, None].to(response.dtype) + response
 
     def _history_centre(self, history: Tensor | None) -> Tensor | None:
         """:meth:`listener_centre`'s history part (``pwsg.listener_prior``), or ``None``."""

@@ -30,6 +30,7 @@ from perfrdiff.models import (
     x0_loss,
 )
 from perfrdiff.models.condition import PERSONALITY_DIM
+from perfrdiff.models.response import first_visible
 from perfrdiff.protocol import protocol_named
 from perfrdiff.training.loop import Batch, Objective
 from weditlib import DenseShift, LowRankShift, RowRangeShift
@@ -95,7 +96,8 @@ def diffusion_inputs(
 
     ``target`` is what the network learns to output (``x0`` or ``v``, see
     :meth:`DDIMSchedule.training_target`), in the space the denoiser diffuses
-    (:meth:`GAFRG.to_diffusion`, around ``centre: (b, 25)`` when given: a listener prior).
+    (:meth:`GAFRG.to_diffusion`, around ``centre: (b, 25)`` or ``(b, w, 25)`` when given: a
+    listener prior).
     The real previous window is hidden with probability ``prev_drop`` (as at a clip's start).
     """
     x0 = gafrg.to_diffusion(batch["listener_emotion"].float(), centre)
@@ -206,6 +208,12 @@ def personalised_loss(
         history = batch[history_key].float() if model.needs_history else None
         features = model.history_features(history)
         centre = model.listener_centre(history, personality)
+        fit = model.listener_response(history)
+        if fit is not None:  # a centre per frame: the listener's response to the speaker
+            rows = torch.arange(history.shape[0], device=history.device)
+            visible = first_visible(batch["start"], batch["has_past"], model.response.context)
+            speaker = batch["speaker_emotion"].float()
+            centre = model.window_centre(centre, fit, rows, speaker, visible.to(speaker.device))
     # the speaker memory learns with a tuned denoiser (pwsg.tune_denoiser)
     with torch.set_grad_enabled(model.tune_denoiser and torch.is_grad_enabled()):
         target, x_t, t, memory, keep = diffusion_inputs(
