@@ -16,6 +16,7 @@ from perfrdiff.models.encoders import SpeakerEncoder, sinusoidal_embedding
 from perfrdiff.models.losses import supervised_contrastive_loss, x0_loss
 from perfrdiff.models.personalised import PerFRDiff, build_generator
 from perfrdiff.models.prior import ListenerPrior, PersonalityLevel
+from perfrdiff.models.response import ListenerResponse, ResponseFit, first_visible
 from perfrdiff.models.scaler import FeatureScaler
 from perfrdiff.models.schedule import DDIMSchedule, cosine_alphas_cumprod
 from perfrdiff.models.solvers import SOLVERS, DPMSolverPP2M, UniPC, build_solver
@@ -30,9 +31,11 @@ __all__ = [
     "FeatureScaler",
     "ListenerCondition",
     "ListenerPrior",
+    "ListenerResponse",
     "MemoryCache",
     "PerFRDiff",
     "PersonalityLevel",
+    "ResponseFit",
     "SpeakerEncoder",
     "StyleEncoder",
     "UniPC",
@@ -44,6 +47,7 @@ __all__ = [
     "build_style_encoder",
     "build_vae",
     "cosine_alphas_cumprod",
+    "first_visible",
     "lagged_correlations",
     "sinusoidal_embedding",
     "supervised_contrastive_loss",
