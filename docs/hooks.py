@@ -945,6 +945,7 @@ RENDERERS = {
     "personalisation_candidates": render_personalisation,
     "personalisation_model_candidates": render_personalisation,
     "personalisation_training_seed": render_personalisation,
+    "personalisation_response": render_personalisation,
     "ablation": render_ablation,
     "ablation_heldout": render_ablation,
     "gpu/gpu_check": render_gpu_check,
