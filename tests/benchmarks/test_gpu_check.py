@@ -48,4 +48,6 @@ def test_cpu_dry_run_runs_every_step_and_says_it_is_not_a_gpu_measurement(tmp_pa
         "training",
         "training, style given",
         "generation",
+        "training, unedited",
+        "generation, unedited",
     }
