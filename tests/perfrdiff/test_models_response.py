@@ -162,12 +162,16 @@ def test_the_window_centre_is_the_level_plus_the_response():
     centre = model.listener_centre(history)
     index = torch.tensor([0, 1, 1])
     speaker = torch.randn(3, 50, 25)
-    visible = torch.tensor([0, 0, 50])
-    out = model.window_centre(centre, fit, index, speaker, visible)
+    start, has_past = torch.tensor([50, 400, 0]), torch.tensor([True, True, False])
+    out = model.window_centre(centre, fit, index, speaker, start, has_past)
+    visible = torch.tensor([0, 0, 50])  # the last window has no past: it sees no speaker
     response = model.response(fit[index], speaker, visible)
     torch.testing.assert_close(out, centre[index][:, None] + response)
     assert out[2].sub(centre[1]).abs().max() == 0  # the window that sees no speaker: the level
     assert response[:2].abs().max() > 0
+    # one start and one has_past stand for every window
+    one = model.window_centre(centre, fit, index[:2], speaker[:2], 50, True)
+    torch.testing.assert_close(one, out[:2])
     with pytest.raises(ValueError, match="history is required"):
         model.listener_response(None)
 

@@ -26,7 +26,6 @@ from torch import Tensor
 from perfrdiff.features import EMOTION_DIM, FACE_DIM
 from perfrdiff.generation.sampler import ReactionSampler
 from perfrdiff.models.personalised import PerFRDiff
-from perfrdiff.models.response import first_visible
 
 #: ``(begin, end) -> (n, end - begin, a + 58 + 25)`` speaker frames of ``n`` sequences (zeros
 #: outside each sequence): how the drivers read speakers, e.g. from memory-mapped files.
@@ -133,11 +132,8 @@ class WindowStream:
         known = self.tail[:, start - self.generated :] if start < self.generated else None
         centre = self.centre
         if self.response is not None:  # the listener's response to what the window sees
-            starts = torch.full((rows,), start, device=self.device)
-            past = torch.full((rows,), has_past, device=self.device)
-            visible = first_visible(starts, past, self.context)
             centre = self.sampler.model.window_centre(
-                centre, self.response, self.index, speaker[..., -EMOTION_DIM:], visible
+                centre, self.response, self.index, speaker[..., -EMOTION_DIM:], start, has_past
             )
         window = self.sampler.sample_speaker(
             speaker, prev, has_past, self.generator, self.shifts, self.index, known, centre

@@ -112,10 +112,9 @@ class StreamingGenerator:
             prev = torch.zeros(rows, w, EMOTION_DIM, device=self.device)
         known = self.tail[:, start - self.generated :] if start < self.generated else None
         centre = self.centre
-        if self.response is not None:  # the window sees [start - w, start), or nothing
-            visible = torch.full((rows,), 0 if has_past else w, device=self.device)
+        if self.response is not None:  # the listener's response to what the window sees
             centre = self.sampler.model.window_centre(
-                centre, self.response, self.index, speaker[..., -EMOTION_DIM:], visible
+                centre, self.response, self.index, speaker[..., -EMOTION_DIM:], start, has_past
             )
         window = self.sampler.sample_speaker(
             speaker, prev, has_past, self.generator, self.shifts, self.index, known, centre

@@ -21,7 +21,7 @@ from perfrdiff.models.condition import PERSONALITY_DIM, ListenerCondition, jitte
 from perfrdiff.models.coupling import lagged_correlations, lagged_correlations_dim
 from perfrdiff.models.denoiser import GAFRG
 from perfrdiff.models.prior import ListenerPrior, PersonalityLevel
-from perfrdiff.models.response import ListenerResponse, ResponseFit
+from perfrdiff.models.response import ListenerResponse, ResponseFit, first_visible
 from perfrdiff.models.style_encoder import StyleEncoder
 from weditlib import (
     DenseShift,
@@ -274,7 +274,7 @@ class PerFRDiff(nn.Module):
 
     def listener_response(self, history: Tensor | None) -> ResponseFit | None:
         """``history: (l, h, 50)`` -> each listener's response fit
-        (:class:`~perfrdiff.models.response.ListenerResponse`), or ``None`` without
+        (:class:`~perfrdiff.models.ListenerResponse`), or ``None`` without
         ``pwsg.listener_response``.
 
         Raises:
@@ -292,7 +292,8 @@ class PerFRDiff(nn.Module):
         fit: ResponseFit | None,
         index: Tensor,
         speaker_emotion: Tensor,
-        visible_from: Tensor,
+        start: Tensor | int,
+        has_past: Tensor | bool,
     ) -> Tensor | None:
         """The centre each window is diffused around: ``(b, w, 25)`` with a response (the
         listener's level, or the training mean, plus their response to the speaker frames the
@@ -303,12 +304,18 @@ class PerFRDiff(nn.Module):
             fit: :meth:`listener_response`'s, or ``None``.
             index: ``(b,)`` the listener of each window.
             speaker_emotion: ``(b, s, 25)`` the speaker's emotion the window sees.
-            visible_from: ``(b,)`` the first real frame of it (``s``: none).
+            start: ``(b,)`` or one for all: the window's first frame in its sequence.
+            has_past: ``(b,)`` or one for all: whether the window has a past
+                (:func:`~perfrdiff.models.first_visible` reads both).
         """
         if fit is None or self.response is None:
             return centre
-        level = self.gafrg.scaler.mean.expand(len(index), -1) if centre is None else centre[index]
-        response = self.response(fit[index], speaker_emotion, visible_from)
+        b, device = len(index), speaker_emotion.device
+        start = torch.as_tensor(start, device=device).expand(b)
+        has_past = torch.as_tensor(has_past, device=device).expand(b)
+        visible = first_visible(start, has_past, self.response.context)
+        level = self.gafrg.scaler.mean.expand(b, -1) if centre is None else centre[index]
+        response = self.response(fit[index], speaker_emotion, visible)
         return level[:, None].to(response.dtype) + response
 
     def _history_centre(self, history: Tensor | None) -> Tensor | None:

@@ -30,7 +30,6 @@ from perfrdiff.models import (
     x0_loss,
 )
 from perfrdiff.models.condition import PERSONALITY_DIM
-from perfrdiff.models.response import first_visible
 from perfrdiff.protocol import protocol_named
 from perfrdiff.training.loop import Batch, Objective
 from weditlib import DenseShift, LowRankShift, RowRangeShift
@@ -211,9 +210,10 @@ def personalised_loss(
         fit = model.listener_response(history)
         if fit is not None:  # a centre per frame: the listener's response to the speaker
             rows = torch.arange(history.shape[0], device=history.device)
-            visible = first_visible(batch["start"], batch["has_past"], model.response.context)
             speaker = batch["speaker_emotion"].float()
-            centre = model.window_centre(centre, fit, rows, speaker, visible.to(speaker.device))
+            centre = model.window_centre(
+                centre, fit, rows, speaker, batch["start"], batch["has_past"]
+            )
     # the speaker memory learns with a tuned denoiser (pwsg.tune_denoiser)
     with torch.set_grad_enabled(model.tune_denoiser and torch.is_grad_enabled()):
         target, x_t, t, memory, keep = diffusion_inputs(
