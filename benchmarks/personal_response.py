@@ -92,12 +92,13 @@ def score_family(name: str, root: Path, split: str, window: int, weight: float) 
     clips, picker = Clips(root), HistoryPicker(root, split)
     index = clips.index(split)
     training = clips.training_dyads()
-    reals = np.stack([clips.dyad(split, pair.listener).listener for pair in index.items])
+    items = [clips.dyad(split, pair.listener) for pair in index.items]
+    reals = np.stack([item.listener for item in items])
     histories = []
     for pair in index.items:
         source = picker(pair.listener)
         histories.append(clips.dyad(source.split, source.clip))
-    speakers = [clips.dyad(split, pair.listener).speaker for pair in index.items]
+    speakers = [item.speaker for item in items]
     label_sets = label_set_matrices(index.neighbours, item_listeners(index.items))
     report: dict = {"split": split, "items": len(index.items), "views": {}}
     for view in VIEWS:
